@@ -3,13 +3,12 @@
 // first sighting. A lookup waits at most its budget; the rest finishes in the background,
 // deduplicated per domain and capped in concurrency. Never throws from lookup; never scores.
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import { ConfigError, messageOf } from './errors.js';
 import type { DomainAgeConfig } from './domain-age-schema.js';
 import { DomainAgeStore, type AgeResult, type AgeSource } from './domain-age-store.js';
-import { RdapBootstrap, queryRdap, type RegistryAnswer } from './rdap.js';
+import { RdapBootstrap, fetchBootstrapText, queryRdap, readBootstrapFile, readShippedBootstrap, type RegistryAnswer } from './rdap.js';
 import { parseWhoisServer, queryWhois, type WhoisServer } from './whois-age.js';
 
 export type { AgeResult, AgeSource } from './domain-age-store.js';
@@ -198,7 +197,14 @@ export class DomainAges {
       this.#count('feed', 'ok');
       return entry;
     }
-    const stored = this.#store.get(name, nowMs);
+    let stored: ReturnType<DomainAgeStore['get']>;
+    try {
+      stored = this.#store.get(name, nowMs);
+    } catch (err) {
+      // A failing disk must not fail the query: the age is simply unknown until it recovers.
+      this.#deps.logger?.warn({ domain: name, err: messageOf(err) }, 'domain age store read failed');
+      return undefined;
+    }
     if (stored === undefined) return undefined;
     const entry: Entry = { createdMs: stored.createdMs, source: stored.source, result: stored.result, expiresMs: stored.expiresMs };
     this.#cache.set(name, entry);
@@ -311,23 +317,19 @@ export class DomainAges {
 
   #loadBootstrap(): RdapBootstrap | undefined {
     const configured = this.#config.rdap.bootstrap_file;
-    const candidates = configured !== '' ? [configured] : SHIPPED_BOOTSTRAP.map((url) => url.pathname);
     let loaded: RdapBootstrap | undefined;
-    for (const path of candidates) {
-      let text: string;
+    if (configured !== '') {
       try {
-        text = readFileSync(path, 'utf8');
+        loaded = readBootstrapFile(configured);
       } catch (err) {
-        if (configured !== '') throw new ConfigError('domain_age.rdap.bootstrap_file', `cannot read ${path}: ${messageOf(err)}`);
-        continue;
+        throw new ConfigError('domain_age.rdap.bootstrap_file', messageOf(err));
       }
-      loaded = RdapBootstrap.parse(safeJson(text));
-      if (loaded === undefined && configured !== '') throw new ConfigError('domain_age.rdap.bootstrap_file', `${path} is not an RDAP bootstrap file`);
-      if (loaded !== undefined) break;
+    } else {
+      loaded = readShippedBootstrap();
+      if (loaded === undefined) this.#deps.logger?.warn({}, 'shipped RDAP bootstrap missing: RDAP only for domain_age.rdap.servers');
     }
-    if (loaded === undefined) this.#deps.logger?.warn({ candidates }, 'no RDAP bootstrap file: RDAP only for domain_age.rdap.servers');
     // A copy refreshed earlier and kept in the store wins when it is newer.
-    const kept = RdapBootstrap.parse(safeJson(this.#store.getMeta('rdap_bootstrap') ?? ''));
+    const kept = RdapBootstrap.fromText(this.#store.getMeta('rdap_bootstrap') ?? '');
     if (kept !== undefined && (loaded === undefined || kept.publication > loaded.publication)) return kept;
     return loaded;
   }
@@ -336,16 +338,8 @@ export class DomainAges {
     const source = this.#config.rdap.bootstrap_url;
     if (source === '' || this.#closed) return false;
     try {
-      let text: string;
-      if (/^https?:\/\//.test(source)) {
-        const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(Math.max(this.#config.rdap.timeout_ms, 10_000))]);
-        const response = await fetch(source, { signal });
-        if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
-        text = await response.text();
-      } else {
-        text = await readFile(source, 'utf8');
-      }
-      const parsed = RdapBootstrap.parse(safeJson(text));
+      const text = await fetchBootstrapText(source, this.#abort.signal, Math.max(this.#config.rdap.timeout_ms, 10_000));
+      const parsed = RdapBootstrap.fromText(text);
       if (parsed === undefined) throw new Error('not an RDAP bootstrap file');
       if (this.#closed) return false;
       this.#bootstrap = parsed;
@@ -358,12 +352,6 @@ export class DomainAges {
     }
   }
 }
-
-// src/domain-age.ts runs from src/ under vitest and from dist/src/ when built.
-const SHIPPED_BOOTSTRAP = [
-  new URL('../fixtures/rdap/dns.json', import.meta.url),
-  new URL('../../fixtures/rdap/dns.json', import.meta.url),
-];
 
 /** Commercial NRD feed layout: `domain,created_date` per line, header optional, `#` comments. */
 export function parseFeed(text: string, nowMs: number): { ages: Map<string, number>; rejected: number } {
@@ -423,14 +411,6 @@ function resultOf(entry: Entry): AgeResult {
 function ageOf(entry: Entry, nowMs: number): DomainAge | undefined {
   if (entry.createdMs === undefined) return undefined;
   return { days: Math.max(0, Math.floor((nowMs - entry.createdMs) / DAY_MS)), createdMs: entry.createdMs, source: entry.source };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 async function withinBudget<T>(pending: Promise<T>, budgetMs: number): Promise<T | typeof BUDGET_EXPIRED> {

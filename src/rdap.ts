@@ -2,6 +2,8 @@
 // `queryRdap` fetches `<base>domain/<name>` (RFC 9082) under a hard deadline and a size cap, then
 // reads the `registration` event (RFC 9083 §4.5). Returns values, never throws; never validates
 // plausibility of a date (the caller does, in one place) and never caches.
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 
 /** What a registry said about one domain. `createdMs` is as parsed, not yet judged plausible. */
 export type RegistryAnswer =
@@ -39,6 +41,14 @@ export class RdapBootstrap {
     return new RdapBootstrap(baseUrls, typeof publication === 'string' ? publication : 'unknown');
   }
 
+  static fromText(text: string): RdapBootstrap | undefined {
+    try {
+      return RdapBootstrap.parse(JSON.parse(text));
+    } catch {
+      return undefined;
+    }
+  }
+
   get size(): number {
     return this.#baseUrls.size;
   }
@@ -54,6 +64,46 @@ export class RdapBootstrap {
       suffix = suffix.slice(dot + 1);
     }
   }
+}
+
+// The copy of IANA's file shipped in fixtures/rdap/ (see its README): this module runs from src/
+// under vitest and from dist/src/ when built.
+const SHIPPED_BOOTSTRAP = [
+  new URL('../fixtures/rdap/dns.json', import.meta.url),
+  new URL('../../fixtures/rdap/dns.json', import.meta.url),
+];
+
+/** The shipped bootstrap, or undefined when the file is missing from this installation. */
+export function readShippedBootstrap(): RdapBootstrap | undefined {
+  for (const url of SHIPPED_BOOTSTRAP) {
+    let text: string;
+    try {
+      text = readFileSync(url, 'utf8');
+    } catch {
+      continue;
+    }
+    const parsed = RdapBootstrap.fromText(text);
+    if (parsed !== undefined) return parsed;
+  }
+  return undefined;
+}
+
+/** A configured bootstrap file; throws (the message names the path) when unreadable or not one. */
+export function readBootstrapFile(path: string): RdapBootstrap {
+  const parsed = RdapBootstrap.fromText(readFileSync(path, 'utf8'));
+  if (parsed === undefined) throw new Error(`${path} is not an RDAP bootstrap file`);
+  return parsed;
+}
+
+/** The bootstrap text from an http(s) URL or a file path, for a refresh. Throws on failure. */
+export async function fetchBootstrapText(source: string, signal: AbortSignal, timeoutMs: number): Promise<string> {
+  if (!/^https?:\/\//.test(source)) return readFile(source, 'utf8');
+  const response = await fetch(source, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) });
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    throw new Error(`HTTP ${response.status}`);
+  }
+  return response.text();
 }
 
 /** RFC 9224 §3: prefer https when a service lists both; base URLs must end in "/". */

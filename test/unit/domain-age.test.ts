@@ -104,6 +104,28 @@ describe('DomainAges (no network)', () => {
     expect(ages.stats().budgetExceeded).toBe(1);
   });
 
+  it('fails at start, naming the field, when a configured bootstrap file is missing or not one', () => {
+    const missing = domainAgeSchema.parse({ enabled: true, rdap: { bootstrap_file: '/nonexistent/dns.json' } });
+    expect(() => new DomainAges(missing, { nowMs: () => T0 })).toThrow(/^domain_age\.rdap\.bootstrap_file: ENOENT/);
+    const notOne = domainAgeSchema.parse({ enabled: true, rdap: { bootstrap_file: feedFile('{"services": "no"}') } });
+    expect(() => new DomainAges(notOne, { nowMs: () => T0 })).toThrow(/is not an RDAP bootstrap file$/);
+  });
+
+  it('answers unknown (and logs) instead of failing the query when the database fails', async () => {
+    const db = new Database(':memory:');
+    const warnings: string[] = [];
+    const config = domainAgeSchema.parse({ enabled: true, rdap: { enabled: false }, whois: { enabled: false } });
+    const ages = new DomainAges(config, {
+      nowMs: () => T0,
+      db,
+      logger: { warn: (_obj, msg) => warnings.push(msg), info: () => undefined, debug: () => undefined },
+    });
+    onTestFinished(() => ages.close());
+    db.close();
+    await expect(ages.lookup('example.org')).resolves.toBeUndefined();
+    expect(warnings).toEqual(['domain age store read failed', 'domain age lookup failed']); // the first-seen write fails too
+  });
+
   it('answers undefined after close', async () => {
     const { ages } = offline({ feed: { path: feedFile('fresh-cdn-sync.com,2026-01-12\n') } });
     await ages.close();
