@@ -1,10 +1,105 @@
-// Config schema for the `policy` and `scoring` sections (owned by the policy/scoring work).
+// Config schema for the `policy` and `scoring` sections: every field defaulted, unknown keys rejected,
+// snake_case keys (the same strings as the README and the error paths). Nested objects use .prefault({}) so
+// their inner defaults apply (zod 4).
 import { z } from 'zod';
+import { DEFAULT_WEIGHTS } from '../scoring/index.js';
+
+/** A zone or host name as written in config: lower-cased, one trailing dot dropped. */
+const zoneName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9_*.-]+\.?$/, 'expected a DNS name such as "corp.example.com"')
+  .transform((s) => {
+    const lower = s.toLowerCase();
+    return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+  });
+
+interface TypeDefaults {
+  readonly block_at: number;
+  readonly quarantine_after_blocks: number;
+  readonly volume_budget_bytes: number;
+  readonly young_volume_budget_bytes: number;
+}
+
+// Interactive research is looser; batch and scheduled jobs have no human watching and get tighter budgets.
+// Budgets are in *estimated* compressed bytes (scoring/window.ts), which runs 7–30% above deflate on the
+// exfiltration corpus, so a budget of 1024 quarantines before 1 KB of deflated information has left.
+// Measured on fixtures/corpora (see fixtures/corpora/README.md).
+export const SESSION_TYPE_DEFAULTS: Readonly<Record<'interactive' | 'batch' | 'scheduled', TypeDefaults>> = {
+  interactive: { block_at: 0.8, quarantine_after_blocks: 3, volume_budget_bytes: 1024, young_volume_budget_bytes: 2048 },
+  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
+  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
+};
+
+const sessionTypePolicy = (d: TypeDefaults) =>
+  z
+    .object({
+      mode: z.enum(['inherit', 'enforce', 'observe']).default('inherit'),
+      block_at: z.number().min(0).default(d.block_at),
+      quarantine_after_blocks: z.number().int().min(1).max(16).default(d.quarantine_after_blocks),
+      block_window_ms: z.number().int().positive().default(600_000),
+      volume_budget_bytes: z.number().positive().default(d.volume_budget_bytes),
+      young_volume_budget_bytes: z.number().positive().default(d.young_volume_budget_bytes),
+    })
+    .strict();
 
 export const policySchema = z
   .object({
     mode: z.enum(['enforce', 'observe']).default('enforce'),
+    session_types: z
+      .object({
+        interactive: sessionTypePolicy(SESSION_TYPE_DEFAULTS.interactive).prefault({}),
+        batch: sessionTypePolicy(SESSION_TYPE_DEFAULTS.batch).prefault({}),
+        scheduled: sessionTypePolicy(SESSION_TYPE_DEFAULTS.scheduled).prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    allow: z.array(zoneName).default([]),
+    deny: z.array(zoneName).default([]),
+    deny_public_resolvers: z.boolean().default(true),
+    rebinding: z
+      .object({
+        enabled: z.boolean().default(true),
+        allow: z.array(zoneName).default([]),
+        block_cgnat: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
-export const scoringSchema = z.object({}).strict();
+const weight = (d: number) => z.number().min(0).max(10).default(d);
+
+export const scoringSchema = z
+  .object({
+    weights: z
+      .object({
+        label_entropy: weight(DEFAULT_WEIGHTS.label_entropy),
+        char_class: weight(DEFAULT_WEIGHTS.char_class),
+        name_length: weight(DEFAULT_WEIGHTS.name_length),
+        domain_age: weight(DEFAULT_WEIGHTS.domain_age),
+        qtype: weight(DEFAULT_WEIGHTS.qtype),
+        fanout: weight(DEFAULT_WEIGHTS.fanout),
+        info_volume: weight(DEFAULT_WEIGHTS.info_volume),
+        nx_ratio: weight(DEFAULT_WEIGHTS.nx_ratio),
+      })
+      .strict()
+      .prefault({}),
+    unknown_age_value: z.number().min(0).max(1).default(0.3),
+    young_domain_days: z.number().positive().default(30),
+    fanout_window_ms: z.number().int().positive().default(600_000),
+    fanout_high: z.number().positive().default(60),
+    volume_idle_ms: z.number().int().positive().default(86_400_000),
+    volume_high_bytes: z.number().positive().default(1024),
+    platforms: z.array(zoneName).default([]),
+    platform_defaults: z.boolean().default(true),
+    max_domains_per_session: z.number().int().min(1).max(100_000).default(256),
+    max_names_per_session: z.number().int().min(1).max(1_000_000).default(4096),
+    max_grams_per_session: z.number().int().min(1).max(1_000_000).default(16_384),
+  })
+  .strict();
+
+export type PolicyConfig = z.infer<typeof policySchema>;
+export type ScoringConfig = z.infer<typeof scoringSchema>;
+export type SessionTypePolicy = PolicyConfig['session_types']['interactive'];

@@ -1,0 +1,75 @@
+// scoring/index.ts — the public surface of scoring: scoreQuery() combines the weighted signals into an
+// explainable Score; DEFAULT_WEIGHTS and every scoring type live here. Pure: the name split, the domain age,
+// the session state and the time are all handed in; nothing here reads a clock, the network or a file.
+import { charClassSignal, charStats, domainAgeSignal, entropySignal, lengthSignal, qtypeSignal, type CharStats } from './lexical.js';
+import type { SplitName } from './names.js';
+import type { Score, Signal, Weights } from './types.js';
+import { domainWindow, fanoutSignal, nxSignal, volumeSignal, type SessionState, type WindowParams } from './window.js';
+
+export type { Score, Signal, SignalId, Weights } from './types.js';
+export { SIGNAL_IDS } from './types.js';
+export { DEFAULT_PLATFORMS, platformSet, splitName, trimName, type SplitName } from './names.js';
+export { charStats, qtypeName, ramp, type Alphabet, type CharStats } from './lexical.js';
+export {
+  BLOCK_HISTORY, blocksSince, domainWindow, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
+  type DomainWindow, type ForwardEvent, type SessionState, type WindowParams,
+} from './window.js';
+
+/**
+ * Calibrated on fixtures/corpora (README there): the lexical trio decides per query — a long, near-random,
+ * letter/digit-interleaved subdomain scores ≥ 1.2 — while the behavioural signals only tip a name that already
+ * looks encoded (no single behavioural signal can block a plain-looking name on its own).
+ */
+export const DEFAULT_WEIGHTS: Weights = {
+  label_entropy: 0.45,
+  char_class: 0.3,
+  name_length: 0.45,
+  domain_age: 0.1,
+  qtype: 0.1,
+  fanout: 0.15,
+  info_volume: 0.15,
+  nx_ratio: 0.1,
+};
+
+/** Everything scoring is configured by (snake_case: the `scoring` config section passes straight through). */
+export interface ScoringParams extends WindowParams {
+  readonly weights: Weights;
+  readonly unknown_age_value: number;
+}
+
+export interface ScoreInput {
+  readonly split: SplitName;
+  /** charStats(split.subdomain), computed once by the caller and reused for the volume estimate. */
+  readonly stats: CharStats;
+  readonly qtype: number;
+  readonly ageDays: number | undefined;
+  readonly state: SessionState;
+  readonly atMs: number;
+}
+
+export function scoreQuery(input: ScoreInput, p: ScoringParams): Score {
+  const w = p.weights;
+  const win = domainWindow(input.state, input.split.registrable);
+  const signals: Signal[] = [
+    entropySignal(input.split, input.stats, w.label_entropy),
+    charClassSignal(input.split, input.stats, w.char_class),
+    lengthSignal(input.split, w.name_length),
+    domainAgeSignal(input.ageDays, p.young_domain_days, p.unknown_age_value, w.domain_age),
+    qtypeSignal(input.qtype, w.qtype),
+    fanoutSignal(win, input.atMs, p, w.fanout),
+    volumeSignal(win, p, w.info_volume),
+    nxSignal(input.state, input.atMs, p, w.nx_ratio),
+  ];
+  let total = 0;
+  for (const s of signals) total += s.value * s.weight;
+  return { total, signals };
+}
+
+/** The top contributions as one short line, e.g. "label_entropy 0.45, name_length 0.40" (for EDE text). */
+export function topSignals(score: Score, max = 3): string {
+  const top = score.signals.filter((s) => s.value * s.weight >= 0.01).sort((a, b) => b.value * b.weight - a.value * a.weight);
+  return top
+    .slice(0, max)
+    .map((s) => `${s.id} ${(s.value * s.weight).toFixed(2)}`)
+    .join(', ');
+}

@@ -1,0 +1,236 @@
+// scoring/window.ts — per-session behaviour as plain, JSON-serialisable data with hard memory bounds, and the
+// behavioural signals read from it: subdomain fan-out, information volume (Paxson et al., USENIX Security 2013:
+// compressed bytes of unique label content per registrable domain) and the NXDOMAIN ratio.
+// Pure: every time is an argument; nothing here reads a clock or does I/O.
+import { ramp, type Alphabet } from './lexical.js';
+import type { Signal } from './types.js';
+
+/** What the session has sent below one registrable domain. */
+export interface DomainWindow {
+  /** Last time a query to this domain was forwarded (ms). */
+  lastMs: number;
+  /** Distinct subdomains first forwarded, exponentially decayed with half-life `fanout_window_ms`. */
+  fanout: number;
+  /** Estimated compressed bytes of unique label content forwarded since the domain was last idle. */
+  volumeBytes: number;
+  /** Unique subdomains forwarded (bounded by `max_names_per_session`). */
+  names: Record<string, 1>;
+  /** 4-grams of the unique content: the compressor's "dictionary" for the estimate. */
+  grams: Record<string, 1>;
+  /** Domain age as last judged (null = unknown); young domains add to the session's `youngVolumeBytes`. */
+  ageDays: number | null;
+  young: boolean;
+}
+
+/** Everything the policy remembers about a session: plain data (Redis can hold it as JSON later). */
+export interface SessionState {
+  domains: Record<string, DomainWindow>;
+  domainCount: number;
+  /** Session-wide totals for the memory bounds. */
+  nameCount: number;
+  gramCount: number;
+  /** Σ volumeBytes over young domains. */
+  youngVolumeBytes: number;
+  /** Times (ms) of the most recent block verdicts, newest last, at most BLOCK_HISTORY. */
+  blocks: number[];
+  /** Decayed counts of forwarded answers and of NXDOMAIN among them. */
+  answers: number;
+  nxAnswers: number;
+  answersAtMs: number;
+}
+
+/** The window knobs (snake_case: the `scoring` config section passes straight through). */
+export interface WindowParams {
+  readonly fanout_window_ms: number;
+  readonly fanout_high: number;
+  readonly volume_idle_ms: number;
+  readonly volume_high_bytes: number;
+  readonly young_domain_days: number;
+  readonly max_domains_per_session: number;
+  readonly max_names_per_session: number;
+  readonly max_grams_per_session: number;
+}
+
+export const BLOCK_HISTORY = 16;
+
+export function newSessionState(): SessionState {
+  return {
+    domains: Object.create(null) as Record<string, DomainWindow>,
+    domainCount: 0,
+    nameCount: 0,
+    gramCount: 0,
+    youngVolumeBytes: 0,
+    blocks: [],
+    answers: 0,
+    nxAnswers: 0,
+    answersAtMs: 0,
+  };
+}
+
+function decay(value: number, fromMs: number, toMs: number, halfLifeMs: number): number {
+  const dt = toMs - fromMs;
+  return dt <= 0 ? value : value * Math.pow(2, -dt / halfLifeMs);
+}
+
+/** The window of `registrable`, or undefined when the session has sent nothing there. */
+export function domainWindow(state: SessionState, registrable: string): DomainWindow | undefined {
+  return state.domains[registrable];
+}
+
+/**
+ * Open (or create) the window of `registrable` at judge time and record the domain's age: young domains add to
+ * the session's `youngVolumeBytes`. Returns the window so the caller can project the volume of this query.
+ */
+export function noteAge(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams): DomainWindow {
+  const w = openWindow(state, registrable, atMs, p);
+  w.ageDays = ageDays ?? null;
+  const young = ageDays !== undefined && ageDays < p.young_domain_days;
+  if (young !== w.young) {
+    state.youngVolumeBytes += young ? w.volumeBytes : -w.volumeBytes;
+    w.young = young;
+  }
+  return w;
+}
+
+function openWindow(state: SessionState, registrable: string, atMs: number, p: WindowParams): DomainWindow {
+  let w = state.domains[registrable];
+  if (w !== undefined) {
+    if (atMs - w.lastMs > p.volume_idle_ms) forget(state, w, true); // quiet long enough: start afresh
+    return w;
+  }
+  if (state.domainCount >= p.max_domains_per_session) evictOldest(state);
+  w = { lastMs: atMs, fanout: 0, volumeBytes: 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, ageDays: null, young: false };
+  state.domains[registrable] = w;
+  state.domainCount++;
+  return w;
+}
+
+function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
+  if (w.young) state.youngVolumeBytes -= w.volumeBytes;
+  state.nameCount -= Object.keys(w.names).length;
+  state.gramCount -= Object.keys(w.grams).length;
+  if (keep) {
+    w.volumeBytes = 0;
+    w.fanout = 0;
+    w.names = Object.create(null) as Record<string, 1>;
+    w.grams = Object.create(null) as Record<string, 1>;
+  }
+}
+
+// Least recently used domain goes first. O(domains), and only when a new domain arrives at the bound.
+function evictOldest(state: SessionState): void {
+  let oldestKey: string | undefined;
+  let oldestMs = Infinity;
+  for (const key in state.domains) {
+    const w = state.domains[key]!;
+    if (w.lastMs < oldestMs) {
+      oldestMs = w.lastMs;
+      oldestKey = key;
+    }
+  }
+  if (oldestKey === undefined) return;
+  forget(state, state.domains[oldestKey]!, false);
+  delete state.domains[oldestKey];
+  state.domainCount--;
+}
+
+// Literal cost in bytes per character, by alphabet: what deflate's Huffman stage pays for near-random text of
+// that alphabet on inputs of a few hundred bytes (fixtures/corpora/README.md compares this estimate to deflate).
+const LITERAL_BYTES: Readonly<Record<Alphabet, number>> = { hex: 0.56, letters: 0.62, base32: 0.68, alnum: 0.7, base64: 0.8 };
+// A back-reference (length + distance codes) costs deflate about 3 bytes.
+const MATCH_BYTES = 2.5;
+const GRAM = 4;
+
+/**
+ * Estimated compressed bytes that `sub` adds to what `w` already holds: an LZ77-style greedy parse against the
+ * 4-grams seen so far (a run of known 4-grams is one back-reference, everything else a literal). Linear in the
+ * length, no allocation beyond 4-char substrings, deterministic — deflate itself costs ~10 µs per call.
+ */
+export function estimateNovelBytes(w: DomainWindow | undefined, sub: string, alphabet: Alphabet): number {
+  const lit = LITERAL_BYTES[alphabet];
+  if (w === undefined) return sub.length * lit;
+  const grams = w.grams;
+  let bytes = 0;
+  let i = 0;
+  while (i < sub.length) {
+    if (i + GRAM <= sub.length && grams[sub.substr(i, GRAM)] === 1) {
+      let j = i + 1;
+      while (j + GRAM <= sub.length && grams[sub.substr(j, GRAM)] === 1) j++;
+      bytes += MATCH_BYTES;
+      i = j + GRAM - 1;
+    } else {
+      bytes += lit;
+      i++;
+    }
+  }
+  return bytes;
+}
+
+export interface ForwardEvent {
+  readonly registrable: string;
+  readonly subdomain: string;
+  readonly alphabet: Alphabet;
+  readonly atMs: number;
+  readonly rcode: number;
+}
+
+/** Account one forwarded query (a cache miss that went upstream): fan-out, information volume, NXDOMAIN ratio. */
+export function observeForwarded(state: SessionState, e: ForwardEvent, p: WindowParams): void {
+  // NXDOMAIN ratio: decayed over the fan-out window, session-wide.
+  state.answers = decay(state.answers, state.answersAtMs, e.atMs, p.fanout_window_ms) + 1;
+  state.nxAnswers = decay(state.nxAnswers, state.answersAtMs, e.atMs, p.fanout_window_ms) + (e.rcode === 3 ? 1 : 0);
+  state.answersAtMs = e.atMs;
+
+  const w = openWindow(state, e.registrable, e.atMs, p);
+  const fanout = decay(w.fanout, w.lastMs, e.atMs, p.fanout_window_ms);
+  w.lastMs = e.atMs;
+  w.fanout = fanout;
+  const sub = e.subdomain;
+  if (sub.length === 0 || w.names[sub] === 1) return; // only unique content carries information
+  w.fanout = fanout + 1;
+  const added = estimateNovelBytes(w, sub, e.alphabet);
+  w.volumeBytes += added;
+  if (w.young) state.youngVolumeBytes += added;
+  // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
+  if (state.nameCount < p.max_names_per_session) {
+    w.names[sub] = 1;
+    state.nameCount++;
+  }
+  for (let i = 0; i + GRAM <= sub.length && state.gramCount < p.max_grams_per_session; i++) {
+    const g = sub.substr(i, GRAM);
+    if (w.grams[g] !== 1) {
+      w.grams[g] = 1;
+      state.gramCount++;
+    }
+  }
+}
+
+/** Remember a block verdict (used for the "N blocks in a window" quarantine evidence). */
+export function noteBlock(state: SessionState, atMs: number): void {
+  if (state.blocks.length >= BLOCK_HISTORY) state.blocks.shift();
+  state.blocks.push(atMs);
+}
+
+/** Blocks at or after `sinceMs`. */
+export function blocksSince(state: SessionState, sinceMs: number): number {
+  let n = 0;
+  for (let i = state.blocks.length - 1; i >= 0 && state.blocks[i]! >= sinceMs; i--) n++;
+  return n;
+}
+
+export function fanoutSignal(w: DomainWindow | undefined, atMs: number, p: WindowParams, weight: number): Signal {
+  const f = w === undefined ? 0 : decay(w.fanout, w.lastMs, atMs, p.fanout_window_ms);
+  return { id: 'fanout', value: ramp(f, p.fanout_high / 4, p.fanout_high), weight, reason: `${Math.round(f)} distinct names recently` };
+}
+
+export function volumeSignal(w: DomainWindow | undefined, p: WindowParams, weight: number): Signal {
+  const v = w === undefined ? 0 : w.volumeBytes;
+  return { id: 'info_volume', value: ramp(v, p.volume_high_bytes / 4, p.volume_high_bytes), weight, reason: `~${Math.round(v)} B sent` };
+}
+
+export function nxSignal(state: SessionState, atMs: number, p: WindowParams, weight: number): Signal {
+  const total = decay(state.answers, state.answersAtMs, atMs, p.fanout_window_ms);
+  const nx = decay(state.nxAnswers, state.answersAtMs, atMs, p.fanout_window_ms);
+  const ratio = total === 0 ? 0 : nx / total;
+  return { id: 'nx_ratio', value: ramp(ratio, 0.3, 0.8) * ramp(total, 5, 20), weight, reason: `${Math.round(ratio * 100)}% NXDOMAIN` };
+}

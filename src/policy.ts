@@ -1,0 +1,235 @@
+// src/policy.ts — every decision about a query lives here: allow/deny/learned-deny zones, the score against the
+// session type's threshold, the quarantine evidence (blocks in a window, information volume per domain and over
+// young domains), observe mode, and the answer check against DNS rebinding. Pure CPU: no sockets, no clock
+// (times arrive as arguments), no logging — the pipeline records what this returns.
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { parse } from 'tldts';
+import {
+  blocksSince, charStats, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
+  platformSet, scoreQuery, splitName, topSignals, trimName,
+  type Score, type ScoringParams, type SessionState,
+} from '../scoring/index.js';
+import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './policy-schema.js';
+
+export type { SessionState } from '../scoring/index.js';
+export type { PolicyConfig, ScoringConfig } from './policy-schema.js';
+
+export type SessionType = 'interactive' | 'batch' | 'scheduled';
+export const SESSION_TYPES: readonly SessionType[] = ['interactive', 'batch', 'scheduled'];
+export interface SessionInfo {
+  readonly id: string;
+  readonly user: string;
+  readonly role: string;
+  readonly type: SessionType;
+}
+export type Action = 'answer' | 'nxdomain' | 'quarantine';
+export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'threshold' | 'accumulation' | 'rebinding' | 'quarantined' | 'none';
+export type Mode = 'enforce' | 'observe';
+export interface Verdict {
+  readonly action: Action;
+  readonly rule: RuleId;
+  /** False in observe mode: `action` is what would have happened, the query is answered anyway. */
+  readonly enforced: boolean;
+  readonly mode: Mode;
+  readonly score?: Score;
+  /** Short (≤ 80 chars), for the EDE extra text and the log line: the deciding signals or evidence. */
+  readonly reason: string;
+}
+
+export interface JudgeInput {
+  /** Lower-case, no trailing dot. */
+  readonly name: string;
+  readonly qtype: number;
+  readonly session: SessionInfo;
+  readonly state: SessionState;
+  readonly ageDays: number | undefined;
+  readonly atMs: number;
+}
+
+export interface ObserveEvent {
+  readonly name: string;
+  readonly qtype: number;
+  readonly atMs: number;
+  /** A cache miss that went upstream: only these carry information to a domain's nameservers. */
+  readonly forwarded: boolean;
+  readonly rcode: number;
+  readonly blocked: boolean;
+}
+
+/**
+ * Public DNS-over-HTTPS/TLS resolvers: a library that reaches one bypasses dnswarden entirely (DoH rides on 443),
+ * so their names are denied by default (`policy.deny_public_resolvers`).
+ */
+export const PUBLIC_RESOLVERS: readonly string[] = [
+  'dns.google', 'dns.google.com', '8888.google', 'dns64.dns.google',
+  'cloudflare-dns.com', 'one.one.one.one', '1dot1dot1dot1.cloudflare-dns.com', 'cloudflare-gateway.com',
+  'dns.quad9.net', 'dns9.quad9.net', 'dns10.quad9.net', 'dns11.quad9.net', 'dns12.quad9.net',
+  'doh.opendns.com', 'dns.opendns.com', 'doh.familyshield.opendns.com', 'dns.umbrella.com',
+  'dns.adguard.com', 'dns.adguard-dns.com', 'dns-unfiltered.adguard.com', 'dns-family.adguard.com',
+  'dns.nextdns.io', 'doh.cleanbrowsing.org', 'doh.dns.sb', 'dns.sb', 'dns.alidns.com', 'doh.pub', 'dns.pub', 'doh.360.cn',
+  'dns.controld.com', 'freedns.controld.com', 'doh.mullvad.net', 'dns.mullvad.net',
+  'dns0.eu', 'dns.digitale-gesellschaft.ch', 'dns.switch.ch', 'odvr.nic.cz', 'doh.libredns.gr', 'doh.ffmuc.net',
+  'ordns.he.net', 'public.dns.iij.jp', 'dns.twnic.tw', 'doh.applied-privacy.net', 'dns.njal.la', 'dns.rubyfish.cn',
+];
+
+/** True when `name` is a listed zone or below one (a Set walk, no regex). */
+export function inZones(name: string, zones: ReadonlySet<string>): boolean {
+  if (zones.size === 0) return false;
+  let suffix = name;
+  for (;;) {
+    if (zones.has(suffix)) return true;
+    const dot = suffix.indexOf('.');
+    if (dot === -1) return false;
+    suffix = suffix.slice(dot + 1);
+  }
+}
+
+const MAX_REASON = 80;
+const clip = (s: string): string => (s.length <= MAX_REASON ? s : `${s.slice(0, MAX_REASON - 1)}…`);
+
+// Addresses a public name must not point at (RFC 1918, RFC 6598 CGNAT, loopback, link-local incl. the cloud
+// metadata address 169.254.169.254, unspecified, unique-local fc00::/7, v6 link-local fe80::/10).
+function rebindingList(blockCgnat: boolean): BlockList {
+  const list = new BlockList();
+  for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
+    list.addSubnet(net, bits, 'ipv4');
+  }
+  if (blockCgnat) list.addSubnet('100.64.0.0', 10, 'ipv4');
+  list.addAddress('::', 'ipv6');
+  list.addAddress('::1', 'ipv6');
+  list.addSubnet('fc00::', 7, 'ipv6');
+  list.addSubnet('fe80::', 10, 'ipv6');
+  return list;
+}
+
+function isBlockedAddress(list: BlockList, address: string): boolean {
+  if (isIPv4(address)) return list.check(address, 'ipv4');
+  if (!isIPv6(address)) return false;
+  const lower = address.toLowerCase();
+  // IPv4-mapped (::ffff:a.b.c.d) reaches the v4 host: judge the embedded address.
+  if (lower.startsWith('::ffff:') && isIPv4(lower.slice(7))) return list.check(lower.slice(7), 'ipv4');
+  return list.check(lower, 'ipv6');
+}
+
+const ANSWER_REASON = 'below threshold';
+
+export class Policy {
+  readonly mode: (type: SessionType) => Mode;
+  private readonly types: Readonly<Record<SessionType, SessionTypePolicy>>;
+  private readonly modes: Readonly<Record<SessionType, Mode>>;
+  private readonly allow: ReadonlySet<string>;
+  private readonly deny: ReadonlySet<string>;
+  private learned: ReadonlySet<string> = new Set();
+  private readonly platforms: ReadonlySet<string>;
+  private readonly params: ScoringParams;
+  private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly list: BlockList };
+  /** Prebuilt verdicts for the list rules, per session type (no allocation on those paths). */
+  private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'learned' | 'answer', Verdict>>>>;
+
+  constructor(policy: PolicyConfig, scoring: ScoringConfig) {
+    this.types = policy.session_types;
+    const modeOf = (t: SessionType): Mode => {
+      const m = policy.session_types[t].mode;
+      return m === 'inherit' ? policy.mode : m;
+    };
+    this.modes = { interactive: modeOf('interactive'), batch: modeOf('batch'), scheduled: modeOf('scheduled') };
+    this.mode = (type) => this.modes[type];
+    this.allow = new Set(policy.allow.map(trimName));
+    this.deny = new Set([...(policy.deny_public_resolvers ? PUBLIC_RESOLVERS : []), ...policy.deny.map(trimName)]);
+    this.platforms = platformSet(scoring.platforms, scoring.platform_defaults);
+    this.params = scoring;
+    this.rebinding = {
+      enabled: policy.rebinding.enabled,
+      allow: new Set([...policy.rebinding.allow.map(trimName), ...this.allow]),
+      list: rebindingList(policy.rebinding.block_cgnat),
+    };
+    const fixedFor = (t: SessionType) => {
+      const mode = this.modes[t];
+      const enforced = mode === 'enforce';
+      return {
+        allow: { action: 'answer', rule: 'allow_list', enforced, mode, reason: 'allow list' },
+        deny: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'deny list' },
+        learned: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain confirmed as exfiltration' },
+        answer: { action: 'answer', rule: 'none', enforced, mode, reason: ANSWER_REASON },
+      } as const;
+    };
+    this.fixed = { interactive: fixedFor('interactive'), batch: fixedFor('batch'), scheduled: fixedFor('scheduled') };
+  }
+
+  newSessionState(): SessionState {
+    return newSessionState();
+  }
+
+  /** Registrable domains an analyst confirmed as exfiltration: every name below them is blocked for everyone. */
+  setLearnedDeny(domains: Iterable<string>): void {
+    const next = new Set<string>();
+    for (const d of domains) next.add(trimName(d));
+    this.learned = next;
+  }
+
+  judge(input: JudgeInput): Verdict {
+    const type = input.session.type;
+    const fixed = this.fixed[type];
+    const name = input.name;
+    if (inZones(name, this.allow)) return fixed.allow;
+    if (inZones(name, this.deny)) return fixed.deny;
+    if (inZones(name, this.learned)) return fixed.learned;
+
+    const p = this.params;
+    const state = input.state;
+    const split = splitName(name, this.platforms);
+    const stats = charStats(split.subdomain);
+    const score = scoreQuery({ split, stats, qtype: input.qtype, ageDays: input.ageDays, state, atMs: input.atMs }, p);
+    const t = this.types[type];
+    const mode = this.modes[type];
+    const enforced = mode === 'enforce';
+
+    // Quarantine evidence 1: information volume to this domain (and over young domains), including what this
+    // query would add — so the query that crosses the budget is the one that does not leave.
+    const win = noteAge(state, split.registrable, input.ageDays, input.atMs, p);
+    let volume = win.volumeBytes;
+    let young = state.youngVolumeBytes;
+    if (split.subdomain.length > 0 && win.names[split.subdomain] !== 1 && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes)) {
+      const added = estimateNovelBytes(win, split.subdomain, stats.alphabet); // only near a budget: keeps the hot path cheap
+      volume += added;
+      if (win.young) young += added;
+    }
+    const blocking = score.total >= t.block_at;
+    if (blocking) noteBlock(state, input.atMs);
+    if (volume >= t.volume_budget_bytes) {
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`) };
+    }
+    if (young >= t.young_volume_budget_bytes) {
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`) };
+    }
+    if (!blocking) return score.total === 0 ? fixed.answer : { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON };
+    // Quarantine evidence 2: repeated blocks in a window (a tunnel keeps trying; a stray false positive does not).
+    const blocks = blocksSince(state, input.atMs - t.block_window_ms);
+    if (blocks >= t.quarantine_after_blocks) {
+      return { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`) };
+    }
+    return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`) };
+  }
+
+  observe(state: SessionState, event: ObserveEvent): void {
+    if (!event.forwarded || event.blocked) return; // nothing left the resolver
+    if (inZones(event.name, this.allow)) return;
+    const split = splitName(event.name, this.platforms);
+    const alphabet = split.subdomain.length === 0 ? 'letters' : charStats(split.subdomain).alphabet;
+    observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode }, this.params);
+  }
+
+  /** DNS rebinding / SSRF: a public name whose A/AAAA answer points inside. undefined = fine. */
+  judgeAnswer(name: string, addresses: readonly string[], session: SessionInfo): Verdict | undefined {
+    if (!this.rebinding.enabled || addresses.length === 0) return undefined;
+    if (inZones(name, this.rebinding.allow)) return undefined;
+    for (const address of addresses) {
+      if (!isBlockedAddress(this.rebinding.list, address)) continue;
+      // Only public names (an ICANN suffix) are suspect: `printer.lan` or `db.internal` may point inside.
+      if (parse(name).isIcann !== true) return undefined;
+      const mode = this.modes[session.type];
+      return { action: 'nxdomain', rule: 'rebinding', enforced: mode === 'enforce', mode, reason: clip(`public name points at ${address}`) };
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,213 @@
+import { describe, expect, it } from 'vitest';
+import { hex, prng } from '../../fixtures/corpora/generate.mjs';
+import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy-schema.js';
+import { inZones, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy.js';
+
+const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
+const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));
+const bulkName = (seed: number) => {
+  const h = hex(prng(seed).bytes(100));
+  return `${h.slice(0, 63)}.${h.slice(63, 126)}.${h.slice(126, 189)}.${h.slice(189)}.xfl-cdn.net`;
+};
+
+describe('config schema', () => {
+  it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
+    const p = policySchema.parse({});
+    expect(p.mode).toBe('enforce');
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.8, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 1024, young_volume_budget_bytes: 2048 });
+    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 });
+    expect(p.session_types.scheduled).toEqual(p.session_types.batch);
+    expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, rebinding: { enabled: true, allow: [], block_cgnat: true } });
+    const s = scoringSchema.parse({});
+    expect(s.weights).toEqual({ label_entropy: 0.45, char_class: 0.3, name_length: 0.45, domain_age: 0.1, qtype: 0.1, fanout: 0.15, info_volume: 0.15, nx_ratio: 0.1 });
+    expect(s).toMatchObject({ young_domain_days: 30, unknown_age_value: 0.3, platform_defaults: true, max_domains_per_session: 256 });
+  });
+
+  it('applies inner defaults when only part of a nested object is given (prefault)', () => {
+    const p = policySchema.parse({ session_types: { batch: { block_at: 0.9 } } });
+    expect(p.session_types.batch.block_at).toBe(0.9);
+    expect(p.session_types.batch.quarantine_after_blocks).toBe(2);
+    expect(p.session_types.interactive.block_at).toBe(0.8);
+    expect(scoringSchema.parse({ weights: { qtype: 0 } }).weights.label_entropy).toBe(0.45);
+  });
+
+  it('rejects unknown keys and bad values, naming the field', () => {
+    const bad = (x: unknown) => policySchema.safeParse(x).error?.issues[0];
+    expect(bad({ modes: 'observe' })?.code).toBe('unrecognized_keys');
+    expect(bad({ session_types: { batch: { block_at: -1 } } })?.path).toEqual(['session_types', 'batch', 'block_at']);
+    expect(bad({ allow: ['bad name!'] })?.path).toEqual(['allow', 0]);
+    expect(scoringSchema.safeParse({ weights: { entropy: 1 } }).success).toBe(false);
+  });
+
+  it('normalises zone names', () => {
+    expect(policySchema.parse({ allow: ['Corp.Example.'] }).allow).toEqual(['corp.example']);
+  });
+});
+
+describe('lists', () => {
+  it('inZones matches the zone and names below it, nothing else', () => {
+    const zones = new Set(['corp.example']);
+    expect(inZones('corp.example', zones)).toBe(true);
+    expect(inZones('a.b.corp.example', zones)).toBe(true);
+    expect(inZones('notcorp.example', zones)).toBe(false);
+    expect(inZones('example', zones)).toBe(false);
+  });
+
+  it('allow-listed zones are never scored, even when they look like a tunnel', () => {
+    const p = make({ allow: ['xfl-cdn.net'] });
+    const v = p.judge({ name: bulkName(1), qtype: 16, session: session(), state: p.newSessionState(), ageDays: 1, atMs: 0 });
+    expect(v).toEqual({ action: 'answer', rule: 'allow_list', enforced: true, mode: 'enforce', reason: 'allow list' });
+  });
+
+  it('denies public DoH/DoT resolvers by default, and configured names', () => {
+    const p = make({ deny: ['Bad.Example'] });
+    for (const name of ['dns.google', 'cloudflare-dns.com', 'mozilla.cloudflare-dns.com', 'one.one.one.one', 'dns.quad9.net', 'doh.opendns.com', 'x.bad.example']) {
+      const v = p.judge({ name, qtype: 1, session: session(), state: p.newSessionState(), ageDays: undefined, atMs: 0 });
+      expect(v, name).toMatchObject({ action: 'nxdomain', rule: 'deny_list', enforced: true });
+    }
+    expect(PUBLIC_RESOLVERS).toContain('dns.google');
+    const off = make({ deny_public_resolvers: false });
+    expect(off.judge({ name: 'dns.google', qtype: 1, session: session(), state: off.newSessionState(), ageDays: undefined, atMs: 0 }).action).toBe('answer');
+  });
+
+  it('learned deny blocks every name under a confirmed domain, and can be replaced', () => {
+    const p = make();
+    const j = (name: string) => p.judge({ name, qtype: 1, session: session('interactive'), state: p.newSessionState(), ageDays: undefined, atMs: 0 });
+    expect(j('www.evil.example').action).toBe('answer');
+    p.setLearnedDeny(['Evil.Example.']);
+    expect(j('www.evil.example')).toMatchObject({ action: 'nxdomain', rule: 'learned_deny' });
+    expect(j('evil.example').rule).toBe('learned_deny');
+    expect(j('notevil.example').action).toBe('answer');
+    p.setLearnedDeny([]);
+    expect(j('www.evil.example').action).toBe('answer');
+  });
+});
+
+describe('threshold and quarantine', () => {
+  it('blocks a bulk tunnel query and quarantines on the Nth block in the window (batch: 2nd, interactive: 3rd)', () => {
+    const p = make();
+    for (const [type, n] of [['batch', 2], ['interactive', 3]] as const) {
+      const state = p.newSessionState();
+      const actions: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const v = p.judge({ name: bulkName(10 + i), qtype: 16, session: session(type), state, ageDays: 400, atMs: i * 100 });
+        actions.push(`${v.action}/${v.rule}`);
+        if (i === 0) expect(v.reason).toMatch(/^score 1\.\d\d: label_entropy 0\.45, /);
+      }
+      expect(actions).toEqual([...Array<string>(n - 1).fill('nxdomain/threshold'), 'quarantine/threshold']);
+    }
+  });
+
+  it('blocks outside the window do not add up', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const j = (atMs: number) => p.judge({ name: bulkName(atMs), qtype: 1, session: session('batch'), state, ageDays: 400, atMs });
+    expect(j(0).action).toBe('nxdomain');
+    expect(j(600_001).action).toBe('nxdomain');
+    expect(j(600_002).action).toBe('quarantine');
+  });
+
+  it('quarantines on the information volume to one domain, before the crossing query leaves', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const r = prng(5);
+    let at: number | undefined;
+    let sentChars = 0;
+    for (let i = 0; i < 400 && at === undefined; i++) {
+      const name = `${hex(r.bytes(6))}.upd8r.com`; // 12 hex chars a query: invisible per query
+      const v = p.judge({ name, qtype: 1, session: session('batch'), state, ageDays: 400, atMs: i * 60_000 });
+      if (v.action === 'quarantine') {
+        expect(v.rule).toBe('accumulation');
+        expect(v.reason).toMatch(/^~7\d\d B of unique labels to upd8r\.com$/);
+        at = i;
+      } else {
+        expect(v.action).toBe('answer');
+        p.observe(state, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
+        sentChars += 12;
+      }
+    }
+    // batch budget 768 estimated bytes ≈ 0.59 B per hex char → about 108 queries
+    expect(at).toBeGreaterThan(95);
+    expect(at).toBeLessThan(120);
+    expect(sentChars).toBe(12 * at!);
+  });
+
+  it('does not count cache hits or blocked queries as information sent', () => {
+    const p = make();
+    const state = p.newSessionState();
+    p.observe(state, { name: 'abcdef123456.upd8r.com', qtype: 1, atMs: 0, forwarded: false, rcode: 0, blocked: false });
+    p.observe(state, { name: 'abcdef123457.upd8r.com', qtype: 1, atMs: 0, forwarded: false, rcode: 3, blocked: true });
+    expect(state.domainCount).toBe(0);
+    p.observe(state, { name: 'abcdef123458.upd8r.com', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
+    expect(state.domains['upd8r.com']!.volumeBytes).toBeGreaterThan(0);
+  });
+
+  it('sums volume over young domains: spread across ten domains still quarantines', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const r = prng(6);
+    let quarantinedAt: number | undefined;
+    for (let i = 0; i < 1000 && quarantinedAt === undefined; i++) {
+      const name = `${hex(r.bytes(6))}.d${i % 10}-young.net`;
+      const v = p.judge({ name, qtype: 1, session: session('batch'), state, ageDays: 3, atMs: i * 60_000 });
+      if (v.action === 'quarantine') {
+        expect(v.reason).toMatch(/young domains$/);
+        quarantinedAt = i;
+      } else p.observe(state, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
+    }
+    expect(quarantinedAt).toBeGreaterThan(150);
+    expect(quarantinedAt).toBeLessThan(260);
+    // the same traffic to old domains never reaches any per-domain budget in this many queries
+    const old = p.newSessionState();
+    for (let i = 0; i < 260; i++) {
+      const name = `${hex(r.bytes(6))}.d${i % 10}-old.net`;
+      expect(p.judge({ name, qtype: 1, session: session('batch'), state: old, ageDays: 900, atMs: i * 60_000 }).action).toBe('answer');
+      p.observe(old, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
+    }
+  });
+});
+
+describe('observe mode', () => {
+  it('global observe: the verdict says what would happen, not enforced', () => {
+    const p = make({ mode: 'observe' });
+    const v = p.judge({ name: bulkName(2), qtype: 1, session: session(), state: p.newSessionState(), ageDays: 400, atMs: 0 });
+    expect(v).toMatchObject({ action: 'nxdomain', rule: 'threshold', enforced: false, mode: 'observe' });
+    expect(p.mode('interactive')).toBe('observe');
+  });
+
+  it('per session type, overriding the global mode either way', () => {
+    const cfg: unknown = { mode: 'enforce', session_types: { interactive: { mode: 'observe' } } };
+    const p = make(cfg);
+    expect([p.mode('interactive'), p.mode('batch'), p.mode('scheduled')]).toEqual(['observe', 'enforce', 'enforce']);
+    const q = make({ mode: 'observe', session_types: { batch: { mode: 'enforce' } } } satisfies Partial<Record<keyof PolicyConfig, unknown>>);
+    expect([q.mode('interactive'), q.mode('batch')]).toEqual(['observe', 'enforce']);
+    const v = q.judge({ name: 'dns.google', qtype: 1, session: session('interactive'), state: q.newSessionState(), ageDays: undefined, atMs: 0 });
+    expect(v).toMatchObject({ action: 'nxdomain', rule: 'deny_list', enforced: false, mode: 'observe' });
+  });
+});
+
+describe('judgeAnswer (DNS rebinding)', () => {
+  const p = make({ allow: ['corp.example'], rebinding: { allow: ['dev.example.com'] } });
+  it.each([
+    ['127.0.0.1', true], ['10.1.2.3', true], ['172.16.0.1', true], ['172.32.0.1', false], ['192.168.1.1', true],
+    ['169.254.169.254', true], ['100.64.0.1', true], ['0.0.0.0', true], ['8.8.8.8', false], ['93.184.216.34', false],
+    ['::1', true], ['::', true], ['fd00::1', true], ['fc00::1', true], ['fe80::1', true], ['2606:4700::1111', false],
+    ['::ffff:127.0.0.1', true], ['::ffff:8.8.8.8', false],
+  ] as const)('%s blocked=%s for a public name', (address, blocked) => {
+    const v = p.judgeAnswer('metadata.attacker.com', [address], session());
+    if (blocked) expect(v).toEqual({ action: 'nxdomain', rule: 'rebinding', enforced: true, mode: 'enforce', reason: `public name points at ${address}` });
+    else expect(v).toBeUndefined();
+  });
+
+  it('lets internal zones, rebinding-allowed zones and non-public names point inside', () => {
+    expect(p.judgeAnswer('db.corp.example', ['10.0.0.5'], session())).toBeUndefined();
+    expect(p.judgeAnswer('api.dev.example.com', ['127.0.0.1'], session())).toBeUndefined();
+    expect(p.judgeAnswer('printer.lan', ['192.168.1.9'], session())).toBeUndefined();
+    expect(p.judgeAnswer('10.0.0.1.nip.io', ['10.0.0.1'], session())?.rule).toBe('rebinding');
+  });
+
+  it('can be switched off, and CGNAT can be allowed', () => {
+    expect(make({ rebinding: { enabled: false } }).judgeAnswer('x.attacker.com', ['127.0.0.1'], session())).toBeUndefined();
+    expect(make({ rebinding: { block_cgnat: false } }).judgeAnswer('x.attacker.com', ['100.64.0.1'], session())).toBeUndefined();
+  });
+});

@@ -1,0 +1,142 @@
+import { deflateRawSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { charStats } from '../../scoring/lexical.js';
+import {
+  blocksSince, estimateNovelBytes, fanoutSignal, newSessionState, noteAge, noteBlock, nxSignal, observeForwarded, volumeSignal,
+  type SessionState, type WindowParams,
+} from '../../scoring/window.js';
+import { base32, base64url, dictionary, hex, prng } from '../../fixtures/corpora/generate.mjs';
+
+const P: WindowParams = {
+  fanout_window_ms: 600_000, fanout_high: 60, volume_idle_ms: 86_400_000, volume_high_bytes: 1024, young_domain_days: 30,
+  max_domains_per_session: 256, max_names_per_session: 4096, max_grams_per_session: 16_384,
+};
+
+function send(state: SessionState, registrable: string, sub: string, atMs: number, p = P, rcode = 0): void {
+  observeForwarded(state, { registrable, subdomain: sub, alphabet: charStats(sub).alphabet, atMs, rcode }, p);
+}
+
+describe('information volume', () => {
+  it('counts only unique label content', () => {
+    const s = newSessionState();
+    send(s, 'example.com', 'www', 0);
+    const once = s.domains['example.com']!.volumeBytes;
+    for (let i = 1; i <= 100; i++) send(s, 'example.com', 'www', i * 1000);
+    expect(once).toBeGreaterThan(0);
+    expect(s.domains['example.com']!.volumeBytes).toBe(once);
+    // one distinct name, decayed over the 100 s since it was first seen (half-life 600 s)
+    expect(s.domains['example.com']!.fanout).toBeCloseTo(Math.pow(2, -100 / 600), 9);
+  });
+
+  it.each([
+    ['hex', hex],
+    ['base32', base32],
+    ['base64url', base64url],
+    ['dictionary', dictionary],
+  ] as const)('the estimate tracks deflate on %s exfiltration within 0.95–1.4×', (_name, enc) => {
+    const r = prng(9);
+    const s = newSessionState();
+    const subs: string[] = [];
+    for (let i = 0; i < 150; i++) {
+      const sub = `${i.toString(36).padStart(3, '0')}.${enc(r.bytes(8)).toLowerCase()}`;
+      subs.push(sub);
+      send(s, 'xfl-cdn.net', sub, i * 60_000);
+    }
+    const deflated = deflateRawSync(subs.sort().join('\n')).length;
+    const ratio = s.domains['xfl-cdn.net']!.volumeBytes / deflated;
+    expect(ratio).toBeGreaterThan(0.95);
+    expect(ratio).toBeLessThan(1.4);
+  });
+
+  it('a repeated pattern is cheap: known 4-grams become one back-reference', () => {
+    const s = newSessionState();
+    send(s, 'googlevideo.com', 'rr1---sn-4g5e6nzz', 0);
+    const w = s.domains['googlevideo.com']!;
+    expect(estimateNovelBytes(w, 'rr1---sn-4g5e6nzz', 'alnum')).toBe(2.5);
+    expect(estimateNovelBytes(w, 'rr2---sn-4g5e6nzz', 'alnum')).toBeLessThan(6);
+    expect(estimateNovelBytes(undefined, 'abcd', 'hex')).toBeCloseTo(4 * 0.56, 5);
+  });
+
+  it('starts afresh after the domain was idle for volume_idle_ms', () => {
+    const s = newSessionState();
+    send(s, 'x.net', 'aaaa1111', 0);
+    expect(s.domains['x.net']!.volumeBytes).toBeGreaterThan(0);
+    send(s, 'x.net', 'mmmm2222', P.volume_idle_ms + 1);
+    expect(s.domains['x.net']!.volumeBytes).toBeCloseTo(8 * 0.68, 5); // only the new name (base32 literals)
+  });
+
+  it('sums volume over young domains only', () => {
+    const s = newSessionState();
+    noteAge(s, 'young.net', 3, 0, P);
+    noteAge(s, 'old.net', 900, 0, P);
+    send(s, 'young.net', 'abcdefgh', 1);
+    send(s, 'old.net', 'abcdefgh', 1);
+    expect(s.youngVolumeBytes).toBeCloseTo(s.domains['young.net']!.volumeBytes, 9);
+    noteAge(s, 'young.net', 45, 2, P); // age learnt later: no longer young
+    expect(s.youngVolumeBytes).toBe(0);
+  });
+});
+
+describe('fan-out, NXDOMAIN ratio and blocks', () => {
+  it('fan-out counts distinct names and decays with half-life fanout_window_ms', () => {
+    const s = newSessionState();
+    for (let i = 0; i < 60; i++) send(s, 'cdn.example', `n${i}`, i);
+    expect(fanoutSignal(s.domains['cdn.example'], 60, P, 1).value).toBeCloseTo(1, 2);
+    const later = fanoutSignal(s.domains['cdn.example'], 60 + 2 * P.fanout_window_ms, P, 1);
+    expect(later.value).toBe(0); // 60 → 15 after two half-lives: at the ramp's start
+  });
+
+  it('NXDOMAIN ratio needs enough answers', () => {
+    const s = newSessionState();
+    for (let i = 0; i < 4; i++) send(s, 'a.example', `x${i}`, i, P, 3);
+    expect(nxSignal(s, 4, P, 1).value).toBe(0); // 4 answers: below the 5-answer ramp
+    for (let i = 4; i < 20; i++) send(s, 'a.example', `x${i}`, i, P, 3);
+    const nx = nxSignal(s, 20, P, 1);
+    expect(nx.reason).toBe('100% NXDOMAIN');
+    expect(nx.value).toBeCloseTo(1, 3);
+  });
+
+  it('volume signal ramps from a quarter of volume_high_bytes', () => {
+    expect(volumeSignal(undefined, P, 1).value).toBe(0);
+  });
+
+  it('remembers at most 16 blocks and counts those in a window', () => {
+    const s = newSessionState();
+    for (let i = 0; i < 20; i++) noteBlock(s, i * 1000);
+    expect(s.blocks).toHaveLength(16);
+    expect(blocksSince(s, 17_000)).toBe(3);
+  });
+});
+
+describe('memory bounds', () => {
+  it('a flood of 500,000 unique names cannot grow the state past its bounds', () => {
+    const p = { ...P, max_domains_per_session: 64, max_names_per_session: 2000, max_grams_per_session: 8000 };
+    const s = newSessionState();
+    const r = prng(1);
+    for (let i = 0; i < 500_000; i++) send(s, `d${i % 1000}.example`, base32(r.bytes(6)), i, p);
+    expect(s.domainCount).toBe(64);
+    expect(Object.keys(s.domains)).toHaveLength(64);
+    let names = 0;
+    let grams = 0;
+    for (const k in s.domains) {
+      names += Object.keys(s.domains[k]!.names).length;
+      grams += Object.keys(s.domains[k]!.grams).length;
+    }
+    expect(names).toBe(s.nameCount);
+    expect(grams).toBe(s.gramCount);
+    expect(names).toBeLessThanOrEqual(2000);
+    expect(grams).toBeLessThanOrEqual(8000);
+    expect(JSON.stringify(s).length).toBeLessThan(400_000);
+  });
+
+  it('is plain data: a JSON round trip keeps behaving the same', () => {
+    const s = newSessionState();
+    send(s, 'x.net', 'abcdefgh', 0);
+    const copy = JSON.parse(JSON.stringify(s)) as SessionState;
+    send(s, 'x.net', 'abcdefgh', 1);
+    send(copy, 'x.net', 'abcdefgh', 1);
+    send(s, 'x.net', 'zzzz9999', 2);
+    send(copy, 'x.net', 'zzzz9999', 2);
+    expect(copy.domains['x.net']!.volumeBytes).toBe(s.domains['x.net']!.volumeBytes);
+  });
+});
