@@ -508,3 +508,35 @@ export async function openUdpBlaster(server: Server, bind?: string): Promise<{ s
     close: () => new Promise<void>((ok) => sock.close(() => ok())),
   };
 }
+
+/**
+ * Sends several queries from ONE pre-bound UDP socket in the same tick (a burst the server reads
+ * back to back, e.g. to see identical in-flight queries coalesced) and collects the replies by ID.
+ */
+export async function udpBurst(server: Server, queries: ReadonlyArray<Omit<QueryOptions, 'server' | 'transport' | 'id'>>, opts: { bind?: string; timeoutMs?: number } = {}): Promise<DnsReply[]> {
+  const family = isIPv6(server.address) ? 'udp6' : 'udp4';
+  const sock = createSocket(family);
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const ids = queries.map((_, i) => (0x1000 + i * 7) & 0xffff);
+  const replies = new Map<number, Buffer>();
+  try {
+    await new Promise<void>((ok) => sock.bind({ address: opts.bind ?? (family === 'udp6' ? '::1' : '127.0.0.1'), port: 0 }, () => ok()));
+    await new Promise<void>((ok, fail) => {
+      const timer = setTimeout(() => fail(new DnsTimeoutError('udp', timeoutMs, `${server.address}:${server.port} (${replies.size}/${ids.length} replies)`)), timeoutMs);
+      sock.on('message', (msg, rinfo) => {
+        if (rinfo.port !== server.port || msg.length < 2) return;
+        const id = msg.readUInt16BE(0);
+        if (ids.includes(id) && !replies.has(id)) replies.set(id, msg);
+        if (replies.size === ids.length) {
+          clearTimeout(timer);
+          ok();
+        }
+      });
+      const packets = queries.map((q, i) => encodeQuery({ ...q, id: ids[i]! }));
+      for (const p of packets) sock.send(p, server.port, server.address);
+    });
+    return ids.map((id) => decodeReply(replies.get(id)!));
+  } finally {
+    sock.close();
+  }
+}

@@ -128,14 +128,39 @@ export async function closedPort(): Promise<number> {
   return freePort();
 }
 
-/** A UDP+TCP socket pair that accepts queries and never answers: "an upstream that times out". */
-export async function startSilentUpstream(): Promise<{ address: '127.0.0.1'; port: number; hostPort: string; received(): number; stop(): Promise<void> }> {
+export interface ReceivedQuery {
+  readonly transport: 'udp' | 'tcp';
+  readonly id: number;
+  readonly sourcePort: number;
+  readonly bytes: Buffer;
+}
+
+export interface ScriptedUpstream {
+  readonly address: '127.0.0.1';
+  readonly port: number;
+  readonly hostPort: string;
+  /** Every query received, in order. */
+  readonly received: readonly ReceivedQuery[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A UDP+TCP socket pair on a free loopback port that records every query and answers only what
+ * `respond` returns (default: nothing, i.e. "an upstream that times out"). Not a stand-in for the
+ * real upstream: it is the misbehaving one (silent, lying) next to NSD in failover tests, and it
+ * shows what dnswarden puts on the wire (query IDs, source ports).
+ */
+export async function startScriptedUpstream(respond: (query: Buffer, transport: 'udp' | 'tcp') => Buffer | undefined = () => undefined): Promise<ScriptedUpstream> {
   const port = await freePort();
-  let received = 0;
+  const received: ReceivedQuery[] = [];
   const udp = createSocket('udp4');
-  udp.on('message', () => {
-    received++;
+  udp.on('message', (msg, rinfo) => {
+    if (msg.length < 2) return;
+    received.push({ transport: 'udp', id: msg.readUInt16BE(0), sourcePort: rinfo.port, bytes: msg });
+    const reply = respond(msg, 'udp');
+    if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address);
   });
+  udp.on('error', () => undefined);
   await new Promise<void>((ok, fail) => {
     udp.once('error', fail);
     udp.bind(port, '127.0.0.1', () => ok());
@@ -143,8 +168,17 @@ export async function startSilentUpstream(): Promise<{ address: '127.0.0.1'; por
   const sockets = new Set<import('node:net').Socket>();
   const tcp = createServer((s) => {
     sockets.add(s);
-    s.on('data', () => {
-      received++;
+    let buf = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + msg.length);
+        if (msg.length < 2) continue;
+        received.push({ transport: 'tcp', id: msg.readUInt16BE(0), sourcePort: s.remotePort ?? 0, bytes: Buffer.from(msg) });
+        const reply = respond(Buffer.from(msg), 'tcp');
+        if (reply !== undefined) s.write(Buffer.concat([Buffer.from([reply.length >> 8, reply.length & 0xff]), reply]));
+      }
     });
     s.on('error', () => undefined);
     s.on('close', () => sockets.delete(s));
@@ -157,7 +191,7 @@ export async function startSilentUpstream(): Promise<{ address: '127.0.0.1'; por
     address: '127.0.0.1',
     port,
     hostPort: `127.0.0.1:${port}`,
-    received: () => received,
+    received,
     stop: async () => {
       for (const s of sockets) s.destroy();
       await Promise.all([new Promise<void>((ok) => udp.close(() => ok())), new Promise<void>((ok) => tcp.close(() => ok()))]);
