@@ -1,0 +1,180 @@
+// The admin HTTP API (node:http): a route table, bearer tokens by kind, JSON errors
+// `{ "error": { "code", "message" } }`, /metrics and /healthz. Every analyst action is audited
+// with its actor (the token's name). Never logs a token.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import { splitHostPort } from './config.js';
+import { WardenError, messageOf, type ErrorCode } from './errors.js';
+
+export type TokenKind = 'admin' | 'analyst' | 'viewer' | 'runtime';
+export interface Caller {
+  readonly name: string;
+  readonly kind: TokenKind;
+}
+export interface ApiToken extends Caller {
+  readonly token: string;
+}
+
+export interface Request {
+  readonly method: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  readonly body: unknown;
+  readonly caller: Caller;
+}
+export interface Response {
+  readonly status: number;
+  readonly json?: unknown;
+  readonly text?: string;
+  readonly contentType?: string;
+}
+
+export interface Route {
+  readonly method: 'GET' | 'POST' | 'DELETE';
+  readonly path: string; // '/v1/quarantines/:id/release'
+  readonly allow: readonly TokenKind[]; // [] = open (no token)
+  readonly handler: (req: Request) => Response | Promise<Response>;
+}
+
+const STATUS_OF: Partial<Record<ErrorCode, number>> = {
+  ERR_BAD_REQUEST: 400,
+  ERR_BAD_TOKEN: 400,
+  ERR_BAD_CLAIMS: 400,
+  ERR_CONFIG: 400,
+  ERR_BAD_SIGNATURE: 401,
+  ERR_UNKNOWN_KEY: 401,
+  ERR_TOKEN_EXPIRED: 401,
+  ERR_UNAUTHORIZED: 401,
+  ERR_FORBIDDEN: 403,
+  ERR_NOT_FOUND: 404,
+  ERR_SESSION_CONFLICT: 409,
+};
+const MAX_BODY_BYTES = 64 * 1024;
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+export interface AdminServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function listenAdmin(address: string, routes: readonly Route[], tokens: () => readonly ApiToken[], log: Logger): Promise<AdminServer> {
+  const compiled = routes.map((r) => ({ ...r, parts: r.path.split('/').slice(1) }));
+
+  // Constant-time comparison over digests, so neither content nor length leaks through timing.
+  function authenticate(header: string | undefined): Caller | undefined {
+    if (header === undefined || !header.startsWith('Bearer ')) return undefined;
+    const presented = digest(header.slice(7).trim());
+    let found: Caller | undefined;
+    for (const t of tokens()) if (timingSafeEqual(presented, digest(t.token)) && found === undefined) found = { name: t.name, kind: t.kind };
+    return found;
+  }
+
+  async function dispatch(req: IncomingMessage): Promise<Response> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const segments = url.pathname.split('/').slice(1);
+    let pathMatched = false;
+    for (const route of compiled) {
+      const params = matchPath(route.parts, segments);
+      if (params === undefined) continue;
+      pathMatched = true;
+      if (route.method !== req.method) continue;
+      let caller: Caller = { name: 'anonymous', kind: 'viewer' };
+      if (route.allow.length > 0) {
+        const found = authenticate(req.headers.authorization);
+        if (found === undefined) throw new WardenError('ERR_UNAUTHORIZED', 'missing or unknown bearer token (Authorization: Bearer <token>)');
+        if (!route.allow.includes(found.kind)) throw new WardenError('ERR_FORBIDDEN', `a ${found.kind} token may not ${route.method} ${route.path}`);
+        caller = found;
+      }
+      const body = req.method === 'POST' ? await readJson(req) : undefined;
+      return route.handler({ method: req.method, params, query: url.searchParams, body, caller });
+    }
+    // Without a valid token, nothing about which paths exist leaks: 401 before 404/405.
+    if (authenticate(req.headers.authorization) === undefined) throw new WardenError('ERR_UNAUTHORIZED', 'missing or unknown bearer token (Authorization: Bearer <token>)');
+    if (pathMatched) return { status: 405, json: { error: { code: 'ERR_METHOD', message: `${req.method} not allowed on ${url.pathname}` } } };
+    throw new WardenError('ERR_NOT_FOUND', `no endpoint ${url.pathname}`);
+  }
+
+  const server: Server = createServer((req, res) => {
+    dispatch(req).then(
+      (response) => send(res, response),
+      (err: unknown) => {
+        if (err instanceof WardenError) {
+          send(res, { status: STATUS_OF[err.code] ?? 500, json: { error: { code: err.code, message: err.message } } });
+          return;
+        }
+        log.error({ err: messageOf(err), path: req.url, method: req.method }, 'admin request failed');
+        send(res, { status: 500, json: { error: { code: 'ERR_INTERNAL', message: 'internal error (see the server log)' } } });
+      },
+    );
+  });
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  const { host, port } = splitHostPort(address)!;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function matchPath(pattern: readonly string[], segments: readonly string[]): Record<string, string> | undefined {
+  if (pattern.length !== segments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i]!;
+    const s = segments[i]!;
+    if (p.startsWith(':')) {
+      if (s === '') return undefined;
+      try {
+        params[p.slice(1)] = decodeURIComponent(s);
+      } catch {
+        return undefined;
+      }
+    } else if (p !== s) return undefined;
+  }
+  return params;
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new WardenError('ERR_BAD_REQUEST', `request body over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new WardenError('ERR_BAD_REQUEST', 'request body is not valid JSON');
+  }
+}
+
+function send(res: ServerResponse, r: Response): void {
+  if (r.text !== undefined) {
+    res.writeHead(r.status, { 'content-type': r.contentType ?? 'text/plain; charset=utf-8' });
+    res.end(r.text);
+  } else if (r.json !== undefined) {
+    res.writeHead(r.status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(r.json));
+  } else {
+    res.writeHead(r.status);
+    res.end();
+  }
+}

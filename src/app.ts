@@ -1,0 +1,240 @@
+// The composition root: builds every component from a Config, starts them in order and closes
+// them in reverse. Every other module receives what it needs; nothing else reads the config file,
+// the environment or the clock directly.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { listenAdmin, type AdminServer, type ApiToken } from './admin.js';
+import { WebhookAlerts } from './alerts.js';
+import { apiRoutes } from './api.js';
+import { CachingResolver } from './cache.js';
+import { resolvConfUpstreams, type Config } from './config.js';
+import { DomainAges } from './domain-age.js';
+import { ConfigError, messageOf } from './errors.js';
+import { createPipeline, registrableOf } from './pipeline.js';
+import { Policy, type SessionState } from './policy.js';
+import { QuarantineBook } from './quarantine.js';
+import { loadSigningKeys, SessionDirectory, type HistoryEntry } from './sessions.js';
+import { Store, type StoredHistoryEntry } from './store.js';
+import { createLogger, createMetrics } from './telemetry.js';
+import { listenDns, type DnsListener, type DnsServer } from './transport.js';
+import { UpstreamPool } from './upstream.js';
+
+export interface AppEnv {
+  readonly nowMs: () => number;
+  readonly logger?: Logger;
+  readonly resolvConfPath: string;
+  /** Where a generated admin token is announced at first start (never the log). */
+  readonly announce: (line: string) => void;
+}
+
+const systemEnv: AppEnv = {
+  nowMs: () => Date.now(),
+  resolvConfPath: '/etc/resolv.conf',
+  announce: (line) => process.stderr.write(`${line}\n`),
+};
+
+export interface App {
+  readonly dns: readonly DnsListener[];
+  readonly adminUrl: string;
+  readonly adminToken: string;
+  readonly config: Config;
+  metricsText(): Promise<string>;
+  reload(config: Config): Promise<void>;
+  close(): Promise<void>;
+}
+
+const HISTORY_FLUSH_MS = 250;
+
+/** The registrable domains a quarantine's evidence points at: the trigger and the blocked queries before it. */
+function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => string | undefined): string[] {
+  const e = evidence as { trigger?: { name?: string }; recent?: { name: string; action: string }[] };
+  const names = [e.trigger?.name, ...(e.recent ?? []).filter((r) => r.action !== 'answer' && r.action !== 'refused' && r.action !== 'failed').map((r) => r.name)];
+  const out = new Set<string>();
+  for (const n of names) {
+    const d = n === undefined ? undefined : registrableOf(n);
+    if (d !== undefined) out.add(d);
+  }
+  return [...out];
+}
+const SWEEP_MS = 10_000;
+
+/** The admin token: from config, else the one stored under the data dir, else a new one (announced once). */
+function adminTokenFor(config: Config, dir: string, announce: (line: string) => void): string {
+  if (config.admin.token !== undefined) return config.admin.token;
+  const file = join(dir, 'admin-token');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const token = randomBytes(24).toString('base64url');
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  announce(`dnswarden: generated an admin token, stored in ${file} (mode 600): ${token}`);
+  return token;
+}
+
+function apiTokens(config: Config, adminToken: string): ApiToken[] {
+  const tokens: ApiToken[] = [{ name: 'admin', kind: 'admin', token: adminToken }];
+  for (const [i, t] of config.admin.tokens.entries()) {
+    let token = t.token;
+    if (token === undefined) {
+      try {
+        token = readFileSync(t.token_file!, 'utf8').trim();
+      } catch (err) {
+        throw new ConfigError(`admin.tokens[${i}].token_file`, `cannot read ${t.token_file}: ${messageOf(err)}`);
+      }
+    }
+    if (token.length < 16) throw new ConfigError(`admin.tokens[${i}].token`, 'API tokens must be at least 16 characters');
+    tokens.push({ name: t.name, kind: t.kind, token });
+  }
+  return tokens;
+}
+
+function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams'] & object {
+  if (config.upstreams !== undefined) return config.upstreams;
+  let text = '';
+  try {
+    text = readFileSync(resolvConfPath, 'utf8');
+  } catch (err) {
+    throw new ConfigError('upstreams', `none configured and ${resolvConfPath} cannot be read: ${messageOf(err)}`);
+  }
+  const found = resolvConfUpstreams(text);
+  if (found.length === 0) throw new ConfigError('upstreams', `none configured and ${resolvConfPath} lists no nameserver`);
+  return found.map((address) => ({ address, timeout_ms: 1000 }));
+}
+
+export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {}): Promise<App> {
+  const env: AppEnv = { ...systemEnv, ...envOverrides };
+  const nowMs = env.nowMs;
+  const log = env.logger ?? createLogger(config.logging.level);
+  const metrics = createMetrics();
+  const upstreams = upstreamsFor(config, env.resolvConfPath);
+  const keys = await loadSigningKeys(config.sessions.signing_keys);
+  const store = Store.open(config.storage.dir);
+  const closers: (() => Promise<void> | void)[] = [() => store.close()];
+  try {
+    const adminToken = adminTokenFor(config, config.storage.dir, env.announce);
+    let tokens = apiTokens(config, adminToken);
+    let current = config;
+
+    let policy = new Policy(config.policy, config.scoring);
+    const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
+    learnedDenyChanged();
+
+    const sessions = new SessionDirectory<SessionState>({
+      newState: () => policy.newSessionState(),
+      historyMax: config.sessions.history_per_session,
+      keys,
+      maxTtlSec: config.sessions.max_ttl_s,
+      hooks: { saveRegistered: (m) => store.saveSession(m), deleteRegistered: (id) => store.deleteSession(id) },
+    });
+    sessions.setStatic(config.sessions.static, nowMs());
+    sessions.restore(store.loadSessions(nowMs()), nowMs());
+    metrics.sessionsLive.set(sessions.liveCount(nowMs()));
+
+    const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs);
+    closers.push(() => alerts.close());
+    const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => {
+      const s = sessions.get(sessionId);
+      if (s !== undefined) s.state = policy.newSessionState();
+    });
+
+    const cache = new CachingResolver(new UpstreamPool(upstreams, config.resolver.total_timeout_ms, metrics, nowMs), config.cache, metrics, nowMs);
+
+    const domainAge = config.domain_age.enabled
+      ? new DomainAges(config.domain_age, { nowMs, logger: log, db: store.db, countLookup: (source, result) => metrics.domainAgeLookups.inc({ source, result }) })
+      : undefined;
+    if (domainAge !== undefined) closers.push(() => domainAge.close());
+
+    // Query history goes to the store in batches, off the per-query path.
+    let pendingHistory: StoredHistoryEntry[] = [];
+    const flushHistory = (): void => {
+      if (pendingHistory.length === 0) return;
+      const batch = pendingHistory;
+      pendingHistory = [];
+      try {
+        store.appendHistory(batch, current.sessions.history_per_session, current.storage.history_max_rows);
+      } catch (err) {
+        log.error({ err: messageOf(err), dropped: batch.length }, 'could not write query history');
+      }
+    };
+    const historyTimer = setInterval(flushHistory, HISTORY_FLUSH_MS);
+    historyTimer.unref();
+    closers.push(() => { clearInterval(historyTimer); flushHistory(); });
+    const onHistory = (sessionId: string, entry: HistoryEntry): void => {
+      if (current.sessions.history_per_session > 0 && current.storage.history_max_rows > 0) pendingHistory.push({ sessionId, ...entry });
+    };
+
+    const sweep = setInterval(() => {
+      const n = sessions.sweepExpired(nowMs());
+      if (n > 0) log.info({ expired: n }, 'registered sessions expired');
+      metrics.sessionsLive.set(sessions.liveCount(nowMs()));
+      store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
+    }, SWEEP_MS);
+    sweep.unref();
+    closers.push(() => clearInterval(sweep));
+
+    const pipeline = createPipeline({
+      sessions, quarantines, resolver: cache, policy: () => policy, domainAge, ageBudgetMs: config.domain_age.budget_ms,
+      metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size, onHistory,
+    });
+
+    const dns: DnsServer = await listenDns(config.listen.dns, pipeline.answerPacket, {
+      tcpIdleTimeoutMs: config.server.tcp_idle_timeout_ms,
+      tcpMaxConnections: config.server.tcp_max_connections,
+      tcpMaxInflightPerConnection: config.server.tcp_max_inflight_per_connection,
+    }, metrics, log);
+    closers.push(() => dns.close());
+
+    const metricsText = (): Promise<string> => metrics.registry.metrics();
+    const admin: AdminServer = await listenAdmin(config.listen.admin, apiRoutes({
+      sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
+      attackerDomains: (q) => attackerDomainsOf(q.evidence, registrableOf), learnedDenyChanged, flushCache: () => cache.clear(),
+    }, metricsText), () => tokens, log);
+    closers.push(() => admin.close());
+
+    log.info({
+      dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin.url, upstreams: upstreams.map((u) => u.address),
+      static_sessions: config.sessions.static.length, registered_sessions: sessions.list().length - config.sessions.static.length,
+      mode: config.policy.mode,
+    }, 'dnswarden ready');
+
+    return {
+      dns: dns.listeners,
+      adminUrl: admin.url,
+      adminToken,
+      get config() { return current; },
+      metricsText,
+      async reload(next: Config) {
+        try {
+          const nextKeys = await loadSigningKeys(next.sessions.signing_keys);
+          const nextTokens = apiTokens(next, next.admin.token ?? adminToken);
+          const nextPolicy = new Policy(next.policy, next.scoring);
+          nextPolicy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
+          sessions.setStatic(next.sessions.static, nowMs());
+          sessions.setKeys(nextKeys, next.sessions.max_ttl_s);
+          tokens = nextTokens;
+          policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
+          log.level = next.logging.level;
+          const restartOnly = (['listen', 'storage', 'upstreams', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
+            .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
+          if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
+          current = next;
+          metrics.configReloads.inc({ result: 'ok' });
+          metrics.sessionsLive.set(sessions.liveCount(nowMs()));
+          log.info({ static_sessions: next.sessions.static.length, mode: next.policy.mode }, 'config reloaded');
+        } catch (err) {
+          metrics.configReloads.inc({ result: 'error' });
+          throw err;
+        }
+      },
+      async close() {
+        for (const close of closers.reverse()) await close();
+        log.info('dnswarden stopped');
+        log.flush?.();
+      },
+    };
+  } catch (err) {
+    for (const close of closers.reverse()) await close();
+    throw err;
+  }
+}

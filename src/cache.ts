@@ -1,0 +1,100 @@
+// The answer cache in front of the upstreams: raw replies kept for their TTL (capped), served with
+// TTLs decremented; negative answers for min(SOA TTL, SOA MINIMUM) (RFC 2308 §5); SERVFAIL for a few
+// seconds at most; identical in-flight queries coalesced. Key: name, type, class and the DO bit.
+import { LRUCache } from 'lru-cache';
+import type { Metrics } from './telemetry.js';
+import type { Resolution, Resolver } from './upstream.js';
+import { RCODE, type Query, type Reply } from './wire.js';
+
+export interface CacheConfig {
+  readonly max_entries: number;
+  readonly max_ttl_s: number;
+  readonly negative_max_ttl_s: number;
+  readonly servfail_ttl_s: number;
+}
+
+interface Entry {
+  readonly reply: Reply;
+  readonly storedAtMs: number;
+  readonly expiresAtMs: number;
+}
+
+export function cacheKey(q: Query): string {
+  return `${q.name}|${q.type}|${q.class}|${q.edns?.dnssecOk === true ? 1 : 0}`;
+}
+
+export class CachingResolver implements Resolver {
+  readonly #next: Resolver;
+  readonly #config: CacheConfig;
+  readonly #metrics: Metrics;
+  readonly #nowMs: () => number;
+  readonly #entries: LRUCache<string, Entry> | undefined;
+  readonly #inflight = new Map<string, Promise<Resolution>>();
+
+  constructor(next: Resolver, config: CacheConfig, metrics: Metrics, nowMs: () => number) {
+    this.#next = next;
+    this.#config = config;
+    this.#metrics = metrics;
+    this.#nowMs = nowMs;
+    this.#entries = config.max_entries > 0 ? new LRUCache<string, Entry>({ max: config.max_entries }) : undefined;
+  }
+
+  get size(): number {
+    return this.#entries?.size ?? 0;
+  }
+
+  /** Drops every entry (tests and `POST /v1/cache/flush`). */
+  clear(): void {
+    this.#entries?.clear();
+    this.#metrics.cacheEntries.set(0);
+  }
+
+  resolve(q: Query): Promise<Resolution> {
+    const key = cacheKey(q);
+    const nowMs = this.#nowMs();
+    const hit = this.#entries?.get(key);
+    if (hit !== undefined) {
+      if (hit.expiresAtMs > nowMs) {
+        this.#metrics.cacheHits.inc();
+        return Promise.resolve({ ok: true, reply: hit.reply, via: 'cache', ageSec: Math.floor((nowMs - hit.storedAtMs) / 1000) });
+      }
+      this.#entries!.delete(key);
+    }
+    this.#metrics.cacheMisses.inc();
+    const pending = this.#inflight.get(key);
+    if (pending !== undefined) return pending;
+    const started = this.#next.resolve(q).then((resolution) => {
+      this.#inflight.delete(key);
+      if (resolution.ok) this.#store(key, resolution.reply);
+      return resolution;
+    });
+    this.#inflight.set(key, started);
+    return started;
+  }
+
+  #store(key: string, reply: Reply): void {
+    if (this.#entries === undefined) return;
+    const ttlSec = this.#ttlFor(reply);
+    if (ttlSec <= 0) return;
+    const nowMs = this.#nowMs();
+    this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000 });
+    this.#metrics.cacheEntries.set(this.#entries.size);
+  }
+
+  #ttlFor(reply: Reply): number {
+    const c = this.#config;
+    if (reply.tc) return 0;
+    switch (reply.rcode) {
+      case RCODE.NOERROR:
+        // NODATA (no answers) is negative and capped like NXDOMAIN; without an SOA it is not cached.
+        if (reply.counts[0] === 0) return Math.min(reply.cacheTtlSec ?? 0, c.negative_max_ttl_s);
+        return Math.min(reply.cacheTtlSec ?? 0, c.max_ttl_s);
+      case RCODE.NXDOMAIN:
+        return Math.min(reply.cacheTtlSec ?? 0, c.negative_max_ttl_s);
+      case RCODE.SERVFAIL:
+        return c.servfail_ttl_s;
+      default:
+        return 0;
+    }
+  }
+}

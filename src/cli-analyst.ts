@@ -1,0 +1,176 @@
+// The analyst's CLI over the admin API: quarantine, sessions, deny and audit commands. Aligned tables
+// for a terminal, --json for scripts; every failure (server down, bad token, unknown id) is one
+// line and a non-zero exit. Talks HTTP only; knows nothing of the server's internals.
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { WardenError, messageOf } from './errors.js';
+
+export const ANALYST_USAGE = `
+  quarantine list [--state open|released|confirmed] [--user U] [--type T]
+  quarantine show ID
+  quarantine release ID --reason TEXT
+  quarantine confirm ID --reason TEXT [--deny]   (--deny: add the attacker's domains to the learned deny list)
+  sessions list | show ID | queries ID [--limit N]
+  deny list | add DOMAIN --reason TEXT | remove DOMAIN
+  audit [--limit N]
+
+  common options: --url URL (default $DNSWARDEN_URL or http://127.0.0.1:9153)
+                  --token TOKEN (default $DNSWARDEN_TOKEN, else the file data/admin-token)
+                  --json (machine-readable output)
+`;
+
+interface Client {
+  request(method: string, path: string, body?: unknown): Promise<unknown>;
+}
+
+function client(url: string, token: string | undefined): Client {
+  return {
+    async request(method, path, body) {
+      let res: globalThis.Response;
+      try {
+        res = await fetch(`${url}${path}`, {
+          method,
+          headers: { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+          signal: AbortSignal.timeout(10_000),
+        });
+      } catch (err) {
+        throw new WardenError('ERR_NO_UPSTREAM', `cannot reach dnswarden at ${url}: ${messageOf((err as { cause?: unknown }).cause ?? err)}`);
+      }
+      const text = await res.text();
+      let json: unknown = undefined;
+      try {
+        json = text === '' ? undefined : JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      if (!res.ok) {
+        const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
+        throw new WardenError('ERR_BAD_REQUEST', `${res.status} ${e?.code ?? ''} ${e?.message ?? text}`.replace(/\s+/g, ' ').trim());
+      }
+      return json;
+    },
+  };
+}
+
+/** Columns padded to the widest cell; long cells cut with an ellipsis so a row stays one line. */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[], maxCell = 60): string {
+  const cut = (s: string): string => (s.length > maxCell ? `${s.slice(0, maxCell - 1)}…` : s);
+  const all = [headers, ...rows].map((r) => r.map(cut));
+  const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return `${all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;
+}
+
+const iso = (v: unknown): string => (typeof v === 'string' ? v.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
+
+function tokenFrom(explicit: string | undefined): string | undefined {
+  if (explicit !== undefined) return explicit;
+  if (process.env.DNSWARDEN_TOKEN !== undefined && process.env.DNSWARDEN_TOKEN !== '') return process.env.DNSWARDEN_TOKEN;
+  if (existsSync('data/admin-token')) return readFileSync('data/admin-token', 'utf8').trim();
+  return undefined;
+}
+
+export async function analystCommand(group: string, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      url: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' }, reason: { type: 'string' },
+      deny: { type: 'boolean' }, state: { type: 'string' }, user: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' },
+    },
+  });
+  const api = client(values.url ?? process.env.DNSWARDEN_URL ?? 'http://127.0.0.1:9153', tokenFrom(values.token));
+  const out = (s: string): void => void process.stdout.write(s);
+  const json = values.json === true;
+  const [verb, id] = group === 'audit' ? ['list', undefined] : positionals;
+  const need = (v: string | undefined, what: string): string => {
+    if (v === undefined || v === '') throw new WardenError('ERR_BAD_REQUEST', `${group} ${verb ?? ''}: ${what} is required`);
+    return v;
+  };
+  const enc = encodeURIComponent;
+
+  const key = `${group} ${verb ?? ''}`;
+  switch (key) {
+    case 'quarantine list': {
+      const qs = new URLSearchParams();
+      if (values.state !== undefined) qs.set('state', values.state);
+      if (values.user !== undefined) qs.set('user', values.user);
+      if (values.type !== undefined) qs.set('session_type', values.type);
+      const r = (await api.request('GET', `/v1/quarantines?${qs}`)) as { quarantines: { id: string; state: string; raised_at: string; session: { id: string; user: string; type: string }; trigger: { name?: string; reason?: string } | null }[] };
+      if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+      if (r.quarantines.length === 0) return out('no quarantines\n'), 0;
+      out(table(['ID', 'STATE', 'RAISED', 'SESSION', 'USER', 'TYPE', 'TRIGGER'], r.quarantines.map((q) => [q.id, q.state, iso(q.raised_at), q.session.id, q.session.user, q.session.type, `${q.trigger?.name ?? ''} (${q.trigger?.reason ?? ''})`])));
+      return 0;
+    }
+    case 'quarantine show': {
+      const r = (await api.request('GET', `/v1/quarantines/${enc(need(id, 'ID'))}`)) as {
+        quarantine: { id: string; state: string; raised_at: string; decided_by: string | null; decision_reason: string | null; session: { id: string; user: string; role: string; type: string; addresses: string[] };
+          evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number }[] } };
+        attacker_domains: string[];
+      };
+      if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+      const q = r.quarantine;
+      const t = q.evidence.trigger;
+      out(`quarantine ${q.id}  state ${q.state}  raised ${iso(q.raised_at)}${q.decided_by !== null ? `  decided by ${q.decided_by}: ${q.decision_reason ?? ''}` : ''}\n`);
+      out(`session    ${q.session.id}  user ${q.session.user}  role ${q.session.role}  type ${q.session.type}  addresses ${q.session.addresses.join(', ')}\n`);
+      out(`trigger    ${t.name} (qtype ${t.qtype})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
+      out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
+      out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
+      out('\nrecent queries (oldest first)\n');
+      out(table(['TIME', 'ACTION', 'RULE', 'SCORE', 'NAME'], q.evidence.recent.map((e) => [new Date(e.atMs).toISOString().slice(11, 23), e.action, e.rule, e.score?.toFixed(2) ?? '', e.name]), 90));
+      return 0;
+    }
+    case 'quarantine release':
+    case 'quarantine confirm': {
+      const body = { reason: need(values.reason, '--reason'), ...(values.deny === true ? { deny_domains: true } : {}) };
+      const r = (await api.request('POST', `/v1/quarantines/${enc(need(id, 'ID'))}/${verb}`, body)) as { quarantine: { id: string; state: string }; denied_domains?: string[] };
+      if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+      out(`quarantine ${r.quarantine.id} is now ${r.quarantine.state}${r.denied_domains !== undefined && r.denied_domains.length > 0 ? `; denied for everyone: ${r.denied_domains.join(', ')}` : ''}\n`);
+      return 0;
+    }
+    case 'sessions list': {
+      const r = (await api.request('GET', '/v1/sessions')) as { sessions: { id: string; user: string; role: string; type: string; origin: string; addresses: string[]; expires_at: string | null; quarantine: string | null }[] };
+      if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+      out(table(['ID', 'USER', 'ROLE', 'TYPE', 'ORIGIN', 'EXPIRES', 'QUARANTINE', 'ADDRESSES'], r.sessions.map((s) => [s.id, s.user, s.role, s.type, s.origin, s.expires_at === null ? 'never' : iso(s.expires_at), s.quarantine ?? '-', s.addresses.join(',')])));
+      return 0;
+    }
+    case 'sessions show':
+    case 'sessions queries': {
+      const sid = enc(need(id, 'ID'));
+      const s = verb === 'show' ? ((await api.request('GET', `/v1/sessions/${sid}`)) as { session: Record<string, unknown> }) : undefined;
+      const qs = values.limit !== undefined ? `?limit=${enc(values.limit)}` : '';
+      const h = (await api.request('GET', `/v1/sessions/${sid}/queries${qs}`)) as { queries: { atMs: number; name: string; qtype: number; action: string; rule: string; rcode: number; score?: number; eventId?: string }[] };
+      if (json) return out(`${JSON.stringify({ ...s, ...h }, null, 2)}\n`), 0;
+      if (s !== undefined) for (const [k, v] of Object.entries(s.session)) out(`${k.padEnd(14)}${Array.isArray(v) ? v.join(', ') : String(v)}\n`);
+      out(`\n${h.queries.length} recent queries (oldest first)\n`);
+      out(table(['TIME', 'QTYPE', 'RCODE', 'ACTION', 'RULE', 'SCORE', 'EVENT', 'NAME'], h.queries.map((e) => [new Date(e.atMs).toISOString().replace('T', ' ').slice(0, 23), String(e.qtype), String(e.rcode), e.action, e.rule, e.score?.toFixed(2) ?? '', e.eventId ?? '', e.name]), 90));
+      return 0;
+    }
+    case 'deny list': {
+      const r = (await api.request('GET', '/v1/deny')) as { domains: { domain: string; addedAtMs: number; addedBy: string; quarantineId: string | null; reason: string }[] };
+      if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+      if (r.domains.length === 0) return out('the learned deny list is empty\n'), 0;
+      out(table(['DOMAIN', 'ADDED', 'BY', 'QUARANTINE', 'REASON'], r.domains.map((d) => [d.domain, new Date(d.addedAtMs).toISOString(), d.addedBy, d.quarantineId ?? '-', d.reason])));
+      return 0;
+    }
+    case 'deny add': {
+      await api.request('POST', '/v1/deny', { domain: need(id, 'DOMAIN'), reason: need(values.reason, '--reason') });
+      out(`${id} added to the learned deny list\n`);
+      return 0;
+    }
+    case 'deny remove': {
+      await api.request('DELETE', `/v1/deny/${enc(need(id, 'DOMAIN'))}${values.reason !== undefined ? `?reason=${enc(values.reason)}` : ''}`);
+      out(`${id} removed from the learned deny list\n`);
+      return 0;
+    }
+    case 'audit list': {
+      const r = (await api.request('GET', `/v1/audit${values.limit !== undefined ? `?limit=${enc(values.limit)}` : ''}`)) as { audit: { atMs: number; actor: string; action: string; target: string; reason: string }[] };
+      if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+      out(table(['TIME', 'ACTOR', 'ACTION', 'TARGET', 'REASON'], r.audit.map((a) => [new Date(a.atMs).toISOString(), a.actor, a.action, a.target, a.reason])));
+      return 0;
+    }
+    default:
+      throw new WardenError('ERR_BAD_REQUEST', `unknown command "${key.trim()}"; see dnswarden --help`);
+  }
+}

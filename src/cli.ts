@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// `dnswarden serve | check-config | replay | quarantine … | sessions … | deny …`: the only place that
+// exits the process. Errors are one clear line and a non-zero status (2 for config errors).
+import { parseArgs } from 'node:util';
+import { startApp } from './app.js';
+import { loadConfigFile, parseConfig, type Config } from './config.js';
+import { WardenError, messageOf } from './errors.js';
+import { analystCommand, ANALYST_USAGE } from './cli-analyst.js';
+import { formatReport, replayFile } from './replay.js';
+
+const USAGE = `usage: dnswarden <command> [options]
+
+  serve [--config FILE]            run the resolver (embedded defaults without --config)
+  check-config FILE                validate a config file; exit 0 if valid, 2 naming the field if not
+  replay FILE [--config FILE]      re-score a JSONL query log or dnswarden verdict log under a policy
+${ANALYST_USAGE}`;
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const path = values.config;
+  const load = (): Config => (path === undefined ? parseConfig({}) : loadConfigFile(path));
+  const app = await startApp(load());
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`dnswarden: ${signal}, shutting down\n`);
+    app.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP: re-read the file; a bad file is reported and the running config stays.
+  process.on('SIGHUP', () => {
+    let next: Config;
+    try {
+      next = load();
+    } catch (err) {
+      process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
+      return;
+    }
+    app.reload(next).catch((err: unknown) => process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`));
+  });
+  return new Promise<number>(() => undefined); // runs until a signal
+}
+
+function checkConfig(args: string[]): number {
+  const file = args[0];
+  if (file === undefined || args.length > 1) {
+    process.stderr.write('usage: dnswarden check-config FILE\n');
+    return 64;
+  }
+  loadConfigFile(file);
+  process.stdout.write(`${file}: valid\n`);
+  return 0;
+}
+
+async function replay(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const file = positionals[0];
+  if (file === undefined) {
+    process.stderr.write('usage: dnswarden replay FILE [--config FILE] [--json]\n');
+    return 64;
+  }
+  const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
+  const report = await replayFile(file, config);
+  process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': return serve(rest);
+    case 'check-config': return checkConfig(rest);
+    case 'replay': return replay(rest);
+    case 'quarantine':
+    case 'sessions':
+    case 'deny':
+    case 'audit':
+      return analystCommand(command, rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return command === undefined ? 64 : 0;
+    default:
+      process.stderr.write(`dnswarden: unknown command "${command}"\n${USAGE}`);
+      return 64;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof WardenError) {
+      process.stderr.write(`dnswarden: ${err.message}\n`);
+      process.exit(err.code === 'ERR_CONFIG' ? 2 : 1);
+    }
+    process.stderr.write(`dnswarden: ${messageOf(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,243 @@
+// The config file: YAML → validated, defaulted, frozen Config. Every field has a default so
+// `dnswarden serve` runs with no file; unknown keys are errors; an error names the field path
+// (`upstreams[1].address: expected "host:port"`). Never reads anything but the file it is given.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, messageOf } from './errors.js';
+import { policySchema, scoringSchema } from './policy-schema.js';
+import { domainAgeSchema } from './domain-age-schema.js';
+import { alertsSchema } from './alerts-schema.js';
+
+/** Splits "host:port" / "[v6]:port" into parts; undefined when it is not one. */
+export function splitHostPort(value: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  if (match === null) return undefined;
+  const host = (match[1] ?? match[2])!;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  if (match[1] !== undefined && isIP(host) !== 6) return undefined;
+  return { host, port };
+}
+
+const hostPort = z.string().refine((v) => splitHostPort(v) !== undefined, {
+  message: 'expected "host:port" (IPv6 as "[::1]:53")',
+});
+const ipHostPort = z.string().refine((v) => {
+  const hp = splitHostPort(v);
+  return hp !== undefined && isIP(hp.host) !== 0;
+}, { message: 'expected "ip:port" with a literal IP address (IPv6 as "[::1]:53")' });
+
+/** "10.0.0.0/8", "::1", "127.0.0.1" (a bare address means a single host). */
+export function parseCidr(value: string): { address: string; prefix: number; family: 4 | 6 } | undefined {
+  const [address, prefixText, extra] = value.split('/');
+  if (address === undefined || extra !== undefined) return undefined;
+  const family = isIP(address);
+  if (family === 0) return undefined;
+  const max = family === 4 ? 32 : 128;
+  if (prefixText === undefined) return { address, prefix: max, family: family as 4 | 6 };
+  if (!/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = Number(prefixText);
+  if (prefix > max) return undefined;
+  return { address, prefix, family: family as 4 | 6 };
+}
+
+export const cidr = z.string().refine((v) => parseCidr(v) !== undefined, {
+  message: 'expected an IP address or CIDR, e.g. "10.0.0.0/8" or "::1"',
+});
+
+export const sessionTypeSchema = z.enum(['interactive', 'batch', 'scheduled']);
+
+const staticSessionSchema = z
+  .object({
+    id: z.string().min(1).max(128),
+    addresses: z.array(cidr).min(1),
+    type: sessionTypeSchema.default('interactive'),
+    user: z.string().min(1).default('unknown'),
+    role: z.string().min(1).default('agent'),
+  })
+  .strict();
+
+const signingKeySchema = z
+  .object({
+    kid: z.string().min(1),
+    alg: z.enum(['HS256', 'EdDSA']),
+    secret: z.string().min(32, 'HS256 secrets must be at least 32 characters').optional(),
+    secret_file: z.string().min(1).optional(),
+    public_key: z.string().min(1).optional(),
+    public_key_file: z.string().min(1).optional(),
+  })
+  .strict()
+  .superRefine((key, ctx) => {
+    const hasSecret = key.secret !== undefined || key.secret_file !== undefined;
+    const hasPublic = key.public_key !== undefined || key.public_key_file !== undefined;
+    if (key.alg === 'HS256' && !hasSecret) ctx.addIssue({ code: 'custom', path: ['secret'], message: 'HS256 keys need secret or secret_file' });
+    if (key.alg === 'EdDSA' && !hasPublic) ctx.addIssue({ code: 'custom', path: ['public_key'], message: 'EdDSA keys need public_key or public_key_file (PEM, SPKI)' });
+  });
+
+// Named API tokens: the name is what the audit log records as the actor.
+const apiTokenSchema = z
+  .object({
+    name: z.string().min(1).max(64),
+    token: z.string().min(16, 'API tokens must be at least 16 characters').optional(),
+    token_file: z.string().min(1).optional(),
+    kind: z.enum(['admin', 'analyst', 'viewer', 'runtime']),
+  })
+  .strict()
+  .refine((t) => (t.token === undefined) !== (t.token_file === undefined), { message: 'give exactly one of token or token_file', path: ['token'] });
+
+const upstreamSchema = z
+  .object({
+    address: ipHostPort,
+    timeout_ms: z.number().int().min(10).max(30_000).default(1000),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    listen: z
+      .object({
+        dns: z.array(ipHostPort).min(1).default(['127.0.0.1:5353']),
+        admin: ipHostPort.default('127.0.0.1:9153'),
+      })
+      .strict()
+      .prefault({}),
+    admin: z
+      .object({
+        token: z.string().min(16, 'admin tokens must be at least 16 characters').optional(),
+        tokens: z.array(apiTokenSchema).default([]),
+      })
+      .strict()
+      .prefault({}),
+    storage: z
+      .object({
+        dir: z.string().min(1).default('data'),
+        history_max_rows: z.number().int().min(0).default(200_000),
+        quarantine_retention_days: z.number().int().min(1).default(365),
+      })
+      .strict()
+      .prefault({}),
+    upstreams: z.array(upstreamSchema).min(1).optional(),
+    resolver: z
+      .object({
+        total_timeout_ms: z.number().int().min(50).max(60_000).default(2500),
+      })
+      .strict()
+      .prefault({}),
+    cache: z
+      .object({
+        max_entries: z.number().int().min(0).default(100_000),
+        max_ttl_s: z.number().int().min(0).default(86_400),
+        negative_max_ttl_s: z.number().int().min(0).default(3600),
+        servfail_ttl_s: z.number().int().min(0).max(30).default(3),
+      })
+      .strict()
+      .prefault({}),
+    server: z
+      .object({
+        udp_payload_size: z.number().int().min(512).max(4096).default(1232),
+        tcp_idle_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+        tcp_max_connections: z.number().int().min(1).max(65_535).default(512),
+        tcp_max_inflight_per_connection: z.number().int().min(1).max(1024).default(64),
+      })
+      .strict()
+      .prefault({}),
+    sessions: z
+      .object({
+        static: z.array(staticSessionSchema).default([{ id: 'local', addresses: ['127.0.0.1/32', '::1'], type: 'interactive', user: 'local', role: 'developer' }]),
+        signing_keys: z.array(signingKeySchema).default([]),
+        max_ttl_s: z.number().int().min(60).default(86_400),
+        history_per_session: z.number().int().min(0).max(10_000).default(200),
+      })
+      .strict()
+      .prefault({}),
+    policy: policySchema.prefault({}),
+    scoring: scoringSchema.prefault({}),
+    domain_age: domainAgeSchema.prefault({}),
+    alerts: alertsSchema.prefault({}),
+    logging: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type StaticSession = z.infer<typeof staticSessionSchema>;
+export type SigningKeyConfig = z.infer<typeof signingKeySchema>;
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type ApiTokenConfig = z.infer<typeof apiTokenSchema>;
+
+/** `upstreams[1].address` from zod's path array. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string } {
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys;
+    const parent = formatPath(issue.path);
+    const first = keys[0] ?? '';
+    return { path: parent === '' ? first : `${parent}.${first}`, message: `unknown key${keys.length > 1 ? `s ${keys.join(', ')}` : ''}` };
+  }
+  return { path: formatPath(issue.path), message: issue.message };
+}
+
+/** Validates a parsed YAML document (or {}/null for "no file"); throws ConfigError naming the field. */
+export function parseConfig(raw: unknown): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const { path, message } = describeIssue(issue);
+    throw new ConfigError(path, message);
+  }
+  return deepFreeze(result.data);
+}
+
+export function parseConfigText(text: string): Config {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('', `not valid YAML: ${messageOf(err)}`);
+  }
+  return parseConfig(raw);
+}
+
+export function loadConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('', `cannot read config file ${path}: ${messageOf(err)}`);
+  }
+  return parseConfigText(text);
+}
+
+/** `nameserver` lines of resolv.conf, as "ip:53" upstream entries; the embedded default for upstreams. */
+export function resolvConfUpstreams(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (match === null) continue;
+    const address = match[1]!.split('%')[0]!; // drop an IPv6 zone index
+    const family = isIP(address);
+    if (family === 4) out.push(`${address}:53`);
+    else if (family === 6) out.push(`[${address}]:53`);
+  }
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value as object)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,118 @@
+// The quarantine state machine (open → released | confirmed) with its evidence. Order matters:
+// persist, then close the gate in memory, then announce — so a quarantine survives kill -9 before
+// its blocking answer leaves, and an alert never names a quarantine that is not on disk.
+import { WardenError } from './errors.js';
+import type { Alerts } from './alerts.js';
+import type { Session, SessionMeta } from './sessions.js';
+import type { QuarantineRecord, Store } from './store.js';
+import type { Metrics } from './telemetry.js';
+import type { Query } from './wire.js';
+import type { Verdict } from './policy.js';
+
+// How many of the session's recent queries go into the evidence (the triggering ones are always there).
+const EVIDENCE_HISTORY = 50;
+
+export class QuarantineBook {
+  readonly #store: Store;
+  readonly #alerts: Alerts;
+  readonly #metrics: Metrics;
+  readonly #nowMs: () => number;
+  /** Open quarantines: session id → quarantine id. The gate the pipeline checks per query. */
+  readonly #open = new Map<string, string>();
+
+  readonly #onReleased: (sessionId: string) => void;
+
+  constructor(store: Store, alerts: Alerts, metrics: Metrics, nowMs: () => number, onReleased: (sessionId: string) => void) {
+    this.#onReleased = onReleased;
+    this.#store = store;
+    this.#alerts = alerts;
+    this.#metrics = metrics;
+    this.#nowMs = nowMs;
+    for (const q of store.listQuarantines({ state: 'open', limit: 1_000_000 })) this.#open.set(q.sessionId, q.id);
+    metrics.sessionsQuarantined.set(this.#open.size);
+  }
+
+  /** The open quarantine holding this session, if any (hot path: one Map lookup). */
+  holds(sessionId: string): string | undefined {
+    return this.#open.get(sessionId);
+  }
+
+  raise(session: Session<unknown>, verdict: Verdict, q: Query, eventId: string): QuarantineRecord {
+    const existing = this.#open.get(session.id);
+    if (existing !== undefined) return this.#store.getQuarantine(existing)!;
+    const meta = metaOf(session);
+    const record: QuarantineRecord = {
+      id: `qr-${eventId}`,
+      sessionId: session.id,
+      session: meta,
+      state: 'open',
+      raisedAtMs: q.atMs,
+      evidence: {
+        trigger: {
+          eventId, atMs: q.atMs, name: q.name, qtype: q.type, action: verdict.action, rule: verdict.rule, reason: verdict.reason,
+          score: verdict.score?.total, signals: verdict.score?.signals.map((s) => ({ id: s.id, value: s.value, weight: s.weight, reason: s.reason })),
+        },
+        recent: session.history.slice(-EVIDENCE_HISTORY),
+      },
+    };
+    this.#store.insertQuarantine(record); // synchronous, WAL + synchronous=FULL: on disk now
+    this.#open.set(session.id, record.id); // only now does the gate close
+    this.#metrics.quarantinesRaised.inc({ session_type: session.type });
+    this.#metrics.sessionsQuarantined.set(this.#open.size);
+    this.#alerts.emit({ type: 'quarantine_raised', atMs: q.atMs, quarantine: summaryOf(record) });
+    return record;
+  }
+
+  release(id: string, actor: string, reason: string): QuarantineRecord {
+    return this.#decide(id, 'released', actor, reason);
+  }
+
+  confirm(id: string, actor: string, reason: string, detail: unknown = {}): QuarantineRecord {
+    return this.#decide(id, 'confirmed', actor, reason, detail);
+  }
+
+  #decide(id: string, state: 'released' | 'confirmed', actor: string, reason: string, detail: unknown = {}): QuarantineRecord {
+    const record = this.#store.getQuarantine(id);
+    if (record === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
+    if (record.state !== 'open') throw new WardenError('ERR_BAD_REQUEST', `quarantine "${id}" is already ${record.state}`);
+    const nowMs = this.#nowMs();
+    record.state = state;
+    record.decidedAtMs = nowMs;
+    record.decidedBy = actor;
+    record.decisionReason = reason;
+    const db = this.#store.db;
+    db.transaction(() => {
+      this.#store.updateQuarantine(record);
+      this.#store.audit({ atMs: nowMs, actor, action: `quarantine.${state === 'released' ? 'release' : 'confirm'}`, target: id, reason, detail });
+    })();
+    // A confirmed session stays blocked; a released one is answered again at once.
+    if (state === 'released' && this.#open.get(record.sessionId) === id) {
+      this.#open.delete(record.sessionId);
+      this.#onReleased(record.sessionId); // its accumulated evidence starts afresh
+    }
+    this.#metrics.quarantineDecisions.inc({ decision: state });
+    this.#metrics.sessionsQuarantined.set(this.#open.size);
+    this.#alerts.emit({ type: state === 'released' ? 'quarantine_released' : 'quarantine_confirmed', atMs: nowMs, quarantine: summaryOf(record), actor, reason });
+    return record;
+  }
+}
+
+function metaOf(s: SessionMeta): SessionMeta {
+  return { id: s.id, user: s.user, role: s.role, type: s.type, addresses: s.addresses, origin: s.origin, expiresAtMs: s.expiresAtMs, registeredAtMs: s.registeredAtMs };
+}
+
+export interface QuarantineSummary {
+  readonly id: string;
+  readonly state: string;
+  readonly sessionId: string;
+  readonly user: string;
+  readonly role: string;
+  readonly sessionType: string;
+  readonly raisedAtMs: number;
+  readonly trigger: unknown;
+}
+
+export function summaryOf(q: QuarantineRecord): QuarantineSummary {
+  const evidence = q.evidence as { trigger?: unknown };
+  return { id: q.id, state: q.state, sessionId: q.sessionId, user: q.session.user, role: q.session.role, sessionType: q.session.type, raisedAtMs: q.raisedAtMs, trigger: evidence.trigger };
+}

@@ -1,0 +1,225 @@
+// The embedded durable store (SQLite, WAL, synchronous=FULL for the few rows that must survive
+// kill -9: quarantines, registered sessions, the alert outbox, the audit log, the learned deny
+// list, query history). Every method is synchronous: a quarantine is on disk before its answer leaves.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { WardenError, messageOf } from './errors.js';
+import type { HistoryEntry, SessionMeta } from './sessions.js';
+
+export type QuarantineState = 'open' | 'released' | 'confirmed';
+
+export interface QuarantineRecord {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly session: SessionMeta;
+  state: QuarantineState;
+  readonly raisedAtMs: number;
+  decidedAtMs?: number;
+  decidedBy?: string;
+  decisionReason?: string;
+  /** The triggering queries with every signal's value and reason, and the verdict text. */
+  readonly evidence: unknown;
+}
+
+export interface AuditEntry {
+  readonly id: number;
+  readonly atMs: number;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  readonly reason: string;
+  readonly detail: unknown;
+}
+
+export interface OutboxRow {
+  readonly id: number;
+  readonly sink: string;
+  readonly body: string;
+  readonly attempts: number;
+  readonly nextAttemptMs: number;
+}
+
+export interface StoredHistoryEntry extends HistoryEntry {
+  readonly sessionId: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, meta TEXT NOT NULL, expires_at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantines (
+  id TEXT PRIMARY KEY, session_id TEXT NOT NULL, session TEXT NOT NULL, state TEXT NOT NULL,
+  raised_at_ms INTEGER NOT NULL, decided_at_ms INTEGER, decided_by TEXT, decision_reason TEXT, evidence TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS quarantines_state ON quarantines(state, raised_at_ms);
+CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, body TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_sink ON outbox(sink, id);
+CREATE TABLE IF NOT EXISTS learned_deny (domain TEXT PRIMARY KEY, added_at_ms INTEGER NOT NULL, added_by TEXT NOT NULL,
+  quarantine_id TEXT, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, at_ms INTEGER NOT NULL,
+  entry TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS history_session ON history(session_id, id);
+`;
+
+export class Store {
+  readonly db: Database.Database;
+  readonly dir: string;
+
+  private constructor(db: Database.Database, dir: string) {
+    this.db = db;
+    this.dir = dir;
+  }
+
+  static open(dir: string): Store {
+    let db: Database.Database;
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      db = new Database(join(dir, 'dnswarden.sqlite'));
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 2000');
+      db.exec(SCHEMA);
+    } catch (err) {
+      throw new WardenError('ERR_STORE', `cannot open the store in ${dir}: ${messageOf(err)}`, { cause: err });
+    }
+    return new Store(db, dir);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  // --- registered sessions
+  saveSession(meta: SessionMeta): void {
+    this.db.prepare('INSERT OR REPLACE INTO sessions (id, meta, expires_at_ms) VALUES (?, ?, ?)').run(meta.id, JSON.stringify(meta), meta.expiresAtMs);
+  }
+  deleteSession(id: string): void {
+    this.db.prepare('DELETE FROM sessions WHERE id = ?').run(id);
+  }
+  loadSessions(nowMs: number): SessionMeta[] {
+    this.db.prepare('DELETE FROM sessions WHERE expires_at_ms <= ?').run(nowMs);
+    return (this.db.prepare('SELECT meta FROM sessions').all() as { meta: string }[]).map((r) => JSON.parse(r.meta) as SessionMeta);
+  }
+
+  // --- quarantines
+  insertQuarantine(q: QuarantineRecord): void {
+    this.db
+      .prepare('INSERT INTO quarantines (id, session_id, session, state, raised_at_ms, evidence) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(q.id, q.sessionId, JSON.stringify(q.session), q.state, q.raisedAtMs, JSON.stringify(q.evidence));
+  }
+  updateQuarantine(q: QuarantineRecord): void {
+    this.db
+      .prepare('UPDATE quarantines SET state = ?, decided_at_ms = ?, decided_by = ?, decision_reason = ? WHERE id = ?')
+      .run(q.state, q.decidedAtMs ?? null, q.decidedBy ?? null, q.decisionReason ?? null, q.id);
+  }
+  getQuarantine(id: string): QuarantineRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM quarantines WHERE id = ?').get(id) as QuarantineRow | undefined;
+    return row === undefined ? undefined : fromRow(row);
+  }
+  listQuarantines(filter: { state?: QuarantineState; sinceMs?: number; untilMs?: number; limit?: number } = {}): QuarantineRecord[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.state !== undefined) { where.push('state = ?'); args.push(filter.state); }
+    if (filter.sinceMs !== undefined) { where.push('raised_at_ms >= ?'); args.push(filter.sinceMs); }
+    if (filter.untilMs !== undefined) { where.push('raised_at_ms < ?'); args.push(filter.untilMs); }
+    const sql = `SELECT * FROM quarantines ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY raised_at_ms DESC LIMIT ?`;
+    args.push(filter.limit ?? 1000);
+    return (this.db.prepare(sql).all(...args) as QuarantineRow[]).map(fromRow);
+  }
+  deleteDecidedQuarantinesBefore(cutoffMs: number): number {
+    return this.db.prepare("DELETE FROM quarantines WHERE state != 'open' AND raised_at_ms < ?").run(cutoffMs).changes;
+  }
+
+  // --- audit
+  audit(entry: Omit<AuditEntry, 'id'>): void {
+    this.db.prepare('INSERT INTO audit (at_ms, actor, action, target, reason, detail) VALUES (?, ?, ?, ?, ?, ?)').run(entry.atMs, entry.actor, entry.action, entry.target, entry.reason, JSON.stringify(entry.detail ?? null));
+  }
+  listAudit(limit = 500): AuditEntry[] {
+    return (this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as { id: number; at_ms: number; actor: string; action: string; target: string; reason: string; detail: string }[]).map((r) => ({
+      id: r.id, atMs: r.at_ms, actor: r.actor, action: r.action, target: r.target, reason: r.reason, detail: JSON.parse(r.detail) as unknown,
+    }));
+  }
+
+  // --- learned deny list
+  addLearnedDeny(domain: string, atMs: number, by: string, quarantineId: string | null, reason: string): void {
+    this.db.prepare('INSERT OR REPLACE INTO learned_deny (domain, added_at_ms, added_by, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)').run(domain, atMs, by, quarantineId, reason);
+  }
+  removeLearnedDeny(domain: string): boolean {
+    return this.db.prepare('DELETE FROM learned_deny WHERE domain = ?').run(domain).changes > 0;
+  }
+  listLearnedDeny(): { domain: string; addedAtMs: number; addedBy: string; quarantineId: string | null; reason: string }[] {
+    return (this.db.prepare('SELECT * FROM learned_deny ORDER BY domain').all() as { domain: string; added_at_ms: number; added_by: string; quarantine_id: string | null; reason: string }[]).map((r) => ({
+      domain: r.domain, addedAtMs: r.added_at_ms, addedBy: r.added_by, quarantineId: r.quarantine_id, reason: r.reason,
+    }));
+  }
+
+  // --- alert outbox: one row per (sink, event), delivered in id order, deleted once delivered
+  enqueueOutbox(sinks: readonly string[], body: string, atMs: number): void {
+    const insert = this.db.prepare('INSERT INTO outbox (sink, body, next_attempt_ms) VALUES (?, ?, ?)');
+    this.db.transaction(() => { for (const s of sinks) insert.run(s, body, atMs); })();
+  }
+  headOfOutbox(sink: string): OutboxRow | undefined {
+    const r = this.db.prepare('SELECT * FROM outbox WHERE sink = ? ORDER BY id LIMIT 1').get(sink) as { id: number; sink: string; body: string; attempts: number; next_attempt_ms: number } | undefined;
+    return r === undefined ? undefined : { id: r.id, sink: r.sink, body: r.body, attempts: r.attempts, nextAttemptMs: r.next_attempt_ms };
+  }
+  outboxDelivered(id: number): void {
+    this.db.prepare('DELETE FROM outbox WHERE id = ?').run(id);
+  }
+  outboxFailed(id: number, nextAttemptMs: number): void {
+    this.db.prepare('UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ? WHERE id = ?').run(nextAttemptMs, id);
+  }
+  outboxSize(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n;
+  }
+
+  // --- query history (written in batches off the hot path; bounded per session and in total)
+  appendHistory(entries: readonly StoredHistoryEntry[], perSessionMax: number, totalMax: number): void {
+    if (entries.length === 0) return;
+    const insert = this.db.prepare('INSERT INTO history (session_id, at_ms, entry) VALUES (?, ?, ?)');
+    const trimSession = this.db.prepare('DELETE FROM history WHERE session_id = ? AND id <= (SELECT id FROM history WHERE session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
+    this.db.transaction(() => {
+      const sessions = new Set<string>();
+      for (const e of entries) {
+        const { sessionId, ...rest } = e;
+        insert.run(sessionId, e.atMs, JSON.stringify(rest));
+        sessions.add(sessionId);
+      }
+      for (const s of sessions) trimSession.run(s, s, perSessionMax);
+      this.db.prepare('DELETE FROM history WHERE id <= (SELECT id FROM history ORDER BY id DESC LIMIT 1 OFFSET ?)').run(totalMax);
+    })();
+  }
+  history(sessionId: string, limit: number, sinceMs?: number): HistoryEntry[] {
+    const rows = this.db
+      .prepare('SELECT entry FROM history WHERE session_id = ? AND at_ms >= ? ORDER BY id DESC LIMIT ?')
+      .all(sessionId, sinceMs ?? 0, limit) as { entry: string }[];
+    return rows.map((r) => JSON.parse(r.entry) as HistoryEntry).reverse();
+  }
+}
+
+interface QuarantineRow {
+  id: string;
+  session_id: string;
+  session: string;
+  state: QuarantineState;
+  raised_at_ms: number;
+  decided_at_ms: number | null;
+  decided_by: string | null;
+  decision_reason: string | null;
+  evidence: string;
+}
+
+function fromRow(r: QuarantineRow): QuarantineRecord {
+  const q: QuarantineRecord = {
+    id: r.id,
+    sessionId: r.session_id,
+    session: JSON.parse(r.session) as SessionMeta,
+    state: r.state,
+    raisedAtMs: r.raised_at_ms,
+    evidence: JSON.parse(r.evidence) as unknown,
+  };
+  if (r.decided_at_ms !== null) q.decidedAtMs = r.decided_at_ms;
+  if (r.decided_by !== null) q.decidedBy = r.decided_by;
+  if (r.decision_reason !== null) q.decisionReason = r.decision_reason;
+  return q;
+}

@@ -1,0 +1,90 @@
+// Every metric and the logger, created per app instance (two servers can run in one process).
+// Labels come from closed sets only: never a session id, user, address or domain name.
+// Names, sessions and scores go to log lines and EDE text instead.
+import { pino, type Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const QTYPE_NAMES: ReadonlyMap<number, string> = new Map([
+  [1, 'A'], [2, 'NS'], [5, 'CNAME'], [6, 'SOA'], [10, 'NULL'], [12, 'PTR'], [15, 'MX'], [16, 'TXT'],
+  [28, 'AAAA'], [33, 'SRV'], [35, 'NAPTR'], [43, 'DS'], [48, 'DNSKEY'], [64, 'SVCB'], [65, 'HTTPS'], [99, 'SPF'], [255, 'ANY'],
+]);
+const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
+
+export function qtypeName(type: number): string {
+  return QTYPE_NAMES.get(type) ?? 'other';
+}
+export function rcodeName(rcode: number): string {
+  return RCODE_NAMES[rcode] ?? 'other';
+}
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'dnswarden' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Secrets never reach a log line, even if someone logs a config or a request by mistake.
+      redact: { paths: ['token', 'admin.token', '*.token', 'secret', '*.secret', 'authorization', '*.authorization', 'headers.authorization', 'signing_keys'], censor: '[redacted]' },
+    },
+    destination ?? pino.destination({ fd: 1, sync: false }),
+  );
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'dnswarden_process_' });
+  const registers = [registry];
+  return {
+    registry,
+    queries: new Counter({ name: 'dnswarden_queries_total', help: 'Queries answered, by transport, query type and response code.', labelNames: ['transport', 'qtype', 'rcode'] as const, registers }),
+    queryDuration: new Histogram({
+      name: 'dnswarden_query_duration_seconds',
+      help: 'Time from receiving a query to its reply, by outcome kind.',
+      labelNames: ['outcome'] as const,
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    malformed: new Counter({ name: 'dnswarden_malformed_total', help: 'Malformed packets: answered with FORMERR/NOTIMP or dropped, by transport and reason.', labelNames: ['transport', 'reason'] as const, registers }),
+    transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
+    tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
+    tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections was reached.', registers }),
+    cacheHits: new Counter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registers }),
+    cacheMisses: new Counter({ name: 'dnswarden_cache_misses_total', help: 'Queries not in the cache (forwarded or coalesced).', registers }),
+    cacheEntries: new Gauge({ name: 'dnswarden_cache_entries', help: 'Entries in the answer cache.', registers }),
+    upstreamDuration: new Histogram({
+      name: 'dnswarden_upstream_duration_seconds',
+      help: 'Upstream round-trip time of answered queries, per upstream.',
+      labelNames: ['upstream'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+      registers,
+    }),
+    upstreamFailures: new Counter({ name: 'dnswarden_upstream_failures_total', help: 'Upstream attempts that failed, per upstream and reason (timeout, network, mismatch, malformed).', labelNames: ['upstream', 'reason'] as const, registers }),
+    sessionsLive: new Gauge({ name: 'dnswarden_sessions_live', help: 'Live sessions (static and registered).', registers }),
+    registrations: new Counter({ name: 'dnswarden_registrations_total', help: 'Session registration attempts by result.', labelNames: ['result'] as const, registers }),
+    verdicts: new Counter({ name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', labelNames: ['action', 'rule', 'mode', 'session_type'] as const, registers }),
+    signalValue: new Histogram({
+      name: 'dnswarden_signal_value',
+      help: 'Distribution of each scoring signal value in [0,1], for tuning.',
+      labelNames: ['signal'] as const,
+      buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+      registers,
+    }),
+    scoreTotal: new Histogram({
+      name: 'dnswarden_score_total',
+      help: 'Distribution of the combined score per scored query, by session type.',
+      labelNames: ['session_type'] as const,
+      buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+      registers,
+    }),
+    quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
+    quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
+    sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers }),
+    domainAgeLookups: new Counter({ name: 'dnswarden_domain_age_lookups_total', help: 'Domain-age lookups by source (cache, store, feed, rdap, whois, first_seen) and result.', labelNames: ['source', 'result'] as const, registers }),
+    alertsSent: new Counter({ name: 'dnswarden_alerts_delivered_total', help: 'Alert events delivered to webhooks.', labelNames: ['format'] as const, registers }),
+    alertFailures: new Counter({ name: 'dnswarden_alert_failures_total', help: 'Failed webhook delivery attempts (retried with backoff).', labelNames: ['format'] as const, registers }),
+    alertsPending: new Gauge({ name: 'dnswarden_alerts_pending', help: 'Alert events in the durable outbox not yet delivered.', registers }),
+    configReloads: new Counter({ name: 'dnswarden_config_reloads_total', help: 'Config reloads (SIGHUP) by result.', labelNames: ['result'] as const, registers }),
+  };
+}

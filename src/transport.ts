@@ -1,0 +1,180 @@
+// UDP and TCP listeners: the only code that reads or writes client sockets. RFC 7766 TCP: 2-byte
+// length framing, pipelined queries answered as they finish (possibly out of order), an idle
+// timeout, a connection cap and a per-connection in-flight cap. Each packet/frame is a crash
+// boundary: a fault is counted and logged, never fatal. Knows nothing about DNS semantics.
+import { createSocket, type Socket } from 'node:dgram';
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import type { Logger } from 'pino';
+import { splitHostPort } from './config.js';
+import { messageOf } from './errors.js';
+import type { Metrics } from './telemetry.js';
+import type { Peer, Transport } from './wire.js';
+
+/** Answers one DNS message; undefined means "send nothing" (dropped). */
+export type PacketHandler = (packet: Buffer, peer: Peer) => Promise<Buffer | undefined>;
+
+export interface TransportOptions {
+  readonly tcpIdleTimeoutMs: number;
+  readonly tcpMaxConnections: number;
+  readonly tcpMaxInflightPerConnection: number;
+}
+
+export interface DnsListener {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface DnsServer {
+  readonly listeners: readonly DnsListener[];
+  close(): Promise<void>;
+}
+
+const UDP_RECV_BUFFER = 4 * 1024 * 1024;
+const BIND_ATTEMPTS = 8;
+
+export async function listenDns(addresses: readonly string[], handler: PacketHandler, opts: TransportOptions, metrics: Metrics, log: Logger): Promise<DnsServer> {
+  const udpSockets: Socket[] = [];
+  const tcpServers: Server[] = [];
+  const connections = new Set<TcpSocket>();
+  const listeners: DnsListener[] = [];
+
+  const fault = (transport: Transport, err: unknown): void => {
+    metrics.transportFaults.inc({ transport });
+    log.error({ err: messageOf(err), transport }, 'fault while answering a packet');
+  };
+
+  try {
+    for (const spec of addresses) {
+      const { host, port } = splitHostPort(spec)!;
+      // UDP and TCP share one port; with port 0 the kernel picks the UDP port and TCP must follow,
+      // which can collide, so a pair is retried a few times.
+      for (let attempt = 1; ; attempt++) {
+        const udp = await bindUdp(host, port, handler, fault, metrics);
+        try {
+          const tcp = await listenTcp(host, udp.address().port, handler, opts, connections, fault, metrics);
+          udpSockets.push(udp);
+          tcpServers.push(tcp);
+          listeners.push({ address: host, port: udp.address().port });
+          break;
+        } catch (err) {
+          udp.close();
+          if (port !== 0 || attempt >= BIND_ATTEMPTS) throw err;
+        }
+      }
+    }
+  } catch (err) {
+    for (const s of udpSockets) s.close();
+    for (const s of tcpServers) s.close();
+    throw err;
+  }
+
+  return {
+    listeners,
+    async close() {
+      for (const s of udpSockets) s.close();
+      await Promise.all(tcpServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))).concat(
+        [...connections].map(async (c) => { c.destroy(); }),
+      ));
+    },
+  };
+}
+
+function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: Transport, e: unknown) => void, metrics: Metrics): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER, ipv6Only: host.includes(':') });
+    socket.once('error', reject);
+    socket.on('message', (packet, rinfo) => {
+      const peer: Peer = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
+      handler(packet, peer).then(
+        (reply) => {
+          if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address, (err) => { if (err) metrics.transportFaults.inc({ transport: 'udp' }); });
+        },
+        (err: unknown) => fault('udp', err),
+      );
+    });
+    socket.bind({ address: host, port, exclusive: true }, () => {
+      socket.off('error', reject);
+      socket.on('error', (err) => fault('udp', err));
+      resolve(socket);
+    });
+  });
+}
+
+function listenTcp(
+  host: string,
+  port: number,
+  handler: PacketHandler,
+  opts: TransportOptions,
+  connections: Set<TcpSocket>,
+  fault: (t: Transport, e: unknown) => void,
+  metrics: Metrics,
+): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer({ noDelay: true }, (socket) => {
+      if (connections.size >= opts.tcpMaxConnections) {
+        metrics.tcpRejected.inc();
+        socket.destroy();
+        return;
+      }
+      connections.add(socket);
+      metrics.tcpConnections.set(connections.size);
+      serveConnection(socket, handler, opts, fault);
+      socket.on('close', () => {
+        connections.delete(socket);
+        metrics.tcpConnections.set(connections.size);
+      });
+    });
+    server.once('error', reject);
+    server.listen({ host, port, ipv6Only: host.includes(':') }, () => {
+      server.off('error', reject);
+      server.on('error', (err) => fault('tcp', err));
+      resolve(server);
+    });
+  });
+}
+
+function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: TransportOptions, fault: (t: Transport, e: unknown) => void): void {
+  const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, transport: 'tcp' };
+  let buffered: Buffer = Buffer.alloc(0);
+  let inflight = 0;
+  let ended = false;
+
+  // RFC 7766 §6.2.3: close idle connections; a connection with queries in flight is not idle.
+  socket.setTimeout(opts.tcpIdleTimeoutMs, () => {
+    if (inflight === 0) socket.destroy();
+  });
+  socket.on('error', () => socket.destroy()); // a reset by the client is not our fault
+  socket.on('end', () => {
+    ended = true;
+    if (inflight === 0) socket.end();
+  });
+
+  const answered = (reply: Buffer | undefined): void => {
+    inflight--;
+    if (reply !== undefined && !socket.destroyed) {
+      const frame = Buffer.allocUnsafe(2 + reply.length);
+      frame.writeUInt16BE(reply.length, 0);
+      reply.copy(frame, 2);
+      socket.write(frame);
+    }
+    if (inflight < opts.tcpMaxInflightPerConnection && socket.isPaused()) socket.resume();
+    if (ended && inflight === 0) socket.end();
+  };
+
+  socket.on('data', (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 2) {
+      const length = buffered.readUInt16BE(0);
+      if (buffered.length < 2 + length) break;
+      const message = buffered.subarray(2, 2 + length);
+      buffered = buffered.subarray(2 + length);
+      inflight++;
+      handler(message, peer).then(answered, (err: unknown) => {
+        fault('tcp', err);
+        answered(undefined);
+      });
+    }
+    // Back-pressure: a client pipelining faster than we answer is paused, not buffered without bound.
+    if (inflight >= opts.tcpMaxInflightPerConnection) socket.pause();
+  });
+}
