@@ -1,0 +1,371 @@
+// Issue 4 (items 6 and 7): the Prometheus alert rules and the Grafana dashboard.
+// - `promtool check rules` accepts deploy/prometheus/alerts.yml, and `promtool test rules` shows each
+//   alert fires on the series it is about (and stays quiet otherwise). promtool must be installed
+//   (Debian package `prometheus`; .ci/observability-checks.sh installs it): without it these tests FAIL.
+// - Every metric name used in the dashboard's PromQL (and in the alert rules) exists on a running
+//   dnswarden's /metrics, and every dashboard query parses (promtool again).
+import { execFile } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { query } from '../helpers/dns-client.js';
+import { startWarden, type Warden } from '../helpers/warden.js';
+
+const execFileAsync = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '../..');
+const RULES_PATH = join(ROOT, 'deploy/prometheus/alerts.yml');
+const DASHBOARD_PATH = join(ROOT, 'deploy/grafana/dashboard.json');
+
+function onPath(command: string): string | undefined {
+  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, command);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+const PROMTOOL = onPath('promtool');
+const NO_PROMTOOL = 'promtool is not installed: it comes from the Debian package "prometheus"; run `sudo bash .ci/observability-checks.sh` (CI does)';
+
+function requirePromtool(): string {
+  if (PROMTOOL === undefined) throw new Error(NO_PROMTOOL);
+  return PROMTOOL;
+}
+
+async function promtool(args: string[]): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(requirePromtool(), args, { timeout: 30_000 });
+    return { code: 0, out: `${stdout}${stderr}` };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string; message: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}${e.message}` };
+  }
+}
+
+// --- PromQL → metric names (enough PromQL for our own files; checked by its own table below)
+
+const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'offset', 'bool', 'inf', 'nan', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'atan2']);
+
+/** The metric names a PromQL expression selects (function names, labels, keywords and numbers removed). */
+export function metricNames(expr: string): string[] {
+  const labelValues = /^\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,/.exec(expr);
+  if (labelValues !== null) return [labelValues[1]!];
+  const stripped = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""') // strings (label values, regexes)
+    .replace(/\{[^}]*\}/g, ' ') // label matchers
+    .replace(/\[[^\]]*\]/g, ' ') // ranges and subqueries
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ') // grouping label lists
+    .replace(/\b\d+(?:ms|s|m|h|d|w|y)\b/g, ' ') // durations (offset 1h)
+    .replace(/\b\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\b/g, ' '); // numbers (1e-9, 0.95)
+  const names = new Set<string>();
+  for (const m of stripped.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)) {
+    if (m[2] !== undefined) continue; // a function call
+    if (PROMQL_KEYWORDS.has(m[1]!)) continue;
+    names.add(m[1]!);
+  }
+  return [...names].sort();
+}
+
+interface Dashboard {
+  readonly uid: string;
+  readonly title: string;
+  readonly panels: readonly Panel[];
+  readonly templating: { readonly list: readonly { readonly name: string; readonly query?: unknown; readonly definition?: string }[] };
+}
+interface Panel {
+  readonly id: number;
+  readonly type: string;
+  readonly title: string;
+  readonly gridPos: { readonly x: number; readonly y: number; readonly w: number; readonly h: number };
+  readonly datasource?: { readonly type: string; readonly uid: string };
+  readonly targets?: readonly { readonly expr: string; readonly refId: string }[];
+  readonly panels?: readonly Panel[];
+}
+
+function allPanels(panels: readonly Panel[]): Panel[] {
+  return panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])]);
+}
+
+const dashboard = JSON.parse(readFileSync(DASHBOARD_PATH, 'utf8')) as Dashboard;
+const dashboardExprs: string[] = allPanels(dashboard.panels).flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+const variableQueries: string[] = dashboard.templating.list.flatMap((v) => {
+  const q = v.query;
+  if (typeof q === 'string' && q.includes('(')) return [q];
+  if (typeof q === 'object' && q !== null && typeof (q as { query?: unknown }).query === 'string') return [(q as { query: string }).query];
+  return [];
+});
+
+interface RuleFile {
+  readonly groups: readonly { readonly name: string; readonly rules: readonly { readonly alert: string; readonly expr: string; readonly for?: string; readonly labels?: Record<string, string>; readonly annotations: Record<string, string> }[] }[];
+}
+const rules = parseYaml(readFileSync(RULES_PATH, 'utf8')) as RuleFile;
+const alertRules = rules.groups.flatMap((g) => g.rules);
+
+/** Prometheus `/metrics` text → metric name → type, from the `# TYPE` lines. */
+function metricTypes(text: string): Map<string, string> {
+  const types = new Map<string, string>();
+  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1]!, m[2]!);
+  return types;
+}
+
+/** Undefined when `name` is exposed (a histogram's _bucket/_sum/_count count as its base); else why not. */
+function missingReason(name: string, types: ReadonlyMap<string, string>): string | undefined {
+  if (types.has(name)) return undefined;
+  const suffix = /^(.*)_(bucket|sum|count)$/.exec(name);
+  if (suffix !== null) {
+    const baseType = types.get(suffix[1]!);
+    if (baseType === 'histogram') return undefined;
+    if (baseType === 'summary' && suffix[2] !== 'bucket') return undefined;
+    if (baseType !== undefined) return `${name}: ${suffix[1]} is a ${baseType}, not a histogram`;
+  }
+  return `${name}: not on /metrics`;
+}
+
+describe('the PromQL metric-name extraction this file relies on', () => {
+  it.each([
+    ['sum(rate(dnswarden_queries_total[$__rate_interval]))', ['dnswarden_queries_total']],
+    ['histogram_quantile(0.95, sum by (upstream, le) (rate(dnswarden_upstream_duration_seconds_bucket[5m])))', ['dnswarden_upstream_duration_seconds_bucket']],
+    ['sum(rate(a_total{mode="observe",action!="answer"}[10m] offset 1h)) / clamp_min(sum(rate(b_total[5m])), 1e-9) > 3 * c', ['a_total', 'b_total', 'c']],
+    ['dnswarden_alerts_pending > 0 and on (instance) up == 1', ['dnswarden_alerts_pending', 'up']],
+    ['label_values(dnswarden_signal_value_bucket, signal)', ['dnswarden_signal_value_bucket']],
+  ])('%s', (expr, expected) => {
+    expect(metricNames(expr)).toEqual(expected);
+  });
+});
+
+describe('deploy/prometheus/alerts.yml', () => {
+  it('has the alert rules issue 4 asks for, each on the metric it is about', () => {
+    const byName = new Map(alertRules.map((r) => [r.alert, r]));
+    const expected: Record<string, string> = {
+      DnswardenQuarantineRaised: 'dnswarden_quarantines_raised_total',
+      DnswardenObserveWouldBlockJump: 'dnswarden_verdicts_total',
+      DnswardenUpstreamFailures: 'dnswarden_upstream_failures_total',
+      DnswardenWhoisFailures: 'dnswarden_domain_age_lookups_total',
+      DnswardenMalformedPacketFlood: 'dnswarden_malformed_total',
+      DnswardenAlertOutboxBacklog: 'dnswarden_alerts_pending',
+      DnswardenAlertOutboxGrowing: 'dnswarden_alerts_pending',
+    };
+    expect([...byName.keys()].sort()).toEqual(Object.keys(expected).sort());
+    for (const [alert, metric] of Object.entries(expected)) expect(metricNames(byName.get(alert)!.expr), alert).toEqual([metric]);
+    for (const r of alertRules) {
+      expect(['warning', 'critical'], r.alert).toContain(r.labels?.['severity']);
+      expect(r.annotations['summary'], r.alert).toBeTruthy();
+      expect(r.annotations['description'], r.alert).toBeTruthy();
+    }
+  });
+
+  it('passes `promtool check rules`', async () => {
+    const { code, out } = await promtool(['check', 'rules', RULES_PATH]);
+    expect(out).toContain(`SUCCESS: ${alertRules.length} rules found`);
+    expect(code, out).toBe(0);
+  });
+
+  it('each alert fires on the series it is about and stays quiet otherwise (`promtool test rules`)', async () => {
+    const rule = (name: string) => alertRules.find((r) => r.alert === name)!;
+    // Descriptions use only $labels; render them the way Prometheus does, to compare whole annotations.
+    const described = (name: string, labels: Record<string, string>) =>
+      rule(name).annotations['description']!.replace(/\{\{\s*\$labels\.(\w+)\s*\}\}/g, (_, l: string) => labels[l] ?? '');
+    const firing = (alertname: string, labels: Record<string, string>, summary: string) => ({
+      exp_labels: { severity: rule(alertname).labels!['severity']!, ...labels },
+      exp_annotations: { summary, description: described(alertname, labels) },
+    });
+
+    const tests = [
+      {
+        name: 'a quarantine raised pages once, then clears',
+        interval: '1m',
+        input_series: [{ series: 'dnswarden_quarantines_raised_total{session_type="batch"}', values: '0 0 0 1 1 1 1 1 1 1 1 1 1' }, { series: 'dnswarden_quarantines_raised_total{session_type="interactive"}', values: '0x12' }],
+        alert_rule_test: [
+          { eval_time: '2m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [] },
+          { eval_time: '4m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [firing('DnswardenQuarantineRaised', { session_type: 'batch' }, 'dnswarden quarantined 1 batch session(s) in the last 5 minutes')] },
+          { eval_time: '12m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [] },
+        ],
+      },
+      {
+        name: 'observe-mode would-block rate: 0.01/s for an hour and more, then 0.5/s',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_verdicts_total{action="nxdomain",rule="threshold",mode="observe",session_type="interactive"}', values: '0+0.6x80 78+30x40' },
+          // Enforced blocks and observe-mode answers are not would-blocks: a big rate on them changes nothing.
+          { series: 'dnswarden_verdicts_total{action="nxdomain",rule="threshold",mode="enforce",session_type="batch"}', values: '0+6x80 480+600x40' },
+          { series: 'dnswarden_verdicts_total{action="answer",rule="none",mode="observe",session_type="interactive"}', values: '0+60x80 4800+6000x40' },
+        ],
+        alert_rule_test: [
+          { eval_time: '75m', alertname: 'DnswardenObserveWouldBlockJump', exp_alerts: [] },
+          { eval_time: '100m', alertname: 'DnswardenObserveWouldBlockJump', exp_alerts: [firing('DnswardenObserveWouldBlockJump', { session_type: 'interactive' }, 'Would-block verdicts in observe mode jumped for interactive sessions (0.50/s)')] },
+        ],
+      },
+      {
+        name: 'observe-mode would-block rate: a steady 0.5/s for two hours is not a jump',
+        interval: '1m',
+        input_series: [{ series: 'dnswarden_verdicts_total{action="quarantine",rule="accumulation",mode="observe",session_type="batch"}', values: '0+30x130' }],
+        alert_rule_test: [{ eval_time: '125m', alertname: 'DnswardenObserveWouldBlockJump', exp_alerts: [] }],
+      },
+      {
+        name: 'upstream failures: 0.2/s fires for that upstream, 0.05/s does not',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_upstream_failures_total{upstream="192.0.2.53:53",reason="timeout"}', values: '0+12x20' },
+          { series: 'dnswarden_upstream_failures_total{upstream="192.0.2.54:53",reason="network"}', values: '0+3x20' },
+        ],
+        alert_rule_test: [
+          { eval_time: '3m', alertname: 'DnswardenUpstreamFailures', exp_alerts: [] },
+          { eval_time: '15m', alertname: 'DnswardenUpstreamFailures', exp_alerts: [firing('DnswardenUpstreamFailures', { upstream: '192.0.2.53:53', reason: 'timeout' }, 'Upstream 192.0.2.53:53 is failing (timeout, 0.20/s)')] },
+        ],
+      },
+      {
+        name: 'WHOIS failures: two thirds of WHOIS lookups failing fires; RDAP errors do not count',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_domain_age_lookups_total{source="whois",result="error"}', values: '0+3x40' },
+          { series: 'dnswarden_domain_age_lookups_total{source="whois",result="timeout"}', values: '0+3x40' },
+          { series: 'dnswarden_domain_age_lookups_total{source="whois",result="ok"}', values: '0+3x40' },
+          { series: 'dnswarden_domain_age_lookups_total{source="rdap",result="error"}', values: '0+600x40' },
+        ],
+        alert_rule_test: [
+          { eval_time: '10m', alertname: 'DnswardenWhoisFailures', exp_alerts: [] },
+          { eval_time: '35m', alertname: 'DnswardenWhoisFailures', exp_alerts: [firing('DnswardenWhoisFailures', {}, 'More than half of WHOIS domain-age lookups fail (66.67%)')] },
+        ],
+      },
+      {
+        name: 'WHOIS failures: a third failing does not fire',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_domain_age_lookups_total{source="whois",result="timeout"}', values: '0+3x40' },
+          { series: 'dnswarden_domain_age_lookups_total{source="whois",result="ok"}', values: '0+6x40' },
+        ],
+        alert_rule_test: [{ eval_time: '35m', alertname: 'DnswardenWhoisFailures', exp_alerts: [] }],
+      },
+      {
+        name: 'malformed packets: 15/s over UDP fires, 1/s over TCP does not',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_malformed_total{transport="udp",reason="short_header"}', values: '0+600x10' },
+          { series: 'dnswarden_malformed_total{transport="udp",reason="bad_opt"}', values: '0+300x10' },
+          { series: 'dnswarden_malformed_total{transport="tcp",reason="short_header"}', values: '0+60x10' },
+        ],
+        alert_rule_test: [
+          { eval_time: '2m', alertname: 'DnswardenMalformedPacketFlood', exp_alerts: [] },
+          { eval_time: '6m', alertname: 'DnswardenMalformedPacketFlood', exp_alerts: [firing('DnswardenMalformedPacketFlood', { transport: 'udp' }, 'Malformed DNS packet flood over udp (15.00/s)')] },
+        ],
+      },
+      {
+        name: 'alert outbox: a backlog that stays 15 minutes fires, one that drains does not; over 100 is critical',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_alerts_pending{instance="a"}', values: '3x30' },
+          { series: 'dnswarden_alerts_pending{instance="b"}', values: '150x30' },
+          { series: 'dnswarden_alerts_pending{instance="c"}', values: '2x10 0x20' },
+        ],
+        alert_rule_test: [
+          { eval_time: '10m', alertname: 'DnswardenAlertOutboxBacklog', exp_alerts: [] },
+          {
+            eval_time: '20m', alertname: 'DnswardenAlertOutboxBacklog',
+            exp_alerts: [
+              firing('DnswardenAlertOutboxBacklog', { instance: 'a' }, '3 quarantine alert event(s) undelivered for 15 minutes'),
+              firing('DnswardenAlertOutboxBacklog', { instance: 'b' }, '150 quarantine alert event(s) undelivered for 15 minutes'),
+            ],
+          },
+          { eval_time: '3m', alertname: 'DnswardenAlertOutboxGrowing', exp_alerts: [] },
+          { eval_time: '6m', alertname: 'DnswardenAlertOutboxGrowing', exp_alerts: [firing('DnswardenAlertOutboxGrowing', { instance: 'b' }, '150 quarantine alert events waiting in the outbox')] },
+        ],
+      },
+    ];
+
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-promtool-'));
+    try {
+      const file = join(dir, 'alerts.test.yml');
+      writeFileSync(file, stringifyYaml({ rule_files: [RULES_PATH], evaluation_interval: '1m', tests }));
+      const { code, out } = await promtool(['test', 'rules', file]);
+      expect(out).toContain('SUCCESS');
+      expect(code, out).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('deploy/grafana/dashboard.json', () => {
+  let upstream: Upstream;
+  let warden: Warden;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    warden = await startWarden({}, { upstream });
+    // A few queries so counters and histograms have samples, not just their # TYPE lines.
+    await query({ server: warden.dns, name: FIXTURE.a.name, type: 'A' });
+    await query({ server: warden.dns, name: FIXTURE.a.name, type: 'A' });
+    await query({ server: warden.dns, name: FIXTURE.txt.name, type: 'TXT', transport: 'tcp' });
+  });
+
+  afterAll(async () => {
+    await warden?.close();
+    await upstream?.stop();
+  });
+
+  it('covers what issue 4 lists: verdicts by action and session type, signals, quarantines, cache hit ratio, upstream latency', () => {
+    const used = new Set([...dashboardExprs, ...variableQueries].flatMap(metricNames));
+    for (const name of [
+      'dnswarden_queries_total', 'dnswarden_verdicts_total', 'dnswarden_signal_value_bucket', 'dnswarden_quarantines_raised_total',
+      'dnswarden_sessions_quarantined', 'dnswarden_cache_hits_total', 'dnswarden_cache_misses_total', 'dnswarden_upstream_duration_seconds_bucket',
+    ]) expect(used, name).toContain(name);
+    expect(dashboardExprs.some((e) => /by \((?=[^)]*\baction\b)(?=[^)]*\bsession_type\b)[^)]*\)/.test(e) && e.includes('dnswarden_verdicts_total'))).toBe(true);
+    expect(dashboardExprs.some((e) => /by \((?=[^)]*\bsignal\b)[^)]*\)/.test(e) && e.includes('dnswarden_signal_value_bucket'))).toBe(true);
+  });
+
+  it('is a well-formed Grafana dashboard: unique ids, 24-column grid, a Prometheus datasource and a query on every panel', () => {
+    expect(dashboard.uid).toBe('dnswarden-overview');
+    const panels = allPanels(dashboard.panels);
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
+    for (const p of panels) {
+      expect(p.gridPos.x + p.gridPos.w, p.title).toBeLessThanOrEqual(24);
+      if (p.type === 'row') continue;
+      expect(p.datasource, p.title).toEqual({ type: 'prometheus', uid: '${datasource}' });
+      expect(p.targets?.length ?? 0, p.title).toBeGreaterThan(0);
+      for (const t of p.targets ?? []) expect(t.expr.trim(), p.title).not.toBe('');
+    }
+    expect(dashboardExprs.length).toBeGreaterThan(25);
+  });
+
+  it('uses only metric names that exist on /metrics (histograms by their _bucket/_sum/_count series)', async () => {
+    const res = await warden.admin('/metrics');
+    expect(res.status).toBe(200);
+    const types = metricTypes(res.text);
+    expect(types.get('dnswarden_signal_value')).toBe('histogram');
+    const used = [...new Set([...dashboardExprs, ...variableQueries].flatMap(metricNames))].sort();
+    expect(used.length).toBeGreaterThan(15);
+    expect(used.map((n) => missingReason(n, types)).filter((r) => r !== undefined)).toEqual([]);
+  });
+
+  it('the alert rules, too, use only metric names that exist on /metrics', async () => {
+    const types = metricTypes((await warden.admin('/metrics')).text);
+    const used = [...new Set(alertRules.flatMap((r) => metricNames(r.expr)))].sort();
+    expect(used).toHaveLength(6);
+    expect(used.map((n) => missingReason(n, types)).filter((r) => r !== undefined)).toEqual([]);
+  });
+
+  it('every dashboard query is valid PromQL (promtool parses them as recording rules)', async () => {
+    const exprs = [...new Set(dashboardExprs)].map((e) => e.replaceAll('$__rate_interval', '5m').replaceAll('$signal', '.+'));
+    expect(exprs.every((e) => !e.includes('$'))).toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-promtool-'));
+    try {
+      const file = join(dir, 'dashboard-queries.yml');
+      writeFileSync(file, stringifyYaml({ groups: [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `dashboard:query_${i}`, expr })) }] }));
+      const { code, out } = await promtool(['check', 'rules', file]);
+      expect(out).toContain(`SUCCESS: ${exprs.length} rules found`);
+      expect(code, out).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
