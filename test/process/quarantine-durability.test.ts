@@ -1,0 +1,109 @@
+// Issue 3: a quarantine is written to the store before its blocking answer leaves, so a kill -9
+// the instant that answer arrives loses nothing: after a restart the session is still quarantined,
+// with its evidence, until an analyst releases it. The built CLI, a config file, a real NSD.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { query } from '../helpers/dns-client.js';
+import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'dist/src/cli.js');
+const TOKEN = 'durability-test-admin-token-0123456789';
+const EXFIL = [
+  'mzxw6ytboi3tqnbrgq2dmnzyhe3dcmrtgq2dmnzyhe3dcmrtgq2dmnzyhe3dcmr.a.exfil.dnswarden.test',
+  'kfvgs4tfmvxgk3tufzqxg43pn5xw4zlsmfwgs3temvzhs5dfnzsxg2lpnzsxa7q.b.exfil.dnswarden.test',
+];
+
+let upstream: Upstream;
+let dir: string;
+let configPath: string;
+let dnsPort: number;
+let adminPort: number;
+let child: ChildProcess | undefined;
+let output = '';
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+function serve(): ChildProcess {
+  output = '';
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout?.on('data', (c: Buffer) => void (output += c.toString()));
+  proc.stderr?.on('data', (c: Buffer) => void (output += c.toString()));
+  return proc;
+}
+
+async function waitReady(): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (output.includes('"dnswarden ready"')) return;
+    if (child?.exitCode !== null && child?.exitCode !== undefined) throw new Error(`serve exited:\n${output}`);
+    await sleep(50);
+  }
+  throw new Error(`serve did not become ready:\n${output}`);
+}
+
+async function killHard(): Promise<void> {
+  if (child === undefined || child.exitCode !== null) return;
+  const exited = new Promise((ok) => child!.once('exit', ok));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  dir = mkdtempSync(join(tmpdir(), 'dnswarden-durable-'));
+  configPath = join(dir, 'dnswarden.yaml');
+  dnsPort = await freePort();
+  adminPort = await freePort();
+  writeFileSync(configPath, stringify({
+    listen: { dns: [`127.0.0.1:${dnsPort}`], admin: `127.0.0.1:${adminPort}` },
+    admin: { token: TOKEN },
+    storage: { dir: join(dir, 'data') },
+    upstreams: [{ address: upstream.hostPort }],
+    sessions: { static: [{ id: 'nightly-report', addresses: ['127.0.0.1/32'], type: 'scheduled', user: 'ops', role: 'reporter' }] },
+    logging: { level: 'info' },
+  }));
+});
+
+afterAll(async () => {
+  await killHard();
+  await upstream?.stop();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('quarantine durability', () => {
+  it('survives kill -9 the moment the blocking answer arrives, and holds until released', async () => {
+    child = serve();
+    await waitReady();
+    const server = { address: '127.0.0.1', port: dnsPort };
+    const first = await query({ server, name: EXFIL[0]!, type: 'TXT' });
+    expect(first.ede?.text).toMatch(/^threshold:/);
+    const second = await query({ server, name: EXFIL[1]!, type: 'TXT' });
+    expect(second.ede?.text).toMatch(/^session quarantined \(qr-/);
+    await killHard(); // no graceful shutdown: nothing gets a chance to flush
+
+    child = serve();
+    await waitReady();
+    const benign = await query({ server, name: FIXTURE.a.name, type: 'A' });
+    expect(benign.rcode).toBe('NXDOMAIN');
+    expect(benign.ede).toEqual({ code: 15, text: expect.stringMatching(/^session quarantined \(qr-/) });
+
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const list = (await (await fetch(`http://127.0.0.1:${adminPort}/v1/quarantines?state=open`, { headers: auth })).json()) as { quarantines: { id: string; session: { id: string; type: string }; trigger: { name: string } }[] };
+    expect(list.quarantines).toHaveLength(1);
+    expect(list.quarantines[0]!.session).toMatchObject({ id: 'nightly-report', type: 'scheduled' });
+    expect(list.quarantines[0]!.trigger.name).toBe(EXFIL[1]);
+
+    const release = await fetch(`http://127.0.0.1:${adminPort}/v1/quarantines/${list.quarantines[0]!.id}/release`, {
+      method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'durability test' }),
+    });
+    expect(release.status).toBe(200);
+    const answered = await query({ server, name: FIXTURE.a.name, type: 'A' });
+    expect(answered.rcode).toBe('NOERROR');
+    expect(answered.answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
+  });
+});
