@@ -299,7 +299,7 @@ export async function createTopology(): Promise<Topology> {
       await nsRunOk(name, 'ip', ['link', 'set', 'lo', 'up']);
       // No IPv6 duplicate address detection on these private links: a tentative link-local address would
       // hold neighbour discovery (and so the first IPv6 packets) back by a second or two.
-      await nsRunOk(name, 'sysctl', ['-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
+      await nsRunOk(name, 'sh', ['-ec', 'echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad']);
     }
     // veth pairs are created straight inside their namespaces: nothing appears in the host's namespace.
     await runOk('ip', ['link', 'add', 'a0', 'netns', ns.agent, 'type', 'veth', 'peer', 'name', 'w0', 'netns', ns.warden]);
@@ -324,8 +324,8 @@ export async function createTopology(): Promise<Topology> {
        ip addr add ${NET.rogueGw}/24 dev w2
        ip -6 addr add ${NET.rogueGw6}/64 dev w2 nodad
        ip link set w0 up; ip link set w1 up; ip link set w2 up
-       sysctl -qw net.ipv4.ip_forward=1
-       sysctl -qw net.ipv6.conf.all.forwarding=1`,
+       echo 1 > /proc/sys/net/ipv4/ip_forward
+       echo 1 > /proc/sys/net/ipv6/conf/all/forwarding`,
     );
     await sh(
       ns.upstream,
