@@ -4,7 +4,7 @@
 import { WardenError } from './errors.js';
 import type { Route } from './admin.js';
 import type { QuarantineBook } from './quarantine.js';
-import type { Session, SessionDirectory, SessionMeta } from './sessions.js';
+import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
 import type { QuarantineRecord, QuarantineState, Store } from './store.js';
 import type { Metrics } from './telemetry.js';
 import type { SessionState } from './policy.js';
@@ -59,6 +59,14 @@ function timeParam(query: URLSearchParams, key: string): number | undefined {
   return ms;
 }
 
+/** A session's recent queries: the live ring (memory is ahead of the store), else what the store kept. */
+function historyOf(d: ApiDeps, id: string): readonly HistoryEntry[] | undefined {
+  const live = d.sessions.get(id);
+  if (live !== undefined) return live.history;
+  const stored = d.store.history(id);
+  return stored.length > 0 ? stored : undefined;
+}
+
 function getSession(d: ApiDeps, id: string): Session<SessionState> {
   const s = d.sessions.get(id);
   if (s === undefined) throw new WardenError('ERR_NOT_FOUND', `no session with id "${id}"`);
@@ -102,13 +110,9 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       handler: (req) => {
         const id = req.params.id!;
         const limit = Math.min(Number(req.query.get('limit') ?? d.historyLimit) || d.historyLimit, d.historyLimit);
-        const stored = d.store.history(id, limit);
-        const live = d.sessions.get(id);
-        if (stored.length === 0 && live === undefined) throw new WardenError('ERR_NOT_FOUND', `no session or history with id "${id}"`);
-        // Unflushed entries (the last fraction of a second) come from memory.
-        const lastStored = stored.at(-1)?.atMs ?? -1;
-        const recent = (live?.history ?? []).filter((e) => e.atMs > lastStored);
-        return { status: 200, json: { session: id, queries: [...stored, ...recent].slice(-limit) } };
+        const history = historyOf(d, id);
+        if (history === undefined) throw new WardenError('ERR_NOT_FOUND', `no session or history with id "${id}"`);
+        return { status: 200, json: { session: id, queries: history.slice(-limit) } };
       },
     },
 
@@ -138,7 +142,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         const q = d.store.getQuarantine(req.params.id!);
         if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
-        const after = d.store.history(q.sessionId, d.historyLimit, q.raisedAtMs);
+        const after = (historyOf(d, q.sessionId) ?? []).filter((e) => e.atMs > q.raisedAtMs);
         return { status: 200, json: { quarantine: quarantineJson(q, true), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
       },
     },

@@ -15,8 +15,8 @@ import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy.js';
 import { QuarantineBook } from './quarantine.js';
-import { loadSigningKeys, SessionDirectory, type HistoryEntry } from './sessions.js';
-import { Store, type StoredHistoryEntry } from './store.js';
+import { loadSigningKeys, SessionDirectory } from './sessions.js';
+import { Store } from './store.js';
 import { createLogger, createMetrics } from './telemetry.js';
 import { listenDns, type DnsListener, type DnsServer } from './transport.js';
 import { UpstreamPool } from './upstream.js';
@@ -45,7 +45,7 @@ export interface App {
   close(): Promise<void>;
 }
 
-const HISTORY_FLUSH_MS = 250;
+const HISTORY_FLUSH_MS = 1000;
 
 /** The registrable domains a quarantine's evidence points at: the trigger and the blocked queries before it. */
 function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => string | undefined): string[] {
@@ -125,7 +125,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       historyMax: config.sessions.history_per_session,
       keys,
       maxTtlSec: config.sessions.max_ttl_s,
-      hooks: { saveRegistered: (m) => store.saveSession(m), deleteRegistered: (id) => store.deleteSession(id) },
+      hooks: { saveRegistered: (m) => store.saveSession(m), deleteRegistered: (id) => store.deleteSession(id), loadHistory: (id) => store.history(id) },
     });
     sessions.setStatic(config.sessions.static, nowMs());
     sessions.restore(store.loadSessions(nowMs()), nowMs());
@@ -145,24 +145,18 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       : undefined;
     if (domainAge !== undefined) closers.push(() => domainAge.close());
 
-    // Query history goes to the store in batches, off the per-query path.
-    let pendingHistory: StoredHistoryEntry[] = [];
+    // Query history goes to the store in batches, off the per-query path: one row per changed session.
     const flushHistory = (): void => {
-      if (pendingHistory.length === 0) return;
-      const batch = pendingHistory;
-      pendingHistory = [];
+      const dirty = sessions.takeDirty();
       try {
-        store.appendHistory(batch, current.sessions.history_per_session, current.storage.history_max_rows);
+        store.saveHistories(dirty.map((s) => ({ sessionId: s.id, entries: s.history })), nowMs(), current.storage.history_max_sessions);
       } catch (err) {
-        log.error({ err: messageOf(err), dropped: batch.length }, 'could not write query history');
+        log.error({ err: messageOf(err), sessions: dirty.length }, 'could not write query history');
       }
     };
     const historyTimer = setInterval(flushHistory, HISTORY_FLUSH_MS);
     historyTimer.unref();
     closers.push(() => { clearInterval(historyTimer); flushHistory(); });
-    const onHistory = (sessionId: string, entry: HistoryEntry): void => {
-      if (current.sessions.history_per_session > 0 && current.storage.history_max_rows > 0) pendingHistory.push({ sessionId, ...entry });
-    };
 
     const sweep = setInterval(() => {
       const n = sessions.sweepExpired(nowMs());
@@ -175,7 +169,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
 
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, domainAge, ageBudgetMs: config.domain_age.budget_ms,
-      metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size, onHistory,
+      metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size,
     });
 
     const dns: DnsServer = await listenDns(config.listen.dns, pipeline.answerPacket, {

@@ -113,7 +113,7 @@ const configSchema = z
     storage: z
       .object({
         dir: z.string().min(1).default('data'),
-        history_max_rows: z.number().int().min(0).default(200_000),
+        history_max_sessions: z.number().int().min(1).default(1000),
         quarantine_retention_days: z.number().int().min(1).default(365),
       })
       .strict()

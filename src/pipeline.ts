@@ -7,7 +7,7 @@ import { getDomain } from 'tldts';
 import { assertNever, type WardenError } from './errors.js';
 import type { QuarantineBook } from './quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
-import { qtypeName, rcodeName, type Metrics } from './telemetry.js';
+import { cachedChildren, qtypeName, rcodeName, type Metrics } from './telemetry.js';
 import type { Resolution, Resolver } from './upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './wire.js';
 import type { Policy, SessionState, Verdict } from './policy.js';
@@ -33,8 +33,6 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly nowMs: () => number;
   readonly udpPayloadSize: number;
-  /** Called for every finished query of a session (history persistence). */
-  readonly onHistory?: (sessionId: string, entry: HistoryEntry) => void;
 }
 
 // Event ids: a random per-process prefix and a counter, so an id is unique across restarts and
@@ -55,6 +53,13 @@ export function createPipeline(d: PipelineDeps): {
   handle(q: Query): Promise<Outcome>;
   answerPacket(packet: Buffer, peer: Peer): Promise<Buffer | undefined>;
 } {
+  const m = d.metrics;
+  const verdictCounter = cachedChildren((l) => m.verdicts.labels(l));
+  const signalHistogram = cachedChildren((l) => m.signalValue.labels(l));
+  const scoreHistogram = cachedChildren((l) => m.scoreTotal.labels(l));
+  const queryCounter = cachedChildren((l) => m.queries.labels(l));
+  const durationHistogram = cachedChildren((l) => m.queryDuration.labels(l));
+
   async function handle(q: Query): Promise<Outcome> {
     // 1 admit: unknown or expired source → REFUSED; we are never an open resolver.
     const admission = d.sessions.admit(q.peer.address, q.atMs);
@@ -133,17 +138,15 @@ export function createPipeline(d: PipelineDeps): {
       ...(verdict?.score !== undefined ? { score: round(verdict.score.total) } : {}),
     };
     d.sessions.remember(session, entry);
-    d.onHistory?.(session.id, entry);
     if (verdict !== undefined) recordVerdict(q, session, verdict, eventId);
     return outcome;
   }
 
   function recordVerdict(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined): void {
-    const m = d.metrics;
-    m.verdicts.inc({ action: verdict.action, rule: verdict.rule, mode: verdict.mode, session_type: session.type });
+    verdictCounter(`${verdict.action}|${verdict.rule}|${verdict.mode}|${session.type}`, () => ({ action: verdict.action, rule: verdict.rule, mode: verdict.mode, session_type: session.type })).inc();
     if (verdict.score !== undefined) {
-      m.scoreTotal.observe({ session_type: session.type }, Math.min(1, verdict.score.total));
-      for (const s of verdict.score.signals) m.signalValue.observe({ signal: s.id }, s.value);
+      scoreHistogram(session.type, () => ({ session_type: session.type })).observe(Math.min(1, verdict.score.total));
+      for (const s of verdict.score.signals) signalHistogram(s.id, () => ({ signal: s.id })).observe(s.value);
     }
     if (verdict.action !== 'answer' || d.log.isLevelEnabled('debug')) {
       d.log[verdict.action === 'answer' ? 'debug' : 'warn'](verdictLogLine(q, session, verdict, eventId), verdict.enforced ? `query ${verdict.action}` : `query would ${verdict.action} (observe)`);
@@ -160,8 +163,10 @@ export function createPipeline(d: PipelineDeps): {
     const q = decoded.query;
     const outcome = await handle(q);
     const reply = encodeOutcome(q, outcome);
-    d.metrics.queries.inc({ transport: peer.transport, qtype: qtypeName(q.type), rcode: rcodeName(rcodeOf(outcome)) });
-    d.metrics.queryDuration.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
+    const qtype = qtypeName(q.type);
+    const rcode = rcodeName(rcodeOf(outcome));
+    queryCounter(`${peer.transport}|${qtype}|${rcode}`, () => ({ transport: peer.transport, qtype, rcode })).inc();
+    durationHistogram(outcome.kind, () => ({ outcome: outcome.kind })).observe((performance.now() - started) / 1000);
     if (outcome.kind === 'failed') d.log.warn({ name: q.name, qtype: qtypeName(q.type), err: outcome.error.message }, 'upstream failure');
     return reply;
   }

@@ -118,6 +118,8 @@ const ADDRESS_CACHE_MAX = 65_536;
 export interface SessionStoreHooks {
   saveRegistered(meta: SessionMeta): void;
   deleteRegistered(id: string): void;
+  /** The stored recent-query history of a session (so a restart keeps it). */
+  loadHistory(id: string): HistoryEntry[];
 }
 
 export class SessionDirectory<S> {
@@ -127,6 +129,8 @@ export class SessionDirectory<S> {
   readonly #newState: () => S;
   readonly #historyMax: number;
   readonly #hooks: SessionStoreHooks | undefined;
+  /** Sessions whose history changed since the last takeDirty() (persisted in batches). */
+  readonly #dirty = new Set<Session<S>>();
   #keys: ReadonlyMap<string, VerifyKey>;
   #maxTtlSec: number;
 
@@ -161,9 +165,14 @@ export class SessionDirectory<S> {
   }
 
   #put(meta: SessionMeta, keep?: Session<S>): Session<S> {
-    const session: Session<S> = { ...meta, state: keep?.state ?? this.#newState(), history: keep?.history ?? [] };
+    const session: Session<S> = { ...meta, state: keep?.state ?? this.#newState(), history: keep?.history ?? this.#loadHistory(meta.id) };
     this.#byId.set(meta.id, { session, list: blockListOf(meta.addresses) });
     return session;
+  }
+
+  #loadHistory(id: string): HistoryEntry[] {
+    const stored = this.#hooks?.loadHistory(id) ?? [];
+    return stored.slice(-this.#historyMax);
   }
 
   #rebuild(): void {
@@ -277,5 +286,13 @@ export class SessionDirectory<S> {
     const h = session.history;
     if (h.length >= this.#historyMax) h.shift();
     h.push(entry);
+    this.#dirty.add(session);
+  }
+
+  /** Sessions whose history changed since the last call. */
+  takeDirty(): Session<S>[] {
+    const out = [...this.#dirty];
+    this.#dirty.clear();
+    return out;
   }
 }

@@ -40,10 +40,6 @@ export interface OutboxRow {
   readonly nextAttemptMs: number;
 }
 
-export interface StoredHistoryEntry extends HistoryEntry {
-  readonly sessionId: string;
-}
-
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, meta TEXT NOT NULL, expires_at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantines (
@@ -57,9 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TE
 CREATE INDEX IF NOT EXISTS outbox_sink ON outbox(sink, id);
 CREATE TABLE IF NOT EXISTS learned_deny (domain TEXT PRIMARY KEY, added_at_ms INTEGER NOT NULL, added_by TEXT NOT NULL,
   quarantine_id TEXT, reason TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, at_ms INTEGER NOT NULL,
-  entry TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS history_session ON history(session_id, id);
+CREATE TABLE IF NOT EXISTS session_history (session_id TEXT PRIMARY KEY, updated_at_ms INTEGER NOT NULL, entries TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS session_history_age ON session_history(updated_at_ms);
 `;
 
 export class Store {
@@ -173,27 +168,20 @@ export class Store {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n;
   }
 
-  // --- query history (written in batches off the hot path; bounded per session and in total)
-  appendHistory(entries: readonly StoredHistoryEntry[], perSessionMax: number, totalMax: number): void {
-    if (entries.length === 0) return;
-    const insert = this.db.prepare('INSERT INTO history (session_id, at_ms, entry) VALUES (?, ?, ?)');
-    const trimSession = this.db.prepare('DELETE FROM history WHERE session_id = ? AND id <= (SELECT id FROM history WHERE session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
+  // --- query history: one row per session holding its bounded ring of recent queries, written in
+  // batches off the hot path; at most `maxSessions` rows (the least recently active are dropped), so
+  // disk use is bounded by sessions × history_per_session.
+  saveHistories(rows: readonly { sessionId: string; entries: readonly HistoryEntry[] }[], atMs: number, maxSessions: number): void {
+    if (rows.length === 0) return;
+    const upsert = this.db.prepare('INSERT OR REPLACE INTO session_history (session_id, updated_at_ms, entries) VALUES (?, ?, ?)');
     this.db.transaction(() => {
-      const sessions = new Set<string>();
-      for (const e of entries) {
-        const { sessionId, ...rest } = e;
-        insert.run(sessionId, e.atMs, JSON.stringify(rest));
-        sessions.add(sessionId);
-      }
-      for (const s of sessions) trimSession.run(s, s, perSessionMax);
-      this.db.prepare('DELETE FROM history WHERE id <= (SELECT id FROM history ORDER BY id DESC LIMIT 1 OFFSET ?)').run(totalMax);
+      for (const r of rows) upsert.run(r.sessionId, atMs, JSON.stringify(r.entries));
+      this.db.prepare('DELETE FROM session_history WHERE session_id NOT IN (SELECT session_id FROM session_history ORDER BY updated_at_ms DESC LIMIT ?)').run(maxSessions);
     })();
   }
-  history(sessionId: string, limit: number, sinceMs?: number): HistoryEntry[] {
-    const rows = this.db
-      .prepare('SELECT entry FROM history WHERE session_id = ? AND at_ms >= ? ORDER BY id DESC LIMIT ?')
-      .all(sessionId, sinceMs ?? 0, limit) as { entry: string }[];
-    return rows.map((r) => JSON.parse(r.entry) as HistoryEntry).reverse();
+  history(sessionId: string): HistoryEntry[] {
+    const row = this.db.prepare('SELECT entries FROM session_history WHERE session_id = ?').get(sessionId) as { entries: string } | undefined;
+    return row === undefined ? [] : (JSON.parse(row.entries) as HistoryEntry[]);
   }
 }
 
