@@ -154,10 +154,13 @@ export function entropySignal(split: SplitName, s: CharStats, weight: number): S
   };
 }
 
-/** Encoding shape: letters and digits interleaved like hex/base32/base64, or base64-only characters. */
+/** Encoding shape: a hex/base32/base64 alphabet, or letters and digits interleaved like one. */
 export function charClassSignal(split: SplitName, s: CharStats, weight: number): Signal {
   if (split.platform) return { id: 'char_class', value: 0, weight, reason: PLATFORM_REASON };
-  const shape = s.base64Chars ? 1 : ramp(s.switchRate, 0.08, 0.25);
+  // Pure hex, base32 with its 2–7 digits, or base64-only characters are encodings by their alphabet alone
+  // (hex of ASCII text is 90% digits and switches rarely); otherwise letters and digits interleaving is the tell.
+  const byAlphabet = s.base64Chars || s.alphabet === 'hex' || (s.alphabet === 'base32' && s.digitRatio >= 0.08);
+  const shape = byAlphabet ? 1 : ramp(s.switchRate, 0.08, 0.25);
   const value = shape * ramp(s.length, CLASS_MIN_CHARS, CLASS_FULL_CHARS);
   return {
     id: 'char_class',

@@ -17,6 +17,9 @@ export interface DomainWindow {
   names: Record<string, 1>;
   /** 4-grams of the unique content: the compressor's "dictionary" for the estimate. */
   grams: Record<string, 1>;
+  /** Entries in `names` and `grams`. */
+  nameCount: number;
+  gramCount: number;
   /** Domain age as last judged (null = unknown); young domains add to the session's `youngVolumeBytes`. */
   ageDays: number | null;
   young: boolean;
@@ -26,6 +29,9 @@ export interface DomainWindow {
 export interface SessionState {
   domains: Record<string, DomainWindow>;
   domainCount: number;
+  /** Registrable domains in arrival order (from `orderHead` on), for O(1) eviction. */
+  order: string[];
+  orderHead: number;
   /** Session-wide totals for the memory bounds. */
   nameCount: number;
   gramCount: number;
@@ -57,6 +63,8 @@ export function newSessionState(): SessionState {
   return {
     domains: Object.create(null) as Record<string, DomainWindow>,
     domainCount: 0,
+    order: [],
+    orderHead: 0,
     nameCount: 0,
     gramCount: 0,
     youngVolumeBytes: 0,
@@ -98,40 +106,52 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
     if (atMs - w.lastMs > p.volume_idle_ms) forget(state, w, true); // quiet long enough: start afresh
     return w;
   }
-  if (state.domainCount >= p.max_domains_per_session) evictOldest(state);
-  w = { lastMs: atMs, fanout: 0, volumeBytes: 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, ageDays: null, young: false };
+  if (state.domainCount >= p.max_domains_per_session) evictOldest(state, atMs, p);
+  w = { lastMs: atMs, fanout: 0, volumeBytes: 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false };
   state.domains[registrable] = w;
   state.domainCount++;
+  state.order.push(registrable);
   return w;
 }
 
 function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
   if (w.young) state.youngVolumeBytes -= w.volumeBytes;
-  state.nameCount -= Object.keys(w.names).length;
-  state.gramCount -= Object.keys(w.grams).length;
+  state.nameCount -= w.nameCount;
+  state.gramCount -= w.gramCount;
   if (keep) {
     w.volumeBytes = 0;
     w.fanout = 0;
+    w.nameCount = 0;
+    w.gramCount = 0;
     w.names = Object.create(null) as Record<string, 1>;
     w.grams = Object.create(null) as Record<string, 1>;
   }
 }
 
-// Least recently used domain goes first. O(domains), and only when a new domain arrives at the bound.
-function evictOldest(state: SessionState): void {
-  let oldestKey: string | undefined;
-  let oldestMs = Infinity;
-  for (const key in state.domains) {
-    const w = state.domains[key]!;
-    if (w.lastMs < oldestMs) {
-      oldestMs = w.lastMs;
-      oldestKey = key;
+// Second-chance (CLOCK) eviction over the arrival order: O(1) amortised, so a flood of new registrable
+// domains costs no scan. The oldest domain goes unless it was used within the last fan-out window; then it
+// moves to the back (at most SECOND_CHANCES times per eviction) and the next oldest is considered.
+const SECOND_CHANCES = 4;
+
+function evictOldest(state: SessionState, atMs: number, p: WindowParams): void {
+  let chances = SECOND_CHANCES;
+  while (state.orderHead < state.order.length) {
+    const key = state.order[state.orderHead++]!;
+    const w = state.domains[key];
+    if (w === undefined) continue;
+    if (chances-- > 0 && atMs - w.lastMs < p.fanout_window_ms) {
+      state.order.push(key); // recently used: to the back of the line
+      continue;
     }
+    forget(state, w, false);
+    delete state.domains[key];
+    state.domainCount--;
+    break;
   }
-  if (oldestKey === undefined) return;
-  forget(state, state.domains[oldestKey]!, false);
-  delete state.domains[oldestKey];
-  state.domainCount--;
+  if (state.orderHead > 64 && state.orderHead * 2 > state.order.length) {
+    state.order = state.order.slice(state.orderHead);
+    state.orderHead = 0;
+  }
 }
 
 // Literal cost in bytes per character, by alphabet: what deflate's Huffman stage pays for near-random text of
@@ -194,12 +214,14 @@ export function observeForwarded(state: SessionState, e: ForwardEvent, p: Window
   // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
   if (state.nameCount < p.max_names_per_session) {
     w.names[sub] = 1;
+    w.nameCount++;
     state.nameCount++;
   }
   for (let i = 0; i + GRAM <= sub.length && state.gramCount < p.max_grams_per_session; i++) {
     const g = sub.substr(i, GRAM);
     if (w.grams[g] !== 1) {
       w.grams[g] = 1;
+      w.gramCount++;
       state.gramCount++;
     }
   }

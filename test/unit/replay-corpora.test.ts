@@ -1,0 +1,124 @@
+// The calibration targets of issue 3, asserted on the corpora (fixtures/corpora/README.md has the figures).
+// Print the figures with:  DNSWARDEN_FIGURES=1 npx vitest run test/unit/replay-corpora.test.ts
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { agentSessions, exfilStreams, popularitySessions, toJsonl, type CorpusLine } from '../../fixtures/corpora/generate.mjs';
+import { policySchema, scoringSchema } from '../../src/policy-schema.js';
+import { Policy, type SessionType } from '../../src/policy.js';
+import { figuresByKind, formatReport, replayLines, type ReplayReport, type SessionResult } from '../../src/replay.js';
+
+const here = new URL('../../fixtures/corpora/', import.meta.url);
+const shared = new URL('../../../shared/corpus/', import.meta.url);
+const readLines = (url: URL) => readFileSync(url, 'utf8').split('\n').filter((l) => l !== '');
+const policy = () => new Policy(policySchema.parse({}), scoringSchema.parse({}));
+const show = process.env['DNSWARDEN_FIGURES'] === '1';
+const say = (title: string, text: string) => {
+  if (show) console.log(`\n=== ${title}\n${text}`);
+};
+
+const exfil = exfilStreams();
+/** Each stream replayed on its own (its own cache), so streams sharing a secret prefix cannot shield each other. */
+function replayEach(lines: readonly CorpusLine[]): SessionResult[] {
+  const by = new Map<string, CorpusLine[]>();
+  for (const l of lines) by.get(l.session)?.push(l) ?? by.set(l.session, [l]);
+  return [...by.values()].map((ls) => replayLines(ls, policy()).perSession[0]!);
+}
+const results = replayEach(exfil);
+
+describe('generated corpora', () => {
+  it('the committed JSONL files are what the generator makes (node fixtures/corpora/generate.mjs)', () => {
+    const web = readLines(new URL('benign-domains.txt', shared)).slice(0, 5000);
+    expect(readFileSync(new URL('exfil.jsonl', here), 'utf8')).toBe(toJsonl(exfil));
+    expect(readFileSync(new URL('agents.jsonl', here), 'utf8')).toBe(toJsonl(agentSessions(60, 11, web)));
+  });
+
+  it('cover every stream kind the issue names', () => {
+    const kinds = new Set(exfil.map((l) => l.kind));
+    for (const k of ['bulk-hex-l63-d1', 'bulk-base32-l30-d3', 'bulk-base64url-l12-d10', 'bulk-base64-l63-d10', 'slow-dictionary-l30-old', 'slow-spread10-base32-young', 'iodine-base32', 'iodine-base64u', 'dnscat2', 'dnscat2-nodomain', 'dns2tcp']) {
+      expect(kinds).toContain(k);
+    }
+    expect(new Set(exfil.map((l) => l.qtype))).toEqual(new Set([1, 5, 10, 15, 16]));
+    expect(exfil.some((l) => l.qname.includes('+') && l.qname.includes('/'))).toBe(true);
+    expect(exfil.some((l) => l.qname.startsWith('dnscat.'))).toBe(true);
+  });
+});
+
+describe('bulk tunnels: first data query blocked, quarantined by the 3rd, ≤ 512 bytes leave', () => {
+  const bulk = results.filter((r) => /^(bulk|iodine|dnscat2|dns2tcp)/.test(r.kind ?? ''));
+  it.each(bulk.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (_kind, _type, r) => {
+    expect(r.firstDataBlockAt).toBe(1);
+    expect(r.quarantineAt).toBeDefined();
+    expect(r.dataQueriesAtQuarantine).toBeLessThanOrEqual(3);
+    expect(r.bytesBeforeQuarantine).toBeLessThanOrEqual(512);
+  });
+  it('covers 46 streams', () => expect(bulk).toHaveLength(46));
+});
+
+describe('slow exfiltration: quarantined before 1 KB (one domain) / 2 KB (young domains) of deflated information', () => {
+  const slow = results.filter((r) => r.kind?.startsWith('slow-'));
+  it.each(slow.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
+    expect(r.quarantineRule).toBe('accumulation');
+    // deflate of the unique subdomains sent, measured at the moment of quarantine
+    if (kind?.startsWith('slow-spread10')) {
+      expect(r.maxDomainInfoBytes).toBeLessThan(1024);
+      expect(r.youngInfoBytes).toBeLessThan(2048);
+      expect(r.youngInfoBytes).toBeGreaterThan(1000); // it was the young-domain sum that caught it
+    } else {
+      expect(r.maxDomainInfoBytes).toBeLessThan(1024);
+      expect(r.maxDomainInfoBytes).toBeGreaterThan(500);
+    }
+  });
+  it('covers 32 streams', () => expect(slow).toHaveLength(32));
+});
+
+describe('benign', () => {
+  it('popularity corpus: ≤ 0.01% of the 200,000 names blocked by the per-query rule (strictest session type)', () => {
+    const names = readLines(new URL('benign-fqdn.txt', shared));
+    const p = policy();
+    const blocked: string[] = [];
+    let deny = 0;
+    for (const name of names) {
+      // a fresh state per name: only the per-query rule can block
+      const v = p.judge({ name, qtype: 1, session: { id: 'p', user: 'u', role: 'r', type: 'batch' }, state: p.newSessionState(), ageDays: undefined, atMs: 0 });
+      if (v.rule === 'threshold') blocked.push(`${name} ${v.reason}`);
+      if (v.rule === 'deny_list') deny++;
+    }
+    say('popularity corpus, per-query rule (batch)', `${blocked.length} of ${names.length} blocked (${((100 * blocked.length) / names.length).toFixed(4)}%), ${deny} deny-listed DoH names\n${blocked.join('\n')}`);
+    expect(names).toHaveLength(200_000);
+    expect(blocked.length).toBeLessThanOrEqual(20);
+    expect(deny).toBeGreaterThan(10); // the corpus holds public DoH endpoints; they are denied by the list, not by the score
+  }, 60_000);
+
+  it('realistic agent sessions: ≤ 0.1% of 2,000 sessions see any block, none quarantined', () => {
+    const web = readLines(new URL('benign-domains.txt', shared)).slice(0, 5000);
+    const r = replayLines(agentSessions(2000, 11, web), policy());
+    const maxScore = Math.max(...r.perSession.map((s) => s.maxScore));
+    const maxVolume = Math.max(...r.perSession.map((s) => s.maxVolumeEstimate));
+    say('agent sessions', `${formatReport(r)}\nmax score ${maxScore.toFixed(2)}, max estimated volume to one domain ${Math.round(maxVolume)} B`);
+    expect(r.benign.sessions).toBe(2000);
+    expect(r.benign.sessionsWithBlock).toBeLessThanOrEqual(2);
+    expect(r.benign.sessionsQuarantined).toBe(0);
+    // margins: far below the strictest block score (0.7) and volume budget (768)
+    expect(maxScore).toBeLessThan(0.35);
+    expect(maxVolume).toBeLessThan(384);
+  }, 60_000);
+
+  it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', () => {
+    const names = readLines(new URL('benign-fqdn.txt', shared));
+    const r: ReplayReport = replayLines(popularitySessions(names, 2000, 5), policy());
+    say('popularity sessions', formatReport(r));
+    expect(r.benign.sessions).toBe(2000);
+    expect(r.benign.sessionsWithBlock).toBeLessThanOrEqual(20); // ≤ 1%: many blocks here are deny-listed DoH names
+    expect(r.benign.sessionsQuarantined).toBeLessThanOrEqual(2);
+  }, 60_000);
+});
+
+describe('figures', () => {
+  it('per exfiltration kind', () => {
+    const byType = (t: SessionType) => results.filter((r) => r.type === t).length;
+    say('exfiltration per kind (each stream replayed alone)', figuresByKind({ perSession: results } as unknown as ReplayReport)
+      .map((k) => `${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | fwd before block ${k.maxQueriesBeforeBlock} q, ${k.maxBytesBeforeBlock} B | before quarantine ${k.maxQueriesBeforeQuarantine} q, ${k.maxBytesBeforeQuarantine} B | deflate at quarantine ${k.maxInfoAtQuarantine} B`)
+      .join('\n'));
+    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(78);
+  });
+});
