@@ -167,8 +167,21 @@ export function createPipeline(d: PipelineDeps): {
     const rcode = rcodeName(rcodeOf(outcome));
     queryCounter(`${peer.transport}|${qtype}|${rcode}`, () => ({ transport: peer.transport, qtype, rcode })).inc();
     durationHistogram(outcome.kind, () => ({ outcome: outcome.kind })).observe((performance.now() - started) / 1000);
-    if (outcome.kind === 'failed') d.log.warn({ name: q.name, qtype: qtypeName(q.type), err: outcome.error.message }, 'upstream failure');
+    if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
     return reply;
+  }
+
+  // During an outage every query fails: one log line per second says so, with how many were suppressed.
+  let failureLogAtMs = -Infinity;
+  let failuresSuppressed = 0;
+  function logUpstreamFailure(q: Query, error: WardenError): void {
+    if (q.atMs - failureLogAtMs < 1000) {
+      failuresSuppressed++;
+      return;
+    }
+    d.log.warn({ name: q.name, qtype: qtypeName(q.type), err: error.message, suppressed: failuresSuppressed }, 'upstream failure');
+    failureLogAtMs = q.atMs;
+    failuresSuppressed = 0;
   }
 
   function encodeOutcome(q: Query, outcome: Outcome): Buffer {
@@ -187,7 +200,8 @@ export function createPipeline(d: PipelineDeps): {
         return encodeSynthReply(q, { rcode: 'REFUSED', ede: { code: outcome.reason === 'unsupported' ? 21 : 18, text } }, size);
       }
       case 'failed':
-        return encodeSynthReply(q, { rcode: 'SERVFAIL', ede: { code: outcome.ede, text: outcome.error.message } }, size);
+        // The agent learns that the upstreams failed, not where they are; the log has the detail.
+        return encodeSynthReply(q, { rcode: 'SERVFAIL', ede: { code: outcome.ede, text: outcome.ede === 22 ? 'no upstream answered in time' : 'upstream unreachable' } }, size);
       default:
         return assertNever(outcome);
     }
