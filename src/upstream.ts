@@ -74,9 +74,13 @@ export class UpstreamPool implements Resolver {
   }
 
   async #attempt(upstream: Upstream, q: Query, timeoutMs: number): Promise<Reply | WardenError> {
+    const started = performance.now();
     const udp = await this.#viaUdp(upstream, q, timeoutMs);
     if (udp instanceof WardenError || !udp.tc) return udp;
-    return this.#viaTcp(upstream, q, timeoutMs); // truncated: the whole answer comes over TCP (RFC 7766 §5)
+    // Truncated: the whole answer comes over TCP (RFC 7766 §5), within what is left of this attempt.
+    const left = Math.floor(timeoutMs - (performance.now() - started));
+    if (left <= 0) return new UpstreamTimeoutError(`${upstream.label}/tcp`, timeoutMs);
+    return this.#viaTcp(upstream, q, left);
   }
 
   #viaUdp(upstream: Upstream, q: Query, timeoutMs: number): Promise<Reply | WardenError> {

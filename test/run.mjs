@@ -20,8 +20,11 @@ try {
   passed = json.numPassedTests;
   failed = json.numFailedTests + (json.numRuntimeErrorTestSuites ?? 0);
   skipped = json.numPendingTests + json.numTodoTests;
-  // A file that failed to load has no tests in the count; count it as a failure.
-  for (const file of json.testResults ?? []) if (file.status === 'failed' && file.assertionResults.length === 0) failed += 1;
+  // A file that failed to load, or whose beforeAll/afterAll failed (its tests then show as skipped),
+  // has no failed test in the count: count the file itself as a failure.
+  for (const file of json.testResults ?? []) {
+    if (file.status === 'failed' && !file.assertionResults.some((a) => a.status === 'failed')) failed += 1;
+  }
 } catch (err) {
   console.error(`could not read the vitest report: ${err.message}`);
   failed += 1;
