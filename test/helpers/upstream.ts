@@ -146,19 +146,22 @@ export interface ScriptedUpstream {
 
 /**
  * A UDP+TCP socket pair on a free loopback port that records every query and answers only what
- * `respond` returns (default: nothing, i.e. "an upstream that times out"). Not a stand-in for the
+ * `respond` returns or resolves to (default: nothing, i.e. "an upstream that times out"). Not a stand-in for the
  * real upstream: it is the misbehaving one (silent, lying) next to NSD in failover tests, and it
  * shows what dnswarden puts on the wire (query IDs, source ports).
  */
-export async function startScriptedUpstream(respond: (query: Buffer, transport: 'udp' | 'tcp') => Buffer | undefined = () => undefined): Promise<ScriptedUpstream> {
+export async function startScriptedUpstream(
+  respond: (query: Buffer, transport: 'udp' | 'tcp') => Buffer | undefined | Promise<Buffer | undefined> = () => undefined,
+): Promise<ScriptedUpstream> {
   const port = await freePort();
   const received: ReceivedQuery[] = [];
   const udp = createSocket('udp4');
   udp.on('message', (msg, rinfo) => {
     if (msg.length < 2) return;
     received.push({ transport: 'udp', id: msg.readUInt16BE(0), sourcePort: rinfo.port, bytes: msg });
-    const reply = respond(msg, 'udp');
-    if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address);
+    void Promise.resolve(respond(msg, 'udp')).then((reply) => {
+      if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address);
+    });
   });
   udp.on('error', () => undefined);
   await new Promise<void>((ok, fail) => {
@@ -176,8 +179,9 @@ export async function startScriptedUpstream(respond: (query: Buffer, transport: 
         buf = buf.subarray(2 + msg.length);
         if (msg.length < 2) continue;
         received.push({ transport: 'tcp', id: msg.readUInt16BE(0), sourcePort: s.remotePort ?? 0, bytes: Buffer.from(msg) });
-        const reply = respond(Buffer.from(msg), 'tcp');
-        if (reply !== undefined) s.write(Buffer.concat([Buffer.from([reply.length >> 8, reply.length & 0xff]), reply]));
+        void Promise.resolve(respond(Buffer.from(msg), 'tcp')).then((reply) => {
+          if (reply !== undefined && !s.destroyed) s.write(Buffer.concat([Buffer.from([reply.length >> 8, reply.length & 0xff]), reply]));
+        });
       }
     });
     s.on('error', () => undefined);

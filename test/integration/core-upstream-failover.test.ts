@@ -95,6 +95,27 @@ describe('every upstream fails', () => {
   });
 });
 
+describe('the total bound', () => {
+  it('holds when the upstream answers TC=1 over UDP late and then never answers over TCP', async () => {
+    // UDP: a truncated reply after 400 ms; TCP: silence. The retry over TCP must fit in what is
+    // left of the budget, not start a fresh per-upstream timeout.
+    const slowTc = await scripted(async (q, transport) => {
+      if (transport === 'tcp') return undefined;
+      await sleep(400);
+      const reply = Buffer.from(q);
+      reply[2] = 0x83; // QR, opcode 0, TC, RD
+      reply[3] = 0x80; // RA, NOERROR
+      return reply;
+    });
+    const w = await warden({ upstreams: [{ address: slowTc.hostPort, timeout_ms: 1000 }], resolver: { total_timeout_ms: 700 } });
+    const { value: reply, ms } = await timed(() => query({ server: w.dns, name: FIXTURE.hugeTxt.name, type: 'TXT', timeoutMs: 5000 }));
+    expect(reply.rcode).toBe('SERVFAIL');
+    expect(reply.ede?.code).toBeOneOf([22, 23]);
+    expect(slowTc.received.map((r) => r.transport)).toContain('tcp');
+    expect(ms).toBeLessThan(700 + 300);
+  });
+});
+
 describe('failover', () => {
   it('first upstream dead (closed port): answered by the second', async () => {
     const port = await closedPort();
