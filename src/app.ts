@@ -168,7 +168,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     closers.push(() => clearInterval(sweep));
 
     const pipeline = createPipeline({
-      sessions, quarantines, resolver: cache, policy: () => policy, domainAge, ageBudgetMs: config.domain_age.budget_ms,
+      sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
       metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size,
     });
 

@@ -27,6 +27,8 @@ export interface PipelineDeps {
   readonly quarantines: QuarantineBook;
   readonly resolver: Resolver;
   readonly policy: () => Policy; // a function: SIGHUP swaps the policy without dropping queries
+  /** false: skip judging (benchmark baseline). */
+  readonly judging: () => boolean;
   readonly domainAge: DomainAgeLookup | undefined;
   readonly ageBudgetMs: number;
   readonly metrics: Metrics;
@@ -74,6 +76,8 @@ export function createPipeline(d: PipelineDeps): {
       return finish(q, session, { kind: 'blocked', verdict: quarantinedVerdict(policy, session.type), eventId: quarantineId, text: `session quarantined (${quarantineId})` });
     }
 
+    if (!d.judging()) return resolveAndCheck(q, session, policy, undefined, undefined);
+
     // 3 judge: lists, then the score against the session type's thresholds. The domain-age wait is
     // the only await here, and it is bounded by the budget.
     let ageDays: number | undefined;
@@ -96,12 +100,12 @@ export function createPipeline(d: PipelineDeps): {
     return resolveAndCheck(q, session, policy, verdict, undefined);
   }
 
-  async function resolveAndCheck(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict, eventId: string | undefined): Promise<Outcome> {
+  async function resolveAndCheck(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict | undefined, eventId: string | undefined): Promise<Outcome> {
     // 5 resolve: cache → upstreams; an upstream failure is a value.
     const resolution: Resolution = await d.resolver.resolve(q);
     if (!resolution.ok) return finish(q, session, { kind: 'failed', ede: resolution.ede, error: resolution.error });
     // 6 re-judge the answer: a public name pointing at private or link-local space is rebinding/SSRF.
-    if (resolution.reply.addresses.length > 0) {
+    if (verdict !== undefined && resolution.reply.addresses.length > 0) {
       const answerVerdict = policy.judgeAnswer(q.name, resolution.reply.addresses, session);
       if (answerVerdict !== undefined) {
         const id = eventId ?? newEventId();

@@ -46,6 +46,9 @@ const sessionTypePolicy = (d: TypeDefaults) =>
 
 export const policySchema = z
   .object({
+    // false: no judging at all (lists, scoring, rebinding), only sessions, quarantine gate and cache —
+    // the benchmark's baseline for what scoring costs; never for production.
+    enabled: z.boolean().default(true),
     mode: z.enum(['enforce', 'observe']).default('enforce'),
     session_types: z
       .object({
