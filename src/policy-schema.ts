@@ -27,7 +27,7 @@ interface TypeDefaults {
 // exfiltration corpus; interactive 960 leaves a margin below 1 KB of deflated information.
 // Measured on fixtures/corpora (see fixtures/corpora/README.md).
 export const SESSION_TYPE_DEFAULTS: Readonly<Record<'interactive' | 'batch' | 'scheduled', TypeDefaults>> = {
-  interactive: { block_at: 0.8, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920 },
+  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920 },
   batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
   scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
 };

@@ -14,7 +14,7 @@ describe('config schema', () => {
   it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
     const p = policySchema.parse({});
     expect(p.mode).toBe('enforce');
-    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.8, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920 });
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920 });
     expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
     expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, rebinding: { enabled: true, allow: [], block_cgnat: true } });
@@ -27,7 +27,7 @@ describe('config schema', () => {
     const p = policySchema.parse({ session_types: { batch: { block_at: 0.9 } } });
     expect(p.session_types.batch.block_at).toBe(0.9);
     expect(p.session_types.batch.quarantine_after_blocks).toBe(2);
-    expect(p.session_types.interactive.block_at).toBe(0.8);
+    expect(p.session_types.interactive.block_at).toBe(0.75);
     expect(scoringSchema.parse({ weights: { qtype: 0 } }).weights.label_entropy).toBe(0.45);
   });
 
