@@ -91,8 +91,9 @@ export function domainWindow(state: SessionState, registrable: string): DomainWi
  */
 export function noteAge(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams): DomainWindow {
   const w = openWindow(state, registrable, atMs, p);
-  w.ageDays = ageDays ?? null;
-  const young = ageDays !== undefined && ageDays < p.young_domain_days;
+  if (ageDays === undefined) return w; // a lookup that missed its budget does not forget a known age
+  w.ageDays = ageDays;
+  const young = ageDays < p.young_domain_days;
   if (young !== w.young) {
     state.youngVolumeBytes += young ? w.volumeBytes : -w.volumeBytes;
     w.young = young;

@@ -72,6 +72,8 @@ describe('information volume', () => {
     send(s, 'young.net', 'abcdefgh', 1);
     send(s, 'old.net', 'abcdefgh', 1);
     expect(s.youngVolumeBytes).toBeCloseTo(s.domains['young.net']!.volumeBytes, 9);
+    noteAge(s, 'young.net', undefined, 2, P); // a lookup that missed its budget keeps what was known
+    expect(s.domains['young.net']).toMatchObject({ ageDays: 3, young: true });
     noteAge(s, 'young.net', 45, 2, P); // age learnt later: no longer young
     expect(s.youngVolumeBytes).toBe(0);
   });
