@@ -81,6 +81,17 @@ describe('README', () => {
     for (const block of blocks) expect(() => parseConfigText(block)).not.toThrow();
   });
 
+  it('shows the true defaults in its complete example config', () => {
+    const example = [...README.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('session_types'));
+    expect(example).toBeDefined();
+    const fromReadme = parseConfigText(example!);
+    const defaults = parseConfig({});
+    // The example omits what it cannot show as a literal (the generated token, resolv.conf upstreams)
+    // and the scoring section (its table lists every default); everything it shows must be the default.
+    const shown = (cfg: Record<string, unknown>) => { const { scoring: _s, ...rest } = cfg; return rest; };
+    expect(shown(fromReadme as unknown as Record<string, unknown>)).toEqual(shown(defaults as unknown as Record<string, unknown>));
+  });
+
   it('starts with the two set-up commands', () => {
     const firstBlock = /```sh\n([\s\S]*?)```/.exec(README)![1]!.trim().split('\n');
     expect(firstBlock).toHaveLength(2);
