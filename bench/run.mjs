@@ -1,0 +1,613 @@
+#!/usr/bin/env node
+// `npm run bench`: dnswarden against single-threaded Unbound 1.17, both forwarding to the same local NSD,
+// measured with dnsperf over loopback. See bench/README.md for the method. Writes
+// bench/results/<ISO-date>.json, bench/results/latest.md and the "latest numbers" block of bench/README.md.
+//
+// Every process started here is tracked by PID and stopped (SIGTERM, then SIGKILL) on success, failure or
+// signal. Every load is bounded in count (-n) and time (-l). Knobs (environment):
+//   BENCH_ROUNDS (5)  BENCH_HIT_SECONDS (5)  BENCH_MISS_SECONDS (4)  BENCH_MISS_NAMES (150000)
+//   BENCH_FLOOD_NAMES (500000)  BENCH_FLOOD_SECOND_BEFORE_S (330: skip the small-cache flood after this)  BENCH_PROFILE (1: CPU-profile dnswarden hit/miss runs; 0: skip)
+//   BENCH_LATENCY_QPS (5000: fixed-rate probe for p50/p99)  BENCH_NO_WRITE (1: print only, write nothing)
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+import { get as httpGet } from 'node:http';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { summarizeProfile } from './cpuprofile.mjs';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(BENCH_DIR, '..');
+const CLI = join(ROOT, 'dist/src/cli.js');
+const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : Number(process.env[k]));
+const P = {
+  rounds: env('BENCH_ROUNDS', 5),
+  hitSeconds: env('BENCH_HIT_SECONDS', 5),
+  missSeconds: env('BENCH_MISS_SECONDS', 4),
+  missNames: env('BENCH_MISS_NAMES', 150_000),
+  floodNames: env('BENCH_FLOOD_NAMES', 500_000),
+  profile: env('BENCH_PROFILE', 1) === 1,
+  latencyQps: env('BENCH_LATENCY_QPS', 5000),
+  latencySeconds: 2,
+  dnsperfClients: 4,
+  dnsperfOutstanding: 200,
+  dnsperfTimeoutSec: 2,
+  write: env('BENCH_NO_WRITE', 0) !== 1,
+  floodChunkSeconds: 60,
+  floodSecondVariantBeforeS: env('BENCH_FLOOD_SECOND_BEFORE_S', 330),
+};
+const ZONE = 'wardenbench'; // a made-up TLD: nothing under it can leave the machine; tldts treats it as a suffix
+const ANSWER_IP = '198.51.100.7'; // public-looking (TEST-NET-2), so the rebinding check passes
+const TOKEN = 'bench-token-0123456789';
+const HOSTS = ['www', 'api', 'cdn', 'static', 'img', 'docs', 'auth', 'mail', 'blog', 'login'];
+const T0 = Date.now();
+const log = (...a) => process.stderr.write(`[bench +${((Date.now() - T0) / 1000).toFixed(0)}s] ${a.join(' ')}\n`);
+
+// ------------------------------------------------------------------------------------------------
+// Processes: every child tracked by PID and stopped on every exit path.
+const procs = new Map(); // pid → { name, child, exited: Promise }
+function start(name, cmd, args, logFile) {
+  const out = createWriteStream(logFile);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const rec = { name, child, exited, alive: true, logFile };
+  exited.then(() => { rec.alive = false; procs.delete(child.pid); });
+  if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
+  procs.set(child.pid, rec);
+  return rec;
+}
+async function stop(rec, graceMs = 5000) {
+  if (!rec.alive) return rec.exited;
+  try { process.kill(rec.child.pid, 'SIGTERM'); } catch { /* gone */ }
+  const done = await Promise.race([rec.exited, sleep(graceMs).then(() => undefined)]);
+  if (done === undefined && rec.alive) {
+    try { process.kill(rec.child.pid, 'SIGKILL'); } catch { /* gone */ }
+    return rec.exited;
+  }
+  return done;
+}
+async function stopAll() {
+  await Promise.all([...procs.values()].map((r) => stop(r)));
+}
+process.on('exit', () => {
+  for (const pid of procs.keys()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => { log(`${sig}: stopping children`); stopAll().finally(() => process.exit(130)); });
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: opts.timeoutMs ?? 300_000, cwd: ROOT });
+  if (r.error) throw r.error;
+  return r;
+}
+
+async function freePort() {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await new Promise((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+    });
+    const udpFree = await new Promise((resolve) => {
+      const u = createSocket('udp4');
+      u.once('error', () => resolve(false));
+      u.bind(port, '127.0.0.1', () => u.close(() => resolve(true)));
+    });
+    if (udpFree) return port;
+  }
+  throw new Error('no free port');
+}
+
+async function waitFor(what, fn, timeoutMs = 20_000, rec = undefined) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (rec !== undefined && !rec.alive) throw new Error(`${what}: process exited early; see ${rec.logFile}:\n${tail(rec.logFile)}`);
+    try { if (await fn()) return; } catch { /* not yet */ }
+    if (Date.now() > until) throw new Error(`${what}: not ready after ${timeoutMs} ms${rec ? `; see ${rec.logFile}:\n${tail(rec.logFile)}` : ''}`);
+    await sleep(100);
+  }
+}
+const tail = (f) => { try { return readFileSync(f, 'utf8').split('\n').slice(-15).join('\n'); } catch { return ''; } };
+
+function digA(port, name) {
+  const r = run('dig', ['@127.0.0.1', '-p', String(port), '+short', '+time=1', '+tries=1', name, 'A'], { timeoutMs: 5000 });
+  return r.stdout.trim();
+}
+
+function rssKb(pid) {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const get = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+  return { rss_mb: round1(get('VmRSS') / 1024), hwm_mb: round1(get('VmHWM') / 1024) };
+}
+const round1 = (x) => Math.round(x * 10) / 10;
+const round3 = (x) => Math.round(x * 1000) / 1000;
+const median = (xs) => {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+// ------------------------------------------------------------------------------------------------
+// dnsperf
+function dnsperf(port, file, { seconds, maxRuns, qps, verbose = false }) {
+  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-t', String(P.dnsperfTimeoutSec),
+    '-c', String(P.dnsperfClients), '-q', String(P.dnsperfOutstanding), '-T', '1'];
+  if (maxRuns !== undefined) args.push('-n', String(maxRuns));
+  if (qps !== undefined) args.push('-Q', String(qps));
+  if (verbose) args.push('-v');
+  const r = run('dnsperf', args, { timeoutMs: (seconds + P.dnsperfTimeoutSec + 30) * 1000 });
+  const out = r.stdout;
+  const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : NaN; };
+  const result = {
+    sent: num(/Queries sent:\s+(\d+)/),
+    completed: num(/Queries completed:\s+(\d+)/),
+    lost: num(/Queries lost:\s+(\d+)/),
+    qps: round1(num(/Queries per second:\s+([\d.]+)/)),
+    run_s: num(/Run time \(s\):\s+([\d.]+)/),
+    avg_latency_ms: round3(num(/Average Latency \(s\):\s+([\d.]+)/) * 1000),
+    max_latency_ms: round3(num(/Average Latency \(s\):.*max ([\d.]+)/) * 1000),
+    stddev_latency_ms: round3(num(/Latency StdDev \(s\):\s+([\d.]+)/) * 1000),
+    rcodes: Object.fromEntries([...(/Response codes:\s+(.*)/.exec(out)?.[1] ?? '').matchAll(/([A-Z]+) (\d+)/g)].map((m) => [m[1], Number(m[2])])),
+  };
+  if (!Number.isFinite(result.qps)) throw new Error(`dnsperf gave no statistics (exit ${r.status}):\n${out}\n${r.stderr}`);
+  if (verbose) {
+    // -v lines: "> NOERROR name A 0.000123" (latency in seconds, last field)
+    const lat = [];
+    for (const line of out.split('\n')) {
+      if (!line.startsWith('> ')) continue;
+      const v = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (Number.isFinite(v)) lat.push(v * 1000);
+    }
+    lat.sort((a, b) => a - b);
+    const pct = (p) => (lat.length ? round3(lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]) : NaN);
+    result.samples = lat.length;
+    result.p50_ms = pct(50);
+    result.p99_ms = pct(99);
+    result.p999_ms = pct(99.9);
+  }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Query sets
+function hitNames() {
+  const names = [];
+  for (let s = 0; s < 100; s++) for (const h of HOSTS) names.push(`${h}.site${String(s).padStart(3, '0')}.${ZONE}`);
+  return names; // 1,000 names over 100 registrable domains: a browsing agent's shape, nothing tunnel-like
+}
+/** Unique names never asked before: `tag` makes them unique per round × server; 8 hosts per registrable domain. */
+function writeMissFile(path, tag, count) {
+  const lines = new Array(count);
+  for (let i = 0; i < count; i++) lines[i] = `${HOSTS[i % 8]}.${tag}d${Math.floor(i / 8).toString(36)}.${ZONE} A`;
+  writeFileSync(path, `${lines.join('\n')}\n`);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Servers
+async function startNsd(dir, port) {
+  const zoneFile = join(dir, `${ZONE}.zone`);
+  const rr = hitNames().map((n) => `${n}. 3600 IN A ${ANSWER_IP}`);
+  writeFileSync(zoneFile, [
+    `$ORIGIN ${ZONE}.`, '$TTL 3600',
+    `@ IN SOA ns.${ZONE}. hostmaster.${ZONE}. 1 3600 600 86400 300`,
+    `@ IN NS ns.${ZONE}.`, `ns IN A 127.0.0.1`,
+    ...rr,
+    `* 3600 IN A ${ANSWER_IP}`, // every cache-miss name resolves (also two labels deep: no closer encloser exists)
+    '',
+  ].join('\n'));
+  const conf = join(dir, 'nsd.conf');
+  writeFileSync(conf, `server:
+  ip-address: 127.0.0.1@${port}
+  port: ${port}
+  server-count: 1
+  username: ""
+  pidfile: "${dir}/nsd.pid"
+  xfrdfile: "${dir}/xfrd.state"
+  zonelistfile: "${dir}/zone.list"
+  xfrdir: "${dir}"
+  database: ""
+  logfile: "${dir}/nsd.log"
+  verbosity: 0
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+  hide-version: yes
+  zonefiles-check: no
+remote-control:
+  control-enable: no
+zone:
+  name: "${ZONE}"
+  zonefile: "${zoneFile}"
+`);
+  const check = run('nsd-checkconf', [conf]);
+  if (check.status !== 0) throw new Error(`nsd-checkconf: ${check.stdout}${check.stderr}`);
+  const rec = start('nsd', 'nsd', ['-d', '-c', conf], join(dir, 'nsd.out'));
+  await waitFor('nsd', () => digA(port, `www.site000.${ZONE}`) === ANSWER_IP, 20_000, rec);
+  return rec;
+}
+
+async function startUnbound(dir, port, nsdPort) {
+  const conf = join(dir, 'unbound.conf');
+  writeFileSync(conf, `server:
+  interface: 127.0.0.1@${port}
+  port: ${port}
+  num-threads: 1
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "${dir}"
+  pidfile: "${dir}/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  msg-cache-size: 64m
+  rrset-cache-size: 128m
+  so-rcvbuf: 4m
+  so-sndbuf: 4m
+  local-zone: "${ZONE}." transparent
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "${ZONE}."
+  forward-addr: 127.0.0.1@${nsdPort}
+`);
+  const check = run('unbound-checkconf', [conf]);
+  if (check.status !== 0) throw new Error(`unbound-checkconf: ${check.stdout}${check.stderr}`);
+  const rec = start('unbound', 'unbound', ['-d', '-c', conf], join(dir, 'unbound.out'));
+  await waitFor('unbound', () => digA(port, `www.site000.${ZONE}`) === ANSWER_IP, 20_000, rec);
+  return rec;
+}
+
+/** policy.enabled is the lead's coming key; until the schema has it, the baseline is an allow-list proxy. */
+function baselineMode(dir) {
+  const f = join(dir, 'probe.yaml');
+  writeFileSync(f, 'policy: { enabled: false }\n');
+  const r = run('node', [CLI, 'check-config', f], { timeoutMs: 30_000 });
+  return r.status === 0 ? 'policy.enabled=false' : 'allow-list proxy';
+}
+
+function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries = 600_000 }) {
+  let policy = '';
+  if (!scoring) {
+    policy = baseline === 'policy.enabled=false'
+      ? 'policy: { enabled: false }\n'
+      // Proxy for "scoring off": the bench zone is allow-listed, so judge() returns its prebuilt verdict after
+      // one zone lookup and observe() returns at once: no scoring, no session window, no verdict metrics.
+      : `policy: { allow: ["${ZONE}"] }\n`;
+  }
+  return `listen: { dns: ["127.0.0.1:${dnsPort}"], admin: "127.0.0.1:${adminPort}" }
+admin: { token: "${TOKEN}" }
+storage: { dir: "${dataDir}" }
+upstreams: [ { address: "127.0.0.1:${nsdPort}", timeout_ms: 1000 } ]
+cache: { max_entries: ${cacheEntries} }
+sessions: { static: [ { id: bench, addresses: ["127.0.0.0/8"], type: interactive, user: bench, role: bench } ] }
+logging: { level: warn }
+${policy}`;
+}
+
+async function startWarden(dir, name, opts, nodeArgs = []) {
+  const dataDir = join(dir, `${name}-data`);
+  mkdirSync(dataDir, { recursive: true });
+  const dnsPort = await freePort();
+  const adminPort = await freePort();
+  const conf = join(dir, `${name}.yaml`);
+  writeFileSync(conf, wardenConfig({ ...opts, dnsPort, adminPort, dataDir }));
+  const rec = start(name, 'node', [...nodeArgs, CLI, 'serve', '--config', conf], join(dir, `${name}.out`));
+  // Ready: the admin server answers /healthz (it starts after the DNS listeners) and a query resolves.
+  await waitFor(name, async () => (await httpText(adminPort, '/healthz')).status === 200, 30_000, rec);
+  await waitFor(name, () => digA(dnsPort, `www.site000.${ZONE}`) === ANSWER_IP, 20_000, rec);
+  return { rec, pid: rec.child.pid, port: dnsPort, adminPort, name };
+}
+
+/** One GET without keep-alive (a pooled connection the server has since closed makes fetch() fail). */
+function httpText(port, path) {
+  return new Promise((resolve, reject) => {
+    const req = httpGet({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${TOKEN}` }, timeout: 10_000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+async function metrics(adminPort) {
+  const { status, text } = await httpText(adminPort, '/metrics');
+  if (status !== 200) throw new Error(`/metrics: HTTP ${status}`);
+  const pick = {};
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    if (/resident_memory|heap_size_used|heap_size_total|cache_(entries|hits_total|misses_total)|sessions_|quarantin|malformed|verdicts_total|upstream_failures|transport_faults/.test(line)) {
+      const i = line.lastIndexOf(' ');
+      pick[line.slice(0, i)] = Number(line.slice(i + 1));
+    }
+  }
+  return pick;
+}
+
+function machine() {
+  const v = (cmd, args, re) => { try { const r = run(cmd, args, { timeoutMs: 10_000 }); return (re.exec(`${r.stdout}${r.stderr}`)?.[1] ?? '').trim(); } catch { return ''; } };
+  return {
+    nproc: Number(run('nproc', []).stdout.trim()),
+    cpu: cpus()[0]?.model ?? '',
+    mem_gb: round1(totalmem() / 2 ** 30),
+    kernel: v('uname', ['-r'], /(.+)/),
+    node: process.version,
+    unbound: v('unbound', ['-V'], /Version (\S+)/),
+    nsd: v('nsd', ['-v'], /NSD version (\S+)/),
+    dnsperf: v('dnsperf', ['-h'], /Version (\S+)/),
+    load_avg_at_start: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+async function main() {
+  const tmp = mkdtempSync(join(tmpdir(), 'dnswarden-bench-'));
+  log(`work dir ${tmp}; params ${JSON.stringify(P)}`);
+  const result = { date: new Date().toISOString(), command: 'npm run bench', params: { ...P, zone: ZONE }, machine: machine() };
+  try {
+    const baseline = baselineMode(tmp);
+    result.scoring_off_baseline = baseline;
+    log(`scoring-off baseline: ${baseline}`);
+
+    const nsdPort = await freePort();
+    const nsd = await startNsd(tmp, nsdPort);
+    const ubPort = await freePort();
+    const unbound = await startUnbound(tmp, ubPort, nsdPort);
+    const on = await startWarden(tmp, 'warden-on', { nsdPort, scoring: true, baseline });
+    const off = await startWarden(tmp, 'warden-off', { nsdPort, scoring: false, baseline });
+    log(`nsd :${nsdPort} (pid ${nsd.child.pid}), unbound :${ubPort} (pid ${unbound.child.pid}), warden-on :${on.port} (pid ${on.pid}), warden-off :${off.port} (pid ${off.pid})`);
+    const servers = [
+      { key: 'unbound', port: ubPort, pid: unbound.child.pid },
+      { key: 'warden_on', port: on.port, pid: on.pid, adminPort: on.adminPort },
+      { key: 'warden_off', port: off.port, pid: off.pid, adminPort: off.adminPort },
+    ];
+
+    const hitFile = join(tmp, 'hit.txt');
+    writeFileSync(hitFile, `${hitNames().map((n) => `${n} A`).join('\n')}\n`);
+    for (const s of servers) {
+      const w = dnsperf(s.port, hitFile, { seconds: 10, maxRuns: 2 }); // warm: every hit name cached
+      log(`warm ${s.key}: ${w.completed}/${w.sent} ${JSON.stringify(w.rcodes)}`);
+    }
+
+    result.rounds = [];
+    for (let r = 0; r < P.rounds; r++) {
+      const order = servers.map((_, i) => servers[(i + r) % servers.length]);
+      const round = { order: order.map((s) => s.key), hit: {}, miss: {}, latency_probe: {} };
+      for (const s of order) round.hit[s.key] = dnsperf(s.port, hitFile, { seconds: P.hitSeconds });
+      for (const s of order) {
+        const f = join(tmp, `miss-${r}-${s.key}.txt`);
+        writeMissFile(f, `r${r}${s.key.replace('warden_', '').slice(0, 2)}`, P.missNames);
+        round.miss[s.key] = dnsperf(s.port, f, { seconds: P.missSeconds, maxRuns: 1 });
+        round.miss[s.key].file_exhausted = round.miss[s.key].sent >= P.missNames;
+        rmSync(f);
+      }
+      if (P.latencyQps > 0) {
+        for (const s of order) round.latency_probe[s.key] = dnsperf(s.port, hitFile, { seconds: P.latencySeconds, qps: P.latencyQps, verbose: true });
+      }
+      round.ratios = {
+        hit_on_vs_unbound: round3(round.hit.warden_on.qps / round.hit.unbound.qps),
+        hit_off_vs_unbound: round3(round.hit.warden_off.qps / round.hit.unbound.qps),
+        miss_on_vs_unbound: round3(round.miss.warden_on.qps / round.miss.unbound.qps),
+        miss_off_vs_unbound: round3(round.miss.warden_off.qps / round.miss.unbound.qps),
+        hit_on_vs_off: round3(round.hit.warden_on.qps / round.hit.warden_off.qps),
+        miss_on_vs_off: round3(round.miss.warden_on.qps / round.miss.warden_off.qps),
+      };
+      result.rounds.push(round);
+      log(`round ${r + 1}/${P.rounds} [${round.order.join(',')}] hit ${servers.map((s) => `${s.key}=${round.hit[s.key].qps}`).join(' ')} | miss ${servers.map((s) => `${s.key}=${round.miss[s.key].qps}`).join(' ')} | ${JSON.stringify(round.ratios)}`);
+    }
+
+    // Medians over rounds
+    const med = (f) => round1(median(result.rounds.map(f)));
+    result.median = {};
+    for (const s of servers) {
+      result.median[s.key] = {
+        hit_qps: med((r) => r.hit[s.key].qps),
+        miss_qps: med((r) => r.miss[s.key].qps),
+        hit_avg_latency_ms: round3(median(result.rounds.map((r) => r.hit[s.key].avg_latency_ms))),
+        miss_avg_latency_ms: round3(median(result.rounds.map((r) => r.miss[s.key].avg_latency_ms))),
+        probe_p50_ms: round3(median(result.rounds.map((r) => r.latency_probe[s.key]?.p50_ms))),
+        probe_p99_ms: round3(median(result.rounds.map((r) => r.latency_probe[s.key]?.p99_ms))),
+        rss_after: rssKb(s.pid),
+      };
+      if (s.adminPort) result.median[s.key].metrics_after = await metrics(s.adminPort);
+    }
+    result.median.ratios = Object.fromEntries(Object.keys(result.rounds[0].ratios).map((k) => [k, round3(median(result.rounds.map((r) => r.ratios[k])))]));
+    const nonNoerror = [];
+    for (const [i, r] of result.rounds.entries()) {
+      for (const kind of ['hit', 'miss']) for (const [k, v] of Object.entries(r[kind])) {
+        const bad = Object.entries(v.rcodes).filter(([c]) => c !== 'NOERROR');
+        if (bad.length > 0 || v.lost > 0) nonNoerror.push(`round ${i + 1} ${kind} ${k}: lost ${v.lost} ${JSON.stringify(Object.fromEntries(bad))}`);
+      }
+    }
+    result.anomalies = nonNoerror;
+    log(`medians ${JSON.stringify(result.median.ratios)}`);
+
+    await stop(unbound);
+    await stop(on.rec);
+    await stop(off.rec);
+
+    // CPU profiles of dnswarden (scoring on), each in its own fresh process so the profile is one workload.
+    if (P.profile) {
+      result.profiles = {};
+      for (const kind of ['hit', 'miss']) {
+        const profDir = join(tmp, `prof-${kind}`);
+        const w = await startWarden(tmp, `prof-${kind}`, { nsdPort, scoring: true, baseline }, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+        let perf;
+        if (kind === 'hit') {
+          dnsperf(w.port, hitFile, { seconds: 10, maxRuns: 2 });
+          perf = dnsperf(w.port, hitFile, { seconds: P.hitSeconds });
+        } else {
+          const f = join(tmp, 'miss-prof.txt');
+          writeMissFile(f, 'prof', P.missNames);
+          perf = dnsperf(w.port, f, { seconds: P.missSeconds, maxRuns: 1 });
+          rmSync(f);
+        }
+        await stop(w.rec, 15_000);
+        const files = existsSync(profDir) ? readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) : [];
+        result.profiles[kind] = files.length
+          ? { qps_while_profiled: perf.qps, file: join(profDir, files[0]), ...summarizeProfile(join(profDir, files[0]), 15) }
+          : { qps_while_profiled: perf.qps, error: 'no profile written' };
+        log(`profile ${kind}: ${perf.qps} qps; top ${JSON.stringify(result.profiles[kind].top_functions?.slice(0, 5))}`);
+      }
+    }
+
+    // RSS after 500,000 unique names from one session (scoring on), sent in 5 chunks so the RSS curve shows
+    // whether growth levels off. First with the bench cache (600k entries: every answer stays cached), then,
+    // if time allows, with a 1,000-entry cache, which leaves session state + runtime: the per-session bound.
+    result.flood = {};
+    for (const [label, cacheEntries] of [['cache_600k', 600_000], ['cache_1k', 1000]]) {
+      if (label === 'cache_1k' && Date.now() - T0 > P.floodSecondVariantBeforeS * 1000) {
+        result.flood[label] = { skipped: `time budget: ${Math.round((Date.now() - T0) / 1000)} s elapsed` };
+        log(`flood ${label}: skipped (time budget)`);
+        continue;
+      }
+      const w = await startWarden(tmp, `flood-${label}`, { nsdPort, scoring: true, baseline, cacheEntries });
+      const before = rssKb(w.pid);
+      const chunks = 5;
+      const per = Math.ceil(P.floodNames / chunks);
+      const curve = [];
+      const total = { sent: 0, completed: 0, lost: 0, run_s: 0, rcodes: {} };
+      for (let c = 0; c < chunks; c++) {
+        const f = join(tmp, 'flood.txt');
+        const lines = [];
+        for (let i = c * per; i < Math.min(P.floodNames, (c + 1) * per); i++) lines.push(`${HOSTS[i % 10]}.f${Math.floor(i / 10).toString(36)}.${ZONE} A`);
+        writeFileSync(f, `${lines.join('\n')}\n`);
+        const perf = dnsperf(w.port, f, { seconds: P.floodChunkSeconds, maxRuns: 1 });
+        rmSync(f);
+        total.sent += perf.sent; total.completed += perf.completed; total.lost += perf.lost; total.run_s = round3(total.run_s + perf.run_s);
+        for (const [k, v] of Object.entries(perf.rcodes)) total.rcodes[k] = (total.rcodes[k] ?? 0) + v;
+        curve.push({ names_sent: total.sent, qps: perf.qps, ...rssKb(w.pid) });
+      }
+      await sleep(3000);
+      const settled = rssKb(w.pid);
+      const m = await metrics(w.adminPort);
+      const after = curve[curve.length - 1];
+      result.flood[label] = { names: P.floodNames, cache_max_entries: cacheEntries, rss_before: before, rss_after: { rss_mb: after.rss_mb, hwm_mb: after.hwm_mb }, rss_after_3s: settled, curve, dnsperf: total, metrics_after: m };
+      log(`flood ${label}: ${total.completed}/${total.sent} in ${total.run_s}s, rss ${before.rss_mb} → ${curve.map((x) => x.rss_mb).join(' → ')} MB (hwm ${after.hwm_mb}), rcodes ${JSON.stringify(total.rcodes)}`);
+      await stop(w.rec);
+    }
+    await stop(nsd);
+
+    log('codec micro-benchmark');
+    const codec = run('node', [join(BENCH_DIR, 'codec.mjs')], { timeoutMs: 120_000 });
+    if (codec.status !== 0) throw new Error(`codec bench failed: ${codec.stderr}`);
+    result.codec = JSON.parse(codec.stdout);
+
+    result.targets = targets(result);
+    result.duration_s = Math.round((Date.now() - T0) / 1000);
+    if (P.write) writeOutputs(result);
+    else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(markdown(result));
+  } finally {
+    await stopAll();
+    if (process.env.BENCH_KEEP_TMP !== '1') rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function targets(r) {
+  const m = r.median;
+  const t = (name, measured, target, kind = 'min') => ({
+    name, measured, target, pass: kind === 'min' ? measured >= target : measured <= target,
+    gap: kind === 'min' ? round3(measured / target) : round3(target / measured),
+  });
+  const out = [
+    t('cache-hit QPS, warden (scoring on) / Unbound', m.ratios.hit_on_vs_unbound, 0.5),
+    t('cache-miss QPS, warden (scoring on) / Unbound', m.ratios.miss_on_vs_unbound, 0.8),
+    t(`cache-hit QPS, scoring on / off (${r.scoring_off_baseline})`, m.ratios.hit_on_vs_off, 0.9),
+  ];
+  if (r.flood?.cache_600k?.rss_after) out.push(t('RSS (MB) after 500k unique names, scoring on', r.flood.cache_600k.rss_after.rss_mb, 150, 'max'));
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+function markdown(r) {
+  const m = r.median;
+  const L = [];
+  L.push(`# dnswarden benchmark — ${r.date}`, '');
+  L.push(`Command: \`${r.command}\` (dnsperf ${r.machine.dnsperf}: \`-c ${r.params.dnsperfClients} -q ${r.params.dnsperfOutstanding} -T 1 -t ${r.params.dnsperfTimeoutSec}\`, hit \`-l ${r.params.hitSeconds}\`, miss \`-l ${r.params.missSeconds} -n 1\` over ${r.params.missNames} fresh names per server per round).`);
+  L.push(`Machine: nproc ${r.machine.nproc} (${r.machine.cpu}), ${r.machine.mem_gb} GB, kernel ${r.machine.kernel}, node ${r.machine.node}, Unbound ${r.machine.unbound}, NSD ${r.machine.nsd}; load average at start ${r.machine.load_avg_at_start}. dnsperf shares the cores with the server under test; other work on the machine is noise, hence same-round ratios and medians of ${r.rounds.length} interleaved rounds. Whole run ${r.duration_s} s.`);
+  L.push(`Scoring-off baseline: **${r.scoring_off_baseline}**${r.scoring_off_baseline === 'allow-list proxy' ? ' (the config has no `policy.enabled` key yet; the bench zone is allow-listed instead, so judge() returns its prebuilt allow verdict and observe() returns at once)' : ''}.`, '');
+  L.push('## Targets', '', '| target | measured (median of same-round ratios) | target | result |', '|---|---|---|---|');
+  for (const t of r.targets) L.push(`| ${t.name} | ${t.measured} | ${t.name.startsWith('RSS') ? '≤' : '≥'} ${t.target} | ${t.pass ? 'met' : `**missed** (${t.name.startsWith('RSS') ? `${round1(t.measured - t.target)} MB over` : `${Math.round((1 - t.gap) * 100)} % short`})`} |`);
+  L.push('', '## Throughput and latency (medians over rounds)', '', '| server | hit QPS | miss QPS | hit avg latency ms | miss avg latency ms | probe p50 / p99 ms @ ' + r.params.latencyQps + ' q/s | RSS after rounds MB |', '|---|---|---|---|---|---|---|');
+  for (const k of ['unbound', 'warden_on', 'warden_off']) {
+    const s = m[k];
+    L.push(`| ${k} | ${s.hit_qps} | ${s.miss_qps} | ${s.hit_avg_latency_ms} | ${s.miss_avg_latency_ms} | ${s.probe_p50_ms} / ${s.probe_p99_ms} | ${s.rss_after.rss_mb} |`);
+  }
+  L.push('', '## Same-round ratios', '', '| round | order | hit on/unbound | hit off/unbound | miss on/unbound | miss off/unbound | hit on/off | miss on/off |', '|---|---|---|---|---|---|---|---|');
+  for (const [i, x] of r.rounds.entries()) {
+    const q = x.ratios;
+    L.push(`| ${i + 1} | ${x.order.join(', ')} | ${q.hit_on_vs_unbound} | ${q.hit_off_vs_unbound} | ${q.miss_on_vs_unbound} | ${q.miss_off_vs_unbound} | ${q.hit_on_vs_off} | ${q.miss_on_vs_off} |`);
+  }
+  const q = m.ratios;
+  L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.hit_off_vs_unbound}** | **${q.miss_on_vs_unbound}** | **${q.miss_off_vs_unbound}** | **${q.hit_on_vs_off}** | **${q.miss_on_vs_off}** |`);
+  if (r.anomalies.length) L.push('', 'Lost queries / non-NOERROR answers: ' + r.anomalies.join('; '));
+  if (r.flood) {
+    L.push('', '## RSS after 500,000 unique names (one session, scoring on; names `<host>.f<n>.' + r.params.zone + '`, 10 per registrable domain, sent in 5 chunks)', '', '| cache max_entries | sent / completed | time s | rcodes | RSS before MB | RSS after each fifth MB | RSS +3 s MB | peak (VmHWM) MB | cache entries after |', '|---|---|---|---|---|---|---|---|---|');
+    for (const [label, f] of Object.entries(r.flood)) {
+      if (f.skipped) { L.push(`| ${label} | skipped: ${f.skipped} | | | | | | | |`); continue; }
+      L.push(`| ${f.cache_max_entries} | ${f.dnsperf.sent} / ${f.dnsperf.completed} | ${f.dnsperf.run_s} | ${Object.entries(f.dnsperf.rcodes).map(([a, b]) => `${a} ${b}`).join(', ')} | ${f.rss_before.rss_mb} | ${f.curve.map((x) => x.rss_mb).join(' → ')} | ${f.rss_after_3s.rss_mb} | ${f.rss_after.hwm_mb} | ${f.metrics_after.dnswarden_cache_entries ?? '?'} |`);
+    }
+  }
+  if (r.profiles) {
+    L.push('', '## Where dnswarden spends its CPU (scoring on, `node --cpu-prof`, self time, % of non-idle samples)', '');
+    for (const [kind, p] of Object.entries(r.profiles)) {
+      if (p.error) { L.push(`${kind}: ${p.error}`); continue; }
+      L.push(`**${kind}** (${p.qps_while_profiled} q/s while profiled, idle ${p.idle_pct} %)`, '', '| function | % | | file | % |', '|---|---|---|---|---|');
+      for (let i = 0; i < 12; i++) {
+        const f = p.top_functions[i];
+        const g = p.top_files[i];
+        L.push(`| ${f ? `\`${f.where}\`` : ''} | ${f?.pct_of_busy ?? ''} | | ${g ? `\`${g.where}\`` : ''} | ${g?.pct_of_busy ?? ''} |`);
+      }
+      L.push('');
+    }
+  }
+  if (r.codec) {
+    L.push('', `## Codec micro-benchmark (µs per op, median of ${r.codec['wire decodeQuery'].runs} × ${r.codec['wire decodeQuery'].iterations}; reply ${r.codec.reply_bytes} B: CNAME + 2 A + OPT)`, '', '| operation | µs/op |', '|---|---|');
+    for (const [k, v] of Object.entries(r.codec)) if (typeof v === 'object') L.push(`| ${k} | ${v.us_per_op} |`);
+  }
+  L.push('');
+  return `${L.join('\n')}\n`;
+}
+
+function writeOutputs(r) {
+  const dir = join(BENCH_DIR, 'results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = r.date.replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+  for (const p of Object.values(r.profiles ?? {})) delete p.file; // temp path, gone after the run
+  writeFileSync(join(dir, `${stamp}.json`), `${JSON.stringify(r, null, 2)}\n`);
+  const md = markdown(r);
+  writeFileSync(join(dir, 'latest.md'), md);
+  const readme = join(BENCH_DIR, 'README.md');
+  if (existsSync(readme)) {
+    const text = readFileSync(readme, 'utf8');
+    const start = '<!-- latest:start -->';
+    const end = '<!-- latest:end -->';
+    const i = text.indexOf(start);
+    const j = text.indexOf(end);
+    if (i >= 0 && j > i) {
+      const body = md.replace(/^# .*\n/, '').replace(/^## /gm, '### ');
+      writeFileSync(readme, `${text.slice(0, i + start.length)}\n_Run of ${r.date} (bench/results/${stamp}.json)._\n${body}\n${text.slice(j)}`);
+    }
+  }
+  log(`wrote bench/results/${stamp}.json and bench/results/latest.md`);
+}
+
+main().catch(async (err) => {
+  process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
+  await stopAll();
+  process.exitCode = 1;
+});
