@@ -82,6 +82,7 @@ export class WebhookAlerts implements Alerts {
 
   async #drain(sink: Sink): Promise<void> {
     sink.busy = true;
+    let retryInMs: number | undefined;
     try {
       for (;;) {
         if (this.#closed) return;
@@ -89,8 +90,7 @@ export class WebhookAlerts implements Alerts {
         if (row === undefined) return;
         const wait = row.nextAttemptMs - this.#nowMs();
         if (wait > 0) {
-          sink.busy = false;
-          this.#schedule(sink, wait);
+          retryInMs = wait;
           return;
         }
         const ok = await this.#post(sink, row.body);
@@ -107,11 +107,12 @@ export class WebhookAlerts implements Alerts {
       }
     } catch (err) {
       this.#log.error({ err: messageOf(err), sink: sink.url }, 'alert delivery loop failed; retrying');
+      retryInMs = this.#retryInitialMs;
+    } finally {
+      // Every exit frees the sink, so the next emit (or the retry) can drain it again.
       sink.busy = false;
-      this.#schedule(sink, this.#retryInitialMs);
-      return;
+      if (retryInMs !== undefined) this.#schedule(sink, retryInMs);
     }
-    sink.busy = false;
   }
 
   async #post(sink: Sink, body: string): Promise<boolean> {
