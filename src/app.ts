@@ -102,6 +102,15 @@ function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams
   return found.map((address) => ({ address, timeout_ms: 1000 }));
 }
 
+/**
+ * With domain-age lookups off every age is unknown by construction, not because a lookup failed:
+ * that carries no information, so it contributes nothing (instead of scoring.unknown_age_value).
+ */
+function policyFor(config: Config): Policy {
+  const scoring = config.domain_age.enabled ? config.scoring : { ...config.scoring, unknown_age_value: 0 };
+  return new Policy(config.policy, scoring);
+}
+
 export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {}): Promise<App> {
   const env: AppEnv = { ...systemEnv, ...envOverrides };
   const nowMs = env.nowMs;
@@ -116,7 +125,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     let tokens = apiTokens(config, adminToken);
     let current = config;
 
-    let policy = new Policy(config.policy, config.scoring);
+    let policy = policyFor(config);
     const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
     learnedDenyChanged();
 
@@ -202,7 +211,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         try {
           const nextKeys = await loadSigningKeys(next.sessions.signing_keys);
           const nextTokens = apiTokens(next, next.admin.token ?? adminToken);
-          const nextPolicy = new Policy(next.policy, next.scoring);
+          const nextPolicy = policyFor(next);
           nextPolicy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
           sessions.setStatic(next.sessions.static, nowMs());
           sessions.setKeys(nextKeys, next.sessions.max_ttl_s);

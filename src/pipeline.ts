@@ -57,8 +57,6 @@ export function createPipeline(d: PipelineDeps): {
 } {
   const m = d.metrics;
   const verdictCounter = cachedChildren((l) => m.verdicts.labels(l));
-  const signalHistogram = cachedChildren((l) => m.signalValue.labels(l));
-  const scoreHistogram = cachedChildren((l) => m.scoreTotal.labels(l));
   const queryCounter = cachedChildren((l) => m.queries.labels(l));
   const durationHistogram = cachedChildren((l) => m.queryDuration.labels(l));
 
@@ -149,8 +147,8 @@ export function createPipeline(d: PipelineDeps): {
   function recordVerdict(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined): void {
     verdictCounter(`${verdict.action}|${verdict.rule}|${verdict.mode}|${session.type}`, () => ({ action: verdict.action, rule: verdict.rule, mode: verdict.mode, session_type: session.type })).inc();
     if (verdict.score !== undefined) {
-      scoreHistogram(session.type, () => ({ session_type: session.type })).observe(Math.min(1, verdict.score.total));
-      for (const s of verdict.score.signals) signalHistogram(s.id, () => ({ signal: s.id })).observe(s.value);
+      m.scoreTotal.observe(session.type, verdict.score.total);
+      for (const s of verdict.score.signals) m.signalValue.observe(s.id, s.value);
     }
     if (verdict.action !== 'answer' || d.log.isLevelEnabled('debug')) {
       d.log[verdict.action === 'answer' ? 'debug' : 'warn'](verdictLogLine(q, session, verdict, eventId), verdict.enforced ? `query ${verdict.action}` : `query would ${verdict.action} (observe)`);

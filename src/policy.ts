@@ -222,14 +222,26 @@ export class Policy {
   /** DNS rebinding / SSRF: a public name whose A/AAAA answer points inside. undefined = fine. */
   judgeAnswer(name: string, addresses: readonly string[], session: SessionInfo): Verdict | undefined {
     if (!this.rebinding.enabled || addresses.length === 0) return undefined;
+    const inside = this.firstInsideAddress(addresses);
+    if (inside === null) return undefined;
     if (inZones(name, this.rebinding.allow)) return undefined;
-    for (const address of addresses) {
-      if (!isBlockedAddress(this.rebinding.list, address)) continue;
-      // Only public names (an ICANN suffix) are suspect: `printer.lan` or `db.internal` may point inside.
-      if (parse(name).isIcann !== true) return undefined;
-      const mode = this.modes[session.type];
-      return { action: 'nxdomain', rule: 'rebinding', enforced: mode === 'enforce', mode, reason: clip(`public name points at ${address}`) };
+    // Only public names (an ICANN suffix) are suspect: `printer.lan` or `db.internal` may point inside.
+    if (parse(name).isIcann !== true) return undefined;
+    const mode = this.modes[session.type];
+    return { action: 'nxdomain', rule: 'rebinding', enforced: mode === 'enforce', mode, reason: clip(`public name points at ${inside}`) };
+  }
+
+  /**
+   * The first address inside private/loopback/link-local space, or null. Remembered per address list:
+   * a cached reply hands the same array to every hit, so the BlockList walk runs once per stored answer.
+   */
+  private readonly insideByAnswer = new WeakMap<readonly string[], string | null>();
+  private firstInsideAddress(addresses: readonly string[]): string | null {
+    let inside = this.insideByAnswer.get(addresses);
+    if (inside === undefined) {
+      inside = addresses.find((a) => isBlockedAddress(this.rebinding.list, a)) ?? null;
+      this.insideByAnswer.set(addresses, inside);
     }
-    return undefined;
+    return inside;
   }
 }

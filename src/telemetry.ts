@@ -3,6 +3,7 @@
 // Names, sessions and scores go to log lines and EDE text instead.
 import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastHistogram } from './fast-histogram.js';
 
 const QTYPE_NAMES: ReadonlyMap<number, string> = new Map([
   [1, 'A'], [2, 'NS'], [5, 'CNAME'], [6, 'SOA'], [10, 'NULL'], [12, 'PTR'], [15, 'MX'], [16, 'TXT'],
@@ -64,19 +65,19 @@ export function createMetrics() {
     sessionsLive: new Gauge({ name: 'dnswarden_sessions_live', help: 'Live sessions (static and registered).', registers }),
     registrations: new Counter({ name: 'dnswarden_registrations_total', help: 'Session registration attempts by result.', labelNames: ['result'] as const, registers }),
     verdicts: new Counter({ name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', labelNames: ['action', 'rule', 'mode', 'session_type'] as const, registers }),
-    signalValue: new Histogram({
+    signalValue: new FastHistogram<string>({
       name: 'dnswarden_signal_value',
       help: 'Distribution of each scoring signal value in [0,1], for tuning.',
-      labelNames: ['signal'] as const,
-      buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
-      registers,
+      label: 'signal',
+      buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+      registry,
     }),
-    scoreTotal: new Histogram({
+    scoreTotal: new FastHistogram<string>({
       name: 'dnswarden_score_total',
       help: 'Distribution of the combined score per scored query, by session type.',
-      labelNames: ['session_type'] as const,
-      buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
-      registers,
+      label: 'session_type',
+      buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2],
+      registry,
     }),
     quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),

@@ -54,7 +54,7 @@ export class UpstreamPool implements Resolver {
     const now = started;
     const order = [...this.#upstreams].sort((a, b) => Number(now - a.failedAtMs < DEMOTE_MS) - Number(now - b.failedAtMs < DEMOTE_MS));
     let sawNetworkError = false;
-    let lastError: WardenError = new WardenError('ERR_NO_UPSTREAM', 'no upstream configured');
+    let lastError: WardenError | undefined; // built only on failure: an Error captures a stack
     for (const upstream of order) {
       const remaining = deadline - this.#nowMs();
       if (remaining <= 0) break;
@@ -69,7 +69,7 @@ export class UpstreamPool implements Resolver {
       if (result.code !== 'ERR_UPSTREAM_TIMEOUT') sawNetworkError = true;
       lastError = result;
     }
-    const error = new WardenError('ERR_NO_UPSTREAM', `no upstream answered: ${lastError.message}`, { cause: lastError });
+    const error = new WardenError('ERR_NO_UPSTREAM', `no upstream answered: ${lastError?.message ?? 'total_timeout_ms spent'}`, { cause: lastError });
     return { ok: false, error, ede: sawNetworkError ? 23 : 22 };
   }
 
