@@ -87,7 +87,7 @@ export class CachingResolver implements Resolver {
     switch (reply.rcode) {
       case RCODE.NOERROR:
         // NODATA (no answers) is negative and capped like NXDOMAIN; without an SOA it is not cached.
-        if (reply.counts[0] === 0) return Math.min(reply.cacheTtlSec ?? 0, c.negative_max_ttl_s);
+        if (reply.answerCount === 0) return Math.min(reply.cacheTtlSec ?? 0, c.negative_max_ttl_s);
         return Math.min(reply.cacheTtlSec ?? 0, c.max_ttl_s);
       case RCODE.NXDOMAIN:
         return Math.min(reply.cacheTtlSec ?? 0, c.negative_max_ttl_s);
