@@ -37,7 +37,26 @@ export interface ScoringParams extends WindowParams {
   readonly unknown_age_value: number;
 }
 
+/** What a name alone decides: its split, character statistics and the three lexical signals. */
+export interface NameFacts {
+  readonly split: SplitName;
+  readonly stats: CharStats;
+  readonly lexical: readonly [Signal, Signal, Signal];
+}
+
+/** The per-name part of scoring; the same name always gives the same facts, so callers may memoise them. */
+export function nameFacts(split: SplitName, weights: Weights): NameFacts {
+  const stats = charStats(split.subdomain);
+  return {
+    split,
+    stats,
+    lexical: [entropySignal(split, stats, weights.label_entropy), charClassSignal(split, stats, weights.char_class), lengthSignal(split, weights.name_length)],
+  };
+}
+
 export interface ScoreInput {
+  /** Precomputed nameFacts() for this name (with the same weights); computed here when absent. */
+  readonly facts?: NameFacts;
   readonly split: SplitName;
   /** charStats(split.subdomain), computed once by the caller and reused for the volume estimate. */
   readonly stats: CharStats;
@@ -50,10 +69,11 @@ export interface ScoreInput {
 export function scoreQuery(input: ScoreInput, p: ScoringParams): Score {
   const w = p.weights;
   const win = domainWindow(input.state, input.split.registrable);
+  const [entropy, charClass, length] = input.facts?.lexical ?? nameFacts(input.split, w).lexical;
   const signals: Signal[] = [
-    entropySignal(input.split, input.stats, w.label_entropy),
-    charClassSignal(input.split, input.stats, w.char_class),
-    lengthSignal(input.split, w.name_length),
+    entropy,
+    charClass,
+    length,
     domainAgeSignal(input.ageDays, p.young_domain_days, p.unknown_age_value, w.domain_age),
     qtypeSignal(input.qtype, w.qtype),
     fanoutSignal(win, input.atMs, p, w.fanout),

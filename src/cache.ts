@@ -14,7 +14,8 @@ export interface CacheConfig {
 }
 
 interface Entry {
-  readonly reply: Reply;
+  /** An answer, or the failure of every upstream (kept like an upstream SERVFAIL, servfail_ttl_s). */
+  readonly reply: Reply | Extract<Resolution, { ok: false }>;
   readonly storedAtMs: number;
   readonly expiresAtMs: number;
 }
@@ -56,9 +57,11 @@ export class CachingResolver implements Resolver {
     if (hit !== undefined) {
       if (hit.expiresAtMs > nowMs) {
         this.#metrics.cacheHits.inc();
+        if ('ok' in hit.reply) return Promise.resolve(hit.reply);
         return Promise.resolve({ ok: true, reply: hit.reply, via: 'cache', ageSec: Math.floor((nowMs - hit.storedAtMs) / 1000) });
       }
       this.#entries!.delete(key);
+      this.#metrics.cacheEntries.set(this.#entries!.size);
     }
     this.#metrics.cacheMisses.inc();
     const pending = this.#inflight.get(key);
@@ -66,6 +69,8 @@ export class CachingResolver implements Resolver {
     const started = this.#next.resolve(q).then((resolution) => {
       this.#inflight.delete(key);
       if (resolution.ok) this.#store(key, resolution.reply);
+      // During an outage a repeated name fails at once for a few seconds instead of waiting out every timeout.
+      else this.#remember(key, resolution, this.#config.servfail_ttl_s);
       return resolution;
     });
     this.#inflight.set(key, started);
@@ -73,9 +78,11 @@ export class CachingResolver implements Resolver {
   }
 
   #store(key: string, reply: Reply): void {
-    if (this.#entries === undefined) return;
-    const ttlSec = this.#ttlFor(reply);
-    if (ttlSec <= 0) return;
+    this.#remember(key, reply, this.#ttlFor(reply));
+  }
+
+  #remember(key: string, reply: Entry['reply'], ttlSec: number): void {
+    if (this.#entries === undefined || ttlSec <= 0) return;
     const nowMs = this.#nowMs();
     this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000 });
     this.#metrics.cacheEntries.set(this.#entries.size);

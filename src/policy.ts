@@ -5,8 +5,8 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { parse } from 'tldts';
 import {
-  blocksSince, charStats, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
-  platformSet, scoreQuery, splitName, topSignals, trimName,
+  blocksSince, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
+  nameFacts, platformSet, scoreQuery, splitName, topSignals, trimName, type NameFacts,
   type Score, type ScoringParams, type SessionState,
 } from '../scoring/index.js';
 import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './policy-schema.js';
@@ -112,6 +112,7 @@ function isBlockedAddress(list: BlockList, address: string): boolean {
 }
 
 const ANSWER_REASON = 'below threshold';
+const NAME_FACTS_MAX = 8192;
 
 export class Policy {
   readonly mode: (type: SessionType) => Mode;
@@ -156,6 +157,22 @@ export class Policy {
     this.fixed = { interactive: fixedFor('interactive'), batch: fixedFor('batch'), scheduled: fixedFor('scheduled') };
   }
 
+  /**
+   * The per-name part of scoring (tldts split, character statistics, lexical signals), remembered for
+   * recently seen names: a cache hit is a name seen before, and this is most of judge()'s cost
+   * (`npm run bench`, scoring on/off). Bounded: the map starts afresh when full.
+   */
+  private readonly facts = new Map<string, NameFacts>();
+  private factsOf(name: string): NameFacts {
+    let f = this.facts.get(name);
+    if (f === undefined) {
+      f = nameFacts(splitName(name, this.platforms), this.params.weights);
+      if (this.facts.size >= NAME_FACTS_MAX) this.facts.clear();
+      this.facts.set(name, f);
+    }
+    return f;
+  }
+
   newSessionState(): SessionState {
     return newSessionState();
   }
@@ -177,9 +194,10 @@ export class Policy {
 
     const p = this.params;
     const state = input.state;
-    const split = splitName(name, this.platforms);
-    const stats = charStats(split.subdomain);
-    const score = scoreQuery({ split, stats, qtype: input.qtype, ageDays: input.ageDays, state, atMs: input.atMs }, p);
+    const facts = this.factsOf(name);
+    const split = facts.split;
+    const stats = facts.stats;
+    const score = scoreQuery({ facts, split, stats, qtype: input.qtype, ageDays: input.ageDays, state, atMs: input.atMs }, p);
     const t = this.types[type];
     const mode = this.modes[type];
     const enforced = mode === 'enforce';
@@ -214,8 +232,8 @@ export class Policy {
   observe(state: SessionState, event: ObserveEvent): void {
     if (!event.forwarded || event.blocked) return; // nothing left the resolver
     if (inZones(event.name, this.allow)) return;
-    const split = splitName(event.name, this.platforms);
-    const alphabet = split.subdomain.length === 0 ? 'letters' : charStats(split.subdomain).alphabet;
+    const { split, stats } = this.factsOf(event.name);
+    const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
     observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode }, this.params);
   }
 

@@ -278,6 +278,9 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
       return new WardenError('ERR_WIRE_FORMAT', 'upstream reply record malformed');
     }
     if (rr.type === QTYPE.OPT) {
+      // Removing an OPT that is not the last record would move the records after it and break any
+      // compression pointer into them; every real server puts it last, so anything else is refused.
+      if (i !== total - 1) return new WardenError('ERR_WIRE_FORMAT', 'upstream reply has records after its OPT');
       rcode |= buf[rr.ttlOffset]! << 4; // extended RCODE bits
       counts[2] -= 1;
       offset = rr.end;
