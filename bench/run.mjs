@@ -293,7 +293,7 @@ logging: { level: warn }
 ${policy}`;
 }
 
-async function startWarden(dir, name, opts, nodeArgs = []) {
+async function startWarden(dir, name, opts, nodeArgs = (process.env.BENCH_WARDEN_NODE_ARGS ?? '').split(' ').filter(Boolean)) {
   const dataDir = join(dir, `${name}-data`);
   mkdirSync(dataDir, { recursive: true });
   const dnsPort = await freePort();
@@ -374,6 +374,10 @@ async function main() {
       { key: 'warden_off', port: off.port, pid: off.pid, adminPort: off.adminPort },
     ];
 
+    const ceilingPort = await freePort();
+    const ceiling = start('node-ceiling', 'node', [join(BENCH_DIR, 'node-ceiling.mjs'), String(ceilingPort)], join(tmp, 'node-ceiling.out'));
+    await sleep(500);
+
     const hitFile = join(tmp, 'hit.txt');
     writeFileSync(hitFile, `${hitNames().map((n) => `${n} A`).join('\n')}\n`);
     for (const s of servers) {
@@ -386,6 +390,8 @@ async function main() {
       const order = servers.map((_, i) => servers[(i + r) % servers.length]);
       const round = { order: order.map((s) => s.key), hit: {}, miss: {}, latency_probe: {} };
       for (const s of order) round.hit[s.key] = dnsperf(s.port, hitFile, { seconds: P.hitSeconds });
+      // The Node ceiling (bench/node-ceiling.mjs) answers the hit set only: it forwards nothing.
+      round.hit.node_ceiling = dnsperf(ceilingPort, hitFile, { seconds: P.hitSeconds });
       for (const s of order) {
         const f = join(tmp, `miss-${r}-${s.key}.txt`);
         writeMissFile(f, `r${r}${s.key.replace('warden_', '').slice(0, 2)}`, P.missNames);
@@ -402,6 +408,8 @@ async function main() {
         miss_on_vs_unbound: round3(round.miss.warden_on.qps / round.miss.unbound.qps),
         miss_off_vs_unbound: round3(round.miss.warden_off.qps / round.miss.unbound.qps),
         hit_on_vs_off: round3(round.hit.warden_on.qps / round.hit.warden_off.qps),
+        hit_ceiling_vs_unbound: round3(round.hit.node_ceiling.qps / round.hit.unbound.qps),
+        hit_on_vs_ceiling: round3(round.hit.warden_on.qps / round.hit.node_ceiling.qps),
         miss_on_vs_off: round3(round.miss.warden_on.qps / round.miss.warden_off.qps),
       };
       result.rounds.push(round);
@@ -434,6 +442,7 @@ async function main() {
     result.anomalies = nonNoerror;
     log(`medians ${JSON.stringify(result.median.ratios)}`);
 
+    await stop(ceiling);
     await stop(unbound);
     await stop(on.rec);
     await stop(off.rec);
@@ -547,13 +556,13 @@ function markdown(r) {
     const s = m[k];
     L.push(`| ${k} | ${s.hit_qps} | ${s.miss_qps} | ${s.hit_avg_latency_ms} | ${s.miss_avg_latency_ms} | ${s.probe_p50_ms} / ${s.probe_p99_ms} | ${s.rss_after.rss_mb} |`);
   }
-  L.push('', '## Same-round ratios', '', '| round | order | hit on/unbound | hit off/unbound | miss on/unbound | miss off/unbound | hit on/off | miss on/off |', '|---|---|---|---|---|---|---|---|');
+  L.push('', '## Same-round ratios', '', '"Node ceiling" is bench/node-ceiling.mjs: a bare node:dgram server answering the hit set from a Map of pre-encoded replies (no sessions, cache, scoring or metrics), measured after the three servers in each round.', '', '| round | order | hit on/unbound | hit off/unbound | miss on/unbound | miss off/unbound | hit on/off | miss on/off | hit Node ceiling/unbound | hit on/Node ceiling |', '|---|---|---|---|---|---|---|---|---|---|');
   for (const [i, x] of r.rounds.entries()) {
     const q = x.ratios;
-    L.push(`| ${i + 1} | ${x.order.join(', ')} | ${q.hit_on_vs_unbound} | ${q.hit_off_vs_unbound} | ${q.miss_on_vs_unbound} | ${q.miss_off_vs_unbound} | ${q.hit_on_vs_off} | ${q.miss_on_vs_off} |`);
+    L.push(`| ${i + 1} | ${x.order.join(', ')} | ${q.hit_on_vs_unbound} | ${q.hit_off_vs_unbound} | ${q.miss_on_vs_unbound} | ${q.miss_off_vs_unbound} | ${q.hit_on_vs_off} | ${q.miss_on_vs_off} | ${q.hit_ceiling_vs_unbound} | ${q.hit_on_vs_ceiling} |`);
   }
   const q = m.ratios;
-  L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.hit_off_vs_unbound}** | **${q.miss_on_vs_unbound}** | **${q.miss_off_vs_unbound}** | **${q.hit_on_vs_off}** | **${q.miss_on_vs_off}** |`);
+  L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.hit_off_vs_unbound}** | **${q.miss_on_vs_unbound}** | **${q.miss_off_vs_unbound}** | **${q.hit_on_vs_off}** | **${q.miss_on_vs_off}** | **${q.hit_ceiling_vs_unbound}** | **${q.hit_on_vs_ceiling}** |`);
   if (r.anomalies.length) L.push('', 'Lost queries / non-NOERROR answers: ' + r.anomalies.join('; '));
   if (r.flood) {
     L.push('', '## RSS after 500,000 unique names (one session, scoring on; names `<host>.f<n>.' + r.params.zone + '`, 10 per registrable domain, sent in 5 chunks)', '', '| cache max_entries | sent / completed | time s | rcodes | RSS before MB | RSS after each fifth MB | RSS +3 s MB | peak (VmHWM) MB | cache entries after |', '|---|---|---|---|---|---|---|---|---|');

@@ -50,19 +50,25 @@ export class CachingResolver implements Resolver {
     this.#metrics.cacheEntries.set(0);
   }
 
-  resolve(q: Query): Promise<Resolution> {
+  cached(q: Query): Resolution | undefined {
     const key = cacheKey(q);
-    const nowMs = this.#nowMs();
     const hit = this.#entries?.get(key);
-    if (hit !== undefined) {
-      if (hit.expiresAtMs > nowMs) {
-        this.#metrics.cacheHits.inc();
-        if ('ok' in hit.reply) return Promise.resolve(hit.reply);
-        return Promise.resolve({ ok: true, reply: hit.reply, via: 'cache', ageSec: Math.floor((nowMs - hit.storedAtMs) / 1000) });
-      }
+    if (hit === undefined) return undefined;
+    const nowMs = this.#nowMs();
+    if (hit.expiresAtMs <= nowMs) {
       this.#entries!.delete(key);
       this.#metrics.cacheEntries.set(this.#entries!.size);
+      return undefined;
     }
+    this.#metrics.cacheHits.inc();
+    if ('ok' in hit.reply) return hit.reply;
+    return { ok: true, reply: hit.reply, via: 'cache', ageSec: Math.floor((nowMs - hit.storedAtMs) / 1000) };
+  }
+
+  resolve(q: Query): Promise<Resolution> {
+    const hit = this.cached(q);
+    if (hit !== undefined) return Promise.resolve(hit);
+    const key = cacheKey(q);
     this.#metrics.cacheMisses.inc();
     const pending = this.#inflight.get(key);
     if (pending !== undefined) return pending;

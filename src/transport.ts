@@ -10,8 +10,21 @@ import { messageOf } from './errors.js';
 import type { Metrics } from './telemetry.js';
 import type { Peer, Transport } from './wire.js';
 
-/** Answers one DNS message; undefined means "send nothing" (dropped). */
-export type PacketHandler = (packet: Buffer, peer: Peer) => Promise<Buffer | undefined>;
+/** Answers one DNS message; undefined means "send nothing" (dropped). Synchronous when it can be (cache hits). */
+export type PacketHandler = (packet: Buffer, peer: Peer) => Buffer | undefined | Promise<Buffer | undefined>;
+
+/** Calls the handler inside the crash boundary; `done` gets the reply whether it came at once or later. */
+function answer(handler: PacketHandler, packet: Buffer, peer: Peer, done: (reply: Buffer | undefined) => void, fault: (err: unknown) => void): void {
+  let result: ReturnType<PacketHandler>;
+  try {
+    result = handler(packet, peer);
+  } catch (err) {
+    fault(err);
+    return;
+  }
+  if (result instanceof Promise) result.then(done, fault);
+  else done(result);
+}
 
 export interface TransportOptions {
   readonly tcpIdleTimeoutMs: number;
@@ -83,14 +96,11 @@ function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: 
   return new Promise((resolve, reject) => {
     const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER, ipv6Only: host.includes(':') });
     socket.once('error', reject);
+    const udpFault = (err: unknown): void => fault('udp', err);
     socket.on('message', (packet, rinfo) => {
       const peer: Peer = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
-      handler(packet, peer).then(
-        (reply) => {
-          if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address, (err) => { if (err) metrics.transportFaults.inc({ transport: 'udp' }); });
-        },
-        (err: unknown) => fault('udp', err),
-      );
+      // No per-send callback: a send error reaches the socket's 'error' handler (counted there).
+      answer(handler, packet, peer, (reply) => { if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address); }, udpFault);
     });
     socket.bind({ address: host, port, exclusive: true }, () => {
       socket.off('error', reject);
@@ -169,7 +179,7 @@ function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: Transp
       const message = buffered.subarray(2, 2 + length);
       buffered = buffered.subarray(2 + length);
       inflight++;
-      handler(message, peer).then(answered, (err: unknown) => {
+      answer(handler, message, peer, answered, (err: unknown) => {
         fault('tcp', err);
         answered(undefined);
       });
