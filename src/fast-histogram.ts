@@ -71,3 +71,36 @@ export class FastHistogram<K extends string> {
     this.#sums.fill(0);
   }
 }
+
+/**
+ * A labelled Prometheus counter for per-query counts: one Map lookup by a caller-built key instead of
+ * prom-client's per-call label hashing. Label sets are fixed at first use of a key.
+ */
+export class FastCounter {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  readonly #series = new Map<string, { labels: Record<string, string>; value: number }>();
+
+  constructor(opts: { name: string; help: string; registry: Registry }) {
+    this.name = opts.name;
+    this.help = opts.help;
+    opts.registry.registerMetric(this as never);
+  }
+
+  /** Adds 1 to the series `key`; `labels` is called only the first time the key is seen. */
+  inc(key: string, labels: () => Record<string, string>): void {
+    const series = this.#series.get(key);
+    if (series !== undefined) series.value += 1;
+    else this.#series.set(key, { labels: labels(), value: 1 });
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string>; value: number }[] } {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.#series.values()].map((s) => ({ labels: s.labels, value: s.value })) };
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+}

@@ -7,7 +7,7 @@ import { getDomain } from 'tldts';
 import { assertNever, type WardenError } from './errors.js';
 import type { QuarantineBook } from './quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
-import { cachedChildren, qtypeName, rcodeName, type Metrics } from './telemetry.js';
+import { qtypeName, rcodeName, type Metrics } from './telemetry.js';
 import type { Resolution, Resolver } from './upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './wire.js';
 import type { Policy, SessionState, Verdict } from './policy.js';
@@ -56,9 +56,6 @@ export function createPipeline(d: PipelineDeps): {
   answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined>;
 } {
   const m = d.metrics;
-  const verdictCounter = cachedChildren((l) => m.verdicts.labels(l));
-  const queryCounter = cachedChildren((l) => m.queries.labels(l));
-  const durationHistogram = cachedChildren((l) => m.queryDuration.labels(l));
 
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
   // round trip makes a query asynchronous. Promise hops cost a measurable share of a cache hit
@@ -139,7 +136,7 @@ export function createPipeline(d: PipelineDeps): {
       blocked: outcome.kind === 'blocked',
     });
     const eventId = outcome.kind === 'blocked' || outcome.kind === 'answered' ? outcome.eventId : undefined;
-    const entry: HistoryEntry = {
+    const entry: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] } = {
       atMs: q.atMs,
       name: q.name,
       qtype: q.type,
@@ -147,16 +144,16 @@ export function createPipeline(d: PipelineDeps): {
       rule: verdict?.rule ?? 'none',
       rcode,
       enforced: verdict?.enforced ?? true,
-      ...(eventId !== undefined ? { eventId } : {}),
-      ...(verdict?.score !== undefined ? { score: round(verdict.score.total) } : {}),
     };
+    if (eventId !== undefined) entry.eventId = eventId;
+    if (verdict?.score !== undefined) entry.score = round(verdict.score.total);
     d.sessions.remember(session, entry);
     if (verdict !== undefined) recordVerdict(q, session, verdict, eventId);
     return outcome;
   }
 
   function recordVerdict(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined): void {
-    verdictCounter(`${verdict.action}|${verdict.rule}|${verdict.mode}|${session.type}`, () => ({ action: verdict.action, rule: verdict.rule, mode: verdict.mode, session_type: session.type })).inc();
+    m.verdicts.inc(`${verdict.action}|${verdict.rule}|${verdict.mode}|${session.type}`, () => ({ action: verdict.action, rule: verdict.rule, mode: verdict.mode, session_type: session.type }));
     if (verdict.score !== undefined) {
       m.scoreTotal.observe(session.type, verdict.score.total);
       for (const s of verdict.score.signals) m.signalValue.observe(s.id, s.value);
@@ -184,8 +181,8 @@ export function createPipeline(d: PipelineDeps): {
     const reply = encodeOutcome(q, outcome);
     const qtype = qtypeName(q.type);
     const rcode = rcodeName(rcodeOf(outcome));
-    queryCounter(`${peer.transport}|${qtype}|${rcode}`, () => ({ transport: peer.transport, qtype, rcode })).inc();
-    durationHistogram(outcome.kind, () => ({ outcome: outcome.kind })).observe((performance.now() - started) / 1000);
+    m.queries.inc(`${peer.transport}|${qtype}|${rcode}`, () => ({ transport: peer.transport, qtype, rcode }));
+    m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);
     if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
     return reply;
   }

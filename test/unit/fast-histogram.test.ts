@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { FastHistogram } from '../../src/fast-histogram.js';
+import { FastCounter, FastHistogram } from '../../src/fast-histogram.js';
 
 describe('FastHistogram', () => {
   it('exports cumulative buckets, sum and count per label value in the Prometheus text format', async () => {
@@ -19,5 +19,18 @@ describe('FastHistogram', () => {
     expect(text).toContain('x_value_bucket{signal="b",le="0.1"} 0');
     expect(text).toContain('x_value_bucket{signal="b",le="0.5"} 1');
     expect(text).toContain('x_value_count{signal="b"} 1');
+  });
+});
+
+describe('FastCounter', () => {
+  it('counts per key and exports each series with the labels given at its first use', async () => {
+    const registry = new Registry();
+    const c = new FastCounter({ name: 'y_total', help: 'test', registry });
+    for (let i = 0; i < 3; i++) c.inc('udp|A', () => ({ transport: 'udp', qtype: 'A' }));
+    c.inc('tcp|TXT', () => ({ transport: 'tcp', qtype: 'TXT' }));
+    const text = await registry.metrics();
+    expect(text).toContain('# TYPE y_total counter');
+    expect(text).toContain('y_total{transport="udp",qtype="A"} 3');
+    expect(text).toContain('y_total{transport="tcp",qtype="TXT"} 1');
   });
 });
