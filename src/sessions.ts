@@ -4,7 +4,9 @@
 import { BlockList, isIP } from 'node:net';
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { decodeProtectedHeader, errors as joseErrors, importSPKI, jwtVerify } from 'jose';
+// jose is loaded when a registration key or token is first handled: a resolver without dynamic
+// sessions never needs it (it costs ~10 MB of RSS).
+const jose = (): Promise<typeof import('jose')> => import('jose');
 import { z } from 'zod';
 import { cidr, parseCidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from './config.js';
 import { ConfigError, WardenError, messageOf } from './errors.js';
@@ -76,7 +78,7 @@ export async function loadSigningKeys(keys: readonly SigningKeyConfig[]): Promis
     } else {
       const pem = k.public_key ?? read(k.public_key_file!, 'public_key_file');
       try {
-        out.set(k.kid, { alg: 'EdDSA', key: await importSPKI(pem, 'EdDSA') });
+        out.set(k.kid, { alg: 'EdDSA', key: await (await jose()).importSPKI(pem, 'EdDSA') });
       } catch (err) {
         throw new ConfigError(`${path}.public_key`, `not an Ed25519 public key in PEM (SPKI): ${messageOf(err)}`);
       }
@@ -217,7 +219,7 @@ export class SessionDirectory<S> {
   async register(token: string, nowMs: number): Promise<Session<S>> {
     let kid: string | undefined;
     try {
-      kid = decodeProtectedHeader(token).kid;
+      kid = (await jose()).decodeProtectedHeader(token).kid;
     } catch {
       throw new WardenError('ERR_BAD_TOKEN', 'token is not a compact JWS/JWT');
     }
@@ -226,8 +228,9 @@ export class SessionDirectory<S> {
     if (key === undefined) throw new WardenError('ERR_UNKNOWN_KEY', `no signing key with kid "${kid}"`);
     let payload: unknown;
     try {
-      ({ payload } = await jwtVerify(token, key.key, { algorithms: [key.alg], currentDate: new Date(nowMs), requiredClaims: ['exp'] }));
+      ({ payload } = await (await jose()).jwtVerify(token, key.key, { algorithms: [key.alg], currentDate: new Date(nowMs), requiredClaims: ['exp'] }));
     } catch (err) {
+      const joseErrors = (await jose()).errors;
       if (err instanceof joseErrors.JWTExpired) throw new WardenError('ERR_TOKEN_EXPIRED', 'token has expired');
       if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw new WardenError('ERR_BAD_SIGNATURE', 'token signature does not verify');
       if (err instanceof joseErrors.JOSEAlgNotAllowed) throw new WardenError('ERR_BAD_SIGNATURE', `token algorithm is not ${key.alg} (the key's)`);

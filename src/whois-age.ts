@@ -2,7 +2,8 @@
 // deadline (whoiser's own `timeout` is a socket idle timeout per hop, not a bound on the whole
 // lookup), and this module reads the creation date out of the raw text itself. Returns values,
 // never throws; never judges plausibility (the caller does) and never caches.
-import { domain as whoisDomain, query as whoisQuery } from 'whoiser';
+// whoiser is loaded on the first WHOIS lookup: most deployments never make one, and it costs ~10 MB of RSS.
+const whoiser = (): Promise<typeof import('whoiser')> => import('whoiser');
 import type { RegistryAnswer } from './rdap.js';
 
 /** A configured server for a TLD: whoiser.query() takes host and port, whoiser.domain() does not. */
@@ -57,6 +58,7 @@ export async function queryWhois(domain: string, opts: WhoisQueryOptions): Promi
 
 async function fetchWhoisText(domain: string, opts: WhoisQueryOptions): Promise<string> {
   if (opts.signal.aborted) throw new Error('cancelled');
+  const { domain: whoisDomain, query: whoisQuery } = await whoiser();
   if (opts.server !== undefined) {
     return whoisQuery({ host: opts.server.host, port: opts.server.port, query: domain, timeout: opts.timeoutMs });
   }
