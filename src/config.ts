@@ -127,7 +127,7 @@ const configSchema = z
       .prefault({}),
     cache: z
       .object({
-        max_entries: z.number().int().min(0).default(50_000),
+        max_entries: z.number().int().min(0).default(30_000),
         max_ttl_s: z.number().int().min(0).default(86_400),
         negative_max_ttl_s: z.number().int().min(0).default(3600),
         servfail_ttl_s: z.number().int().min(0).max(30).default(3),
