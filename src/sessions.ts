@@ -146,11 +146,19 @@ export class SessionDirectory<S> {
 
   /** Replaces the static sessions (start and SIGHUP); registered sessions and every session's state stay. */
   setStatic(statics: readonly StaticSession[], nowMs: number): void {
-    for (const [id, entry] of this.#byId) if (entry.session.origin === 'static') this.#byId.delete(id);
+    // Validate first: a failed reload must leave the running sessions as they were.
+    for (const [i, s] of statics.entries()) {
+      if (this.#byId.get(s.id)?.session.origin === 'registered') throw new ConfigError(`sessions.static[${i}].id`, `"${s.id}" is also a registered session`);
+    }
+    const previous = new Map<string, Session<S>>();
+    for (const [id, entry] of this.#byId) {
+      if (entry.session.origin !== 'static') continue;
+      previous.set(id, entry.session);
+      this.#byId.delete(id);
+    }
     for (const s of statics) {
-      const previous = this.#byId.get(s.id);
-      if (previous !== undefined) throw new ConfigError('sessions.static', `session id "${s.id}" is also a registered session`);
-      this.#put({ id: s.id, user: s.user, role: s.role, type: s.type, addresses: [...s.addresses], origin: 'static', expiresAtMs: Infinity, registeredAtMs: nowMs });
+      // A static session that stays keeps its window and history across a reload.
+      this.#put({ id: s.id, user: s.user, role: s.role, type: s.type, addresses: [...s.addresses], origin: 'static', expiresAtMs: Infinity, registeredAtMs: nowMs }, previous.get(s.id));
     }
     this.#rebuild();
   }
@@ -185,19 +193,22 @@ export class SessionDirectory<S> {
   /** The live session for a source address (hot path). */
   admit(address: string, atMs: number): Admission<S> {
     let session = this.#byAddress.get(address);
-    if (session === undefined) {
-      session = this.#lookup(canonicalAddress(address)) ?? null;
+    // Not cached yet, or cached but expired: an address may since belong to a newer, live session.
+    if (session === undefined || (session !== null && session.expiresAtMs <= atMs)) {
+      const found = this.#lookup(canonicalAddress(address), atMs);
       if (this.#byAddress.size >= ADDRESS_CACHE_MAX) this.#byAddress.clear();
-      this.#byAddress.set(address, session);
+      this.#byAddress.set(address, found ?? null);
+      if (found === undefined) return session === undefined || session === null ? { refused: 'no_session' } : { refused: 'expired' };
+      session = found;
     }
     if (session === null) return { refused: 'no_session' };
-    if (session.expiresAtMs <= atMs) return { refused: 'expired' };
     return { session };
   }
 
-  #lookup(address: string): Session<S> | undefined {
+  /** The live session owning `address`, or undefined. */
+  #lookup(address: string, atMs: number): Session<S> | undefined {
     const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    for (const e of this.#entries) if (e.list.check(address, family)) return e.session;
+    for (const e of this.#entries) if (e.session.expiresAtMs > atMs && e.list.check(address, family)) return e.session;
     return undefined;
   }
 

@@ -1,0 +1,63 @@
+// SessionDirectory as pure logic with an injected clock: who owns an address over time.
+import { SignJWT } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/errors.js';
+import { loadSigningKeys, SessionDirectory } from '../../src/sessions.js';
+
+const SECRET = 'unit-test-registration-secret-0123456789';
+
+async function directory() {
+  const keys = await loadSigningKeys([{ kid: 'k1', alg: 'HS256', secret: SECRET }]);
+  return new SessionDirectory<{ n: number }>({ newState: () => ({ n: 0 }), historyMax: 3, keys, maxTtlSec: 3600 });
+}
+
+function token(sid: string, addresses: string[], expSec: number): Promise<string> {
+  return new SignJWT({ sid, user: 'u', role: 'r', session_type: 'batch', addresses })
+    .setProtectedHeader({ alg: 'HS256', kid: 'k1' })
+    .setExpirationTime(expSec)
+    .sign(new TextEncoder().encode(SECRET));
+}
+
+describe('SessionDirectory', () => {
+  it('hands an address to a new session once the old one has expired, even if the old was looked up before', async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    await d.register(await token('old', ['10.1.0.5/32'], t0 / 1000 + 60), t0);
+    expect(d.admit('10.1.0.5', t0)).toMatchObject({ session: { id: 'old' } });
+    const later = t0 + 61_000;
+    expect(d.admit('10.1.0.5', later)).toEqual({ refused: 'expired' });
+    await d.register(await token('new', ['10.1.0.5/32'], later / 1000 + 60), later);
+    expect(d.admit('10.1.0.5', later)).toMatchObject({ session: { id: 'new' } });
+  });
+
+  it('refuses an address owned by another live session, and names the owner', async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    await d.register(await token('a', ['10.2.0.0/24'], t0 / 1000 + 60), t0);
+    await expect(d.register(await token('b', ['10.2.0.7/32'], t0 / 1000 + 60), t0)).rejects.toThrow(/already owned by live session "a"/);
+    expect(d.admit('10.2.0.7', t0)).toMatchObject({ session: { id: 'a' } });
+  });
+
+  it('keeps the running static sessions when a reload is invalid, and their state when it is valid', async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    d.setStatic([{ id: 'ci', addresses: ['10.3.0.1/32'], type: 'batch', user: 'ci', role: 'builder' }], t0);
+    const ci = (d.admit('10.3.0.1', t0) as { session: { state: { n: number } } }).session;
+    ci.state.n = 7;
+    await d.register(await token('reg', ['10.4.0.1/32'], t0 / 1000 + 60), t0);
+    expect(() => d.setStatic([{ id: 'reg', addresses: ['10.5.0.1/32'], type: 'batch', user: 'x', role: 'y' }], t0)).toThrow(ConfigError);
+    expect(d.admit('10.3.0.1', t0)).toMatchObject({ session: { id: 'ci' } });
+    d.setStatic([{ id: 'ci', addresses: ['10.3.0.1/32', '10.3.0.2/32'], type: 'batch', user: 'ci', role: 'builder' }], t0);
+    expect(d.admit('10.3.0.2', t0)).toMatchObject({ session: { id: 'ci', state: { n: 7 } } });
+  });
+
+  it('keeps a bounded history per session', async () => {
+    const d = await directory();
+    d.setStatic([{ id: 'h', addresses: ['10.6.0.1/32'], type: 'interactive', user: 'u', role: 'r' }], 0);
+    const s = d.get('h')!;
+    for (let i = 0; i < 5; i++) d.remember(s, { atMs: i, name: `n${i}.example`, qtype: 1, action: 'answer', rule: 'none', rcode: 0, enforced: true });
+    expect(s.history.map((e) => e.name)).toEqual(['n2.example', 'n3.example', 'n4.example']);
+    expect(d.takeDirty().map((x) => x.id)).toEqual(['h']);
+    expect(d.takeDirty()).toEqual([]);
+  });
+});
