@@ -45,6 +45,8 @@ const lineSchema = z.object({
   data: z.boolean().optional(),
   /** Stream kind, for figures per kind. */
   kind: z.string().optional(),
+  /** The verdict the server logged for this query (dnswarden's verdict log lines): replay reports what changes. */
+  action: z.enum(['answer', 'nxdomain', 'quarantine']).optional(),
 });
 export type ReplayLine = z.output<typeof lineSchema>;
 
@@ -96,6 +98,26 @@ export interface ReplayReport {
   readonly benign: LabelFigures;
   readonly exfil: LabelFigures;
   readonly perSession: readonly SessionResult[];
+  /** Against the verdicts the log recorded (lines with `action`): what the candidate policy changes. */
+  readonly changes: ChangeFigures | undefined;
+  /** Block threshold → blocked queries and quarantined sessions (replayFile fills it; [] otherwise). */
+  readonly sweep: readonly SweepRow[];
+}
+
+export interface ChangeFigures {
+  /** Lines that carried a logged verdict. */
+  readonly compared: number;
+  readonly newlyBlocked: number;
+  readonly newlyAllowed: number;
+  readonly bySessionType: Readonly<Record<SessionType, { readonly newlyBlocked: number; readonly newlyAllowed: number }>>;
+  /** Per signal: newly blocked queries where it contributed ≥ 0.05. */
+  readonly newlyBlockedBySignal: Readonly<Record<SignalId, number>>;
+}
+
+export interface SweepRow {
+  readonly blockAt: number;
+  readonly blockedQueries: number;
+  readonly quarantinedSessions: number;
 }
 
 export interface LabelFigures {
@@ -181,6 +203,25 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
   const verdicts: Record<string, number> = {};
   const signals = Object.fromEntries(SIGNAL_IDS.map((id) => [id, { fired: 0, firedWhenBlocked: 0 }])) as Record<SignalId, { fired: number; firedWhenBlocked: number }>;
   const names = { benign: new Map<string, boolean>(), exfil: new Map<string, boolean>() };
+  const change = {
+    compared: 0, newlyBlocked: 0, newlyAllowed: 0,
+    bySessionType: { interactive: { newlyBlocked: 0, newlyAllowed: 0 }, batch: { newlyBlocked: 0, newlyAllowed: 0 }, scheduled: { newlyBlocked: 0, newlyAllowed: 0 } },
+    newlyBlockedBySignal: Object.fromEntries(SIGNAL_IDS.map((id) => [id, 0])) as Record<SignalId, number>,
+  };
+  const compare = (l: ReplayLine, type: SessionType, v: Verdict | undefined): void => {
+    if (l.action === undefined) return;
+    change.compared++;
+    const wasBlocked = l.action !== 'answer';
+    const isBlocked = v === undefined || v.action !== 'answer'; // undefined: the session is already quarantined
+    if (isBlocked && !wasBlocked) {
+      change.newlyBlocked++;
+      change.bySessionType[type].newlyBlocked++;
+      for (const s of v?.score?.signals ?? []) if (s.value * s.weight >= 0.05) change.newlyBlockedBySignal[s.id]++;
+    } else if (!isBlocked && wasBlocked) {
+      change.newlyAllowed++;
+      change.bySessionType[type].newlyAllowed++;
+    }
+  };
   const count = (v: Verdict): void => {
     const key = `${v.action}/${v.rule}`;
     verdicts[key] = (verdicts[key] ?? 0) + 1;
@@ -210,10 +251,12 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
     if (t.quarantineAt !== undefined) {
       verdicts['nxdomain/quarantined'] = (verdicts['nxdomain/quarantined'] ?? 0) + 1;
       noteBlocked();
+      compare(l, t.info.type, undefined);
       continue;
     }
     const v = policy.judge({ name, qtype: l.qtype, session: t.info, state: t.state, ageDays: l.age_days, atMs: l.ts });
     count(v);
+    compare(l, t.info.type, v);
     const blocked = v.action !== 'answer';
     if (labelNames !== undefined) labelNames.set(name, (labelNames.get(name) ?? false) || v.action === 'nxdomain');
     if (v.score !== undefined) {
@@ -282,13 +325,38 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
     queries: lines.length, sessions: sessions.size,
     modes: { interactive: policy.mode('interactive'), batch: policy.mode('batch'), scheduled: policy.mode('scheduled') },
     verdicts, signals, benign: fig('benign'), exfil: fig('exfil'), perSession,
+    changes: change.compared > 0 ? change : undefined, sweep: [],
   };
+}
+
+/** The thresholds the sweep tries, for every session type at once. */
+export const SWEEP_THRESHOLDS: readonly number[] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0, 1.2];
+
+/** Replays `lines` once per threshold with every session type's block_at set to it. */
+export function sweepThresholds(lines: readonly ReplayLine[], config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): SweepRow[] {
+  return SWEEP_THRESHOLDS.map((blockAt) => {
+    const types = config.policy.session_types;
+    const policy = new Policy({
+      ...config.policy,
+      session_types: { interactive: { ...types.interactive, block_at: blockAt }, batch: { ...types.batch, block_at: blockAt }, scheduled: { ...types.scheduled, block_at: blockAt } },
+    }, config.scoring);
+    const r = replayLines(lines, policy, options);
+    let blocked = 0;
+    let quarantined = 0;
+    for (const s of r.perSession) {
+      blocked += s.blocked;
+      if (s.quarantineAt !== undefined) quarantined++;
+    }
+    return { blockAt, blockedQueries: blocked + (r.verdicts['nxdomain/quarantined'] ?? 0), quarantinedSessions: quarantined };
+  });
 }
 
 /** The entry point for `dnswarden replay FILE [--config X]`: the cli passes the validated config sections. */
 export async function replayFile(path: string, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): Promise<ReplayReport> {
   const text = await readFile(path, 'utf8');
-  return replayLines(parseJsonl(text), new Policy(config.policy, config.scoring), options);
+  const lines = parseJsonl(text);
+  const report = replayLines(lines, new Policy(config.policy, config.scoring), options);
+  return { ...report, sweep: sweepThresholds(lines, config, options) };
 }
 
 export interface KindFigures {
@@ -341,6 +409,20 @@ export function formatReport(r: ReplayReport): string {
     out.push(`  unique names blocked      ${f.uniqueNamesBlocked} of ${f.uniqueNames} (${pct(f.uniqueNamesBlocked, f.uniqueNames)})`);
     out.push(`  sessions with any block   ${f.sessionsWithBlock} (${pct(f.sessionsWithBlock, f.sessions)})`);
     out.push(`  sessions quarantined      ${f.sessionsQuarantined} (${pct(f.sessionsQuarantined, f.sessions)})`);
+  }
+  if (r.changes !== undefined) {
+    const c = r.changes;
+    out.push('', `against the logged verdicts (${c.compared} lines): newly blocked ${c.newlyBlocked}, newly allowed ${c.newlyAllowed}`);
+    for (const type of ['interactive', 'batch', 'scheduled'] as const) {
+      const t = c.bySessionType[type];
+      if (t.newlyBlocked + t.newlyAllowed > 0) out.push(`  ${type.padEnd(12)} newly blocked ${t.newlyBlocked}, newly allowed ${t.newlyAllowed}`);
+    }
+    const bySignal = SIGNAL_IDS.filter((id) => c.newlyBlockedBySignal[id] > 0);
+    if (bySignal.length > 0) out.push(`  newly blocked, by signal: ${bySignal.map((id) => `${id} ${c.newlyBlockedBySignal[id]}`).join(', ')}`);
+  }
+  if (r.sweep.length > 0) {
+    out.push('', 'threshold sweep (block_at for every session type; the rest of the policy as configured):', '  block_at  blocked queries  quarantined sessions');
+    for (const row of r.sweep) out.push(`  ${row.blockAt.toFixed(2).padStart(8)}  ${String(row.blockedQueries).padStart(15)}  ${String(row.quarantinedSessions).padStart(20)}`);
   }
   const kinds = figuresByKind(r);
   if (kinds.length > 0) {
