@@ -32,6 +32,13 @@ export interface SessionState {
   /** Registrable domains in arrival order (from `orderHead` on), for O(1) eviction. */
   order: string[];
   orderHead: number;
+  /**
+   * Volume of evicted domains (registrable → bytes), restored if the domain comes back: without it a
+   * session could wipe an attacker domain's account by resolving max_domains_per_session other domains
+   * between bursts. Numbers only, bounded by EVICTED_MAX (oldest forgotten first).
+   */
+  evicted: Record<string, number>;
+  evictedCount: number;
   /** Session-wide totals for the memory bounds. */
   nameCount: number;
   gramCount: number;
@@ -65,6 +72,8 @@ export function newSessionState(): SessionState {
     domainCount: 0,
     order: [],
     orderHead: 0,
+    evicted: Object.create(null) as Record<string, number>,
+    evictedCount: 0,
     nameCount: 0,
     gramCount: 0,
     youngVolumeBytes: 0,
@@ -108,7 +117,12 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
     return w;
   }
   if (state.domainCount >= p.max_domains_per_session) evictOldest(state, atMs, p);
-  w = { lastMs: atMs, fanout: 0, volumeBytes: 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false };
+  const restored = state.evicted[registrable];
+  if (restored !== undefined) {
+    delete state.evicted[registrable];
+    state.evictedCount--;
+  }
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored ?? 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false };
   state.domains[registrable] = w;
   state.domainCount++;
   state.order.push(registrable);
@@ -145,6 +159,7 @@ function evictOldest(state: SessionState, atMs: number, p: WindowParams): void {
       continue;
     }
     forget(state, w, false);
+    if (w.volumeBytes > 0 && atMs - w.lastMs <= p.volume_idle_ms) rememberEvicted(state, key, w.volumeBytes);
     delete state.domains[key];
     state.domainCount--;
     break;
@@ -153,6 +168,21 @@ function evictOldest(state: SessionState, atMs: number, p: WindowParams): void {
     state.order = state.order.slice(state.orderHead);
     state.orderHead = 0;
   }
+}
+
+const EVICTED_MAX = 4096;
+
+function rememberEvicted(state: SessionState, key: string, volumeBytes: number): void {
+  if (state.evictedCount >= EVICTED_MAX) {
+    // String keys iterate in insertion order: the first is the longest forgotten.
+    for (const oldest in state.evicted) {
+      delete state.evicted[oldest];
+      state.evictedCount--;
+      break;
+    }
+  }
+  state.evicted[key] = volumeBytes; // a domain is in `domains` or here, never both, so this key is new
+  state.evictedCount++;
 }
 
 // Literal cost in bytes per character, by alphabet: what deflate's Huffman stage pays for near-random text of

@@ -131,6 +131,22 @@ describe('memory bounds', () => {
     expect(JSON.stringify(s).length).toBeLessThan(400_000);
   }, 60_000);
 
+  it('an attacker domain keeps its volume when a flood of other domains evicts its window', () => {
+    const p = { ...P, max_domains_per_session: 16, fanout_window_ms: 1000 };
+    const s = newSessionState();
+    const r = prng(5);
+    for (let i = 0; i < 20; i++) send(s, 'attacker.example', base32(r.bytes(10)), i, p);
+    const before = s.domains['attacker.example']!.volumeBytes;
+    expect(before).toBeGreaterThan(200);
+    // 40 other domains, long after the fan-out window: the attacker's window is evicted...
+    for (let i = 0; i < 40; i++) send(s, `filler${i}.example`, 'www', 10_000 + i, p);
+    expect(s.domains['attacker.example']).toBeUndefined();
+    // ...and when the attacker comes back, its account is where it was.
+    send(s, 'attacker.example', base32(r.bytes(10)), 20_000, p);
+    expect(s.domains['attacker.example']!.volumeBytes).toBeGreaterThan(before);
+    expect(s.evictedCount).toBe(Object.keys(s.evicted).length);
+  });
+
   it('is plain data: a JSON round trip keeps behaving the same', () => {
     const s = newSessionState();
     send(s, 'x.net', 'abcdefgh', 0);
