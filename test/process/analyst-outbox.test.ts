@@ -4,20 +4,19 @@
 // every event, in order, each exactly once. The receiver dedupes by the event `id` as the README tells
 // receivers to; here no event can have been delivered before the kill (the receiver was down), so the raw
 // stream must have no duplicate either.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { exited, spawnServe } from '../helpers/serve-process.js';
 import { query, type DnsReply } from '../helpers/dns-client.js';
 import { metricValue } from '../helpers/warden.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'dist/src/cli.js');
 const ADMIN_TOKEN = 'outbox-test-admin-token-0123456789';
 
 let upstream: Upstream;
@@ -34,21 +33,7 @@ const received: { id: string; type: string; quarantine: { id: string; sessionId:
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 function serve(): ChildProcess {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout?.on('data', (c: Buffer) => void (output += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => void (output += c.toString()));
-  return proc;
-}
-
-function exited(proc: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((ok, fail) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return ok({ code: proc.exitCode, signal: proc.signalCode });
-    const timer = setTimeout(() => fail(new Error(`process ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      ok({ code, signal });
-    });
-  });
+  return spawnServe(configPath, dir, (text) => void (output += text));
 }
 
 async function waitAnswering(timeoutMs = 15_000): Promise<void> {

@@ -1,17 +1,16 @@
 // Issue 3: a quarantine is written to the store before its blocking answer leaves, so a kill -9
 // the instant that answer arrives loses nothing: after a restart the session is still quarantined,
 // with its evidence, until an analyst releases it. The built CLI, a config file, a real NSD.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnServe } from '../helpers/serve-process.js';
 import { query } from '../helpers/dns-client.js';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'dist/src/cli.js');
 const TOKEN = 'durability-test-admin-token-0123456789';
 const EXFIL = [
   'mzxw6ytboi3tqnbrgq2dmnzyhe3dcmrtgq2dmnzyhe3dcmrtgq2dmnzyhe3dcmr.a.exfil.dnswarden.test',
@@ -29,11 +28,8 @@ let output = '';
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 function serve(): ChildProcess {
-  output = '';
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout?.on('data', (c: Buffer) => void (output += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => void (output += c.toString()));
-  return proc;
+  output = ''; // a restart's readiness is read from its own output
+  return spawnServe(configPath, dir, (text) => void (output += text));
 }
 
 async function waitReady(): Promise<void> {

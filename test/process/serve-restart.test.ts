@@ -1,18 +1,17 @@
 // Issue 2, the built CLI as a service: `dnswarden serve --config FILE` answers; after kill -9 and a
 // restart it answers again and still knows the sessions registered before the crash; SIGHUP
 // reloads static sessions from the file; SIGTERM shuts down cleanly.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { exited, spawnServe } from '../helpers/serve-process.js';
 import { query, type DnsReply } from '../helpers/dns-client.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'dist/src/cli.js');
 const ADMIN_TOKEN = 'process-test-admin-token-0123456789';
 const HS_SECRET = 'process-test-registration-secret-0123456789';
 
@@ -40,14 +39,7 @@ function writeConfig(staticAddresses: string[]): void {
 }
 
 function serve(): ChildProcess {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout?.on('data', (c: Buffer) => {
-    output += c.toString();
-  });
-  proc.stderr?.on('data', (c: Buffer) => {
-    output += c.toString();
-  });
-  return proc;
+  return spawnServe(configPath, dir, (text) => void (output += text));
 }
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
@@ -68,17 +60,6 @@ async function waitAnswering(bind = '127.0.0.1', timeoutMs = 15_000): Promise<Dn
     await sleep(100);
   }
   throw new Error(`no NOERROR from 127.0.0.1:${dnsPort} (bind ${bind}) within ${timeoutMs} ms; last: ${String(last)}\n${output}`);
-}
-
-function exited(proc: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((ok, fail) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return ok({ code: proc.exitCode, signal: proc.signalCode });
-    const timer = setTimeout(() => fail(new Error(`process ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      ok({ code, signal });
-    });
-  });
 }
 
 beforeAll(async () => {

@@ -1,0 +1,26 @@
+// The built CLI as a user runs it: `node dist/src/cli.js serve --config FILE`, for process tests
+// (kill -9, restart, signals). Owns nothing but the child it spawns; the caller stops it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join, resolve } from 'node:path';
+
+export const CLI = join(resolve(import.meta.dirname, '../..'), 'dist/src/cli.js');
+
+/** Spawns `serve --config configPath` in `cwd`; stdout and stderr go to `onOutput`. */
+export function spawnServe(configPath: string, cwd: string, onOutput: (text: string) => void): ChildProcess {
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configPath], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout?.on('data', (c: Buffer) => onOutput(c.toString()));
+  proc.stderr?.on('data', (c: Buffer) => onOutput(c.toString()));
+  return proc;
+}
+
+/** Resolves with the exit code/signal (at once if it has exited); rejects after `timeoutMs`. */
+export function exited(proc: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((ok, fail) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return ok({ code: proc.exitCode, signal: proc.signalCode });
+    const timer = setTimeout(() => fail(new Error(`process ${proc.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      ok({ code, signal });
+    });
+  });
+}
