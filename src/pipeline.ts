@@ -127,7 +127,7 @@ export function createPipeline(d: PipelineDeps): {
     const policy = d.policy();
     const rcode = rcodeOf(outcome);
     const verdict = outcome.kind === 'answered' || outcome.kind === 'blocked' ? outcome.verdict : undefined;
-    policy.observe(session.state, {
+    if (d.judging()) policy.observe(session.state, {
       name: q.name,
       qtype: q.type,
       atMs: q.atMs,
