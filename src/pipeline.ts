@@ -147,6 +147,10 @@ export function createPipeline(d: PipelineDeps): {
     };
     if (eventId !== undefined) entry.eventId = eventId;
     if (verdict?.score !== undefined) entry.score = round(verdict.score.total);
+    if (verdict !== undefined && verdict.action !== 'answer') {
+      entry.reason = verdict.reason;
+      if (verdict.score !== undefined) entry.signals = signalValues(verdict.score);
+    }
     d.sessions.remember(session, entry);
     if (verdict !== undefined) recordVerdict(q, session, verdict, eventId);
     return outcome;
@@ -265,12 +269,14 @@ export interface VerdictLogLine {
   readonly ts: number;
 }
 
+function signalValues(score: NonNullable<Verdict['score']>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of score.signals) out[s.id] = round(s.value);
+  return out;
+}
+
 export function verdictLogLine(q: Query, session: SessionMeta, v: Verdict, eventId: string | undefined): VerdictLogLine {
-  let signals: Record<string, number> | undefined;
-  if (v.score !== undefined) {
-    signals = {};
-    for (const s of v.score.signals) signals[s.id] = round(s.value);
-  }
+  const signals = v.score === undefined ? undefined : signalValues(v.score);
   return {
     event: 'verdict', eventId, session: session.id, user: session.user, role: session.role, session_type: session.type,
     name: q.name, qtype: qtypeName(q.type), action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,

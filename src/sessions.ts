@@ -23,6 +23,9 @@ export interface HistoryEntry {
   readonly enforced: boolean;
   readonly eventId?: string;
   readonly score?: number;
+  /** For verdicts that were not a plain answer: why, and every signal's value (quarantine evidence). */
+  readonly reason?: string;
+  readonly signals?: Readonly<Record<string, number>>;
 }
 
 export interface SessionMeta {

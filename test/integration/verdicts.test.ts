@@ -73,6 +73,11 @@ describe('blocking and quarantine (enforce)', () => {
     expect(evidence.trigger.name).toBe(exfilName(1));
     expect(evidence.trigger.signals.map((s) => s.id)).toEqual(expect.arrayContaining(['label_entropy', 'name_length', 'fanout', 'info_volume']));
     expect(evidence.recent.filter((r) => r.action === 'nxdomain').map((r) => r.name)).toEqual([exfilName(0)]);
+    // The earlier blocked query is evidence too: its reason and every signal's value.
+    const earlier = evidence.recent.find((r) => r.action === 'nxdomain') as unknown as { reason: string; signals: Record<string, number> };
+    expect(earlier.reason).toMatch(/^score \d\.\d\d: /);
+    expect(Object.keys(earlier.signals)).toEqual(expect.arrayContaining(['label_entropy', 'char_class', 'name_length', 'info_volume']));
+    expect(earlier.signals['name_length']).toBeGreaterThan(0.5);
     expect((shown.json as { attacker_domains: string[] }).attacker_domains).toEqual(['dnswarden.test']);
 
     const metrics = await warden.app.metricsText();
