@@ -106,7 +106,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     case 'quarantine show': {
       const r = (await api.request('GET', `/v1/quarantines/${enc(need(id, 'ID'))}`)) as {
         quarantine: { id: string; state: string; raised_at: string; decided_by: string | null; decision_reason: string | null; session: { id: string; user: string; role: string; type: string; addresses: string[] };
-          evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number }[] } };
+          evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number; reason?: string }[] } };
         attacker_domains: string[];
       };
       if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
@@ -118,7 +118,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
       out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
       out('\nrecent queries (oldest first)\n');
-      out(table(['TIME', 'ACTION', 'RULE', 'SCORE', 'NAME'], q.evidence.recent.map((e) => [new Date(e.atMs).toISOString().slice(11, 23), e.action, e.rule, e.score?.toFixed(2) ?? '', e.name]), 90));
+      out(table(['TIME', 'ACTION', 'RULE', 'SCORE', 'NAME', 'REASON'], q.evidence.recent.map((e) => [new Date(e.atMs).toISOString().slice(11, 23), e.action, e.rule, e.score?.toFixed(2) ?? '', e.name, e.action === 'answer' ? '' : (e.reason ?? '')]), 90));
       return 0;
     }
     case 'quarantine release':
