@@ -168,10 +168,14 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     closers.push(() => { clearInterval(historyTimer); flushHistory(); });
 
     const sweep = setInterval(() => {
-      const n = sessions.sweepExpired(nowMs());
-      if (n > 0) log.info({ expired: n }, 'registered sessions expired');
-      metrics.sessionsLive.set(sessions.liveCount(nowMs()));
-      store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
+      try {
+        const n = sessions.sweepExpired(nowMs());
+        if (n > 0) log.info({ expired: n }, 'registered sessions expired');
+        metrics.sessionsLive.set(sessions.liveCount(nowMs()));
+        store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
+      } catch (err) {
+        log.error({ err: messageOf(err) }, 'periodic sweep failed; will retry');
+      }
     }, SWEEP_MS);
     sweep.unref();
     closers.push(() => clearInterval(sweep));

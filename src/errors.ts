@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'ERR_FORBIDDEN'
   | 'ERR_NOT_FOUND'
   | 'ERR_BAD_REQUEST'
-  | 'ERR_STORE';
+  | 'ERR_STORE'
+  | 'ERR_INTERNAL';
 
 export class WardenError extends Error {
   constructor(

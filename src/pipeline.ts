@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
-import { assertNever, type WardenError } from './errors.js';
+import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
 import { qtypeName, rcodeName, type Metrics } from './telemetry.js';
@@ -16,7 +16,7 @@ export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }
   | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string }
   | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' }
-  | { readonly kind: 'failed'; readonly ede: 22 | 23; readonly error: WardenError };
+  | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
 
 export interface DomainAgeLookup {
   lookup(registrableDomain: string, budgetMs?: number): Promise<number | undefined>;
@@ -175,9 +175,22 @@ export function createPipeline(d: PipelineDeps): {
       return decoded.reply;
     }
     const q = decoded.query;
-    const outcome = handle(q);
-    if (outcome instanceof Promise) return outcome.then((o) => replyFor(q, o, started));
+    let outcome: Outcome | Promise<Outcome>;
+    try {
+      outcome = handle(q);
+    } catch (err) {
+      outcome = internalFailure(q, err);
+    }
+    if (outcome instanceof Promise) return outcome.then((o) => replyFor(q, o, started), (err: unknown) => replyFor(q, internalFailure(q, err), started));
     return replyFor(q, outcome, started);
+  }
+
+  // A fault of ours (a bug, the store failing) still gets an answer — SERVFAIL + EDE 0 with an event
+  // id — and one error line with that id, never a silent drop the agent would wait out.
+  function internalFailure(q: Query, err: unknown): Outcome {
+    const eventId = newEventId();
+    d.log.error({ eventId, name: q.name, qtype: qtypeName(q.type), err: err instanceof Error ? err.stack ?? err.message : String(err) }, 'internal error while answering a query');
+    return { kind: 'failed', ede: 0, error: new WardenError('ERR_INTERNAL', `internal error (${eventId})`, { cause: err }) };
   }
 
   function replyFor(q: Query, outcome: Outcome, started: number): Buffer {
@@ -221,7 +234,7 @@ export function createPipeline(d: PipelineDeps): {
       }
       case 'failed':
         // The agent learns that the upstreams failed, not where they are; the log has the detail.
-        return encodeSynthReply(q, { rcode: 'SERVFAIL', ede: { code: outcome.ede, text: outcome.ede === 22 ? 'no upstream answered in time' : 'upstream unreachable' } }, size);
+        return encodeSynthReply(q, { rcode: 'SERVFAIL', ede: { code: outcome.ede, text: outcome.ede === 22 ? 'no upstream answered in time' : outcome.ede === 23 ? 'upstream unreachable' : outcome.error.message } }, size);
       default:
         return assertNever(outcome);
     }

@@ -1,7 +1,7 @@
 // The quarantine state machine (open → released | confirmed) with its evidence. Order matters:
 // persist, then close the gate in memory, then announce — so a quarantine survives kill -9 before
 // its blocking answer leaves, and an alert never names a quarantine that is not on disk.
-import { WardenError } from './errors.js';
+import { WardenError, messageOf } from './errors.js';
 import type { Alerts } from './alerts.js';
 import type { Session, SessionMeta } from './sessions.js';
 import type { QuarantineRecord, Store } from './store.js';
@@ -55,7 +55,15 @@ export class QuarantineBook {
         recent: session.history.slice(-EVIDENCE_HISTORY),
       },
     };
-    this.#store.insertQuarantine(record); // synchronous, WAL + synchronous=FULL: on disk now
+    try {
+      this.#store.insertQuarantine(record); // synchronous, WAL + synchronous=FULL: on disk now
+    } catch (err) {
+      // Fail closed: the store refused (disk full, I/O error), but the session is stopped all the same
+      // for as long as this process lives; the caller answers SERVFAIL and logs the error.
+      this.#open.set(session.id, record.id);
+      this.#metrics.sessionsQuarantined.set(this.#open.size);
+      throw new WardenError('ERR_STORE', `quarantine ${record.id} of session ${session.id} held in memory only: ${messageOf(err)}`, { cause: err });
+    }
     this.#open.set(session.id, record.id); // only now does the gate close
     this.#metrics.quarantinesRaised.inc({ session_type: session.type });
     this.#metrics.sessionsQuarantined.set(this.#open.size);

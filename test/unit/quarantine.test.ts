@@ -1,0 +1,56 @@
+// QuarantineBook with a real SQLite store: persist → gate → announce, and fail closed when the
+// store refuses the write.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AlertEvent } from '../../src/alerts.js';
+import type { Verdict } from '../../src/policy.js';
+import { QuarantineBook } from '../../src/quarantine.js';
+import type { Session } from '../../src/sessions.js';
+import { Store } from '../../src/store.js';
+import { createMetrics } from '../../src/telemetry.js';
+import type { Query } from '../../src/wire.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qb-'));
+  dirs.push(dir);
+  const store = Store.open(dir);
+  const events: AlertEvent[] = [];
+  const metrics = createMetrics();
+  const book = new QuarantineBook(store, { emit: (e) => events.push(e) }, metrics, () => 1_000, () => undefined);
+  return { dir, store, events, metrics, book };
+}
+
+const session: Session<unknown> = {
+  id: 'job-1', user: 'u', role: 'r', type: 'batch', addresses: ['10.0.0.1/32'], origin: 'static', expiresAtMs: Infinity, registeredAtMs: 0, state: {}, history: [],
+};
+const verdict: Verdict = { action: 'quarantine', rule: 'threshold', enforced: true, mode: 'enforce', reason: '2 blocked in window' };
+const query = { name: 'abc.exfil.example', type: 16, atMs: 1_000 } as unknown as Query;
+
+describe('QuarantineBook', () => {
+  it('persists, then gates, then announces; a second store sees the open quarantine', () => {
+    const { dir, store, events, book } = setup();
+    const record = book.raise(session, verdict, query, 'ev-1');
+    expect(book.holds('job-1')).toBe(record.id);
+    expect(events.map((e) => e.type)).toEqual(['quarantine_raised']);
+    store.close();
+    const reopened = Store.open(dir);
+    expect(reopened.listQuarantines({ state: 'open' }).map((q) => q.id)).toEqual([record.id]);
+    reopened.close();
+  });
+
+  it('fails closed: when the store refuses the write the session is still gated, and the error says so', () => {
+    const { store, events, metrics, book } = setup();
+    store.close(); // every write now throws
+    expect(() => book.raise(session, verdict, query, 'ev-2')).toThrow(/held in memory only/);
+    expect(book.holds('job-1')).toBe('qr-ev-2');
+    expect(events).toEqual([]); // nothing announced that is not on disk
+    return metrics.registry.getSingleMetricAsString('dnswarden_sessions_quarantined').then((text) => expect(text).toContain('dnswarden_sessions_quarantined 1'));
+  });
+});
