@@ -165,3 +165,23 @@ describe('observe mode', () => {
     expect(interactive.ede?.code).not.toBe(15);
   });
 });
+
+describe('policy reload (the SIGHUP path)', () => {
+  it('switches a running server from observe to enforce without a restart or a dropped query', async () => {
+    const raw = { sessions: batchSession, policy: { mode: 'observe' } };
+    const warden = await startWarden(raw, { upstream });
+    onTestFinished(() => warden.close());
+    const before = await query({ server: warden.dns, name: exfilName(0), type: 'TXT' });
+    expect(before.ede?.code).not.toBe(15);
+    const { parseConfig } = await import('../../src/config.js');
+    await warden.app.reload(parseConfig({ ...warden.config, policy: { mode: 'enforce' } }));
+    const after = await query({ server: warden.dns, name: exfilName(1), type: 'TXT' });
+    expect(after.rcode).toBe('NXDOMAIN');
+    expect(after.ede?.code).toBe(15);
+    expect(metricValue(await warden.app.metricsText(), 'dnswarden_config_reloads_total', { result: 'ok' })).toBe(1);
+    // An invalid reload is refused and the running policy stays.
+    await expect(warden.app.reload(parseConfig({ ...warden.config, policy: { mode: 'observe' }, sessions: { static: [], signing_keys: [{ kid: 'k', alg: 'EdDSA', public_key: 'not a key' }] } }))).rejects.toThrow(/signing_keys\[0\]\.public_key/);
+    const still = await query({ server: warden.dns, name: exfilName(2), type: 'TXT' });
+    expect(still.ede?.code).toBe(15);
+  });
+});
