@@ -21,9 +21,6 @@ export function splitHostPort(value: string): { host: string; port: number } | u
   return { host, port };
 }
 
-const hostPort = z.string().refine((v) => splitHostPort(v) !== undefined, {
-  message: 'expected "host:port" (IPv6 as "[::1]:53")',
-});
 const ipHostPort = z.string().refine((v) => {
   const hp = splitHostPort(v);
   return hp !== undefined && isIP(hp.host) !== 0;

@@ -62,7 +62,7 @@ export async function listenDns(addresses: readonly string[], handler: PacketHan
       // UDP and TCP share one port; with port 0 the kernel picks the UDP port and TCP must follow,
       // which can collide, so a pair is retried a few times.
       for (let attempt = 1; ; attempt++) {
-        const udp = await bindUdp(host, port, handler, fault, metrics);
+        const udp = await bindUdp(host, port, handler, fault);
         try {
           const tcp = await listenTcp(host, udp.address().port, handler, opts, connections, fault, metrics);
           udpSockets.push(udp);
@@ -92,7 +92,7 @@ export async function listenDns(addresses: readonly string[], handler: PacketHan
   };
 }
 
-function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: Transport, e: unknown) => void, metrics: Metrics): Promise<Socket> {
+function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: Transport, e: unknown) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER, ipv6Only: host.includes(':') });
     socket.once('error', reject);

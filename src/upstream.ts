@@ -154,7 +154,7 @@ export class UpstreamPool implements Resolver {
  * dgram's lookup for an address that is already an IP literal (upstreams are validated as such):
  * answers at once instead of going through dns.lookup for the bind and again for the connect.
  */
-function literalLookup(address: string, family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
+function literalLookup(address: string, _family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
   callback(null, address, address.includes(':') ? 6 : 4);
 }
 
