@@ -239,6 +239,8 @@ export interface Reply {
    */
   readonly body: string;
   readonly ttlOffsets: string;
+  /** The upstream's own RFC 8914 EDE options (raw, latin1), passed on to clients that speak EDNS. */
+  readonly edeOptions: string;
   /** TTL the cache may keep this for: min answer TTL; for negative answers min(SOA TTL, SOA MINIMUM) (RFC 2308 §5). */
   readonly cacheTtlSec: number | undefined;
   readonly addresses: readonly string[];
@@ -264,6 +266,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
   const counts: [number, number, number] = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)];
   let rcode = flags & 0x000f;
   let ttlOffsets = '';
+  let edeOptions = '';
   let addresses: string[] | undefined;
   const kept: Buffer[] = [];
   let minAnswerTtl = Infinity;
@@ -282,6 +285,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
       // compression pointer into them; every real server puts it last, so anything else is refused.
       if (i !== total - 1) return new WardenError('ERR_WIRE_FORMAT', 'upstream reply has records after its OPT');
       rcode |= buf[rr.ttlOffset]! << 4; // extended RCODE bits
+      edeOptions = edeOptionsOf(buf, rr.rdOffset, rr.end);
       counts[2] -= 1;
       offset = rr.end;
       continue;
@@ -304,8 +308,22 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
   const cacheTtlSec = answerCount > 0 && Number.isFinite(minAnswerTtl) ? minAnswerTtl : negativeTtl;
   return {
     rcode, flags, tc, answerCount: counts[0], authorityCount: counts[1], additionalCount: counts[2],
-    body: Buffer.concat(kept, keptBytes).toString('latin1'), ttlOffsets, cacheTtlSec, addresses: addresses ?? NO_ADDRESSES,
+    body: Buffer.concat(kept, keptBytes).toString('latin1'), ttlOffsets, edeOptions, cacheTtlSec, addresses: addresses ?? NO_ADDRESSES,
   };
+}
+
+/** The EDE options (code 15) among an OPT record's options, raw; '' when there are none or they are malformed. */
+function edeOptionsOf(buf: Buffer, start: number, end: number): string {
+  let out = '';
+  for (let p = start; p + 4 <= end; ) {
+    const code = buf.readUInt16BE(p);
+    const length = buf.readUInt16BE(p + 2);
+    if (p + 4 + length > end) return '';
+    // Passed on as is; one with a text longer than ours would eat the client's UDP budget and is dropped.
+    if (code === OPT_CODE_EDE && length >= 2 && length <= 2 + EDE_TEXT_MAX_BYTES) out += buf.toString('latin1', p, p + 4 + length);
+    p += 4 + length;
+  }
+  return out;
 }
 
 function soaMinimumOf(buf: Buffer, rdOffset: number, end: number): number | undefined {
@@ -327,7 +345,7 @@ function formatIpv6(bytes: Buffer): string {
  * by `ageSec`, our OPT if it sent one; TC=1 with no records when it does not fit `maxReplyBytes`.
  */
 export function encodeForwardedReply(q: Query, reply: Reply, ageSec: number, udpSize: number): Buffer {
-  const optBytes = q.edns === undefined ? 0 : 11;
+  const optBytes = q.edns === undefined ? 0 : 11 + reply.edeOptions.length;
   const size = HEADER_BYTES + q.question.length + reply.body.length + optBytes;
   if (size > q.maxReplyBytes) return truncatedReply(q, reply.rcode, reply.flags, udpSize);
   const out = Buffer.allocUnsafe(size);
@@ -341,7 +359,10 @@ export function encodeForwardedReply(q: Query, reply: Reply, ageSec: number, udp
       out.writeUInt32BE(Math.max(0, (out.readUInt32BE(at) & 0x7fffffff) - ageSec), at);
     }
   }
-  if (optBytes > 0) writeOptHeader(out, size - 11, udpSize, reply.rcode >> 4, q.edns!.dnssecOk, 0);
+  if (optBytes > 0) {
+    const at = writeOptHeader(out, size - optBytes, udpSize, reply.rcode >> 4, q.edns!.dnssecOk, reply.edeOptions.length);
+    if (reply.edeOptions.length > 0) out.write(reply.edeOptions, at, 'latin1');
+  }
   return out;
 }
 
