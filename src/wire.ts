@@ -165,7 +165,8 @@ export function decodeQuery(packet: Buffer, peer: Peer, atMs: number, ourUdpSize
       class: cls,
       rd,
       cd,
-      question: Buffer.from(packet.subarray(HEADER_BYTES, questionEnd)),
+      // A view, not a copy: dgram and our TCP framing hand over a fresh Buffer per message, never reused.
+      question: packet.subarray(HEADER_BYTES, questionEnd),
       edns,
       maxReplyBytes,
       peer,
