@@ -188,6 +188,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const dns: DnsServer = await listenDns(config.listen.dns, pipeline.answerPacket, {
       tcpIdleTimeoutMs: config.server.tcp_idle_timeout_ms,
       tcpMaxConnections: config.server.tcp_max_connections,
+      tcpMaxConnectionsPerSource: config.server.tcp_max_connections_per_source,
       tcpMaxInflightPerConnection: config.server.tcp_max_inflight_per_connection,
     }, metrics, log);
     closers.push(() => dns.close());

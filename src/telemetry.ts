@@ -52,7 +52,7 @@ export function createMetrics() {
     malformed: new Counter({ name: 'dnswarden_malformed_total', help: 'Malformed packets: answered with FORMERR/NOTIMP or dropped, by transport and reason.', labelNames: ['transport', 'reason'] as const, registers }),
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
-    tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections was reached.', registers }),
+    tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
     cacheHits: new Counter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registers }),
     cacheMisses: new Counter({ name: 'dnswarden_cache_misses_total', help: 'Queries not in the cache (forwarded or coalesced).', registers }),
     cacheEntries: new Gauge({ name: 'dnswarden_cache_entries', help: 'Entries in the answer cache.', registers }),

@@ -29,6 +29,8 @@ function answer(handler: PacketHandler, packet: Buffer, peer: Peer, done: (reply
 export interface TransportOptions {
   readonly tcpIdleTimeoutMs: number;
   readonly tcpMaxConnections: number;
+  /** One source address may hold at most this many: a neighbour cannot take every TCP slot. */
+  readonly tcpMaxConnectionsPerSource: number;
   readonly tcpMaxInflightPerConnection: number;
 }
 
@@ -49,6 +51,7 @@ export async function listenDns(addresses: readonly string[], handler: PacketHan
   const udpSockets: Socket[] = [];
   const tcpServers: Server[] = [];
   const connections = new Set<TcpSocket>();
+  const perSource = new Map<string, number>();
   const listeners: DnsListener[] = [];
 
   const fault = (transport: Transport, err: unknown): void => {
@@ -64,7 +67,7 @@ export async function listenDns(addresses: readonly string[], handler: PacketHan
       for (let attempt = 1; ; attempt++) {
         const udp = await bindUdp(host, port, handler, fault);
         try {
-          const tcp = await listenTcp(host, udp.address().port, handler, opts, connections, fault, metrics);
+          const tcp = await listenTcp(host, udp.address().port, handler, opts, connections, perSource, fault, metrics);
           udpSockets.push(udp);
           tcpServers.push(tcp);
           listeners.push({ address: host, port: udp.address().port });
@@ -116,21 +119,28 @@ function listenTcp(
   handler: PacketHandler,
   opts: TransportOptions,
   connections: Set<TcpSocket>,
+  perSource: Map<string, number>,
   fault: (t: Transport, e: unknown) => void,
   metrics: Metrics,
 ): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = createServer({ noDelay: true }, (socket) => {
-      if (connections.size >= opts.tcpMaxConnections) {
+      const source = socket.remoteAddress ?? '';
+      const held = perSource.get(source) ?? 0;
+      if (connections.size >= opts.tcpMaxConnections || held >= opts.tcpMaxConnectionsPerSource) {
         metrics.tcpRejected.inc();
         socket.destroy();
         return;
       }
+      perSource.set(source, held + 1);
       connections.add(socket);
       metrics.tcpConnections.set(connections.size);
       serveConnection(socket, handler, opts, fault);
       socket.on('close', () => {
         connections.delete(socket);
+        const left = (perSource.get(source) ?? 1) - 1;
+        if (left <= 0) perSource.delete(source);
+        else perSource.set(source, left);
         metrics.tcpConnections.set(connections.size);
       });
     });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { pipelineTcp, query, TcpConnection, encodeQuery, decodeReply, type Transport } from '../helpers/dns-client.js';
 import { dig } from '../helpers/dig.js';
-import { startWarden, TEST_SESSION, type Warden } from '../helpers/warden.js';
+import { metricValue, startWarden, TEST_SESSION, type Warden } from '../helpers/warden.js';
 
 let upstream: Upstream;
 let warden: Warden;
@@ -230,6 +230,36 @@ describe('RFC 7766 connection management', () => {
       await new Promise((ok) => setTimeout(ok, 100));
       const reply = await query({ server: w.dns, transport: 'tcp', name: FIXTURE.a.name, type: 'A' });
       expect(reply.answers.map((r) => r.data)).toEqual([FIXTURE.a.address]);
+    } finally {
+      for (const c of open) c.close();
+      await w.close();
+    }
+  });
+});
+
+describe('per-source TCP cap', () => {
+  it('one source holds at most server.tcp_max_connections_per_source; another source still gets in', async () => {
+    const w = await startWarden({ server: { tcp_max_connections: 10, tcp_max_connections_per_source: 2 } }, { upstream });
+    const open: TcpConnection[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const conn = await TcpConnection.open(w.dns);
+        open.push(conn);
+        conn.send(encodeQuery({ id: 40 + i, name: FIXTURE.a.name, type: 'A' }));
+        await conn.until((frames) => frames.length === 1, 3000);
+      }
+      const third = await TcpConnection.open(w.dns);
+      open.push(third);
+      third.send(encodeQuery({ id: 50, name: FIXTURE.a.name, type: 'A' }));
+      await third.waitClosed(3000);
+      expect(third.frames).toEqual([]);
+      // 127.0.0.2 has no session: it is let in (and told REFUSED), its own slots untouched by 127.0.0.1's.
+      const other = await TcpConnection.open(w.dns, { bind: '127.0.0.2' });
+      open.push(other);
+      other.send(encodeQuery({ id: 51, name: FIXTURE.a.name, type: 'A' }));
+      await other.until((frames) => frames.length === 1, 3000);
+      expect(decodeReply(other.frames[0]!).rcode).toBe('REFUSED');
+      expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_rejected_total')).toBe(1);
     } finally {
       for (const c of open) c.close();
       await w.close();
