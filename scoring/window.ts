@@ -270,19 +270,27 @@ export function blocksSince(state: SessionState, sinceMs: number): number {
   return n;
 }
 
+// The common, benign case gets a constant reason: no number formatting on every query.
+const NO_FANOUT = '0 distinct names recently';
+const NO_VOLUME = '~0 B sent';
+const NO_NX = '0% NXDOMAIN';
+
 export function fanoutSignal(w: DomainWindow | undefined, atMs: number, p: WindowParams, weight: number): Signal {
   const f = w === undefined ? 0 : decay(w.fanout, w.lastMs, atMs, p.fanout_window_ms);
-  return { id: 'fanout', value: ramp(f, p.fanout_high / 4, p.fanout_high), weight, reason: `${Math.round(f)} distinct names recently` };
+  const n = Math.round(f);
+  return { id: 'fanout', value: ramp(f, p.fanout_high / 4, p.fanout_high), weight, reason: n === 0 ? NO_FANOUT : `${n} distinct names recently` };
 }
 
 export function volumeSignal(w: DomainWindow | undefined, p: WindowParams, weight: number): Signal {
   const v = w === undefined ? 0 : w.volumeBytes;
-  return { id: 'info_volume', value: ramp(v, p.volume_high_bytes / 4, p.volume_high_bytes), weight, reason: `~${Math.round(v)} B sent` };
+  const bytes = Math.round(v);
+  return { id: 'info_volume', value: ramp(v, p.volume_high_bytes / 4, p.volume_high_bytes), weight, reason: bytes === 0 ? NO_VOLUME : `~${bytes} B sent` };
 }
 
 export function nxSignal(state: SessionState, atMs: number, p: WindowParams, weight: number): Signal {
   const total = decay(state.answers, state.answersAtMs, atMs, p.fanout_window_ms);
   const nx = decay(state.nxAnswers, state.answersAtMs, atMs, p.fanout_window_ms);
   const ratio = total === 0 ? 0 : nx / total;
-  return { id: 'nx_ratio', value: ramp(ratio, 0.3, 0.8) * ramp(total, 5, 20), weight, reason: `${Math.round(ratio * 100)}% NXDOMAIN` };
+  const pct = Math.round(ratio * 100);
+  return { id: 'nx_ratio', value: ramp(ratio, 0.3, 0.8) * ramp(total, 5, 20), weight, reason: pct === 0 ? NO_NX : `${pct}% NXDOMAIN` };
 }

@@ -182,15 +182,27 @@ export class Policy {
     const next = new Set<string>();
     for (const d of domains) next.add(trimName(d));
     this.learned = next;
+    this.listed.clear();
+  }
+
+  /** Which list a name is on (allow wins, then deny, then learned), remembered like factsOf: a cache hit repeats a name. */
+  private readonly listed = new Map<string, 'allow' | 'deny' | 'learned' | null>();
+  private listOf(name: string): 'allow' | 'deny' | 'learned' | null {
+    let listed = this.listed.get(name);
+    if (listed === undefined) {
+      listed = inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
+      if (this.listed.size >= NAME_FACTS_MAX) this.listed.clear();
+      this.listed.set(name, listed);
+    }
+    return listed;
   }
 
   judge(input: JudgeInput): Verdict {
     const type = input.session.type;
     const fixed = this.fixed[type];
     const name = input.name;
-    if (inZones(name, this.allow)) return fixed.allow;
-    if (inZones(name, this.deny)) return fixed.deny;
-    if (inZones(name, this.learned)) return fixed.learned;
+    const listed = this.listOf(name);
+    if (listed !== null) return fixed[listed];
 
     const p = this.params;
     const state = input.state;
