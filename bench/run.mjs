@@ -120,6 +120,23 @@ function digA(port, name) {
   return r.stdout.trim();
 }
 
+/** CPU time (user + system) a process has used, in µs, from /proc/PID/stat. */
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+function cpuUs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK; // utime, stime (fields 14, 15 of stat)
+}
+
+/**
+ * CPU µs per cache-hit query at a fixed rate every server can sustain: robust on a shared machine,
+ * unlike peak QPS, because it does not depend on who else gets the cores.
+ */
+function cpuPerQuery(pid, port, file, qps, seconds) {
+  const before = cpuUs(pid);
+  const r = dnsperf(port, file, { seconds, qps });
+  return { qps, completed: r.completed, cpu_us_per_query: round1((cpuUs(pid) - before) / Math.max(1, r.completed)) };
+}
+
 function rssKb(pid) {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const get = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
@@ -433,6 +450,14 @@ async function main() {
       };
       if (s.adminPort) result.median[s.key].metrics_after = await metrics(s.adminPort);
     }
+    // CPU per query at a fixed 20k q/s on the hit set, each server in turn (3 rounds, medians).
+    const cpuServers = [...servers, { key: 'node_ceiling', port: ceilingPort, pid: ceiling.child.pid }];
+    const cpuRounds = [];
+    for (let r = 0; r < 3; r++) cpuRounds.push(Object.fromEntries(cpuServers.map((s) => [s.key, cpuPerQuery(s.pid, s.port, hitFile, 20_000, 4)])));
+    result.cpu_per_hit_query_us = Object.fromEntries(cpuServers.map((s) => [s.key, round1(median(cpuRounds.map((x) => x[s.key].cpu_us_per_query)))]));
+    result.cpu_rounds = cpuRounds;
+    log(`CPU µs per cache-hit query at 20k q/s: ${JSON.stringify(result.cpu_per_hit_query_us)}`);
+
     result.median.ratios = Object.fromEntries(Object.keys(result.rounds[0].ratios).map((k) => [k, round3(median(result.rounds.map((r) => r.ratios[k])))]));
     const nonNoerror = [];
     for (const [i, r] of result.rounds.entries()) {
@@ -557,6 +582,11 @@ function markdown(r) {
   for (const k of ['unbound', 'warden_on', 'warden_off']) {
     const s = m[k];
     L.push(`| ${k} | ${s.hit_qps} | ${s.miss_qps} | ${s.hit_avg_latency_ms} | ${s.miss_avg_latency_ms} | ${s.probe_p50_ms} / ${s.probe_p99_ms} | ${s.rss_after.rss_mb} |`);
+  }
+  if (r.cpu_per_hit_query_us) {
+    const c = r.cpu_per_hit_query_us;
+    L.push('', '## CPU per cache-hit query at a fixed 20,000 q/s (median of 3 rounds; /proc/PID/stat user+system)', '', '| server | CPU µs per query | vs Unbound | vs Node ceiling |', '|---|---|---|---|');
+    for (const k of Object.keys(c)) L.push(`| ${k} | ${c[k]} | ${round3(c[k] / c.unbound)} | ${round3(c[k] / c.node_ceiling)} |`);
   }
   L.push('', '## Same-round ratios', '', '"Node ceiling" is bench/node-ceiling.mjs: a bare node:dgram server answering the hit set from a Map of pre-encoded replies (no sessions, cache, scoring or metrics), measured after the three servers in each round.', '', '| round | order | hit on/unbound | hit off/unbound | miss on/unbound | miss off/unbound | hit on/off | miss on/off | hit Node ceiling/unbound | hit on/Node ceiling |', '|---|---|---|---|---|---|---|---|---|---|');
   for (const [i, x] of r.rounds.entries()) {
