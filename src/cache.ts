@@ -50,8 +50,13 @@ export class CachingResolver implements Resolver {
     this.#metrics.cacheEntries.set(0);
   }
 
-  cached(q: Query): Resolution | undefined {
+  /** One key, one lookup: a hit is returned at once; a miss joins or starts the upstream query. */
+  resolve(q: Query): Resolution | Promise<Resolution> {
     const key = cacheKey(q);
+    return this.#cached(key) ?? this.#fetch(key, q);
+  }
+
+  #cached(key: string): Resolution | undefined {
     const hit = this.#entries?.get(key);
     if (hit === undefined) return undefined;
     const nowMs = this.#nowMs();
@@ -65,14 +70,11 @@ export class CachingResolver implements Resolver {
     return { ok: true, reply: hit.reply, via: 'cache', ageSec: Math.floor((nowMs - hit.storedAtMs) / 1000) };
   }
 
-  resolve(q: Query): Promise<Resolution> {
-    const hit = this.cached(q);
-    if (hit !== undefined) return Promise.resolve(hit);
-    const key = cacheKey(q);
+  #fetch(key: string, q: Query): Promise<Resolution> {
     this.#metrics.cacheMisses.inc();
     const pending = this.#inflight.get(key);
     if (pending !== undefined) return pending;
-    const started = this.#next.resolve(q).then((resolution) => {
+    const started = Promise.resolve(this.#next.resolve(q)).then((resolution) => {
       this.#inflight.delete(key);
       if (resolution.ok) this.#store(key, resolution.reply);
       // During an outage a repeated name fails at once for a few seconds instead of waiting out every timeout.

@@ -103,9 +103,9 @@ export function createPipeline(d: PipelineDeps): {
 
   function resolveAndCheck(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict | undefined, eventId: string | undefined): Outcome | Promise<Outcome> {
     // 5 resolve: cache → upstreams; an upstream failure is a value.
-    const hit = d.resolver.cached?.(q);
-    if (hit !== undefined) return checkAnswer(q, session, policy, verdict, eventId, hit);
-    return d.resolver.resolve(q).then((resolution) => checkAnswer(q, session, policy, verdict, eventId, resolution));
+    const resolution = d.resolver.resolve(q);
+    if (resolution instanceof Promise) return resolution.then((r) => checkAnswer(q, session, policy, verdict, eventId, r));
+    return checkAnswer(q, session, policy, verdict, eventId, resolution);
   }
 
   function checkAnswer(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict | undefined, eventId: string | undefined, resolution: Resolution): Outcome {

@@ -15,10 +15,8 @@ export type Resolution =
   | { readonly ok: false; readonly error: WardenError; /** RFC 8914: 22 No Reachable Authority, 23 Network Error */ readonly ede: 22 | 23 };
 
 export interface Resolver {
-  resolve(q: Query): Promise<Resolution>;
-  /** A cached resolution, synchronously, or undefined (then call resolve). */
-  cached?(q: Query): Resolution | undefined;
-  close?(): void;
+  /** Synchronous when the answer is at hand (a cache hit), a promise when it has to be fetched. */
+  resolve(q: Query): Resolution | Promise<Resolution>;
 }
 
 interface Upstream {
