@@ -6,7 +6,6 @@
 // query to it is blocked (EDE 17).
 // Needs `npm run build` first (npm test does it): the CLI is dist/src/cli.js.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -15,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { query, type DnsReply } from '../helpers/dns-client.js';
 import { startWarden, TEST_SESSION, type Warden } from '../helpers/warden.js';
+import { base32Label } from '../helpers/exfil.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'dist/src/cli.js');
@@ -80,15 +80,6 @@ async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 10
 }
 
 // --- DNS helpers
-
-/** A 63-character base32 label (RFC 4648 alphabet, lower case), deterministic per seed. */
-function base32Label(seed: string): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  const bytes = createHash('sha512').update(seed).digest();
-  let out = '';
-  for (let i = 0; out.length < 63; i++) out += alphabet[bytes[i % bytes.length]! & 31];
-  return out;
-}
 
 interface ExfilRun {
   readonly replies: DnsReply[];

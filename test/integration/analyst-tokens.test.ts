@@ -3,7 +3,6 @@
 // registers and ends sessions; admin does everything. Over real HTTP and DNS sockets, with a real
 // quarantine to act on, and the built CLI with a viewer token.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { query } from '../helpers/dns-client.js';
 import { startWarden, TEST_SESSION, type Warden } from '../helpers/warden.js';
+import { base32Label } from '../helpers/exfil.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'dist/src/cli.js');
@@ -27,14 +27,6 @@ let upstream: Upstream;
 let warden: Warden;
 let quarantineId: string;
 let cliCwd: string;
-
-function base32Label(seed: string): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  const bytes = createHash('sha512').update(seed).digest();
-  let out = '';
-  for (let i = 0; out.length < 63; i++) out += alphabet[bytes[i % bytes.length]! & 31];
-  return out;
-}
 
 /** Base32-label TXT queries from 127.0.0.2 until the session is quarantined (at most 8); its id. */
 async function quarantineBatchSession(): Promise<string> {

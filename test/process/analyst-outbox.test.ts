@@ -5,7 +5,6 @@
 // receivers to; here no event can have been delivered before the kill (the receiver was down), so the raw
 // stream must have no duplicate either.
 import type { ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -16,6 +15,7 @@ import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upst
 import { exited, spawnServe } from '../helpers/serve-process.js';
 import { query, type DnsReply } from '../helpers/dns-client.js';
 import { metricValue } from '../helpers/warden.js';
+import { base32Label } from '../helpers/exfil.js';
 
 const ADMIN_TOKEN = 'outbox-test-admin-token-0123456789';
 
@@ -51,14 +51,6 @@ async function waitAnswering(timeoutMs = 15_000): Promise<void> {
     await sleep(100);
   }
   throw new Error(`dnswarden did not answer within ${timeoutMs} ms; last: ${String(last)}\n${output}`);
-}
-
-function base32Label(seed: string): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  const bytes = createHash('sha512').update(seed).digest();
-  let out = '';
-  for (let i = 0; out.length < 63; i++) out += alphabet[bytes[i % bytes.length]! & 31];
-  return out;
 }
 
 /** Exfiltration-shaped TXT queries from `bind` until its session is quarantined (at most 8); the quarantine id. */
