@@ -147,7 +147,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       if (s !== undefined) s.state = policy.newSessionState();
     });
 
-    const cache = new CachingResolver(new UpstreamPool(upstreams, config.resolver.total_timeout_ms, metrics, nowMs), config.cache, metrics, nowMs);
+    const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
+    closers.push(() => upstreamPool.close());
+    const cache = new CachingResolver(upstreamPool, config.cache, metrics, nowMs);
 
     const domainAge = config.domain_age.enabled
       ? new DomainAges(config.domain_age, { nowMs, logger: log, db: store.db, countLookup: (source, result) => metrics.domainAgeLookups.inc({ source, result }) })

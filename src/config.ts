@@ -119,6 +119,7 @@ const configSchema = z
     resolver: z
       .object({
         total_timeout_ms: z.number().int().min(50).max(60_000).default(2500),
+        queries_per_socket: z.number().int().min(1).max(1000).default(32),
       })
       .strict()
       .prefault({}),

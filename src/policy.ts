@@ -2,7 +2,7 @@
 // session type's threshold, the quarantine evidence (blocks in a window, information volume per domain and over
 // young domains), observe mode, and the answer check against DNS rebinding. Pure CPU: no sockets, no clock
 // (times arrive as arguments), no logging — the pipeline records what this returns.
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { BlockList, isIPv6 } from 'node:net';
 import { parse } from 'tldts';
 import {
   blocksSince, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
@@ -89,26 +89,67 @@ const clip = (s: string): string => (s.length <= MAX_REASON ? s : `${s.slice(0, 
 
 // Addresses a public name must not point at (RFC 1918, RFC 6598 CGNAT, loopback, link-local incl. the cloud
 // metadata address 169.254.169.254, unspecified, unique-local fc00::/7, v6 link-local fe80::/10).
-function rebindingList(blockCgnat: boolean): BlockList {
-  const list = new BlockList();
-  for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
-    list.addSubnet(net, bits, 'ipv4');
-  }
-  if (blockCgnat) list.addSubnet('100.64.0.0', 10, 'ipv4');
-  list.addAddress('::', 'ipv6');
-  list.addAddress('::1', 'ipv6');
-  list.addSubnet('fc00::', 7, 'ipv6');
-  list.addSubnet('fe80::', 10, 'ipv6');
-  return list;
+// IPv4 (nearly every answer) is compared as a number: BlockList builds a SocketAddress per check,
+// which was a measurable share of a cache miss.
+interface RebindingRanges {
+  readonly v4: readonly (readonly [network: number, mask: number])[];
+  readonly v6: BlockList;
 }
 
-function isBlockedAddress(list: BlockList, address: string): boolean {
-  if (isIPv4(address)) return list.check(address, 'ipv4');
+function rebindingRanges(blockCgnat: boolean): RebindingRanges {
+  const v4Nets: [string, number][] = [['0.0.0.0', 8], ['10.0.0.0', 8], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]];
+  if (blockCgnat) v4Nets.push(['100.64.0.0', 10]);
+  const v4 = v4Nets.map(([net, bits]) => {
+    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+    return [(ipv4Number(net)! & mask) >>> 0, mask] as const;
+  });
+  const v6 = new BlockList();
+  v6.addAddress('::', 'ipv6');
+  v6.addAddress('::1', 'ipv6');
+  v6.addSubnet('fc00::', 7, 'ipv6');
+  v6.addSubnet('fe80::', 10, 'ipv6');
+  return { v4, v6 };
+}
+
+/** A dotted quad as an unsigned 32-bit number, or undefined for anything else. */
+export function ipv4Number(address: string): number | undefined {
+  let value = 0;
+  let octet = -1;
+  let dots = 0;
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (c === 46) { // '.'
+      if (octet < 0 || ++dots > 3) return undefined;
+      value = value * 256 + octet;
+      octet = -1;
+    } else if (c >= 48 && c <= 57) {
+      if (octet === 0) return undefined; // no leading zeros (they mean octal to some parsers)
+      octet = octet < 0 ? c - 48 : octet * 10 + c - 48;
+      if (octet > 255) return undefined;
+    } else {
+      return undefined;
+    }
+  }
+  if (dots !== 3 || octet < 0) return undefined;
+  return value * 256 + octet;
+}
+
+function isBlockedAddress(ranges: RebindingRanges, address: string): boolean {
+  const v4 = ipv4Number(address);
+  if (v4 !== undefined) return insideV4(ranges, v4);
   if (!isIPv6(address)) return false;
   const lower = address.toLowerCase();
   // IPv4-mapped (::ffff:a.b.c.d) reaches the v4 host: judge the embedded address.
-  if (lower.startsWith('::ffff:') && isIPv4(lower.slice(7))) return list.check(lower.slice(7), 'ipv4');
-  return list.check(lower, 'ipv6');
+  if (lower.startsWith('::ffff:')) {
+    const mapped = ipv4Number(lower.slice(7));
+    if (mapped !== undefined) return insideV4(ranges, mapped);
+  }
+  return ranges.v6.check(lower, 'ipv6');
+}
+
+function insideV4(ranges: RebindingRanges, address: number): boolean {
+  for (const [network, mask] of ranges.v4) if (((address & mask) >>> 0) === network) return true;
+  return false;
 }
 
 const ANSWER_REASON = 'below threshold';
@@ -123,7 +164,7 @@ export class Policy {
   private learned: ReadonlySet<string> = new Set();
   private readonly platforms: ReadonlySet<string>;
   private readonly params: ScoringParams;
-  private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly list: BlockList };
+  private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly ranges: RebindingRanges };
   /** Prebuilt verdicts for the list rules, per session type (no allocation on those paths). */
   private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'learned' | 'answer', Verdict>>>>;
 
@@ -142,7 +183,7 @@ export class Policy {
     this.rebinding = {
       enabled: policy.rebinding.enabled,
       allow: new Set([...policy.rebinding.allow.map(trimName), ...this.allow]),
-      list: rebindingList(policy.rebinding.block_cgnat),
+      ranges: rebindingRanges(policy.rebinding.block_cgnat),
     };
     const fixedFor = (t: SessionType) => {
       const mode = this.modes[t];
@@ -263,13 +304,13 @@ export class Policy {
 
   /**
    * The first address inside private/loopback/link-local space, or null. Remembered per address list:
-   * a cached reply hands the same array to every hit, so the BlockList walk runs once per stored answer.
+   * a cached reply hands the same array to every hit, so the range walk runs once per stored answer.
    */
   private readonly insideByAnswer = new WeakMap<readonly string[], string | null>();
   private firstInsideAddress(addresses: readonly string[]): string | null {
     let inside = this.insideByAnswer.get(addresses);
     if (inside === undefined) {
-      inside = addresses.find((a) => isBlockedAddress(this.rebinding.list, a)) ?? null;
+      inside = addresses.find((a) => isBlockedAddress(this.rebinding.ranges, a)) ?? null;
       this.insideByAnswer.set(addresses, inside);
     }
     return inside;

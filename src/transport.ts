@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { splitHostPort } from './config.js';
 import { messageOf } from './errors.js';
 import type { Metrics } from './telemetry.js';
+import { literalLookup } from './literal-lookup.js';
 import type { Peer, Transport } from './wire.js';
 
 /** Answers one DNS message; undefined means "send nothing" (dropped). Synchronous when it can be (cache hits). */
@@ -97,7 +98,7 @@ export async function listenDns(addresses: readonly string[], handler: PacketHan
 
 function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: Transport, e: unknown) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER, ipv6Only: host.includes(':') });
+    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER, ipv6Only: host.includes(':'), lookup: literalLookup });
     socket.once('error', reject);
     const udpFault = (err: unknown): void => fault('udp', err);
     socket.on('message', (packet, rinfo) => {

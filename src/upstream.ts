@@ -1,13 +1,13 @@
-// The terminal resolver: forwards a query to the configured upstreams. A fresh random ID and a
-// fresh socket (so a random source port) per attempt; a reply counts only if it comes from the
-// upstream's address and matches ID and question; TC → the same upstream over TCP; a per-upstream
-// timeout then the next upstream, all within the total budget. Failure is a value, never a throw.
-import { createSocket, type Socket } from 'node:dgram';
+// The terminal resolver: forwards a query to the configured upstreams. A random ID per attempt on a
+// random source port that rotates (see upstream-udp.ts); a reply counts only if it comes from the
+// upstream's address and matches ID and question; TC → the same upstream over TCP (a fresh connection);
+// a per-upstream timeout then the next upstream, all within the total budget. Failure is a value, never a throw.
 import { connect } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { splitHostPort, type UpstreamConfig } from './config.js';
 import { UpstreamTimeoutError, WardenError, messageOf } from './errors.js';
 import type { Metrics } from './telemetry.js';
+import { UdpExchange } from './upstream-udp.js';
 import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from './wire.js';
 
 export type Resolution =
@@ -25,12 +25,13 @@ interface Upstream {
   readonly port: number;
   readonly family: 'udp4' | 'udp6';
   readonly timeoutMs: number;
+  readonly udp: UdpExchange;
   failedAtMs: number;
 }
 
 // An upstream that failed recently is tried last, so one dead upstream does not cost every query a timeout.
 const DEMOTE_MS = 5000;
-const UPSTREAM_UDP_SIZE = 1232;
+const UPSTREAM_UDP_SIZE = 1232; // the EDNS size we offer upstream over TCP too
 
 export class UpstreamPool implements Resolver {
   readonly #upstreams: Upstream[];
@@ -38,10 +39,12 @@ export class UpstreamPool implements Resolver {
   readonly #metrics: Metrics;
   readonly #nowMs: () => number;
 
-  constructor(configs: readonly UpstreamConfig[], totalTimeoutMs: number, metrics: Metrics, nowMs: () => number) {
+  constructor(configs: readonly UpstreamConfig[], totalTimeoutMs: number, queriesPerSocket: number, metrics: Metrics, nowMs: () => number) {
     this.#upstreams = configs.map((c) => {
       const { host, port } = splitHostPort(c.address)!;
-      return { label: c.address, host, port, family: host.includes(':') ? 'udp6' : 'udp4', timeoutMs: c.timeout_ms, failedAtMs: -Infinity };
+      const target = { label: c.address, host, port, family: host.includes(':') ? 'udp6' as const : 'udp4' as const };
+      const udp = new UdpExchange(target, queriesPerSocket, (err) => metrics.upstreamFailures.inc({ upstream: c.address, reason: reasonOf(err) }));
+      return { ...target, timeoutMs: c.timeout_ms, udp, failedAtMs: -Infinity };
     });
     this.#totalTimeoutMs = totalTimeoutMs;
     this.#metrics = metrics;
@@ -61,7 +64,7 @@ export class UpstreamPool implements Resolver {
       const t0 = performance.now();
       const result = await this.#attempt(upstream, q, Math.min(upstream.timeoutMs, remaining));
       if (!(result instanceof WardenError)) {
-        this.#metrics.upstreamDuration.observe({ upstream: upstream.label }, (performance.now() - t0) / 1000);
+        this.#metrics.upstreamDuration.observe(upstream.label, (performance.now() - t0) / 1000);
         return { ok: true, reply: result, via: 'upstream', ageSec: 0 };
       }
       upstream.failedAtMs = this.#nowMs();
@@ -73,45 +76,19 @@ export class UpstreamPool implements Resolver {
     return { ok: false, error, ede: sawNetworkError ? 23 : 22 };
   }
 
+  /** Closes the upstream sockets; queries in flight end with a network error. */
+  close(): void {
+    for (const upstream of this.#upstreams) upstream.udp.close();
+  }
+
   async #attempt(upstream: Upstream, q: Query, timeoutMs: number): Promise<Reply | WardenError> {
     const started = performance.now();
-    const udp = await this.#viaUdp(upstream, q, timeoutMs);
+    const udp = await upstream.udp.exchange(q, timeoutMs);
     if (udp instanceof WardenError || !udp.tc) return udp;
     // Truncated: the whole answer comes over TCP (RFC 7766 §5), within what is left of this attempt.
     const left = Math.floor(timeoutMs - (performance.now() - started));
     if (left <= 0) return new UpstreamTimeoutError(`${upstream.label}/tcp`, timeoutMs);
     return this.#viaTcp(upstream, q, left);
-  }
-
-  #viaUdp(upstream: Upstream, q: Query, timeoutMs: number): Promise<Reply | WardenError> {
-    return new Promise((resolve) => {
-      const id = randomInt(0, 65_536);
-      const socket: Socket = createSocket({ type: upstream.family, lookup: literalLookup });
-      let done = false;
-      const finish = (result: Reply | WardenError): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        socket.close();
-        resolve(result);
-      };
-      const timer = setTimeout(() => finish(new UpstreamTimeoutError(upstream.label, timeoutMs)), timeoutMs);
-      socket.on('error', (err) => finish(new WardenError('ERR_UPSTREAM_NETWORK', `${upstream.label}: ${messageOf(err)}`, { cause: err })));
-      socket.on('message', (msg) => {
-        // A connected socket only receives from the upstream; anything that does not match is ignored
-        // (a spoofed or late reply must not end the wait), and we keep waiting until the timeout.
-        const reply = decodeUpstreamReply(msg, q, id);
-        if (reply instanceof WardenError) {
-          this.#metrics.upstreamFailures.inc({ upstream: upstream.label, reason: reasonOf(reply) });
-          return;
-        }
-        finish(reply);
-      });
-      // connect() binds a fresh random source port and makes ICMP "port unreachable" an error we see at once.
-      socket.connect(upstream.port, upstream.host, () => {
-        if (!done) socket.send(encodeUpstreamQuery(q, id, UPSTREAM_UDP_SIZE));
-      });
-    });
   }
 
   #viaTcp(upstream: Upstream, q: Query, timeoutMs: number): Promise<Reply | WardenError> {
@@ -146,14 +123,6 @@ export class UpstreamPool implements Resolver {
       socket.on('end', () => finish(new WardenError('ERR_UPSTREAM_NETWORK', `${upstream.label}/tcp closed before a reply`)));
     });
   }
-}
-
-/**
- * dgram's lookup for an address that is already an IP literal (upstreams are validated as such):
- * answers at once instead of going through dns.lookup for the bind and again for the connect.
- */
-function literalLookup(address: string, _family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
-  callback(null, address, address.includes(':') ? 6 : 4);
 }
 
 function reasonOf(err: WardenError): string {

@@ -176,22 +176,71 @@ describe('failover', () => {
 });
 
 describe('what goes on the wire to the upstream', () => {
-  it('a random query ID and source port per upstream query, the question as asked', async () => {
+  async function sequentialQueries(w: Warden, count: number, prefix: string): Promise<void> {
+    for (let i = 0; i < count; i++) await query({ server: w.dns, id: 11 + i, name: `${prefix}${i}.${FIXTURE.zone}`, type: 'A', timeoutMs: 3000 });
+  }
+  /** The first UDP query the upstream saw for each name, in the order asked. */
+  function firstPerName(up: ScriptedUpstream, count: number, prefix: string) {
+    const udp = up.received.filter((r) => r.transport === 'udp');
+    return Array.from({ length: count }, (_, i) => udp.find((r) => decodeReply(r.bytes).question?.name === `${prefix}${i}.${FIXTURE.zone}`)!);
+  }
+
+  it('queries_per_socket: 1 — a random query ID and a fresh source port per upstream query, the question as asked', async () => {
     const silent = await scripted();
-    const w = await warden({ upstreams: [{ address: silent.hostPort, timeout_ms: 100 }], resolver: { total_timeout_ms: 300 }, cache: { servfail_ttl_s: 0 } });
-    const clientIds = [11, 12, 13, 14, 15, 16];
-    for (const [i, id] of clientIds.entries()) {
-      await query({ server: w.dns, id, name: `q${i}.${FIXTURE.zone}`, type: 'A', timeoutMs: 3000 });
-    }
-    const udp = silent.received.filter((r) => r.transport === 'udp');
-    expect(udp.length).toBeGreaterThanOrEqual(clientIds.length);
-    const firstPerName = clientIds.map((_, i) => udp.find((r) => decodeReply(r.bytes).question?.name === `q${i}.${FIXTURE.zone}`)!);
-    expect(firstPerName.every((r) => r !== undefined)).toBe(true);
-    // IDs: not the client's, and all different.
-    expect(firstPerName.filter((r) => clientIds.includes(r.id))).toEqual([]);
-    expect(new Set(firstPerName.map((r) => r.id)).size).toBe(clientIds.length);
+    const w = await warden({ upstreams: [{ address: silent.hostPort, timeout_ms: 100 }], resolver: { total_timeout_ms: 300, queries_per_socket: 1 }, cache: { servfail_ttl_s: 0 } });
+    await sequentialQueries(w, 6, 'q');
+    const sent = firstPerName(silent, 6, 'q');
+    expect(sent.every((r) => r !== undefined)).toBe(true);
+    // IDs: not the client's (11..16), and all different.
+    expect(sent.filter((r) => r.id >= 11 && r.id <= 16)).toEqual([]);
+    expect(new Set(sent.map((r) => r.id)).size).toBe(6);
     // Source ports: random per query (a collision among 6 draws from ~28k ports is ~0.05 %).
-    expect(new Set(firstPerName.map((r) => r.sourcePort)).size).toBeGreaterThanOrEqual(clientIds.length - 1);
+    expect(new Set(sent.map((r) => r.sourcePort)).size).toBeGreaterThanOrEqual(5);
+  });
+
+  it('by default a source port carries queries_per_socket queries, then a fresh random port takes over', async () => {
+    const honest = await scripted((q) => forgedReply(q, {}));
+    const w = await warden({ upstreams: [{ address: honest.hostPort, timeout_ms: 1000 }], resolver: { queries_per_socket: 4 } });
+    await sequentialQueries(w, 12, 'r');
+    const ports = firstPerName(honest, 12, 'r').map((r) => r.sourcePort);
+    const groups = [ports.slice(0, 4), ports.slice(4, 8), ports.slice(8, 12)];
+    for (const g of groups) expect(new Set(g).size).toBe(1);
+    expect(new Set(groups.map((g) => g[0])).size).toBe(3);
+    expect(new Set(firstPerName(honest, 12, 'r').map((r) => r.id)).size).toBeGreaterThanOrEqual(11);
+  });
+
+  it('a reply that matches nothing in flight is ignored and its port is given up at once', async () => {
+    let forged = 0;
+    const spoofedFirst = await scripted(async (q) => {
+      // The first query gets only what a spoofer's guess looks like: the right question, a wrong ID.
+      if (forged++ === 0) return forgedReply(q, { idDelta: 7 });
+      return forgedReply(q, {});
+    });
+    const w = await warden({ upstreams: [{ address: spoofedFirst.hostPort, timeout_ms: 300 }], resolver: { total_timeout_ms: 1000 } });
+    const first = await query({ server: w.dns, name: `s0.${FIXTURE.zone}`, type: 'A', timeoutMs: 3000 });
+    // The forged reply was the only one for that attempt: it must not be taken.
+    expect(first.rcode).toBe('SERVFAIL');
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_upstream_failures_total', { upstream: spoofedFirst.hostPort, reason: 'mismatch' })).toBeGreaterThanOrEqual(1);
+    const second = await query({ server: w.dns, name: `s1.${FIXTURE.zone}`, type: 'A', timeoutMs: 3000 });
+    expect(second.rcode).toBe('NOERROR');
+    expect(second.answers.map((r) => r.data)).toEqual(['203.0.113.66']);
+    const [a, b] = firstPerName(spoofedFirst, 2, 's');
+    expect(a!.sourcePort).not.toBe(b!.sourcePort);
+  });
+
+  it('at most 8 queries in flight share a source port', async () => {
+    const slow = await scripted(async (q) => {
+      await sleep(200);
+      return forgedReply(q, {});
+    });
+    const w = await warden({ upstreams: [{ address: slow.hostPort, timeout_ms: 2000 }], resolver: { total_timeout_ms: 3000 } });
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => query({ server: w.dns, name: `c${i}.${FIXTURE.zone}`, type: 'A', timeoutMs: 5000 })));
+    expect(replies.map((r) => r.rcode)).toEqual(Array(20).fill('NOERROR'));
+    const perPort = new Map<number, number>();
+    for (const r of slow.received) perPort.set(r.sourcePort, (perPort.get(r.sourcePort) ?? 0) + 1);
+    expect(slow.received).toHaveLength(20);
+    expect(Math.max(...perPort.values())).toBeLessThanOrEqual(8);
+    expect(perPort.size).toBeGreaterThanOrEqual(3);
   });
 });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy-schema.js';
-import { inZones, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy.js';
+import { inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy.js';
 
 const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
 const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));
@@ -186,6 +186,18 @@ describe('observe mode', () => {
   });
 });
 
+describe('ipv4Number', () => {
+  it('reads dotted quads and nothing else', () => {
+    expect(ipv4Number('0.0.0.0')).toBe(0);
+    expect(ipv4Number('255.255.255.255')).toBe(0xffffffff);
+    expect(ipv4Number('10.1.2.3')).toBe(0x0a010203);
+    expect(ipv4Number('192.168.0.1')).toBe(0xc0a80001);
+    for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1.2.3.04', '01.2.3.4', '1..2.3', '.1.2.3', '1.2.3.', 'a.b.c.d', '::1', '1.2.3.4 ']) {
+      expect(ipv4Number(bad), bad).toBeUndefined();
+    }
+  });
+});
+
 describe('judgeAnswer (DNS rebinding)', () => {
   const p = make({ allow: ['corp.example'], rebinding: { allow: ['dev.example.com'] } });
   it.each([
@@ -193,6 +205,10 @@ describe('judgeAnswer (DNS rebinding)', () => {
     ['169.254.169.254', true], ['100.64.0.1', true], ['0.0.0.0', true], ['8.8.8.8', false], ['93.184.216.34', false],
     ['::1', true], ['::', true], ['fd00::1', true], ['fc00::1', true], ['fe80::1', true], ['2606:4700::1111', false],
     ['::ffff:127.0.0.1', true], ['::ffff:8.8.8.8', false],
+    // range borders
+    ['9.255.255.255', false], ['11.0.0.0', false], ['172.15.255.255', false], ['172.31.255.255', true], ['192.167.255.255', false],
+    ['192.169.0.0', false], ['169.253.255.255', false], ['169.255.0.0', false], ['100.63.255.255', false], ['100.127.255.255', true],
+    ['100.128.0.0', false], ['126.255.255.255', false], ['128.0.0.0', false], ['1.0.0.0', false], ['255.255.255.255', false],
   ] as const)('%s blocked=%s for a public name', (address, blocked) => {
     const v = p.judgeAnswer('metadata.attacker.com', [address], session());
     if (blocked) expect(v).toEqual({ action: 'nxdomain', rule: 'rebinding', enforced: true, mode: 'enforce', reason: `public name points at ${address}` });
