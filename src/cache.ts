@@ -20,8 +20,16 @@ interface Entry {
   readonly expiresAtMs: number;
 }
 
+/**
+ * The most common question (type A, class IN, DO clear) is keyed by the name alone: that string is
+ * the one the policy already looked up, so its hash is computed once per query. Every other key
+ * carries \x01 separators, which no name text can contain (wire.ts writes bytes ≤ 0x20 as \DDD), so
+ * the two kinds never collide.
+ */
 export function cacheKey(q: Query): string {
-  return `${q.name}|${q.type}|${q.class}|${q.edns?.dnssecOk === true ? 1 : 0}`;
+  const dnssecOk = q.edns?.dnssecOk === true;
+  if (q.type === 1 && q.class === 1 && !dnssecOk) return q.name;
+  return `${q.name}\x01${q.type}\x01${q.class}\x01${dnssecOk ? 1 : 0}`;
 }
 
 export class CachingResolver implements Resolver {
@@ -65,13 +73,13 @@ export class CachingResolver implements Resolver {
       this.#metrics.cacheEntries.set(this.#entries!.size);
       return undefined;
     }
-    this.#metrics.cacheHits.inc();
+    this.#metrics.cacheHits.inc(0);
     if ('ok' in hit.reply) return hit.reply;
     return { ok: true, reply: hit.reply, via: 'cache', ageSec: Math.floor((nowMs - hit.storedAtMs) / 1000) };
   }
 
   #fetch(key: string, q: Query): Promise<Resolution> {
-    this.#metrics.cacheMisses.inc();
+    this.#metrics.cacheMisses.inc(0);
     const pending = this.#inflight.get(key);
     if (pending !== undefined) return pending;
     const started = Promise.resolve(this.#next.resolve(q)).then((resolution) => {

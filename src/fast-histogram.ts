@@ -73,27 +73,37 @@ export class FastHistogram<K extends string> {
 }
 
 /**
- * A labelled Prometheus counter for per-query counts: one Map lookup by a caller-built key instead of
- * prom-client's per-call label hashing. Label sets are fixed at first use of a key.
+ * A labelled Prometheus counter for per-query counts: the caller encodes its label values as one small
+ * integer, so a count is one Map lookup by number (no label hashing, no key string, no closure per
+ * call); `labelsOf` turns a key back into its labels the first time the key is seen.
  */
 export class FastCounter {
   readonly name: string;
   readonly help: string;
   readonly type = 'counter';
   readonly aggregator = 'sum';
-  readonly #series = new Map<string, { labels: Record<string, string>; value: number }>();
+  readonly #series = new Map<number, { labels: Record<string, string>; value: number }>();
+  readonly #labelsOf: (key: number) => Record<string, string>;
 
-  constructor(opts: { name: string; help: string; registry: Registry }) {
+  /** `initialKeys`: series exported as 0 before their first count (e.g. the one series of a label-less counter). */
+  constructor(opts: { name: string; help: string; registry: Registry; labelsOf: (key: number) => Record<string, string>; initialKeys?: readonly number[] }) {
     this.name = opts.name;
     this.help = opts.help;
+    this.#labelsOf = opts.labelsOf;
+    for (const key of opts.initialKeys ?? []) this.#series.set(key, { labels: this.#labelsOf(key), value: 0 });
     opts.registry.registerMetric(this as never);
   }
 
-  /** Adds 1 to the series `key`; `labels` is called only the first time the key is seen. */
-  inc(key: string, labels: () => Record<string, string>): void {
+  /** Adds 1 to the series `key`. */
+  inc(key: number): void {
     const series = this.#series.get(key);
     if (series !== undefined) series.value += 1;
-    else this.#series.set(key, { labels: labels(), value: 1 });
+    else this.#series.set(key, { labels: this.#labelsOf(key), value: 1 });
+  }
+
+  /** The current count of series `key` (0 if never counted). */
+  value(key: number): number {
+    return this.#series.get(key)?.value ?? 0;
   }
 
   get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string>; value: number }[] } {

@@ -7,7 +7,7 @@ import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
-import { qtypeName, rcodeName, type Metrics } from './telemetry.js';
+import { qtypeName, queryKey, verdictKey, type Metrics } from './telemetry.js';
 import type { Resolution, Resolver } from './upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './wire.js';
 import type { Policy, SessionState, Verdict } from './policy.js';
@@ -157,7 +157,7 @@ export function createPipeline(d: PipelineDeps): {
   }
 
   function recordVerdict(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined): void {
-    m.verdicts.inc(`${verdict.action}|${verdict.rule}|${verdict.mode}|${session.type}`, () => ({ action: verdict.action, rule: verdict.rule, mode: verdict.mode, session_type: session.type }));
+    m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
     if (verdict.score !== undefined) {
       m.scoreTotal.observe(session.type, verdict.score.total);
       for (const s of verdict.score.signals) m.signalValue.observe(s.id, s.value);
@@ -196,9 +196,7 @@ export function createPipeline(d: PipelineDeps): {
   function replyFor(q: Query, outcome: Outcome, started: number): Buffer {
     const peer = q.peer;
     const reply = encodeOutcome(q, outcome);
-    const qtype = qtypeName(q.type);
-    const rcode = rcodeName(rcodeOf(outcome));
-    m.queries.inc(`${peer.transport}|${qtype}|${rcode}`, () => ({ transport: peer.transport, qtype, rcode }));
+    m.queries.inc(queryKey(peer.transport, q.type, rcodeOf(outcome)));
     m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);
     if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
     return reply;

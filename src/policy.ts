@@ -153,6 +153,12 @@ function insideV4(ranges: RebindingRanges, address: number): boolean {
 }
 
 const ANSWER_REASON = 'below threshold';
+
+/** Which list a name is on (allow wins, then deny, then learned), and its scoring facts once computed. */
+interface NameMemo {
+  readonly listed: 'allow' | 'deny' | 'learned' | null;
+  facts: NameFacts | undefined;
+}
 const NAME_FACTS_MAX = 8192;
 
 export class Policy {
@@ -199,19 +205,25 @@ export class Policy {
   }
 
   /**
-   * The per-name part of scoring (tldts split, character statistics, lexical signals), remembered for
-   * recently seen names: a cache hit is a name seen before, and this is most of judge()'s cost
-   * (`npm run bench`, scoring on/off). Bounded: the map starts afresh when full.
+   * What a name alone decides — which list it is on, and the per-name part of scoring (tldts split,
+   * character statistics, lexical signals, computed when first needed) — remembered for recently seen
+   * names: a cache hit is a name seen before, and this is most of judge()'s cost (`npm run bench`,
+   * scoring on/off). One map, so a query costs one lookup. Bounded: the map starts afresh when full.
    */
-  private readonly facts = new Map<string, NameFacts>();
-  private factsOf(name: string): NameFacts {
-    let f = this.facts.get(name);
-    if (f === undefined) {
-      f = nameFacts(splitName(name, this.platforms), this.params.weights);
-      if (this.facts.size >= NAME_FACTS_MAX) this.facts.clear();
-      this.facts.set(name, f);
+  private readonly names = new Map<string, NameMemo>();
+  private memoOf(name: string): NameMemo {
+    let memo = this.names.get(name);
+    if (memo === undefined) {
+      const listed = inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
+      memo = { listed, facts: undefined };
+      if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
+      this.names.set(name, memo);
     }
-    return f;
+    return memo;
+  }
+
+  private factsOf(name: string, memo: NameMemo = this.memoOf(name)): NameFacts {
+    return (memo.facts ??= nameFacts(splitName(name, this.platforms), this.params.weights));
   }
 
   newSessionState(): SessionState {
@@ -223,31 +235,19 @@ export class Policy {
     const next = new Set<string>();
     for (const d of domains) next.add(trimName(d));
     this.learned = next;
-    this.listed.clear();
-  }
-
-  /** Which list a name is on (allow wins, then deny, then learned), remembered like factsOf: a cache hit repeats a name. */
-  private readonly listed = new Map<string, 'allow' | 'deny' | 'learned' | null>();
-  private listOf(name: string): 'allow' | 'deny' | 'learned' | null {
-    let listed = this.listed.get(name);
-    if (listed === undefined) {
-      listed = inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
-      if (this.listed.size >= NAME_FACTS_MAX) this.listed.clear();
-      this.listed.set(name, listed);
-    }
-    return listed;
+    this.names.clear();
   }
 
   judge(input: JudgeInput): Verdict {
     const type = input.session.type;
     const fixed = this.fixed[type];
     const name = input.name;
-    const listed = this.listOf(name);
-    if (listed !== null) return fixed[listed];
+    const memo = this.memoOf(name);
+    if (memo.listed !== null) return fixed[memo.listed];
 
     const p = this.params;
     const state = input.state;
-    const facts = this.factsOf(name);
+    const facts = this.factsOf(name, memo);
     const split = facts.split;
     const stats = facts.stats;
     const score = scoreQuery({ facts, split, stats, qtype: input.qtype, ageDays: input.ageDays, state, atMs: input.atMs }, p);
@@ -302,17 +302,9 @@ export class Policy {
     return { action: 'nxdomain', rule: 'rebinding', enforced: mode === 'enforce', mode, reason: clip(`public name points at ${inside}`) };
   }
 
-  /**
-   * The first address inside private/loopback/link-local space, or null. Remembered per address list:
-   * a cached reply hands the same array to every hit, so the range walk runs once per stored answer.
-   */
-  private readonly insideByAnswer = new WeakMap<readonly string[], string | null>();
+  /** The first address inside private/loopback/link-local space, or null (IPv4 by number: cheap enough per query). */
   private firstInsideAddress(addresses: readonly string[]): string | null {
-    let inside = this.insideByAnswer.get(addresses);
-    if (inside === undefined) {
-      inside = addresses.find((a) => isBlockedAddress(this.rebinding.ranges, a)) ?? null;
-      this.insideByAnswer.set(addresses, inside);
-    }
-    return inside;
+    for (const address of addresses) if (isBlockedAddress(this.rebinding.ranges, address)) return address;
+    return null;
   }
 }

@@ -18,6 +18,55 @@ export function rcodeName(rcode: number): string {
   return RCODE_NAMES[rcode] ?? 'other';
 }
 
+// Per-query counters are keyed by one small integer built from their label values (see FastCounter):
+// every label value maps to a slot, and every key maps back to exactly one label set.
+const QTYPE_LABELS = [...QTYPE_NAMES.values(), 'other'];
+const QTYPE_SLOT = new Uint8Array(65_536).fill(QTYPE_LABELS.length - 1);
+for (const [i, type] of [...QTYPE_NAMES.keys()].entries()) QTYPE_SLOT[type] = i;
+const RCODE_LABELS = [...RCODE_NAMES, 'other'];
+const TRANSPORTS = ['udp', 'tcp'] as const;
+
+/** The dnswarden_queries_total series of one answered query. */
+export function queryKey(transport: 'udp' | 'tcp', qtype: number, rcode: number): number {
+  const rcodeSlot = rcode < RCODE_NAMES.length ? rcode : RCODE_NAMES.length;
+  return ((transport === 'udp' ? 0 : 1) * QTYPE_LABELS.length + QTYPE_SLOT[qtype & 0xffff]!) * RCODE_LABELS.length + rcodeSlot;
+}
+function queryLabels(key: number): Record<string, string> {
+  const rcode = key % RCODE_LABELS.length;
+  const rest = (key - rcode) / RCODE_LABELS.length;
+  const qtype = rest % QTYPE_LABELS.length;
+  return { transport: TRANSPORTS[(rest - qtype) / QTYPE_LABELS.length]!, qtype: QTYPE_LABELS[qtype]!, rcode: RCODE_LABELS[rcode]! };
+}
+
+const VERDICT_ACTIONS = ['answer', 'nxdomain', 'quarantine'] as const;
+const VERDICT_RULES = ['none', 'allow_list', 'deny_list', 'learned_deny', 'threshold', 'accumulation', 'rebinding', 'quarantined'] as const;
+const VERDICT_MODES = ['enforce', 'observe'] as const;
+const VERDICT_SESSION_TYPES = ['interactive', 'batch', 'scheduled'] as const;
+const slotsOf = <T extends string>(values: readonly T[]): Readonly<Record<T, number>> => Object.fromEntries(values.map((v, i) => [v, i])) as Record<T, number>;
+const ACTION_SLOT = slotsOf(VERDICT_ACTIONS);
+const RULE_SLOT = slotsOf(VERDICT_RULES);
+const MODE_SLOT = slotsOf(VERDICT_MODES);
+const SESSION_TYPE_SLOT = slotsOf(VERDICT_SESSION_TYPES);
+
+/** The dnswarden_verdicts_total series of one verdict. */
+export function verdictKey(
+  action: (typeof VERDICT_ACTIONS)[number],
+  rule: (typeof VERDICT_RULES)[number],
+  mode: (typeof VERDICT_MODES)[number],
+  sessionType: (typeof VERDICT_SESSION_TYPES)[number],
+): number {
+  return ((ACTION_SLOT[action] * VERDICT_RULES.length + RULE_SLOT[rule]) * VERDICT_MODES.length + MODE_SLOT[mode]) * VERDICT_SESSION_TYPES.length + SESSION_TYPE_SLOT[sessionType];
+}
+function verdictLabels(key: number): Record<string, string> {
+  const type = key % VERDICT_SESSION_TYPES.length;
+  let rest = (key - type) / VERDICT_SESSION_TYPES.length;
+  const mode = rest % VERDICT_MODES.length;
+  rest = (rest - mode) / VERDICT_MODES.length;
+  const rule = rest % VERDICT_RULES.length;
+  const action = (rest - rule) / VERDICT_RULES.length;
+  return { action: VERDICT_ACTIONS[action]!, rule: VERDICT_RULES[rule]!, mode: VERDICT_MODES[mode]!, session_type: VERDICT_SESSION_TYPES[type]! };
+}
+
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
@@ -40,7 +89,7 @@ export function createMetrics() {
   return {
     registry,
     // Per-query metrics use the fast forms (see fast-histogram.ts); the rest are prom-client's own.
-    queries: new FastCounter({ name: 'dnswarden_queries_total', help: 'Queries answered, by transport, query type and response code.', registry }),
+    queries: new FastCounter({ name: 'dnswarden_queries_total', help: 'Queries answered, by transport, query type and response code.', registry, labelsOf: queryLabels }),
     queryDuration: new FastHistogram<string>({
       name: 'dnswarden_query_duration_seconds',
       help: 'Time from receiving a query to its reply, by outcome kind.',
@@ -48,13 +97,13 @@ export function createMetrics() {
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registry,
     }),
-    verdicts: new FastCounter({ name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', registry }),
+    verdicts: new FastCounter({ name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', registry, labelsOf: verdictLabels }),
     malformed: new Counter({ name: 'dnswarden_malformed_total', help: 'Malformed packets: answered with FORMERR/NOTIMP or dropped, by transport and reason.', labelNames: ['transport', 'reason'] as const, registers }),
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
     tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
-    cacheHits: new Counter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registers }),
-    cacheMisses: new Counter({ name: 'dnswarden_cache_misses_total', help: 'Queries not in the cache (forwarded or coalesced).', registers }),
+    cacheHits: new FastCounter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registry, labelsOf: () => ({}), initialKeys: [0] }),
+    cacheMisses: new FastCounter({ name: 'dnswarden_cache_misses_total', help: 'Queries not in the cache (forwarded or coalesced).', registry, labelsOf: () => ({}), initialKeys: [0] }),
     cacheEntries: new Gauge({ name: 'dnswarden_cache_entries', help: 'Entries in the answer cache.', registers }),
     upstreamDuration: new FastHistogram<string>({
       name: 'dnswarden_upstream_duration_seconds',

@@ -1,6 +1,7 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { FastCounter, FastHistogram } from '../../src/fast-histogram.js';
+import { createMetrics, qtypeName, queryKey, rcodeName, verdictKey } from '../../src/telemetry.js';
 
 describe('FastHistogram', () => {
   it('exports cumulative buckets, sum and count per label value in the Prometheus text format', async () => {
@@ -23,14 +24,65 @@ describe('FastHistogram', () => {
 });
 
 describe('FastCounter', () => {
-  it('counts per key and exports each series with the labels given at its first use', async () => {
+  it('counts per numeric key and exports each series with the labels its key maps back to', async () => {
     const registry = new Registry();
-    const c = new FastCounter({ name: 'y_total', help: 'test', registry });
-    for (let i = 0; i < 3; i++) c.inc('udp|A', () => ({ transport: 'udp', qtype: 'A' }));
-    c.inc('tcp|TXT', () => ({ transport: 'tcp', qtype: 'TXT' }));
+    const c = new FastCounter({ name: 'y_total', help: 'test', registry, labelsOf: (k) => ({ transport: k % 2 === 0 ? 'udp' : 'tcp', qtype: k < 2 ? 'A' : 'TXT' }) });
+    for (let i = 0; i < 3; i++) c.inc(0);
+    c.inc(3);
     const text = await registry.metrics();
     expect(text).toContain('# TYPE y_total counter');
     expect(text).toContain('y_total{transport="udp",qtype="A"} 3');
     expect(text).toContain('y_total{transport="tcp",qtype="TXT"} 1');
+    expect(c.value(0)).toBe(3);
+    expect(c.value(2)).toBe(0);
+  });
+
+  it('exports initial keys as 0 before their first count (a label-less counter reads 0, not absent)', async () => {
+    const registry = new Registry();
+    new FastCounter({ name: 'z_total', help: 'test', registry, labelsOf: () => ({}), initialKeys: [0] });
+    expect(await registry.metrics()).toMatch(/^z_total 0$/m);
+  });
+});
+
+describe('per-query metric keys', () => {
+  it('queryKey: every transport × qtype × rcode maps to its own key, and back to the same labels', async () => {
+    const metrics = createMetrics();
+    const seen = new Map<number, string>();
+    for (const transport of ['udp', 'tcp'] as const) {
+      for (const qtype of [1, 2, 5, 6, 12, 15, 16, 28, 33, 64, 65, 255, 0, 3, 999, 65535]) {
+        for (const rcode of [0, 1, 2, 3, 4, 5, 6, 9, 15]) {
+          const key = queryKey(transport, qtype, rcode);
+          const labels = `${transport}|${qtypeName(qtype)}|${rcodeName(rcode)}`;
+          // Distinct label sets never share a key; one label set always gets the same key.
+          expect(seen.get(key) ?? labels).toBe(labels);
+          seen.set(key, labels);
+          metrics.queries.inc(key);
+        }
+      }
+    }
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('dnswarden_queries_total{transport="tcp",qtype="AAAA",rcode="NXDOMAIN"} 1');
+    expect(text).toContain('dnswarden_queries_total{transport="udp",qtype="other",rcode="other"} 12'); // 0, 3, 999, 65535 × rcodes 6, 9, 15
+    expect(text).toContain('dnswarden_queries_total{transport="udp",qtype="A",rcode="NOERROR"} 1');
+  });
+
+  it('verdictKey: every action × rule × mode × session type has its own key and labels', async () => {
+    const metrics = createMetrics();
+    const keys = new Set<number>();
+    for (const action of ['answer', 'nxdomain', 'quarantine'] as const) {
+      for (const rule of ['none', 'allow_list', 'deny_list', 'learned_deny', 'threshold', 'accumulation', 'rebinding', 'quarantined'] as const) {
+        for (const mode of ['enforce', 'observe'] as const) {
+          for (const type of ['interactive', 'batch', 'scheduled'] as const) {
+            const key = verdictKey(action, rule, mode, type);
+            keys.add(key);
+            metrics.verdicts.inc(key);
+          }
+        }
+      }
+    }
+    expect(keys.size).toBe(3 * 8 * 2 * 3);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('dnswarden_verdicts_total{action="quarantine",rule="accumulation",mode="observe",session_type="scheduled"} 1');
+    expect(text).toContain('dnswarden_verdicts_total{action="answer",rule="none",mode="enforce",session_type="interactive"} 1');
   });
 });
