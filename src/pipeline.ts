@@ -127,13 +127,14 @@ export function createPipeline(d: PipelineDeps): {
     const policy = d.policy();
     const rcode = rcodeOf(outcome);
     const verdict = outcome.kind === 'answered' || outcome.kind === 'blocked' ? outcome.verdict : undefined;
-    if (d.judging()) policy.observe(session.state, {
+    // Only what was forwarded upstream changes the session's window (a cache hit left nothing new).
+    if (outcome.kind === 'answered' && outcome.via === 'upstream' && d.judging()) policy.observe(session.state, {
       name: q.name,
       qtype: q.type,
       atMs: q.atMs,
-      forwarded: outcome.kind === 'answered' && outcome.via === 'upstream',
+      forwarded: true,
       rcode,
-      blocked: outcome.kind === 'blocked',
+      blocked: false,
     });
     const eventId = outcome.kind === 'blocked' || outcome.kind === 'answered' ? outcome.eventId : undefined;
     const entry: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] } = {
