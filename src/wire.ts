@@ -295,7 +295,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
     ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + (rr.ttlOffset - offset));
     if (i < counts[0]) {
       minAnswerTtl = Math.min(minAnswerTtl, ttl);
-      if (rr.cls === CLASS_IN && rr.type === QTYPE.A && rr.end - rr.rdOffset === 4) (addresses ??= []).push(buf.subarray(rr.rdOffset, rr.end).join('.'));
+      if (rr.cls === CLASS_IN && rr.type === QTYPE.A && rr.end - rr.rdOffset === 4) (addresses ??= []).push(`${buf[rr.rdOffset]!}.${buf[rr.rdOffset + 1]!}.${buf[rr.rdOffset + 2]!}.${buf[rr.rdOffset + 3]!}`);
       if (rr.cls === CLASS_IN && rr.type === QTYPE.AAAA && rr.end - rr.rdOffset === 16) (addresses ??= []).push(formatIpv6(buf.subarray(rr.rdOffset, rr.end)));
     } else if (i < counts[0] + counts[1] && rr.type === QTYPE.SOA) {
       const soaMinimum = soaMinimumOf(buf, rr.rdOffset, rr.end);
