@@ -292,7 +292,7 @@ function baselineMode(dir) {
   return r.status === 0 ? 'policy.enabled=false' : 'allow-list proxy';
 }
 
-function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries }) {
+function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket }) {
   let policy = '';
   if (!scoring) {
     policy = baseline === 'policy.enabled=false'
@@ -305,7 +305,7 @@ function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline,
 admin: { token: "${TOKEN}" }
 storage: { dir: "${dataDir}" }
 upstreams: [ { address: "127.0.0.1:${nsdPort}", timeout_ms: 1000 } ]
-${cacheEntries === undefined ? '' : `cache: { max_entries: ${cacheEntries} }\n`}sessions: { static: [ { id: bench, addresses: ["127.0.0.0/8"], type: interactive, user: bench, role: bench } ] }
+${cacheEntries === undefined ? '' : `cache: { max_entries: ${cacheEntries} }\n`}${queriesPerSocket === undefined ? '' : `resolver: { queries_per_socket: ${queriesPerSocket} }\n`}sessions: { static: [ { id: bench, addresses: ["127.0.0.0/8"], type: interactive, user: bench, role: bench } ] }
 logging: { level: warn }
 ${policy}`;
 }
@@ -458,6 +458,25 @@ async function main() {
     result.cpu_rounds = cpuRounds;
     log(`CPU µs per cache-hit query at 20k q/s: ${JSON.stringify(result.cpu_per_hit_query_us)}`);
 
+    // CPU per cache-miss query at a fixed 5k q/s (fresh names each time), with a dnswarden that opens a fresh
+    // upstream socket per query (resolver.queries_per_socket: 1) beside the default: what the socket reuse buys.
+    const fresh = await startWarden(tmp, 'warden-on-fresh-socket', { nsdPort, scoring: true, baseline, queriesPerSocket: 1 });
+    const missCpuServers = [...servers, { key: 'warden_on_fresh_socket', port: fresh.port, pid: fresh.pid }];
+    const missCpuRounds = [];
+    for (let r = 0; r < 3; r++) {
+      missCpuRounds.push(Object.fromEntries(missCpuServers.map((s) => {
+        const f = join(tmp, `miss-cpu-${r}-${s.key}.txt`);
+        writeMissFile(f, `c${r}${s.key.replace(/[^a-z]/g, '').slice(0, 12)}`, 30_000);
+        const x = cpuPerQuery(s.pid, s.port, f, 5000, 4);
+        rmSync(f);
+        return [s.key, x];
+      })));
+    }
+    await stop(fresh.rec);
+    result.cpu_per_miss_query_us = Object.fromEntries(missCpuServers.map((s) => [s.key, round1(median(missCpuRounds.map((x) => x[s.key].cpu_us_per_query)))]));
+    result.cpu_miss_rounds = missCpuRounds;
+    log(`CPU µs per cache-miss query at 5k q/s: ${JSON.stringify(result.cpu_per_miss_query_us)}`);
+
     result.median.ratios = Object.fromEntries(Object.keys(result.rounds[0].ratios).map((k) => [k, round3(median(result.rounds.map((r) => r.ratios[k])))]));
     const nonNoerror = [];
     for (const [i, r] of result.rounds.entries()) {
@@ -587,6 +606,13 @@ function markdown(r) {
     const c = r.cpu_per_hit_query_us;
     L.push('', '## CPU per cache-hit query at a fixed 20,000 q/s (median of 3 rounds; /proc/PID/stat user+system)', '', '| server | CPU µs per query | vs Unbound | vs Node ceiling |', '|---|---|---|---|');
     for (const k of Object.keys(c)) L.push(`| ${k} | ${c[k]} | ${round3(c[k] / c.unbound)} | ${round3(c[k] / c.node_ceiling)} |`);
+  }
+  if (r.cpu_per_miss_query_us) {
+    const c = r.cpu_per_miss_query_us;
+    L.push('', '## CPU per cache-miss query at a fixed 5,000 q/s (fresh names; median of 3 rounds; the server\'s own CPU, NSD not counted)', '',
+      '`warden_on_fresh_socket` is dnswarden with `resolver.queries_per_socket: 1` (a fresh upstream socket and port per query); the others run the default.', '',
+      '| server | CPU µs per query | vs Unbound | vs warden_on |', '|---|---|---|---|');
+    for (const k of Object.keys(c)) L.push(`| ${k} | ${c[k]} | ${round3(c[k] / c.unbound)} | ${round3(c[k] / c.warden_on)} |`);
   }
   L.push('', '## Same-round ratios', '', '"Node ceiling" is bench/node-ceiling.mjs: a bare node:dgram server answering the hit set from a Map of pre-encoded replies (no sessions, cache, scoring or metrics), measured after the three servers in each round.', '', '| round | order | hit on/unbound | hit off/unbound | miss on/unbound | miss off/unbound | hit on/off | miss on/off | hit Node ceiling/unbound | hit on/Node ceiling |', '|---|---|---|---|---|---|---|---|---|---|');
   for (const [i, x] of r.rounds.entries()) {

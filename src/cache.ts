@@ -18,6 +18,8 @@ interface Entry {
   readonly reply: Reply | Extract<Resolution, { ok: false }>;
   readonly storedAtMs: number;
   readonly expiresAtMs: number;
+  /** The Resolution last handed out for this entry, reused while its age in seconds is the same. */
+  served: (Resolution & { ok: true }) | undefined;
 }
 
 /**
@@ -75,7 +77,10 @@ export class CachingResolver implements Resolver {
     }
     this.#metrics.cacheHits.inc(0);
     if ('ok' in hit.reply) return hit.reply;
-    return { ok: true, reply: hit.reply, via: 'cache', ageSec: Math.floor((nowMs - hit.storedAtMs) / 1000) };
+    // Hits within the same second share one Resolution (it is read-only): no allocation per hit.
+    const ageSec = Math.floor((nowMs - hit.storedAtMs) / 1000);
+    if (hit.served?.ageSec !== ageSec) hit.served = { ok: true, reply: hit.reply, via: 'cache', ageSec };
+    return hit.served;
   }
 
   #fetch(key: string, q: Query): Promise<Resolution> {
@@ -100,7 +105,7 @@ export class CachingResolver implements Resolver {
   #remember(key: string, reply: Entry['reply'], ttlSec: number): void {
     if (this.#entries === undefined || ttlSec <= 0) return;
     const nowMs = this.#nowMs();
-    this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000 });
+    this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000, served: undefined });
     this.#metrics.cacheEntries.set(this.#entries.size);
   }
 

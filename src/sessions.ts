@@ -46,6 +46,8 @@ export interface Session<S> extends SessionMeta {
 }
 
 export type Admission<S> = { readonly session: Session<S> } | { readonly refused: 'no_session' | 'expired' };
+const NO_SESSION = { refused: 'no_session' } as const;
+const EXPIRED = { refused: 'expired' } as const;
 
 const claimsSchema = z.object({
   sid: z.string().min(1).max(128),
@@ -130,7 +132,7 @@ export interface SessionStoreHooks {
 export class SessionDirectory<S> {
   #entries: { session: Session<S>; list: BlockList }[] = [];
   readonly #byId = new Map<string, { session: Session<S>; list: BlockList }>();
-  readonly #byAddress = new Map<string, Session<S> | null>();
+  readonly #byAddress = new Map<string, { readonly session: Session<S> } | null>();
   readonly #newState: () => S;
   readonly #historyMax: number;
   readonly #hooks: SessionStoreHooks | undefined;
@@ -195,17 +197,17 @@ export class SessionDirectory<S> {
 
   /** The live session for a source address (hot path). */
   admit(address: string, atMs: number): Admission<S> {
-    let session = this.#byAddress.get(address);
+    let admitted = this.#byAddress.get(address);
     // Not cached yet, or cached but expired: an address may since belong to a newer, live session.
-    if (session === undefined || (session !== null && session.expiresAtMs <= atMs)) {
+    if (admitted === undefined || (admitted !== null && admitted.session.expiresAtMs <= atMs)) {
       const found = this.#lookup(canonicalAddress(address), atMs);
       if (this.#byAddress.size >= ADDRESS_CACHE_MAX) this.#byAddress.clear();
-      this.#byAddress.set(address, found ?? null);
-      if (found === undefined) return session === undefined || session === null ? { refused: 'no_session' } : { refused: 'expired' };
-      session = found;
+      // The admission object itself is cached: a query allocates nothing here.
+      this.#byAddress.set(address, found === undefined ? null : { session: found });
+      if (found === undefined) return admitted === undefined || admitted === null ? NO_SESSION : EXPIRED;
+      return this.#byAddress.get(address)!;
     }
-    if (session === null) return { refused: 'no_session' };
-    return { session };
+    return admitted ?? NO_SESSION;
   }
 
   /** The live session owning `address`, or undefined. */

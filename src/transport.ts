@@ -104,7 +104,16 @@ function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: 
     socket.on('message', (packet, rinfo) => {
       const peer: Peer = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
       // No per-send callback: a send error reaches the socket's 'error' handler (counted there).
-      answer(handler, packet, peer, (reply) => { if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address); }, udpFault);
+      // A reply at hand (a cache hit) is sent at once; only a pending one needs a closure to come back to.
+      let result: ReturnType<PacketHandler>;
+      try {
+        result = handler(packet, peer);
+      } catch (err) {
+        udpFault(err);
+        return;
+      }
+      if (result instanceof Promise) result.then((reply) => { if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address); }, udpFault);
+      else if (result !== undefined) socket.send(result, rinfo.port, rinfo.address);
     });
     socket.bind({ address: host, port, exclusive: true }, () => {
       socket.off('error', reject);

@@ -125,36 +125,31 @@ export function decodeQuery(packet: Buffer, peer: Peer, atMs: number, ourUdpSize
   const rd = (flags & 0x0100) !== 0;
   const cd = (flags & 0x0010) !== 0;
   const qdcount = packet.readUInt16BE(4);
-  const counts = [packet.readUInt16BE(6), packet.readUInt16BE(8), packet.readUInt16BE(10)] as const;
-  const fail = (reason: MalformedReason, rcode: number = RCODE.FORMERR): Decoded => ({
-    ok: false,
-    reason,
-    reply: headerOnlyReply(id, flags, rcode),
-  });
-  if (opcode !== 0) return fail('not_a_query', RCODE.NOTIMP);
-  if (qdcount !== 1) return fail('qdcount');
+  if (opcode !== 0) return malformed(id, flags, 'not_a_query', RCODE.NOTIMP);
+  if (qdcount !== 1) return malformed(id, flags, 'qdcount');
   const name = readName(packet, HEADER_BYTES, true);
-  if (name === undefined) return fail('bad_name');
-  if (name.end + 4 > packet.length) return fail('truncated');
+  if (name === undefined) return malformed(id, flags, 'bad_name');
+  if (name.end + 4 > packet.length) return malformed(id, flags, 'truncated');
   const type = packet.readUInt16BE(name.end);
   const cls = packet.readUInt16BE(name.end + 2);
   const questionEnd = name.end + 4;
   let offset = questionEnd;
   let edns: Query['edns'] = undefined;
-  const records = counts[0] + counts[1] + counts[2];
+  const beforeAdditional = packet.readUInt16BE(6) + packet.readUInt16BE(8);
+  const records = beforeAdditional + packet.readUInt16BE(10);
   for (let i = 0; i < records; i++) {
     const rr = skipRecord(packet, offset);
-    if (rr === undefined) return fail('truncated');
+    if (rr === undefined) return malformed(id, flags, 'truncated');
     if (rr.type === QTYPE.OPT) {
       // One OPT, in the additional section, owned by the root (RFC 6891 §6.1.1).
-      if (edns !== undefined || i < counts[0] + counts[1] || packet[offset] !== 0) return fail('bad_opt');
+      if (edns !== undefined || i < beforeAdditional || packet[offset] !== 0) return malformed(id, flags, 'bad_opt');
       const version = packet[rr.ttlOffset + 1]!;
       if (version !== 0) return { ok: false, reason: 'bad_opt', reply: badVersReply(id, flags, packet.subarray(HEADER_BYTES, questionEnd), ourUdpSize) };
       edns = { udpSize: Math.max(512, rr.cls), dnssecOk: (packet.readUInt16BE(rr.ttlOffset + 2) & 0x8000) !== 0 };
     }
     offset = rr.end;
   }
-  if (offset !== packet.length && peer.transport === 'tcp') return fail('trailing');
+  if (offset !== packet.length && peer.transport === 'tcp') return malformed(id, flags, 'trailing');
   const maxReplyBytes = peer.transport === 'tcp' ? 65_535 : edns === undefined ? 512 : Math.min(edns.udpSize, ourUdpSize);
   return {
     ok: true,
@@ -173,6 +168,10 @@ export function decodeQuery(packet: Buffer, peer: Peer, atMs: number, ourUdpSize
       atMs,
     },
   };
+}
+
+function malformed(id: number, flags: number, reason: MalformedReason, rcode: number = RCODE.FORMERR): Decoded {
+  return { ok: false, reason, reply: headerOnlyReply(id, flags, rcode) };
 }
 
 /** FORMERR/NOTIMP with no sections: the question may be what was malformed, so it is not echoed. */
