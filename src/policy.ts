@@ -216,11 +216,13 @@ export class Policy {
    */
   private readonly names = new Map<string, NameMemo>();
   private readonly newNames = new Map<string, NameMemo>();
-  private memoOf(name: string): NameMemo {
+  /** `again`: this lookup is a new query for the name (judge), not a later step of the same one (observe). */
+  private memoOf(name: string, again = true): NameMemo {
     let memo = this.names.get(name);
     if (memo !== undefined) return memo;
     memo = this.newNames.get(name);
     if (memo !== undefined) {
+      if (!again) return memo;
       if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
       this.names.set(name, memo);
       return memo;
@@ -296,7 +298,7 @@ export class Policy {
   observe(state: SessionState, event: ObserveEvent): void {
     if (!event.forwarded || event.blocked) return; // nothing left the resolver
     if (inZones(event.name, this.allow)) return;
-    const { split, stats } = this.factsOf(event.name);
+    const { split, stats } = this.factsOf(event.name, this.memoOf(event.name, false));
     const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
     observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode }, this.params);
   }
