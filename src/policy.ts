@@ -160,7 +160,7 @@ interface NameMemo {
   facts: NameFacts | undefined;
 }
 const NAME_FACTS_MAX = 8192;
-const NEW_NAMES_MAX = 512;
+const RECENT_NAMES_MAX = 512;
 
 export class Policy {
   readonly mode: (type: SessionType) => Mode;
@@ -207,30 +207,39 @@ export class Policy {
 
   /**
    * What a name alone decides — which list it is on, and the per-name part of scoring (tldts split,
-   * character statistics, lexical signals, computed when first needed) — remembered for recently seen
-   * names: a cache hit is a name seen before, and this is most of judge()'s cost (`npm run bench`,
-   * scoring on/off). One lookup per query on a hit. A name seen once waits in a small probation map and
-   * moves to the main map when it comes again: names that never repeat (unique names, a tunnel's labels)
-   * then die young instead of filling the main map and the old generation (major GC was half of what
-   * scoring cost on cache misses). Both maps are bounded: each starts afresh when full.
+   * character statistics, lexical signals, computed when first needed) — remembered for names that come
+   * again: a cache hit is a name seen before, and this is most of judge()'s cost (`npm run bench`,
+   * scoring on/off). One lookup per query on a hit. A name seen for the first time only leaves its string
+   * in `seen`, and its memo waits in the small `recent` map (for the observe step of the same query):
+   * names that never repeat (unique names, a tunnel's labels) then die young instead of filling the main
+   * map and the old generation (major GC was half of what scoring cost on cache misses). Every map is
+   * bounded and starts afresh when full.
    */
   private readonly names = new Map<string, NameMemo>();
-  private readonly newNames = new Map<string, NameMemo>();
+  private readonly recent = new Map<string, NameMemo>();
+  private readonly seen = new Set<string>();
   /** `again`: this lookup is a new query for the name (judge), not a later step of the same one (observe). */
   private memoOf(name: string, again = true): NameMemo {
     let memo = this.names.get(name);
     if (memo !== undefined) return memo;
-    memo = this.newNames.get(name);
-    if (memo !== undefined) {
-      if (!again) return memo;
+    memo = this.recent.get(name);
+    if (memo === undefined) {
+      const listed = inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
+      memo = { listed, facts: undefined };
+    } else if (!again) {
+      return memo;
+    }
+    if (again && this.seen.has(name)) {
       if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
       this.names.set(name, memo);
       return memo;
     }
-    const listed = inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
-    memo = { listed, facts: undefined };
-    if (this.newNames.size >= NEW_NAMES_MAX) this.newNames.clear();
-    this.newNames.set(name, memo);
+    if (this.recent.size >= RECENT_NAMES_MAX) this.recent.clear();
+    this.recent.set(name, memo);
+    if (again) {
+      if (this.seen.size >= NAME_FACTS_MAX) this.seen.clear();
+      this.seen.add(name);
+    }
     return memo;
   }
 
@@ -248,7 +257,7 @@ export class Policy {
     for (const d of domains) next.add(trimName(d));
     this.learned = next;
     this.names.clear();
-    this.newNames.clear();
+    this.recent.clear();
   }
 
   judge(input: JudgeInput): Verdict {
