@@ -50,6 +50,8 @@ export interface SessionState {
   answers: number;
   nxAnswers: number;
   answersAtMs: number;
+  /** Bumped by every change above (not by the passing of time): lets a caller reuse what it computed from an unchanged state. */
+  version: number;
 }
 
 /** The window knobs (snake_case: the `scoring` config section passes straight through). */
@@ -81,6 +83,7 @@ export function newSessionState(): SessionState {
     answers: 0,
     nxAnswers: 0,
     answersAtMs: 0,
+    version: 0,
   };
 }
 
@@ -101,6 +104,7 @@ export function domainWindow(state: SessionState, registrable: string): DomainWi
 export function noteAge(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams): DomainWindow {
   const w = openWindow(state, registrable, atMs, p);
   if (ageDays === undefined) return w; // a lookup that missed its budget does not forget a known age
+  if (w.ageDays !== ageDays) state.version++;
   w.ageDays = ageDays;
   const young = ageDays < p.young_domain_days;
   if (young !== w.young) {
@@ -113,7 +117,10 @@ export function noteAge(state: SessionState, registrable: string, ageDays: numbe
 function openWindow(state: SessionState, registrable: string, atMs: number, p: WindowParams): DomainWindow {
   let w = state.domains[registrable];
   if (w !== undefined) {
-    if (atMs - w.lastMs > p.volume_idle_ms) forget(state, w, true); // quiet long enough: start afresh
+    if (atMs - w.lastMs > p.volume_idle_ms) {
+      forget(state, w, true); // quiet long enough: start afresh
+      state.version++;
+    }
     return w;
   }
   if (state.domainCount >= p.max_domains_per_session) evictOldest(state, atMs, p);
@@ -125,6 +132,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
   w = { lastMs: atMs, fanout: 0, volumeBytes: restored ?? 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false };
   state.domains[registrable] = w;
   state.domainCount++;
+  state.version++;
   state.order.push(registrable);
   return w;
 }
@@ -226,6 +234,7 @@ export interface ForwardEvent {
 
 /** Account one forwarded query (a cache miss that went upstream): fan-out, information volume, NXDOMAIN ratio. */
 export function observeForwarded(state: SessionState, e: ForwardEvent, p: WindowParams): void {
+  state.version++;
   // NXDOMAIN ratio: decayed over the fan-out window, session-wide.
   state.answers = decay(state.answers, state.answersAtMs, e.atMs, p.fanout_window_ms) + 1;
   state.nxAnswers = decay(state.nxAnswers, state.answersAtMs, e.atMs, p.fanout_window_ms) + (e.rcode === 3 ? 1 : 0);
@@ -261,6 +270,7 @@ export function observeForwarded(state: SessionState, e: ForwardEvent, p: Window
 export function noteBlock(state: SessionState, atMs: number): void {
   if (state.blocks.length >= BLOCK_HISTORY) state.blocks.shift();
   state.blocks.push(atMs);
+  state.version++;
 }
 
 /** Blocks at or after `sinceMs`. */

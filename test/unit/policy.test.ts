@@ -167,6 +167,57 @@ describe('threshold and quarantine', () => {
   });
 });
 
+describe('answer reuse on repeated names (cache hits)', () => {
+  const judge = (p: Policy, state: ReturnType<Policy['newSessionState']>, name: string, atMs: number, qtype = 1, type: SessionType = 'interactive') =>
+    p.judge({ name, qtype, session: session(type), state, ageDays: undefined, atMs });
+  const name = 'api7.svc.example.com';
+
+  it('gives the same answer verdict within the reuse time while nothing changed, and recomputes after', () => {
+    const p = make();
+    const state = p.newSessionState();
+    // The domain has some fan-out, so the score is not 0 and a verdict object is built for it.
+    for (let i = 0; i < 5; i++) p.observe(state, { name: `h${i}.svc.example.com`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    const first = judge(p, state, name, 100);
+    expect(first.action).toBe('answer');
+    expect(first.score!.total).toBeGreaterThan(0);
+    expect(judge(p, state, name, 600)).toBe(first);
+    // a second later: computed afresh (decay moved the fan-out)
+    const later = judge(p, state, name, 1100);
+    expect(later).not.toBe(first);
+    expect(later.score!.total).toBeLessThanOrEqual(first.score!.total);
+  });
+
+  it('recomputes when the session window changed, or for another query type, session type or session', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const first = judge(p, state, name, 0);
+    expect(judge(p, state, name, 1, 16)).not.toBe(first); // TXT
+    const again = judge(p, state, name, 2);
+    expect(judge(p, state, name, 3)).toBe(again);
+    p.observe(state, { name: 'x1.svc.example.com', qtype: 1, atMs: 4, forwarded: true, rcode: 0, blocked: false });
+    const afterForward = judge(p, state, name, 5);
+    expect(afterForward).not.toBe(again);
+    expect(afterForward.score!.signals.find((s) => s.id === 'fanout')!.value).toBeGreaterThanOrEqual(again.score!.signals.find((s) => s.id === 'fanout')!.value);
+    expect(judge(p, state, name, 6, 1, 'batch')).not.toBe(afterForward);
+    expect(judge(p, p.newSessionState(), name, 7)).not.toBe(afterForward);
+  });
+
+  it('never reuses a block: every repeat of a blocked name counts toward the quarantine', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const verdicts = [0, 1, 2].map((i) => judge(p, state, bulkName(1), i, 1, 'batch'));
+    expect(verdicts.map((v) => v.action)).toEqual(['nxdomain', 'quarantine', 'quarantine']);
+  });
+
+  it('reuses for at most a hundredth of the fan-out half-life', () => {
+    const p = make({}, { fanout_window_ms: 1000 }); // → 10 ms
+    const state = p.newSessionState();
+    const first = judge(p, state, name, 0);
+    expect(judge(p, state, name, 9)).toBe(first);
+    expect(judge(p, state, name, 10)).not.toBe(first);
+  });
+});
+
 describe('observe mode', () => {
   it('global observe: the verdict says what would happen, not enforced', () => {
     const p = make({ mode: 'observe' });
