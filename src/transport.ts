@@ -14,17 +14,14 @@ import type { Peer, Transport } from './wire.js';
 /** Answers one DNS message; undefined means "send nothing" (dropped). Synchronous when it can be (cache hits). */
 export type PacketHandler = (packet: Buffer, peer: Peer) => Buffer | undefined | Promise<Buffer | undefined>;
 
-/** Calls the handler inside the crash boundary; `done` gets the reply whether it came at once or later. */
-function answer(handler: PacketHandler, packet: Buffer, peer: Peer, done: (reply: Buffer | undefined) => void, fault: (err: unknown) => void): void {
-  let result: ReturnType<PacketHandler>;
+/** Calls the handler inside the crash boundary: its reply (at hand or promised), or undefined after a fault. */
+function callSafely(handler: PacketHandler, packet: Buffer, peer: Peer, fault: (err: unknown) => void): ReturnType<PacketHandler> {
   try {
-    result = handler(packet, peer);
+    return handler(packet, peer);
   } catch (err) {
     fault(err);
-    return;
+    return undefined;
   }
-  if (result instanceof Promise) result.then(done, fault);
-  else done(result);
 }
 
 export interface TransportOptions {
@@ -105,13 +102,7 @@ function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: 
       const peer: Peer = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
       // No per-send callback: a send error reaches the socket's 'error' handler (counted there).
       // A reply at hand (a cache hit) is sent at once; only a pending one needs a closure to come back to.
-      let result: ReturnType<PacketHandler>;
-      try {
-        result = handler(packet, peer);
-      } catch (err) {
-        udpFault(err);
-        return;
-      }
+      const result = callSafely(handler, packet, peer, udpFault);
       if (result instanceof Promise) result.then((reply) => { if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address); }, udpFault);
       else if (result !== undefined) socket.send(result, rinfo.port, rinfo.address);
     });
@@ -179,6 +170,7 @@ function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: Transp
     if (inflight === 0) socket.end();
   });
 
+  const tcpFault = (err: unknown): void => fault('tcp', err);
   const answered = (reply: Buffer | undefined): void => {
     inflight--;
     if (reply !== undefined && !socket.destroyed) {
@@ -199,10 +191,12 @@ function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: Transp
       const message = buffered.subarray(2, 2 + length);
       buffered = buffered.subarray(2 + length);
       inflight++;
-      answer(handler, message, peer, answered, (err: unknown) => {
-        fault('tcp', err);
+      const result = callSafely(handler, message, peer, tcpFault);
+      if (result instanceof Promise) result.then(answered, (err: unknown) => {
+        tcpFault(err);
         answered(undefined);
       });
+      else answered(result);
     }
     // Back-pressure: a client pipelining faster than we answer is paused, not buffered without bound.
     if (inflight >= opts.tcpMaxInflightPerConnection) socket.pause();
