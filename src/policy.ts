@@ -234,8 +234,8 @@ export class Policy {
    * scoring on/off). One lookup per query on a hit. A name seen for the first time only leaves its string
    * in `seen`, and its memo waits in the small `recent` map (for the observe step of the same query):
    * names that never repeat (unique names, a tunnel's labels) then die young instead of filling the main
-   * map and the old generation (major GC was half of what scoring cost on cache misses). Every map is
-   * bounded and starts afresh when full.
+   * map and the old generation (with one map every fresh name's facts were promoted and collected by major
+   * GCs, a large share of what scoring costs on cache misses). Every map is bounded and starts afresh when full.
    */
   private readonly names = new Map<string, NameMemo>();
   private readonly recent = new Map<string, NameMemo>();
