@@ -209,6 +209,18 @@ describe('answer reuse on repeated names (cache hits)', () => {
     expect(verdicts.map((v) => v.action)).toEqual(['nxdomain', 'quarantine', 'quarantine']);
   });
 
+  it('remembers names that repeat even when more than the probation map of other names came between', () => {
+    // An agent cycling through 1,000 names: from the second round on every name is memoised, so the third
+    // round reuses the second round's verdicts (a name seen once must not stay stuck in probation).
+    const p = make();
+    const state = p.newSessionState();
+    const names = Array.from({ length: 1000 }, (_, i) => `h${i}.cdn.example.com`);
+    names.forEach((n, i) => judge(p, state, n, i / 10));
+    const second = names.map((n, i) => judge(p, state, n, 100 + i / 10));
+    const third = names.map((n, i) => judge(p, state, n, 200 + i / 10));
+    expect(third.filter((v, i) => v === second[i])).toHaveLength(names.length);
+  });
+
   it('reuses for at most a hundredth of the fan-out half-life', () => {
     const p = make({}, { fanout_window_ms: 1000 }); // → 10 ms
     const state = p.newSessionState();
