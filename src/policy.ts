@@ -338,8 +338,9 @@ export class Policy {
 
   observe(state: SessionState, event: ObserveEvent): void {
     if (!event.forwarded || event.blocked) return; // nothing left the resolver
-    if (inZones(event.name, this.allow)) return;
-    const { split, stats } = this.factsOf(event.name, this.memoOf(event.name, false));
+    const memo = this.memoOf(event.name, false);
+    if (memo.listed === 'allow') return;
+    const { split, stats } = this.factsOf(event.name, memo);
     const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
     observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode }, this.params);
   }
