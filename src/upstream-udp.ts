@@ -13,7 +13,8 @@ import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from
 
 /** A few queries share a port at once: a spoofer who learnt the port still hits one ID in 8,192. */
 const MAX_INFLIGHT_PER_SOCKET = 8;
-const UPSTREAM_UDP_SIZE = 1232;
+/** The EDNS UDP size we offer upstreams (over TCP too): the DNS Flag Day 2020 size, no fragmentation. */
+export const UPSTREAM_UDP_SIZE = 1232;
 
 export interface UdpTarget {
   readonly label: string;

@@ -7,7 +7,7 @@ import { randomInt } from 'node:crypto';
 import { splitHostPort, type UpstreamConfig } from './config.js';
 import { UpstreamTimeoutError, WardenError, messageOf } from './errors.js';
 import type { Metrics } from './telemetry.js';
-import { UdpExchange } from './upstream-udp.js';
+import { UPSTREAM_UDP_SIZE, UdpExchange } from './upstream-udp.js';
 import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from './wire.js';
 
 export type Resolution =
@@ -31,7 +31,6 @@ interface Upstream {
 
 // An upstream that failed recently is tried last, so one dead upstream does not cost every query a timeout.
 const DEMOTE_MS = 5000;
-const UPSTREAM_UDP_SIZE = 1232; // the EDNS size we offer upstream over TCP too
 
 export class UpstreamPool implements Resolver {
   readonly #upstreams: Upstream[];
