@@ -1,23 +1,13 @@
 // Issue 2, admin HTTP: /healthz is open, everything else needs the bearer token; /metrics is
 // Prometheus text with the documented names, counts what happened, and never carries a session id,
 // address or domain name as a label value.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { describe, expect, it } from 'vitest';
+import { FIXTURE } from '../helpers/upstream.js';
 import { query } from '../helpers/dns-client.js';
-import { metricValue, startWarden, TEST_SESSION, type Warden } from '../helpers/warden.js';
+import { metricValue, TEST_SESSION } from '../helpers/warden.js';
+import { useSharedWarden } from '../helpers/shared-warden.js';
 
-let upstream: Upstream;
-let warden: Warden;
-
-beforeAll(async () => {
-  upstream = await startUpstream();
-  warden = await startWarden({}, { upstream });
-});
-
-afterAll(async () => {
-  await warden?.close();
-  await upstream?.stop();
-});
+const t = useSharedWarden();
 
 const METRIC_NAMES = [
   'dnswarden_queries_total',
@@ -32,50 +22,50 @@ const METRIC_NAMES = [
 
 describe('access', () => {
   it('/healthz answers without a token', async () => {
-    const res = await warden.admin('/healthz', { token: null });
+    const res = await t.warden.admin('/healthz', { token: null });
     expect(res.status).toBe(200);
   });
 
   it('/metrics without a token is 401, with a wrong token 401, with the token 200', async () => {
-    expect((await warden.admin('/metrics', { token: null })).status).toBe(401);
-    expect((await warden.admin('/metrics', { token: `${warden.adminToken}x` })).status).toBe(401);
-    const ok = await warden.admin('/metrics');
+    expect((await t.warden.admin('/metrics', { token: null })).status).toBe(401);
+    expect((await t.warden.admin('/metrics', { token: `${t.warden.adminToken}x` })).status).toBe(401);
+    const ok = await t.warden.admin('/metrics');
     expect(ok.status).toBe(200);
     expect(ok.headers.get('content-type')).toMatch(/^text\/plain/);
   });
 
   it('a token in another scheme or case-mangled is refused', async () => {
-    const res = await fetch(`${warden.adminUrl}/metrics`, { headers: { authorization: `Basic ${warden.adminToken}` } });
+    const res = await fetch(`${t.warden.adminUrl}/metrics`, { headers: { authorization: `Basic ${t.warden.adminToken}` } });
     expect(res.status).toBe(401);
     await res.body?.cancel();
   });
 
   it('an unknown path with the token is 404; without the token it is 401 (nothing leaks)', async () => {
-    expect((await warden.admin('/v1/nope')).status).toBe(404);
-    expect((await warden.admin('/v1/nope', { token: null })).status).toBe(401);
+    expect((await t.warden.admin('/v1/nope')).status).toBe(404);
+    expect((await t.warden.admin('/v1/nope', { token: null })).status).toBe(401);
   });
 
   it('the admin listener is where app.adminUrl says, on loopback', () => {
-    expect(warden.adminUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(warden.adminToken).toBe((warden.config['admin'] as { token: string }).token);
+    expect(t.warden.adminUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(t.warden.adminToken).toBe((t.warden.config['admin'] as { token: string }).token);
   });
 });
 
 describe('/metrics', () => {
   it('has every documented metric name', async () => {
-    const res = await warden.admin('/metrics');
+    const res = await t.warden.admin('/metrics');
     for (const name of METRIC_NAMES) expect(res.text, name).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
   });
 
   it('counts queries by transport, qtype and rcode', async () => {
-    const before = await warden.app.metricsText();
+    const before = await t.warden.app.metricsText();
     const count = (text: string, labels: Record<string, string>) => metricValue(text, 'dnswarden_queries_total', labels) ?? 0;
-    await query({ server: warden.dns, transport: 'udp', name: FIXTURE.a.name, type: 'A' });
-    await query({ server: warden.dns, transport: 'udp', name: FIXTURE.a.name, type: 'A' });
-    await query({ server: warden.dns, transport: 'tcp', name: FIXTURE.txt.name, type: 'TXT' });
-    await query({ server: warden.dns, transport: 'udp', name: `metrics-${FIXTURE.nxdomain.name}`, type: 'AAAA' });
-    await query({ server: warden.dns, transport: 'udp', bind: '127.0.0.2', name: FIXTURE.a.name, type: 'A' });
-    const after = (await warden.admin('/metrics')).text;
+    await query({ server: t.warden.dns, transport: 'udp', name: FIXTURE.a.name, type: 'A' });
+    await query({ server: t.warden.dns, transport: 'udp', name: FIXTURE.a.name, type: 'A' });
+    await query({ server: t.warden.dns, transport: 'tcp', name: FIXTURE.txt.name, type: 'TXT' });
+    await query({ server: t.warden.dns, transport: 'udp', name: `metrics-${FIXTURE.nxdomain.name}`, type: 'AAAA' });
+    await query({ server: t.warden.dns, transport: 'udp', bind: '127.0.0.2', name: FIXTURE.a.name, type: 'A' });
+    const after = (await t.warden.admin('/metrics')).text;
     expect(count(after, { transport: 'udp', qtype: 'A', rcode: 'NOERROR' }) - count(before, { transport: 'udp', qtype: 'A', rcode: 'NOERROR' })).toBe(2);
     expect(count(after, { transport: 'tcp', qtype: 'TXT', rcode: 'NOERROR' }) - count(before, { transport: 'tcp', qtype: 'TXT', rcode: 'NOERROR' })).toBe(1);
     expect(count(after, { transport: 'udp', qtype: 'AAAA', rcode: 'NXDOMAIN' }) - count(before, { transport: 'udp', qtype: 'AAAA', rcode: 'NXDOMAIN' })).toBe(1);
@@ -83,26 +73,26 @@ describe('/metrics', () => {
   });
 
   it('observes upstream latency per upstream and counts live sessions', async () => {
-    await query({ server: warden.dns, name: FIXTURE.mx.name, type: 'MX' });
-    const text = await warden.app.metricsText();
-    expect(metricValue(text, 'dnswarden_upstream_duration_seconds_count', { upstream: upstream.hostPort })).toBeGreaterThanOrEqual(1);
+    await query({ server: t.warden.dns, name: FIXTURE.mx.name, type: 'MX' });
+    const text = await t.warden.app.metricsText();
+    expect(metricValue(text, 'dnswarden_upstream_duration_seconds_count', { upstream: t.upstream.hostPort })).toBeGreaterThanOrEqual(1);
     expect(metricValue(text, 'dnswarden_sessions_live')).toBe(1);
   });
 
   it('app.metricsText() and GET /metrics show the same metric families', async () => {
-    const http = (await warden.admin('/metrics')).text;
-    const inProcess = await warden.app.metricsText();
+    const http = (await t.warden.admin('/metrics')).text;
+    const inProcess = await t.warden.app.metricsText();
     const families = (t: string) => [...t.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]).sort();
     expect(families(inProcess)).toEqual(families(http));
   });
 
   it('never carries a domain name, session id, user or client address as a label value', async () => {
-    await query({ server: warden.dns, name: FIXTURE.cnameChain.name, type: 'A' });
-    const text = (await warden.admin('/metrics')).text;
+    await query({ server: t.warden.dns, name: FIXTURE.cnameChain.name, type: 'A' });
+    const text = (await t.warden.admin('/metrics')).text;
     const labelValues = [...text.matchAll(/^[a-z_]+\{([^}]*)\}/gm)].flatMap((m) => [...m[1]!.matchAll(/="([^"]*)"/g)].map((v) => v[1]!));
     const forbidden = [FIXTURE.zone, 'dnswarden.test', TEST_SESSION.id, TEST_SESSION.user, '127.0.0.2'];
     expect(labelValues.filter((v) => forbidden.some((f) => v.includes(f)))).toEqual([]);
     // The only address-like label value allowed is a configured upstream.
-    expect(labelValues.filter((v) => /\d+\.\d+\.\d+\.\d+/.test(v) && v !== upstream.hostPort)).toEqual([]);
+    expect(labelValues.filter((v) => /\d+\.\d+\.\d+\.\d+/.test(v) && v !== t.upstream.hostPort)).toEqual([]);
   });
 });

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURE } from '../helpers/upstream.js';
 import { query } from '../helpers/dns-client.js';
-import { startWarden, type Warden } from '../helpers/warden.js';
+import { useSharedWarden } from '../helpers/shared-warden.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -296,21 +296,13 @@ describe('deploy/prometheus/alerts.yml', () => {
 });
 
 describe('deploy/grafana/dashboard.json', () => {
-  let upstream: Upstream;
-  let warden: Warden;
+  const t = useSharedWarden();
 
   beforeAll(async () => {
-    upstream = await startUpstream();
-    warden = await startWarden({}, { upstream });
     // A few queries so counters and histograms have samples, not just their # TYPE lines.
-    await query({ server: warden.dns, name: FIXTURE.a.name, type: 'A' });
-    await query({ server: warden.dns, name: FIXTURE.a.name, type: 'A' });
-    await query({ server: warden.dns, name: FIXTURE.txt.name, type: 'TXT', transport: 'tcp' });
-  });
-
-  afterAll(async () => {
-    await warden?.close();
-    await upstream?.stop();
+    await query({ server: t.warden.dns, name: FIXTURE.a.name, type: 'A' });
+    await query({ server: t.warden.dns, name: FIXTURE.a.name, type: 'A' });
+    await query({ server: t.warden.dns, name: FIXTURE.txt.name, type: 'TXT', transport: 'tcp' });
   });
 
   it('covers what issue 4 lists: verdicts by action and session type, signals, quarantines, cache hit ratio, upstream latency', () => {
@@ -338,7 +330,7 @@ describe('deploy/grafana/dashboard.json', () => {
   });
 
   it('uses only metric names that exist on /metrics (histograms by their _bucket/_sum/_count series)', async () => {
-    const res = await warden.admin('/metrics');
+    const res = await t.warden.admin('/metrics');
     expect(res.status).toBe(200);
     const types = metricTypes(res.text);
     expect(types.get('dnswarden_signal_value')).toBe('histogram');
@@ -348,7 +340,7 @@ describe('deploy/grafana/dashboard.json', () => {
   });
 
   it('the alert rules, too, use only metric names that exist on /metrics', async () => {
-    const types = metricTypes((await warden.admin('/metrics')).text);
+    const types = metricTypes((await t.warden.admin('/metrics')).text);
     const used = [...new Set(alertRules.flatMap((r) => metricNames(r.expr)))].sort();
     expect(used).toHaveLength(6);
     expect(used.map((n) => missingReason(n, types)).filter((r) => r !== undefined)).toEqual([]);

@@ -10,16 +10,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js';
-import { startWarden, type Warden } from '../helpers/warden.js';
+import { closedPort } from '../helpers/upstream.js';
+import { useSharedWarden } from '../helpers/shared-warden.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'dist/src/cli.js');
 const REPLAY_FIXTURE = join(ROOT, 'fixtures/replay/small.jsonl');
 
 let cwd: string;
-let upstream: Upstream;
-let warden: Warden;
+const t = useSharedWarden();
 
 interface Run {
   readonly code: number;
@@ -46,13 +45,9 @@ function expectOneLineFailure(r: Run, line: RegExp): void {
 
 beforeAll(async () => {
   cwd = mkdtempSync(join(tmpdir(), 'dnswarden-cli-'));
-  upstream = await startUpstream();
-  warden = await startWarden({}, { upstream });
 });
 
 afterAll(async () => {
-  await warden?.close();
-  await upstream?.stop();
   if (cwd !== undefined) rmSync(cwd, { recursive: true, force: true });
 });
 
@@ -64,34 +59,34 @@ describe('CLI failures are one line and a non-zero exit', () => {
   });
 
   it('bad token', async () => {
-    const r = await cli(['quarantine', 'list', '--url', warden.adminUrl, '--token', `${warden.adminToken}-bad`]);
+    const r = await cli(['quarantine', 'list', '--url', t.warden.adminUrl, '--token', `${t.warden.adminToken}-bad`]);
     expectOneLineFailure(r, /^dnswarden: 401 ERR_UNAUTHORIZED missing or unknown bearer token/);
   });
 
   it('no token at all (no --token, no $DNSWARDEN_TOKEN, no data/admin-token)', async () => {
-    const r = await cli(['sessions', 'list', '--url', warden.adminUrl]);
+    const r = await cli(['sessions', 'list', '--url', t.warden.adminUrl]);
     expectOneLineFailure(r, /^dnswarden: 401 ERR_UNAUTHORIZED /);
   });
 
   it('unknown quarantine id: show, release and confirm', async () => {
-    const common = ['--url', warden.adminUrl, '--token', warden.adminToken];
+    const common = ['--url', t.warden.adminUrl, '--token', t.warden.adminToken];
     expectOneLineFailure(await cli(['quarantine', 'show', 'qr-does-not-exist', ...common]), /^dnswarden: 404 ERR_NOT_FOUND no quarantine with id "qr-does-not-exist"$/);
     expectOneLineFailure(await cli(['quarantine', 'release', 'qr-does-not-exist', '--reason', 'r', ...common]), /^dnswarden: 404 ERR_NOT_FOUND no quarantine with id "qr-does-not-exist"$/);
     expectOneLineFailure(await cli(['quarantine', 'confirm', 'qr-does-not-exist', '--reason', 'r', '--deny', ...common]), /^dnswarden: 404 ERR_NOT_FOUND no quarantine with id "qr-does-not-exist"$/);
   });
 
   it('unknown session id', async () => {
-    const r = await cli(['sessions', 'show', 'no-such-session', '--url', warden.adminUrl, '--token', warden.adminToken]);
+    const r = await cli(['sessions', 'show', 'no-such-session', '--url', t.warden.adminUrl, '--token', t.warden.adminToken]);
     expectOneLineFailure(r, /^dnswarden: 404 ERR_NOT_FOUND no session with id "no-such-session"$/);
   });
 
   it('a decision without --reason is refused before anything is sent', async () => {
-    const r = await cli(['quarantine', 'release', 'qr-x', '--url', warden.adminUrl, '--token', warden.adminToken]);
+    const r = await cli(['quarantine', 'release', 'qr-x', '--url', t.warden.adminUrl, '--token', t.warden.adminToken]);
     expectOneLineFailure(r, /^dnswarden: quarantine release: --reason is required$/);
   });
 
   it('the failures left no trace in the audit log', async () => {
-    const res = await warden.admin('/v1/audit');
+    const res = await t.warden.admin('/v1/audit');
     expect((res.json as { audit: unknown[] }).audit).toEqual([]);
   });
 });
