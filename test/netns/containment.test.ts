@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SignJWT } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
+import { base32 } from '../../fixtures/corpora/generate.mjs';
 import {
   assertNetnsCapable,
   createTopology,
@@ -37,22 +38,6 @@ const ROGUE_ANSWER = '198.51.100.66'; // rogue.zone: the answer that can only co
 // the textbook DNS-tunnel query. The attacker's zone has a wildcard, so anything not blocked would be answered.
 const EXFIL_LABEL = base32(Buffer.from('AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY')).slice(0, 63);
 const EXFIL = `${EXFIL_LABEL}.exfil-sink.example`;
-
-function base32(bytes: Buffer): string {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  let bits = 0;
-  let value = 0;
-  let out = '';
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  return out;
-}
 
 const adminToken = `netns-admin-${randomBytes(16).toString('hex')}`;
 const runtimeToken = `netns-runtime-${randomBytes(16).toString('hex')}`;
