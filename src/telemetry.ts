@@ -112,7 +112,7 @@ export function createMetrics() {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
       registry,
     }),
-    upstreamFailures: new Counter({ name: 'dnswarden_upstream_failures_total', help: 'Upstream attempts that failed, per upstream and reason (timeout, network, mismatch, malformed).', labelNames: ['upstream', 'reason'] as const, registers }),
+    upstreamFailures: new Counter({ name: 'dnswarden_upstream_failures_total', help: 'Upstream attempts that failed (timeout, network) and upstream replies rejected (mismatch: matched no query in flight or another question; malformed), per upstream and reason.', labelNames: ['upstream', 'reason'] as const, registers }),
     sessionsLive: new Gauge({ name: 'dnswarden_sessions_live', help: 'Live sessions (static and registered).', registers }),
     registrations: new Counter({ name: 'dnswarden_registrations_total', help: 'Session registration attempts by result.', labelNames: ['result'] as const, registers }),
     signalValue: new FastHistogram<string>({

@@ -51,10 +51,11 @@ export class UpstreamPool implements Resolver {
   }
 
   async resolve(q: Query): Promise<Resolution> {
-    const started = this.#nowMs();
-    const deadline = started + this.#totalTimeoutMs;
-    const now = started;
-    const order = [...this.#upstreams].sort((a, b) => Number(now - a.failedAtMs < DEMOTE_MS) - Number(now - b.failedAtMs < DEMOTE_MS));
+    const now = this.#nowMs();
+    const deadline = now + this.#totalTimeoutMs;
+    const demoted = (u: Upstream): boolean => now - u.failedAtMs < DEMOTE_MS;
+    // Configured order unless one failed lately (then it goes last): no copy or sort while all are well.
+    const order = this.#upstreams.some(demoted) ? [...this.#upstreams].sort((a, b) => Number(demoted(a)) - Number(demoted(b))) : this.#upstreams;
     let sawNetworkError = false;
     let lastError: WardenError | undefined; // built only on failure: an Error captures a stack
     for (const upstream of order) {
