@@ -101,11 +101,6 @@ export class FastCounter {
     else this.#series.set(key, { labels: this.#labelsOf(key), value: 1 });
   }
 
-  /** The current count of series `key` (0 if never counted). */
-  value(key: number): number {
-    return this.#series.get(key)?.value ?? 0;
-  }
-
   get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string>; value: number }[] } {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.#series.values()].map((s) => ({ labels: s.labels, value: s.value })) };
   }
