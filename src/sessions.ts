@@ -203,9 +203,10 @@ export class SessionDirectory<S> {
       const found = this.#lookup(canonicalAddress(address), atMs);
       if (this.#byAddress.size >= ADDRESS_CACHE_MAX) this.#byAddress.clear();
       // The admission object itself is cached: a query allocates nothing here.
-      this.#byAddress.set(address, found === undefined ? null : { session: found });
-      if (found === undefined) return admitted === undefined || admitted === null ? NO_SESSION : EXPIRED;
-      return this.#byAddress.get(address)!;
+      const fresh = found === undefined ? null : { session: found };
+      this.#byAddress.set(address, fresh);
+      if (fresh === null) return admitted === undefined || admitted === null ? NO_SESSION : EXPIRED;
+      return fresh;
     }
     return admitted ?? NO_SESSION;
   }
