@@ -135,6 +135,7 @@ export function createPipeline(d: PipelineDeps): {
       forwarded: true,
       rcode,
       blocked: false,
+      facts: verdict?.facts,
     });
     const eventId = outcome.kind === 'blocked' || outcome.kind === 'answered' ? outcome.eventId : undefined;
     const entry: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] } = {

@@ -34,6 +34,8 @@ export interface Verdict {
   readonly score?: Score;
   /** Short (≤ 80 chars), for the EDE extra text and the log line: the deciding signals or evidence. */
   readonly reason: string;
+  /** The name's scoring facts, handed to observe() of the same query so it need not recompute them (scored verdicts only). */
+  readonly facts?: NameFacts;
 }
 
 export interface JudgeInput {
@@ -54,6 +56,8 @@ export interface ObserveEvent {
   readonly forwarded: boolean;
   readonly rcode: number;
   readonly blocked: boolean;
+  /** The verdict's facts for this name (Verdict.facts), when the same query was just judged. */
+  readonly facts?: NameFacts | undefined;
 }
 
 /**
@@ -180,7 +184,6 @@ interface ReusableAnswer {
  */
 const ANSWER_REUSE_MAX_MS = 1000;
 const NAME_FACTS_MAX = 8192;
-const RECENT_NAMES_MAX = 512;
 
 export class Policy {
   readonly mode: (type: SessionType) => Mode;
@@ -229,44 +232,40 @@ export class Policy {
 
   /**
    * What a name alone decides — which list it is on, and the per-name part of scoring (tldts split,
-   * character statistics, lexical signals, computed when first needed) — remembered for names that come
-   * again: a cache hit is a name seen before, and this is most of judge()'s cost (`npm run bench`,
-   * scoring on/off). One lookup per query on a hit. A name seen for the first time only leaves its string
-   * in `seen`, and its memo waits in the small `recent` map (for the observe step of the same query):
-   * names that never repeat (unique names, a tunnel's labels) then die young instead of filling the main
-   * map and the old generation (with one map every fresh name's facts were promoted and collected by major
-   * GCs, a large share of what scoring costs on cache misses). Every map is bounded and starts afresh when full.
+   * character statistics, lexical signals) — remembered for names that come again: a cache hit is a name
+   * seen before, and this is most of judge()'s cost (`npm run bench`, scoring on/off). One lookup per query
+   * on a hit. A name seen for the first time only leaves its string in `seen`; its facts travel with the
+   * verdict to the observe step of the same query (Verdict.facts) and are not kept: names that never
+   * repeat (unique names, a tunnel's labels) then die young. Anything a fresh name left behind for a
+   * while (a memo map of recent names was tried) survives the next scavenge and is copied and promoted,
+   * which made GC the largest share of what scoring cost on a cache miss. Both maps are bounded and
+   * start afresh when full.
    */
   private readonly names = new Map<string, NameMemo>();
-  private readonly recent = new Map<string, NameMemo>();
   private readonly seen = new Set<string>();
-  /** `again`: this lookup is a new query for the name (judge), not a later step of the same one (observe). */
-  private memoOf(name: string, again = true): NameMemo {
-    let memo = this.names.get(name);
+
+  /** The memo of a name judged before (created on its second sighting), or undefined on a first sighting. */
+  private memoOf(name: string): NameMemo | undefined {
+    const memo = this.names.get(name);
     if (memo !== undefined) return memo;
-    memo = this.recent.get(name);
-    if (memo === undefined) {
-      const listed = inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
-      memo = { listed, facts: undefined, answered: undefined };
-    } else if (!again) {
-      return memo;
-    }
-    if (again && this.seen.has(name)) {
-      if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
-      this.names.set(name, memo);
-      return memo;
-    }
-    if (this.recent.size >= RECENT_NAMES_MAX) this.recent.clear();
-    this.recent.set(name, memo);
-    if (again) {
+    if (!this.seen.has(name)) {
       if (this.seen.size >= NAME_FACTS_MAX) this.seen.clear();
       this.seen.add(name);
+      return undefined;
     }
-    return memo;
+    const created: NameMemo = { listed: this.listOf(name), facts: undefined, answered: undefined };
+    if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
+    this.names.set(name, created);
+    return created;
   }
 
-  private factsOf(name: string, memo: NameMemo = this.memoOf(name)): NameFacts {
-    return (memo.facts ??= nameFacts(splitName(name, this.platforms), this.params.weights));
+  /** Which list a name is on: allow wins, then deny, then learned. */
+  private listOf(name: string): NameMemo['listed'] {
+    return inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
+  }
+
+  private factsOf(name: string): NameFacts {
+    return nameFacts(splitName(name, this.platforms), this.params.weights);
   }
 
   newSessionState(): SessionState {
@@ -279,7 +278,6 @@ export class Policy {
     for (const d of domains) next.add(trimName(d));
     this.learned = next;
     this.names.clear();
-    this.recent.clear();
   }
 
   judge(input: JudgeInput): Verdict {
@@ -287,17 +285,18 @@ export class Policy {
     const fixed = this.fixed[type];
     const name = input.name;
     const memo = this.memoOf(name);
-    if (memo.listed !== null) return fixed[memo.listed];
+    const listed = memo === undefined ? this.listOf(name) : memo.listed;
+    if (listed !== null) return fixed[listed];
 
     const state = input.state;
-    const reuse = memo.answered;
+    const reuse = memo?.answered;
     if (reuse !== undefined && reuse.state === state && reuse.version === state.version && reuse.qtype === input.qtype && reuse.ageDays === input.ageDays
       && reuse.type === type && input.atMs >= reuse.atMs && input.atMs - reuse.atMs < this.answerReuseMs) {
       return reuse.verdict;
     }
 
     const p = this.params;
-    const facts = this.factsOf(name, memo);
+    const facts = memo === undefined ? this.factsOf(name) : (memo.facts ??= this.factsOf(name));
     const split = facts.split;
     const stats = facts.stats;
     const score = scoreQuery({ facts, split, stats, qtype: input.qtype, ageDays: input.ageDays, state, atMs: input.atMs }, p);
@@ -318,29 +317,35 @@ export class Policy {
     const blocking = score.total >= t.block_at;
     if (blocking) noteBlock(state, input.atMs);
     if (volume >= t.volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`) };
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), facts };
     }
     if (young >= t.young_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`) };
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts };
     }
     if (!blocking) {
-      const verdict: Verdict = score.total === 0 ? fixed.answer : { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON };
-      memo.answered = { verdict, state, version: state.version, qtype: input.qtype, ageDays: input.ageDays, type, atMs: input.atMs };
+      const verdict: Verdict = score.total !== 0 ? { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON, facts }
+        : memo === undefined ? { ...fixed.answer, facts } : fixed.answer;
+      if (memo !== undefined) memo.answered = { verdict, state, version: state.version, qtype: input.qtype, ageDays: input.ageDays, type, atMs: input.atMs };
       return verdict;
     }
     // Quarantine evidence 2: repeated blocks in a window (a tunnel keeps trying; a stray false positive does not).
     const blocks = blocksSince(state, input.atMs - t.block_window_ms);
     if (blocks >= t.quarantine_after_blocks) {
-      return { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`) };
+      return { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts };
     }
-    return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`) };
+    return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), facts };
   }
 
   observe(state: SessionState, event: ObserveEvent): void {
     if (!event.forwarded || event.blocked) return; // nothing left the resolver
-    const memo = this.memoOf(event.name, false);
-    if (memo.listed === 'allow') return;
-    const { split, stats } = this.factsOf(event.name, memo);
+    let facts = event.facts;
+    if (facts === undefined) {
+      // Not judged in this process (replay) or judged by a list: look the name up again, without noting a sighting.
+      const memo = this.names.get(event.name);
+      if ((memo === undefined ? this.listOf(event.name) : memo.listed) === 'allow') return;
+      facts = memo === undefined ? this.factsOf(event.name) : (memo.facts ??= this.factsOf(event.name));
+    }
+    const { split, stats } = facts;
     const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
     observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode }, this.params);
   }

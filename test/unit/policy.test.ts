@@ -177,7 +177,11 @@ describe('answer reuse on repeated names (cache hits)', () => {
     const state = p.newSessionState();
     // The domain has some fan-out, so the score is not 0 and a verdict object is built for it.
     for (let i = 0; i < 5; i++) p.observe(state, { name: `h${i}.svc.example.com`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    // A first sighting keeps nothing (a name that never repeats must die young); the second is memoised.
+    const sighting = judge(p, state, name, 50);
     const first = judge(p, state, name, 100);
+    expect(first).not.toBe(sighting);
+    expect(first).toEqual(sighting);
     expect(first.action).toBe('answer');
     expect(first.score!.total).toBeGreaterThan(0);
     expect(judge(p, state, name, 600)).toBe(first);
@@ -224,9 +228,28 @@ describe('answer reuse on repeated names (cache hits)', () => {
   it('reuses for at most a hundredth of the fan-out half-life', () => {
     const p = make({}, { fanout_window_ms: 1000 }); // → 10 ms
     const state = p.newSessionState();
+    judge(p, state, name, 0); // first sighting: not memoised
     const first = judge(p, state, name, 0);
     expect(judge(p, state, name, 9)).toBe(first);
     expect(judge(p, state, name, 10)).not.toBe(first);
+  });
+});
+
+describe('facts handed from judge to observe', () => {
+  it('a verdict carries its name facts, and observe() with them builds the same window as without', () => {
+    const p = make();
+    const withFacts = p.newSessionState();
+    const without = p.newSessionState();
+    for (let i = 0; i < 50; i++) {
+      const name = `${bulkName(i).slice(0, 40 + i)}.t.example.net`;
+      const v = p.judge({ name, qtype: 1, session: session(), state: withFacts, ageDays: undefined, atMs: i });
+      expect(v.facts?.split.name).toBe(name);
+      p.observe(withFacts, { name, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false, facts: v.facts });
+      p.judge({ name, qtype: 1, session: session(), state: without, ageDays: undefined, atMs: i });
+      p.observe(without, { name, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    }
+    expect(withFacts.domains['example.net']!.volumeBytes).toBeGreaterThan(0);
+    expect(JSON.stringify(withFacts)).toBe(JSON.stringify(without));
   });
 });
 
