@@ -44,9 +44,35 @@ export interface NameFacts {
   readonly lexical: readonly [Signal, Signal, Signal];
 }
 
+/**
+ * Below these a subdomain cannot score on any lexical signal: entropy counts past 30 characters, char_class
+ * past 24, name_length past 64 characters, a 40-character label or 6 labels (lexical.ts). Most names an agent
+ * sends are this short (`www`, `api.v2`), so they get three shared zero signals instead of three built ones
+ * (a tenth of what judging a fresh name cost on a cache miss in `npm run bench`); a unit test checks that
+ * the full computation gives 0 for every such name.
+ */
+export const SHORT_SUBDOMAIN_CHARS = 24;
+export const SHORT_SUBDOMAIN_LABELS = 6;
+export const SHORT_SUBDOMAIN_REASON = `subdomain of ≤ ${SHORT_SUBDOMAIN_CHARS} chars in ≤ ${SHORT_SUBDOMAIN_LABELS} labels: too short to carry data`;
+
+type Lexical = NameFacts['lexical'];
+let zeroLexicalFor: { readonly weights: Weights; readonly lexical: Lexical } | undefined;
+
+/** The shared zero lexical signals for `weights` (one config's weights at a time, rebuilt when they change). */
+function zeroLexical(weights: Weights): Lexical {
+  if (zeroLexicalFor?.weights !== weights) {
+    const zero = (id: Signal['id'], weight: number): Signal => Object.freeze({ id, value: 0, weight, reason: SHORT_SUBDOMAIN_REASON });
+    zeroLexicalFor = { weights, lexical: Object.freeze([zero('label_entropy', weights.label_entropy), zero('char_class', weights.char_class), zero('name_length', weights.name_length)] as const) };
+  }
+  return zeroLexicalFor.lexical;
+}
+
 /** The per-name part of scoring; the same name always gives the same facts, so callers may memoise them. */
 export function nameFacts(split: SplitName, weights: Weights): NameFacts {
   const stats = charStats(split.subdomain);
+  if (!split.platform && split.subdomain.length <= SHORT_SUBDOMAIN_CHARS && split.subLabelCount <= SHORT_SUBDOMAIN_LABELS) {
+    return { split, stats, lexical: zeroLexical(weights) };
+  }
   return {
     split,
     stats,
