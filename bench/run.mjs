@@ -137,6 +137,34 @@ function cpuPerQuery(pid, port, file, qps, seconds) {
   return { qps, completed: r.completed, cpu_us_per_query: round1((cpuUs(pid) - before) / Math.max(1, r.completed)) };
 }
 
+/** utime, stime (clock ticks) of a process (all threads) and of its main thread, with the wall clock. */
+function cpuTicks(pid) {
+  const fields = (file) => readFileSync(file, 'utf8').split(') ')[1].split(' ');
+  const all = fields(`/proc/${pid}/stat`);
+  const main = fields(`/proc/${pid}/task/${pid}/stat`);
+  return { atMs: performance.now(), usr: Number(all[11]), sys: Number(all[12]), main: Number(main[11]) + Number(main[12]) };
+}
+
+/**
+ * Runs dnsperf at saturation and adds where the server's time went: user and system CPU µs per answered
+ * query (all threads: GC helpers included) and how busy the main thread was. A single-threaded server
+ * whose main thread is near 100 % is limited by its own per-query cost there, not by the machine.
+ */
+function dnsperfWithCpu(pid, port, file, opts) {
+  const before = cpuTicks(pid);
+  const r = dnsperf(port, file, opts);
+  const after = cpuTicks(pid);
+  const us = (ticks) => (ticks * 1e6) / CLK_TCK;
+  const n = Math.max(1, r.completed);
+  r.server_cpu = {
+    usr_us_per_query: round1(us(after.usr - before.usr) / n),
+    sys_us_per_query: round1(us(after.sys - before.sys) / n),
+    main_thread_busy_pct: round1((100 * us(after.main - before.main)) / ((after.atMs - before.atMs) * 1000)),
+    main_thread_us_per_query: round1(us(after.main - before.main) / n),
+  };
+  return r;
+}
+
 function rssKb(pid) {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const get = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
@@ -408,13 +436,13 @@ async function main() {
     for (let r = 0; r < P.rounds; r++) {
       const order = servers.map((_, i) => servers[(i + r) % servers.length]);
       const round = { order: order.map((s) => s.key), hit: {}, miss: {}, latency_probe: {} };
-      for (const s of order) round.hit[s.key] = dnsperf(s.port, hitFile, { seconds: P.hitSeconds });
+      for (const s of order) round.hit[s.key] = dnsperfWithCpu(s.pid, s.port, hitFile, { seconds: P.hitSeconds });
       // The Node ceiling (bench/node-ceiling.mjs) answers the hit set only: it forwards nothing.
       round.hit.node_ceiling = dnsperf(ceilingPort, hitFile, { seconds: P.hitSeconds });
       for (const s of order) {
         const f = join(tmp, `miss-${r}-${s.key}.txt`);
         writeMissFile(f, `r${r}${s.key.replace('warden_', '').slice(0, 2)}`, P.missNames);
-        round.miss[s.key] = dnsperf(s.port, f, { seconds: P.missSeconds, maxRuns: 1 });
+        round.miss[s.key] = dnsperfWithCpu(s.pid, s.port, f, { seconds: P.missSeconds, maxRuns: 1 });
         round.miss[s.key].file_exhausted = round.miss[s.key].sent >= P.missNames;
         rmSync(f);
       }
@@ -447,6 +475,9 @@ async function main() {
         probe_p50_ms: round3(median(result.rounds.map((r) => r.latency_probe[s.key]?.p50_ms))),
         probe_p99_ms: round3(median(result.rounds.map((r) => r.latency_probe[s.key]?.p99_ms))),
         rss_after: rssKb(s.pid),
+        saturation_cpu: Object.fromEntries(['hit', 'miss'].map((kind) => [kind, Object.fromEntries(
+          ['usr_us_per_query', 'sys_us_per_query', 'main_thread_busy_pct', 'main_thread_us_per_query'].map((k) => [k, round1(median(result.rounds.map((r) => r[kind][s.key].server_cpu?.[k])))]),
+        )])),
       };
       if (s.adminPort) result.median[s.key].metrics_after = await metrics(s.adminPort);
     }
@@ -601,6 +632,15 @@ function markdown(r) {
   for (const k of ['unbound', 'warden_on', 'warden_off']) {
     const s = m[k];
     L.push(`| ${k} | ${s.hit_qps} | ${s.miss_qps} | ${s.hit_avg_latency_ms} | ${s.miss_avg_latency_ms} | ${s.probe_p50_ms} / ${s.probe_p99_ms} | ${s.rss_after.rss_mb} |`);
+  }
+  if (m.warden_on.saturation_cpu) {
+    L.push('', '## Where each server\'s time goes at saturation (the QPS runs above; /proc/PID/stat and /proc/PID/task/PID/stat, medians over rounds)', '',
+      'CPU µs per answered query, all threads (V8\'s GC helper threads included), and the main thread: a single-threaded server whose main thread is near 100 % busy is limited by its own per-query cost there.', '',
+      '| server | set | user µs/query | system µs/query | main thread busy % | main thread µs/query |', '|---|---|---|---|---|---|');
+    for (const kind of ['hit', 'miss']) for (const k of ['unbound', 'warden_on', 'warden_off']) {
+      const c = m[k].saturation_cpu[kind];
+      L.push(`| ${k} | ${kind} | ${c.usr_us_per_query} | ${c.sys_us_per_query} | ${c.main_thread_busy_pct} | ${c.main_thread_us_per_query} |`);
+    }
   }
   if (r.cpu_per_hit_query_us) {
     const c = r.cpu_per_hit_query_us;
