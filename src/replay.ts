@@ -292,7 +292,7 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
       d.ageDays = l.age_days;
       if (split.subdomain !== '') d.subs.add(split.subdomain);
     }
-    policy.observe(t.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false });
+    policy.observe(t.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
   }
 
   const perSession: SessionResult[] = [];
