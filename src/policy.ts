@@ -164,6 +164,8 @@ interface NameMemo {
   facts: NameFacts | undefined;
   /** The last answer verdict for this name, reusable while its inputs hold (see judge). */
   answered: ReusableAnswer | undefined;
+  /** The rebinding check of the last answer's addresses: a cached answer hands every hit the same array. */
+  checked: { readonly addresses: readonly string[]; readonly inside: string | null } | undefined;
 }
 
 interface ReusableAnswer {
@@ -253,7 +255,7 @@ export class Policy {
       this.seen.add(name);
       return undefined;
     }
-    const created: NameMemo = { listed: this.listOf(name), facts: undefined, answered: undefined };
+    const created: NameMemo = { listed: this.listOf(name), facts: undefined, answered: undefined, checked: undefined };
     if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
     this.names.set(name, created);
     return created;
@@ -353,7 +355,14 @@ export class Policy {
   /** DNS rebinding / SSRF: a public name whose A/AAAA answer points inside. undefined = fine. */
   judgeAnswer(name: string, addresses: readonly string[], session: SessionInfo): Verdict | undefined {
     if (!this.rebinding.enabled || addresses.length === 0) return undefined;
-    const inside = this.firstInsideAddress(addresses);
+    const memo = this.names.get(name);
+    let inside: string | null;
+    if (memo?.checked?.addresses === addresses) {
+      inside = memo.checked.inside;
+    } else {
+      inside = this.firstInsideAddress(addresses);
+      if (memo !== undefined) memo.checked = { addresses, inside };
+    }
     if (inside === null) return undefined;
     if (inZones(name, this.rebinding.allow)) return undefined;
     // Only public names (an ICANN suffix) are suspect: `printer.lan` or `db.internal` may point inside.

@@ -272,6 +272,28 @@ describe('observe mode', () => {
   });
 });
 
+describe('judgeAnswer on a repeated name (the check is remembered per answer)', () => {
+  it('a memoised name is checked again whenever its answer changes, and a remembered answer keeps its result', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const name = 'app.attacker.com';
+    for (let i = 0; i < 2; i++) p.judge({ name, qtype: 1, session: session(), state, ageDays: undefined, atMs: i }); // memoised now
+    const publicAnswer = ['93.184.216.34'];
+    const rebound = ['93.184.216.34', '169.254.169.254'];
+    expect(p.judgeAnswer(name, publicAnswer, session())).toBeUndefined();
+    expect(p.judgeAnswer(name, publicAnswer, session())).toBeUndefined();
+    expect(p.judgeAnswer(name, rebound, session())?.reason).toBe('public name points at 169.254.169.254');
+    expect(p.judgeAnswer(name, rebound, session())?.reason).toBe('public name points at 169.254.169.254');
+    expect(p.judgeAnswer(name, ['10.0.0.1'], session())?.reason).toBe('public name points at 10.0.0.1');
+    expect(p.judgeAnswer(name, publicAnswer, session())).toBeUndefined();
+    // the mode comes from the asking session, not from the remembered check
+    const observing = make({ session_types: { batch: { mode: 'observe' } } });
+    for (let i = 0; i < 2; i++) observing.judge({ name, qtype: 1, session: session(), state: observing.newSessionState(), ageDays: undefined, atMs: i });
+    expect(observing.judgeAnswer(name, rebound, session('interactive'))?.enforced).toBe(true);
+    expect(observing.judgeAnswer(name, rebound, session('batch'))?.enforced).toBe(false);
+  });
+});
+
 describe('ipv4Number', () => {
   it('reads dotted quads and nothing else', () => {
     expect(ipv4Number('0.0.0.0')).toBe(0);
