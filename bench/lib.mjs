@@ -228,6 +228,15 @@ function writeMissFile(path, tag, count) {
 
 // ------------------------------------------------------------------------------------------------
 // Servers
+/** Checks a daemon's config with its own checker, runs it in the foreground (-d) and waits until it answers. */
+async function startDaemon(name, checker, conf, dir, port) {
+  const check = run(checker, [conf]);
+  if (check.status !== 0) throw new Error(`${checker}: ${check.stdout}${check.stderr}`);
+  const rec = start(name, name, ['-d', '-c', conf], join(dir, `${name}.out`));
+  await waitFor(name, () => digA(port, `www.site000.${ZONE}`) === ANSWER_IP, 20_000, rec);
+  return rec;
+}
+
 async function startNsd(dir, port) {
   const zoneFile = join(dir, `${ZONE}.zone`);
   const rr = hitNames().map((n) => `${n}. 3600 IN A ${ANSWER_IP}`);
@@ -262,11 +271,7 @@ zone:
   name: "${ZONE}"
   zonefile: "${zoneFile}"
 `);
-  const check = run('nsd-checkconf', [conf]);
-  if (check.status !== 0) throw new Error(`nsd-checkconf: ${check.stdout}${check.stderr}`);
-  const rec = start('nsd', 'nsd', ['-d', '-c', conf], join(dir, 'nsd.out'));
-  await waitFor('nsd', () => digA(port, `www.site000.${ZONE}`) === ANSWER_IP, 20_000, rec);
-  return rec;
+  return startDaemon('nsd', 'nsd-checkconf', conf, dir, port);
 }
 
 async function startUnbound(dir, port, nsdPort) {
@@ -297,11 +302,7 @@ forward-zone:
   name: "${ZONE}."
   forward-addr: 127.0.0.1@${nsdPort}
 `);
-  const check = run('unbound-checkconf', [conf]);
-  if (check.status !== 0) throw new Error(`unbound-checkconf: ${check.stdout}${check.stderr}`);
-  const rec = start('unbound', 'unbound', ['-d', '-c', conf], join(dir, 'unbound.out'));
-  await waitFor('unbound', () => digA(port, `www.site000.${ZONE}`) === ANSWER_IP, 20_000, rec);
-  return rec;
+  return startDaemon('unbound', 'unbound-checkconf', conf, dir, port);
 }
 
 /** policy.enabled is the lead's coming key; until the schema has it, the baseline is an allow-list proxy. */
