@@ -142,7 +142,8 @@ export function createPipeline(d: PipelineDeps): {
       atMs: q.atMs,
       name: q.name,
       qtype: q.type,
-      action: verdict?.action ?? (outcome.kind === 'failed' ? 'failed' : 'refused'),
+      // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
+      action: verdict?.action ?? (outcome.kind === 'answered' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused'),
       rule: verdict?.rule ?? 'none',
       rcode,
       enforced: verdict?.enforced ?? true,
