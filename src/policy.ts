@@ -342,7 +342,8 @@ export class Policy {
     if (!event.forwarded || event.blocked) return; // nothing left the resolver
     let facts = event.facts;
     if (facts === undefined) {
-      // Not judged in this process (replay) or judged by a list: look the name up again, without noting a sighting.
+      // No facts came with the verdict (a list or rebinding verdict, a memoised name's shared zero-score answer, a
+      // caller that judged elsewhere): look the name up again, without counting a sighting.
       const memo = this.names.get(event.name);
       if ((memo === undefined ? this.listOf(event.name) : memo.listed) === 'allow') return;
       facts = memo === undefined ? this.factsOf(event.name) : (memo.facts ??= this.factsOf(event.name));
