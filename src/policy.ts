@@ -261,13 +261,16 @@ export class Policy {
     return created;
   }
 
-  /** Which list a name is on: allow wins, then deny, then learned. */
-  private listOf(name: string): NameMemo['listed'] {
+  /** Which list a name is on (allow wins, then deny, then learned): the memo's answer, or walked afresh. */
+  private listOf(name: string, memo?: NameMemo): NameMemo['listed'] {
+    if (memo !== undefined) return memo.listed;
     return inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
   }
 
-  private factsOf(name: string): NameFacts {
-    return nameFacts(splitName(name, this.platforms), this.params.weights);
+  /** The name's scoring facts: kept in the memo of a repeated name, computed and not kept for a fresh one. */
+  private factsOf(name: string, memo?: NameMemo): NameFacts {
+    if (memo === undefined) return nameFacts(splitName(name, this.platforms), this.params.weights);
+    return (memo.facts ??= nameFacts(splitName(name, this.platforms), this.params.weights));
   }
 
   newSessionState(): SessionState {
@@ -287,7 +290,7 @@ export class Policy {
     const fixed = this.fixed[type];
     const name = input.name;
     const memo = this.memoOf(name);
-    const listed = memo === undefined ? this.listOf(name) : memo.listed;
+    const listed = this.listOf(name, memo);
     if (listed !== null) return fixed[listed];
 
     const state = input.state;
@@ -298,7 +301,7 @@ export class Policy {
     }
 
     const p = this.params;
-    const facts = memo === undefined ? this.factsOf(name) : (memo.facts ??= this.factsOf(name));
+    const facts = this.factsOf(name, memo);
     const split = facts.split;
     const stats = facts.stats;
     const score = scoreQuery({ facts, split, stats, qtype: input.qtype, ageDays: input.ageDays, state, atMs: input.atMs }, p);
@@ -345,8 +348,8 @@ export class Policy {
       // No facts came with the verdict (a list or rebinding verdict, a memoised name's shared zero-score answer, a
       // caller that judged elsewhere): look the name up again, without counting a sighting.
       const memo = this.names.get(event.name);
-      if ((memo === undefined ? this.listOf(event.name) : memo.listed) === 'allow') return;
-      facts = memo === undefined ? this.factsOf(event.name) : (memo.facts ??= this.factsOf(event.name));
+      if (this.listOf(event.name, memo) === 'allow') return;
+      facts = this.factsOf(event.name, memo);
     }
     const { split, stats } = facts;
     const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
