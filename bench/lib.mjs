@@ -173,13 +173,50 @@ const median = (xs) => {
 
 // ------------------------------------------------------------------------------------------------
 // dnsperf
-function dnsperf(port, file, { seconds, maxRuns, qps, verbose = false }) {
+function dnsperfArgs(port, file, { seconds, maxRuns, qps, verbose = false, source, clients = P.dnsperfClients, outstanding = P.dnsperfOutstanding }) {
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-t', String(P.dnsperfTimeoutSec),
-    '-c', String(P.dnsperfClients), '-q', String(P.dnsperfOutstanding), '-T', '1'];
+    '-c', String(clients), '-q', String(outstanding), '-T', '1'];
+  if (source !== undefined) args.push('-a', source);
   if (maxRuns !== undefined) args.push('-n', String(maxRuns));
   if (qps !== undefined) args.push('-Q', String(qps));
   if (verbose) args.push('-v');
-  const r = run('dnsperf', args, { timeoutMs: (seconds + P.dnsperfTimeoutSec + 30) * 1000 });
+  return args;
+}
+
+function dnsperf(port, file, opts) {
+  const r = run('dnsperf', dnsperfArgs(port, file, opts), { timeoutMs: (opts.seconds + P.dnsperfTimeoutSec + 30) * 1000 });
+  return parseDnsperf(r, opts.verbose);
+}
+
+/**
+ * Several dnsperf processes at once, one per source address (each a different agent session, steered to
+ * its own worker when server.workers > 1), each sending its own file; their QPS and counts summed. The
+ * outstanding-query budget is split between them, so the offered load is the same as one dnsperf's.
+ */
+async function dnsperfFrom(sources, port, files, opts) {
+  const each = { ...opts, outstanding: Math.ceil(P.dnsperfOutstanding / sources.length), clients: Math.max(1, Math.ceil(P.dnsperfClients / sources.length)) };
+  const runs = await Promise.all(sources.map((source, i) => new Promise((resolve, reject) => {
+    const child = spawn('dnsperf', dnsperfArgs(port, files[i % files.length], { ...each, source }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => { stdout += c; });
+    child.stderr.on('data', (c) => { stderr += c; });
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  })));
+  const parts = runs.map((r) => parseDnsperf(r, false));
+  const sum = (k) => parts.reduce((a, p) => a + p[k], 0);
+  const completed = sum('completed');
+  const rcodes = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p.rcodes)) rcodes[k] = (rcodes[k] ?? 0) + v;
+  return {
+    sent: sum('sent'), completed, lost: sum('lost'), qps: round1(sum('qps')), run_s: Math.max(...parts.map((p) => p.run_s)),
+    avg_latency_ms: round3(parts.reduce((a, p) => a + p.avg_latency_ms * p.completed, 0) / Math.max(1, completed)),
+    max_latency_ms: Math.max(...parts.map((p) => p.max_latency_ms)), rcodes, sources: sources.length,
+  };
+}
+
+function parseDnsperf(r, verbose = false) {
   const out = r.stdout;
   const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : NaN; };
   const result = {
@@ -313,7 +350,7 @@ function baselineMode(dir, cli = CLI) {
   return r.status === 0 ? 'policy.enabled=false' : 'allow-list proxy';
 }
 
-function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket }) {
+function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket, workers }) {
   let policy = '';
   if (!scoring) {
     policy = baseline === 'policy.enabled=false'
@@ -328,7 +365,7 @@ storage: { dir: "${dataDir}" }
 upstreams: [ { address: "127.0.0.1:${nsdPort}", timeout_ms: 1000 } ]
 ${cacheEntries === undefined ? '' : `cache: { max_entries: ${cacheEntries} }\n`}${queriesPerSocket === undefined ? '' : `resolver: { queries_per_socket: ${queriesPerSocket} }\n`}sessions: { static: [ { id: bench, addresses: ["127.0.0.0/8"], type: interactive, user: bench, role: bench } ] }
 logging: { level: warn }
-${policy}`;
+${workers === undefined ? '' : `server: { workers: ${workers} }\n`}${policy}`;
 }
 
 // dnswarden runs as `npm start` and the container run it: with the V8 heap flags of src/cli.ts's shebang.
@@ -393,5 +430,5 @@ function machine() {
 
 
 export {
-  T0, BENCH_DIR, ROOT, CLI, P, ZONE, ANSWER_IP, TOKEN, HOSTS, log, start, stop, stopAll, run, freePort, waitFor, tail, digA, CLK_TCK, cpuUs, cpuPerQuery, cpuTicks, dnsperfWithCpu, rssKb, round1, round3, median, dnsperf, hitNames, writeMissFile, startNsd, startUnbound, baselineMode, wardenConfig, WARDEN_NODE_ARGS, startWarden, httpText, metrics, machine, sleep,
+  T0, BENCH_DIR, ROOT, CLI, P, ZONE, ANSWER_IP, TOKEN, HOSTS, log, start, stop, stopAll, run, freePort, waitFor, tail, digA, CLK_TCK, cpuUs, cpuPerQuery, cpuTicks, dnsperfWithCpu, dnsperfFrom, rssKb, round1, round3, median, dnsperf, hitNames, writeMissFile, startNsd, startUnbound, baselineMode, wardenConfig, WARDEN_NODE_ARGS, startWarden, httpText, metrics, machine, sleep,
 };

@@ -42,7 +42,16 @@ export class WebhookAlerts implements Alerts {
   readonly #retryMaxMs: number;
   #closed = false;
 
-  constructor(config: AlertsConfig, store: Store, log: Logger, metrics: Metrics, nowMs: () => number) {
+  /**
+   * With server.workers > 1 every worker writes to the one outbox but only the admin worker posts from
+   * it (two posting from one outbox would deliver an event twice); the others call `enqueued` instead.
+   */
+  readonly #delivers: boolean;
+  readonly #enqueued: () => void;
+
+  constructor(config: AlertsConfig, store: Store, log: Logger, metrics: Metrics, nowMs: () => number, delivery: { delivers: boolean; enqueued: () => void } = { delivers: true, enqueued: () => undefined }) {
+    this.#delivers = delivery.delivers;
+    this.#enqueued = delivery.enqueued;
     this.#store = store;
     this.#log = log;
     this.#metrics = metrics;
@@ -68,11 +77,17 @@ export class WebhookAlerts implements Alerts {
     if (this.#sinks.length === 0) return;
     this.#store.enqueueOutbox(this.#sinks.map((s) => s.key), body, event.atMs);
     this.#metrics.alertsPending.set(this.#store.outboxSize());
+    if (this.#delivers) this.deliverNow();
+    else this.#enqueued();
+  }
+
+  /** Drains every sink's outbox now (another worker enqueued an event). */
+  deliverNow(): void {
     for (const s of this.#sinks) this.#schedule(s, 0);
   }
 
   #schedule(sink: Sink, delayMs: number): void {
-    if (this.#closed || sink.busy || sink.timer !== undefined) return;
+    if (this.#closed || !this.#delivers || sink.busy || sink.timer !== undefined) return;
     sink.timer = setTimeout(() => {
       sink.timer = undefined;
       void this.#drain(sink);

@@ -21,6 +21,8 @@ export interface ApiDeps {
   /** Re-reads the learned deny list into the policy after a change. */
   readonly learnedDenyChanged: () => void;
   readonly flushCache: () => void;
+  /** With server.workers > 1: a session's live history gathered from every worker (this one holds only its own). */
+  readonly liveHistory?: (id: string) => Promise<readonly HistoryEntry[]>;
 }
 
 const READ = ['admin', 'analyst', 'viewer'] as const;
@@ -60,9 +62,9 @@ function timeParam(query: URLSearchParams, key: string): number | undefined {
 }
 
 /** A session's recent queries: the live ring (memory is ahead of the store), else what the store kept. */
-function historyOf(d: ApiDeps, id: string): readonly HistoryEntry[] | undefined {
+async function historyOf(d: ApiDeps, id: string): Promise<readonly HistoryEntry[] | undefined> {
   const live = d.sessions.get(id);
-  if (live !== undefined) return live.history;
+  if (live !== undefined) return d.liveHistory === undefined ? live.history : d.liveHistory(id);
   const stored = d.store.history(id);
   return stored.length > 0 ? stored : undefined;
 }
@@ -107,10 +109,10 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     { method: 'GET', path: '/v1/sessions/:id', allow: READ, handler: (req) => ({ status: 200, json: { session: sessionJson(getSession(d, req.params.id!), d) } }) },
     {
       method: 'GET', path: '/v1/sessions/:id/queries', allow: READ,
-      handler: (req) => {
+      handler: async (req) => {
         const id = req.params.id!;
         const limit = Math.min(Number(req.query.get('limit') ?? d.historyLimit) || d.historyLimit, d.historyLimit);
-        const history = historyOf(d, id);
+        const history = await historyOf(d, id);
         if (history === undefined) throw new WardenError('ERR_NOT_FOUND', `no session or history with id "${id}"`);
         return { status: 200, json: { session: id, queries: history.slice(-limit) } };
       },
@@ -138,11 +140,11 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     },
     {
       method: 'GET', path: '/v1/quarantines/:id', allow: READ,
-      handler: (req) => {
+      handler: async (req) => {
         const q = d.store.getQuarantine(req.params.id!);
         if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
-        const after = (historyOf(d, q.sessionId) ?? []).filter((e) => e.atMs > q.raisedAtMs);
+        const after = ((await historyOf(d, q.sessionId)) ?? []).filter((e) => e.atMs > q.raisedAtMs);
         return { status: 200, json: { quarantine: quarantineJson(q, true), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
       },
     },

@@ -15,11 +15,13 @@ import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy.js';
 import { QuarantineBook } from './quarantine.js';
-import { loadSigningKeys, SessionDirectory } from './sessions.js';
+import { loadSigningKeys, SessionDirectory, type HistoryEntry } from './sessions.js';
 import { Store } from './store.js';
 import { createLogger, createMetrics } from './telemetry.js';
 import { listenDns, type DnsListener, type DnsServer } from './transport.js';
 import { UpstreamPool } from './upstream.js';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { GatherOp, PeerEvent, WorkerLink } from './worker-link.js';
 
 export interface AppEnv {
   readonly nowMs: () => number;
@@ -27,6 +29,8 @@ export interface AppEnv {
   readonly resolvConfPath: string;
   /** Where a generated admin token is announced at first start (never the log). */
   readonly announce: (line: string) => void;
+  /** Set when this process is one of server.workers > 1 (forked by the supervisor). */
+  readonly worker?: WorkerLink;
 }
 
 const systemEnv: AppEnv = {
@@ -37,6 +41,7 @@ const systemEnv: AppEnv = {
 
 export interface App {
   readonly dns: readonly DnsListener[];
+  /** Empty in a worker that is not the admin worker. */
   readonly adminUrl: string;
   readonly adminToken: string;
   readonly config: Config;
@@ -61,7 +66,7 @@ function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => s
 const SWEEP_MS = 10_000;
 
 /** The admin token: from config, else the one stored under the data dir, else a new one (announced once). */
-function adminTokenFor(config: Config, dir: string, announce: (line: string) => void): string {
+export function adminTokenFor(config: Config, dir: string, announce: (line: string) => void): string {
   if (config.admin.token !== undefined) return config.admin.token;
   const file = join(dir, 'admin-token');
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
@@ -111,10 +116,43 @@ function policyFor(config: Config): Policy {
   return new Policy(config.policy, scoring);
 }
 
+/** One worker's answer to a gathering: its metrics (with its query count by worker) or a session's live history. */
+function answerGather(op: GatherOp, metrics: ReturnType<typeof createMetrics>, sessions: SessionDirectory<SessionState>, index: number): unknown {
+  if (op.op === 'history') return sessions.get(op.sessionId)?.history ?? [];
+  return metrics.registry.getMetricsAsJSON().then((list) => {
+    const answered = metrics.queries.get().values.reduce((sum, v) => sum + v.value, 0);
+    return [...list, { name: 'dnswarden_worker_queries_total', help: 'Queries answered, by worker (server.workers > 1 only).', type: 'counter', aggregator: 'sum', values: [{ labels: { worker: String(index) }, value: answered }] }];
+  });
+}
+
+/** The admin worker's /metrics: every worker's metrics summed (gauges every worker holds alike: their max). */
+async function aggregatedMetrics(worker: WorkerLink): Promise<string> {
+  const parts = await worker.gather({ op: 'metrics' });
+  return AggregatorRegistry.aggregate(parts.filter((p): p is MetricObjectWithValues<MetricValue<string>>[] => Array.isArray(p))).metrics();
+}
+
+/** A session's live history across workers (a session with several addresses may be answered by several). */
+async function gatheredHistory(worker: WorkerLink, id: string): Promise<HistoryEntry[]> {
+  const parts = await worker.gather({ op: 'history', sessionId: id });
+  const seen = new Set<string>();
+  const out: HistoryEntry[] = [];
+  for (const part of parts) {
+    if (!Array.isArray(part)) continue;
+    for (const e of part as HistoryEntry[]) {
+      const key = JSON.stringify(e); // a restarted worker reloaded the entries the store had: no twice
+      if (!seen.has(key)) { seen.add(key); out.push(e); }
+    }
+  }
+  return out.sort((a, b) => a.atMs - b.atMs);
+}
+
 export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {}): Promise<App> {
   const env: AppEnv = { ...systemEnv, ...envOverrides };
   const nowMs = env.nowMs;
-  const log = env.logger ?? createLogger(config.logging.level);
+  const worker = env.worker;
+  const baseLog = env.logger ?? createLogger(config.logging.level);
+  const log = worker === undefined ? baseLog : baseLog.child({ worker: worker.spec.index });
+  const publish = (event: PeerEvent): void => worker?.publish(event);
   const metrics = createMetrics();
   const upstreams = upstreamsFor(config, env.resolvConfPath);
   const keys = await loadSigningKeys(config.sessions.signing_keys);
@@ -134,18 +172,22 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       historyMax: config.sessions.history_per_session,
       keys,
       maxTtlSec: config.sessions.max_ttl_s,
-      hooks: { saveRegistered: (m) => store.saveSession(m), deleteRegistered: (id) => store.deleteSession(id), loadHistory: (id) => store.history(id) },
+      hooks: {
+        saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); },
+        deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); },
+        loadHistory: (id) => store.history(id),
+      },
     });
     sessions.setStatic(config.sessions.static, nowMs());
     sessions.restore(store.loadSessions(nowMs()), nowMs());
     metrics.sessionsLive.set(sessions.liveCount(nowMs()));
 
-    const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs);
+    const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs, { delivers: worker?.isAdmin ?? true, enqueued: () => publish({ kind: 'alerts.enqueued' }) });
     closers.push(() => alerts.close());
     const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => {
       const s = sessions.get(sessionId);
       if (s !== undefined) s.state = policy.newSessionState();
-    });
+    }, (change) => publish({ kind: 'quarantine', change }));
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
     closers.push(() => upstreamPool.close());
@@ -192,25 +234,41 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       tcpMaxConnections: config.server.tcp_max_connections,
       tcpMaxConnectionsPerSource: config.server.tcp_max_connections_per_source,
       tcpMaxInflightPerConnection: config.server.tcp_max_inflight_per_connection,
-    }, metrics, log);
+    }, metrics, log, worker?.spec.listeners);
     closers.push(() => dns.close());
 
-    const metricsText = (): Promise<string> => metrics.registry.metrics();
-    const admin: AdminServer = await listenAdmin(config.listen.admin, apiRoutes({
+    worker?.handle((event) => {
+      switch (event.kind) {
+        case 'session.put': sessions.adopt(event.meta); break;
+        case 'session.drop': sessions.drop(event.id); break;
+        case 'quarantine': quarantines.adopt(event.change); break;
+        case 'deny.changed': learnedDenyChanged(); break;
+        case 'cache.flush': cache.clear(); break;
+        case 'alerts.enqueued': alerts.deliverNow(); break;
+      }
+      metrics.sessionsLive.set(sessions.liveCount(nowMs()));
+    }, (op) => answerGather(op, metrics, sessions, worker.spec.index));
+
+    const metricsText = worker === undefined ? (): Promise<string> => metrics.registry.metrics() : () => aggregatedMetrics(worker);
+    const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
       sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
-      attackerDomains: (q) => attackerDomainsOf(q.evidence, registrableOf), learnedDenyChanged, flushCache: () => cache.clear(),
+      attackerDomains: (q) => attackerDomainsOf(q.evidence, registrableOf),
+      learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
+      flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
+      ...(worker === undefined ? {} : { liveHistory: (id: string) => gatheredHistory(worker, id) }),
     }, metricsText), () => tokens, log);
-    closers.push(() => admin.close());
+    if (admin !== undefined) closers.push(() => admin.close());
 
     log.info({
-      dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin.url, upstreams: upstreams.map((u) => u.address),
+      dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address),
       static_sessions: config.sessions.static.length, registered_sessions: sessions.list().length - config.sessions.static.length,
       mode: config.policy.mode,
-    }, 'dnswarden ready');
+    }, worker === undefined ? 'dnswarden ready' : 'worker ready');
+    worker?.ready(admin?.url);
 
     return {
       dns: dns.listeners,
-      adminUrl: admin.url,
+      adminUrl: admin?.url ?? '',
       adminToken,
       get config() { return current; },
       metricsText,

@@ -8,6 +8,9 @@ import { loadConfigFile, parseConfig, type Config } from './config.js';
 import { WardenError, messageOf } from './errors.js';
 import { analystCommand, ANALYST_USAGE } from './cli-analyst.js';
 import { formatReport, replayFile } from './replay.js';
+import { supervise } from './supervisor.js';
+import { createLogger } from './telemetry.js';
+import { WorkerLink, workerSpecFromEnv } from './worker-link.js';
 
 const USAGE = `usage: dnswarden <command> [options]
 
@@ -32,7 +35,10 @@ async function serve(args: string[]): Promise<number> {
   tuneHeapForServing();
   const path = values.config;
   const load = (): Config => (path === undefined ? parseConfig({}) : loadConfigFile(path));
-  const app = await startApp(load());
+  const spec = workerSpecFromEnv();
+  const config = load();
+  if (spec === undefined && config.server.workers > 1) return superviseWorkers(config, args, load);
+  const app = await startApp(config, spec === undefined ? {} : { worker: new WorkerLink(spec) });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -42,6 +48,8 @@ async function serve(args: string[]): Promise<number> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // A worker whose supervisor is gone would answer on sockets nobody restarts: it stops too.
+  if (spec !== undefined) process.on('disconnect', () => stop('supervisor gone'));
   // SIGHUP: re-read the file; a bad file is reported and the running config stays.
   process.on('SIGHUP', () => {
     let next: Config;
@@ -54,6 +62,33 @@ async function serve(args: string[]): Promise<number> {
     app.reload(next).catch((err: unknown) => process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`));
   });
   return new Promise<number>(() => undefined); // runs until a signal
+}
+
+/** `serve` with server.workers > 1: the supervisor (src/supervisor.ts) runs until a signal. */
+async function superviseWorkers(config: Config, args: string[], load: () => Config): Promise<number> {
+  const log = createLogger(config.logging.level).child({ role: 'supervisor' });
+  const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
+  await supervisor.started;
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`dnswarden: ${signal}, shutting down\n`);
+    supervisor.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP: the file is checked here first, so a bad file is reported once and no worker sees it.
+  process.on('SIGHUP', () => {
+    try {
+      load();
+    } catch (err) {
+      process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
+      return;
+    }
+    supervisor.reload();
+  });
+  return new Promise<number>(() => undefined);
 }
 
 function checkConfig(args: string[]): number {

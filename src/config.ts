@@ -139,6 +139,8 @@ const configSchema = z
         tcp_max_connections: z.number().int().min(1).max(65_535).default(512),
         tcp_max_connections_per_source: z.number().int().min(1).max(65_535).default(64),
         tcp_max_inflight_per_connection: z.number().int().min(1).max(1024).default(64),
+        // >1: one process per worker, each client address steered to one of them by the kernel (src/shard.ts).
+        workers: z.number().int().min(1).max(64).default(1),
       })
       .strict()
       .prefault({}),

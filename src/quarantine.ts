@@ -21,9 +21,18 @@ export class QuarantineBook {
   readonly #open = new Map<string, string>();
 
   readonly #onReleased: (sessionId: string) => void;
+  readonly #announce: (change: QuarantineChange) => void;
 
-  constructor(store: Store, alerts: Alerts, metrics: Metrics, nowMs: () => number, onReleased: (sessionId: string) => void) {
+  constructor(
+    store: Store,
+    alerts: Alerts,
+    metrics: Metrics,
+    nowMs: () => number,
+    onReleased: (sessionId: string) => void,
+    announce: (change: QuarantineChange) => void = () => undefined,
+  ) {
     this.#onReleased = onReleased;
+    this.#announce = announce;
     this.#store = store;
     this.#alerts = alerts;
     this.#metrics = metrics;
@@ -65,6 +74,7 @@ export class QuarantineBook {
       throw new WardenError('ERR_STORE', `quarantine ${record.id} of session ${session.id} held in memory only: ${messageOf(err)}`, { cause: err });
     }
     this.#open.set(session.id, record.id); // only now does the gate close
+    this.#announce({ state: 'open', sessionId: session.id, id: record.id });
     this.#metrics.quarantinesRaised.inc({ session_type: session.type });
     this.#metrics.sessionsQuarantined.set(this.#open.size);
     this.#alerts.emit({ type: 'quarantine_raised', atMs: q.atMs, quarantine: summaryOf(record) });
@@ -94,15 +104,33 @@ export class QuarantineBook {
       this.#store.audit({ atMs: nowMs, actor, action: `quarantine.${state === 'released' ? 'release' : 'confirm'}`, target: id, reason, detail });
     })();
     // A confirmed session stays blocked; a released one is answered again at once.
-    if (state === 'released' && this.#open.get(record.sessionId) === id) {
-      this.#open.delete(record.sessionId);
-      this.#onReleased(record.sessionId); // its accumulated evidence starts afresh
+    if (state === 'released') {
+      this.adopt({ state: 'released', sessionId: record.sessionId, id });
+      this.#announce({ state: 'released', sessionId: record.sessionId, id });
     }
     this.#metrics.quarantineDecisions.inc({ decision: state });
     this.#metrics.sessionsQuarantined.set(this.#open.size);
     this.#alerts.emit({ type: state === 'released' ? 'quarantine_released' : 'quarantine_confirmed', atMs: nowMs, quarantine: summaryOf(record), actor, reason });
     return record;
   }
+
+  /** A change another worker made (it is already on disk): the gate here opens or closes to match. */
+  adopt(change: QuarantineChange): void {
+    if (change.state === 'open') {
+      if (!this.#open.has(change.sessionId)) this.#open.set(change.sessionId, change.id);
+    } else if (this.#open.get(change.sessionId) === change.id) {
+      this.#open.delete(change.sessionId);
+      this.#onReleased(change.sessionId); // its accumulated evidence starts afresh
+    }
+    this.#metrics.sessionsQuarantined.set(this.#open.size);
+  }
+}
+
+/** A gate change, as announced to the other workers (server.workers > 1). */
+export interface QuarantineChange {
+  readonly state: 'open' | 'released';
+  readonly sessionId: string;
+  readonly id: string;
 }
 
 function metaOf(s: SessionMeta): SessionMeta {

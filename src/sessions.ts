@@ -277,6 +277,20 @@ export class SessionDirectory<S> {
     return session;
   }
 
+  /** A registration (or renewal) another worker verified and stored: takes effect here too, its state kept. */
+  adopt(meta: SessionMeta): void {
+    if (this.#byId.get(meta.id)?.session.origin === 'static') return;
+    this.#put(meta, this.#byId.get(meta.id)?.session);
+    this.#rebuild();
+  }
+
+  /** A registered session another worker ended (the store already forgot it). */
+  drop(id: string): void {
+    if (this.#byId.get(id)?.session.origin !== 'registered') return;
+    this.#byId.delete(id);
+    this.#rebuild();
+  }
+
   /** Ends a registered session at once. Returns false if there is no such registered session. */
   deregister(id: string): boolean {
     const entry = this.#byId.get(id);

@@ -82,6 +82,8 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+// Gauges with aggregator 'max' hold the same value in every worker (server.workers > 1): the
+// admin worker's /metrics sums every other metric across workers, but not these.
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dnswarden_process_' });
@@ -113,7 +115,7 @@ export function createMetrics() {
       registry,
     }),
     upstreamFailures: new Counter({ name: 'dnswarden_upstream_failures_total', help: 'Upstream attempts that failed (timeout, network) and upstream replies rejected (mismatch: matched no query in flight or another question; malformed), per upstream and reason.', labelNames: ['upstream', 'reason'] as const, registers }),
-    sessionsLive: new Gauge({ name: 'dnswarden_sessions_live', help: 'Live sessions (static and registered).', registers }),
+    sessionsLive: new Gauge({ name: 'dnswarden_sessions_live', help: 'Live sessions (static and registered).', registers, aggregator: 'max' }),
     registrations: new Counter({ name: 'dnswarden_registrations_total', help: 'Session registration attempts by result.', labelNames: ['result'] as const, registers }),
     signalValue: new FastHistogram<string>({
       name: 'dnswarden_signal_value',
@@ -131,11 +133,11 @@ export function createMetrics() {
     }),
     quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
-    sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers }),
+    sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers, aggregator: 'max' }),
     domainAgeLookups: new Counter({ name: 'dnswarden_domain_age_lookups_total', help: 'Domain-age lookups by source (cache, store, feed, rdap, whois, first_seen) and result.', labelNames: ['source', 'result'] as const, registers }),
     alertsSent: new Counter({ name: 'dnswarden_alerts_delivered_total', help: 'Alert events delivered to webhooks.', labelNames: ['format'] as const, registers }),
     alertFailures: new Counter({ name: 'dnswarden_alert_failures_total', help: 'Failed webhook delivery attempts (retried with backoff).', labelNames: ['format'] as const, registers }),
-    alertsPending: new Gauge({ name: 'dnswarden_alerts_pending', help: 'Alert events in the durable outbox not yet delivered.', registers }),
+    alertsPending: new Gauge({ name: 'dnswarden_alerts_pending', help: 'Alert events in the durable outbox not yet delivered.', registers, aggregator: 'max' }),
     configReloads: new Counter({ name: 'dnswarden_config_reloads_total', help: 'Config reloads (SIGHUP) by result.', labelNames: ['result'] as const, registers }),
   };
 }

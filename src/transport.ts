@@ -2,8 +2,8 @@
 // length framing, pipelined queries answered as they finish (possibly out of order), an idle
 // timeout, a connection cap and a per-connection in-flight cap. Each packet/frame is a crash
 // boundary: a fault is counted and logged, never fatal. Knows nothing about DNS semantics.
-import { createSocket, type Socket } from 'node:dgram';
-import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import { createSocket, type BindOptions, type Socket } from 'node:dgram';
+import { createServer, type ListenOptions, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from 'pino';
 import { splitHostPort } from './config.js';
 import { messageOf } from './errors.js';
@@ -45,7 +45,21 @@ export interface DnsServer {
 const UDP_RECV_BUFFER = 4 * 1024 * 1024;
 const BIND_ATTEMPTS = 8;
 
-export async function listenDns(addresses: readonly string[], handler: PacketHandler, opts: TransportOptions, metrics: Metrics, log: Logger): Promise<DnsServer> {
+/** A worker's share of one sharded listen address (server.workers > 1): sockets the supervisor opened. */
+export interface AdoptedListener {
+  readonly port: number;
+  readonly udpFd: number;
+  readonly tcpFd: number;
+}
+
+export async function listenDns(
+  addresses: readonly string[],
+  handler: PacketHandler,
+  opts: TransportOptions,
+  metrics: Metrics,
+  log: Logger,
+  adopted?: readonly AdoptedListener[],
+): Promise<DnsServer> {
   const udpSockets: Socket[] = [];
   const tcpServers: Server[] = [];
   const connections = new Set<TcpSocket>();
@@ -58,14 +72,21 @@ export async function listenDns(addresses: readonly string[], handler: PacketHan
   };
 
   try {
-    for (const spec of addresses) {
+    for (const [i, spec] of addresses.entries()) {
       const { host, port } = splitHostPort(spec)!;
+      const adopt = adopted?.[i];
+      if (adopt !== undefined) {
+        udpSockets.push(await bindUdp(host, { fd: adopt.udpFd }, handler, fault));
+        tcpServers.push(await listenTcp({ fd: adopt.tcpFd }, handler, opts, connections, perSource, fault, metrics));
+        listeners.push({ address: host, port: adopt.port });
+        continue;
+      }
       // UDP and TCP share one port; with port 0 the kernel picks the UDP port and TCP must follow,
       // which can collide, so a pair is retried a few times.
       for (let attempt = 1; ; attempt++) {
-        const udp = await bindUdp(host, port, handler, fault);
+        const udp = await bindUdp(host, { address: host, port, exclusive: true }, handler, fault);
         try {
-          const tcp = await listenTcp(host, udp.address().port, handler, opts, connections, perSource, fault, metrics);
+          const tcp = await listenTcp({ host, port: udp.address().port, ipv6Only: host.includes(':') }, handler, opts, connections, perSource, fault, metrics);
           udpSockets.push(udp);
           tcpServers.push(tcp);
           listeners.push({ address: host, port: udp.address().port });
@@ -93,7 +114,7 @@ export async function listenDns(addresses: readonly string[], handler: PacketHan
   };
 }
 
-function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: Transport, e: unknown) => void): Promise<Socket> {
+function bindUdp(host: string, where: BindOptions, handler: PacketHandler, fault: (t: Transport, e: unknown) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER, ipv6Only: host.includes(':'), lookup: literalLookup });
     socket.once('error', reject);
@@ -106,7 +127,7 @@ function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: 
       if (result instanceof Promise) result.then((reply) => { if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address); }, udpFault);
       else if (result !== undefined) socket.send(result, rinfo.port, rinfo.address);
     });
-    socket.bind({ address: host, port, exclusive: true }, () => {
+    socket.bind(where, () => {
       socket.off('error', reject);
       socket.on('error', (err) => fault('udp', err));
       resolve(socket);
@@ -115,8 +136,7 @@ function bindUdp(host: string, port: number, handler: PacketHandler, fault: (t: 
 }
 
 function listenTcp(
-  host: string,
-  port: number,
+  where: ListenOptions | { readonly fd: number },
   handler: PacketHandler,
   opts: TransportOptions,
   connections: Set<TcpSocket>,
@@ -146,7 +166,7 @@ function listenTcp(
       });
     });
     server.once('error', reject);
-    server.listen({ host, port, ipv6Only: host.includes(':') }, () => {
+    server.listen(where, () => {
       server.off('error', reject);
       server.on('error', (err) => fault('tcp', err));
       resolve(server);

@@ -1,0 +1,168 @@
+// `dnswarden serve` with server.workers > 1: this process answers no query itself. It opens the
+// sharded sockets (src/shard.ts), forks one worker per shard (each a whole dnswarden, handed its
+// sockets by fd), relays PeerEvents between them, gathers answers for the admin worker, restarts a
+// worker that dies (its sockets stay open here, so its clients' packets wait in the socket buffer
+// and keep their worker) and forwards SIGHUP and SIGTERM.
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { adminTokenFor } from './app.js';
+import type { Config } from './config.js';
+import { closeShardedListeners, openShardedListeners, type ShardedListener } from './shard.js';
+import { Store } from './store.js';
+import { WORKER_ENV, type SupervisorMessage, type WorkerMessage, type WorkerSpec } from './worker-link.js';
+
+const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+const GATHER_TIMEOUT_MS = 2000;
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 30_000;
+const STABLE_AFTER_MS = 10_000;
+const STOP_GRACE_MS = 10_000;
+
+interface Slot {
+  readonly index: number;
+  proc: ChildProcess | undefined;
+  startedAtMs: number;
+  restartDelayMs: number;
+  ready: boolean;
+}
+
+interface Gathering {
+  readonly from: Slot;
+  readonly id: number;
+  readonly waiting: Set<number>;
+  readonly values: unknown[];
+  readonly timer: NodeJS.Timeout;
+}
+
+export interface Supervisor {
+  /** Resolves once every worker has started (rejects if one exits before). */
+  readonly started: Promise<void>;
+  stop(): Promise<void>;
+  reload(): void;
+}
+
+export function supervise(config: Config, serveArgs: readonly string[], log: Logger, announce: (line: string) => void): Supervisor {
+  // Schema migrations and the admin token happen once, here, before workers race for them.
+  Store.open(config.storage.dir).close();
+  adminTokenFor(config, config.storage.dir, announce);
+  const count = config.server.workers;
+  const listeners: ShardedListener[] = openShardedListeners(config.listen.dns, count);
+  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, proc: undefined, startedAtMs: 0, restartDelayMs: RESTART_MIN_MS, ready: false }));
+  const gatherings = new Map<number, Gathering>();
+  let nextGatherId = 1;
+  let stopping = false;
+  let adminUrl: string | undefined;
+  let startedOk: () => void = () => undefined;
+  let startedFail: (err: Error) => void = () => undefined;
+  const started = new Promise<void>((ok, fail) => { startedOk = ok; startedFail = fail; });
+  let allReady = false;
+
+  const send = (slot: Slot, m: SupervisorMessage): void => {
+    if (slot.proc?.connected === true) slot.proc.send(m);
+  };
+
+  const finishGathering = (g: Gathering): void => {
+    clearTimeout(g.timer);
+    gatherings.delete(g.id);
+    send(g.from, { t: 'gathered', id: g.id, values: g.values });
+  };
+
+  const onMessage = (slot: Slot, m: WorkerMessage): void => {
+    switch (m.t) {
+      case 'ready': {
+        slot.ready = true;
+        if (slot.index === 0) adminUrl = m.adminUrl;
+        if (!allReady && slots.every((s) => s.ready)) {
+          allReady = true;
+          log.info({ dns: listeners.map((l) => `${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`), admin: adminUrl, workers: count, worker_pids: slots.map((s) => s.proc?.pid), mode: config.policy.mode }, 'dnswarden ready');
+          startedOk();
+        } else if (allReady) log.info({ worker: slot.index, pid: slot.proc?.pid }, 'worker restarted and ready');
+        break;
+      }
+      case 'event':
+        for (const other of slots) if (other !== slot) send(other, { t: 'event', event: m.event });
+        break;
+      case 'gather': {
+        // Each gathering gets its own id here; the asking worker's id travels back with the answer.
+        const gid = nextGatherId++;
+        const live = slots.filter((s) => s.ready && s.proc?.connected === true);
+        const g: Gathering = { from: slot, id: m.id, waiting: new Set(live.map((s) => s.index)), values: [], timer: setTimeout(() => finishGathering(g), GATHER_TIMEOUT_MS) };
+        gatherings.set(gid, g);
+        for (const s of live) send(s, { t: 'gather', id: gid, op: m.op });
+        if (live.length === 0) finishGathering(g);
+        break;
+      }
+      case 'gathered': {
+        const g = gatherings.get(m.id);
+        if (g === undefined || !g.waiting.delete(slot.index)) break;
+        g.values.push(m.value);
+        if (g.waiting.size === 0) {
+          gatherings.delete(m.id);
+          clearTimeout(g.timer);
+          send(g.from, { t: 'gathered', id: g.id, values: g.values });
+        }
+        break;
+      }
+    }
+  };
+
+  const start = (slot: Slot): void => {
+    const spec: WorkerSpec = {
+      index: slot.index,
+      count,
+      listeners: listeners.map((l, j) => ({ port: l.port, udpFd: 4 + 2 * j, tcpFd: 5 + 2 * j })),
+    };
+    const fds = listeners.flatMap((l) => [l.udpFds[slot.index]!, l.tcpFds[slot.index]!]);
+    const proc = fork(CLI, ['serve', ...serveArgs], {
+      execArgv: process.execArgv,
+      env: { ...process.env, [WORKER_ENV]: JSON.stringify(spec) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+      serialization: 'advanced',
+    });
+    slot.proc = proc;
+    slot.ready = false;
+    slot.startedAtMs = Date.now();
+    proc.on('message', (m: WorkerMessage) => onMessage(slot, m));
+    proc.on('exit', (code, signal) => {
+      slot.proc = undefined;
+      slot.ready = false;
+      for (const [gid, g] of gatherings) if (g.waiting.delete(slot.index) && g.waiting.size === 0) { gatherings.delete(gid); finishGathering(g); }
+      if (stopping) return;
+      if (!allReady) {
+        startedFail(new Error(`worker ${slot.index} exited during start (code ${code}, signal ${signal})`));
+        return;
+      }
+      if (Date.now() - slot.startedAtMs > STABLE_AFTER_MS) slot.restartDelayMs = RESTART_MIN_MS;
+      log.error({ worker: slot.index, code, signal, restart_in_ms: slot.restartDelayMs }, 'worker exited; restarting it');
+      setTimeout(() => { if (!stopping) start(slot); }, slot.restartDelayMs).unref();
+      slot.restartDelayMs = Math.min(RESTART_MAX_MS, slot.restartDelayMs * 2);
+    });
+  };
+
+  for (const slot of slots) start(slot);
+
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    await Promise.all(slots.map((slot) => new Promise<void>((resolve) => {
+      const proc = slot.proc;
+      if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      const kill = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE_MS);
+      proc.once('exit', () => { clearTimeout(kill); resolve(); });
+      proc.kill('SIGTERM');
+    })));
+    closeShardedListeners(listeners);
+    log.info('dnswarden stopped');
+  };
+
+  return {
+    started: started.catch(async (err: unknown) => {
+      await stop();
+      throw err;
+    }),
+    stop,
+    reload() {
+      for (const slot of slots) slot.proc?.kill('SIGHUP');
+    },
+  };
+}
