@@ -1,24 +1,24 @@
 // The composition root: builds every component from a Config, starts them in order and closes
 // them in reverse. Every other module receives what it needs; nothing else reads the config file,
 // the environment or the clock directly.
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { listenAdmin, type AdminServer, type ApiToken } from './admin.js';
+import { adminTokenFor } from './admin-token.js';
 import { WebhookAlerts } from './alerts.js';
 import { apiRoutes } from './api.js';
 import { CachingResolver } from './cache.js';
-import { resolvConfUpstreams, type Config } from './config.js';
+import { parseCidr, resolvConfUpstreams, type Config } from './config.js';
 import { DomainAges } from './domain-age.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy.js';
 import { QuarantineBook } from './quarantine.js';
-import { loadSigningKeys, SessionDirectory, type HistoryEntry } from './sessions.js';
+import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions.js';
+import { shardOf } from './shard.js';
 import { Store } from './store.js';
 import { createLogger, createMetrics } from './telemetry.js';
-import { listenDns, type DnsListener, type DnsServer } from './transport.js';
+import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './transport.js';
 import { UpstreamPool } from './upstream.js';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { GatherOp, PeerEvent, WorkerLink } from './worker-link.js';
@@ -65,18 +65,6 @@ function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => s
 }
 const SWEEP_MS = 10_000;
 
-/** The admin token: from config, else the one stored under the data dir, else a new one (announced once). */
-export function adminTokenFor(config: Config, dir: string, announce: (line: string) => void): string {
-  if (config.admin.token !== undefined) return config.admin.token;
-  const file = join(dir, 'admin-token');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const token = randomBytes(24).toString('base64url');
-  writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600);
-  announce(`dnswarden: generated an admin token, stored in ${file} (mode 600): ${token}`);
-  return token;
-}
-
 function apiTokens(config: Config, adminToken: string): ApiToken[] {
   const tokens: ApiToken[] = [{ name: 'admin', kind: 'admin', token: adminToken }];
   for (const [i, t] of config.admin.tokens.entries()) {
@@ -114,6 +102,32 @@ function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams
 function policyFor(config: Config): Policy {
   const scoring = config.domain_age.enabled ? config.scoring : { ...config.scoring, unknown_age_value: 0 };
   return new Policy(config.policy, scoring);
+}
+
+/**
+ * With server.workers > 1 every session is judged by one worker, its owner: the shard of its first address
+ * (for a one-address session, the worker the kernel steers it to anyway). A query the kernel hands to
+ * another worker (a session with several addresses or a CIDR range) is relayed to the owner, whose
+ * window then sees all of the session's queries. An owner that is restarting cannot judge: the query is
+ * answered here, under the quarantine gate every worker shares.
+ */
+function relayingToOwners(answer: PacketHandler, sessions: SessionDirectory<SessionState>, worker: WorkerLink, nowMs: () => number): PacketHandler {
+  const owners = new WeakMap<object, number>();
+  const ownerOf = (session: Session<SessionState>): number => {
+    let owner = owners.get(session);
+    if (owner === undefined) {
+      owner = shardOf(parseCidr(session.addresses[0]!)!.address, worker.spec.count);
+      owners.set(session, owner);
+    }
+    return owner;
+  };
+  return (packet, peer) => {
+    const admitted = sessions.admit(peer.address, nowMs());
+    if (!('session' in admitted)) return answer(packet, peer);
+    const owner = ownerOf(admitted.session);
+    if (owner === worker.spec.index) return answer(packet, peer);
+    return worker.relay(owner, packet, peer).then((r) => ('unavailable' in r ? answer(packet, peer) : r.reply));
+  };
 }
 
 /** One worker's answer to a gathering: its metrics (with its query count by worker) or a session's live history. */
@@ -229,7 +243,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size,
     });
 
-    const dns: DnsServer = await listenDns(config.listen.dns, pipeline.answerPacket, {
+    const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);
+    worker?.answerRelays(pipeline.answerPacket);
+    const dns: DnsServer = await listenDns(config.listen.dns, answer, {
       tcpIdleTimeoutMs: config.server.tcp_idle_timeout_ms,
       tcpMaxConnections: config.server.tcp_max_connections,
       tcpMaxConnectionsPerSource: config.server.tcp_max_connections_per_source,

@@ -3,12 +3,9 @@
 // exits the process. Errors are one clear line and a non-zero status (2 for config errors).
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { startApp } from './app.js';
 import { loadConfigFile, parseConfig, type Config } from './config.js';
 import { WardenError, messageOf } from './errors.js';
 import { analystCommand, ANALYST_USAGE } from './cli-analyst.js';
-import { formatReport, replayFile } from './replay.js';
-import { supervise } from './supervisor.js';
 import { createLogger } from './telemetry.js';
 import { WorkerLink, workerSpecFromEnv } from './worker-link.js';
 
@@ -38,6 +35,8 @@ async function serve(args: string[]): Promise<number> {
   const spec = workerSpecFromEnv();
   const config = load();
   if (spec === undefined && config.server.workers > 1) return superviseWorkers(config, args, load);
+  // Loaded here, not at the top: a supervisor (server.workers > 1) never loads the server itself.
+  const { startApp } = await import('./app.js');
   const app = await startApp(config, spec === undefined ? {} : { worker: new WorkerLink(spec) });
   let stopping = false;
   const stop = (signal: string): void => {
@@ -66,6 +65,7 @@ async function serve(args: string[]): Promise<number> {
 
 /** `serve` with server.workers > 1: the supervisor (src/supervisor.ts) runs until a signal. */
 async function superviseWorkers(config: Config, args: string[], load: () => Config): Promise<number> {
+  const { supervise } = await import('./supervisor.js');
   const log = createLogger(config.logging.level).child({ role: 'supervisor' });
   const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
   await supervisor.started;
@@ -110,6 +110,7 @@ async function replay(args: string[]): Promise<number> {
     return 64;
   }
   const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
+  const { formatReport, replayFile } = await import('./replay.js');
   const report = await replayFile(file, config);
   process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return 0;

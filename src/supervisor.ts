@@ -6,7 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { adminTokenFor } from './app.js';
+import { adminTokenFor } from './admin-token.js';
 import type { Config } from './config.js';
 import { closeShardedListeners, openShardedListeners, type ShardedListener } from './shard.js';
 import { Store } from './store.js';
@@ -91,6 +91,17 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
         gatherings.set(gid, g);
         for (const s of live) send(s, { t: 'gather', id: gid, op: m.op });
         if (live.length === 0) finishGathering(g);
+        break;
+      }
+      case 'relay': {
+        const owner = slots[m.to];
+        if (owner === undefined || !owner.ready || owner.proc?.connected !== true) send(slot, { t: 'relayed', id: m.id, reply: undefined, unavailable: true });
+        else send(owner, { t: 'relay', id: m.id, from: slot.index, packet: m.packet, peer: m.peer });
+        break;
+      }
+      case 'relayed': {
+        const origin = slots[m.to];
+        if (origin !== undefined) send(origin, { t: 'relayed', id: m.id, reply: m.reply });
         break;
       }
       case 'gathered': {

@@ -5,6 +5,7 @@
 import type { QuarantineChange } from './quarantine.js';
 import type { SessionMeta } from './sessions.js';
 import type { AdoptedListener } from './transport.js';
+import type { Peer } from './wire.js';
 
 export type PeerEvent =
   | { readonly kind: 'session.put'; readonly meta: SessionMeta }
@@ -21,13 +22,20 @@ export type WorkerMessage =
   | { readonly t: 'ready'; readonly adminUrl: string | undefined }
   | { readonly t: 'event'; readonly event: PeerEvent }
   | { readonly t: 'gather'; readonly id: number; readonly op: GatherOp }
-  | { readonly t: 'gathered'; readonly id: number; readonly value: unknown };
+  | { readonly t: 'gathered'; readonly id: number; readonly value: unknown }
+  | { readonly t: 'relay'; readonly id: number; readonly to: number; readonly packet: Uint8Array; readonly peer: Peer }
+  | { readonly t: 'relayed'; readonly id: number; readonly to: number; readonly reply: Uint8Array | undefined };
 
 /** Supervisor → worker. */
 export type SupervisorMessage =
   | { readonly t: 'event'; readonly event: PeerEvent }
   | { readonly t: 'gather'; readonly id: number; readonly op: GatherOp }
-  | { readonly t: 'gathered'; readonly id: number; readonly values: readonly unknown[] };
+  | { readonly t: 'gathered'; readonly id: number; readonly values: readonly unknown[] }
+  | { readonly t: 'relay'; readonly id: number; readonly from: number; readonly packet: Uint8Array; readonly peer: Peer }
+  | { readonly t: 'relayed'; readonly id: number; readonly reply: Uint8Array | undefined; readonly unavailable?: true };
+
+/** What a relayed query came back as: the owner's reply (undefined: send nothing), or its owner was not there. */
+export type RelayResult = { readonly reply: Buffer | undefined } | { readonly unavailable: true };
 
 /** What the supervisor tells a worker at fork, in the DNSWARDEN_WORKER environment variable. */
 export interface WorkerSpec {
@@ -38,6 +46,8 @@ export interface WorkerSpec {
 }
 
 export const WORKER_ENV = 'DNSWARDEN_WORKER';
+// Longer than any answer takes (resolver.total_timeout_ms is at most a few seconds).
+const RELAY_TIMEOUT_MS = 10_000;
 
 /** The spec of this process if the supervisor forked it as a worker, else undefined. */
 export function workerSpecFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerSpec | undefined {
@@ -52,6 +62,8 @@ export class WorkerLink {
   readonly #pending = new Map<number, (values: readonly unknown[]) => void>();
   #onEvent: (event: PeerEvent) => void = () => undefined;
   #onGather: (op: GatherOp) => unknown = () => undefined;
+  #onRelay: (packet: Buffer, peer: Peer) => Buffer | undefined | Promise<Buffer | undefined> = () => undefined;
+  readonly #relays = new Map<number, (result: RelayResult) => void>();
 
   constructor(spec: WorkerSpec) {
     this.spec = spec;
@@ -64,6 +76,14 @@ export class WorkerLink {
       } else if (m.t === 'gathered') {
         this.#pending.get(m.id)?.(m.values);
         this.#pending.delete(m.id);
+      } else if (m.t === 'relay') {
+        Promise.resolve()
+          .then(() => this.#onRelay(asBuffer(m.packet)!, m.peer))
+          .then((reply) => reply, () => undefined) // the pipeline counts and logs its own faults
+          .then((reply) => this.#send({ t: 'relayed', id: m.id, to: m.from, reply }));
+      } else if (m.t === 'relayed') {
+        this.#relays.get(m.id)?.(m.unavailable === true ? { unavailable: true } : { reply: asBuffer(m.reply) });
+        this.#relays.delete(m.id);
       }
     });
   }
@@ -76,6 +96,29 @@ export class WorkerLink {
   handle(onEvent: (event: PeerEvent) => void, onGather: (op: GatherOp) => unknown): void {
     this.#onEvent = onEvent;
     this.#onGather = onGather;
+  }
+
+  /** Answers queries other workers hand over for sessions this worker owns. */
+  answerRelays(answer: (packet: Buffer, peer: Peer) => Buffer | undefined | Promise<Buffer | undefined>): void {
+    this.#onRelay = answer;
+  }
+
+  /** Hands a query to the worker that owns its session and resolves with that worker's reply. */
+  relay(to: number, packet: Buffer, peer: Peer): Promise<RelayResult> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      // An owner that dies with the query in hand never answers: after the bound, nothing is sent
+      // (as for a lost packet), and a TCP connection's slot is freed.
+      const timer = setTimeout(() => {
+        this.#relays.delete(id);
+        resolve({ reply: undefined });
+      }, RELAY_TIMEOUT_MS);
+      this.#relays.set(id, (result) => {
+        clearTimeout(timer);
+        resolve(result);
+      });
+      this.#send({ t: 'relay', id, to, packet, peer });
+    });
   }
 
   publish(event: PeerEvent): void {
@@ -96,7 +139,18 @@ export class WorkerLink {
   }
 
   #send(m: WorkerMessage): void {
+    if (!process.connected && (m.t === 'relay')) {
+      this.#relays.get(m.id)?.({ unavailable: true });
+      this.#relays.delete(m.id);
+      return;
+    }
     // The channel is gone only while the supervisor is exiting: nothing to tell it then.
     if (process.connected) process.send!(m);
   }
+}
+
+/** IPC delivers a Buffer as a Uint8Array: the same bytes, viewed as a Buffer again without a copy. */
+function asBuffer(bytes: Uint8Array | undefined): Buffer | undefined {
+  if (bytes === undefined) return undefined;
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

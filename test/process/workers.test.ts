@@ -2,7 +2,8 @@
 // clients on several loopback addresses. Checks what the mode promises:
 // - the kernel steers each source address (UDP packets and TCP connections) to the worker that
 //   shardOf() predicts, whatever the source port;
-// - one session's exfiltration is judged whole by its worker and quarantined;
+// - one session's exfiltration is judged whole by one worker and quarantined, even when its addresses
+//   are steered to different workers (the other worker relays them to the session's owner);
 // - a quarantine, a registration, its end and a release made in one worker hold in the other at once;
 // - /metrics on the admin worker sums the workers; a worker killed with -9 is restarted and its
 //   clients are answered again, by the same worker, with their quarantine still in force.
@@ -28,7 +29,7 @@ const EXFIL = [
 // Loopback addresses by the worker the kernel program picks for them (shardOf asserts it below).
 const ON_1 = '127.0.0.2';
 const ON_0 = '127.0.0.3';
-const DUAL = ['127.0.0.4', '127.0.0.5']; // one session, one address on each worker
+const DUAL = ['127.0.0.4', '127.0.0.5']; // one session, one address on each worker; owned by worker 0 (its first address's)
 const REGISTERED = '127.0.0.8'; // on worker 1: not the admin worker, which verifies the registration
 
 let upstream: Upstream;
@@ -155,16 +156,20 @@ describe('server.workers: 2', () => {
     expect((await ask(REGISTERED)).rcode).toBe('REFUSED');
   });
 
-  it("one session's exfiltration is judged whole by its worker and quarantined; the gate holds on every worker until released", async () => {
-    // The dual session has an address on each worker; both queries come from the one on worker 1.
-    const first = await query({ server: dns, bind: DUAL[1]!, name: EXFIL[0]!, type: 'TXT' });
+  it("a session with an address on each worker is judged whole by its owner: a block from one address and one from the other quarantine it", async () => {
+    const before = await workerQueries();
+    const first = await query({ server: dns, bind: DUAL[0]!, name: EXFIL[0]!, type: 'TXT' });
     expect(first.ede?.text).toMatch(/^threshold:/);
+    // Steered to worker 1, relayed to worker 0: its window holds the first block, so this is the second.
     const second = await query({ server: dns, bind: DUAL[1]!, name: EXFIL[1]!, type: 'TXT' });
     expect(second.ede?.text).toMatch(/^session quarantined \(qr-/);
-    // Worker 0 never judged this session, yet its address there is held at once.
-    const other = await ask(DUAL[0]!);
-    expect(other.rcode).toBe('NXDOMAIN');
-    expect(other.ede).toEqual({ code: 15, text: expect.stringMatching(/^session quarantined \(qr-/) });
+    const after = await workerQueries();
+    expect([after[0] - before[0], after[1] - before[1]]).toEqual([2, 0]);
+    for (const address of DUAL) {
+      const held = await ask(address);
+      expect(held.rcode).toBe('NXDOMAIN');
+      expect(held.ede).toEqual({ code: 15, text: expect.stringMatching(/^session quarantined \(qr-/) });
+    }
     expect((await ask(ON_0)).rcode).toBe('NOERROR'); // other sessions are not touched
 
     const open = await admin('/v1/quarantines?state=open');
@@ -185,6 +190,8 @@ describe('server.workers: 2', () => {
     // Quarantine agent-on-1 (worker 1), then kill worker 1.
     await query({ server: dns, bind: ON_1, name: EXFIL[0]!, type: 'TXT' });
     expect((await query({ server: dns, bind: ON_1, name: EXFIL[1]!, type: 'TXT' })).ede?.text).toMatch(/^session quarantined/);
+    // Raised by worker 1, known at once to the admin worker.
+    expect((await admin('/v1/sessions/agent-on-1')).json.session.quarantine).toMatch(/^qr-/);
     const from = output.length;
     process.kill(workerPids[1]!, 'SIGKILL');
     const restarted = await logLine('worker restarted and ready', from);
