@@ -2,7 +2,7 @@
 // by side): the processes (NSD, Unbound, dnswarden) on free loopback ports, each tracked by PID and stopped on
 // every exit path; dnsperf runs and their parsing; CPU and RSS readings from /proc; the query sets.
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { get as httpGet } from 'node:http';
@@ -29,7 +29,7 @@ const P = {
   dnsperfTimeoutSec: 2,
   write: env('BENCH_NO_WRITE', 0) !== 1,
   floodChunkSeconds: 60,
-  floodSecondVariantBeforeS: env('BENCH_FLOOD_SECOND_BEFORE_S', 330),
+  floodSecondVariantBeforeS: env('BENCH_FLOOD_SECOND_BEFORE_S', 480),
 };
 const ZONE = 'wardenbench'; // a made-up TLD: nothing under it can leave the machine; tldts treats it as a suffix
 const ANSWER_IP = '198.51.100.7'; // public-looking (TEST-NET-2), so the rebinding check passes
@@ -155,6 +155,19 @@ function dnsperfWithCpu(pid, port, file, opts) {
     main_thread_us_per_query: round1(us(after.main - before.main) / n),
   };
   return r;
+}
+
+/** RSS summed over a process and its children (a supervisor and its workers), with each process's own. */
+function rssTreeKb(pid) {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    for (const task of readdirSync(`/proc/${pids[i]}/task`)) {
+      const kids = readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8').trim();
+      if (kids !== '') pids.push(...kids.split(' ').map(Number));
+    }
+  }
+  const each = pids.map((p) => ({ pid: p, ...rssKb(p) }));
+  return { rss_mb: round1(each.reduce((a, x) => a + x.rss_mb, 0)), hwm_mb: round1(each.reduce((a, x) => a + x.hwm_mb, 0)), processes: each };
 }
 
 function rssKb(pid) {
@@ -350,6 +363,9 @@ function baselineMode(dir, cli = CLI) {
   return r.status === 0 ? 'policy.enabled=false' : 'allow-list proxy';
 }
 
+// The fleet runs' client addresses: two agents, each its own session, steered to different workers (run.mjs checks).
+const FLEET_SOURCES = ['127.0.0.2', '127.0.0.3'];
+
 function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket, workers }) {
   let policy = '';
   if (!scoring) {
@@ -363,7 +379,10 @@ function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline,
 admin: { token: "${TOKEN}" }
 storage: { dir: "${dataDir}" }
 upstreams: [ { address: "127.0.0.1:${nsdPort}", timeout_ms: 1000 } ]
-${cacheEntries === undefined ? '' : `cache: { max_entries: ${cacheEntries} }\n`}${queriesPerSocket === undefined ? '' : `resolver: { queries_per_socket: ${queriesPerSocket} }\n`}sessions: { static: [ { id: bench, addresses: ["127.0.0.0/8"], type: interactive, user: bench, role: bench } ] }
+${cacheEntries === undefined ? '' : `cache: { max_entries: ${cacheEntries} }\n`}${queriesPerSocket === undefined ? '' : `resolver: { queries_per_socket: ${queriesPerSocket} }\n`}${workers === undefined
+    ? 'sessions: { static: [ { id: bench, addresses: ["127.0.0.0/8"], type: interactive, user: bench, role: bench } ] }'
+    // One session per agent address, as registrations give them: a session is judged by one worker.
+    : `sessions: { static: [ ${['127.0.0.1', ...FLEET_SOURCES].map((a, i) => `{ id: bench-${i}, addresses: ["${a}/32"], type: interactive, user: bench, role: bench }`).join(', ')} ] }`}
 logging: { level: warn }
 ${workers === undefined ? '' : `server: { workers: ${workers} }\n`}${policy}`;
 }
@@ -430,5 +449,5 @@ function machine() {
 
 
 export {
-  T0, BENCH_DIR, ROOT, CLI, P, ZONE, ANSWER_IP, TOKEN, HOSTS, log, start, stop, stopAll, run, freePort, waitFor, tail, digA, CLK_TCK, cpuUs, cpuPerQuery, cpuTicks, dnsperfWithCpu, dnsperfFrom, rssKb, round1, round3, median, dnsperf, hitNames, writeMissFile, startNsd, startUnbound, baselineMode, wardenConfig, WARDEN_NODE_ARGS, startWarden, httpText, metrics, machine, sleep,
+  T0, BENCH_DIR, ROOT, CLI, P, ZONE, ANSWER_IP, TOKEN, HOSTS, log, start, stop, stopAll, run, freePort, waitFor, tail, digA, CLK_TCK, cpuUs, cpuPerQuery, cpuTicks, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES, round1, round3, median, dnsperf, hitNames, writeMissFile, startNsd, startUnbound, baselineMode, wardenConfig, WARDEN_NODE_ARGS, startWarden, httpText, metrics, machine, sleep,
 };

@@ -6,14 +6,15 @@
 // Every process started here is tracked by PID and stopped (SIGTERM, then SIGKILL) on success, failure or
 // signal. Every load is bounded in count (-n) and time (-l). Knobs (environment):
 //   BENCH_ROUNDS (5)  BENCH_HIT_SECONDS (5)  BENCH_MISS_SECONDS (4)  BENCH_MISS_NAMES (150000)
-//   BENCH_FLOOD_NAMES (500000)  BENCH_FLOOD_SECOND_BEFORE_S (330: skip the small-cache flood after this)  BENCH_PROFILE (1: CPU-profile dnswarden hit/miss runs; 0: skip)
+//   BENCH_FLOOD_NAMES (500000)  BENCH_FLOOD_SECOND_BEFORE_S (480: skip the 600k-cache flood after this)  BENCH_PROFILE (1: CPU-profile dnswarden hit/miss runs; 0: skip)
 //   BENCH_LATENCY_QPS (5000: fixed-rate probe for p50/p99)  BENCH_NO_WRITE (1: print only, write nothing)
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { summarizeProfile } from './cpuprofile.mjs';
+import { shardOf } from '../dist/src/shard.js';
 import {
-  T0, BENCH_DIR, P, ZONE, HOSTS, log, start, stop, stopAll, run, freePort, cpuPerQuery, dnsperfWithCpu, rssKb,
+  T0, BENCH_DIR, P, ZONE, HOSTS, log, start, stop, stopAll, run, freePort, cpuPerQuery, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES,
   round1, round3, median, dnsperf, hitNames, writeMissFile, startNsd, startUnbound, baselineMode, startWarden, metrics, machine, sleep,
 } from './lib.mjs';
 
@@ -127,10 +128,12 @@ async function main() {
     result.cpu_miss_rounds = missCpuRounds;
     log(`CPU µs per cache-miss query at 5k q/s: ${JSON.stringify(result.cpu_per_miss_query_us)}`);
 
+    result.fleet = await fleetRounds(tmp, { nsdPort, baseline, hitFile, unbound: { port: ubPort, pid: unbound.child.pid }, on });
+
     result.median.ratios = Object.fromEntries(Object.keys(result.rounds[0].ratios).map((k) => [k, round3(median(result.rounds.map((r) => r.ratios[k])))]));
     const nonNoerror = [];
     for (const [i, r] of result.rounds.entries()) {
-      for (const kind of ['hit', 'miss']) for (const [k, v] of Object.entries(r[kind])) {
+      for (const kind of ['hit', 'miss']) for (const [k, v] of [...Object.entries(r[kind]), ...Object.entries(result.fleet.rounds[i]?.[kind] ?? {}).map(([key, x]) => [`fleet ${key}`, x])]) {
         const bad = Object.entries(v.rcodes).filter(([c]) => c !== 'NOERROR');
         if (bad.length > 0 || v.lost > 0) nonNoerror.push(`round ${i + 1} ${kind} ${k}: lost ${v.lost} ${JSON.stringify(Object.fromEntries(bad))}`);
       }
@@ -173,34 +176,40 @@ async function main() {
     // allows, with a 600k cache that keeps every answer (the per-entry cost).
     result.flood = {};
     // The embedded default cache size (what a deployment gets), and a 600k cache that holds every name.
-    for (const [label, cacheEntries] of [['cache_default', undefined], ['cache_600k', 600_000]]) {
+    // Then server.workers: 2 with the names split over the two fleet sessions (all processes' RSS summed).
+    for (const [label, cacheEntries, workers] of [['cache_default', undefined, undefined], ['workers2_cache_default', undefined, 2], ['cache_600k', 600_000, undefined]]) {
       if (label === 'cache_600k' && Date.now() - T0 > P.floodSecondVariantBeforeS * 1000) {
         result.flood[label] = { skipped: `time budget: ${Math.round((Date.now() - T0) / 1000)} s elapsed` };
         log(`flood ${label}: skipped (time budget)`);
         continue;
       }
-      const w = await startWarden(tmp, `flood-${label}`, { nsdPort, scoring: true, baseline, cacheEntries });
-      const before = rssKb(w.pid);
+      const w = await startWarden(tmp, `flood-${label}`, { nsdPort, scoring: true, baseline, cacheEntries, workers });
+      const rssOf = workers === undefined ? rssKb : rssTreeKb;
+      const before = rssOf(w.pid);
       const chunks = 5;
       const per = Math.ceil(P.floodNames / chunks);
       const curve = [];
       const total = { sent: 0, completed: 0, lost: 0, run_s: 0, rcodes: {} };
       for (let c = 0; c < chunks; c++) {
-        const f = join(tmp, 'flood.txt');
-        const lines = [];
-        for (let i = c * per; i < Math.min(P.floodNames, (c + 1) * per); i++) lines.push(`${HOSTS[i % 10]}.f${Math.floor(i / 10).toString(36)}.${ZONE} A`);
-        writeFileSync(f, `${lines.join('\n')}\n`);
-        const perf = dnsperf(w.port, f, { seconds: P.floodChunkSeconds, maxRuns: 1 });
-        rmSync(f);
+        const sources = workers === undefined ? [undefined] : FLEET_SOURCES;
+        const files = sources.map((_, j) => join(tmp, `flood-${j}.txt`));
+        const lines = files.map(() => []);
+        // Ten names per registrable domain; with two sources each domain's names go to one of them.
+        for (let i = c * per; i < Math.min(P.floodNames, (c + 1) * per); i++) lines[Math.floor(i / 10) % files.length].push(`${HOSTS[i % 10]}.f${Math.floor(i / 10).toString(36)}.${ZONE} A`);
+        files.forEach((f, j) => writeFileSync(f, `${lines[j].join('\n')}\n`));
+        const perf = workers === undefined
+          ? dnsperf(w.port, files[0], { seconds: P.floodChunkSeconds, maxRuns: 1 })
+          : await dnsperfFrom(FLEET_SOURCES, w.port, files, { seconds: P.floodChunkSeconds, maxRuns: 1 });
+        files.forEach((f) => rmSync(f));
         total.sent += perf.sent; total.completed += perf.completed; total.lost += perf.lost; total.run_s = round3(total.run_s + perf.run_s);
         for (const [k, v] of Object.entries(perf.rcodes)) total.rcodes[k] = (total.rcodes[k] ?? 0) + v;
-        curve.push({ names_sent: total.sent, qps: perf.qps, ...rssKb(w.pid) });
+        curve.push({ names_sent: total.sent, qps: perf.qps, ...rssOf(w.pid) });
       }
       await sleep(3000);
-      const settled = rssKb(w.pid);
+      const settled = rssOf(w.pid);
       const m = await metrics(w.adminPort);
       const after = curve[curve.length - 1];
-      result.flood[label] = { names: P.floodNames, cache_max_entries: cacheEntries, rss_before: before, rss_after: { rss_mb: after.rss_mb, hwm_mb: after.hwm_mb }, rss_after_3s: settled, curve, dnsperf: total, metrics_after: m };
+      result.flood[label] = { names: P.floodNames, cache_max_entries: cacheEntries, workers: workers ?? 1, rss_before: before, rss_after: { rss_mb: after.rss_mb, hwm_mb: after.hwm_mb }, rss_after_3s: settled, curve, dnsperf: total, metrics_after: m };
       log(`flood ${label}: ${total.completed}/${total.sent} in ${total.run_s}s, rss ${before.rss_mb} → ${curve.map((x) => x.rss_mb).join(' → ')} MB (hwm ${after.hwm_mb}), rcodes ${JSON.stringify(total.rcodes)}`);
       await stop(w.rec);
     }
@@ -222,6 +231,52 @@ async function main() {
   }
 }
 
+/**
+ * Two agents at once (FLEET_SOURCES, each its own session, one dnsperf each, the outstanding budget split):
+ * Unbound, dnswarden as one process, and dnswarden with server.workers: 2, whose kernel program puts
+ * the two sessions on different workers. Same rotation and medians of same-round ratios as the main rounds.
+ */
+async function fleetRounds(tmp, { nsdPort, baseline, hitFile, unbound, on }) {
+  if (shardOf(FLEET_SOURCES[0], 2) === shardOf(FLEET_SOURCES[1], 2)) throw new Error(`fleet sources ${FLEET_SOURCES} share a worker`);
+  const w2 = await startWarden(tmp, 'warden-workers2', { nsdPort, scoring: true, baseline, workers: 2 });
+  const servers = [{ key: 'unbound', ...unbound }, { key: 'warden_on', port: on.port, pid: on.pid }, { key: 'warden_workers2', port: w2.port, pid: w2.pid }];
+  for (const s of servers) for (const source of FLEET_SOURCES) dnsperf(s.port, hitFile, { seconds: 10, maxRuns: 2, source }); // every worker's cache warm
+  const fleet = { sources: FLEET_SOURCES, rounds: [] };
+  for (let r = 0; r < P.rounds; r++) {
+    const order = servers.map((_, i) => servers[(i + r) % servers.length]);
+    const round = { order: order.map((s) => s.key), hit: {}, miss: {} };
+    for (const s of order) round.hit[s.key] = await dnsperfFrom(FLEET_SOURCES, s.port, [hitFile], { seconds: P.hitSeconds });
+    for (const s of order) {
+      const files = FLEET_SOURCES.map((_, j) => {
+        const f = join(tmp, `fleet-miss-${r}-${s.key}-${j}.txt`);
+        writeMissFile(f, `q${r}${s.key.replace(/[^a-z0-9]/g, '').slice(-3)}${j}`, Math.ceil(P.missNames / FLEET_SOURCES.length));
+        return f;
+      });
+      round.miss[s.key] = await dnsperfFrom(FLEET_SOURCES, s.port, files, { seconds: P.missSeconds, maxRuns: 1 });
+      files.forEach((f) => rmSync(f));
+    }
+    round.ratios = {
+      hit_workers2_vs_unbound: round3(round.hit.warden_workers2.qps / round.hit.unbound.qps),
+      miss_workers2_vs_unbound: round3(round.miss.warden_workers2.qps / round.miss.unbound.qps),
+      hit_on_vs_unbound: round3(round.hit.warden_on.qps / round.hit.unbound.qps),
+      miss_on_vs_unbound: round3(round.miss.warden_on.qps / round.miss.unbound.qps),
+      hit_workers2_vs_on: round3(round.hit.warden_workers2.qps / round.hit.warden_on.qps),
+      miss_workers2_vs_on: round3(round.miss.warden_workers2.qps / round.miss.warden_on.qps),
+    };
+    fleet.rounds.push(round);
+    log(`fleet round ${r + 1}/${P.rounds} [${round.order.join(',')}] hit ${servers.map((s) => `${s.key}=${round.hit[s.key].qps}`).join(' ')} | miss ${servers.map((s) => `${s.key}=${round.miss[s.key].qps}`).join(' ')} | ${JSON.stringify(round.ratios)}`);
+  }
+  fleet.median = {
+    ratios: Object.fromEntries(Object.keys(fleet.rounds[0].ratios).map((k) => [k, round3(median(fleet.rounds.map((x) => x.ratios[k])))])),
+    ...Object.fromEntries(servers.map((s) => [s.key, { hit_qps: round1(median(fleet.rounds.map((x) => x.hit[s.key].qps))), miss_qps: round1(median(fleet.rounds.map((x) => x.miss[s.key].qps))) }])),
+  };
+  fleet.workers2_rss_after = rssTreeKb(w2.pid);
+  fleet.workers2_metrics_after = await metrics(w2.adminPort);
+  await stop(w2.rec);
+  log(`fleet medians ${JSON.stringify(fleet.median.ratios)}`);
+  return fleet;
+}
+
 function targets(r) {
   const m = r.median;
   const t = (name, measured, target, kind = 'min') => ({
@@ -234,6 +289,15 @@ function targets(r) {
     t(`cache-hit QPS, scoring on / off (${r.scoring_off_baseline})`, m.ratios.hit_on_vs_off, 0.9),
   ];
   if (r.flood?.cache_default?.rss_after) out.push(t('RSS (MB) after 500k unique names, scoring on, default cache', r.flood.cache_default.rss_after.rss_mb, 150, 'max'));
+  if (r.fleet) {
+    const f = r.fleet.median.ratios;
+    out.push(
+      t('two agents: cache-hit QPS, server.workers: 2 (scoring on) / Unbound', f.hit_workers2_vs_unbound, 0.5),
+      t('two agents: cache-miss QPS, server.workers: 2 (scoring on) / Unbound', f.miss_workers2_vs_unbound, 0.8),
+    );
+  }
+  const w2 = r.flood?.workers2_cache_default;
+  if (w2?.rss_after) out.push(t('RSS (MB) after 500k unique names, server.workers: 2, all 3 processes summed', w2.rss_after.rss_mb, 150, 'max'));
   return out;
 }
 
@@ -280,12 +344,26 @@ function markdown(r) {
   }
   const q = m.ratios;
   L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.hit_off_vs_unbound}** | **${q.miss_on_vs_unbound}** | **${q.miss_off_vs_unbound}** | **${q.hit_on_vs_off}** | **${q.miss_on_vs_off}** | **${q.hit_ceiling_vs_unbound}** | **${q.hit_on_vs_ceiling}** |`);
+  if (r.fleet) {
+    const f = r.fleet;
+    L.push('', `## Two agents at once (${f.sources.join(' and ')}, each its own session and its own dnsperf; \`server.workers: 2\` puts them on different workers)`, '',
+      '`warden_on` is the single-process dnswarden of the rounds above under the same two-agent load; `warden_workers2` is dnswarden with `server.workers: 2` (a supervisor and two workers). Each dnsperf gets half the outstanding-query budget, so the offered load equals one dnsperf\'s.', '',
+      '| round | order | hit unbound | hit warden_on | hit workers2 | miss unbound | miss warden_on | miss workers2 | hit workers2/unbound | miss workers2/unbound | hit on/unbound | miss on/unbound |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const [i, x] of f.rounds.entries()) {
+      const q = x.ratios;
+      L.push(`| ${i + 1} | ${x.order.join(', ')} | ${x.hit.unbound.qps} | ${x.hit.warden_on.qps} | ${x.hit.warden_workers2.qps} | ${x.miss.unbound.qps} | ${x.miss.warden_on.qps} | ${x.miss.warden_workers2.qps} | ${q.hit_workers2_vs_unbound} | ${q.miss_workers2_vs_unbound} | ${q.hit_on_vs_unbound} | ${q.miss_on_vs_unbound} |`);
+    }
+    const q = f.median.ratios;
+    L.push(`| **median** | | ${f.median.unbound.hit_qps} | ${f.median.warden_on.hit_qps} | ${f.median.warden_workers2.hit_qps} | ${f.median.unbound.miss_qps} | ${f.median.warden_on.miss_qps} | ${f.median.warden_workers2.miss_qps} | **${q.hit_workers2_vs_unbound}** | **${q.miss_workers2_vs_unbound}** | **${q.hit_on_vs_unbound}** | **${q.miss_on_vs_unbound}** |`);
+    const [sup, ...workers] = f.workers2_rss_after.processes;
+    L.push('', `RSS of the \`server.workers: 2\` processes after these rounds: supervisor ${sup.rss_mb} MB, workers ${workers.map((p) => `${p.rss_mb} MB`).join(' and ')}; ${f.workers2_rss_after.rss_mb} MB in all.`);
+  }
   if (r.anomalies.length) L.push('', 'Lost queries / non-NOERROR answers: ' + r.anomalies.join('; '));
   if (r.flood) {
     L.push('', '## RSS after 500,000 unique names (one session, scoring on; names `<host>.f<n>.' + r.params.zone + '`, 10 per registrable domain, sent in 5 chunks)', '', '| cache max_entries | sent / completed | time s | rcodes | RSS before MB | RSS after each fifth MB | RSS +3 s MB | peak (VmHWM) MB | cache entries after |', '|---|---|---|---|---|---|---|---|---|');
     for (const [label, f] of Object.entries(r.flood)) {
       if (f.skipped) { L.push(`| ${label} | skipped: ${f.skipped} | | | | | | | |`); continue; }
-      L.push(`| ${f.cache_max_entries ?? 'default (30000)'} | ${f.dnsperf.sent} / ${f.dnsperf.completed} | ${f.dnsperf.run_s} | ${Object.entries(f.dnsperf.rcodes).map(([a, b]) => `${a} ${b}`).join(', ')} | ${f.rss_before.rss_mb} | ${f.curve.map((x) => x.rss_mb).join(' → ')} | ${f.rss_after_3s.rss_mb} | ${f.rss_after.hwm_mb} | ${f.metrics_after.dnswarden_cache_entries ?? '?'} |`);
+      L.push(`| ${f.cache_max_entries ?? 'default (30000)'}${f.workers > 1 ? ` per worker, \`server.workers: ${f.workers}\` (names over 2 sessions; RSS of all processes)` : ''} | ${f.dnsperf.sent} / ${f.dnsperf.completed} | ${f.dnsperf.run_s} | ${Object.entries(f.dnsperf.rcodes).map(([a, b]) => `${a} ${b}`).join(', ')} | ${f.rss_before.rss_mb} | ${f.curve.map((x) => x.rss_mb).join(' → ')} | ${f.rss_after_3s.rss_mb} | ${f.rss_after.hwm_mb} | ${f.metrics_after.dnswarden_cache_entries ?? '?'} |`);
     }
   }
   if (r.profiles) {
