@@ -37,8 +37,11 @@ let dir: string;
 let child: ChildProcess;
 let output = '';
 let dns: Server;
+let dns6: Server;
 let adminUrl: string;
 let workerPids: number[];
+let configPath: string;
+let config: Record<string, any>;
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -77,9 +80,9 @@ const ask = (bind: string, name: string = FIXTURE.a.name, transport: 'udp' | 'tc
 beforeAll(async () => {
   upstream = await startUpstream();
   dir = mkdtempSync(join(tmpdir(), 'dnswarden-workers-'));
-  const configPath = join(dir, 'dnswarden.yaml');
-  writeFileSync(configPath, stringify({
-    listen: { dns: ['127.0.0.1:0'], admin: '127.0.0.1:0' },
+  configPath = join(dir, 'dnswarden.yaml');
+  config = {
+    listen: { dns: ['127.0.0.1:0', '[::1]:0'], admin: '127.0.0.1:0' },
     admin: { token: TOKEN },
     storage: { dir: join(dir, 'data') },
     upstreams: [{ address: upstream.hostPort }],
@@ -89,15 +92,19 @@ beforeAll(async () => {
         { id: 'agent-on-1', addresses: [`${ON_1}/32`], type: 'scheduled', user: 'ops', role: 'reporter' },
         { id: 'agent-on-0', addresses: [`${ON_0}/32`], type: 'interactive', user: 'dev', role: 'coder' },
         { id: 'dual', addresses: DUAL.map((a) => `${a}/32`), type: 'scheduled', user: 'ops', role: 'reporter' },
+        { id: 'v6', addresses: ['::1'], type: 'interactive', user: 'dev', role: 'coder' },
       ],
       signing_keys: [{ kid: 'runtime', alg: 'HS256', secret: HS_SECRET }],
     },
     logging: { level: 'info' },
-  }));
+  };
+  writeFileSync(configPath, stringify(config));
   child = spawnServe(configPath, dir, (text) => void (output += text));
   const ready = await logLine('dnswarden ready');
-  const [hostPort] = ready['dns'] as string[];
+  const [hostPort, hostPort6] = ready['dns'] as string[];
   dns = { address: '127.0.0.1', port: Number(hostPort!.split(':')[1]) };
+  expect(hostPort6).toMatch(/^\[::1\]:\d+$/);
+  dns6 = { address: '::1', port: Number(hostPort6!.slice(hostPort6!.lastIndexOf(':') + 1)) };
   adminUrl = ready['admin'] as string;
   workerPids = ready['worker_pids'] as number[];
 });
@@ -130,11 +137,22 @@ describe('server.workers: 2', () => {
     expect([after[0] - before[0], after[1] - before[1]]).toEqual([7, 15]);
   });
 
+  it('steers IPv6 clients the same way (the program folds the address into one word)', async () => {
+    const before = await workerQueries();
+    for (const transport of ['udp', 'tcp'] as const) {
+      for (let i = 0; i < 4; i++) expect((await query({ server: dns6, bind: '::1', name: FIXTURE.a.name, type: 'A', transport })).answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
+    }
+    const after = await workerQueries();
+    const delta = [after[0] - before[0], after[1] - before[1]];
+    expect(delta[shardOf('::1', 2)]).toBe(8);
+    expect(delta[1 - shardOf('::1', 2)]).toBe(0);
+  });
+
   it('/metrics sums the workers, but not the gauges every worker holds alike', async () => {
     const text = (await admin('/metrics')).text;
     const [w0, w1] = await workerQueries();
     expect(metricValue(text, 'dnswarden_queries_total')).toBe(w0 + w1);
-    expect(metricValue(text, 'dnswarden_sessions_live')).toBe(3);
+    expect(metricValue(text, 'dnswarden_sessions_live')).toBe(4);
     expect(metricValue(text, 'dnswarden_sessions_quarantined')).toBe(0);
   });
 
@@ -207,9 +225,59 @@ describe('server.workers: 2', () => {
     expect(after[0] - before[0]).toBe(1);
   });
 
+  it('SIGHUP reaches every worker: a new static session is answered by its worker; a bad file changes nothing', async () => {
+    const NEW = '127.0.0.9';
+    expect((await ask(NEW)).rcode).toBe('REFUSED');
+    config['sessions'].static.push({ id: 'added', addresses: [`${NEW}/32`], type: 'batch', user: 'ops', role: 'etl' });
+    writeFileSync(configPath, stringify(config));
+    let from = output.length;
+    child.kill('SIGHUP');
+    await logLine('config reloaded', from);
+    await sleep(200); // the other worker's line may come a moment later
+    expect(output.slice(from).split('\n').filter((l) => l.includes('"msg":"config reloaded"'))).toHaveLength(2);
+    const before = await workerQueries();
+    expect((await ask(NEW)).answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
+    const after = await workerQueries();
+    expect(after[shardOf(NEW, 2)] - before[shardOf(NEW, 2)]).toBe(1);
+
+    writeFileSync(configPath, 'server: { workers: "two" }\n');
+    from = output.length;
+    child.kill('SIGHUP');
+    const deadline = Date.now() + 5000;
+    while (!output.slice(from).includes('reload failed') && Date.now() < deadline) await sleep(50);
+    expect(output.slice(from)).toMatch(/reload failed, keeping the running config: server\.workers/);
+    expect(output.slice(from).match(/reload failed/g)).toHaveLength(1); // said once, by the supervisor
+    expect((await ask(NEW)).rcode).toBe('NOERROR');
+    writeFileSync(configPath, stringify(config));
+  });
+
   it('SIGTERM stops the supervisor and every worker', async () => {
     child.kill('SIGTERM');
     expect((await exited(child, 15_000)).code).toBe(0);
     for (const pid of workerPids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
+
+describe('server.workers: 2, supervisor killed with -9', () => {
+  it('its workers notice and exit, leaving the port free', async () => {
+    const dir2 = mkdtempSync(join(tmpdir(), 'dnswarden-workers-orphan-'));
+    let out = '';
+    const path = join(dir2, 'dnswarden.yaml');
+    writeFileSync(path, stringify({ ...config, storage: { dir: join(dir2, 'data') } }));
+    const proc = spawnServe(path, dir2, (text) => void (out += text));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!out.includes('"msg":"dnswarden ready"') && Date.now() < deadline) await sleep(50);
+      const ready = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"dnswarden ready"'))!) as { worker_pids: number[] };
+      proc.kill('SIGKILL');
+      await exited(proc, 5000);
+      const gone = Date.now() + 10_000;
+      const alive = () => ready.worker_pids.filter((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } });
+      while (alive().length > 0 && Date.now() < gone) await sleep(50);
+      expect(alive()).toEqual([]);
+    } finally {
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      rmSync(dir2, { recursive: true, force: true });
+    }
   });
 });
