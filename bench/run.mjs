@@ -69,18 +69,18 @@ async function main() {
       if (P.latencyQps > 0) {
         for (const s of order) round.latency_probe[s.key] = dnsperf(s.port, hitFile, { seconds: P.latencySeconds, qps: P.latencyQps, verbose: true });
       }
-      round.ratios = {
-        hit_on_vs_unbound: round3(round.hit.warden_on.qps / round.hit.unbound.qps),
-        hit_off_vs_unbound: round3(round.hit.warden_off.qps / round.hit.unbound.qps),
-        miss_on_vs_unbound: round3(round.miss.warden_on.qps / round.miss.unbound.qps),
-        miss_off_vs_unbound: round3(round.miss.warden_off.qps / round.miss.unbound.qps),
-        hit_on_vs_off: round3(round.hit.warden_on.qps / round.hit.warden_off.qps),
-        hit_ceiling_vs_unbound: round3(round.hit.node_ceiling.qps / round.hit.unbound.qps),
-        hit_on_vs_ceiling: round3(round.hit.warden_on.qps / round.hit.node_ceiling.qps),
-        miss_on_vs_off: round3(round.miss.warden_on.qps / round.miss.warden_off.qps),
-      };
+      round.ratios = qpsRatios(round, {
+        hit_on_vs_unbound: ['hit', 'warden_on', 'unbound'],
+        hit_off_vs_unbound: ['hit', 'warden_off', 'unbound'],
+        miss_on_vs_unbound: ['miss', 'warden_on', 'unbound'],
+        miss_off_vs_unbound: ['miss', 'warden_off', 'unbound'],
+        hit_on_vs_off: ['hit', 'warden_on', 'warden_off'],
+        hit_ceiling_vs_unbound: ['hit', 'node_ceiling', 'unbound'],
+        hit_on_vs_ceiling: ['hit', 'warden_on', 'node_ceiling'],
+        miss_on_vs_off: ['miss', 'warden_on', 'warden_off'],
+      });
       result.rounds.push(round);
-      log(`round ${r + 1}/${P.rounds} [${round.order.join(',')}] hit ${servers.map((s) => `${s.key}=${round.hit[s.key].qps}`).join(' ')} | miss ${servers.map((s) => `${s.key}=${round.miss[s.key].qps}`).join(' ')} | ${JSON.stringify(round.ratios)}`);
+      logRound('round', r, servers, round);
     }
 
     // Medians over rounds
@@ -231,6 +231,15 @@ async function main() {
   }
 }
 
+/** Same-round QPS ratios: name → [set, numerator server, denominator server]. */
+function qpsRatios(round, spec) {
+  return Object.fromEntries(Object.entries(spec).map(([name, [set, a, b]]) => [name, round3(round[set][a].qps / round[set][b].qps)]));
+}
+
+function logRound(label, r, servers, round) {
+  log(`${label} ${r + 1}/${P.rounds} [${round.order.join(',')}] hit ${servers.map((s) => `${s.key}=${round.hit[s.key].qps}`).join(' ')} | miss ${servers.map((s) => `${s.key}=${round.miss[s.key].qps}`).join(' ')} | ${JSON.stringify(round.ratios)}`);
+}
+
 /**
  * Two agents at once (FLEET_SOURCES, each its own session, one dnsperf each, the outstanding budget split):
  * Unbound, dnswarden as one process, and dnswarden with server.workers: 2, whose kernel program puts
@@ -255,16 +264,16 @@ async function fleetRounds(tmp, { nsdPort, baseline, hitFile, unbound, on }) {
       round.miss[s.key] = await dnsperfFrom(FLEET_SOURCES, s.port, files, { seconds: P.missSeconds, maxRuns: 1 });
       files.forEach((f) => rmSync(f));
     }
-    round.ratios = {
-      hit_workers2_vs_unbound: round3(round.hit.warden_workers2.qps / round.hit.unbound.qps),
-      miss_workers2_vs_unbound: round3(round.miss.warden_workers2.qps / round.miss.unbound.qps),
-      hit_on_vs_unbound: round3(round.hit.warden_on.qps / round.hit.unbound.qps),
-      miss_on_vs_unbound: round3(round.miss.warden_on.qps / round.miss.unbound.qps),
-      hit_workers2_vs_on: round3(round.hit.warden_workers2.qps / round.hit.warden_on.qps),
-      miss_workers2_vs_on: round3(round.miss.warden_workers2.qps / round.miss.warden_on.qps),
-    };
+    round.ratios = qpsRatios(round, {
+      hit_workers2_vs_unbound: ['hit', 'warden_workers2', 'unbound'],
+      miss_workers2_vs_unbound: ['miss', 'warden_workers2', 'unbound'],
+      hit_on_vs_unbound: ['hit', 'warden_on', 'unbound'],
+      miss_on_vs_unbound: ['miss', 'warden_on', 'unbound'],
+      hit_workers2_vs_on: ['hit', 'warden_workers2', 'warden_on'],
+      miss_workers2_vs_on: ['miss', 'warden_workers2', 'warden_on'],
+    });
     fleet.rounds.push(round);
-    log(`fleet round ${r + 1}/${P.rounds} [${round.order.join(',')}] hit ${servers.map((s) => `${s.key}=${round.hit[s.key].qps}`).join(' ')} | miss ${servers.map((s) => `${s.key}=${round.miss[s.key].qps}`).join(' ')} | ${JSON.stringify(round.ratios)}`);
+    logRound('fleet round', r, servers, round);
   }
   fleet.median = {
     ratios: Object.fromEntries(Object.keys(fleet.rounds[0].ratios).map((k) => [k, round3(median(fleet.rounds.map((x) => x.ratios[k])))])),

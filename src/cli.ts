@@ -38,28 +38,9 @@ async function serve(args: string[]): Promise<number> {
   // Loaded here, not at the top: a supervisor (server.workers > 1) never loads the server itself.
   const { startApp } = await import('./app.js');
   const app = await startApp(config, spec === undefined ? {} : { worker: new WorkerLink(spec) });
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`dnswarden: ${signal}, shutting down\n`);
-    app.close().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  const stop = untilSignalled(load, () => app.close(), (next) => app.reload(next));
   // A worker whose supervisor is gone would answer on sockets nobody restarts: it stops too.
   if (spec !== undefined) process.on('disconnect', () => stop('supervisor gone'));
-  // SIGHUP: re-read the file; a bad file is reported and the running config stays.
-  process.on('SIGHUP', () => {
-    let next: Config;
-    try {
-      next = load();
-    } catch (err) {
-      process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
-      return;
-    }
-    app.reload(next).catch((err: unknown) => process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`));
-  });
   return new Promise<number>(() => undefined); // runs until a signal
 }
 
@@ -69,26 +50,37 @@ async function superviseWorkers(config: Config, args: string[], load: () => Conf
   const log = createLogger(config.logging.level).child({ role: 'supervisor' });
   const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
   await supervisor.started;
+  // The file is checked here first, so a bad one is reported once and no worker sees it.
+  untilSignalled(load, () => supervisor.stop(), async () => supervisor.reload());
+  return new Promise<number>(() => undefined);
+}
+
+/**
+ * SIGINT/SIGTERM: `close`, then exit. SIGHUP: re-read the file and hand it to `reload`; a bad file is
+ * reported and the running config stays. Returns the stop function (for other reasons to stop).
+ */
+function untilSignalled(load: () => Config, close: () => Promise<void>, reload: (next: Config) => Promise<void>): (why: string) => void {
   let stopping = false;
-  const stop = (signal: string): void => {
+  const stop = (why: string): void => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`dnswarden: ${signal}, shutting down\n`);
-    supervisor.stop().then(() => process.exit(0), () => process.exit(1));
+    process.stderr.write(`dnswarden: ${why}, shutting down\n`);
+    close().then(() => process.exit(0), () => process.exit(1));
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  // SIGHUP: the file is checked here first, so a bad file is reported once and no worker sees it.
+  const failed = (err: unknown): void => void process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
   process.on('SIGHUP', () => {
+    let next: Config;
     try {
-      load();
+      next = load();
     } catch (err) {
-      process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
+      failed(err);
       return;
     }
-    supervisor.reload();
+    reload(next).catch(failed);
   });
-  return new Promise<number>(() => undefined);
+  return stop;
 }
 
 function checkConfig(args: string[]): number {
