@@ -47,10 +47,19 @@ export function openShardedListeners(addresses: readonly string[], workers: numb
   try {
     for (const spec of addresses) {
       const { host, port } = splitHostPort(spec)!;
-      for (let attempt = 1; ; attempt++) {
-        const udp = addon.openGroup('udp', host, port, workers, 0);
+      const open = (kind: 'udp' | 'tcp', at: number): { fds: number[]; port: number } => {
         try {
-          const tcp = addon.openGroup('tcp', host, udp.port, workers, TCP_BACKLOG);
+          return addon.openGroup(kind, host, at, workers, kind === 'tcp' ? TCP_BACKLOG : 0);
+        } catch (err) {
+          // Worded as the single-process server words it: "bind EADDRINUSE 127.0.0.1:53".
+          const e = err as Error & { code?: string };
+          throw Object.assign(new Error(`bind ${e.code ?? 'error'} ${spec} (${kind}): ${e.message}`), { code: e.code });
+        }
+      };
+      for (let attempt = 1; ; attempt++) {
+        const udp = open('udp', port);
+        try {
+          const tcp = open('tcp', udp.port);
           out.push({ address: host, port: udp.port, udpFds: udp.fds, tcpFds: tcp.fds });
           break;
         } catch (err) {

@@ -53,6 +53,30 @@ static int attach_steering(int fd, unsigned int shards) {
   return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
 }
 
+// Binds a socket without SO_REUSEPORT to addr:port and closes it again: fails (EADDRINUSE) if anything
+// holds the port. Without it a second dnswarden running as the same user would silently join the first
+// one's reuseport group and take a share of its clients. With port 0 it picks the port for the group.
+static int probe_free(int family, int tcp, struct sockaddr_storage *ss, socklen_t sslen, uint32_t *port) {
+  int fd = socket(family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  int ok = (!tcp || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0) &&
+           (family != AF_INET6 || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0);
+  if (family == AF_INET) ((struct sockaddr_in *)ss)->sin_port = htons(*port);
+  else ((struct sockaddr_in6 *)ss)->sin6_port = htons(*port);
+  ok = ok && bind(fd, (struct sockaddr *)ss, sslen) == 0;
+  if (ok && *port == 0) {
+    struct sockaddr_storage got;
+    socklen_t gotlen = sizeof got;
+    ok = getsockname(fd, (struct sockaddr *)&got, &gotlen) == 0;
+    if (ok) *port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port : ((struct sockaddr_in6 *)&got)->sin6_port);
+  }
+  int err = errno;
+  close(fd);
+  errno = err;
+  return ok ? 0 : -1;
+}
+
 static napi_value fail(napi_env env, const char *what, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
@@ -97,6 +121,7 @@ static napi_value open_group(napi_env env, napi_callback_info info) {
   int fds[256];
   unsigned int opened = 0;
   uint32_t bound_port = port;
+  if (probe_free(family, tcp, &ss, sslen, &bound_port) < 0) goto error;
   for (; opened < shards; opened++) {
     int fd = socket(family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
     if (fd < 0) goto error;
@@ -107,12 +132,6 @@ static napi_value open_group(napi_env env, napi_callback_info info) {
     if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) { opened++; goto error; }
     if (family == AF_INET) v4->sin_port = htons(bound_port); else v6->sin6_port = htons(bound_port);
     if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) { opened++; goto error; }
-    if (bound_port == 0) {
-      struct sockaddr_storage got;
-      socklen_t gotlen = sizeof got;
-      if (getsockname(fd, (struct sockaddr *)&got, &gotlen) < 0) { opened++; goto error; }
-      bound_port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port : ((struct sockaddr_in6 *)&got)->sin6_port);
-    }
     if (opened == 0 && attach_steering(fd, shards) < 0) { opened++; goto error; }
     if (tcp && listen(fd, (int)backlog) < 0) { opened++; goto error; }
   }

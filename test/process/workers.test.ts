@@ -148,6 +148,27 @@ describe('server.workers: 2', () => {
     expect(delta[1 - shardOf('::1', 2)]).toBe(0);
   });
 
+  it('a second dnswarden on the same port fails at start and takes no share of the clients', async () => {
+    const dir2 = mkdtempSync(join(tmpdir(), 'dnswarden-workers-second-'));
+    try {
+      for (const workers of [2, 1]) {
+        const path = join(dir2, `second-${workers}.yaml`);
+        writeFileSync(path, stringify({ ...config, listen: { dns: [`127.0.0.1:${dns.port}`], admin: '127.0.0.1:0' }, server: { workers }, storage: { dir: join(dir2, 'data') } }));
+        let out = '';
+        const second = spawnServe(path, dir2, (text) => void (out += text));
+        const { code } = await exited(second, 15_000);
+        expect(code).toBe(1);
+        expect(out).toContain(`bind EADDRINUSE 127.0.0.1:${dns.port}`);
+      }
+    } finally {
+      rmSync(dir2, { recursive: true, force: true });
+    }
+    const before = await workerQueries();
+    for (let i = 0; i < 5; i++) expect((await ask(ON_1)).rcode).toBe('NOERROR');
+    const after = await workerQueries();
+    expect(after[1] - before[1]).toBe(5);
+  });
+
   it('/metrics sums the workers, but not the gauges every worker holds alike', async () => {
     const text = (await admin('/metrics')).text;
     const [w0, w1] = await workerQueries();
