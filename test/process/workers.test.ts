@@ -259,7 +259,8 @@ describe('server.workers: 2', () => {
     const before = await workerQueries();
     expect((await ask(NEW)).answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
     const after = await workerQueries();
-    expect(after[shardOf(NEW, 2)] - before[shardOf(NEW, 2)]).toBe(1);
+    const owner = shardOf(NEW, 2) as 0 | 1;
+    expect(after[owner] - before[owner]).toBe(1);
 
     writeFileSync(configPath, 'server: { workers: "two" }\n');
     from = output.length;

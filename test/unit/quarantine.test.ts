@@ -53,4 +53,29 @@ describe('QuarantineBook', () => {
     expect(events).toEqual([]); // nothing announced that is not on disk
     return metrics.registry.getSingleMetricAsString('dnswarden_sessions_quarantined').then((text) => expect(text).toContain('dnswarden_sessions_quarantined 1'));
   });
+
+  it("announces its own gate changes and applies another worker's without announcing them again", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qb-'));
+    dirs.push(dir);
+    const store = Store.open(dir);
+    const announced: unknown[] = [];
+    const reset: string[] = [];
+    const book = new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 2_000, (id) => reset.push(id), (c) => announced.push(c));
+    const record = book.raise(session, verdict, query, 'ev-3');
+    expect(announced).toEqual([{ state: 'open', sessionId: 'job-1', id: record.id }]);
+    book.release(record.id, 'alice', 'benign');
+    expect(announced).toEqual([{ state: 'open', sessionId: 'job-1', id: record.id }, { state: 'released', sessionId: 'job-1', id: record.id }]);
+    expect(reset).toEqual(['job-1']);
+
+    announced.length = 0;
+    book.adopt({ state: 'open', sessionId: 'job-2', id: 'qr-peer' });
+    expect(book.holds('job-2')).toBe('qr-peer');
+    book.adopt({ state: 'released', sessionId: 'job-2', id: 'qr-other' }); // not the gate that holds it
+    expect(book.holds('job-2')).toBe('qr-peer');
+    book.adopt({ state: 'released', sessionId: 'job-2', id: 'qr-peer' });
+    expect(book.holds('job-2')).toBeUndefined();
+    expect(reset).toEqual(['job-1', 'job-2']);
+    expect(announced).toEqual([]);
+    store.close();
+  });
 });

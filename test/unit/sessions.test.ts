@@ -60,4 +60,24 @@ describe('SessionDirectory', () => {
     expect(d.takeDirty().map((x) => x.id)).toEqual(['h']);
     expect(d.takeDirty()).toEqual([]);
   });
+
+  it("adopts another worker's registration with its state kept, drops it at once, and never touches a static session", async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    d.setStatic([{ id: 'ci', addresses: ['10.4.0.1/32'], type: 'batch', user: 'u', role: 'r' }], t0);
+    const meta = { id: 'pod', user: 'u', role: 'r', type: 'interactive' as const, addresses: ['10.4.0.9/32'], origin: 'registered' as const, expiresAtMs: t0 + 60_000, registeredAtMs: t0 };
+    expect(d.admit('10.4.0.9', t0)).toEqual({ refused: 'no_session' });
+    d.adopt(meta);
+    const first = (d.admit('10.4.0.9', t0) as { session: { id: string; state: { n: number } } }).session;
+    expect(first.id).toBe('pod');
+    first.state.n = 5;
+    d.adopt({ ...meta, expiresAtMs: t0 + 120_000 }); // a renewal keeps the window
+    expect(d.admit('10.4.0.9', t0 + 90_000)).toMatchObject({ session: { id: 'pod', state: { n: 5 } } });
+    d.adopt({ ...meta, id: 'ci', addresses: ['10.4.0.2/32'] }); // a static id is not overwritten by a peer
+    expect(d.admit('10.4.0.2', t0)).toEqual({ refused: 'no_session' });
+    d.drop('ci');
+    expect(d.admit('10.4.0.1', t0)).toMatchObject({ session: { id: 'ci' } });
+    d.drop('pod');
+    expect(d.admit('10.4.0.9', t0)).toEqual({ refused: 'no_session' });
+  });
 });
