@@ -7,7 +7,7 @@ import { loadConfigFile, parseConfig, type Config } from './config.js';
 import { WardenError, messageOf } from './errors.js';
 import { analystCommand, ANALYST_USAGE } from './cli-analyst.js';
 import { createLogger } from './telemetry.js';
-import { WorkerLink, workerSpecFromEnv } from './worker-link.js';
+import { WorkerLink, workerSpecFromEnv, type WorkerSpec } from './worker-link.js';
 
 const USAGE = `usage: dnswarden <command> [options]
 
@@ -33,14 +33,27 @@ async function serve(args: string[]): Promise<number> {
   const path = values.config;
   const load = (): Config => (path === undefined ? parseConfig({}) : loadConfigFile(path));
   const spec = workerSpecFromEnv();
+  if (spec !== undefined) return serveAsWorker(spec);
   const config = load();
-  if (spec === undefined && config.server.workers > 1) return superviseWorkers(config, args, load);
+  if (config.server.workers > 1) return superviseWorkers(config, args, load);
   // Loaded here, not at the top: a supervisor (server.workers > 1) never loads the server itself.
   const { startApp } = await import('./app.js');
-  const app = await startApp(config, spec === undefined ? {} : { worker: new WorkerLink(spec) });
-  const stop = untilSignalled(load, () => app.close(), (next) => app.reload(next));
+  const app = await startApp(config);
+  untilSignalled(load, () => app.close(), (next) => app.reload(next));
+  return new Promise<number>(() => undefined); // runs until a signal
+}
+
+/** One of server.workers > 1: runs the config the supervisor hands over, now and on every reload. */
+async function serveAsWorker(spec: WorkerSpec): Promise<number> {
+  const worker = new WorkerLink(spec);
+  const { startApp } = await import('./app.js');
+  const app = await startApp(await worker.firstConfig, { worker });
+  const failed = (err: unknown): void => void process.stderr.write(`dnswarden: worker ${spec.index}: reload failed, keeping the running config: ${messageOf(err)}\n`);
+  worker.onReload((next) => app.reload(next).catch(failed));
+  // SIGHUP goes to the supervisor, which checks the file once and hands it to every worker.
+  const stop = untilSignalled(() => { throw new WardenError('ERR_BAD_REQUEST', 'send SIGHUP to the supervisor, not to a worker'); }, () => app.close(), async () => undefined);
   // A worker whose supervisor is gone would answer on sockets nobody restarts: it stops too.
-  if (spec !== undefined) process.on('disconnect', () => stop('supervisor gone'));
+  process.on('disconnect', () => stop('supervisor gone'));
   return new Promise<number>(() => undefined); // runs until a signal
 }
 
@@ -50,8 +63,8 @@ async function superviseWorkers(config: Config, args: string[], load: () => Conf
   const log = createLogger(config.logging.level).child({ role: 'supervisor' });
   const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
   await supervisor.started;
-  // The file is checked here first, so a bad one is reported once and no worker sees it.
-  untilSignalled(load, () => supervisor.stop(), async () => supervisor.reload());
+  // The file is checked here, once: a bad one is reported and no worker sees it.
+  untilSignalled(load, () => supervisor.stop(), async (next) => supervisor.reload(next));
   return new Promise<number>(() => undefined);
 }
 

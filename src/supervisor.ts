@@ -39,7 +39,8 @@ export interface Supervisor {
   /** Resolves once every worker has started (rejects if one exits before). */
   readonly started: Promise<void>;
   stop(): Promise<void>;
-  reload(): void;
+  /** Hands a re-read, validated config to every worker (and to every worker started later). */
+  reload(config: Config): void;
 }
 
 export function supervise(config: Config, serveArgs: readonly string[], log: Logger, announce: (line: string) => void): Supervisor {
@@ -68,8 +69,13 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
     send(g.from, { t: 'gathered', id: g.id, values: g.values });
   };
 
+  let current = config;
   const onMessage = (slot: Slot, m: WorkerMessage): void => {
     switch (m.t) {
+      case 'hello':
+        // A worker starts on the supervisor's config, not the file: a file edited since (or broken) waits for SIGHUP.
+        send(slot, { t: 'config', config: current });
+        break;
       case 'ready': {
         slot.ready = true;
         if (slot.index === 0) adminUrl = m.adminUrl;
@@ -172,8 +178,9 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
       throw err;
     }),
     stop,
-    reload() {
-      for (const slot of slots) slot.proc?.kill('SIGHUP');
+    reload(next: Config) {
+      current = next;
+      for (const slot of slots) send(slot, { t: 'config', config: next });
     },
   };
 }

@@ -2,6 +2,7 @@
 // what one changes that the others must see (a registration, a quarantine gate, the deny list, a
 // cache flush) is published as a PeerEvent, which the supervisor relays to every other worker. The
 // admin worker gathers per-worker answers (metrics, a session's live history) the same way.
+import type { Config } from './config.js';
 import type { QuarantineChange } from './quarantine.js';
 import type { SessionMeta } from './sessions.js';
 import type { AdoptedListener } from './transport.js';
@@ -19,6 +20,7 @@ export type GatherOp = { readonly op: 'metrics' } | { readonly op: 'history'; re
 
 /** Worker → supervisor. */
 export type WorkerMessage =
+  | { readonly t: 'hello' }
   | { readonly t: 'ready'; readonly adminUrl: string | undefined }
   | { readonly t: 'event'; readonly event: PeerEvent }
   | { readonly t: 'gather'; readonly id: number; readonly op: GatherOp }
@@ -28,6 +30,7 @@ export type WorkerMessage =
 
 /** Supervisor → worker. */
 export type SupervisorMessage =
+  | { readonly t: 'config'; readonly config: Config }
   | { readonly t: 'event'; readonly event: PeerEvent }
   | { readonly t: 'gather'; readonly id: number; readonly op: GatherOp }
   | { readonly t: 'gathered'; readonly id: number; readonly values: readonly unknown[] }
@@ -63,12 +66,22 @@ export class WorkerLink {
   #onEvent: (event: PeerEvent) => void = () => undefined;
   #onGather: (op: GatherOp) => unknown = () => undefined;
   #onRelay: (packet: Buffer, peer: Peer) => Buffer | undefined | Promise<Buffer | undefined> = () => undefined;
+  #onConfig: (config: Config) => void = () => undefined;
+  /** The config the supervisor validated: every worker runs the same one, whatever the file says now. */
+  readonly firstConfig: Promise<Config>;
   readonly #relays = new Map<number, (result: RelayResult) => void>();
 
   constructor(spec: WorkerSpec) {
     this.spec = spec;
+    let first: ((config: Config) => void) | undefined;
+    this.firstConfig = new Promise((resolve) => { first = resolve; });
     process.on('message', (m: SupervisorMessage) => {
-      if (m.t === 'event') this.#onEvent(m.event);
+      if (m.t === 'config') {
+        if (first !== undefined) {
+          first(m.config);
+          first = undefined;
+        } else this.#onConfig(m.config);
+      } else if (m.t === 'event') this.#onEvent(m.event);
       else if (m.t === 'gather') {
         Promise.resolve()
           .then(() => this.#onGather(m.op))
@@ -86,6 +99,12 @@ export class WorkerLink {
         this.#relays.delete(m.id);
       }
     });
+    this.#send({ t: 'hello' }); // the listener is in place: the config may come now
+  }
+
+  /** A config the supervisor re-read and validated on SIGHUP. */
+  onReload(apply: (config: Config) => void): void {
+    this.#onConfig = apply;
   }
 
   /** The admin worker runs the admin API (and posts alerts); the others only answer DNS. */

@@ -225,12 +225,13 @@ describe('server.workers: 2', () => {
     for (const address of DUAL) expect((await ask(address)).answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
   });
 
-  it('a worker killed with -9 is restarted; its clients are answered by it again, their quarantine still in force', async () => {
+  it('a worker killed with -9 is restarted on the running config (not the file, broken since); its clients are answered by it again, their quarantine still in force', async () => {
     // Quarantine agent-on-1 (worker 1), then kill worker 1.
     await query({ server: dns, bind: ON_1, name: EXFIL[0]!, type: 'TXT' });
     expect((await query({ server: dns, bind: ON_1, name: EXFIL[1]!, type: 'TXT' })).ede?.text).toMatch(/^session quarantined/);
     // Raised by worker 1, known at once to the admin worker.
     expect((await admin('/v1/sessions/agent-on-1')).json.session.quarantine).toMatch(/^qr-/);
+    writeFileSync(configPath, 'listen: [ this is not a config\n'); // edited, no SIGHUP yet
     const from = output.length;
     process.kill(workerPids[1]!, 'SIGKILL');
     const restarted = await logLine('worker restarted and ready', from);
@@ -244,6 +245,8 @@ describe('server.workers: 2', () => {
     expect((await ask(ON_0)).rcode).toBe('NOERROR');
     const after = await workerQueries();
     expect(after[0] - before[0]).toBe(1);
+    expect((await ask(REGISTERED)).rcode).toBe('REFUSED'); // worker 1 answers, on the config it had
+    writeFileSync(configPath, stringify(config));
   });
 
   it('SIGHUP reaches every worker: a new static session is answered by its worker; a bad file changes nothing', async () => {
