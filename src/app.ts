@@ -3,6 +3,7 @@
 // the environment or the clock directly.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { listenAdmin, type AdminServer, type ApiToken } from './admin.js';
 import { adminTokenFor } from './admin-token.js';
 import { WebhookAlerts } from './alerts.js';
@@ -20,7 +21,6 @@ import { Store } from './store.js';
 import { createLogger, createMetrics } from './telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './transport.js';
 import { UpstreamPool } from './upstream.js';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { GatherOp, PeerEvent, WorkerLink } from './worker-link.js';
 
 export interface AppEnv {

@@ -279,8 +279,9 @@ export class SessionDirectory<S> {
 
   /** A registration (or renewal) another worker verified and stored: takes effect here too, its state kept. */
   adopt(meta: SessionMeta): void {
-    if (this.#byId.get(meta.id)?.session.origin === 'static') return;
-    this.#put(meta, this.#byId.get(meta.id)?.session);
+    const previous = this.#byId.get(meta.id)?.session;
+    if (previous?.origin === 'static') return;
+    this.#put(meta, previous);
     this.#rebuild();
   }
 

@@ -28,7 +28,10 @@ interface Slot {
 }
 
 interface Gathering {
+  /** This gathering's key here, the id its workers answer to. */
+  readonly key: number;
   readonly from: Slot;
+  /** The asking worker's own id for it, sent back with the answers. */
   readonly id: number;
   readonly waiting: Set<number>;
   readonly values: unknown[];
@@ -65,8 +68,14 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
 
   const finishGathering = (g: Gathering): void => {
     clearTimeout(g.timer);
-    gatherings.delete(g.id);
+    gatherings.delete(g.key);
     send(g.from, { t: 'gathered', id: g.id, values: g.values });
+  };
+  /** A worker answered or is gone: the gathering ends when no live worker is left to answer. */
+  const settle = (g: Gathering, index: number, value?: { value: unknown }): void => {
+    if (!g.waiting.delete(index)) return;
+    if (value !== undefined) g.values.push(value.value);
+    if (g.waiting.size === 0) finishGathering(g);
   };
 
   let current = config;
@@ -90,12 +99,11 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
         for (const other of slots) if (other !== slot) send(other, { t: 'event', event: m.event });
         break;
       case 'gather': {
-        // Each gathering gets its own id here; the asking worker's id travels back with the answer.
-        const gid = nextGatherId++;
+        // Each gathering gets its own key here; the asking worker's id travels back with the answer.
         const live = slots.filter((s) => s.ready && s.proc?.connected === true);
-        const g: Gathering = { from: slot, id: m.id, waiting: new Set(live.map((s) => s.index)), values: [], timer: setTimeout(() => finishGathering(g), GATHER_TIMEOUT_MS) };
-        gatherings.set(gid, g);
-        for (const s of live) send(s, { t: 'gather', id: gid, op: m.op });
+        const g: Gathering = { key: nextGatherId++, from: slot, id: m.id, waiting: new Set(live.map((s) => s.index)), values: [], timer: setTimeout(() => finishGathering(g), GATHER_TIMEOUT_MS) };
+        gatherings.set(g.key, g);
+        for (const s of live) send(s, { t: 'gather', id: g.key, op: m.op });
         if (live.length === 0) finishGathering(g);
         break;
       }
@@ -112,13 +120,7 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
       }
       case 'gathered': {
         const g = gatherings.get(m.id);
-        if (g === undefined || !g.waiting.delete(slot.index)) break;
-        g.values.push(m.value);
-        if (g.waiting.size === 0) {
-          gatherings.delete(m.id);
-          clearTimeout(g.timer);
-          send(g.from, { t: 'gathered', id: g.id, values: g.values });
-        }
+        if (g !== undefined) settle(g, slot.index, { value: m.value });
         break;
       }
     }
@@ -144,7 +146,7 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
     proc.on('exit', (code, signal) => {
       slot.proc = undefined;
       slot.ready = false;
-      for (const [gid, g] of gatherings) if (g.waiting.delete(slot.index) && g.waiting.size === 0) { gatherings.delete(gid); finishGathering(g); }
+      for (const g of [...gatherings.values()]) settle(g, slot.index);
       if (stopping) return;
       if (!allReady) {
         startedFail(new Error(`worker ${slot.index} exited during start (code ${code}, signal ${signal})`));

@@ -124,6 +124,7 @@ export class WorkerLink {
 
   /** Hands a query to the worker that owns its session and resolves with that worker's reply. */
   relay(to: number, packet: Buffer, peer: Peer): Promise<RelayResult> {
+    if (!process.connected) return Promise.resolve({ unavailable: true });
     const id = this.#nextId++;
     return new Promise((resolve) => {
       // An owner that dies with the query in hand never answers: after the bound, nothing is sent
@@ -158,11 +159,6 @@ export class WorkerLink {
   }
 
   #send(m: WorkerMessage): void {
-    if (!process.connected && (m.t === 'relay')) {
-      this.#relays.get(m.id)?.({ unavailable: true });
-      this.#relays.delete(m.id);
-      return;
-    }
     // The channel is gone only while the supervisor is exiting: nothing to tell it then.
     if (process.connected) process.send!(m);
   }
