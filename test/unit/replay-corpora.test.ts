@@ -2,14 +2,12 @@
 // Print the figures with:  DNSWARDEN_FIGURES=1 npx vitest run test/unit/replay-corpora.test.ts
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { agentSessions, exfilStreams, popularitySessions, toJsonl, type CorpusLine } from '../../fixtures/corpora/generate.mjs';
+import { agentSessions, exfilStreams, popularitySessions, readCorpus, toJsonl, type CorpusLine } from '../../fixtures/corpora/generate.mjs';
 import { policySchema, scoringSchema } from '../../src/policy-schema.js';
 import { Policy, type SessionType } from '../../src/policy.js';
 import { figuresByKind, formatReport, replayLines, type ReplayReport, type SessionResult } from '../../src/replay.js';
 
 const here = new URL('../../fixtures/corpora/', import.meta.url);
-const shared = new URL('../../../shared/corpus/', import.meta.url);
-const readLines = (url: URL) => readFileSync(url, 'utf8').split('\n').filter((l) => l !== '');
 const policy = () => new Policy(policySchema.parse({}), scoringSchema.parse({}));
 const show = process.env['DNSWARDEN_FIGURES'] === '1';
 const say = (title: string, text: string) => {
@@ -27,7 +25,7 @@ const results = replayEach(exfil);
 
 describe('generated corpora', () => {
   it('the committed JSONL files are what the generator makes (node fixtures/corpora/generate.mjs)', () => {
-    const web = readLines(new URL('benign-domains.txt', shared)).slice(0, 5000);
+    const web = readCorpus('benign-domains.txt').slice(0, 5000);
     expect(readFileSync(new URL('exfil.jsonl', here), 'utf8')).toBe(toJsonl(exfil));
     expect(readFileSync(new URL('agents.jsonl', here), 'utf8')).toBe(toJsonl(agentSessions(60, 11, web)));
   });
@@ -73,7 +71,7 @@ describe('slow exfiltration: quarantined before 1 KB (one domain) / 2 KB (young 
 
 describe('benign', () => {
   it('popularity corpus: ≤ 0.01% of the 200,000 names blocked by the per-query rule (strictest session type)', () => {
-    const names = readLines(new URL('benign-fqdn.txt', shared));
+    const names = readCorpus('benign-fqdn.txt');
     const p = policy();
     const blocked: string[] = [];
     let deny = 0;
@@ -90,7 +88,7 @@ describe('benign', () => {
   }, 60_000);
 
   it('realistic agent sessions: ≤ 0.1% of 2,000 sessions see any block, none quarantined', () => {
-    const web = readLines(new URL('benign-domains.txt', shared)).slice(0, 5000);
+    const web = readCorpus('benign-domains.txt').slice(0, 5000);
     const r = replayLines(agentSessions(2000, 11, web), policy());
     const maxScore = Math.max(...r.perSession.map((s) => s.maxScore));
     const maxVolume = Math.max(...r.perSession.map((s) => s.maxVolumeEstimate));
@@ -104,7 +102,7 @@ describe('benign', () => {
   }, 60_000);
 
   it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', () => {
-    const names = readLines(new URL('benign-fqdn.txt', shared));
+    const names = readCorpus('benign-fqdn.txt');
     const r: ReplayReport = replayLines(popularitySessions(names, 2000, 5), policy());
     say('popularity sessions', formatReport(r));
     expect(r.benign.sessions).toBe(2000);
