@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseMasterFile, type ZoneRecord } from '../../src/zones/master-file.js';
 import { Zone } from '../../src/zones/zone.js';
+import { loadRpzZone, renderRpz } from '../../src/zones/rpz.js';
 
 const dir = fileURLToPath(new URL('../../fixtures/zones/local/', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'dnswarden-zones-'));
@@ -48,5 +49,20 @@ describe('named-checkzone agrees with our parser', () => {
     const bindStatus = spawnSync('named-checkzone', ['-q', 'bad.example', path], { cwd: join(dir, 'bad') }).status;
     expect(bindStatus).not.toBe(0);
     expect(() => new Zone('bad.example', parseMasterFile(path, { origin: 'bad.example' }), path)).toThrow(/bad\/[a-z-]+\.zone(:\d+)?: /);
+  });
+});
+
+describe('RPZ files', () => {
+  it.each(['threat.rpz', 'second.rpz'])('fixtures/rpz/%s loads in named-checkzone and in ours', (file) => {
+    const path = fileURLToPath(new URL(`../../fixtures/rpz/${file}`, import.meta.url));
+    expect(spawnSync('named-checkzone', ['-q', 'rpz.test', path]).status).toBe(0);
+    expect(loadRpzZone('rpz.test', path).stats.triggers).toBeGreaterThan(0);
+  });
+  it('the rendered deny list is a zone named-checkzone accepts', () => {
+    const path = join(work, 'export.rpz');
+    writeFileSync(path, renderRpz('dnswarden.rpz', 3, [{ domain: 'evil.example', reason: 'hand-added' }, { domain: 'xn--bcher-kva.example', reason: 'confirmed quarantine q-1' }]));
+    const r = spawnSync('named-checkzone', ['dnswarden.rpz', path], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toContain('loaded serial 3');
+    expect(r.status).toBe(0);
   });
 });
