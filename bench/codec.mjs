@@ -13,7 +13,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dnsPacket = require('dns-packet');
 const dns2 = require('dns2');
 const { Packet } = dns2;
-const wire = await import(join(root, 'dist/src/wire.js'));
+const wire = await import(join(root, 'dist/src/dns/wire.js'));
 
 const RUNS = Number(process.env.CODEC_RUNS ?? 7);
 const ITER = Number(process.env.CODEC_ITER ?? 20_000);

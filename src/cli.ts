@@ -3,11 +3,11 @@
 // exits the process. Errors are one clear line and a non-zero status (2 for config errors).
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
-import { loadConfigFile, parseConfig, type Config } from './config.js';
+import { loadConfigFile, parseConfig, type Config } from './ops/config.js';
 import { WardenError, messageOf } from './errors.js';
-import { analystCommand, ANALYST_USAGE } from './cli-analyst.js';
-import { createLogger } from './telemetry.js';
-import { WorkerLink, workerSpecFromEnv, type WorkerSpec } from './worker-link.js';
+import { analystCommand, ANALYST_USAGE } from './analyst/cli.js';
+import { createLogger } from './ops/telemetry.js';
+import { WorkerLink, workerSpecFromEnv, type WorkerSpec } from './fleet/worker-link.js';
 
 const USAGE = `usage: dnswarden <command> [options]
 
@@ -57,9 +57,9 @@ async function serveAsWorker(spec: WorkerSpec): Promise<number> {
   return new Promise<number>(() => undefined); // runs until a signal
 }
 
-/** `serve` with server.workers > 1: the supervisor (src/supervisor.ts) runs until a signal. */
+/** `serve` with server.workers > 1: the supervisor (src/fleet/supervisor.ts) runs until a signal. */
 async function superviseWorkers(config: Config, args: string[], load: () => Config): Promise<number> {
-  const { supervise } = await import('./supervisor.js');
+  const { supervise } = await import('./fleet/supervisor.js');
   const log = createLogger(config.logging.level).child({ role: 'supervisor' });
   const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
   await supervisor.started;
@@ -115,7 +115,7 @@ async function replay(args: string[]): Promise<number> {
     return 64;
   }
   const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
-  const { formatReport, replayFile } = await import('./replay.js');
+  const { formatReport, replayFile } = await import('./policy/replay.js');
   const report = await replayFile(file, config);
   process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return 0;

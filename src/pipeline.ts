@@ -5,12 +5,12 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
-import type { QuarantineBook } from './quarantine.js';
-import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
-import { qtypeName, queryKey, verdictKey, type Metrics } from './telemetry.js';
-import type { Resolution, Resolver } from './upstream.js';
-import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './wire.js';
-import type { Policy, SessionState, Verdict } from './policy.js';
+import type { QuarantineBook } from './analyst/quarantine.js';
+import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
+import { qtypeName, queryKey, verdictKey, type Metrics } from './ops/telemetry.js';
+import type { Resolution, Resolver } from './dns/upstream.js';
+import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
+import type { Policy, SessionState, Verdict } from './policy/judge.js';
 
 export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { WardenError, messageOf } from './errors.js';
-import type { HistoryEntry, SessionMeta } from './sessions.js';
+import type { HistoryEntry, SessionMeta } from './sessions/directory.js';
 
 export type QuarantineState = 'open' | 'released' | 'confirmed';
 

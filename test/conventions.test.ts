@@ -4,8 +4,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig, parseConfigText } from '../src/config.js';
-import { createMetrics } from '../src/telemetry.js';
+import { parseConfig, parseConfigText } from '../src/ops/config.js';
+import { createMetrics } from '../src/ops/telemetry.js';
 
 const README = readFileSync('README.md', 'utf8');
 const SESSION_TYPES = new Set(['interactive', 'batch', 'scheduled']);
@@ -114,13 +114,122 @@ describe('import rules', () => {
     }
   });
 
-  it('only src/wire.ts imports dns-packet', () => {
+  it('only src/dns/wire.ts imports dns-packet', () => {
     const importers = [...sourceFiles('src'), ...sourceFiles('scoring')].filter((f) => /from 'dns-packet'/.test(readFileSync(f, 'utf8')));
-    expect(importers).toEqual(['src/wire.ts']);
+    expect(importers).toEqual(['src/dns/wire.ts']);
   });
 
   it('only src/cli.ts exits the process', () => {
     const exiting = sourceFiles('src').filter((f) => /process\.exit\(/.test(readFileSync(f, 'utf8')));
     expect(exiting).toEqual(['src/cli.ts']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The architecture (ARCHITECTURE.md): folders, which folder may import which, no import cycle.
+
+/** A module's place: its folder under src/ (`src/dns`), `scoring`, or the file itself for src/'s top level. */
+function placeOf(file: string): string {
+  const parts = file.split('/');
+  if (parts[0] === 'scoring') return 'scoring';
+  return parts.length > 2 ? `${parts[0]}/${parts[1]}` : file;
+}
+
+/** Every relative import of a TS file (values, types, re-exports and dynamic imports alike), resolved to a path. */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/(?:\bfrom|\bimport)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+    out.push(join(file, '..', m[1]!).replace(/\.js$/, '.ts'));
+  }
+  return out;
+}
+
+/**
+ * Which places each place may import (beyond itself). Lower layers never import higher ones:
+ * errors, scoring → ops → dns, zones, domain-age, sessions → policy, store → analyst → fleet → pipeline → app → cli.
+ * Config schemas live beside what they configure and are leaves, so ops/config may read them.
+ */
+const SCHEMAS = ['src/policy/schema.ts', 'src/domain-age/schema.ts', 'src/analyst/alerts-schema.ts'];
+const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
+  'scoring': [],
+  'src/errors.ts': [],
+  'src/ops': ['src/errors.ts', 'scoring', ...SCHEMAS],
+  'src/dns': ['src/errors.ts', 'src/ops'],
+  'src/zones': ['src/errors.ts', 'src/ops'],
+  'src/domain-age': ['src/errors.ts', 'src/ops'],
+  'src/sessions': ['src/errors.ts', 'src/ops', 'scoring'],
+  'src/policy': ['src/errors.ts', 'src/ops', 'scoring', 'src/zones', 'src/sessions', 'src/dns'],
+  'src/store.ts': ['src/errors.ts', 'src/ops', 'src/sessions'],
+  'src/analyst': ['src/errors.ts', 'src/ops', 'scoring', 'src/dns', 'src/zones', 'src/sessions', 'src/policy', 'src/store.ts'],
+  'src/fleet': ['src/errors.ts', 'src/ops', 'src/dns', 'src/sessions', 'src/analyst', 'src/store.ts'],
+  'src/pipeline.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/dns', 'src/zones', 'src/domain-age', 'src/sessions', 'src/policy', 'src/analyst', 'src/store.ts'],
+  'src/app.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/dns', 'src/zones', 'src/domain-age', 'src/sessions', 'src/policy', 'src/analyst', 'src/fleet', 'src/store.ts', 'src/pipeline.ts'],
+  'src/cli.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/policy', 'src/analyst', 'src/fleet', 'src/app.ts'],
+};
+
+describe('architecture', () => {
+  const files = [...sourceFiles('src'), ...sourceFiles('scoring')].filter((f) => !f.includes('/native/'));
+
+  it('src/ top level holds only the composition root, pipeline, CLI, errors and the store (≤ 8 files)', () => {
+    const top = readdirSync('src').filter((f) => f.endsWith('.ts'));
+    expect(top.sort()).toEqual(['app.ts', 'cli.ts', 'errors.ts', 'pipeline.ts', 'store.ts']);
+  });
+
+  it('every place is in the layer table, and imports only what its layer allows (type-only imports too)', () => {
+    const broken: string[] = [];
+    for (const file of files) {
+      const from = placeOf(file);
+      const allowed = MAY_IMPORT[from];
+      if (allowed === undefined) {
+        broken.push(`${from}: not in the layer table (add it here and in ARCHITECTURE.md)`);
+        continue;
+      }
+      for (const target of importsOf(file)) {
+        const to = placeOf(target);
+        if (to === from || allowed.includes(to) || allowed.includes(target)) continue;
+        broken.push(`${file} imports ${target}`);
+      }
+    }
+    expect(broken).toEqual([]);
+  });
+
+  it('has no import cycle between modules (type-only imports included)', () => {
+    const graph = new Map(files.map((f) => [f, importsOf(f).filter((t) => files.includes(t))]));
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const visit = (f: string, path: string[]): void => {
+      if (state.get(f) === 'done') return;
+      if (state.get(f) === 'open') {
+        cycles.push([...path.slice(path.indexOf(f)), f].join(' → '));
+        return;
+      }
+      state.set(f, 'open');
+      for (const t of graph.get(f) ?? []) visit(t, [...path, f]);
+      state.set(f, 'done');
+    };
+    for (const f of files) visit(f, []);
+    expect(cycles).toEqual([]);
+  });
+
+  it('each folder under src/ has a README saying what it owns and never does', () => {
+    for (const dir of readdirSync('src', { withFileTypes: true }).filter((d) => d.isDirectory())) {
+      const readme = readFileSync(join('src', dir.name, 'README.md'), 'utf8');
+      expect(readme, dir.name).toMatch(/Owns/);
+      expect(readme, dir.name).toMatch(/Never/);
+    }
+  });
+
+  it('ARCHITECTURE.md names every module, and every module it names exists', () => {
+    const doc = readFileSync('ARCHITECTURE.md', 'utf8');
+    const named = new Set([...doc.matchAll(/`((?:src|scoring)\/[\w/.-]+\.ts)`/g)].map((m) => m[1]!));
+    const real = new Set(files);
+    expect([...real].filter((f) => !named.has(f))).toEqual([]);
+    expect([...named].filter((f) => !real.has(f))).toEqual([]);
+  });
+
+  it('no module over 450 lines without a reason at its top', () => {
+    const long = files.filter((f) => readFileSync(f, 'utf8').split('\n').length > 450 && !/^\/\/ .*Why (this|it) is long/m.test(readFileSync(f, 'utf8').slice(0, 2000)));
+    expect(long).toEqual([]);
   });
 });

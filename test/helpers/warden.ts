@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/ops/config.js';
 import { startApp, type App } from '../../src/app.js';
 
 /** A config fragment: objects merge into the default, arrays and scalars replace. */

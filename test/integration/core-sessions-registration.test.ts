@@ -5,7 +5,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/ops/config.js';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { query, type Transport } from '../helpers/dns-client.js';
 import { dig } from '../helpers/dig.js';

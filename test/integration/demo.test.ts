@@ -1,4 +1,4 @@
-// Issue 4, item 8: `npm run demo` (node dist/src/demo.js after the build) ends by itself, within a
+// Issue 4, item 8: `npm run demo` (node dist/examples/demo.js after the build) ends by itself, within a
 // time bound, and its output shows the benign answers, the block with its EDE text, the quarantine
 // with its evidence and where to look next; it leaves no temp store behind. Stdout is a pipe here, so
 // the output must carry no colour codes.
@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const DEMO = join(ROOT, 'dist/src/demo.js');
+const DEMO = join(ROOT, 'dist/examples/demo.js');
 const TIME_BOUND_MS = 30_000;
 
 const demoDirs = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith('dnswarden-demo-'));

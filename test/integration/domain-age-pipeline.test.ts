@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../../src/app.js';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/ops/config.js';
 import { query } from '../helpers/dns-client.js';
 import { startRdapServer, type RdapServer } from '../helpers/rdap-server.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';

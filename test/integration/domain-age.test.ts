@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { DomainAges, type AgeResult, type AgeSource } from '../../src/domain-age.js';
-import { domainAgeSchema } from '../../src/domain-age-schema.js';
+import { DomainAges, type AgeResult, type AgeSource } from '../../src/domain-age/ages.js';
+import { domainAgeSchema } from '../../src/domain-age/schema.js';
 import { startRdapServer, type RdapServer } from '../helpers/rdap-server.js';
 import { startWhoisServer, type WhoisServer } from '../helpers/whois-server.js';
 

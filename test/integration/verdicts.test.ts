@@ -173,7 +173,7 @@ describe('policy reload (the SIGHUP path)', () => {
     onTestFinished(() => warden.close());
     const before = await query({ server: warden.dns, name: exfilName(0), type: 'TXT' });
     expect(before.ede?.code).not.toBe(15);
-    const { parseConfig } = await import('../../src/config.js');
+    const { parseConfig } = await import('../../src/ops/config.js');
     await warden.app.reload(parseConfig({ ...warden.config, policy: { mode: 'enforce' } }));
     const after = await query({ server: warden.dns, name: exfilName(1), type: 'TXT' });
     expect(after.rcode).toBe('NXDOMAIN');

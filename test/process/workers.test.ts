@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { shardOf } from '../../src/shard.js';
+import { shardOf } from '../../src/fleet/shard.js';
 import { exited, spawnServe } from '../helpers/serve-process.js';
 import { query, type Server } from '../helpers/dns-client.js';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';

@@ -1,8 +1,8 @@
 // The answer-cache key: name alone for the common A/IN/DO-clear question, separators that no name
 // text can hold for every other question, so two different questions never share an entry.
 import { describe, expect, it } from 'vitest';
-import { cacheKey } from '../../src/cache.js';
-import { decodeQuery, type Query } from '../../src/wire.js';
+import { cacheKey } from '../../src/dns/cache.js';
+import { decodeQuery, type Query } from '../../src/dns/wire.js';
 
 /** A query packet for one name given as raw labels (any bytes), with an optional OPT record. */
 function packet(labels: Buffer[], type: number, cls = 1, dnssecOk?: boolean): Buffer {

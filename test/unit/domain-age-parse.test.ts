@@ -2,10 +2,10 @@
 // the NRD feed, plausibility, and the config section's defaults. No sockets, no clock.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { isPlausibleCreation, normalizeDomain, parseFeed } from '../../src/domain-age.js';
-import { domainAgeSchema } from '../../src/domain-age-schema.js';
-import { RdapBootstrap, registrationOf } from '../../src/rdap.js';
-import { creationFromWhois, parseRegistryDate, parseWhoisServer } from '../../src/whois-age.js';
+import { isPlausibleCreation, normalizeDomain, parseFeed } from '../../src/domain-age/ages.js';
+import { domainAgeSchema } from '../../src/domain-age/schema.js';
+import { RdapBootstrap, registrationOf } from '../../src/domain-age/rdap.js';
+import { creationFromWhois, parseRegistryDate, parseWhoisServer } from '../../src/domain-age/whois.js';
 
 const NOW = Date.parse('2026-01-15T12:00:00Z');
 const rdapFixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`../../fixtures/rdap/${name}`, import.meta.url), 'utf8'));

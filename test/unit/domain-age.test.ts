@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { DomainAges, type AgeResult, type AgeSource } from '../../src/domain-age.js';
-import { domainAgeSchema } from '../../src/domain-age-schema.js';
+import { DomainAges, type AgeResult, type AgeSource } from '../../src/domain-age/ages.js';
+import { domainAgeSchema } from '../../src/domain-age/schema.js';
 import { ConfigError } from '../../src/errors.js';
 
 const DAY_MS = 86_400_000;

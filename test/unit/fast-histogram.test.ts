@@ -1,7 +1,7 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { FastCounter, FastHistogram } from '../../src/fast-histogram.js';
-import { createMetrics, qtypeName, queryKey, rcodeName, verdictKey } from '../../src/telemetry.js';
+import { FastCounter, FastHistogram } from '../../src/ops/fast-histogram.js';
+import { createMetrics, qtypeName, queryKey, rcodeName, verdictKey } from '../../src/ops/telemetry.js';
 
 describe('FastHistogram', () => {
   it('exports cumulative buckets, sum and count per label value in the Prometheus text format', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
-import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy-schema.js';
-import { inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy.js';
+import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy/schema.js';
+import { inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy/judge.js';
 
 const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
 const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));

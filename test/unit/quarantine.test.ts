@@ -4,13 +4,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AlertEvent } from '../../src/alerts.js';
-import type { Verdict } from '../../src/policy.js';
-import { QuarantineBook } from '../../src/quarantine.js';
-import type { Session } from '../../src/sessions.js';
+import type { AlertEvent } from '../../src/analyst/alerts.js';
+import type { Verdict } from '../../src/policy/judge.js';
+import { QuarantineBook } from '../../src/analyst/quarantine.js';
+import type { Session } from '../../src/sessions/directory.js';
 import { Store } from '../../src/store.js';
-import { createMetrics } from '../../src/telemetry.js';
-import type { Query } from '../../src/wire.js';
+import { createMetrics } from '../../src/ops/telemetry.js';
+import type { Query } from '../../src/dns/wire.js';
 
 const dirs: string[] = [];
 afterEach(() => {

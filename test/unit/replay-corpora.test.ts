@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { agentSessions, exfilStreams, popularitySessions, readCorpus, toJsonl, type CorpusLine } from '../../fixtures/corpora/generate.mjs';
-import { policySchema, scoringSchema } from '../../src/policy-schema.js';
-import { Policy, type SessionType } from '../../src/policy.js';
-import { figuresByKind, formatReport, replayLines, type ReplayReport, type SessionResult } from '../../src/replay.js';
+import { policySchema, scoringSchema } from '../../src/policy/schema.js';
+import { Policy, type SessionType } from '../../src/policy/judge.js';
+import { figuresByKind, formatReport, replayLines, type ReplayReport, type SessionResult } from '../../src/policy/replay.js';
 
 const here = new URL('../../fixtures/corpora/', import.meta.url);
 const policy = () => new Policy(policySchema.parse({}), scoringSchema.parse({}));

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { WardenError } from '../../src/errors.js';
-import { policySchema, scoringSchema } from '../../src/policy-schema.js';
-import { Policy } from '../../src/policy.js';
-import { figuresByKind, formatReport, parseJsonl, replayFile, replayLines } from '../../src/replay.js';
+import { policySchema, scoringSchema } from '../../src/policy/schema.js';
+import { Policy } from '../../src/policy/judge.js';
+import { figuresByKind, formatReport, parseJsonl, replayFile, replayLines } from '../../src/policy/replay.js';
 
 const config = { policy: policySchema.parse({}), scoring: scoringSchema.parse({}) };
 const policy = () => new Policy(config.policy, config.scoring);

@@ -2,7 +2,7 @@
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { loadSigningKeys, SessionDirectory } from '../../src/sessions.js';
+import { loadSigningKeys, SessionDirectory } from '../../src/sessions/directory.js';
 
 const SECRET = 'unit-test-registration-secret-0123456789';
 

@@ -1,8 +1,8 @@
-// shardOf() is the JavaScript twin of the kernel program in src/native/reuseport.c: tests and the
+// shardOf() is the JavaScript twin of the kernel program in src/fleet/native/reuseport.c: tests and the
 // benchmark use it to predict which worker a client address reaches (test/process/workers.test.ts checks
 // the kernel agrees for IPv4 and ::1). Here: the IPv6 folding, and that the spread is even.
 import { describe, expect, it } from 'vitest';
-import { shardOf } from '../../src/shard.js';
+import { shardOf } from '../../src/fleet/shard.js';
 
 describe('shardOf', () => {
   it('folds an IPv6 address into the XOR of its four 32-bit words, however it is written', () => {

@@ -1,4 +1,4 @@
-// Property tests for the hand-written codec (src/wire.ts), which the rest of the suite reaches only
+// Property tests for the hand-written codec (src/dns/wire.ts), which the rest of the suite reaches only
 // through sockets: on random valid queries our decoder agrees with two independent decoders
 // (dns-packet and dns2) on ID, flags, name, type, class and EDNS; on random bytes — and on valid
 // packets with random corruption — neither decoder of ours throws. Seeded, bounded run counts.
@@ -6,7 +6,7 @@ import dnsPacket from 'dns-packet';
 import dns2 from 'dns2';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeQuery, decodeUpstreamReply, type Peer, type Query } from '../../src/wire.js';
+import { decodeQuery, decodeUpstreamReply, type Peer, type Query } from '../../src/dns/wire.js';
 
 const udp: Peer = { address: '127.0.0.1', port: 5300, transport: 'udp' };
 const tcp: Peer = { ...udp, transport: 'tcp' };

@@ -7,7 +7,7 @@
 // found). queriesPerSocket = 1 is the strictest setting: a fresh socket, so a fresh port, per query.
 import { createSocket, type Socket } from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
-import { UpstreamTimeoutError, WardenError, messageOf } from './errors.js';
+import { UpstreamTimeoutError, WardenError, messageOf } from '../errors.js';
 import { literalLookup } from './literal-lookup.js';
 import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from './wire.js';
 

@@ -1,13 +1,13 @@
 // The admin API's routes: what each endpoint does, which token kinds may call it, and how the
 // result is shaped. Handlers call into sessions, quarantines and the store; they decide nothing
 // about queries. Analyst actions are audited in the same transaction as the change.
-import { WardenError } from './errors.js';
-import type { Route } from './admin.js';
+import { WardenError } from '../errors.js';
+import type { Route } from '../ops/admin-http.js';
 import type { QuarantineBook } from './quarantine.js';
-import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
-import type { QuarantineRecord, QuarantineState, Store } from './store.js';
-import type { Metrics } from './telemetry.js';
-import type { SessionState } from './policy.js';
+import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from '../sessions/directory.js';
+import type { QuarantineRecord, QuarantineState, Store } from '../store.js';
+import type { Metrics } from '../ops/telemetry.js';
+import type { SessionState } from '../policy/judge.js';
 
 export interface ApiDeps {
   readonly sessions: SessionDirectory<SessionState>;

@@ -3,7 +3,7 @@
 // line and a non-zero exit. Talks HTTP only; knows nothing of the server's internals.
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { WardenError, messageOf } from './errors.js';
+import { WardenError, messageOf } from '../errors.js';
 
 export const ANALYST_USAGE = `
   quarantine list [--state open|released|confirmed] [--user U] [--type T]

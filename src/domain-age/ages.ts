@@ -5,13 +5,13 @@
 import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
-import { ConfigError, messageOf } from './errors.js';
-import type { DomainAgeConfig } from './domain-age-schema.js';
-import { DomainAgeStore, type AgeResult, type AgeSource } from './domain-age-store.js';
+import { ConfigError, messageOf } from '../errors.js';
+import type { DomainAgeConfig } from './schema.js';
+import { DomainAgeStore, type AgeResult, type AgeSource } from './store.js';
 import { RdapBootstrap, fetchBootstrapText, queryRdap, readBootstrapFile, readShippedBootstrap, type RegistryAnswer } from './rdap.js';
-import { parseWhoisServer, queryWhois, type WhoisServer } from './whois-age.js';
+import { parseWhoisServer, queryWhois, type WhoisServer } from './whois.js';
 
-export type { AgeResult, AgeSource } from './domain-age-store.js';
+export type { AgeResult, AgeSource } from './store.js';
 
 export interface DomainAgeDeps {
   nowMs(): number;

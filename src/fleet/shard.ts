@@ -2,18 +2,18 @@
 // address, one UDP and one TCP socket per worker on the same address and port (SO_REUSEPORT), with
 // a kernel program that hands a packet or connection to worker shardOf(source address). So every
 // query of one client address reaches the same worker, and that worker's scoring window sees all of
-// them. The native part (src/native/reuseport.c) only opens the sockets; workers adopt them by fd.
+// them. The native part (src/fleet/native/reuseport.c) only opens the sockets; workers adopt them by fd.
 import { createRequire } from 'node:module';
 import { isIPv4 } from 'node:net';
-import { splitHostPort } from './config.js';
-import { ConfigError } from './errors.js';
+import { splitHostPort } from '../ops/config.js';
+import { ConfigError } from '../errors.js';
 
 interface ReusePortAddon {
   openGroup(kind: 'udp' | 'tcp', host: string, port: number, shards: number, backlog: number): { fds: number[]; port: number };
   closeFd(fd: number): void;
 }
 
-const ADDON_PATH = '../../src/native/build/Release/reuseport.node';
+const ADDON_PATH = '../../../src/fleet/native/build/Release/reuseport.node';
 const TCP_BACKLOG = 511;
 
 function loadAddon(): ReusePortAddon {

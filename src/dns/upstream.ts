@@ -4,9 +4,9 @@
 // a per-upstream timeout then the next upstream, all within the total budget. Failure is a value, never a throw.
 import { connect } from 'node:net';
 import { randomInt } from 'node:crypto';
-import { splitHostPort, type UpstreamConfig } from './config.js';
-import { UpstreamTimeoutError, WardenError, messageOf } from './errors.js';
-import type { Metrics } from './telemetry.js';
+import { splitHostPort, type UpstreamConfig } from '../ops/config.js';
+import { UpstreamTimeoutError, WardenError, messageOf } from '../errors.js';
+import type { Metrics } from '../ops/telemetry.js';
 import { UPSTREAM_UDP_SIZE, UdpExchange } from './upstream-udp.js';
 import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from './wire.js';
 

@@ -1,18 +1,18 @@
 // `dnswarden serve` with server.workers > 1: this process answers no query itself. It opens the
-// sharded sockets (src/shard.ts), forks one worker per shard (each a whole dnswarden, handed its
+// sharded sockets (src/fleet/shard.ts), forks one worker per shard (each a whole dnswarden, handed its
 // sockets by fd), relays PeerEvents between them, gathers answers for the admin worker, restarts a
 // worker that dies (its sockets stay open here, so its clients' packets wait in the socket buffer
 // and keep their worker) and forwards SIGHUP and SIGTERM.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { adminTokenFor } from './admin-token.js';
-import type { Config } from './config.js';
+import { adminTokenFor } from '../ops/admin-token.js';
+import type { Config } from '../ops/config.js';
 import { closeShardedListeners, openShardedListeners, type ShardedListener } from './shard.js';
-import { Store } from './store.js';
+import { Store } from '../store.js';
 import { WORKER_ENV, type SupervisorMessage, type WorkerMessage, type WorkerSpec } from './worker-link.js';
 
-const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const GATHER_TIMEOUT_MS = 2000;
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;

@@ -67,10 +67,10 @@ export class RdapBootstrap {
 }
 
 // The copy of IANA's file shipped in fixtures/rdap/ (see its README): this module runs from src/
-// under vitest and from dist/src/ when built.
+// under vitest from src/domain-age/ and from dist/src/domain-age/ when built.
 const SHIPPED_BOOTSTRAP = [
-  new URL('../fixtures/rdap/dns.json', import.meta.url),
   new URL('../../fixtures/rdap/dns.json', import.meta.url),
+  new URL('../../../fixtures/rdap/dns.json', import.meta.url),
 ];
 
 /** The shipped bootstrap, or undefined when the file is missing from this installation. */

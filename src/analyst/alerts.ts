@@ -5,10 +5,10 @@
 // duplicate (delivered, then killed before the row was deleted). Never blocks a query.
 import type { Logger } from 'pino';
 import type { AlertsConfig } from './alerts-schema.js';
-import { messageOf } from './errors.js';
-import type { QuarantineSummary } from './quarantine.js';
-import type { Store } from './store.js';
-import type { Metrics } from './telemetry.js';
+import { messageOf } from '../errors.js';
+import type { QuarantineSummary } from './events.js';
+import type { Store } from '../store.js';
+import type { Metrics } from '../ops/telemetry.js';
 
 export interface AlertEvent {
   readonly type: 'quarantine_raised' | 'quarantine_released' | 'quarantine_confirmed';

@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 // sessions never needs it (it costs ~10 MB of RSS).
 const jose = (): Promise<typeof import('jose')> => import('jose');
 import { z } from 'zod';
-import { cidr, parseCidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from './config.js';
-import { ConfigError, WardenError, messageOf } from './errors.js';
+import { cidr, parseCidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from '../ops/config.js';
+import { ConfigError, WardenError, messageOf } from '../errors.js';
 
 export type SessionType = z.infer<typeof sessionTypeSchema>;
 

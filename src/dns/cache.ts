@@ -2,7 +2,7 @@
 // TTLs decremented; negative answers for min(SOA TTL, SOA MINIMUM) (RFC 2308 §5); SERVFAIL for a few
 // seconds at most; identical in-flight queries coalesced. Key: name, type, class and the DO bit.
 import { LRUCache } from 'lru-cache';
-import type { Metrics } from './telemetry.js';
+import type { Metrics } from '../ops/telemetry.js';
 import type { Resolution, Resolver } from './upstream.js';
 import { RCODE, type Query, type Reply } from './wire.js';
 

@@ -10,9 +10,9 @@ import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startApp, type App } from './app.js';
-import { parseConfig } from './config.js';
-import { messageOf } from './errors.js';
+import { startApp, type App } from '../src/app.js';
+import { parseConfig } from '../src/ops/config.js';
+import { messageOf } from '../src/errors.js';
 
 // --- terminal output: aligned columns; colour only on a TTY (and never with NO_COLOR)
 

@@ -1,13 +1,13 @@
-// src/replay.ts — `dnswarden replay`: score a logged JSONL query stream offline with the same Policy code as the
+// src/policy/replay.ts — `dnswarden replay`: score a logged JSONL query stream offline with the same Policy code as the
 // server and report what would have been blocked or quarantined, per verdict, per signal and, for labelled
 // input, detection and false-positive figures. No sockets, no clock: times come from the lines. The only I/O
 // is replayFile() reading its file.
 import { readFile } from 'node:fs/promises';
 import { deflateRawSync } from 'node:zlib';
 import { z } from 'zod';
-import { SIGNAL_IDS, splitName, platformSet, type SignalId } from '../scoring/index.js';
-import { WardenError } from './errors.js';
-import { Policy, type PolicyConfig, type ScoringConfig, type SessionInfo, type SessionState, type SessionType, type Verdict } from './policy.js';
+import { SIGNAL_IDS, splitName, platformSet, type SignalId } from '../../scoring/index.js';
+import { WardenError } from '../errors.js';
+import { Policy, type PolicyConfig, type ScoringConfig, type SessionInfo, type SessionState, type SessionType, type Verdict } from './judge.js';
 
 // Query types by name, for dnswarden's own verdict log lines (`qtype: "TXT"`).
 const QTYPE_BY_NAME: Readonly<Record<string, number>> = {

@@ -1,4 +1,4 @@
-// src/policy.ts — every decision about a query lives here: allow/deny/learned-deny zones, the score against the
+// src/policy/judge.ts — every decision about a query lives here: allow/deny/learned-deny zones, the score against the
 // session type's threshold, the quarantine evidence (blocks in a window, information volume per domain and over
 // young domains), observe mode, and the answer check against DNS rebinding. Pure CPU: no sockets, no clock
 // (times arrive as arguments), no logging — the pipeline records what this returns.
@@ -8,11 +8,11 @@ import {
   blocksSince, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
   nameFacts, platformSet, scoreQuery, splitName, topSignals, trimName, type NameFacts,
   type Score, type ScoringParams, type SessionState,
-} from '../scoring/index.js';
-import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './policy-schema.js';
+} from '../../scoring/index.js';
+import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './schema.js';
 
-export type { SessionState } from '../scoring/index.js';
-export type { PolicyConfig, ScoringConfig } from './policy-schema.js';
+export type { SessionState } from '../../scoring/index.js';
+export type { PolicyConfig, ScoringConfig } from './schema.js';
 
 export type SessionType = 'interactive' | 'batch' | 'scheduled';
 export const SESSION_TYPES: readonly SessionType[] = ['interactive', 'batch', 'scheduled'];

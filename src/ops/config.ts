@@ -5,10 +5,10 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, messageOf } from './errors.js';
-import { policySchema, scoringSchema } from './policy-schema.js';
-import { domainAgeSchema } from './domain-age-schema.js';
-import { alertsSchema } from './alerts-schema.js';
+import { ConfigError, messageOf } from '../errors.js';
+import { policySchema, scoringSchema } from '../policy/schema.js';
+import { domainAgeSchema } from '../domain-age/schema.js';
+import { alertsSchema } from '../analyst/alerts-schema.js';
 
 /** Splits "host:port" / "[v6]:port" into parts; undefined when it is not one. */
 export function splitHostPort(value: string): { host: string; port: number } | undefined {
@@ -139,7 +139,7 @@ const configSchema = z
         tcp_max_connections: z.number().int().min(1).max(65_535).default(512),
         tcp_max_connections_per_source: z.number().int().min(1).max(65_535).default(64),
         tcp_max_inflight_per_connection: z.number().int().min(1).max(1024).default(64),
-        // >1: one process per worker, each client address steered to one of them by the kernel (src/shard.ts).
+        // >1: one process per worker, each client address steered to one of them by the kernel (src/fleet/shard.ts).
         workers: z.number().int().min(1).max(64).default(1),
       })
       .strict()

@@ -1,13 +1,14 @@
 // The quarantine state machine (open → released | confirmed) with its evidence. Order matters:
 // persist, then close the gate in memory, then announce — so a quarantine survives kill -9 before
 // its blocking answer leaves, and an alert never names a quarantine that is not on disk.
-import { WardenError, messageOf } from './errors.js';
+import { WardenError, messageOf } from '../errors.js';
 import type { Alerts } from './alerts.js';
-import type { Session, SessionMeta } from './sessions.js';
-import type { QuarantineRecord, Store } from './store.js';
-import type { Metrics } from './telemetry.js';
-import type { Query } from './wire.js';
-import type { Verdict } from './policy.js';
+import { summaryOf } from './events.js';
+import type { Session, SessionMeta } from '../sessions/directory.js';
+import type { QuarantineRecord, Store } from '../store.js';
+import type { Metrics } from '../ops/telemetry.js';
+import type { Query } from '../dns/wire.js';
+import type { Verdict } from '../policy/judge.js';
 
 // How many of the session's recent queries go into the evidence (the triggering ones are always there).
 const EVIDENCE_HISTORY = 50;
@@ -135,20 +136,4 @@ export interface QuarantineChange {
 
 function metaOf(s: SessionMeta): SessionMeta {
   return { id: s.id, user: s.user, role: s.role, type: s.type, addresses: s.addresses, origin: s.origin, expiresAtMs: s.expiresAtMs, registeredAtMs: s.registeredAtMs };
-}
-
-export interface QuarantineSummary {
-  readonly id: string;
-  readonly state: string;
-  readonly sessionId: string;
-  readonly user: string;
-  readonly role: string;
-  readonly sessionType: string;
-  readonly raisedAtMs: number;
-  readonly trigger: unknown;
-}
-
-export function summaryOf(q: QuarantineRecord): QuarantineSummary {
-  const evidence = q.evidence as { trigger?: unknown };
-  return { id: q.id, state: q.state, sessionId: q.sessionId, user: q.session.user, role: q.session.role, sessionType: q.session.type, raisedAtMs: q.raisedAtMs, trigger: evidence.trigger };
 }

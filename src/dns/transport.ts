@@ -5,9 +5,9 @@
 import { createSocket, type BindOptions, type Socket } from 'node:dgram';
 import { createServer, type ListenOptions, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from 'pino';
-import { splitHostPort } from './config.js';
-import { messageOf } from './errors.js';
-import type { Metrics } from './telemetry.js';
+import { splitHostPort } from '../ops/config.js';
+import { messageOf } from '../errors.js';
+import type { Metrics } from '../ops/telemetry.js';
 import { literalLookup } from './literal-lookup.js';
 import type { Peer, Transport } from './wire.js';
 

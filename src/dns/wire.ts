@@ -3,7 +3,7 @@
 // (they are forwarded and cached as raw bytes with ID and TTLs patched), and encoding our own
 // replies. The only importer of dns-packet (our synthesized replies only). Never touches sockets.
 import dnsPacket from 'dns-packet';
-import { WardenError } from './errors.js';
+import { WardenError } from '../errors.js';
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 export const QTYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, OPT: 41, ANY: 255 } as const;

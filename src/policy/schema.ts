@@ -2,7 +2,7 @@
 // snake_case keys (the same strings as the README and the error paths). Nested objects use .prefault({}) so
 // their inner defaults apply (zod 4).
 import { z } from 'zod';
-import { DEFAULT_WEIGHTS } from '../scoring/index.js';
+import { DEFAULT_WEIGHTS } from '../../scoring/index.js';
 
 /** A zone or host name as written in config: lower-cased, one trailing dot dropped. */
 const zoneName = z

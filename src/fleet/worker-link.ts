@@ -2,11 +2,11 @@
 // what one changes that the others must see (a registration, a quarantine gate, the deny list, a
 // cache flush) is published as a PeerEvent, which the supervisor relays to every other worker. The
 // admin worker gathers per-worker answers (metrics, a session's live history) the same way.
-import type { Config } from './config.js';
-import type { QuarantineChange } from './quarantine.js';
-import type { SessionMeta } from './sessions.js';
-import type { AdoptedListener } from './transport.js';
-import type { Peer } from './wire.js';
+import type { Config } from '../ops/config.js';
+import type { QuarantineChange } from '../analyst/quarantine.js';
+import type { SessionMeta } from '../sessions/directory.js';
+import type { AdoptedListener } from '../dns/transport.js';
+import type { Peer } from '../dns/wire.js';
 
 export type PeerEvent =
   | { readonly kind: 'session.put'; readonly meta: SessionMeta }

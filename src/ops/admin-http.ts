@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { splitHostPort } from './config.js';
-import { WardenError, messageOf, type ErrorCode } from './errors.js';
+import { WardenError, messageOf, type ErrorCode } from '../errors.js';
 
 export type TokenKind = 'admin' | 'analyst' | 'viewer' | 'runtime';
 export interface Caller {
