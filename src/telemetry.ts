@@ -86,7 +86,13 @@ export type Metrics = ReturnType<typeof createMetrics>;
 // admin worker's /metrics sums every other metric across workers, but not these.
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'dnswarden_process_' });
+  // prom-client names its own metrics process_* and nodejs_*: with this prefix they read
+  // dnswarden_process_cpu_seconds_total, dnswarden_nodejs_eventloop_lag_seconds, … (one prefix per job).
+  collectDefaultMetrics({ register: registry, prefix: 'dnswarden_' });
+  // prom-client's nodejs_active_{handles,requests,resources}_total are gauges named like counters, which
+  // `promtool check metrics` rejects; each is the sum over the `type` label of the gauge of the same name
+  // without _total, so nothing is lost.
+  for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`dnswarden_nodejs_active_${name}_total`);
   const registers = [registry];
   return {
     registry,
@@ -125,7 +131,7 @@ export function createMetrics() {
       registry,
     }),
     scoreTotal: new FastHistogram<string>({
-      name: 'dnswarden_score_total',
+      name: 'dnswarden_score', // not _total: it is a histogram (promtool check metrics)
       help: 'Distribution of the combined score per scored query, by session type.',
       label: 'session_type',
       buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2],

@@ -52,6 +52,17 @@ async function promtool(args: string[]): Promise<{ code: number; out: string }> 
   }
 }
 
+/** promtool with `input` on its stdin (`promtool check metrics` reads the exposition there). */
+function promtoolStdin(args: string[], input: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolvePromise) => {
+    const child = execFile(requirePromtool(), args, { timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
+      resolvePromise({ code, out: `${stdout}${stderr}${err === null ? '' : err.message}` });
+    });
+    child.stdin!.end(input);
+  });
+}
+
 // --- PromQL → metric names (enough PromQL for our own files; checked by its own table below)
 
 const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'offset', 'bool', 'inf', 'nan', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'atan2']);
@@ -337,6 +348,21 @@ describe('deploy/grafana/dashboard.json', () => {
     const used = [...new Set([...dashboardExprs, ...variableQueries].flatMap(metricNames))].sort();
     expect(used.length).toBeGreaterThan(15);
     expect(used.map((n) => missingReason(n, types)).filter((r) => r !== undefined)).toEqual([]);
+  });
+
+  it('/metrics of a live server passes `promtool check metrics` (names, suffixes, types, help)', async () => {
+    await query({ server: t.warden.dns, name: FIXTURE.a.name, type: 'A', transport: 'tcp' });
+    const res = await t.warden.admin('/metrics');
+    expect(res.status).toBe(200);
+    // Every family the issue named, under its fixed name, with samples: the lint ran on real output.
+    const types = metricTypes(res.text);
+    expect(types.get('dnswarden_score')).toBe('histogram');
+    expect(types.get('dnswarden_process_cpu_seconds_total')).toBe('counter');
+    expect(types.get('dnswarden_nodejs_active_handles')).toBe('gauge');
+    expect([...types.keys()].filter((n) => n.includes('process_process') || (types.get(n) !== 'counter' && n.endsWith('_total')))).toEqual([]);
+    const { code, out } = await promtoolStdin(['check', 'metrics'], res.text);
+    expect(out.trim()).toBe('');
+    expect(code, out).toBe(0);
   });
 
   it('the alert rules, too, use only metric names that exist on /metrics', async () => {
