@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import { listenAdmin, type AdminServer, type ApiToken } from './admin.js';
+import { listenAdmin, type AdminServer, type ApiToken, type ReadinessCheck } from './admin.js';
 import { adminTokenFor } from './admin-token.js';
 import { WebhookAlerts } from './alerts.js';
 import { apiRoutes } from './api.js';
@@ -64,6 +64,10 @@ function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => s
   return [...out];
 }
 const SWEEP_MS = 10_000;
+// How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
+const STORE_PROBE_MS = 2000;
+// How often upstreams are asked again while all of them failed (readiness recovers without traffic).
+const UPSTREAM_RECHECK_MS = 3000;
 
 function apiTokens(config: Config, adminToken: string): ApiToken[] {
   const tokens: ApiToken[] = [{ name: 'admin', kind: 'admin', token: adminToken }];
@@ -245,13 +249,44 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
 
     const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);
     worker?.answerRelays(pipeline.answerPacket);
+    let listening = false;
     const dns: DnsServer = await listenDns(config.listen.dns, answer, {
       tcpIdleTimeoutMs: config.server.tcp_idle_timeout_ms,
       tcpMaxConnections: config.server.tcp_max_connections,
       tcpMaxConnectionsPerSource: config.server.tcp_max_connections_per_source,
       tcpMaxInflightPerConnection: config.server.tcp_max_inflight_per_connection,
     }, metrics, log, worker?.spec.listeners);
-    closers.push(() => dns.close());
+    listening = true;
+    closers.push(() => { listening = false; return dns.close(); });
+
+    // GET /readyz: every check must pass. One line per condition; e.g. a queue of unsaved writes is one more.
+    let storeProblem: string | null = null;
+    const probeStore = (): void => {
+      const problem = store.probeWritable(nowMs());
+      if (problem !== storeProblem) {
+        if (problem !== null) log.error({ err: problem, dir: store.dir }, 'store is not writable: not ready');
+        else log.info('store is writable again');
+      }
+      storeProblem = problem;
+    };
+    probeStore();
+    const storeProbe = setInterval(probeStore, STORE_PROBE_MS);
+    storeProbe.unref();
+    closers.push(() => clearInterval(storeProbe));
+    // While every upstream's latest attempt failed, ask them again: readiness must not wait for traffic.
+    let rechecking = false;
+    const upstreamRecheck = setInterval(() => {
+      if (rechecking || upstreamPool.unreachable() === null) return;
+      rechecking = true;
+      void upstreamPool.recheck().finally(() => { rechecking = false; });
+    }, UPSTREAM_RECHECK_MS);
+    upstreamRecheck.unref();
+    closers.push(() => clearInterval(upstreamRecheck));
+    const readinessChecks: ReadinessCheck[] = [
+      { name: 'listeners', check: () => (listening ? null : 'the DNS listeners are closed (shutting down)') },
+      { name: 'upstreams', check: () => upstreamPool.unreachable() },
+      { name: 'store', check: () => store.writeProblem() },
+    ];
 
     worker?.handle((event) => {
       switch (event.kind) {
@@ -271,6 +306,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       attackerDomains: (q) => attackerDomainsOf(q.evidence, registrableOf),
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
+      readinessChecks,
       ...(worker === undefined ? {} : { liveHistory: (id: string) => gatheredHistory(worker, id) }),
     }, metricsText), () => tokens, log);
     if (admin !== undefined) closers.push(() => admin.close());
