@@ -207,6 +207,16 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       if (s !== undefined) s.state = policy.newSessionState();
     }, (change) => publish({ kind: 'quarantine', change }));
 
+    metrics.scrapeHooks.oldestOpenQuarantineAgeSec = () => {
+      try {
+        const at = store.oldestOpenQuarantineMs();
+        return at === undefined ? 0 : Math.max(0, (nowMs() - at) / 1000);
+      } catch (err) {
+        log.error({ err: messageOf(err) }, 'could not read the oldest open quarantine for /metrics');
+        return undefined;
+      }
+    };
+
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
     closers.push(() => upstreamPool.close());
     const cache = new CachingResolver(upstreamPool, config.cache, metrics, nowMs);

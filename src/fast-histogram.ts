@@ -16,12 +16,19 @@ export class FastHistogram<K extends string> {
   #counts = new Float64Array(0); // per key: bounds.length bucket counts (not cumulative), then +Inf
   #sums = new Float64Array(0);
 
-  constructor(opts: { name: string; help: string; label: string; buckets: readonly number[]; registry: Registry }) {
+  /** `initialKeys`: label values exported (all buckets 0) before their first observation, so rate() sees the first one. */
+  constructor(opts: { name: string; help: string; label: string; buckets: readonly number[]; registry: Registry; initialKeys?: readonly K[] }) {
     this.name = opts.name;
     this.help = opts.help;
     this.#label = opts.label;
     this.#bounds = [...opts.buckets].sort((a, b) => a - b);
+    for (const key of opts.initialKeys ?? []) this.#slot(key);
     opts.registry.registerMetric(this as never);
+  }
+
+  /** Exports `key`'s series (all zero) from now on, before its first observation. */
+  declare(key: K): void {
+    this.#slot(key);
   }
 
   #slot(key: K): number {

@@ -140,6 +140,11 @@ export class Store {
     args.push(filter.limit ?? 1000);
     return (this.db.prepare(sql).all(...args) as QuarantineRow[]).map(fromRow);
   }
+  /** When the oldest open quarantine was raised (undefined when none is open). */
+  oldestOpenQuarantineMs(): number | undefined {
+    const row = this.db.prepare("SELECT MIN(raised_at_ms) AS at FROM quarantines WHERE state = 'open'").get() as { at: number | null };
+    return row.at ?? undefined;
+  }
   deleteDecidedQuarantinesBefore(cutoffMs: number): number {
     return this.db.prepare("DELETE FROM quarantines WHERE state != 'open' AND raised_at_ms < ?").run(cutoffMs).changes;
   }

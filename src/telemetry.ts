@@ -3,6 +3,7 @@
 // Names, sessions and scores go to log lines and EDE text instead.
 import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { SIGNAL_IDS } from '../scoring/index.js';
 import { FastCounter, FastHistogram } from './fast-histogram.js';
 
 const QTYPE_NAMES: ReadonlyMap<number, string> = new Map([
@@ -82,6 +83,19 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+// Every label value known in advance, so each series is exported as 0 from the start: a labelled series
+// that first appears with value 1 has no rise for increase()/rate() to see, and the first quarantine (or
+// fault, or SERVFAIL) after every restart would go unalerted. Values only known from the config
+// (upstreams) are declared by their owners (UpstreamPool).
+const OUTCOME_KINDS = ['answered', 'blocked', 'refused', 'failed'] as const;
+const MALFORMED_REASONS = ['short_header', 'not_a_query', 'qdcount', 'bad_name', 'truncated', 'bad_opt', 'trailing'] as const;
+const REGISTRATION_RESULTS = ['ok', 'bad_request', 'bad_token', 'bad_signature', 'unknown_key', 'token_expired', 'bad_claims', 'session_conflict', 'error'] as const;
+const AGE_SOURCES = ['cache', 'store', 'feed', 'rdap', 'whois', 'first_seen'] as const;
+const AGE_RESULTS = ['ok', 'not_found', 'error', 'timeout'] as const;
+const ALERT_FORMATS = ['json', 'alertmanager'] as const;
+export const UPSTREAM_FAILURE_REASONS = ['timeout', 'network', 'mismatch', 'malformed'] as const;
+const allKeys = (count: number): number[] => Array.from({ length: count }, (_, i) => i);
+
 // Gauges with aggregator 'max' hold the same value in every worker (server.workers > 1): the
 // admin worker's /metrics sums every other metric across workers, but not these.
 export function createMetrics() {
@@ -94,18 +108,25 @@ export function createMetrics() {
   // without _total, so nothing is lost.
   for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`dnswarden_nodejs_active_${name}_total`);
   const registers = [registry];
-  return {
+  // Values read when /metrics is scraped, from state the app owns (set by app.ts once it exists).
+  const scrapeHooks = { oldestOpenQuarantineAgeSec: (): number | undefined => 0 };
+  const metrics = {
+    scrapeHooks,
     registry,
     // Per-query metrics use the fast forms (see fast-histogram.ts); the rest are prom-client's own.
-    queries: new FastCounter({ name: 'dnswarden_queries_total', help: 'Queries answered, by transport, query type and response code.', registry, labelsOf: queryLabels }),
+    queries: new FastCounter({ name: 'dnswarden_queries_total', help: 'Queries answered, by transport, query type and response code.', registry, labelsOf: queryLabels, initialKeys: allKeys(TRANSPORTS.length * QTYPE_LABELS.length * RCODE_LABELS.length) }),
     queryDuration: new FastHistogram<string>({
       name: 'dnswarden_query_duration_seconds',
       help: 'Time from receiving a query to its reply, by outcome kind.',
       label: 'outcome',
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registry,
+      initialKeys: OUTCOME_KINDS,
     }),
-    verdicts: new FastCounter({ name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', registry, labelsOf: verdictLabels }),
+    verdicts: new FastCounter({
+      name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', registry, labelsOf: verdictLabels,
+      initialKeys: allKeys(VERDICT_ACTIONS.length * VERDICT_RULES.length * VERDICT_MODES.length * VERDICT_SESSION_TYPES.length),
+    }),
     malformed: new Counter({ name: 'dnswarden_malformed_total', help: 'Malformed packets: answered with FORMERR/NOTIMP or dropped, by transport and reason.', labelNames: ['transport', 'reason'] as const, registers }),
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
@@ -129,6 +150,7 @@ export function createMetrics() {
       label: 'signal',
       buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
       registry,
+      initialKeys: SIGNAL_IDS,
     }),
     scoreTotal: new FastHistogram<string>({
       name: 'dnswarden_score', // not _total: it is a histogram (promtool check metrics)
@@ -136,15 +158,34 @@ export function createMetrics() {
       label: 'session_type',
       buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2],
       registry,
+      initialKeys: VERDICT_SESSION_TYPES,
     }),
     quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
     sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers, aggregator: 'max' }),
+    oldestOpenQuarantineAge: new Gauge({
+      name: 'dnswarden_oldest_open_quarantine_age_seconds', help: 'How long the oldest open quarantine has waited for an analyst (0 when none is open).', registers, aggregator: 'max',
+      collect() {
+        const age = scrapeHooks.oldestOpenQuarantineAgeSec();
+        if (age !== undefined) this.set(age); // undefined: unknown now (store error), keep the last value
+      },
+    }),
     domainAgeLookups: new Counter({ name: 'dnswarden_domain_age_lookups_total', help: 'Domain-age lookups by source (cache, store, feed, rdap, whois, first_seen) and result.', labelNames: ['source', 'result'] as const, registers }),
     alertsSent: new Counter({ name: 'dnswarden_alerts_delivered_total', help: 'Alert events delivered to webhooks.', labelNames: ['format'] as const, registers }),
     alertFailures: new Counter({ name: 'dnswarden_alert_failures_total', help: 'Failed webhook delivery attempts (retried with backoff).', labelNames: ['format'] as const, registers }),
     alertsPending: new Gauge({ name: 'dnswarden_alerts_pending', help: 'Alert events in the durable outbox not yet delivered.', registers, aggregator: 'max' }),
     configReloads: new Counter({ name: 'dnswarden_config_reloads_total', help: 'Config reloads (SIGHUP) by result.', labelNames: ['result'] as const, registers }),
   };
+  for (const transport of TRANSPORTS) {
+    metrics.transportFaults.inc({ transport }, 0);
+    for (const reason of MALFORMED_REASONS) metrics.malformed.inc({ transport, reason }, 0);
+  }
+  for (const session_type of VERDICT_SESSION_TYPES) metrics.quarantinesRaised.inc({ session_type }, 0);
+  for (const decision of ['released', 'confirmed']) metrics.quarantineDecisions.inc({ decision }, 0);
+  for (const result of REGISTRATION_RESULTS) metrics.registrations.inc({ result }, 0);
+  for (const source of AGE_SOURCES) for (const result of AGE_RESULTS) metrics.domainAgeLookups.inc({ source, result }, 0);
+  for (const format of ALERT_FORMATS) { metrics.alertsSent.inc({ format }, 0); metrics.alertFailures.inc({ format }, 0); }
+  for (const result of ['ok', 'error']) metrics.configReloads.inc({ result }, 0);
+  return metrics;
 }
 

@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { splitHostPort, type UpstreamConfig } from './config.js';
 import { UpstreamTimeoutError, WardenError, messageOf } from './errors.js';
-import type { Metrics } from './telemetry.js';
+import { UPSTREAM_FAILURE_REASONS, type Metrics } from './telemetry.js';
 import { UPSTREAM_UDP_SIZE, UdpExchange } from './upstream-udp.js';
 import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from './wire.js';
 
@@ -45,6 +45,9 @@ export class UpstreamPool implements Resolver {
       const { host, port } = splitHostPort(c.address)!;
       const target = { label: c.address, host, port, family: host.includes(':') ? 'udp6' as const : 'udp4' as const };
       const udp = new UdpExchange(target, queriesPerSocket, (err) => metrics.upstreamFailures.inc({ upstream: c.address, reason: reasonOf(err) }));
+      // Every series of this upstream from the start (see telemetry.ts: the first failure must be a rise).
+      for (const reason of UPSTREAM_FAILURE_REASONS) metrics.upstreamFailures.inc({ upstream: c.address, reason }, 0);
+      metrics.upstreamDuration.declare(c.address);
       return { ...target, timeoutMs: c.timeout_ms, udp, failedAtMs: -Infinity, latest: undefined };
     });
     this.#totalTimeoutMs = totalTimeoutMs;
