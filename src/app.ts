@@ -15,6 +15,7 @@ import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy.js';
 import { QuarantineBook } from './quarantine.js';
+import { RefusedLog } from './refused-log.js';
 import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions.js';
 import { shardOf } from './shard.js';
 import { Store } from './store.js';
@@ -252,9 +253,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     sweep.unref();
     closers.push(() => clearInterval(sweep));
 
+    const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);
+    closers.push(() => refusedLog.close());
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
-      metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size,
+      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size,
     });
 
     const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './quarantine.js';
+import type { RefusedLog } from './refused-log.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
 import { qtypeName, queryKey, verdictKey, type Metrics } from './telemetry.js';
 import type { Resolution, Resolver } from './upstream.js';
@@ -33,6 +34,8 @@ export interface PipelineDeps {
   readonly ageBudgetMs: number;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Where refused sources are logged (rate-limited per source). */
+  readonly refusedLog: RefusedLog;
   readonly nowMs: () => number;
   readonly udpPayloadSize: number;
 }
@@ -202,6 +205,10 @@ export function createPipeline(d: PipelineDeps): {
     m.queries.inc(queryKey(peer.transport, q.type, rcodeOf(outcome)));
     m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);
     if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
+    else if (outcome.kind === 'refused') {
+      m.refused.inc({ reason: outcome.reason });
+      d.refusedLog.note(peer.address, outcome.reason, q.atMs);
+    }
     return reply;
   }
 

@@ -129,6 +129,7 @@ export function createMetrics() {
     }),
     malformed: new Counter({ name: 'dnswarden_malformed_total', help: 'Malformed packets: answered with FORMERR/NOTIMP or dropped, by transport and reason.', labelNames: ['transport', 'reason'] as const, registers }),
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
+    refused: new Counter({ name: 'dnswarden_refused_total', help: 'Queries answered REFUSED, by reason (no_session: unknown source; expired: its session expired; unsupported: class or type).', labelNames: ['reason'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
     tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
     cacheHits: new FastCounter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registry, labelsOf: () => ({}), initialKeys: [0] }),
@@ -180,6 +181,7 @@ export function createMetrics() {
     metrics.transportFaults.inc({ transport }, 0);
     for (const reason of MALFORMED_REASONS) metrics.malformed.inc({ transport, reason }, 0);
   }
+  for (const reason of ['no_session', 'expired', 'unsupported']) metrics.refused.inc({ reason }, 0);
   for (const session_type of VERDICT_SESSION_TYPES) metrics.quarantinesRaised.inc({ session_type }, 0);
   for (const decision of ['released', 'confirmed']) metrics.quarantineDecisions.inc({ decision }, 0);
   for (const result of REGISTRATION_RESULTS) metrics.registrations.inc({ result }, 0);
