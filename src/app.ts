@@ -182,6 +182,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     let tokens = apiTokens(config, adminToken);
     let current = config;
 
+    // Exported so dashboards can draw the block_at line over the score distribution.
+    const exportBlockAt = (c: Config): void => {
+      for (const [type, t] of Object.entries(c.policy.session_types)) metrics.blockAt.set({ session_type: type }, t.block_at);
+    };
+    exportBlockAt(config);
     let policy = policyFor(config);
     const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
     learnedDenyChanged();
@@ -352,6 +357,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;
+          exportBlockAt(next);
           metrics.configReloads.inc({ result: 'ok' });
           metrics.sessionsLive.set(sessions.liveCount(nowMs()));
           log.info({ static_sessions: next.sessions.static.length, mode: next.policy.mode }, 'config reloaded');

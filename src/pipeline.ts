@@ -8,7 +8,7 @@ import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './quarantine.js';
 import type { RefusedLog } from './refused-log.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions.js';
-import { qtypeName, queryKey, verdictKey, type Metrics } from './telemetry.js';
+import { qtypeName, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './telemetry.js';
 import type { Resolution, Resolver } from './upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './wire.js';
 import type { Policy, SessionState, Verdict } from './policy.js';
@@ -166,7 +166,8 @@ export function createPipeline(d: PipelineDeps): {
     m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
     if (verdict.score !== undefined) {
       m.scoreTotal.observe(session.type, verdict.score.total);
-      for (const s of verdict.score.signals) m.signalValue.observe(s.id, s.value);
+      const keys = SIGNAL_KEYS[verdict.action];
+      for (const s of verdict.score.signals) m.signalValue.observe(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value);
     }
     if (verdict.action !== 'answer' || d.log.isLevelEnabled('debug')) {
       d.log[verdict.action === 'answer' ? 'debug' : 'warn'](verdictLogLine(q, session, verdict, eventId), verdict.enforced ? `query ${verdict.action}` : `query would ${verdict.action} (observe)`);

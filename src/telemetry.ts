@@ -68,6 +68,18 @@ function verdictLabels(key: number): Record<string, string> {
   return { action: VERDICT_ACTIONS[action]!, rule: VERDICT_RULES[rule]!, mode: VERDICT_MODES[mode]!, session_type: VERDICT_SESSION_TYPES[type]! };
 }
 
+/**
+ * dnswarden_signal_value keys, by verdict action then signal id ("name_length|nxdomain"): built once
+ * here, so a scored query looks its keys up instead of building strings.
+ */
+export const SIGNAL_KEYS: Readonly<Record<(typeof VERDICT_ACTIONS)[number], Readonly<Record<string, string>>>> = Object.fromEntries(
+  VERDICT_ACTIONS.map((action) => [action, Object.fromEntries(SIGNAL_IDS.map((id) => [id, `${id}|${action}`]))]),
+) as Record<(typeof VERDICT_ACTIONS)[number], Record<string, string>>;
+const signalLabels = (key: string): Record<string, string> => {
+  const bar = key.lastIndexOf('|');
+  return { signal: key.slice(0, bar), action: key.slice(bar + 1) };
+};
+
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
@@ -147,11 +159,11 @@ export function createMetrics() {
     registrations: new Counter({ name: 'dnswarden_registrations_total', help: 'Session registration attempts by result.', labelNames: ['result'] as const, registers }),
     signalValue: new FastHistogram<string>({
       name: 'dnswarden_signal_value',
-      help: 'Distribution of each scoring signal value in [0,1], for tuning.',
-      label: 'signal',
+      help: 'Distribution of each scoring signal value in [0,1], by the verdict action (observe mode: the would-be action), for tuning.',
+      labelsOf: signalLabels,
       buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
       registry,
-      initialKeys: SIGNAL_IDS,
+      initialKeys: Object.values(SIGNAL_KEYS).flatMap((byId) => Object.values(byId)),
     }),
     scoreTotal: new FastHistogram<string>({
       name: 'dnswarden_score', // not _total: it is a histogram (promtool check metrics)
@@ -163,6 +175,7 @@ export function createMetrics() {
     }),
     quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
+    blockAt: new Gauge({ name: 'dnswarden_policy_block_at', help: 'The score at which a query is blocked (policy.session_types.<type>.block_at), by session type.', labelNames: ['session_type'] as const, registers, aggregator: 'max' }),
     sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers, aggregator: 'max' }),
     oldestOpenQuarantineAge: new Gauge({
       name: 'dnswarden_oldest_open_quarantine_age_seconds', help: 'How long the oldest open quarantine has waited for an analyst (0 when none is open).', registers, aggregator: 'max',

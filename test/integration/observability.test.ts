@@ -72,7 +72,7 @@ const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'offset', 'bool', 'inf',
 
 /** The metric names a PromQL expression selects (function names, labels, keywords and numbers removed). */
 export function metricNames(expr: string): string[] {
-  const labelValues = /^\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,/.exec(expr);
+  const labelValues = /^\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{[^}]*\})?\s*,/.exec(expr);
   if (labelValues !== null) return [labelValues[1]!];
   const stripped = expr
     .replace(/"(?:[^"\\]|\\.)*"/g, '""') // strings (label values, regexes)
@@ -152,6 +152,7 @@ describe('the PromQL metric-name extraction this file relies on', () => {
     ['sum(rate(a_total{mode="observe",action!="answer"}[10m] offset 1h)) / clamp_min(sum(rate(b_total[5m])), 1e-9) > 3 * c', ['a_total', 'b_total', 'c']],
     ['dnswarden_alerts_pending > 0 and on (instance) up == 1', ['dnswarden_alerts_pending', 'up']],
     ['label_values(dnswarden_signal_value_bucket, signal)', ['dnswarden_signal_value_bucket']],
+    ['label_values(dnswarden_signal_value_bucket{instance=~"$instance"}, signal)', ['dnswarden_signal_value_bucket']],
   ])('%s', (expr, expected) => {
     expect(metricNames(expr)).toEqual(expected);
   });
@@ -413,6 +414,30 @@ describe('deploy/grafana/dashboard.json', () => {
     expect(dashboardExprs.some((e) => /by \((?=[^)]*\bsignal\b)[^)]*\)/.test(e) && e.includes('dnswarden_signal_value_bucket'))).toBe(true);
   });
 
+  it('covers what the operability issue lists: an instance variable every query honours, signals by verdict, block_at, memory, event loop, released vs raised', () => {
+    const instance = dashboard.templating.list.find((v) => v.name === 'instance') as { query?: { query?: string }; multi?: boolean; includeAll?: boolean; allValue?: string } | undefined;
+    expect(instance?.query?.query).toBe('label_values(dnswarden_queries_total, instance)');
+    expect(instance).toMatchObject({ multi: true, includeAll: true, allValue: '.*' });
+    // Every selector of a dnswarden metric, in every panel and in the other variables, is scoped to $instance.
+    const selectors = [...dashboardExprs, ...variableQueries.filter((q) => q !== instance?.query?.query)].flatMap((e) => [...e.matchAll(/\b(dnswarden_\w+)(\{[^}]*\})?/g)]);
+    expect(selectors.length).toBeGreaterThan(40);
+    expect(selectors.filter((m) => !(m[2] ?? '').includes('instance=~"$instance"')).map((m) => m[0])).toEqual([]);
+    expect(dashboardExprs.some((e) => /by \((?=[^)]*\bsignal\b)(?=[^)]*\baction\b)[^)]*\)/.test(e) && e.includes('dnswarden_signal_value_bucket'))).toBe(true);
+    const used = new Set(dashboardExprs.flatMap(metricNames));
+    for (const name of ['dnswarden_policy_block_at', 'dnswarden_process_resident_memory_bytes', 'dnswarden_nodejs_heap_size_used_bytes', 'dnswarden_nodejs_eventloop_lag_p99_seconds', 'dnswarden_refused_total', 'dnswarden_oldest_open_quarantine_age_seconds']) {
+      expect(used, name).toContain(name);
+    }
+    const released = dashboardExprs.find((e) => e.includes('decision="released"') && e.includes('dnswarden_quarantines_raised_total'));
+    expect(released).toMatch(/dnswarden_quarantine_decisions_total\{[^}]*decision="released"[^}]*\}\[1d\]\)\) \/ clamp_min\(sum\(increase\(dnswarden_quarantines_raised_total/);
+  });
+
+  it('/metrics has the signal histogram by verdict action and block_at per session type', async () => {
+    const text = (await t.warden.admin('/metrics')).text;
+    expect(text).toMatch(/^dnswarden_signal_value_bucket\{signal="name_length",action="nxdomain",le="\+Inf"\} \d+$/m);
+    expect(metricValue(text, 'dnswarden_policy_block_at', { session_type: 'interactive' })).toBe(0.75);
+    expect(metricValue(text, 'dnswarden_policy_block_at', { session_type: 'batch' })).toBe(0.7);
+  });
+
   it('is a well-formed Grafana dashboard: unique ids, 24-column grid, a Prometheus datasource and a query on every panel', () => {
     expect(dashboard.uid).toBe('dnswarden-overview');
     const panels = allPanels(dashboard.panels);
@@ -461,7 +486,8 @@ describe('deploy/grafana/dashboard.json', () => {
   });
 
   it('every dashboard query is valid PromQL (promtool parses them as recording rules)', async () => {
-    const exprs = [...new Set(dashboardExprs)].map((e) => e.replaceAll('$__rate_interval', '5m').replaceAll('$signal', '.+'));
+    const exprs = [...new Set([...dashboardExprs, ...variableQueries.map((q) => /^label_values\((.*),\s*\w+\)$/.exec(q)![1]!)])]
+      .map((e) => e.replaceAll('$__rate_interval', '5m').replaceAll('$signal', '.+').replaceAll('$instance', '.*'));
     expect(exprs.every((e) => !e.includes('$'))).toBe(true);
     const dir = mkdtempSync(join(tmpdir(), 'dnswarden-promtool-'));
     try {
