@@ -6,9 +6,10 @@
 // - 503 naming the store while its disk is full (a real 2 MB tmpfs filled up), 200 again once there is room.
 // /healthz stays 200 throughout: a pod that cannot reach its upstreams is taken out of the Service, not restarted.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { query } from '../helpers/dns-client.js';
 import { closedPort, FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -146,5 +147,20 @@ describe('GET /readyz: the store', () => {
 
     unlinkSync(filler);
     expect(await eventually('ready again', () => readyz(w), (r) => r.status === 200)).toEqual({ status: 200, body: { status: 'ready' } });
+  });
+});
+
+describe('deployments use each endpoint for its job', () => {
+  const ROOT = resolve(import.meta.dirname, '../..');
+  it('Kubernetes: readinessProbe on /readyz, livenessProbe on /healthz', () => {
+    const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/kubernetes/20-daemonset.yaml'), 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: { name: string; readinessProbe?: { httpGet?: { path?: string } }; livenessProbe?: { httpGet?: { path?: string } } }[] } } } });
+    const container = docs.find((d) => d.kind === 'DaemonSet')!.spec!.template!.spec!.containers!.find((c) => c.name === 'dnswarden')!;
+    expect(container.readinessProbe?.httpGet?.path).toBe('/readyz');
+    expect(container.livenessProbe?.httpGet?.path).toBe('/healthz');
+  });
+
+  it('the container HEALTHCHECK (Docker restarts unhealthy containers) checks liveness, /healthz', () => {
+    expect(readFileSync(join(ROOT, 'deploy/container/Dockerfile'), 'utf8')).toMatch(/^HEALTHCHECK .*healthcheck\.mjs"\]$/m);
+    expect(readFileSync(join(ROOT, 'deploy/container/healthcheck.mjs'), 'utf8')).toContain("?? 'http://127.0.0.1:9153/healthz'");
   });
 });
