@@ -1,6 +1,6 @@
 // The admin HTTP API (node:http): a route table, bearer tokens by kind, JSON errors
-// `{ "error": { "code", "message" } }`, /metrics, /healthz (liveness) and /readyz (readiness checks). Every analyst action is audited
-// with its actor (the token's name). Never logs a token.
+// `{ "error": { "code", "message" } }`, /metrics, /healthz (liveness) and /readyz (readiness checks).
+// Every analyst action is audited with its actor (the token's name). Never logs a token.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';

@@ -10,7 +10,7 @@ export class FastHistogram<K extends string> {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   readonly #labelsOf: (key: K) => Record<string, string>;
-  #labels: Record<string, string>[] = []; // per slot, computed once
+  readonly #labels: Record<string, string>[] = []; // per slot, computed once
   readonly #bounds: readonly number[];
   readonly #keys: K[] = [];
   readonly #index = new Map<K, number>();
