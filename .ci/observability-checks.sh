@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Observability checks: `promtool check rules` on deploy/prometheus/alerts.yml.
+# Observability checks: `promtool check rules` on deploy/prometheus/alerts.yml. (`promtool check metrics`
+# on a live server's /metrics and `promtool test rules` run in test/integration/observability.test.ts,
+# which needs the promtool this script installs.)
 # promtool comes from the Debian package `prometheus`; it is installed here when missing, with no
 # daemon left running (policy-rc.d forbids starts during the install; anything the install still
 # started is stopped by PID, never by name). Idempotent; run as root on Debian 12 (.ci/run calls it).

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import { listenAdmin, type AdminServer, type ApiToken } from './ops/admin-http.js';
+import { listenAdmin, type AdminServer, type ApiToken, type ReadinessCheck } from './ops/admin-http.js';
 import { adminTokenFor } from './ops/admin-token.js';
 import { WebhookAlerts } from './analyst/alerts.js';
 import { apiRoutes } from './analyst/routes.js';
@@ -15,6 +15,7 @@ import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy/judge.js';
 import { QuarantineBook } from './analyst/quarantine.js';
+import { RefusedLog } from './ops/refused-log.js';
 import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions/directory.js';
 import { shardOf } from './fleet/shard.js';
 import { Store } from './store.js';
@@ -64,6 +65,10 @@ function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => s
   return [...out];
 }
 const SWEEP_MS = 10_000;
+// How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
+const STORE_PROBE_MS = 2000;
+// How often upstreams are asked again while all of them failed (readiness recovers without traffic).
+const UPSTREAM_RECHECK_MS = 3000;
 
 function apiTokens(config: Config, adminToken: string): ApiToken[] {
   const tokens: ApiToken[] = [{ name: 'admin', kind: 'admin', token: adminToken }];
@@ -177,6 +182,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     let tokens = apiTokens(config, adminToken);
     let current = config;
 
+    // Exported so dashboards can draw the block_at line over the score distribution.
+    const exportBlockAt = (c: Config): void => {
+      for (const [type, t] of Object.entries(c.policy.session_types)) metrics.blockAt.set({ session_type: type }, t.block_at);
+    };
+    exportBlockAt(config);
     let policy = policyFor(config);
     const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
     learnedDenyChanged();
@@ -202,6 +212,16 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       const s = sessions.get(sessionId);
       if (s !== undefined) s.state = policy.newSessionState();
     }, (change) => publish({ kind: 'quarantine', change }));
+
+    metrics.scrapeHooks.oldestOpenQuarantineAgeSec = () => {
+      try {
+        const at = store.oldestOpenQuarantineMs();
+        return at === undefined ? 0 : Math.max(0, (nowMs() - at) / 1000);
+      } catch (err) {
+        log.error({ err: messageOf(err) }, 'could not read the oldest open quarantine for /metrics');
+        return undefined;
+      }
+    };
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
     closers.push(() => upstreamPool.close());
@@ -238,20 +258,53 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     sweep.unref();
     closers.push(() => clearInterval(sweep));
 
+    const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);
+    closers.push(() => refusedLog.close());
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
-      metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size,
+      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size,
     });
 
     const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);
     worker?.answerRelays(pipeline.answerPacket);
+    let listening = false;
     const dns: DnsServer = await listenDns(config.listen.dns, answer, {
       tcpIdleTimeoutMs: config.server.tcp_idle_timeout_ms,
       tcpMaxConnections: config.server.tcp_max_connections,
       tcpMaxConnectionsPerSource: config.server.tcp_max_connections_per_source,
       tcpMaxInflightPerConnection: config.server.tcp_max_inflight_per_connection,
     }, metrics, log, worker?.spec.listeners);
-    closers.push(() => dns.close());
+    listening = true;
+    closers.push(() => { listening = false; return dns.close(); });
+
+    // GET /readyz: every check must pass. One line per condition; e.g. a queue of unsaved writes is one more.
+    let storeProblem: string | null = null;
+    const probeStore = (): void => {
+      const problem = store.probeWritable(nowMs());
+      if (problem !== storeProblem) {
+        if (problem !== null) log.error({ err: problem, dir: store.dir }, 'store is not writable: not ready');
+        else log.info('store is writable again');
+      }
+      storeProblem = problem;
+    };
+    probeStore();
+    const storeProbe = setInterval(probeStore, STORE_PROBE_MS);
+    storeProbe.unref();
+    closers.push(() => clearInterval(storeProbe));
+    // While every upstream's latest attempt failed, ask them again: readiness must not wait for traffic.
+    let rechecking = false;
+    const upstreamRecheck = setInterval(() => {
+      if (rechecking || upstreamPool.unreachable() === null) return;
+      rechecking = true;
+      void upstreamPool.recheck().finally(() => { rechecking = false; });
+    }, UPSTREAM_RECHECK_MS);
+    upstreamRecheck.unref();
+    closers.push(() => clearInterval(upstreamRecheck));
+    const readinessChecks: ReadinessCheck[] = [
+      { name: 'listeners', check: () => (listening ? null : 'the DNS listeners are closed (shutting down)') },
+      { name: 'upstreams', check: () => upstreamPool.unreachable() },
+      { name: 'store', check: () => store.writeProblem() },
+    ];
 
     worker?.handle((event) => {
       switch (event.kind) {
@@ -271,6 +324,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       attackerDomains: (q) => attackerDomainsOf(q.evidence, registrableOf),
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
+      readinessChecks,
       ...(worker === undefined ? {} : { liveHistory: (id: string) => gatheredHistory(worker, id) }),
     }, metricsText), () => tokens, log);
     if (admin !== undefined) closers.push(() => admin.close());
@@ -303,6 +357,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;
+          exportBlockAt(next);
           metrics.configReloads.inc({ result: 'ok' });
           metrics.sessionsLive.set(sessions.liveCount(nowMs()));
           log.info({ static_sessions: next.sessions.static.length, mode: next.policy.mode }, 'config reloaded');

@@ -6,8 +6,9 @@ import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './analyst/quarantine.js';
+import type { RefusedLog } from './ops/refused-log.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
-import { qtypeName, queryKey, verdictKey, type Metrics } from './ops/telemetry.js';
+import { qtypeName, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
@@ -33,6 +34,8 @@ export interface PipelineDeps {
   readonly ageBudgetMs: number;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Where refused sources are logged (rate-limited per source). */
+  readonly refusedLog: RefusedLog;
   readonly nowMs: () => number;
   readonly udpPayloadSize: number;
 }
@@ -163,7 +166,8 @@ export function createPipeline(d: PipelineDeps): {
     m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
     if (verdict.score !== undefined) {
       m.scoreTotal.observe(session.type, verdict.score.total);
-      for (const s of verdict.score.signals) m.signalValue.observe(s.id, s.value);
+      const keys = SIGNAL_KEYS[verdict.action];
+      for (const s of verdict.score.signals) m.signalValue.observe(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value);
     }
     if (verdict.action !== 'answer' || d.log.isLevelEnabled('debug')) {
       d.log[verdict.action === 'answer' ? 'debug' : 'warn'](verdictLogLine(q, session, verdict, eventId), verdict.enforced ? `query ${verdict.action}` : `query would ${verdict.action} (observe)`);
@@ -202,6 +206,10 @@ export function createPipeline(d: PipelineDeps): {
     m.queries.inc(queryKey(peer.transport, q.type, rcodeOf(outcome)));
     m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);
     if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
+    else if (outcome.kind === 'refused') {
+      m.refused.inc({ reason: outcome.reason });
+      d.refusedLog.note(peer.address, outcome.reason, q.atMs);
+    }
     return reply;
   }
 

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS learned_deny (domain TEXT PRIMARY KEY, added_at_ms IN
   quarantine_id TEXT, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS session_history (session_id TEXT PRIMARY KEY, updated_at_ms INTEGER NOT NULL, entries TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS session_history_age ON session_history(updated_at_ms);
+CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
 `;
 
 export class Store {
@@ -83,6 +84,23 @@ export class Store {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  // --- writability (readiness): one tiny durable write, run on a timer, never per request
+  #writeProblem: string | null = null;
+  /** Writes the heartbeat row; remembers and returns why that failed (disk full, I/O error, read-only), or null. */
+  probeWritable(atMs: number): string | null {
+    try {
+      this.db.prepare('INSERT OR REPLACE INTO heartbeat (id, at_ms) VALUES (1, ?)').run(atMs);
+      this.#writeProblem = null;
+    } catch (err) {
+      this.#writeProblem = `the store cannot be written: ${messageOf(err)}`; // no path: /readyz is open
+    }
+    return this.#writeProblem;
+  }
+  /** The result of the latest probeWritable (null before the first). */
+  writeProblem(): string | null {
+    return this.#writeProblem;
   }
 
   // --- registered sessions
@@ -121,6 +139,11 @@ export class Store {
     const sql = `SELECT * FROM quarantines ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY raised_at_ms DESC LIMIT ?`;
     args.push(filter.limit ?? 1000);
     return (this.db.prepare(sql).all(...args) as QuarantineRow[]).map(fromRow);
+  }
+  /** When the oldest open quarantine was raised (undefined when none is open). */
+  oldestOpenQuarantineMs(): number | undefined {
+    const row = this.db.prepare("SELECT MIN(raised_at_ms) AS at FROM quarantines WHERE state = 'open'").get() as { at: number | null };
+    return row.at ?? undefined;
   }
   deleteDecidedQuarantinesBefore(cutoffMs: number): number {
     return this.db.prepare("DELETE FROM quarantines WHERE state != 'open' AND raised_at_ms < ?").run(cutoffMs).changes;

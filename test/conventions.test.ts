@@ -70,7 +70,7 @@ describe('README', () => {
 
   it('documents every metric', async () => {
     const metrics = createMetrics();
-    const names = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => !n.startsWith('dnswarden_process_') && !n.startsWith('nodejs_'));
+    const names = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => !n.startsWith('dnswarden_process_') && !n.startsWith('dnswarden_nodejs_'));
     expect(names.length).toBeGreaterThan(20);
     expect(names.filter((n) => !README.includes(`\`${n}\``))).toEqual([]);
   });

@@ -2,7 +2,7 @@
 // result is shaped. Handlers call into sessions, quarantines and the store; they decide nothing
 // about queries. Analyst actions are audited in the same transaction as the change.
 import { WardenError } from '../errors.js';
-import type { Route } from '../ops/admin-http.js';
+import { readiness, type ReadinessCheck, type Route } from '../ops/admin-http.js';
 import type { QuarantineBook } from './quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from '../sessions/directory.js';
 import type { QuarantineRecord, QuarantineState, Store } from '../store.js';
@@ -23,6 +23,8 @@ export interface ApiDeps {
   readonly flushCache: () => void;
   /** With server.workers > 1: a session's live history gathered from every worker (this one holds only its own). */
   readonly liveHistory?: (id: string) => Promise<readonly HistoryEntry[]>;
+  /** What GET /readyz evaluates (listeners, upstreams, store, …). */
+  readonly readinessChecks: readonly ReadinessCheck[];
 }
 
 const READ = ['admin', 'analyst', 'viewer'] as const;
@@ -77,7 +79,9 @@ function getSession(d: ApiDeps, id: string): Session<SessionState> {
 
 export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route[] {
   return [
+    // Liveness: the process answers HTTP. Readiness: it can do its job (see ReadinessCheck).
     { method: 'GET', path: '/healthz', allow: [], handler: () => ({ status: 200, json: { status: 'ok' } }) },
+    { method: 'GET', path: '/readyz', allow: [], handler: () => readiness(d.readinessChecks) },
     { method: 'GET', path: '/metrics', allow: READ, handler: async () => ({ status: 200, text: await metricsText(), contentType: d.metrics.registry.contentType }) },
 
     // --- sessions

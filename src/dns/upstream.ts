@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { splitHostPort, type UpstreamConfig } from '../ops/config.js';
 import { UpstreamTimeoutError, WardenError, messageOf } from '../errors.js';
-import type { Metrics } from '../ops/telemetry.js';
+import { UPSTREAM_FAILURE_REASONS, type Metrics } from '../ops/telemetry.js';
 import { UPSTREAM_UDP_SIZE, UdpExchange } from './upstream-udp.js';
 import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from './wire.js';
 
@@ -27,6 +27,8 @@ interface Upstream {
   readonly timeoutMs: number;
   readonly udp: UdpExchange;
   failedAtMs: number;
+  /** The outcome of the latest finished attempt: undefined before the first, else null (ok) or why it failed. */
+  latest: string | null | undefined;
 }
 
 // An upstream that failed recently is tried last, so one dead upstream does not cost every query a timeout.
@@ -43,7 +45,10 @@ export class UpstreamPool implements Resolver {
       const { host, port } = splitHostPort(c.address)!;
       const target = { label: c.address, host, port, family: host.includes(':') ? 'udp6' as const : 'udp4' as const };
       const udp = new UdpExchange(target, queriesPerSocket, (err) => metrics.upstreamFailures.inc({ upstream: c.address, reason: reasonOf(err) }));
-      return { ...target, timeoutMs: c.timeout_ms, udp, failedAtMs: -Infinity };
+      // Every series of this upstream from the start (see telemetry.ts: the first failure must be a rise).
+      for (const reason of UPSTREAM_FAILURE_REASONS) metrics.upstreamFailures.inc({ upstream: c.address, reason }, 0);
+      metrics.upstreamDuration.declare(c.address);
+      return { ...target, timeoutMs: c.timeout_ms, udp, failedAtMs: -Infinity, latest: undefined };
     });
     this.#totalTimeoutMs = totalTimeoutMs;
     this.#metrics = metrics;
@@ -64,16 +69,41 @@ export class UpstreamPool implements Resolver {
       const t0 = performance.now();
       const result = await this.#attempt(upstream, q, Math.min(upstream.timeoutMs, remaining));
       if (!(result instanceof WardenError)) {
+        upstream.latest = null;
         this.#metrics.upstreamDuration.observe(upstream.label, (performance.now() - t0) / 1000);
         return { ok: true, reply: result, via: 'upstream', ageSec: 0 };
       }
       upstream.failedAtMs = this.#nowMs();
+      upstream.latest = reasonOf(result);
       this.#metrics.upstreamFailures.inc({ upstream: upstream.label, reason: reasonOf(result) });
       if (result.code !== 'ERR_UPSTREAM_TIMEOUT') sawNetworkError = true;
       lastError = result;
     }
     const error = new WardenError('ERR_NO_UPSTREAM', `no upstream answered: ${lastError?.message ?? 'total_timeout_ms spent'}`, { cause: lastError });
     return { ok: false, error, ede: sawNetworkError ? 23 : 22 };
+  }
+
+  /**
+   * For readiness: why no upstream can be expected to answer (the latest attempt to every one of them
+   * failed, whatever they answered before), or null while at least one's latest attempt succeeded or
+   * one has not been tried yet.
+   */
+  unreachable(): string | null {
+    if (this.#upstreams.some((u) => typeof u.latest !== 'string')) return null;
+    // No addresses: /readyz is open, and agents are not told where the upstreams are.
+    return `the latest attempt to every upstream failed (${this.#upstreams.length}: ${[...new Set(this.#upstreams.map((u) => u.latest))].join(', ')})`;
+  }
+
+  /**
+   * Asks every upstream whose latest attempt failed for the root SOA (any reply counts, even REFUSED),
+   * so readiness recovers without client traffic: a pod taken out of its Service gets no queries.
+   * Not counted in the query metrics: these are not agents' queries.
+   */
+  async recheck(): Promise<void> {
+    await Promise.all(this.#upstreams.filter((u) => typeof u.latest === 'string').map(async (u) => {
+      const result = await this.#attempt(u, rootSoaQuery(this.#nowMs()), u.timeoutMs);
+      u.latest = result instanceof WardenError ? reasonOf(result) : null;
+    }));
   }
 
   /** Closes the upstream sockets; queries in flight end with a network error. */
@@ -123,6 +153,14 @@ export class UpstreamPool implements Resolver {
       socket.on('end', () => finish(new WardenError('ERR_UPSTREAM_NETWORK', `${upstream.label}/tcp closed before a reply`)));
     });
   }
+}
+
+/** `. IN SOA`, the query readiness rechecks send (every resolver can answer it, or refuse it). */
+function rootSoaQuery(atMs: number): Query {
+  return {
+    id: 0, name: '', type: 6, class: 1, rd: true, cd: false, question: Buffer.from([0, 0, 6, 0, 1]),
+    edns: undefined, maxReplyBytes: UPSTREAM_UDP_SIZE, peer: { address: '127.0.0.1', port: 0, transport: 'udp' }, atMs,
+  };
 }
 
 function reasonOf(err: WardenError): string {

@@ -1,6 +1,6 @@
 // The admin HTTP API (node:http): a route table, bearer tokens by kind, JSON errors
-// `{ "error": { "code", "message" } }`, /metrics and /healthz. Every analyst action is audited
-// with its actor (the token's name). Never logs a token.
+// `{ "error": { "code", "message" } }`, /metrics, /healthz (liveness) and /readyz (readiness checks).
+// Every analyst action is audited with its actor (the token's name). Never logs a token.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -35,6 +35,31 @@ export interface Route {
   readonly path: string; // '/v1/quarantines/:id/release'
   readonly allow: readonly TokenKind[]; // [] = open (no token)
   readonly handler: (req: Request) => Response | Promise<Response>;
+}
+
+/**
+ * One readiness condition: `check` returns why the instance should get no traffic now, or null when
+ * it may. Checks are cheap and never do I/O (they read state kept current elsewhere): /readyz is open
+ * and may be polled often. Another condition is one more entry in the list (see app.ts).
+ */
+export interface ReadinessCheck {
+  readonly name: string;
+  readonly check: () => string | null;
+}
+
+/** 200 `{status:"ready"}`, or 503 `{status:"not_ready", failing:[{check, reason}]}` naming every failing check. */
+export function readiness(checks: readonly ReadinessCheck[]): Response {
+  const failing: { check: string; reason: string }[] = [];
+  for (const c of checks) {
+    let reason: string | null;
+    try {
+      reason = c.check();
+    } catch (err) {
+      reason = `check failed: ${messageOf(err)}`; // a broken check is a reason, not a 500
+    }
+    if (reason !== null) failing.push({ check: c.name, reason });
+  }
+  return failing.length === 0 ? { status: 200, json: { status: 'ready' } } : { status: 503, json: { status: 'not_ready', failing } };
 }
 
 const STATUS_OF: Partial<Record<ErrorCode, number>> = {

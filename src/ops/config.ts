@@ -158,7 +158,10 @@ const configSchema = z
     domain_age: domainAgeSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
     logging: z
-      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        refused_interval_s: z.number().positive().max(86_400).default(60),
+      })
       .strict()
       .prefault({}),
   })

@@ -9,19 +9,31 @@ export class FastHistogram<K extends string> {
   readonly help: string;
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  readonly #label: string;
+  readonly #labelsOf: (key: K) => Record<string, string>;
+  readonly #labels: Record<string, string>[] = []; // per slot, computed once
   readonly #bounds: readonly number[];
   readonly #keys: K[] = [];
   readonly #index = new Map<K, number>();
   #counts = new Float64Array(0); // per key: bounds.length bucket counts (not cumulative), then +Inf
   #sums = new Float64Array(0);
 
-  constructor(opts: { name: string; help: string; label: string; buckets: readonly number[]; registry: Registry }) {
+  /**
+   * One label: `label` is its name and a key its value. Several: `labelsOf` turns a key (e.g. "a|b",
+   * built once by the caller, not per observation) into its labels. `initialKeys`: series exported (all
+   * buckets 0) before their first observation, so rate() sees the first one.
+   */
+  constructor(opts: { name: string; help: string; buckets: readonly number[]; registry: Registry; initialKeys?: readonly K[] } & ({ label: string } | { labelsOf: (key: K) => Record<string, string> })) {
     this.name = opts.name;
     this.help = opts.help;
-    this.#label = opts.label;
+    this.#labelsOf = 'labelsOf' in opts ? opts.labelsOf : (key) => ({ [opts.label]: key });
     this.#bounds = [...opts.buckets].sort((a, b) => a - b);
+    for (const key of opts.initialKeys ?? []) this.#slot(key);
     opts.registry.registerMetric(this as never);
+  }
+
+  /** Exports `key`'s series (all zero) from now on, before its first observation. */
+  declare(key: K): void {
+    this.#slot(key);
   }
 
   #slot(key: K): number {
@@ -30,6 +42,7 @@ export class FastHistogram<K extends string> {
       i = this.#keys.length;
       this.#keys.push(key);
       this.#index.set(key, i);
+      this.#labels.push(this.#labelsOf(key));
       const width = this.#bounds.length + 1;
       const counts = new Float64Array(this.#keys.length * width);
       counts.set(this.#counts);
@@ -54,14 +67,15 @@ export class FastHistogram<K extends string> {
   get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] } {
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
     const width = this.#bounds.length + 1;
-    for (const [slot, key] of this.#keys.entries()) {
+    for (const slot of this.#keys.keys()) {
+      const labels = this.#labels[slot]!;
       let acc = 0;
       for (let b = 0; b < width; b++) {
         acc += this.#counts[slot * width + b]!;
-        values.push({ labels: { [this.#label]: key, le: b < this.#bounds.length ? this.#bounds[b]! : '+Inf' }, value: acc, metricName: `${this.name}_bucket` });
+        values.push({ labels: { ...labels, le: b < this.#bounds.length ? this.#bounds[b]! : '+Inf' }, value: acc, metricName: `${this.name}_bucket` });
       }
-      values.push({ labels: { [this.#label]: key }, value: this.#sums[slot]!, metricName: `${this.name}_sum` });
-      values.push({ labels: { [this.#label]: key }, value: acc, metricName: `${this.name}_count` });
+      values.push({ labels, value: this.#sums[slot]!, metricName: `${this.name}_sum` });
+      values.push({ labels, value: acc, metricName: `${this.name}_count` });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }

@@ -3,6 +3,7 @@
 // Names, sessions and scores go to log lines and EDE text instead.
 import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { SIGNAL_IDS } from '../../scoring/index.js';
 import { FastCounter, FastHistogram } from './fast-histogram.js';
 
 const QTYPE_NAMES: ReadonlyMap<number, string> = new Map([
@@ -67,6 +68,18 @@ function verdictLabels(key: number): Record<string, string> {
   return { action: VERDICT_ACTIONS[action]!, rule: VERDICT_RULES[rule]!, mode: VERDICT_MODES[mode]!, session_type: VERDICT_SESSION_TYPES[type]! };
 }
 
+/**
+ * dnswarden_signal_value keys, by verdict action then signal id ("name_length|nxdomain"): built once
+ * here, so a scored query looks its keys up instead of building strings.
+ */
+export const SIGNAL_KEYS: Readonly<Record<(typeof VERDICT_ACTIONS)[number], Readonly<Record<string, string>>>> = Object.fromEntries(
+  VERDICT_ACTIONS.map((action) => [action, Object.fromEntries(SIGNAL_IDS.map((id) => [id, `${id}|${action}`]))]),
+) as Record<(typeof VERDICT_ACTIONS)[number], Record<string, string>>;
+const signalLabels = (key: string): Record<string, string> => {
+  const bar = key.lastIndexOf('|');
+  return { signal: key.slice(0, bar), action: key.slice(bar + 1) };
+};
+
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
@@ -82,26 +95,53 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+// Every label value known in advance, so each series is exported as 0 from the start: a labelled series
+// that first appears with value 1 has no rise for increase()/rate() to see, and the first quarantine (or
+// fault, or SERVFAIL) after every restart would go unalerted. Values only known from the config
+// (upstreams) are declared by their owners (UpstreamPool).
+const OUTCOME_KINDS = ['answered', 'blocked', 'refused', 'failed'] as const;
+const MALFORMED_REASONS = ['short_header', 'not_a_query', 'qdcount', 'bad_name', 'truncated', 'bad_opt', 'trailing'] as const;
+const REGISTRATION_RESULTS = ['ok', 'bad_request', 'bad_token', 'bad_signature', 'unknown_key', 'token_expired', 'bad_claims', 'session_conflict', 'error'] as const;
+const AGE_SOURCES = ['cache', 'store', 'feed', 'rdap', 'whois', 'first_seen'] as const;
+const AGE_RESULTS = ['ok', 'not_found', 'error', 'timeout'] as const;
+const ALERT_FORMATS = ['json', 'alertmanager'] as const;
+export const UPSTREAM_FAILURE_REASONS = ['timeout', 'network', 'mismatch', 'malformed'] as const;
+const allKeys = (count: number): number[] => Array.from({ length: count }, (_, i) => i);
+
 // Gauges with aggregator 'max' hold the same value in every worker (server.workers > 1): the
 // admin worker's /metrics sums every other metric across workers, but not these.
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'dnswarden_process_' });
+  // prom-client names its own metrics process_* and nodejs_*: with this prefix they read
+  // dnswarden_process_cpu_seconds_total, dnswarden_nodejs_eventloop_lag_seconds, … (one prefix per job).
+  collectDefaultMetrics({ register: registry, prefix: 'dnswarden_' });
+  // prom-client's nodejs_active_{handles,requests,resources}_total are gauges named like counters, which
+  // `promtool check metrics` rejects; each is the sum over the `type` label of the gauge of the same name
+  // without _total, so nothing is lost.
+  for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`dnswarden_nodejs_active_${name}_total`);
   const registers = [registry];
-  return {
+  // Values read when /metrics is scraped, from state the app owns (set by app.ts once it exists).
+  const scrapeHooks = { oldestOpenQuarantineAgeSec: (): number | undefined => 0 };
+  const metrics = {
+    scrapeHooks,
     registry,
     // Per-query metrics use the fast forms (see fast-histogram.ts); the rest are prom-client's own.
-    queries: new FastCounter({ name: 'dnswarden_queries_total', help: 'Queries answered, by transport, query type and response code.', registry, labelsOf: queryLabels }),
+    queries: new FastCounter({ name: 'dnswarden_queries_total', help: 'Queries answered, by transport, query type and response code.', registry, labelsOf: queryLabels, initialKeys: allKeys(TRANSPORTS.length * QTYPE_LABELS.length * RCODE_LABELS.length) }),
     queryDuration: new FastHistogram<string>({
       name: 'dnswarden_query_duration_seconds',
       help: 'Time from receiving a query to its reply, by outcome kind.',
       label: 'outcome',
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registry,
+      initialKeys: OUTCOME_KINDS,
     }),
-    verdicts: new FastCounter({ name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', registry, labelsOf: verdictLabels }),
+    verdicts: new FastCounter({
+      name: 'dnswarden_verdicts_total', help: 'Verdicts by action, rule, policy mode and session type (observe mode counts would-be actions).', registry, labelsOf: verdictLabels,
+      initialKeys: allKeys(VERDICT_ACTIONS.length * VERDICT_RULES.length * VERDICT_MODES.length * VERDICT_SESSION_TYPES.length),
+    }),
     malformed: new Counter({ name: 'dnswarden_malformed_total', help: 'Malformed packets: answered with FORMERR/NOTIMP or dropped, by transport and reason.', labelNames: ['transport', 'reason'] as const, registers }),
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
+    refused: new Counter({ name: 'dnswarden_refused_total', help: 'Queries answered REFUSED, by reason (no_session: unknown source; expired: its session expired; unsupported: class or type).', labelNames: ['reason'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
     tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
     cacheHits: new FastCounter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registry, labelsOf: () => ({}), initialKeys: [0] }),
@@ -119,26 +159,48 @@ export function createMetrics() {
     registrations: new Counter({ name: 'dnswarden_registrations_total', help: 'Session registration attempts by result.', labelNames: ['result'] as const, registers }),
     signalValue: new FastHistogram<string>({
       name: 'dnswarden_signal_value',
-      help: 'Distribution of each scoring signal value in [0,1], for tuning.',
-      label: 'signal',
+      help: 'Distribution of each scoring signal value in [0,1], by the verdict action (observe mode: the would-be action), for tuning.',
+      labelsOf: signalLabels,
       buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
       registry,
+      initialKeys: Object.values(SIGNAL_KEYS).flatMap((byId) => Object.values(byId)),
     }),
     scoreTotal: new FastHistogram<string>({
-      name: 'dnswarden_score_total',
+      name: 'dnswarden_score', // not _total: it is a histogram (promtool check metrics)
       help: 'Distribution of the combined score per scored query, by session type.',
       label: 'session_type',
       buckets: [0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2],
       registry,
+      initialKeys: VERDICT_SESSION_TYPES,
     }),
     quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
+    blockAt: new Gauge({ name: 'dnswarden_policy_block_at', help: 'The score at which a query is blocked (policy.session_types.<type>.block_at), by session type.', labelNames: ['session_type'] as const, registers, aggregator: 'max' }),
     sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers, aggregator: 'max' }),
+    oldestOpenQuarantineAge: new Gauge({
+      name: 'dnswarden_oldest_open_quarantine_age_seconds', help: 'How long the oldest open quarantine has waited for an analyst (0 when none is open).', registers, aggregator: 'max',
+      collect() {
+        const age = scrapeHooks.oldestOpenQuarantineAgeSec();
+        if (age !== undefined) this.set(age); // undefined: unknown now (store error), keep the last value
+      },
+    }),
     domainAgeLookups: new Counter({ name: 'dnswarden_domain_age_lookups_total', help: 'Domain-age lookups by source (cache, store, feed, rdap, whois, first_seen) and result.', labelNames: ['source', 'result'] as const, registers }),
     alertsSent: new Counter({ name: 'dnswarden_alerts_delivered_total', help: 'Alert events delivered to webhooks.', labelNames: ['format'] as const, registers }),
     alertFailures: new Counter({ name: 'dnswarden_alert_failures_total', help: 'Failed webhook delivery attempts (retried with backoff).', labelNames: ['format'] as const, registers }),
     alertsPending: new Gauge({ name: 'dnswarden_alerts_pending', help: 'Alert events in the durable outbox not yet delivered.', registers, aggregator: 'max' }),
     configReloads: new Counter({ name: 'dnswarden_config_reloads_total', help: 'Config reloads (SIGHUP) by result.', labelNames: ['result'] as const, registers }),
   };
+  for (const transport of TRANSPORTS) {
+    metrics.transportFaults.inc({ transport }, 0);
+    for (const reason of MALFORMED_REASONS) metrics.malformed.inc({ transport, reason }, 0);
+  }
+  for (const reason of ['no_session', 'expired', 'unsupported']) metrics.refused.inc({ reason }, 0);
+  for (const session_type of VERDICT_SESSION_TYPES) metrics.quarantinesRaised.inc({ session_type }, 0);
+  for (const decision of ['released', 'confirmed']) metrics.quarantineDecisions.inc({ decision }, 0);
+  for (const result of REGISTRATION_RESULTS) metrics.registrations.inc({ result }, 0);
+  for (const source of AGE_SOURCES) for (const result of AGE_RESULTS) metrics.domainAgeLookups.inc({ source, result }, 0);
+  for (const format of ALERT_FORMATS) { metrics.alertsSent.inc({ format }, 0); metrics.alertFailures.inc({ format }, 0); }
+  for (const result of ['ok', 'error']) metrics.configReloads.inc({ result }, 0);
+  return metrics;
 }
 

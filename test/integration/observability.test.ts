@@ -11,9 +11,12 @@ import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE } from '../helpers/upstream.js';
+import { afterAll } from 'vitest';
+import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { query } from '../helpers/dns-client.js';
+import { base32Label } from '../helpers/exfil.js';
 import { useSharedWarden } from '../helpers/shared-warden.js';
+import { metricValue, startWarden, TEST_SESSION, type Warden } from '../helpers/warden.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -52,13 +55,24 @@ async function promtool(args: string[]): Promise<{ code: number; out: string }> 
   }
 }
 
+/** promtool with `input` on its stdin (`promtool check metrics` reads the exposition there). */
+function promtoolStdin(args: string[], input: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolvePromise) => {
+    const child = execFile(requirePromtool(), args, { timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
+      resolvePromise({ code, out: `${stdout}${stderr}${err === null ? '' : err.message}` });
+    });
+    child.stdin!.end(input);
+  });
+}
+
 // --- PromQL → metric names (enough PromQL for our own files; checked by its own table below)
 
 const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'offset', 'bool', 'inf', 'nan', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'atan2']);
 
 /** The metric names a PromQL expression selects (function names, labels, keywords and numbers removed). */
 export function metricNames(expr: string): string[] {
-  const labelValues = /^\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,/.exec(expr);
+  const labelValues = /^\s*label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{[^}]*\})?\s*,/.exec(expr);
   if (labelValues !== null) return [labelValues[1]!];
   const stripped = expr
     .replace(/"(?:[^"\\]|\\.)*"/g, '""') // strings (label values, regexes)
@@ -138,6 +152,7 @@ describe('the PromQL metric-name extraction this file relies on', () => {
     ['sum(rate(a_total{mode="observe",action!="answer"}[10m] offset 1h)) / clamp_min(sum(rate(b_total[5m])), 1e-9) > 3 * c', ['a_total', 'b_total', 'c']],
     ['dnswarden_alerts_pending > 0 and on (instance) up == 1', ['dnswarden_alerts_pending', 'up']],
     ['label_values(dnswarden_signal_value_bucket, signal)', ['dnswarden_signal_value_bucket']],
+    ['label_values(dnswarden_signal_value_bucket{instance=~"$instance"}, signal)', ['dnswarden_signal_value_bucket']],
   ])('%s', (expr, expected) => {
     expect(metricNames(expr)).toEqual(expected);
   });
@@ -154,9 +169,14 @@ describe('deploy/prometheus/alerts.yml', () => {
       DnswardenMalformedPacketFlood: 'dnswarden_malformed_total',
       DnswardenAlertOutboxBacklog: 'dnswarden_alerts_pending',
       DnswardenAlertOutboxGrowing: 'dnswarden_alerts_pending',
+      DnswardenQuarantineUnattended: 'dnswarden_oldest_open_quarantine_age_seconds',
+      DnswardenServfailRatio: 'dnswarden_queries_total',
+      DnswardenTransportFaults: 'dnswarden_transport_faults_total',
     };
-    expect([...byName.keys()].sort()).toEqual(Object.keys(expected).sort());
+    expect([...byName.keys()].sort()).toEqual([...Object.keys(expected), 'DnswardenDown'].sort());
     for (const [alert, metric] of Object.entries(expected)) expect(metricNames(byName.get(alert)!.expr), alert).toEqual([metric]);
+    // `up` is Prometheus's own; the dnswarden metric only picks out the jobs that are dnswarden.
+    expect(metricNames(byName.get('DnswardenDown')!.expr)).toEqual(['dnswarden_process_start_time_seconds', 'up']);
     for (const r of alertRules) {
       expect(['warning', 'critical'], r.alert).toContain(r.labels?.['severity']);
       expect(r.annotations['summary'], r.alert).toBeTruthy();
@@ -280,6 +300,85 @@ describe('deploy/prometheus/alerts.yml', () => {
           { eval_time: '6m', alertname: 'DnswardenAlertOutboxGrowing', exp_alerts: [firing('DnswardenAlertOutboxGrowing', { instance: 'b' }, '150 quarantine alert events waiting in the outbox')] },
         ],
       },
+      {
+        // dnswarden exports the series as 0 from its start (no series before: "_"), so the first quarantine
+        // after a restart is a rise increase() sees.
+        name: 'the first quarantine after a start, on a series that did not exist before, pages',
+        interval: '1m',
+        input_series: [{ series: 'dnswarden_quarantines_raised_total{session_type="scheduled"}', values: '_x3 0 0 1 1 1 1 1 1 1 1 1 1 1' }],
+        alert_rule_test: [
+          { eval_time: '4m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [] },
+          { eval_time: '6m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [firing('DnswardenQuarantineRaised', { session_type: 'scheduled' }, 'dnswarden quarantined 1 scheduled session(s) in the last 5 minutes')] },
+          { eval_time: '16m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [] },
+        ],
+      },
+      {
+        name: 'a series first scraped already at 1 (the 0 was never scraped) still pages, once',
+        interval: '1m',
+        input_series: [{ series: 'dnswarden_quarantines_raised_total{session_type="interactive"}', values: '_x3 1x12' }],
+        alert_rule_test: [
+          { eval_time: '2m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [] },
+          { eval_time: '4m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [firing('DnswardenQuarantineRaised', { session_type: 'interactive' }, 'dnswarden quarantined 1 interactive session(s) in the last 5 minutes')] },
+          { eval_time: '12m', alertname: 'DnswardenQuarantineRaised', exp_alerts: [] },
+        ],
+      },
+      {
+        name: 'an open quarantine unattended for over 30 minutes is critical; one decided in time is not',
+        interval: '5m',
+        input_series: [
+          { series: 'dnswarden_oldest_open_quarantine_age_seconds{instance="a"}', values: '0 0+300x10' },
+          { series: 'dnswarden_oldest_open_quarantine_age_seconds{instance="b"}', values: '0 0 300 600 900 1200 0x6' },
+        ],
+        alert_rule_test: [
+          { eval_time: '35m', alertname: 'DnswardenQuarantineUnattended', exp_alerts: [] },
+          { eval_time: '40m', alertname: 'DnswardenQuarantineUnattended', exp_alerts: [firing('DnswardenQuarantineUnattended', { instance: 'a' }, 'A quarantine has waited 35m 0s for an analyst')] },
+        ],
+      },
+      {
+        name: 'dnswarden down: a dnswarden target that stops answering scrapes fires; another job that is down does not',
+        interval: '1m',
+        input_series: [
+          { series: 'up{job="dns-guard",instance="10.0.0.1:9153"}', values: '1 1 1 0x10' },
+          { series: 'dnswarden_process_start_time_seconds{job="dns-guard",instance="10.0.0.1:9153"}', values: '100 100 100 _x10' },
+          { series: 'up{job="dns-guard",instance="10.0.0.2:9153"}', values: '1x13' },
+          { series: 'dnswarden_process_start_time_seconds{job="dns-guard",instance="10.0.0.2:9153"}', values: '100x13' },
+          { series: 'up{job="node",instance="10.0.0.9:9100"}', values: '0x13' },
+        ],
+        alert_rule_test: [
+          { eval_time: '4m', alertname: 'DnswardenDown', exp_alerts: [] },
+          { eval_time: '8m', alertname: 'DnswardenDown', exp_alerts: [firing('DnswardenDown', { job: 'dns-guard', instance: '10.0.0.1:9153' }, 'dnswarden target 10.0.0.1:9153 is down')] },
+        ],
+      },
+      {
+        name: 'SERVFAIL ratio: 10% at 1/s fires for that instance; 1.7%, or 50% of a trickle, does not',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_queries_total{instance="a",transport="udp",qtype="A",rcode="NOERROR"}', values: '0+540x20' },
+          { series: 'dnswarden_queries_total{instance="a",transport="udp",qtype="A",rcode="SERVFAIL"}', values: '0+60x20' },
+          { series: 'dnswarden_queries_total{instance="b",transport="udp",qtype="A",rcode="NOERROR"}', values: '0+590x20' },
+          { series: 'dnswarden_queries_total{instance="b",transport="tcp",qtype="TXT",rcode="SERVFAIL"}', values: '0+10x20' },
+          { series: 'dnswarden_queries_total{instance="c",transport="udp",qtype="A",rcode="NOERROR"}', values: '0+1x20' },
+          { series: 'dnswarden_queries_total{instance="c",transport="udp",qtype="A",rcode="SERVFAIL"}', values: '0+1x20' },
+        ],
+        alert_rule_test: [
+          { eval_time: '4m', alertname: 'DnswardenServfailRatio', exp_alerts: [] },
+          { eval_time: '15m', alertname: 'DnswardenServfailRatio', exp_alerts: [firing('DnswardenServfailRatio', { instance: 'a' }, '10% of answers from a are SERVFAIL')] },
+        ],
+      },
+      {
+        name: 'transport faults: the first one after a start (from the 0 series) fires, and clears after 10 quiet minutes',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_transport_faults_total{instance="a",transport="udp"}', values: '_x2 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1' },
+          { series: 'dnswarden_transport_faults_total{instance="a",transport="tcp"}', values: '_x2 0x17' },
+          { series: 'dnswarden_transport_faults_total{instance="b",transport="udp"}', values: '0x19' },
+        ],
+        alert_rule_test: [
+          { eval_time: '4m', alertname: 'DnswardenTransportFaults', exp_alerts: [] },
+          { eval_time: '7m', alertname: 'DnswardenTransportFaults', exp_alerts: [firing('DnswardenTransportFaults', { instance: 'a' }, 'Transport faults on a in the last 10 minutes')] },
+          { eval_time: '17m', alertname: 'DnswardenTransportFaults', exp_alerts: [] },
+        ],
+      },
     ];
 
     const dir = mkdtempSync(join(tmpdir(), 'dnswarden-promtool-'));
@@ -315,6 +414,30 @@ describe('deploy/grafana/dashboard.json', () => {
     expect(dashboardExprs.some((e) => /by \((?=[^)]*\bsignal\b)[^)]*\)/.test(e) && e.includes('dnswarden_signal_value_bucket'))).toBe(true);
   });
 
+  it('covers what the operability issue lists: an instance variable every query honours, signals by verdict, block_at, memory, event loop, released vs raised', () => {
+    const instance = dashboard.templating.list.find((v) => v.name === 'instance') as { query?: { query?: string }; multi?: boolean; includeAll?: boolean; allValue?: string } | undefined;
+    expect(instance?.query?.query).toBe('label_values(dnswarden_queries_total, instance)');
+    expect(instance).toMatchObject({ multi: true, includeAll: true, allValue: '.*' });
+    // Every selector of a dnswarden metric, in every panel and in the other variables, is scoped to $instance.
+    const selectors = [...dashboardExprs, ...variableQueries.filter((q) => q !== instance?.query?.query)].flatMap((e) => [...e.matchAll(/\b(dnswarden_\w+)(\{[^}]*\})?/g)]);
+    expect(selectors.length).toBeGreaterThan(40);
+    expect(selectors.filter((m) => !(m[2] ?? '').includes('instance=~"$instance"')).map((m) => m[0])).toEqual([]);
+    expect(dashboardExprs.some((e) => /by \((?=[^)]*\bsignal\b)(?=[^)]*\baction\b)[^)]*\)/.test(e) && e.includes('dnswarden_signal_value_bucket'))).toBe(true);
+    const used = new Set(dashboardExprs.flatMap(metricNames));
+    for (const name of ['dnswarden_policy_block_at', 'dnswarden_process_resident_memory_bytes', 'dnswarden_nodejs_heap_size_used_bytes', 'dnswarden_nodejs_eventloop_lag_p99_seconds', 'dnswarden_refused_total', 'dnswarden_oldest_open_quarantine_age_seconds']) {
+      expect(used, name).toContain(name);
+    }
+    const released = dashboardExprs.find((e) => e.includes('decision="released"') && e.includes('dnswarden_quarantines_raised_total'));
+    expect(released).toMatch(/dnswarden_quarantine_decisions_total\{[^}]*decision="released"[^}]*\}\[1d\]\)\) \/ clamp_min\(sum\(increase\(dnswarden_quarantines_raised_total/);
+  });
+
+  it('/metrics has the signal histogram by verdict action and block_at per session type', async () => {
+    const text = (await t.warden.admin('/metrics')).text;
+    expect(text).toMatch(/^dnswarden_signal_value_bucket\{signal="name_length",action="nxdomain",le="\+Inf"\} \d+$/m);
+    expect(metricValue(text, 'dnswarden_policy_block_at', { session_type: 'interactive' })).toBe(0.75);
+    expect(metricValue(text, 'dnswarden_policy_block_at', { session_type: 'batch' })).toBe(0.7);
+  });
+
   it('is a well-formed Grafana dashboard: unique ids, 24-column grid, a Prometheus datasource and a query on every panel', () => {
     expect(dashboard.uid).toBe('dnswarden-overview');
     const panels = allPanels(dashboard.panels);
@@ -339,15 +462,32 @@ describe('deploy/grafana/dashboard.json', () => {
     expect(used.map((n) => missingReason(n, types)).filter((r) => r !== undefined)).toEqual([]);
   });
 
+  it('/metrics of a live server passes `promtool check metrics` (names, suffixes, types, help)', async () => {
+    await query({ server: t.warden.dns, name: FIXTURE.a.name, type: 'A', transport: 'tcp' });
+    const res = await t.warden.admin('/metrics');
+    expect(res.status).toBe(200);
+    // Every family the issue named, under its fixed name, with samples: the lint ran on real output.
+    const types = metricTypes(res.text);
+    expect(types.get('dnswarden_score')).toBe('histogram');
+    expect(types.get('dnswarden_process_cpu_seconds_total')).toBe('counter');
+    expect(types.get('dnswarden_nodejs_active_handles')).toBe('gauge');
+    expect([...types.keys()].filter((n) => n.includes('process_process') || (types.get(n) !== 'counter' && n.endsWith('_total')))).toEqual([]);
+    const { code, out } = await promtoolStdin(['check', 'metrics'], res.text);
+    expect(out.trim()).toBe('');
+    expect(code, out).toBe(0);
+  });
+
   it('the alert rules, too, use only metric names that exist on /metrics', async () => {
     const types = metricTypes((await t.warden.admin('/metrics')).text);
-    const used = [...new Set(alertRules.flatMap((r) => metricNames(r.expr)))].sort();
-    expect(used).toHaveLength(6);
+    // `up` is not dnswarden's: Prometheus records it per target.
+    const used = [...new Set(alertRules.flatMap((r) => metricNames(r.expr)))].filter((n) => n !== 'up').sort();
+    expect(used).toHaveLength(10);
     expect(used.map((n) => missingReason(n, types)).filter((r) => r !== undefined)).toEqual([]);
   });
 
   it('every dashboard query is valid PromQL (promtool parses them as recording rules)', async () => {
-    const exprs = [...new Set(dashboardExprs)].map((e) => e.replaceAll('$__rate_interval', '5m').replaceAll('$signal', '.+'));
+    const exprs = [...new Set([...dashboardExprs, ...variableQueries.map((q) => /^label_values\((.*),\s*\w+\)$/.exec(q)![1]!)])]
+      .map((e) => e.replaceAll('$__rate_interval', '5m').replaceAll('$signal', '.+').replaceAll('$instance', '.*'));
     expect(exprs.every((e) => !e.includes('$'))).toBe(true);
     const dir = mkdtempSync(join(tmpdir(), 'dnswarden-promtool-'));
     try {
@@ -359,5 +499,59 @@ describe('deploy/grafana/dashboard.json', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('series exported from the start (the first event after a restart is a rise alerts can see)', () => {
+  const BATCH = { id: 'obs-batch', addresses: ['127.0.0.2/32'], type: 'batch', user: 'ci-bot', role: 'builder' } as const;
+  let upstream: Upstream;
+  let warden: Warden;
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    warden = await startWarden({ sessions: { static: [{ ...TEST_SESSION, addresses: [...TEST_SESSION.addresses] }, { ...BATCH, addresses: [...BATCH.addresses] }] } }, { upstream });
+  });
+  afterAll(async () => {
+    await warden?.close();
+    await upstream?.stop();
+  });
+
+  it('a fresh server exports every known label set at 0, before anything happened', async () => {
+    const text = (await warden.admin('/metrics')).text;
+    const zero: [string, Record<string, string>][] = [
+      ...['interactive', 'batch', 'scheduled'].map((t): [string, Record<string, string>] => ['dnswarden_quarantines_raised_total', { session_type: t }]),
+      ['dnswarden_quarantine_decisions_total', { decision: 'released' }],
+      ['dnswarden_transport_faults_total', { transport: 'udp' }],
+      ['dnswarden_transport_faults_total', { transport: 'tcp' }],
+      ['dnswarden_malformed_total', { transport: 'udp', reason: 'short_header' }],
+      ['dnswarden_queries_total', { transport: 'udp', qtype: 'A', rcode: 'SERVFAIL' }],
+      ['dnswarden_verdicts_total', { action: 'quarantine', rule: 'accumulation', mode: 'enforce', session_type: 'batch' }],
+      ['dnswarden_upstream_failures_total', { upstream: upstream.hostPort, reason: 'timeout' }],
+      ['dnswarden_upstream_duration_seconds_count', { upstream: upstream.hostPort }],
+      ['dnswarden_score_count', { session_type: 'scheduled' }],
+      ['dnswarden_registrations_total', { result: 'ok' }],
+      ['dnswarden_alerts_delivered_total', { format: 'json' }],
+      ['dnswarden_oldest_open_quarantine_age_seconds', {}],
+    ];
+    for (const [name, labels] of zero) expect(metricValue(text, name, labels), `${name}${JSON.stringify(labels)}`).toBe(0);
+  });
+
+  it('the first quarantine counts from 0 to 1, and the oldest open quarantine ages until it is released', async () => {
+    let quarantineId: string | undefined;
+    for (let i = 0; i < 8 && quarantineId === undefined; i++) {
+      const reply = await query({ server: warden.dns, bind: '127.0.0.2', name: `${base32Label(`obs-${i}`)}.exfil-obs.example`, type: 'TXT' });
+      quarantineId = /^session quarantined \((qr-[^)]+)\)/.exec(reply.ede?.text ?? '')?.[1];
+    }
+    expect(quarantineId).toBeDefined();
+    let text = (await warden.admin('/metrics')).text;
+    expect(metricValue(text, 'dnswarden_quarantines_raised_total', { session_type: 'batch' })).toBe(1);
+    const deadline = Date.now() + 30_000;
+    while ((metricValue(text, 'dnswarden_oldest_open_quarantine_age_seconds') ?? 0) < 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      text = (await warden.admin('/metrics')).text;
+    }
+    expect(metricValue(text, 'dnswarden_oldest_open_quarantine_age_seconds')).toBeGreaterThanOrEqual(1);
+    const released = await warden.admin(`/v1/quarantines/${quarantineId!}/release`, { method: 'POST', body: { reason: 'test: observability' } });
+    expect(released.status).toBe(200);
+    expect(metricValue((await warden.admin('/metrics')).text, 'dnswarden_oldest_open_quarantine_age_seconds')).toBe(0);
   });
 });

@@ -21,6 +21,22 @@ describe('FastHistogram', () => {
     expect(text).toContain('x_value_bucket{signal="b",le="0.5"} 1');
     expect(text).toContain('x_value_count{signal="b"} 1');
   });
+
+  it('takes several labels through labelsOf, and exports initial keys (all zero) before their first observation', async () => {
+    const registry = new Registry();
+    const labelsOf = (k: string) => ({ signal: k.split('|')[0]!, action: k.split('|')[1]! });
+    const h = new FastHistogram<string>({ name: 'z_value', help: 'test', labelsOf, buckets: [0.5], registry, initialKeys: ['a|answer', 'a|nxdomain'] });
+    let text = await registry.metrics();
+    expect(text).toContain('z_value_bucket{signal="a",action="nxdomain",le="+Inf"} 0');
+    expect(text).toContain('z_value_count{signal="a",action="answer"} 0');
+    h.observe('a|nxdomain', 0.9);
+    h.observe('b|answer', 0.1);
+    text = await registry.metrics();
+    expect(text).toContain('z_value_bucket{signal="a",action="nxdomain",le="0.5"} 0');
+    expect(text).toContain('z_value_bucket{signal="a",action="nxdomain",le="+Inf"} 1');
+    expect(text).toContain('z_value_sum{signal="b",action="answer"} 0.1');
+    expect(text).toContain('z_value_count{signal="a",action="answer"} 0');
+  });
 });
 
 describe('FastCounter', () => {
