@@ -156,7 +156,7 @@ function listenTcp(
       perSource.set(source, held + 1);
       connections.add(socket);
       metrics.tcpConnections.set(connections.size);
-      serveConnection(socket, handler, opts, fault);
+      serveConnection(socket, handler, opts, fault, metrics);
       socket.on('close', () => {
         connections.delete(socket);
         const left = (perSource.get(source) ?? 1) - 1;
@@ -174,11 +174,16 @@ function listenTcp(
   });
 }
 
-function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: TransportOptions, fault: (t: Transport, e: unknown) => void): void {
+// Replies not yet taken by the kernel beyond which a connection is read no further: a client that
+// pipelines without reading its answers holds at most this much of our memory (plus one reply).
+export const TCP_MAX_UNSENT_BYTES = 16 * 1024;
+
+function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: TransportOptions, fault: (t: Transport, e: unknown) => void, metrics: Metrics): void {
   const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, transport: 'tcp' };
   let buffered: Buffer = Buffer.alloc(0);
   let inflight = 0;
   let ended = false;
+  let pumping = false;
 
   // RFC 7766 §6.2.3: close idle connections; a connection with queries in flight is not idle.
   socket.setTimeout(opts.tcpIdleTimeoutMs, () => {
@@ -187,8 +192,9 @@ function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: Transp
   socket.on('error', () => socket.destroy()); // a reset by the client is not our fault
   socket.on('end', () => {
     ended = true;
-    if (inflight === 0) socket.end();
+    pump();
   });
+  socket.on('drain', () => pump());
 
   const tcpFault = (err: unknown): void => fault('tcp', err);
   const answered = (reply: Buffer | undefined): void => {
@@ -199,26 +205,52 @@ function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: Transp
       reply.copy(frame, 2);
       socket.write(frame);
     }
-    if (inflight < opts.tcpMaxInflightPerConnection && socket.isPaused()) socket.resume();
-    if (ended && inflight === 0) socket.end();
+    pump();
   };
+
+  // Answers the complete frames at hand while the connection is within its bounds (queries in flight,
+  // unsent reply bytes); outside them it stops reading until a reply finishes or the kernel drains.
+  // Synchronous answers (cache hits, REFUSED) count against the unsent bound like any other.
+  function pump(): void {
+    if (pumping || socket.destroyed) return;
+    pumping = true;
+    try {
+      while (buffered.length >= 2 && inflight < opts.tcpMaxInflightPerConnection && socket.writableLength <= TCP_MAX_UNSENT_BYTES) {
+        const length = buffered.readUInt16BE(0);
+        if (buffered.length < 2 + length) break;
+        const message = buffered.subarray(2, 2 + length);
+        buffered = buffered.subarray(2 + length);
+        inflight++;
+        const result = callSafely(handler, message, peer, tcpFault);
+        if (result instanceof Promise) result.then(answered, (err: unknown) => {
+          tcpFault(err);
+          answered(undefined);
+        });
+        else answered(result);
+      }
+    } finally {
+      pumping = false;
+    }
+    if (socket.destroyed) return;
+    const unsentOver = socket.writableLength > TCP_MAX_UNSENT_BYTES;
+    if (unsentOver || inflight >= opts.tcpMaxInflightPerConnection) {
+      if (!socket.isPaused()) {
+        socket.pause();
+        if (unsentOver) metrics.tcpWritePaused.inc();
+      }
+    } else if (socket.isPaused()) {
+      socket.resume();
+    }
+    // A half-closed client gets every answer to what it sent before we close our side.
+    if (ended && inflight === 0 && !hasFrame(buffered)) socket.end();
+  }
 
   socket.on('data', (chunk: Buffer) => {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 2) {
-      const length = buffered.readUInt16BE(0);
-      if (buffered.length < 2 + length) break;
-      const message = buffered.subarray(2, 2 + length);
-      buffered = buffered.subarray(2 + length);
-      inflight++;
-      const result = callSafely(handler, message, peer, tcpFault);
-      if (result instanceof Promise) result.then(answered, (err: unknown) => {
-        tcpFault(err);
-        answered(undefined);
-      });
-      else answered(result);
-    }
-    // Back-pressure: a client pipelining faster than we answer is paused, not buffered without bound.
-    if (inflight >= opts.tcpMaxInflightPerConnection) socket.pause();
+    pump();
   });
+}
+
+function hasFrame(buffered: Buffer): boolean {
+  return buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0);
 }
