@@ -247,9 +247,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     worker?.answerRelays(pipeline.answerPacket);
     const dns: DnsServer = await listenDns(config.listen.dns, answer, {
       tcpIdleTimeoutMs: config.server.tcp_idle_timeout_ms,
+      tcpFrameTimeoutMs: config.server.tcp_frame_timeout_ms,
       tcpMaxConnections: config.server.tcp_max_connections,
       tcpMaxConnectionsPerSource: config.server.tcp_max_connections_per_source,
       tcpMaxInflightPerConnection: config.server.tcp_max_inflight_per_connection,
+      isRegistered: (address) => 'session' in sessions.admit(address, nowMs()),
     }, metrics, log, worker?.spec.listeners);
     closers.push(() => dns.close());
 

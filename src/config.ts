@@ -136,6 +136,7 @@ const configSchema = z
       .object({
         udp_payload_size: z.number().int().min(512).max(4096).default(1232),
         tcp_idle_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+        tcp_frame_timeout_ms: z.number().int().min(100).max(600_000).default(5000),
         tcp_max_connections: z.number().int().min(1).max(65_535).default(512),
         tcp_max_connections_per_source: z.number().int().min(1).max(65_535).default(64),
         tcp_max_inflight_per_connection: z.number().int().min(1).max(1024).default(64),

@@ -104,6 +104,8 @@ export function createMetrics() {
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
     tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
+    tcpEvicted: new Counter({ name: 'dnswarden_tcp_evicted_total', help: 'Unregistered client TCP connections closed to make room for a registered source when tcp_max_connections was reached.', registers }),
+    tcpFrameTimeouts: new Counter({ name: 'dnswarden_tcp_frame_timeouts_total', help: 'Client TCP connections closed because a frame was not complete within tcp_frame_timeout_ms.', registers }),
     tcpWritePaused: new Counter({ name: 'dnswarden_tcp_write_paused_total', help: 'Times a client TCP connection stopped being read because its unsent replies exceeded the bound (a client not reading its answers).', registers }),
     cacheHits: new FastCounter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registry, labelsOf: () => ({}), initialKeys: [0] }),
     cacheMisses: new FastCounter({ name: 'dnswarden_cache_misses_total', help: 'Queries not in the cache (forwarded or coalesced).', registry, labelsOf: () => ({}), initialKeys: [0] }),

@@ -5,10 +5,10 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listenDns, type DnsServer, type TransportOptions } from '../../src/transport.js';
 import { createLogger, createMetrics } from '../../src/telemetry.js';
-import { encodeQuery } from '../helpers/dns-client.js';
+import { decodeReply, encodeQuery, TcpConnection } from '../helpers/dns-client.js';
 import { metricValue, startWarden } from '../helpers/warden.js';
 
-const OPTS: TransportOptions = { tcpIdleTimeoutMs: 60_000, tcpMaxConnections: 16, tcpMaxConnectionsPerSource: 16, tcpMaxInflightPerConnection: 64 };
+const OPTS: TransportOptions = { tcpIdleTimeoutMs: 60_000, tcpFrameTimeoutMs: 60_000, tcpMaxConnections: 16, tcpMaxConnectionsPerSource: 16, tcpMaxInflightPerConnection: 64 };
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -113,4 +113,102 @@ describe('TCP back-pressure: a client that never reads its answers', () => {
     expect(last).toBeLessThan(QUERIES / 2);
     expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_write_paused_total')).toBeGreaterThan(0);
   }, 120_000);
+});
+
+// No upstream is needed: every query here is refused (no session, or a zone transfer from the session).
+const NO_UPSTREAM = [{ address: '127.0.0.1:9' }];
+
+describe('TCP frame deadline', () => {
+  it('closes a connection whose frame trickles in a byte at a time past server.tcp_frame_timeout_ms, though the idle timer keeps being reset', async () => {
+    const w = await startWarden({ upstreams: NO_UPSTREAM, server: { tcp_idle_timeout_ms: 10_000, tcp_frame_timeout_ms: 500 } });
+    cleanups.push(() => w.close());
+    const conn = await TcpConnection.open(w.dns, { bind: '127.0.0.2' });
+    cleanups.push(() => conn.close());
+    conn.send(Buffer.from([0xff, 0xff]), false); // a 65,535-byte frame announced, a byte every 100 ms
+    const trickle = setInterval(() => { if (!conn.closed) conn.send(Buffer.from([0]), false); }, 100);
+    cleanups.push(() => clearInterval(trickle));
+    const ms = await conn.waitClosed(8000);
+    expect(conn.closed).toBe(true);
+    expect(ms).toBeGreaterThanOrEqual(300);
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_frame_timeouts_total')).toBe(1);
+  }, 20_000);
+
+  it('a frame completed within the deadline is answered, and the timer does not follow it', async () => {
+    const w = await startWarden({ upstreams: NO_UPSTREAM, server: { tcp_idle_timeout_ms: 10_000, tcp_frame_timeout_ms: 600 } });
+    cleanups.push(() => w.close());
+    const conn = await TcpConnection.open(w.dns, { bind: '127.0.0.2' });
+    cleanups.push(() => conn.close());
+    const msg = encodeQuery({ id: 7, name: 'split.example.com', type: 'A' });
+    const framed = Buffer.concat([Buffer.from([msg.length >> 8, msg.length & 0xff]), msg]);
+    conn.send(framed.subarray(0, 5), false);
+    await new Promise((ok) => setTimeout(ok, 100));
+    conn.send(framed.subarray(5), false);
+    await conn.until((frames) => frames.length === 1, 5000);
+    expect(decodeReply(conn.frames[0]!).rcode).toBe('REFUSED');
+    // Twice the deadline later, with no partial frame, the connection is still open.
+    await new Promise((ok) => setTimeout(ok, 1200));
+    expect(conn.closed).toBe(false);
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_frame_timeouts_total')).toBe(0);
+  }, 20_000);
+});
+
+describe('a full TCP connection table', () => {
+  it('lets a registered source evict the least recently active unregistered connection; an unregistered newcomer is turned away', async () => {
+    const w = await startWarden({ upstreams: NO_UPSTREAM, server: { tcp_max_connections: 4, tcp_max_connections_per_source: 2, tcp_idle_timeout_ms: 60_000, tcp_frame_timeout_ms: 60_000 } });
+    cleanups.push(() => w.close());
+    // Four unregistered connections (two sources at the per-source cap) fill the table; each is used
+    // once, in order, so the first is the least recently active.
+    const squatters: TcpConnection[] = [];
+    for (const [i, bind] of ['127.0.0.2', '127.0.0.2', '127.0.0.3', '127.0.0.3'].entries()) {
+      const c = await TcpConnection.open(w.dns, { bind });
+      cleanups.push(() => c.close());
+      c.send(encodeQuery({ id: 100 + i, name: 'squat.example.com', type: 'A' }));
+      await c.until((frames) => frames.length === 1, 5000);
+      squatters.push(c);
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    // Another unregistered source: no slot for it.
+    const newcomer = await TcpConnection.open(w.dns, { bind: '127.0.0.4' });
+    cleanups.push(() => newcomer.close());
+    await newcomer.waitClosed(5000);
+    expect(newcomer.frames).toEqual([]);
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_rejected_total')).toBe(1);
+
+    // The registered source (127.0.0.1, the test session) gets in and is answered as itself (EDE 21: a
+    // zone transfer refused to a session, not EDE 18 "no session").
+    const agent = await TcpConnection.open(w.dns, { bind: '127.0.0.1' });
+    cleanups.push(() => agent.close());
+    agent.send(encodeQuery({ id: 200, name: 'example.com', type: 'AXFR' }));
+    await agent.until((frames) => frames.length === 1, 5000);
+    const reply = decodeReply(agent.frames[0]!);
+    expect(reply.id).toBe(200);
+    expect(reply.rcode).toBe('REFUSED');
+    expect(reply.edes.map((e) => e.code)).toEqual([21]);
+
+    await squatters[0]!.waitClosed(5000);
+    expect(squatters.map((c) => c.closed)).toEqual([true, false, false, false]);
+    const metrics = await w.app.metricsText();
+    expect(metricValue(metrics, 'dnswarden_tcp_evicted_total')).toBe(1);
+    expect(metricValue(metrics, 'dnswarden_tcp_rejected_total')).toBe(1);
+    expect(metricValue(metrics, 'dnswarden_tcp_connections')).toBe(4);
+  }, 30_000);
+
+  it('a registered source is turned away too when every connection is registered (nothing to evict)', async () => {
+    const w = await startWarden({ upstreams: NO_UPSTREAM, server: { tcp_max_connections: 2, tcp_max_connections_per_source: 3, tcp_idle_timeout_ms: 60_000 } });
+    cleanups.push(() => w.close());
+    const open: TcpConnection[] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = await TcpConnection.open(w.dns, { bind: '127.0.0.1' });
+      cleanups.push(() => c.close());
+      c.send(encodeQuery({ id: 300 + i, name: 'example.com', type: 'AXFR' }));
+      await c.until((frames) => frames.length === 1, 5000);
+      open.push(c);
+    }
+    const third = await TcpConnection.open(w.dns, { bind: '127.0.0.1' });
+    cleanups.push(() => third.close());
+    await third.waitClosed(5000);
+    expect(third.frames).toEqual([]);
+    expect(open.map((c) => c.closed)).toEqual([false, false]);
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_evicted_total')).toBe(0);
+  }, 30_000);
 });
