@@ -20,6 +20,7 @@ import { shardOf } from './shard.js';
 import { Store } from './store.js';
 import { createLogger, createMetrics } from './telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './transport.js';
+import { RefusalLimiter } from './refusal-limit.js';
 import { UpstreamPool } from './upstream.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './worker-link.js';
 
@@ -241,6 +242,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
       metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size,
+      refusals: new RefusalLimiter({
+        perSecond: config.server.refused_rate_limit.per_second,
+        slip: config.server.refused_rate_limit.slip,
+        ipv4Prefix: config.server.refused_rate_limit.ipv4_prefix,
+        ipv6Prefix: config.server.refused_rate_limit.ipv6_prefix,
+        maxPrefixes: config.server.refused_rate_limit.max_prefixes,
+      }),
     });
 
     const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);

@@ -140,6 +140,17 @@ const configSchema = z
         tcp_max_connections: z.number().int().min(1).max(65_535).default(512),
         tcp_max_connections_per_source: z.number().int().min(1).max(65_535).default(64),
         tcp_max_inflight_per_connection: z.number().int().min(1).max(1024).default(64),
+        // RRL for refusals over UDP (src/refusal-limit.ts): per_second 0 turns it off.
+        refused_rate_limit: z
+          .object({
+            per_second: z.number().int().min(0).max(1_000_000).default(20),
+            slip: z.number().int().min(0).max(100).default(2),
+            ipv4_prefix: z.number().int().min(8).max(32).default(24),
+            ipv6_prefix: z.number().int().min(16).max(128).default(56),
+            max_prefixes: z.number().int().min(16).max(1_000_000).default(16_384),
+          })
+          .strict()
+          .prefault({}),
         // >1: one process per worker, each client address steered to one of them by the kernel (src/shard.ts).
         workers: z.number().int().min(1).max(64).default(1),
       })

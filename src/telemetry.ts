@@ -104,6 +104,7 @@ export function createMetrics() {
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
     tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
+    refusedLimited: new Counter({ name: 'dnswarden_refused_limited_total', help: 'REFUSED answers over UDP past their source prefix\'s budget (server.refused_rate_limit): slipped (a minimal TC=1 reply) or dropped.', labelNames: ['action'] as const, registers }),
     tcpEvicted: new Counter({ name: 'dnswarden_tcp_evicted_total', help: 'Unregistered client TCP connections closed to make room for a registered source when tcp_max_connections was reached.', registers }),
     tcpFrameTimeouts: new Counter({ name: 'dnswarden_tcp_frame_timeouts_total', help: 'Client TCP connections closed because a frame was not complete within tcp_frame_timeout_ms.', registers }),
     tcpWritePaused: new Counter({ name: 'dnswarden_tcp_write_paused_total', help: 'Times a client TCP connection stopped being read because its unsent replies exceeded the bound (a client not reading its answers).', registers }),

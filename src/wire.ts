@@ -386,6 +386,17 @@ function writeReplyHeader(out: Buffer, q: Query, upstreamFlags: number, rcode: n
   out.writeUInt16BE(ar, 10);
 }
 
+/**
+ * Header and question only, TC=1, no OPT (and so no EDE): a rate-limited refusal "slipped" (RRL). Never
+ * larger than the query it answers; a real client retries over TCP and gets the full answer there.
+ */
+export function encodeSlipReply(q: Query, rcode: keyof typeof RCODE): Buffer {
+  const out = Buffer.alloc(HEADER_BYTES + q.question.length);
+  writeReplyHeader(out, q, 0x0200, RCODE[rcode], 0, 0, 0);
+  q.question.copy(out, HEADER_BYTES);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Our own replies (refused, blocked, failed): built with dns-packet, question bytes echoed as sent.
 
