@@ -206,7 +206,7 @@ function listenTcp(
 // Replies not yet taken by the kernel beyond which a connection is read no further: a client that
 // pipelines without reading its answers holds at most this much of our memory (plus one reply).
 // It is the sockets' write high-water mark, so 'drain' is sure to follow once it is passed.
-export const TCP_MAX_UNSENT_BYTES = 16 * 1024;
+const TCP_MAX_UNSENT_BYTES = 16 * 1024;
 
 /** The unregistered connection with the least recent activity (idle ones first), if any. */
 function leastRecentUnregistered(connections: ReadonlyMap<TcpSocket, Conn>, isRegistered: (address: string) => boolean): Conn | undefined {
@@ -257,12 +257,14 @@ function serveConnection(conn: Conn, handler: PacketHandler, opts: TransportOpti
   function pump(): void {
     if (pumping || socket.destroyed) return;
     pumping = true;
+    let answeredFrames = 0;
     try {
       while (buffered.length >= 2 && inflight < opts.tcpMaxInflightPerConnection && !socket.writableNeedDrain) {
         const length = buffered.readUInt16BE(0);
         if (buffered.length < 2 + length) break;
         const message = buffered.subarray(2, 2 + length);
         buffered = buffered.subarray(2 + length);
+        answeredFrames++;
         inflight++;
         const result = callSafely(handler, message, peer, tcpFault);
         if (result instanceof Promise) result.then(answered, (err: unknown) => {
@@ -287,12 +289,15 @@ function serveConnection(conn: Conn, handler: PacketHandler, opts: TransportOpti
     // Any byte resets the idle timer, so a frame trickled in a byte at a time has a deadline of its own,
     // counted from when it is the one waiting to complete (its first byte, or the answer before it)
     // while we are reading: a pause of ours is not the client's delay.
+    // A stream of pipelined frames often ends a chunk mid-frame: each completed frame restarts the clock.
     if (buffered.length > 0 && !hasFrame(buffered) && !socket.isPaused()) {
-      frameTimer ??= setTimeout(() => {
-        if (socket.destroyed) return;
-        metrics.tcpFrameTimeouts.inc();
-        socket.destroy();
-      }, opts.tcpFrameTimeoutMs);
+      if (frameTimer === undefined) {
+        frameTimer = setTimeout(() => {
+          if (socket.destroyed) return;
+          metrics.tcpFrameTimeouts.inc();
+          socket.destroy();
+        }, opts.tcpFrameTimeoutMs);
+      } else if (answeredFrames > 0) frameTimer.refresh();
     } else if (frameTimer !== undefined) {
       clearTimeout(frameTimer);
       frameTimer = undefined;

@@ -150,6 +150,28 @@ describe('TCP frame deadline', () => {
     expect(conn.closed).toBe(false);
     expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_frame_timeouts_total')).toBe(0);
   }, 20_000);
+
+  it('a steady stream of pipelined frames, each chunk ending mid-frame, runs past the deadline: every completed frame restarts it', async () => {
+    const w = await startWarden({ upstreams: NO_UPSTREAM, server: { tcp_idle_timeout_ms: 10_000, tcp_frame_timeout_ms: 400 } });
+    cleanups.push(() => w.close());
+    const conn = await TcpConnection.open(w.dns, { bind: '127.0.0.2' });
+    cleanups.push(() => conn.close());
+    const stream = Buffer.concat(Array.from({ length: 40 }, (_, i) => {
+      const msg = encodeQuery({ id: i, name: `stream-${i}.example.com`, type: 'A' });
+      return Buffer.concat([Buffer.from([msg.length >> 8, msg.length & 0xff]), msg]);
+    }));
+    // 40 chunks 60 ms apart (2.4 s, six deadlines), each cut a little past a frame boundary.
+    const step = Math.ceil(stream.length / 40);
+    const started = Date.now();
+    for (let at = 0; at < stream.length && !conn.closed; at += step) {
+      conn.send(stream.subarray(at, at + step), false);
+      await new Promise((ok) => setTimeout(ok, 60));
+    }
+    expect(Date.now() - started).toBeGreaterThan(1200);
+    await conn.until((frames) => frames.length === 40, 5000);
+    expect(conn.closed).toBe(false);
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_frame_timeouts_total')).toBe(0);
+  }, 20_000);
 });
 
 describe('a full TCP connection table', () => {
