@@ -21,6 +21,7 @@ import { shardOf } from './fleet/shard.js';
 import { Store } from './store.js';
 import { createLogger, createMetrics } from './ops/telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './dns/transport.js';
+import { RefusalLimiter } from './dns/refusal-limit.js';
 import { UpstreamPool } from './dns/upstream.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
 
@@ -263,6 +264,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
       metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size,
+      refusals: new RefusalLimiter({
+        perSecond: config.server.refused_rate_limit.per_second,
+        slip: config.server.refused_rate_limit.slip,
+        ipv4Prefix: config.server.refused_rate_limit.ipv4_prefix,
+        ipv6Prefix: config.server.refused_rate_limit.ipv6_prefix,
+        maxPrefixes: config.server.refused_rate_limit.max_prefixes,
+      }),
     });
 
     const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);
@@ -270,9 +278,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     let listening = false;
     const dns: DnsServer = await listenDns(config.listen.dns, answer, {
       tcpIdleTimeoutMs: config.server.tcp_idle_timeout_ms,
+      tcpFrameTimeoutMs: config.server.tcp_frame_timeout_ms,
       tcpMaxConnections: config.server.tcp_max_connections,
       tcpMaxConnectionsPerSource: config.server.tcp_max_connections_per_source,
       tcpMaxInflightPerConnection: config.server.tcp_max_inflight_per_connection,
+      isRegistered: (address) => 'session' in sessions.admit(address, nowMs()),
     }, metrics, log, worker?.spec.listeners);
     listening = true;
     closers.push(() => { listening = false; return dns.close(); });

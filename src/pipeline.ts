@@ -6,12 +6,13 @@ import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './analyst/quarantine.js';
-import type { RefusedLog } from './ops/refused-log.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
 import { qtypeName, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
-import { RCODE, decodeQuery, encodeForwardedReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
+import { RCODE, decodeQuery, encodeForwardedReply, encodeSlipReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
+import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
+import type { RefusedLog } from './ops/refused-log.js';
 
 export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }
@@ -38,6 +39,8 @@ export interface PipelineDeps {
   readonly refusedLog: RefusedLog;
   readonly nowMs: () => number;
   readonly udpPayloadSize: number;
+  /** Rate limit of REFUSED answers over UDP per source prefix; undefined: none. */
+  readonly refusals?: RefusalLimiter;
 }
 
 // Event ids: a random per-process prefix and a counter, so an id is unique across restarts and
@@ -200,8 +203,22 @@ export function createPipeline(d: PipelineDeps): {
     return { kind: 'failed', ede: 0, error: new WardenError('ERR_INTERNAL', `internal error (${eventId})`, { cause: err }) };
   }
 
-  function replyFor(q: Query, outcome: Outcome, started: number): Buffer {
+  function replyFor(q: Query, outcome: Outcome, started: number): Buffer | undefined {
     const peer = q.peer;
+    // A refusal goes to whatever source the packet claims: over UDP, past the source prefix's budget, it is
+    // slipped (TC=1, no EDE text, no bigger than the query) or dropped, so we amplify nothing toward a victim.
+    if (outcome.kind === 'refused' && peer.transport === 'udp' && d.refusals !== undefined) {
+      const decision = d.refusals.decide(peer.address, q.atMs);
+      if (decision === 'drop') {
+        m.refusedLimited.inc({ action: 'dropped' });
+        return undefined;
+      }
+      if (decision === 'slip') {
+        m.refusedLimited.inc({ action: 'slipped' });
+        m.queries.inc(queryKey(peer.transport, q.type, RCODE.REFUSED));
+        return encodeSlipReply(q, 'REFUSED');
+      }
+    }
     const reply = encodeOutcome(q, outcome);
     m.queries.inc(queryKey(peer.transport, q.type, rcodeOf(outcome)));
     m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);

@@ -1,7 +1,9 @@
 // UDP and TCP listeners: the only code that reads or writes client sockets. RFC 7766 TCP: 2-byte
 // length framing, pipelined queries answered as they finish (possibly out of order), an idle
-// timeout, a connection cap and a per-connection in-flight cap. Each packet/frame is a crash
-// boundary: a fault is counted and logged, never fatal. Knows nothing about DNS semantics.
+// timeout, a deadline per frame, a connection cap (a registered source may evict an unregistered
+// connection when it is reached), a per-source cap, and per-connection caps on queries in flight and
+// unsent reply bytes. Each packet/frame is a crash boundary: a fault is counted and logged, never
+// fatal. Knows nothing about DNS semantics (who is registered is a predicate it is given).
 import { createSocket, type BindOptions, type Socket } from 'node:dgram';
 import { createServer, type ListenOptions, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from 'pino';
@@ -26,10 +28,22 @@ function callSafely(handler: PacketHandler, packet: Buffer, peer: Peer, fault: (
 
 export interface TransportOptions {
   readonly tcpIdleTimeoutMs: number;
+  /** A frame must be complete this long after its first byte: a trickle of bytes cannot hold a slot. */
+  readonly tcpFrameTimeoutMs: number;
   readonly tcpMaxConnections: number;
   /** One source address may hold at most this many: a neighbour cannot take every TCP slot. */
   readonly tcpMaxConnectionsPerSource: number;
   readonly tcpMaxInflightPerConnection: number;
+  /** Sources with a live session: with the table full, their connections evict an unregistered one. */
+  readonly isRegistered?: (address: string) => boolean;
+}
+
+/** One open client connection, as the connection table knows it. */
+interface Conn {
+  readonly socket: TcpSocket;
+  readonly source: string;
+  /** Last byte read or reply written (performance.now()): the least recent is evicted first. */
+  lastActiveMs: number;
 }
 
 export interface DnsListener {
@@ -62,7 +76,7 @@ export async function listenDns(
 ): Promise<DnsServer> {
   const udpSockets: Socket[] = [];
   const tcpServers: Server[] = [];
-  const connections = new Set<TcpSocket>();
+  const connections = new Map<TcpSocket, Conn>();
   const perSource = new Map<string, number>();
   const listeners: DnsListener[] = [];
 
@@ -108,7 +122,7 @@ export async function listenDns(
     async close() {
       for (const s of udpSockets) s.close();
       await Promise.all(tcpServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))).concat(
-        [...connections].map(async (c) => { c.destroy(); }),
+        [...connections.keys()].map(async (c) => { c.destroy(); }),
       ));
     },
   };
@@ -139,31 +153,46 @@ function listenTcp(
   where: ListenOptions | { readonly fd: number },
   handler: PacketHandler,
   opts: TransportOptions,
-  connections: Set<TcpSocket>,
+  connections: Map<TcpSocket, Conn>,
   perSource: Map<string, number>,
   fault: (t: Transport, e: unknown) => void,
   metrics: Metrics,
 ): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer({ noDelay: true }, (socket) => {
+    // Idempotent: an evicted connection leaves the table at once, its 'close' comes later.
+    const release = (socket: TcpSocket, source: string): void => {
+      if (!connections.delete(socket)) return;
+      const left = (perSource.get(source) ?? 1) - 1;
+      if (left <= 0) perSource.delete(source);
+      else perSource.set(source, left);
+      metrics.tcpConnections.set(connections.size);
+    };
+    const server = createServer({ noDelay: true, highWaterMark: TCP_MAX_UNSENT_BYTES }, (socket) => {
       const source = socket.remoteAddress ?? '';
       const held = perSource.get(source) ?? 0;
-      if (connections.size >= opts.tcpMaxConnections || held >= opts.tcpMaxConnectionsPerSource) {
+      let admitted = held < opts.tcpMaxConnectionsPerSource;
+      if (admitted && connections.size >= opts.tcpMaxConnections) {
+        // A full table is no reason to turn away an agent with a session: an unregistered connection,
+        // the least recently active, gives up its slot. An unregistered newcomer gets none.
+        const victim = opts.isRegistered?.(source) === true ? leastRecentUnregistered(connections, opts.isRegistered) : undefined;
+        if (victim === undefined) admitted = false;
+        else {
+          release(victim.socket, victim.source);
+          victim.socket.destroy();
+          metrics.tcpEvicted.inc();
+        }
+      }
+      if (!admitted) {
         metrics.tcpRejected.inc();
         socket.destroy();
         return;
       }
       perSource.set(source, held + 1);
-      connections.add(socket);
+      const conn: Conn = { socket, source, lastActiveMs: performance.now() };
+      connections.set(socket, conn);
       metrics.tcpConnections.set(connections.size);
-      serveConnection(socket, handler, opts, fault);
-      socket.on('close', () => {
-        connections.delete(socket);
-        const left = (perSource.get(source) ?? 1) - 1;
-        if (left <= 0) perSource.delete(source);
-        else perSource.set(source, left);
-        metrics.tcpConnections.set(connections.size);
-      });
+      serveConnection(conn, handler, opts, fault, metrics);
+      socket.on('close', () => release(socket, source));
     });
     server.once('error', reject);
     server.listen(where, () => {
@@ -174,11 +203,28 @@ function listenTcp(
   });
 }
 
-function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: TransportOptions, fault: (t: Transport, e: unknown) => void): void {
+// Replies not yet taken by the kernel beyond which a connection is read no further: a client that
+// pipelines without reading its answers holds at most this much of our memory (plus one reply).
+// It is the sockets' write high-water mark, so 'drain' is sure to follow once it is passed.
+const TCP_MAX_UNSENT_BYTES = 16 * 1024;
+
+/** The unregistered connection with the least recent activity (idle ones first), if any. */
+function leastRecentUnregistered(connections: ReadonlyMap<TcpSocket, Conn>, isRegistered: (address: string) => boolean): Conn | undefined {
+  let victim: Conn | undefined;
+  for (const conn of connections.values()) {
+    if ((victim === undefined || conn.lastActiveMs < victim.lastActiveMs) && !isRegistered(conn.source)) victim = conn;
+  }
+  return victim;
+}
+
+function serveConnection(conn: Conn, handler: PacketHandler, opts: TransportOptions, fault: (t: Transport, e: unknown) => void, metrics: Metrics): void {
+  const socket = conn.socket;
   const peer: Peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, transport: 'tcp' };
   let buffered: Buffer = Buffer.alloc(0);
   let inflight = 0;
   let ended = false;
+  let pumping = false;
+  let frameTimer: NodeJS.Timeout | undefined;
 
   // RFC 7766 §6.2.3: close idle connections; a connection with queries in flight is not idle.
   socket.setTimeout(opts.tcpIdleTimeoutMs, () => {
@@ -187,8 +233,10 @@ function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: Transp
   socket.on('error', () => socket.destroy()); // a reset by the client is not our fault
   socket.on('end', () => {
     ended = true;
-    if (inflight === 0) socket.end();
+    pump();
   });
+  socket.on('drain', () => pump());
+  socket.on('close', () => clearTimeout(frameTimer));
 
   const tcpFault = (err: unknown): void => fault('tcp', err);
   const answered = (reply: Buffer | undefined): void => {
@@ -198,27 +246,73 @@ function serveConnection(socket: TcpSocket, handler: PacketHandler, opts: Transp
       frame.writeUInt16BE(reply.length, 0);
       reply.copy(frame, 2);
       socket.write(frame);
+      conn.lastActiveMs = performance.now();
     }
-    if (inflight < opts.tcpMaxInflightPerConnection && socket.isPaused()) socket.resume();
-    if (ended && inflight === 0) socket.end();
+    pump();
   };
+
+  // Answers the complete frames at hand while the connection is within its bounds (queries in flight,
+  // unsent reply bytes); outside them it stops reading until a reply finishes or the kernel drains.
+  // Synchronous answers (cache hits, REFUSED) count against the unsent bound like any other.
+  function pump(): void {
+    if (pumping || socket.destroyed) return;
+    pumping = true;
+    let answeredFrames = 0;
+    try {
+      while (buffered.length >= 2 && inflight < opts.tcpMaxInflightPerConnection && !socket.writableNeedDrain) {
+        const length = buffered.readUInt16BE(0);
+        if (buffered.length < 2 + length) break;
+        const message = buffered.subarray(2, 2 + length);
+        buffered = buffered.subarray(2 + length);
+        answeredFrames++;
+        inflight++;
+        const result = callSafely(handler, message, peer, tcpFault);
+        if (result instanceof Promise) result.then(answered, (err: unknown) => {
+          tcpFault(err);
+          answered(undefined);
+        });
+        else answered(result);
+      }
+    } finally {
+      pumping = false;
+    }
+    if (socket.destroyed) return;
+    const unsentOver = socket.writableNeedDrain;
+    if (unsentOver || inflight >= opts.tcpMaxInflightPerConnection) {
+      if (!socket.isPaused()) {
+        socket.pause();
+        if (unsentOver) metrics.tcpWritePaused.inc();
+      }
+    } else if (socket.isPaused()) {
+      socket.resume();
+    }
+    // Any byte resets the idle timer, so a frame trickled in a byte at a time has a deadline of its own,
+    // counted from when it is the one waiting to complete (its first byte, or the answer before it)
+    // while we are reading: a pause of ours is not the client's delay.
+    // A stream of pipelined frames often ends a chunk mid-frame: each completed frame restarts the clock.
+    if (buffered.length > 0 && !hasFrame(buffered) && !socket.isPaused()) {
+      if (frameTimer === undefined) {
+        frameTimer = setTimeout(() => {
+          if (socket.destroyed) return;
+          metrics.tcpFrameTimeouts.inc();
+          socket.destroy();
+        }, opts.tcpFrameTimeoutMs);
+      } else if (answeredFrames > 0) frameTimer.refresh();
+    } else if (frameTimer !== undefined) {
+      clearTimeout(frameTimer);
+      frameTimer = undefined;
+    }
+    // A half-closed client gets every answer to what it sent before we close our side.
+    if (ended && inflight === 0 && !hasFrame(buffered)) socket.end();
+  }
 
   socket.on('data', (chunk: Buffer) => {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 2) {
-      const length = buffered.readUInt16BE(0);
-      if (buffered.length < 2 + length) break;
-      const message = buffered.subarray(2, 2 + length);
-      buffered = buffered.subarray(2 + length);
-      inflight++;
-      const result = callSafely(handler, message, peer, tcpFault);
-      if (result instanceof Promise) result.then(answered, (err: unknown) => {
-        tcpFault(err);
-        answered(undefined);
-      });
-      else answered(result);
-    }
-    // Back-pressure: a client pipelining faster than we answer is paused, not buffered without bound.
-    if (inflight >= opts.tcpMaxInflightPerConnection) socket.pause();
+    conn.lastActiveMs = performance.now();
+    pump();
   });
+}
+
+function hasFrame(buffered: Buffer): boolean {
+  return buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0);
 }

@@ -2,6 +2,8 @@
 // from the bytes, the name kept as sent), reading upstream replies without re-encoding them
 // (they are forwarded and cached as raw bytes with ID and TTLs patched), and encoding our own
 // replies. The only importer of dns-packet (our synthesized replies only). Never touches sockets.
+// Why it is long: one codec for one wire format — the parser, the raw-reply reader and our encoders share
+// the name reader, header layout and OPT writer, and the hot path reads them in one file.
 import dnsPacket from 'dns-packet';
 import { WardenError } from '../errors.js';
 
@@ -384,6 +386,17 @@ function writeReplyHeader(out: Buffer, q: Query, upstreamFlags: number, rcode: n
   out.writeUInt16BE(an, 6);
   out.writeUInt16BE(ns, 8);
   out.writeUInt16BE(ar, 10);
+}
+
+/**
+ * Header and question only, TC=1, no OPT (and so no EDE): a rate-limited refusal "slipped" (RRL). Never
+ * larger than the query it answers; a real client retries over TCP and gets the full answer there.
+ */
+export function encodeSlipReply(q: Query, rcode: keyof typeof RCODE): Buffer {
+  const out = Buffer.alloc(HEADER_BYTES + q.question.length);
+  writeReplyHeader(out, q, 0x0200, RCODE[rcode], 0, 0, 0);
+  q.question.copy(out, HEADER_BYTES);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

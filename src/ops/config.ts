@@ -136,9 +136,21 @@ const configSchema = z
       .object({
         udp_payload_size: z.number().int().min(512).max(4096).default(1232),
         tcp_idle_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+        tcp_frame_timeout_ms: z.number().int().min(100).max(600_000).default(5000),
         tcp_max_connections: z.number().int().min(1).max(65_535).default(512),
         tcp_max_connections_per_source: z.number().int().min(1).max(65_535).default(64),
         tcp_max_inflight_per_connection: z.number().int().min(1).max(1024).default(64),
+        // RRL for refusals over UDP (src/dns/refusal-limit.ts): per_second 0 turns it off.
+        refused_rate_limit: z
+          .object({
+            per_second: z.number().int().min(0).max(1_000_000).default(20),
+            slip: z.number().int().min(0).max(100).default(2),
+            ipv4_prefix: z.number().int().min(8).max(32).default(24),
+            ipv6_prefix: z.number().int().min(16).max(128).default(56),
+            max_prefixes: z.number().int().min(16).max(1_000_000).default(16_384),
+          })
+          .strict()
+          .prefault({}),
         // >1: one process per worker, each client address steered to one of them by the kernel (src/fleet/shard.ts).
         workers: z.number().int().min(1).max(64).default(1),
       })
