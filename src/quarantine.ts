@@ -17,7 +17,10 @@ export class QuarantineBook {
   readonly #alerts: Alerts;
   readonly #metrics: Metrics;
   readonly #nowMs: () => number;
-  /** Open quarantines: session id → quarantine id. The gate the pipeline checks per query. */
+  /**
+   * Held quarantines (open or confirmed): session id → quarantine id. The gate the pipeline checks per
+   * query. A confirmed quarantine holds exactly like an open one until someone releases it.
+   */
   readonly #open = new Map<string, string>();
 
   readonly #onReleased: (sessionId: string) => void;
@@ -37,7 +40,10 @@ export class QuarantineBook {
     this.#alerts = alerts;
     this.#metrics = metrics;
     this.#nowMs = nowMs;
-    for (const q of store.listQuarantines({ state: 'open', limit: 1_000_000 })) this.#open.set(q.sessionId, q.id);
+    // Both held states come back after a restart: a confirmed session stays blocked until released.
+    for (const state of ['open', 'confirmed'] as const) {
+      for (const q of store.listQuarantines({ state, limit: 1_000_000 })) this.#open.set(q.sessionId, q.id);
+    }
     metrics.sessionsQuarantined.set(this.#open.size);
   }
 
@@ -81,6 +87,7 @@ export class QuarantineBook {
     return record;
   }
 
+  /** Lifts an open or a confirmed quarantine. */
   release(id: string, actor: string, reason: string): QuarantineRecord {
     return this.#decide(id, 'released', actor, reason);
   }
@@ -92,7 +99,8 @@ export class QuarantineBook {
   #decide(id: string, state: 'released' | 'confirmed', actor: string, reason: string, detail: unknown = {}): QuarantineRecord {
     const record = this.#store.getQuarantine(id);
     if (record === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
-    if (record.state !== 'open') throw new WardenError('ERR_BAD_REQUEST', `quarantine "${id}" is already ${record.state}`);
+    // open → confirmed | released; confirmed → released (a confirmed block lasts until someone lifts it).
+    if (record.state === 'released' || record.state === state) throw new WardenError('ERR_BAD_REQUEST', `quarantine "${id}" is already ${record.state}`);
     const nowMs = this.#nowMs();
     record.state = state;
     record.decidedAtMs = nowMs;

@@ -122,8 +122,9 @@ export class Store {
     args.push(filter.limit ?? 1000);
     return (this.db.prepare(sql).all(...args) as QuarantineRow[]).map(fromRow);
   }
+  /** Retention: only released quarantines go; open and confirmed ones hold (and are kept) until released. */
   deleteDecidedQuarantinesBefore(cutoffMs: number): number {
-    return this.db.prepare("DELETE FROM quarantines WHERE state != 'open' AND raised_at_ms < ?").run(cutoffMs).changes;
+    return this.db.prepare("DELETE FROM quarantines WHERE state = 'released' AND raised_at_ms < ?").run(cutoffMs).changes;
   }
 
   // --- audit

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnServe } from '../helpers/serve-process.js';
+import { exited, spawnServe } from '../helpers/serve-process.js';
+import { base32Label } from '../helpers/exfil.js';
 import { query } from '../helpers/dns-client.js';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -47,6 +48,38 @@ async function killHard(): Promise<void> {
   const exited = new Promise((ok) => child!.once('exit', ok));
   child.kill('SIGKILL');
   await exited;
+}
+
+async function stopGracefully(): Promise<void> {
+  if (child === undefined || child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  expect(await exited(child, 15_000)).toEqual({ code: 0, signal: null });
+}
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
+    method, headers: { ...auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text) };
+}
+
+/** Two exfiltration-shaped queries: a scored block, then the quarantine. Returns its id. */
+async function raiseQuarantine(seed: string): Promise<string> {
+  const server = { address: '127.0.0.1', port: dnsPort };
+  const first = await query({ server, name: `${base32Label(`${seed}-1`)}.a.exfil.dnswarden.test`, type: 'TXT' });
+  expect(first.ede?.text).toMatch(/^threshold:/);
+  const second = await query({ server, name: `${base32Label(`${seed}-2`)}.b.exfil.dnswarden.test`, type: 'TXT' });
+  const id = /^session quarantined \((qr-[^)]+)\)/.exec(second.ede?.text ?? '')?.[1];
+  expect(id, second.ede?.text).toBeDefined();
+  return id!;
+}
+
+async function expectBlockedBy(id: string): Promise<void> {
+  const benign = await query({ server: { address: '127.0.0.1', port: dnsPort }, name: FIXTURE.a.name, type: 'A' });
+  expect(benign.rcode).toBe('NXDOMAIN');
+  expect(benign.ede).toEqual({ code: 15, text: `session quarantined (${id})` });
 }
 
 beforeAll(async () => {
@@ -101,5 +134,35 @@ describe('quarantine durability', () => {
     const answered = await query({ server, name: FIXTURE.a.name, type: 'A' });
     expect(answered.rcode).toBe('NOERROR');
     expect(answered.answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
+  });
+
+  it('a confirmed quarantine holds across SIGTERM and kill -9 restarts until someone releases it', async () => {
+    if (child === undefined || child.exitCode !== null) {
+      child = serve();
+      await waitReady();
+    }
+    const id = await raiseQuarantine('confirm-restart');
+    const confirmed = await api('POST', `/v1/quarantines/${id}/confirm`, { reason: 'confirmed exfil' });
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.json.quarantine.state).toBe('confirmed');
+    await expectBlockedBy(id);
+
+    await stopGracefully();
+    child = serve();
+    await waitReady();
+    await expectBlockedBy(id);
+    expect((await api('GET', '/v1/sessions/nightly-report')).json.session.quarantine).toBe(id);
+
+    await killHard();
+    child = serve();
+    await waitReady();
+    await expectBlockedBy(id);
+    expect((await api('GET', '/v1/quarantines?state=confirmed')).json.quarantines.map((q: { id: string }) => q.id)).toEqual([id]);
+
+    // Confirmed is not final: a release lifts it, and a second decision on it is refused.
+    expect((await api('POST', `/v1/quarantines/${id}/release`, { reason: 'owner re-keyed the agent' })).status).toBe(200);
+    expect((await api('POST', `/v1/quarantines/${id}/release`, { reason: 'again' })).status).toBe(400);
+    const answered = await query({ server: { address: '127.0.0.1', port: dnsPort }, name: FIXTURE.a.name, type: 'A' });
+    expect(answered.rcode).toBe('NOERROR');
   });
 });

@@ -78,4 +78,18 @@ describe('QuarantineBook', () => {
     expect(announced).toEqual([]);
     store.close();
   });
+
+  it('a confirmed quarantine still gates after a restart and outlives the retention sweep; a released one does not', () => {
+    const { store, book } = setup();
+    const confirmed = book.raise(session, verdict, query, 'ev-4');
+    book.confirm(confirmed.id, 'alice', 'exfil');
+    const released = book.raise({ ...session, id: 'job-2' }, verdict, query, 'ev-5');
+    book.release(released.id, 'alice', 'benign');
+    expect(store.deleteDecidedQuarantinesBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
+    expect(store.getQuarantine(confirmed.id)?.state).toBe('confirmed');
+    expect(store.getQuarantine(released.id)).toBeUndefined();
+    const restarted = new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 3_000, () => undefined);
+    expect(restarted.holds('job-1')).toBe(confirmed.id);
+    expect(restarted.holds('job-2')).toBeUndefined();
+  });
 });
