@@ -53,6 +53,18 @@ function reasonOf(body: unknown): string {
   return reason.trim().slice(0, 1000);
 }
 
+/** The domains an analyst chose to deny with a confirmation: a list, each one among the evidence's candidates. */
+function chosenDomains(raw: unknown, candidates: readonly string[]): string[] {
+  if (raw === undefined || raw === false) return [];
+  if (!Array.isArray(raw) || !raw.every((x): x is string => typeof x === 'string')) {
+    throw new WardenError('ERR_BAD_REQUEST', `"deny_domains" must list the domains to deny, chosen from this quarantine's candidates (ask with "dry_run": true): ${JSON.stringify(candidates)}`);
+  }
+  const chosen = [...new Set(raw.map((x) => x.toLowerCase()))];
+  const foreign = chosen.filter((x) => !candidates.includes(x));
+  if (foreign.length > 0) throw new WardenError('ERR_BAD_REQUEST', `not among this quarantine's exfiltration domains ${JSON.stringify(candidates)}: ${foreign.join(', ')}; nothing changed`);
+  return chosen;
+}
+
 function timeParam(query: URLSearchParams, key: string): number | undefined {
   const raw = query.get(key);
   if (raw === null) return undefined;
@@ -156,21 +168,25 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       },
     },
     {
+      // The deny list is shown first (dry_run: true changes nothing) and only the domains the analyst lists in
+      // deny_domains are denied, in the same transaction as the confirmation and their audit rows.
       method: 'POST', path: '/v1/quarantines/:id/confirm', allow: DECIDE,
       handler: (req) => {
-        const reason = reasonOf(req.body);
-        const deny = (req.body as { deny_domains?: unknown }).deny_domains === true;
+        const body = (req.body ?? {}) as { deny_domains?: unknown; dry_run?: unknown };
         const existing = d.store.getQuarantine(req.params.id!);
-        const domains = deny && existing !== undefined ? d.attackerDomains(existing) : [];
-        const q = d.quarantines.confirm(req.params.id!, req.caller.name, reason, { denied_domains: domains });
-        if (domains.length > 0) {
-          const nowMs = d.nowMs();
+        if (existing === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
+        const candidates = d.attackerDomains(existing);
+        if (body.dry_run === true) return { status: 200, json: { dry_run: true, quarantine: quarantineJson(existing, false), deny_candidates: candidates } };
+        const reason = reasonOf(req.body);
+        const domains = chosenDomains(body.deny_domains, candidates);
+        const actor = req.caller.name;
+        const q = d.quarantines.confirm(existing.id, actor, reason, { denied_domains: domains }, (nowMs) => {
           for (const domain of domains) {
-            d.store.addLearnedDeny(domain, nowMs, req.caller.name, q.id, reason);
-            d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain, reason, detail: { quarantine: q.id } });
+            d.store.addLearnedDeny(domain, nowMs, actor, existing.id, reason);
+            d.store.audit({ atMs: nowMs, actor, action: 'deny.add', target: domain, reason, detail: { quarantine: existing.id } });
           }
-          d.learnedDenyChanged();
-        }
+        });
+        if (domains.length > 0) d.learnedDenyChanged();
         return { status: 200, json: { quarantine: quarantineJson(q, false), denied_domains: domains } };
       },
     },
@@ -184,8 +200,10 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         if (typeof domain !== 'string' || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/i.test(domain)) throw new WardenError('ERR_BAD_REQUEST', 'body must have "domain": a registrable domain such as "example.com"');
         const reason = reasonOf(req.body);
         const nowMs = d.nowMs();
-        d.store.addLearnedDeny(domain.toLowerCase(), nowMs, req.caller.name, null, reason);
-        d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain.toLowerCase(), reason, detail: {} });
+        d.store.db.transaction(() => {
+          d.store.addLearnedDeny(domain.toLowerCase(), nowMs, req.caller.name, null, reason);
+          d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain.toLowerCase(), reason, detail: {} });
+        })();
         d.learnedDenyChanged();
         return { status: 201, json: { domain: domain.toLowerCase() } };
       },
@@ -194,8 +212,10 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'DELETE', path: '/v1/deny/:domain', allow: DECIDE,
       handler: (req) => {
         const domain = req.params.domain!.toLowerCase();
-        if (!d.store.removeLearnedDeny(domain)) throw new WardenError('ERR_NOT_FOUND', `"${domain}" is not on the learned deny list`);
-        d.store.audit({ atMs: d.nowMs(), actor: req.caller.name, action: 'deny.remove', target: domain, reason: req.query.get('reason') ?? '', detail: {} });
+        d.store.db.transaction(() => {
+          if (!d.store.removeLearnedDeny(domain)) throw new WardenError('ERR_NOT_FOUND', `"${domain}" is not on the learned deny list`);
+          d.store.audit({ atMs: d.nowMs(), actor: req.caller.name, action: 'deny.remove', target: domain, reason: req.query.get('reason') ?? '', detail: {} });
+        })();
         d.learnedDenyChanged();
         return { status: 204 };
       },

@@ -14,7 +14,7 @@ import { DomainAges } from './domain-age.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy.js';
-import { QuarantineBook } from './quarantine.js';
+import { exfiltrationDomains, QuarantineBook } from './quarantine.js';
 import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions.js';
 import { shardOf } from './shard.js';
 import { Store } from './store.js';
@@ -52,17 +52,6 @@ export interface App {
 
 const HISTORY_FLUSH_MS = 1000;
 
-/** The registrable domains a quarantine's evidence points at: the trigger and the blocked queries before it. */
-function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => string | undefined): string[] {
-  const e = evidence as { trigger?: { name?: string }; recent?: { name: string; action: string }[] };
-  const names = [e.trigger?.name, ...(e.recent ?? []).filter((r) => r.action !== 'answer' && r.action !== 'refused' && r.action !== 'failed').map((r) => r.name)];
-  const out = new Set<string>();
-  for (const n of names) {
-    const d = n === undefined ? undefined : registrableOf(n);
-    if (d !== undefined) out.add(d);
-  }
-  return [...out];
-}
 const SWEEP_MS = 10_000;
 
 function apiTokens(config: Config, adminToken: string): ApiToken[] {
@@ -268,7 +257,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const metricsText = worker === undefined ? (): Promise<string> => metrics.registry.metrics() : () => aggregatedMetrics(worker);
     const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
       sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
-      attackerDomains: (q) => attackerDomainsOf(q.evidence, registrableOf),
+      attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       ...(worker === undefined ? {} : { liveHistory: (id: string) => gatheredHistory(worker, id) }),

@@ -92,24 +92,23 @@ export class QuarantineBook {
     return this.#decide(id, 'released', actor, reason);
   }
 
-  confirm(id: string, actor: string, reason: string, detail: unknown = {}): QuarantineRecord {
-    return this.#decide(id, 'confirmed', actor, reason, detail);
+  /** `alsoWrite` runs in the decision's transaction (the learned deny entries and their audit rows): all or nothing. */
+  confirm(id: string, actor: string, reason: string, detail: unknown = {}, alsoWrite: (nowMs: number) => void = () => undefined): QuarantineRecord {
+    return this.#decide(id, 'confirmed', actor, reason, detail, alsoWrite);
   }
 
-  #decide(id: string, state: 'released' | 'confirmed', actor: string, reason: string, detail: unknown = {}): QuarantineRecord {
+  #decide(id: string, state: 'released' | 'confirmed', actor: string, reason: string, detail: unknown = {}, alsoWrite: (nowMs: number) => void = () => undefined): QuarantineRecord {
     const record = this.#store.getQuarantine(id);
     if (record === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
     // open → confirmed | released; confirmed → released (a confirmed block lasts until someone lifts it).
     if (record.state === 'released' || record.state === state) throw new WardenError('ERR_BAD_REQUEST', `quarantine "${id}" is already ${record.state}`);
     const nowMs = this.#nowMs();
-    record.state = state;
-    record.decidedAtMs = nowMs;
-    record.decidedBy = actor;
-    record.decisionReason = reason;
+    const decided: QuarantineRecord = { ...record, state, decidedAtMs: nowMs, decidedBy: actor, decisionReason: reason };
     const db = this.#store.db;
     db.transaction(() => {
-      this.#store.updateQuarantine(record);
+      this.#store.updateQuarantine(decided);
       this.#store.audit({ atMs: nowMs, actor, action: `quarantine.${state === 'released' ? 'release' : 'confirm'}`, target: id, reason, detail });
+      alsoWrite(nowMs);
     })();
     // A confirmed session stays blocked; a released one is answered again at once.
     if (state === 'released') {
@@ -118,8 +117,8 @@ export class QuarantineBook {
     }
     this.#metrics.quarantineDecisions.inc({ decision: state });
     this.#metrics.sessionsQuarantined.set(this.#open.size);
-    this.#alerts.emit({ type: state === 'released' ? 'quarantine_released' : 'quarantine_confirmed', atMs: nowMs, quarantine: summaryOf(record), actor, reason });
-    return record;
+    this.#alerts.emit({ type: state === 'released' ? 'quarantine_released' : 'quarantine_confirmed', atMs: nowMs, quarantine: summaryOf(decided), actor, reason });
+    return decided;
   }
 
   /** A change another worker made (it is already on disk): the gate here opens or closes to match. */
@@ -143,6 +142,29 @@ export interface QuarantineChange {
 
 function metaOf(s: SessionMeta): SessionMeta {
   return { id: s.id, user: s.user, role: s.role, type: s.type, addresses: s.addresses, origin: s.origin, expiresAtMs: s.expiresAtMs, registeredAtMs: s.registeredAtMs };
+}
+
+// The rules whose verdicts carry exfiltration evidence: a scored block (the labels themselves looked like
+// data) and the information-volume budget. A block for being quarantined, a list hit or rebinding says
+// nothing about the domain asked for.
+const EXFILTRATION_RULES: ReadonlySet<string> = new Set(['threshold', 'accumulation']);
+
+/**
+ * The registrable domains a quarantine's evidence shows data going to — the candidates for `confirm` with
+ * deny: the trigger and the session's scored or volume blocks since `sinceMs` (its last release: what came
+ * before was judged benign by an analyst). Ordinary lookups, even ones blocked while quarantined, never count.
+ */
+export function exfiltrationDomains(q: QuarantineRecord, sinceMs: number | undefined, registrableOf: (name: string) => string | undefined): string[] {
+  const e = q.evidence as { trigger?: { name?: string; rule?: string; atMs?: number }; recent?: { atMs: number; name: string; action: string; rule: string }[] };
+  const after = sinceMs ?? -Infinity;
+  const evidence = [...(e.recent ?? []), ...(e.trigger === undefined ? [] : [{ atMs: e.trigger.atMs ?? q.raisedAtMs, name: e.trigger.name ?? '', action: 'quarantine', rule: e.trigger.rule ?? '' }])];
+  const out = new Set<string>();
+  for (const r of evidence) {
+    if (r.action === 'answer' || !EXFILTRATION_RULES.has(r.rule) || r.atMs <= after) continue;
+    const d = registrableOf(r.name);
+    if (d !== undefined) out.add(d);
+  }
+  return [...out].sort();
 }
 
 export interface QuarantineSummary {

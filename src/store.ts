@@ -122,6 +122,11 @@ export class Store {
     args.push(filter.limit ?? 1000);
     return (this.db.prepare(sql).all(...args) as QuarantineRow[]).map(fromRow);
   }
+  /** When this session's last release before `beforeMs` was decided (its evidence starts afresh there). */
+  lastReleaseOf(sessionId: string, beforeMs: number): number | undefined {
+    const row = this.db.prepare("SELECT MAX(decided_at_ms) AS at FROM quarantines WHERE state = 'released' AND session_id = ? AND decided_at_ms <= ?").get(sessionId, beforeMs) as { at: number | null };
+    return row.at ?? undefined;
+  }
   /** Retention: only released quarantines go; open and confirmed ones hold (and are kept) until released. */
   deleteDecidedQuarantinesBefore(cutoffMs: number): number {
     return this.db.prepare("DELETE FROM quarantines WHERE state = 'released' AND raised_at_ms < ?").run(cutoffMs).changes;
@@ -137,7 +142,7 @@ export class Store {
     }));
   }
 
-  // --- learned deny list
+  // --- learned deny list (callers write the audit row in the same transaction)
   addLearnedDeny(domain: string, atMs: number, by: string, quarantineId: string | null, reason: string): void {
     this.db.prepare('INSERT OR REPLACE INTO learned_deny (domain, added_at_ms, added_by, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)').run(domain, atMs, by, quarantineId, reason);
   }
