@@ -38,9 +38,11 @@ function sessionJson(s: SessionMeta, d: ApiDeps): object {
   };
 }
 
-function quarantineJson(q: QuarantineRecord, withEvidence: boolean): object {
+function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps): object {
   return {
     id: q.id, state: q.state, session: q.session, raised_at: new Date(q.raisedAtMs).toISOString(),
+    // Sessions registered later that share its address or user, held under this same quarantine.
+    gated_sessions: d.store.gatesOf(q.id).map((g) => ({ id: g.sessionId, user: g.session.user, addresses: g.session.addresses, matched: g.matched, gated_at: new Date(g.atMs).toISOString() })),
     decided_at: q.decidedAtMs === undefined ? null : new Date(q.decidedAtMs).toISOString(),
     decided_by: q.decidedBy ?? null, decision_reason: q.decisionReason ?? null,
     ...(withEvidence ? { evidence: q.evidence } : { trigger: (q.evidence as { trigger?: unknown }).trigger ?? null }),
@@ -145,9 +147,9 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         });
         const user = req.query.get('user');
         const type = req.query.get('session_type');
-        if (user !== null) list = list.filter((q) => q.session.user === user);
+        if (user !== null) list = list.filter((q) => q.session.user === user || d.store.gatesOf(q.id).some((g) => g.session.user === user));
         if (type !== null) list = list.filter((q) => q.session.type === type);
-        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false)) } };
+        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false, d)) } };
       },
     },
     {
@@ -157,14 +159,14 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
         const after = ((await historyOf(d, q.sessionId)) ?? []).filter((e) => e.atMs > q.raisedAtMs);
-        return { status: 200, json: { quarantine: quarantineJson(q, true), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
+        return { status: 200, json: { quarantine: quarantineJson(q, true, d), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
       },
     },
     {
       method: 'POST', path: '/v1/quarantines/:id/release', allow: DECIDE,
       handler: (req) => {
         const q = d.quarantines.release(req.params.id!, req.caller.name, reasonOf(req.body));
-        return { status: 200, json: { quarantine: quarantineJson(q, false) } };
+        return { status: 200, json: { quarantine: quarantineJson(q, false, d) } };
       },
     },
     {
@@ -176,7 +178,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         const existing = d.store.getQuarantine(req.params.id!);
         if (existing === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
         const candidates = d.attackerDomains(existing);
-        if (body.dry_run === true) return { status: 200, json: { dry_run: true, quarantine: quarantineJson(existing, false), deny_candidates: candidates } };
+        if (body.dry_run === true) return { status: 200, json: { dry_run: true, quarantine: quarantineJson(existing, false, d), deny_candidates: candidates } };
         const reason = reasonOf(req.body);
         const domains = chosenDomains(body.deny_domains, candidates);
         const actor = req.caller.name;
@@ -187,7 +189,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
           }
         });
         if (domains.length > 0) d.learnedDenyChanged();
-        return { status: 200, json: { quarantine: quarantineJson(q, false), denied_domains: domains } };
+        return { status: 200, json: { quarantine: quarantineJson(q, false, d), denied_domains: domains } };
       },
     },
 

@@ -176,6 +176,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       keys,
       maxTtlSec: config.sessions.max_ttl_s,
       hooks: {
+        // A held quarantine follows the address and the user: gated before the session takes effect.
+        registering: (m) => void quarantines.follow(m),
         saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); },
         deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); },
         loadHistory: (id) => store.history(id),
@@ -190,7 +192,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => {
       const s = sessions.get(sessionId);
       if (s !== undefined) s.state = policy.newSessionState();
-    }, (change) => publish({ kind: 'quarantine', change }));
+    }, (change) => publish({ kind: 'quarantine', change }), log);
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
     closers.push(() => upstreamPool.close());

@@ -120,6 +120,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     case 'quarantine show': {
       const r = (await api.request('GET', `/v1/quarantines/${enc(need(id, 'ID'))}`)) as {
         quarantine: { id: string; state: string; raised_at: string; decided_by: string | null; decision_reason: string | null; session: { id: string; user: string; role: string; type: string; addresses: string[] };
+          gated_sessions?: { id: string; user: string; addresses: string[]; matched: string }[];
           evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number; reason?: string }[] } };
         attacker_domains: string[];
       };
@@ -128,6 +129,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       const t = q.evidence.trigger;
       out(`quarantine ${q.id}  state ${q.state}  raised ${iso(q.raised_at)}${q.decided_by !== null ? `  decided by ${q.decided_by}: ${q.decision_reason ?? ''}` : ''}\n`);
       out(`session    ${q.session.id}  user ${q.session.user}  role ${q.session.role}  type ${q.session.type}  addresses ${q.session.addresses.join(', ')}\n`);
+      for (const g of q.gated_sessions ?? []) out(`also holds ${g.id}  user ${g.user}  addresses ${g.addresses.join(', ')}  (registered later, same ${g.matched})\n`);
       out(`trigger    ${t.name} (qtype ${t.qtype})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
       out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
       out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));

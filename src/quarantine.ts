@@ -1,10 +1,14 @@
-// The quarantine state machine (open → released | confirmed) with its evidence. Order matters:
-// persist, then close the gate in memory, then announce — so a quarantine survives kill -9 before
-// its blocking answer leaves, and an alert never names a quarantine that is not on disk.
+// The quarantine state machine (open → released | confirmed → released) with its evidence, and the gate
+// the pipeline checks per query. Order matters: persist, then close the gate in memory, then announce —
+// so a quarantine survives kill -9 before its blocking answer leaves, and an alert never names a
+// quarantine that is not on disk. A held quarantine follows its session's addresses and user: a new
+// registration sharing either is gated under it (ending the session and registering anew sheds nothing).
+// Never judges a query.
 import { WardenError, messageOf } from './errors.js';
 import type { Alerts } from './alerts.js';
-import type { Session, SessionMeta } from './sessions.js';
-import type { QuarantineRecord, Store } from './store.js';
+import type { Logger } from 'pino';
+import { addressesOverlap, type Session, type SessionMeta } from './sessions.js';
+import type { QuarantineGate, QuarantineRecord, Store } from './store.js';
 import type { Metrics } from './telemetry.js';
 import type { Query } from './wire.js';
 import type { Verdict } from './policy.js';
@@ -25,6 +29,7 @@ export class QuarantineBook {
 
   readonly #onReleased: (sessionId: string) => void;
   readonly #announce: (change: QuarantineChange) => void;
+  readonly #log: Logger | undefined;
 
   constructor(
     store: Store,
@@ -33,7 +38,9 @@ export class QuarantineBook {
     nowMs: () => number,
     onReleased: (sessionId: string) => void,
     announce: (change: QuarantineChange) => void = () => undefined,
+    log?: Logger,
   ) {
+    this.#log = log;
     this.#onReleased = onReleased;
     this.#announce = announce;
     this.#store = store;
@@ -44,6 +51,7 @@ export class QuarantineBook {
     for (const state of ['open', 'confirmed'] as const) {
       for (const q of store.listQuarantines({ state, limit: 1_000_000 })) this.#open.set(q.sessionId, q.id);
     }
+    for (const g of store.heldGates()) this.#open.set(g.sessionId, g.quarantineId);
     metrics.sessionsQuarantined.set(this.#open.size);
   }
 
@@ -121,13 +129,42 @@ export class QuarantineBook {
     return decided;
   }
 
+  /**
+   * A registration (or renewal) about to take effect: if it shares an address or the user with a session a
+   * quarantine holds (the one it was raised on or one already gated under it), it is gated under that
+   * quarantine, on disk first. Throws if the store refuses, which refuses the registration.
+   */
+  follow(meta: SessionMeta): QuarantineGate | undefined {
+    if (this.#open.has(meta.id)) return undefined; // held under its own id already
+    const held = [...this.#store.listQuarantines({ state: 'open', limit: 1_000_000 }), ...this.#store.listQuarantines({ state: 'confirmed', limit: 1_000_000 })]
+      .sort((a, b) => b.raisedAtMs - a.raisedAtMs);
+    for (const q of held) {
+      for (const holder of [q.session, ...this.#store.gatesOf(q.id).map((g) => g.session)]) {
+        const matched = addressesOverlap(holder.addresses, meta.addresses) ? 'address' : holder.user === meta.user ? 'user' : undefined;
+        if (matched === undefined) continue;
+        const gate: QuarantineGate = { sessionId: meta.id, quarantineId: q.id, session: metaOf(meta), matched, atMs: this.#nowMs() };
+        this.#store.insertGate(gate);
+        this.#open.set(meta.id, q.id);
+        this.#announce({ state: 'open', sessionId: meta.id, id: q.id });
+        this.#metrics.sessionsQuarantined.set(this.#open.size);
+        this.#log?.warn({ quarantine: q.id, session: meta.id, user: meta.user, matched, held_session: holder.id }, 'registration gated under an existing quarantine');
+        return gate;
+      }
+    }
+    return undefined;
+  }
+
   /** A change another worker made (it is already on disk): the gate here opens or closes to match. */
   adopt(change: QuarantineChange): void {
     if (change.state === 'open') {
       if (!this.#open.has(change.sessionId)) this.#open.set(change.sessionId, change.id);
-    } else if (this.#open.get(change.sessionId) === change.id) {
-      this.#open.delete(change.sessionId);
-      this.#onReleased(change.sessionId); // its accumulated evidence starts afresh
+    } else {
+      // A release opens every session held under that quarantine: the one it was raised on and those that followed.
+      for (const [sessionId, id] of [...this.#open]) {
+        if (id !== change.id) continue;
+        this.#open.delete(sessionId);
+        this.#onReleased(sessionId); // its accumulated evidence starts afresh
+      }
     }
     this.#metrics.sessionsQuarantined.set(this.#open.size);
   }

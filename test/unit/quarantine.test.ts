@@ -92,4 +92,23 @@ describe('QuarantineBook', () => {
     expect(restarted.holds('job-1')).toBe(confirmed.id);
     expect(restarted.holds('job-2')).toBeUndefined();
   });
+
+  it('a session gated under a quarantine (same address or user) stays gated after a restart, and a release opens it', () => {
+    const { store, book } = setup();
+    const record = book.raise(session, verdict, query, 'ev-6');
+    const byAddress = { ...session, id: 'job-new', user: 'other' };
+    const byUser = { ...session, id: 'job-user', addresses: ['10.9.9.9/32'] };
+    const stranger = { ...session, id: 'job-stranger', user: 'stranger', addresses: ['10.8.8.8/32'] };
+    expect(book.follow(byAddress)).toMatchObject({ quarantineId: record.id, matched: 'address' });
+    expect(book.follow(byUser)).toMatchObject({ quarantineId: record.id, matched: 'user' });
+    expect(book.follow(stranger)).toBeUndefined();
+    const reset: string[] = [];
+    const restarted = new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 5_000, (id) => reset.push(id));
+    expect([restarted.holds('job-1'), restarted.holds('job-new'), restarted.holds('job-user'), restarted.holds('job-stranger')]).toEqual([record.id, record.id, record.id, undefined]);
+    restarted.release(record.id, 'alice', 'benign');
+    expect(reset.sort()).toEqual(['job-1', 'job-new', 'job-user']);
+    expect(restarted.holds('job-new')).toBeUndefined();
+    expect(store.lastReleaseOf('job-user', 10_000)).toBe(5_000); // its evidence starts afresh too
+    expect(new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 6_000, () => undefined).holds('job-user')).toBeUndefined();
+  });
 });
