@@ -41,6 +41,8 @@ function sessionJson(s: SessionMeta, d: ApiDeps): object {
 function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps): object {
   return {
     id: q.id, state: q.state, session: q.session, raised_at: new Date(q.raisedAtMs).toISOString(),
+    // false: the store refused the write; it holds in memory and the write is being retried.
+    durable: d.quarantines.isDurable(q.id),
     // Sessions registered later that share its address or user, held under this same quarantine.
     gated_sessions: d.store.gatesOf(q.id).map((g) => ({ id: g.sessionId, user: g.session.user, addresses: g.session.addresses, matched: g.matched, gated_at: new Date(g.atMs).toISOString() })),
     decided_at: q.decidedAtMs === undefined ? null : new Date(q.decidedAtMs).toISOString(),
@@ -140,11 +142,15 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         if (state !== null && !['open', 'released', 'confirmed'].includes(state)) throw new WardenError('ERR_BAD_REQUEST', 'state must be open, released or confirmed');
         const sinceMs = timeParam(req.query, 'since');
         const untilMs = timeParam(req.query, 'until');
-        let list = d.store.listQuarantines({
+        const filter = {
           ...(state !== null ? { state: state as QuarantineState } : {}),
           ...(sinceMs !== undefined ? { sinceMs } : {}),
           ...(untilMs !== undefined ? { untilMs } : {}),
-        });
+        };
+        // Those the store refused come first: they hold, and are not on disk yet.
+        const unsaved = d.quarantines.notDurable().filter((q) => (filter.state === undefined || q.state === filter.state)
+          && (filter.sinceMs === undefined || q.raisedAtMs >= filter.sinceMs) && (filter.untilMs === undefined || q.raisedAtMs < filter.untilMs));
+        let list = [...unsaved, ...d.store.listQuarantines(filter)];
         const user = req.query.get('user');
         const type = req.query.get('session_type');
         if (user !== null) list = list.filter((q) => q.session.user === user || d.store.gatesOf(q.id).some((g) => g.session.user === user));
@@ -155,7 +161,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     {
       method: 'GET', path: '/v1/quarantines/:id', allow: READ,
       handler: async (req) => {
-        const q = d.store.getQuarantine(req.params.id!);
+        const q = d.quarantines.get(req.params.id!);
         if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
         const after = ((await historyOf(d, q.sessionId)) ?? []).filter((e) => e.atMs > q.raisedAtMs);
@@ -175,7 +181,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'POST', path: '/v1/quarantines/:id/confirm', allow: DECIDE,
       handler: (req) => {
         const body = (req.body ?? {}) as { deny_domains?: unknown; dry_run?: unknown };
-        const existing = d.store.getQuarantine(req.params.id!);
+        const existing = d.quarantines.get(req.params.id!);
         if (existing === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
         const candidates = d.attackerDomains(existing);
         if (body.dry_run === true) return { status: 200, json: { dry_run: true, quarantine: quarantineJson(existing, false, d), deny_candidates: candidates } };

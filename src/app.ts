@@ -193,6 +193,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       const s = sessions.get(sessionId);
       if (s !== undefined) s.state = policy.newSessionState();
     }, (change) => publish({ kind: 'quarantine', change }), log);
+    closers.push(() => quarantines.close());
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
     closers.push(() => upstreamPool.close());

@@ -133,6 +133,7 @@ export function createMetrics() {
     }),
     quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
+    quarantineWritesUnsaved: new Gauge({ name: 'dnswarden_quarantine_writes_unsaved', help: 'Quarantines and their alerts the store refused to write (disk full, I/O error): held in memory, retried with backoff.', registers }),
     sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers, aggregator: 'max' }),
     domainAgeLookups: new Counter({ name: 'dnswarden_domain_age_lookups_total', help: 'Domain-age lookups by source (cache, store, feed, rdap, whois, first_seen) and result.', labelNames: ['source', 'result'] as const, registers }),
     alertsSent: new Counter({ name: 'dnswarden_alerts_delivered_total', help: 'Alert events delivered to webhooks.', labelNames: ['format'] as const, registers }),

@@ -45,13 +45,49 @@ describe('QuarantineBook', () => {
     reopened.close();
   });
 
-  it('fails closed: when the store refuses the write the session is still gated, and the error says so', () => {
+  it('fails closed and loses nothing: a refused write still gates, is kept, counted, retried, and alerted once saved', async () => {
     const { store, events, metrics, book } = setup();
-    store.close(); // every write now throws
-    expect(() => book.raise(session, verdict, query, 'ev-2')).toThrow(/held in memory only/);
+    // A real store refusal: SQLite aborts every quarantine insert until the trigger is dropped.
+    store.db.exec("CREATE TRIGGER refuse BEFORE INSERT ON quarantines BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END");
+    const record = book.raise(session, verdict, query, 'ev-2');
     expect(book.holds('job-1')).toBe('qr-ev-2');
+    expect(book.get('qr-ev-2')).toMatchObject({ id: 'qr-ev-2', state: 'open' });
+    expect(book.isDurable(record.id)).toBe(false);
+    expect(book.notDurable().map((q) => q.id)).toEqual(['qr-ev-2']);
+    expect(book.unsaved()).toBe(1);
     expect(events).toEqual([]); // nothing announced that is not on disk
-    return metrics.registry.getSingleMetricAsString('dnswarden_sessions_quarantined').then((text) => expect(text).toContain('dnswarden_sessions_quarantined 1'));
+    expect(await metrics.registry.getSingleMetricAsString('dnswarden_sessions_quarantined')).toContain('dnswarden_sessions_quarantined 1');
+    expect(await metrics.registry.getSingleMetricAsString('dnswarden_quarantine_writes_unsaved')).toContain('dnswarden_quarantine_writes_unsaved 1');
+    expect(book.retryUnsaved()).toBe(1); // still refused
+    store.db.exec('DROP TRIGGER refuse');
+    expect(book.retryUnsaved()).toBe(0);
+    expect(store.getQuarantine('qr-ev-2')).toMatchObject({ state: 'open', sessionId: 'job-1' });
+    expect(book.isDurable(record.id)).toBe(true);
+    expect(events.map((e) => [e.type, e.quarantine.id])).toEqual([['quarantine_raised', 'qr-ev-2']]);
+    expect(await metrics.registry.getSingleMetricAsString('dnswarden_quarantine_writes_unsaved')).toContain('dnswarden_quarantine_writes_unsaved 0');
+    book.close();
+  });
+
+  it('an alert the outbox refuses is kept and retried in order; a decision on an unsaved quarantine saves it', () => {
+    const { store, metrics } = setup();
+    const sent: string[] = [];
+    let refuse = true;
+    const alerts = { emit: (e: AlertEvent) => { if (refuse) throw new Error('SQLITE_FULL: database or disk is full'); sent.push(`${e.quarantine.id}:${e.type}`); } };
+    const book = new QuarantineBook(store, alerts, metrics, () => 7_000, () => undefined);
+    const saved = book.raise(session, verdict, query, 'ev-7');
+    expect(store.getQuarantine(saved.id)?.state).toBe('open');
+    expect(book.unsaved()).toBe(1); // its alert
+    store.db.exec("CREATE TRIGGER refuse BEFORE INSERT ON quarantines BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END");
+    const held = book.raise({ ...session, id: 'job-9' }, verdict, query, 'ev-8');
+    expect(book.unsaved()).toBe(2);
+    store.db.exec('DROP TRIGGER refuse');
+    refuse = false;
+    book.confirm(held.id, 'alice', 'exfil'); // stores the row and the decision together
+    expect(store.getQuarantine(held.id)?.state).toBe('confirmed');
+    expect(book.holds('job-9')).toBe(held.id);
+    expect(book.retryUnsaved()).toBe(0);
+    expect(sent).toEqual([`${saved.id}:quarantine_raised`, `${held.id}:quarantine_raised`, `${held.id}:quarantine_confirmed`]);
+    book.close();
   });
 
   it("announces its own gate changes and applies another worker's without announcing them again", () => {
