@@ -23,6 +23,13 @@ export interface ApiDeps {
   readonly flushCache: () => void;
   /** With server.workers > 1: a session's live history gathered from every worker (this one holds only its own). */
   readonly liveHistory?: (id: string) => Promise<readonly HistoryEntry[]>;
+  /** With server.workers > 1: the quarantines every worker holds in memory only (this one knows only its own). */
+  readonly notDurable?: () => Promise<QuarantineRecord[]>;
+}
+
+/** Quarantines the store refused to write, held in memory (every worker's) and being retried. */
+async function notDurableOf(d: ApiDeps): Promise<QuarantineRecord[]> {
+  return d.notDurable === undefined ? d.quarantines.notDurable() : d.notDurable();
 }
 
 const READ = ['admin', 'analyst', 'viewer'] as const;
@@ -38,11 +45,11 @@ function sessionJson(s: SessionMeta, d: ApiDeps): object {
   };
 }
 
-function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps): object {
+function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps, durable = d.quarantines.isDurable(q.id)): object {
   return {
     id: q.id, state: q.state, session: q.session, raised_at: new Date(q.raisedAtMs).toISOString(),
     // false: the store refused the write; it holds in memory and the write is being retried.
-    durable: d.quarantines.isDurable(q.id),
+    durable,
     // Sessions registered later that share its address or user, held under this same quarantine.
     gated_sessions: d.store.gatesOf(q.id).map((g) => ({ id: g.sessionId, user: g.session.user, addresses: g.session.addresses, matched: g.matched, gated_at: new Date(g.atMs).toISOString() })),
     decided_at: q.decidedAtMs === undefined ? null : new Date(q.decidedAtMs).toISOString(),
@@ -137,7 +144,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     // --- quarantines
     {
       method: 'GET', path: '/v1/quarantines', allow: READ,
-      handler: (req) => {
+      handler: async (req) => {
         const state = req.query.get('state');
         if (state !== null && !['open', 'released', 'confirmed'].includes(state)) throw new WardenError('ERR_BAD_REQUEST', 'state must be open, released or confirmed');
         const sinceMs = timeParam(req.query, 'since');
@@ -148,24 +155,27 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
           ...(untilMs !== undefined ? { untilMs } : {}),
         };
         // Those the store refused come first: they hold, and are not on disk yet.
-        const unsaved = d.quarantines.notDurable().filter((q) => (filter.state === undefined || q.state === filter.state)
+        const unsaved = (await notDurableOf(d)).filter((q) => (filter.state === undefined || q.state === filter.state)
           && (filter.sinceMs === undefined || q.raisedAtMs >= filter.sinceMs) && (filter.untilMs === undefined || q.raisedAtMs < filter.untilMs));
-        let list = [...unsaved, ...d.store.listQuarantines(filter)];
+        const held = new Set(unsaved.map((q) => q.id));
+        let list = [...unsaved, ...d.store.listQuarantines(filter).filter((q) => !held.has(q.id))]; // saved meanwhile: once
         const user = req.query.get('user');
         const type = req.query.get('session_type');
         if (user !== null) list = list.filter((q) => q.session.user === user || d.store.gatesOf(q.id).some((g) => g.session.user === user));
         if (type !== null) list = list.filter((q) => q.session.type === type);
-        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false, d)) } };
+        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false, d, !held.has(q.id))) } };
       },
     },
     {
       method: 'GET', path: '/v1/quarantines/:id', allow: READ,
       handler: async (req) => {
-        const q = d.quarantines.get(req.params.id!);
-        if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
+        const id = req.params.id!;
+        const elsewhere = d.quarantines.get(id) === undefined ? (await notDurableOf(d)).find((u) => u.id === id) : undefined;
+        const q = d.quarantines.get(id) ?? elsewhere;
+        if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
         const after = ((await historyOf(d, q.sessionId)) ?? []).filter((e) => e.atMs > q.raisedAtMs);
-        return { status: 200, json: { quarantine: quarantineJson(q, true, d), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
+        return { status: 200, json: { quarantine: quarantineJson(q, true, d, elsewhere === undefined && d.quarantines.isDurable(id)), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
       },
     },
     {

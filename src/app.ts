@@ -17,7 +17,7 @@ import { Policy, type SessionState } from './policy.js';
 import { exfiltrationDomains, QuarantineBook } from './quarantine.js';
 import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions.js';
 import { shardOf } from './shard.js';
-import { Store } from './store.js';
+import { Store, type QuarantineRecord } from './store.js';
 import { createLogger, createMetrics } from './telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './transport.js';
 import { UpstreamPool } from './upstream.js';
@@ -119,9 +119,10 @@ function relayingToOwners(answer: PacketHandler, sessions: SessionDirectory<Sess
   };
 }
 
-/** One worker's answer to a gathering: its metrics (with its query count by worker) or a session's live history. */
-function answerGather(op: GatherOp, metrics: ReturnType<typeof createMetrics>, sessions: SessionDirectory<SessionState>, index: number): unknown {
+/** One worker's answer to a gathering: its metrics (with its query count by worker), a session's live history, or its quarantines not yet on disk. */
+function answerGather(op: GatherOp, metrics: ReturnType<typeof createMetrics>, sessions: SessionDirectory<SessionState>, quarantines: QuarantineBook, index: number): unknown {
   if (op.op === 'history') return sessions.get(op.sessionId)?.history ?? [];
+  if (op.op === 'unsaved_quarantines') return quarantines.notDurable();
   return metrics.registry.getMetricsAsJSON().then((list) => {
     const answered = metrics.queries.get().values.reduce((sum, v) => sum + v.value, 0);
     return [...list, { name: 'dnswarden_worker_queries_total', help: 'Queries answered, by worker (server.workers > 1 only).', type: 'counter', aggregator: 'sum', values: [{ labels: { worker: String(index) }, value: answered }] }];
@@ -255,7 +256,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         case 'alerts.enqueued': alerts.deliverNow(); break;
       }
       metrics.sessionsLive.set(sessions.liveCount(nowMs()));
-    }, (op) => answerGather(op, metrics, sessions, worker.spec.index));
+    }, (op) => answerGather(op, metrics, sessions, quarantines, worker.spec.index));
 
     const metricsText = worker === undefined ? (): Promise<string> => metrics.registry.metrics() : () => aggregatedMetrics(worker);
     const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
@@ -263,7 +264,10 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
-      ...(worker === undefined ? {} : { liveHistory: (id: string) => gatheredHistory(worker, id) }),
+      ...(worker === undefined ? {} : {
+        liveHistory: (id: string) => gatheredHistory(worker, id),
+        notDurable: async () => (await worker.gather({ op: 'unsaved_quarantines' })).flatMap((part) => (Array.isArray(part) ? (part as QuarantineRecord[]) : [])),
+      }),
     }, metricsText), () => tokens, log);
     if (admin !== undefined) closers.push(() => admin.close());
 

@@ -1,7 +1,8 @@
 // A quarantine raised while the disk is full is not lost: the session is blocked all the same, the quarantine
 // is listed (marked not durable), counted and logged, its write is retried, and once the disk has room again
 // it is on disk and alerted — and survives kill -9. A real `dnswarden serve` whose store is on a small tmpfs
-// this test mounts and fills; a real NSD upstream; a real HTTP webhook receiver. Needs root (mount).
+// this test mounts and fills; a real NSD upstream; a real HTTP webhook receiver. Needs root (mount). Run once
+// with one process and once with server.workers: 2, the session on worker 1 (the API is on worker 0).
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnServe } from '../helpers/serve-process.js';
+import { exited, spawnServe } from '../helpers/serve-process.js';
 import { query } from '../helpers/dns-client.js';
 import { base32Label } from '../helpers/exfil.js';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -85,86 +86,98 @@ function fill(file: string): void {
   }
 }
 
-beforeAll(async () => {
-  upstream = await startUpstream();
-  receiver = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      alerts.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id: string; type: string });
-      res.writeHead(200).end('{}');
+function scenario(workers: 1 | 2, agent: string): void {
+  describe(`a quarantine raised while the disk is full (server.workers: ${workers})`, () => {
+    beforeAll(async () => {
+      alerts.length = 0;
+      mounted = false;
+      upstream = await startUpstream();
+      receiver = createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          alerts.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id: string; type: string });
+          res.writeHead(200).end('{}');
+        });
+      });
+      await new Promise<void>((ok) => receiver.listen(0, '127.0.0.1', ok));
+      dir = mkdtempSync(join(tmpdir(), 'dnswarden-diskfull-'));
+      mnt = join(dir, 'mnt');
+      mkdirSync(mnt);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
+      mounted = true;
+      configPath = join(dir, 'dnswarden.yaml');
+      dnsPort = await freePort();
+      adminPort = await freePort();
+      writeFileSync(configPath, stringify({
+        listen: { dns: [`127.0.0.1:${dnsPort}`], admin: `127.0.0.1:${adminPort}` },
+        admin: { token: TOKEN },
+        storage: { dir: join(mnt, 'data') },
+        upstreams: [{ address: upstream.hostPort }],
+        sessions: { static: [{ id: 'disk-full-agent', addresses: [`${agent}/32`], type: 'scheduled', user: 'ops', role: 'reporter' }] },
+        server: { workers },
+        alerts: { webhooks: [{ url: `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`, format: 'json' }], retry_initial_ms: 50, retry_max_ms: 500 },
+        logging: { level: 'info' },
+      }));
+    });
+
+    afterAll(async () => {
+      if (workers === 1) await killHard();
+      else if (child !== undefined && child.exitCode === null) {
+        child.kill('SIGTERM'); // the supervisor stops its workers
+        await exited(child, 20_000);
+      }
+      await upstream?.stop();
+      await new Promise<void>((ok) => (receiver === undefined ? ok() : receiver.close(() => ok())));
+      if (mounted) execFileSync('umount', [mnt]);
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    });
+
+    let id: string;
+
+    it('still blocks the session, and is listed as not durable, counted and logged', async () => {
+      child = serve();
+      await waitReady();
+      const server = { address: '127.0.0.1', port: dnsPort };
+      expect((await query({ server, bind: agent, name: FIXTURE.a.name, type: 'A' })).rcode).toBe('NOERROR');
+      await sleep(1500); // the history of that query is flushed while there is room
+      fill(join(mnt, 'filler'));
+
+      for (let i = 0; i < 8 && id === undefined; i++) {
+        const reply = await query({ server, bind: agent, name: `${base32Label(`disk-full-${workers}-${i}`)}.exfil.dnswarden.test`, type: 'TXT' });
+        id = /^session quarantined \((qr-[^)]+)\)/.exec(reply.ede?.text ?? '')?.[1] as string;
+      }
+      expect(id, output.slice(-3000)).toMatch(/^qr-/);
+      const benign = await query({ server, bind: agent, name: FIXTURE.a.name, type: 'A' });
+      expect(benign.rcode).toBe('NXDOMAIN');
+      expect(benign.ede).toEqual({ code: 15, text: `session quarantined (${id})` });
+
+      const list = await api('/v1/quarantines?state=open');
+      expect(list.quarantines).toEqual([expect.objectContaining({ id, state: 'open', durable: false, session: expect.objectContaining({ id: 'disk-full-agent' }) })]);
+      expect((await api(`/v1/quarantines/${id}`)).quarantine).toMatchObject({ id, durable: false });
+      expect(await unsavedMetric()).toBe(1);
+      expect(output).toContain('quarantine not saved (the store refused the write)');
+      expect(alerts).toEqual([]); // nothing alerted that is not on disk
+    });
+
+    it('is written, alerted and counted as saved once the disk has room again', async () => {
+      unlinkSync(join(mnt, 'filler'));
+      await until('the quarantine on disk', async () => ((await api(`/v1/quarantines/${id}`)).quarantine.durable === true ? true : undefined));
+      expect(await unsavedMetric()).toBe(0);
+      const raised = await until('quarantine_raised at the webhook', () => alerts.find((a) => a.id === `${id}:quarantine_raised`));
+      expect(raised.type).toBe('quarantine_raised');
+    });
+
+    if (workers === 1) it('survives kill -9 after that, and still blocks the session', async () => {
+      await killHard();
+      child = serve();
+      await waitReady();
+      const benign = await query({ server: { address: '127.0.0.1', port: dnsPort }, bind: agent, name: FIXTURE.a.name, type: 'A' });
+      expect(benign.ede).toEqual({ code: 15, text: `session quarantined (${id})` });
+      expect((await api('/v1/quarantines?state=open')).quarantines.map((q: { id: string; durable: boolean }) => [q.id, q.durable])).toEqual([[id, true]]);
     });
   });
-  await new Promise<void>((ok) => receiver.listen(0, '127.0.0.1', ok));
-  dir = mkdtempSync(join(tmpdir(), 'dnswarden-diskfull-'));
-  mnt = join(dir, 'mnt');
-  mkdirSync(mnt);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
-  mounted = true;
-  configPath = join(dir, 'dnswarden.yaml');
-  dnsPort = await freePort();
-  adminPort = await freePort();
-  writeFileSync(configPath, stringify({
-    listen: { dns: [`127.0.0.1:${dnsPort}`], admin: `127.0.0.1:${adminPort}` },
-    admin: { token: TOKEN },
-    storage: { dir: join(mnt, 'data') },
-    upstreams: [{ address: upstream.hostPort }],
-    sessions: { static: [{ id: 'disk-full-agent', addresses: ['127.0.0.1/32'], type: 'scheduled', user: 'ops', role: 'reporter' }] },
-    alerts: { webhooks: [{ url: `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`, format: 'json' }], retry_initial_ms: 50, retry_max_ms: 500 },
-    logging: { level: 'info' },
-  }));
-});
+}
 
-afterAll(async () => {
-  await killHard();
-  await upstream?.stop();
-  await new Promise<void>((ok) => (receiver === undefined ? ok() : receiver.close(() => ok())));
-  if (mounted) execFileSync('umount', [mnt]);
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-});
-
-describe('a quarantine raised while the disk is full', () => {
-  let id: string;
-
-  it('still blocks the session, and is listed as not durable, counted and logged', async () => {
-    child = serve();
-    await waitReady();
-    const server = { address: '127.0.0.1', port: dnsPort };
-    expect((await query({ server, name: FIXTURE.a.name, type: 'A' })).rcode).toBe('NOERROR');
-    await sleep(1500); // the history of that query is flushed while there is room
-    fill(join(mnt, 'filler'));
-
-    for (let i = 0; i < 8 && id === undefined; i++) {
-      const reply = await query({ server, name: `${base32Label(`disk-full-${i}`)}.exfil.dnswarden.test`, type: 'TXT' });
-      id = /^session quarantined \((qr-[^)]+)\)/.exec(reply.ede?.text ?? '')?.[1] as string;
-    }
-    expect(id, output.slice(-3000)).toMatch(/^qr-/);
-    const benign = await query({ server, name: FIXTURE.a.name, type: 'A' });
-    expect(benign.rcode).toBe('NXDOMAIN');
-    expect(benign.ede).toEqual({ code: 15, text: `session quarantined (${id})` });
-
-    const list = await api('/v1/quarantines?state=open');
-    expect(list.quarantines).toEqual([expect.objectContaining({ id, state: 'open', durable: false, session: expect.objectContaining({ id: 'disk-full-agent' }) })]);
-    expect((await api(`/v1/quarantines/${id}`)).quarantine).toMatchObject({ id, durable: false });
-    expect(await unsavedMetric()).toBe(1);
-    expect(output).toContain('quarantine not saved (the store refused the write)');
-    expect(alerts).toEqual([]); // nothing alerted that is not on disk
-  });
-
-  it('is written, alerted and counted as saved once the disk has room again', async () => {
-    unlinkSync(join(mnt, 'filler'));
-    await until('the quarantine on disk', async () => ((await api(`/v1/quarantines/${id}`)).quarantine.durable === true ? true : undefined));
-    expect(await unsavedMetric()).toBe(0);
-    const raised = await until('quarantine_raised at the webhook', () => alerts.find((a) => a.id === `${id}:quarantine_raised`));
-    expect(raised.type).toBe('quarantine_raised');
-  });
-
-  it('survives kill -9 after that, and still blocks the session', async () => {
-    await killHard();
-    child = serve();
-    await waitReady();
-    const benign = await query({ server: { address: '127.0.0.1', port: dnsPort }, name: FIXTURE.a.name, type: 'A' });
-    expect(benign.ede).toEqual({ code: 15, text: `session quarantined (${id})` });
-    expect((await api('/v1/quarantines?state=open')).quarantines.map((q: { id: string; durable: boolean }) => [q.id, q.durable])).toEqual([[id, true]]);
-  });
-});
+scenario(1, '127.0.0.1');
+scenario(2, '127.0.0.2');
