@@ -68,7 +68,7 @@ export class QuarantineBook {
     metrics.sessionsQuarantined.set(this.#open.size);
   }
 
-  /** The open quarantine holding this session, if any (hot path: one Map lookup). */
+  /** The quarantine (open or confirmed) holding this session, if any (hot path: one Map lookup). */
   holds(sessionId: string): string | undefined {
     return this.#open.get(sessionId);
   }
@@ -78,6 +78,7 @@ export class QuarantineBook {
     return this.#unsavedRows.get(id) ?? this.#store.getQuarantine(id);
   }
 
+  /** false while the store has refused this quarantine's write (it is being retried). */
   isDurable(id: string): boolean {
     return !this.#unsavedRows.has(id);
   }
