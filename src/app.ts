@@ -14,16 +14,16 @@ import { DomainAges } from './domain-age/ages.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy/judge.js';
-import { QuarantineBook } from './analyst/quarantine.js';
-import { RefusedLog } from './ops/refused-log.js';
+import { exfiltrationDomains, QuarantineBook } from './analyst/quarantine.js';
 import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions/directory.js';
 import { shardOf } from './fleet/shard.js';
-import { Store } from './store.js';
+import { Store, type QuarantineRecord } from './store.js';
 import { createLogger, createMetrics } from './ops/telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './dns/transport.js';
-import { RefusalLimiter } from './dns/refusal-limit.js';
 import { UpstreamPool } from './dns/upstream.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
+import { RefusedLog } from './ops/refused-log.js';
+import { RefusalLimiter } from './dns/refusal-limit.js';
 
 export interface AppEnv {
   readonly nowMs: () => number;
@@ -54,17 +54,6 @@ export interface App {
 
 const HISTORY_FLUSH_MS = 1000;
 
-/** The registrable domains a quarantine's evidence points at: the trigger and the blocked queries before it. */
-function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => string | undefined): string[] {
-  const e = evidence as { trigger?: { name?: string }; recent?: { name: string; action: string }[] };
-  const names = [e.trigger?.name, ...(e.recent ?? []).filter((r) => r.action !== 'answer' && r.action !== 'refused' && r.action !== 'failed').map((r) => r.name)];
-  const out = new Set<string>();
-  for (const n of names) {
-    const d = n === undefined ? undefined : registrableOf(n);
-    if (d !== undefined) out.add(d);
-  }
-  return [...out];
-}
 const SWEEP_MS = 10_000;
 // How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
 const STORE_PROBE_MS = 2000;
@@ -136,9 +125,10 @@ function relayingToOwners(answer: PacketHandler, sessions: SessionDirectory<Sess
   };
 }
 
-/** One worker's answer to a gathering: its metrics (with its query count by worker) or a session's live history. */
-function answerGather(op: GatherOp, metrics: ReturnType<typeof createMetrics>, sessions: SessionDirectory<SessionState>, index: number): unknown {
+/** One worker's answer to a gathering: its metrics (with its query count by worker), a session's live history, or its quarantines not yet on disk. */
+function answerGather(op: GatherOp, metrics: ReturnType<typeof createMetrics>, sessions: SessionDirectory<SessionState>, quarantines: QuarantineBook, index: number): unknown {
   if (op.op === 'history') return sessions.get(op.sessionId)?.history ?? [];
+  if (op.op === 'unsaved_quarantines') return quarantines.notDurable();
   return metrics.registry.getMetricsAsJSON().then((list) => {
     const answered = metrics.queries.get().values.reduce((sum, v) => sum + v.value, 0);
     return [...list, { name: 'dnswarden_worker_queries_total', help: 'Queries answered, by worker (server.workers > 1 only).', type: 'counter', aggregator: 'sum', values: [{ labels: { worker: String(index) }, value: answered }] }];
@@ -198,6 +188,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       keys,
       maxTtlSec: config.sessions.max_ttl_s,
       hooks: {
+        // A held quarantine follows the address and the user: gated before the session takes effect.
+        registering: (m) => void quarantines.follow(m),
         saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); },
         deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); },
         loadHistory: (id) => store.history(id),
@@ -212,7 +204,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => {
       const s = sessions.get(sessionId);
       if (s !== undefined) s.state = policy.newSessionState();
-    }, (change) => publish({ kind: 'quarantine', change }));
+    }, (change) => publish({ kind: 'quarantine', change }), log);
+    closers.push(() => quarantines.close());
 
     metrics.scrapeHooks.oldestOpenQuarantineAgeSec = () => {
       try {
@@ -310,10 +303,26 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     }, UPSTREAM_RECHECK_MS);
     upstreamRecheck.unref();
     closers.push(() => clearInterval(upstreamRecheck));
+    // With server.workers > 1 another worker may hold a quarantine its store write failed for: the admin
+    // worker gathers how many every worker holds, on the store probe's period (never per query).
+    let fleetUnsaved = 0;
+    if (worker?.isAdmin === true) {
+      const w = worker;
+      const gatherUnsaved = setInterval(() => {
+        void w.gather({ op: 'unsaved_quarantines' }).then(
+          (parts) => { fleetUnsaved = parts.reduce((n: number, part) => n + (Array.isArray(part) ? part.length : 0), 0); },
+          () => undefined, // a worker that does not answer is the supervisor's to restart; the next round counts again
+        );
+      }, STORE_PROBE_MS);
+      gatherUnsaved.unref();
+      closers.push(() => clearInterval(gatherUnsaved));
+    }
     const readinessChecks: ReadinessCheck[] = [
       { name: 'listeners', check: () => (listening ? null : 'the DNS listeners are closed (shutting down)') },
       { name: 'upstreams', check: () => upstreamPool.unreachable() },
       { name: 'store', check: () => store.writeProblem() },
+      // A quarantine (or its alert) the store refused is held in memory only: a restart now would lose it.
+      { name: 'quarantines', check: () => { const n = Math.max(quarantines.unsaved(), fleetUnsaved); return n === 0 ? null : `${n} quarantine write(s) not yet on disk (retrying)`; } },
     ];
 
     worker?.handle((event) => {
@@ -326,16 +335,19 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         case 'alerts.enqueued': alerts.deliverNow(); break;
       }
       metrics.sessionsLive.set(sessions.liveCount(nowMs()));
-    }, (op) => answerGather(op, metrics, sessions, worker.spec.index));
+    }, (op) => answerGather(op, metrics, sessions, quarantines, worker.spec.index));
 
     const metricsText = worker === undefined ? (): Promise<string> => metrics.registry.metrics() : () => aggregatedMetrics(worker);
     const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
       sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
-      attackerDomains: (q) => attackerDomainsOf(q.evidence, registrableOf),
+      attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       readinessChecks,
-      ...(worker === undefined ? {} : { liveHistory: (id: string) => gatheredHistory(worker, id) }),
+      ...(worker === undefined ? {} : {
+        liveHistory: (id: string) => gatheredHistory(worker, id),
+        notDurable: async () => (await worker.gather({ op: 'unsaved_quarantines' })).flatMap((part) => (Array.isArray(part) ? (part as QuarantineRecord[]) : [])),
+      }),
     }, metricsText), () => tokens, log);
     if (admin !== undefined) closers.push(() => admin.close());
 

@@ -22,6 +22,15 @@ export interface QuarantineRecord {
   readonly evidence: unknown;
 }
 
+/** A session registered after a quarantine and gated under it: it shares the quarantined session's address or user. */
+export interface QuarantineGate {
+  readonly sessionId: string;
+  readonly quarantineId: string;
+  readonly session: SessionMeta;
+  readonly matched: 'address' | 'user';
+  readonly atMs: number;
+}
+
 export interface AuditEntry {
   readonly id: number;
   readonly atMs: number;
@@ -46,6 +55,8 @@ CREATE TABLE IF NOT EXISTS quarantines (
   id TEXT PRIMARY KEY, session_id TEXT NOT NULL, session TEXT NOT NULL, state TEXT NOT NULL,
   raised_at_ms INTEGER NOT NULL, decided_at_ms INTEGER, decided_by TEXT, decision_reason TEXT, evidence TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS quarantines_state ON quarantines(state, raised_at_ms);
+CREATE TABLE IF NOT EXISTS quarantine_gates (session_id TEXT NOT NULL, quarantine_id TEXT NOT NULL, session TEXT NOT NULL,
+  matched TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (session_id, quarantine_id));
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, actor TEXT NOT NULL,
   action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, body TEXT NOT NULL,
@@ -145,8 +156,31 @@ export class Store {
     const row = this.db.prepare("SELECT MIN(raised_at_ms) AS at FROM quarantines WHERE state = 'open'").get() as { at: number | null };
     return row.at ?? undefined;
   }
+  /** When the last release before `beforeMs` of a quarantine holding this session was decided (its evidence starts afresh there). */
+  lastReleaseOf(sessionId: string, beforeMs: number): number | undefined {
+    const row = this.db.prepare(`SELECT MAX(decided_at_ms) AS at FROM quarantines WHERE state = 'released' AND decided_at_ms <= ?
+      AND (session_id = ? OR id IN (SELECT quarantine_id FROM quarantine_gates WHERE session_id = ?))`).get(beforeMs, sessionId, sessionId) as { at: number | null };
+    return row.at ?? undefined;
+  }
+
+  // --- sessions gated under an existing quarantine (it follows the address and the user)
+  insertGate(g: QuarantineGate): void {
+    this.db.prepare('INSERT OR REPLACE INTO quarantine_gates (session_id, quarantine_id, session, matched, at_ms) VALUES (?, ?, ?, ?, ?)').run(g.sessionId, g.quarantineId, JSON.stringify(g.session), g.matched, g.atMs);
+  }
+  /** Gates of the quarantines that hold (open or confirmed). */
+  heldGates(): QuarantineGate[] {
+    return (this.db.prepare("SELECT g.* FROM quarantine_gates g JOIN quarantines q ON q.id = g.quarantine_id WHERE q.state IN ('open', 'confirmed') ORDER BY g.at_ms").all() as GateRow[]).map(gateOf);
+  }
+  gatesOf(quarantineId: string): QuarantineGate[] {
+    return (this.db.prepare('SELECT * FROM quarantine_gates WHERE quarantine_id = ? ORDER BY at_ms').all(quarantineId) as GateRow[]).map(gateOf);
+  }
+  /** Retention: only released quarantines go; open and confirmed ones hold (and are kept) until released. */
   deleteDecidedQuarantinesBefore(cutoffMs: number): number {
-    return this.db.prepare("DELETE FROM quarantines WHERE state != 'open' AND raised_at_ms < ?").run(cutoffMs).changes;
+    return this.db.transaction(() => {
+      const n = this.db.prepare("DELETE FROM quarantines WHERE state = 'released' AND raised_at_ms < ?").run(cutoffMs).changes;
+      if (n > 0) this.db.prepare('DELETE FROM quarantine_gates WHERE quarantine_id NOT IN (SELECT id FROM quarantines)').run();
+      return n;
+    })();
   }
 
   // --- audit
@@ -159,7 +193,7 @@ export class Store {
     }));
   }
 
-  // --- learned deny list
+  // --- learned deny list (callers write the audit row in the same transaction)
   addLearnedDeny(domain: string, atMs: number, by: string, quarantineId: string | null, reason: string): void {
     this.db.prepare('INSERT OR REPLACE INTO learned_deny (domain, added_at_ms, added_by, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)').run(domain, atMs, by, quarantineId, reason);
   }
@@ -218,6 +252,18 @@ interface QuarantineRow {
   decided_by: string | null;
   decision_reason: string | null;
   evidence: string;
+}
+
+interface GateRow {
+  session_id: string;
+  quarantine_id: string;
+  session: string;
+  matched: 'address' | 'user';
+  at_ms: number;
+}
+
+function gateOf(r: GateRow): QuarantineGate {
+  return { sessionId: r.session_id, quarantineId: r.quarantine_id, session: JSON.parse(r.session) as SessionMeta, matched: r.matched, atMs: r.at_ms };
 }
 
 function fromRow(r: QuarantineRow): QuarantineRecord {

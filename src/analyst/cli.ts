@@ -2,6 +2,7 @@
 // for a terminal, --json for scripts; every failure (server down, bad token, unknown id) is one
 // line and a non-zero exit. Talks HTTP only; knows nothing of the server's internals.
 import { existsSync, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { WardenError, messageOf } from '../errors.js';
 
@@ -9,7 +10,9 @@ export const ANALYST_USAGE = `
   quarantine list [--state open|released|confirmed] [--user U] [--type T]
   quarantine show ID
   quarantine release ID --reason TEXT
-  quarantine confirm ID --reason TEXT [--deny]   (--deny: add the attacker's domains to the learned deny list)
+  quarantine confirm ID --reason TEXT [--deny [--yes | --dry-run]]
+                           (--deny: show the domains the evidence shows data going to, ask, then confirm
+                            and add them to the learned deny list; --yes: without asking; --dry-run: show only)
   sessions list | show ID | queries ID [--limit N]
   deny list | add DOMAIN --reason TEXT | remove DOMAIN
   audit [--limit N]
@@ -70,6 +73,17 @@ function tokenFrom(explicit: string | undefined): string | undefined {
   return undefined;
 }
 
+/** One line from stdin (a terminal or a pipe); an empty answer at end of input. */
+function ask(question: string): Promise<string> {
+  process.stdout.write(question);
+  return new Promise((ok) => {
+    const rl = createInterface({ input: process.stdin, terminal: false });
+    let answered = false;
+    rl.once('line', (line) => { answered = true; rl.close(); ok(line); });
+    rl.once('close', () => { if (!answered) ok(''); });
+  });
+}
+
 export async function analystCommand(group: string, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -77,7 +91,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     strict: true,
     options: {
       url: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' }, reason: { type: 'string' },
-      deny: { type: 'boolean' }, state: { type: 'string' }, user: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' },
+      deny: { type: 'boolean' }, yes: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, state: { type: 'string' }, user: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' },
     },
   });
   const api = client(values.url ?? process.env.DNSWARDEN_URL ?? 'http://127.0.0.1:9153', tokenFrom(values.token));
@@ -106,6 +120,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     case 'quarantine show': {
       const r = (await api.request('GET', `/v1/quarantines/${enc(need(id, 'ID'))}`)) as {
         quarantine: { id: string; state: string; raised_at: string; decided_by: string | null; decision_reason: string | null; session: { id: string; user: string; role: string; type: string; addresses: string[] };
+          gated_sessions?: { id: string; user: string; addresses: string[]; matched: string }[];
           evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number; reason?: string }[] } };
         attacker_domains: string[];
       };
@@ -114,6 +129,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       const t = q.evidence.trigger;
       out(`quarantine ${q.id}  state ${q.state}  raised ${iso(q.raised_at)}${q.decided_by !== null ? `  decided by ${q.decided_by}: ${q.decision_reason ?? ''}` : ''}\n`);
       out(`session    ${q.session.id}  user ${q.session.user}  role ${q.session.role}  type ${q.session.type}  addresses ${q.session.addresses.join(', ')}\n`);
+      for (const g of q.gated_sessions ?? []) out(`also holds ${g.id}  user ${g.user}  addresses ${g.addresses.join(', ')}  (registered later, same ${g.matched})\n`);
       out(`trigger    ${t.name} (qtype ${t.qtype})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
       out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
       out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
@@ -123,10 +139,32 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     }
     case 'quarantine release':
     case 'quarantine confirm': {
-      const body = { reason: need(values.reason, '--reason'), ...(values.deny === true ? { deny_domains: true } : {}) };
-      const r = (await api.request('POST', `/v1/quarantines/${enc(need(id, 'ID'))}/${verb}`, body)) as { quarantine: { id: string; state: string }; denied_domains?: string[] };
+      const path = `/v1/quarantines/${enc(need(id, 'ID'))}/${verb}`;
+      if (verb === 'confirm' && values.deny === true) {
+        // The deny list is for everyone: show it first and apply it only once the analyst says so.
+        const dry = (await api.request('POST', path, { dry_run: true })) as { deny_candidates: string[] };
+        if (values['dry-run'] === true) {
+          if (json) return out(`${JSON.stringify(dry, null, 2)}\n`), 0;
+          out(dry.deny_candidates.length === 0 ? 'no domain in the evidence qualifies for the deny list\n' : `would deny for everyone: ${dry.deny_candidates.join(', ')}\n`);
+          return 0;
+        }
+        const reason = need(values.reason, '--reason');
+        if (values.yes !== true) {
+          if (json) throw new WardenError('ERR_BAD_REQUEST', 'quarantine confirm --deny --json: add --yes (or --dry-run); nothing changed');
+          out(dry.deny_candidates.length === 0
+            ? 'no domain in the evidence qualifies for the deny list (only scored blocks and the volume budget count)\n'
+            : `the evidence shows data going to:\n${dry.deny_candidates.map((x) => `  ${x}\n`).join('')}`);
+          const question = dry.deny_candidates.length === 0 ? `confirm ${id} without denying any domain? [y/N] ` : `confirm ${id} and deny these ${dry.deny_candidates.length} domain(s) for everyone? [y/N] `;
+          if (!/^y(es)?$/i.test((await ask(question)).trim())) return out('nothing changed\n'), 1;
+        }
+        const r = (await api.request('POST', path, { reason, deny_domains: dry.deny_candidates })) as { quarantine: { id: string; state: string }; denied_domains: string[] };
+        if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+        out(`quarantine ${r.quarantine.id} is now ${r.quarantine.state}${r.denied_domains.length > 0 ? `; denied for everyone: ${r.denied_domains.join(', ')}` : ''}\n`);
+        return 0;
+      }
+      const r = (await api.request('POST', path, { reason: need(values.reason, '--reason') })) as { quarantine: { id: string; state: string } };
       if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
-      out(`quarantine ${r.quarantine.id} is now ${r.quarantine.state}${r.denied_domains !== undefined && r.denied_domains.length > 0 ? `; denied for everyone: ${r.denied_domains.join(', ')}` : ''}\n`);
+      out(`quarantine ${r.quarantine.id} is now ${r.quarantine.state}\n`);
       return 0;
     }
     case 'sessions list': {

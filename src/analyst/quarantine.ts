@@ -1,28 +1,49 @@
-// The quarantine state machine (open → released | confirmed) with its evidence. Order matters:
-// persist, then close the gate in memory, then announce — so a quarantine survives kill -9 before
-// its blocking answer leaves, and an alert never names a quarantine that is not on disk.
+// The quarantine state machine (open → released | confirmed → released) with its evidence, and the gate
+// the pipeline checks per query. Order matters: persist, then close the gate in memory, then announce —
+// so a quarantine survives kill -9 before its blocking answer leaves, and an alert never names a
+// quarantine that is not on disk. A write the store refuses (disk full, I/O error) never makes a
+// quarantine vanish: the gate closes all the same, the row (and later its alert) is kept in memory and
+// retried with backoff, listed as not durable, counted, logged, and `unsaved()` reports it for
+// readiness. A held quarantine follows its session's addresses and user: a new
+// registration sharing either is gated under it (ending the session and registering anew sheds nothing).
+// Never judges a query.
 import { WardenError, messageOf } from '../errors.js';
-import type { Alerts } from './alerts.js';
-import { summaryOf } from './events.js';
-import type { Session, SessionMeta } from '../sessions/directory.js';
-import type { QuarantineRecord, Store } from '../store.js';
+import type { AlertEvent, Alerts } from './alerts.js';
+import type { Logger } from 'pino';
+import { addressesOverlap, type Session, type SessionMeta } from '../sessions/directory.js';
+import type { QuarantineGate, QuarantineRecord, Store } from '../store.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { Query } from '../dns/wire.js';
+import { summaryOf } from './events.js';
 import type { Verdict } from '../policy/judge.js';
 
 // How many of the session's recent queries go into the evidence (the triggering ones are always there).
 const EVIDENCE_HISTORY = 50;
+// Retrying writes the store refused: soon at first (a transient error), then no more than every 30 s.
+const RETRY_INITIAL_MS = 500;
+const RETRY_MAX_MS = 30_000;
 
 export class QuarantineBook {
   readonly #store: Store;
   readonly #alerts: Alerts;
   readonly #metrics: Metrics;
   readonly #nowMs: () => number;
-  /** Open quarantines: session id → quarantine id. The gate the pipeline checks per query. */
+  /**
+   * Held quarantines (open or confirmed): session id → quarantine id. The gate the pipeline checks per
+   * query. A confirmed quarantine holds exactly like an open one until someone releases it.
+   */
   readonly #open = new Map<string, string>();
 
   readonly #onReleased: (sessionId: string) => void;
   readonly #announce: (change: QuarantineChange) => void;
+  readonly #log: Logger | undefined;
+
+  /** Quarantines the store refused to write: held (gated) all the same, retried until on disk. */
+  readonly #unsavedRows = new Map<string, QuarantineRecord>();
+  /** Alerts the outbox refused (it is in the store too), in order, retried with the rows. */
+  readonly #unsentAlerts: AlertEvent[] = [];
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryDelayMs = RETRY_INITIAL_MS;
 
   constructor(
     store: Store,
@@ -31,25 +52,54 @@ export class QuarantineBook {
     nowMs: () => number,
     onReleased: (sessionId: string) => void,
     announce: (change: QuarantineChange) => void = () => undefined,
+    log?: Logger,
   ) {
+    this.#log = log;
     this.#onReleased = onReleased;
     this.#announce = announce;
     this.#store = store;
     this.#alerts = alerts;
     this.#metrics = metrics;
     this.#nowMs = nowMs;
-    for (const q of store.listQuarantines({ state: 'open', limit: 1_000_000 })) this.#open.set(q.sessionId, q.id);
+    // Both held states come back after a restart: a confirmed session stays blocked until released.
+    for (const state of ['open', 'confirmed'] as const) {
+      for (const q of store.listQuarantines({ state, limit: 1_000_000 })) this.#open.set(q.sessionId, q.id);
+    }
+    for (const g of store.heldGates()) this.#open.set(g.sessionId, g.quarantineId);
     metrics.sessionsQuarantined.set(this.#open.size);
   }
 
-  /** The open quarantine holding this session, if any (hot path: one Map lookup). */
+  /** The quarantine (open or confirmed) holding this session, if any (hot path: one Map lookup). */
   holds(sessionId: string): string | undefined {
     return this.#open.get(sessionId);
   }
 
+  /** A quarantine, on disk or held in memory only (not yet durable). */
+  get(id: string): QuarantineRecord | undefined {
+    return this.#unsavedRows.get(id) ?? this.#store.getQuarantine(id);
+  }
+
+  /** false while the store has refused this quarantine's write (it is being retried). */
+  isDurable(id: string): boolean {
+    return !this.#unsavedRows.has(id);
+  }
+
+  /** Quarantines held in memory only: the store refused their write, which is being retried. */
+  notDurable(): QuarantineRecord[] {
+    return [...this.#unsavedRows.values()];
+  }
+
+  /**
+   * Writes not yet on disk: quarantines and their alerts (the outbox). Above 0 this process holds decisions
+   * that a restart would lose — a readiness check should report not-ready.
+   */
+  unsaved(): number {
+    return this.#unsavedRows.size + this.#unsentAlerts.length;
+  }
+
   raise(session: Session<unknown>, verdict: Verdict, q: Query, eventId: string): QuarantineRecord {
     const existing = this.#open.get(session.id);
-    if (existing !== undefined) return this.#store.getQuarantine(existing)!;
+    if (existing !== undefined) return this.get(existing)!;
     const meta = metaOf(session);
     const record: QuarantineRecord = {
       id: `qr-${eventId}`,
@@ -65,45 +115,124 @@ export class QuarantineBook {
         recent: session.history.slice(-EVIDENCE_HISTORY),
       },
     };
+    let saved = true;
     try {
       this.#store.insertQuarantine(record); // synchronous, WAL + synchronous=FULL: on disk now
     } catch (err) {
-      // Fail closed: the store refused (disk full, I/O error), but the session is stopped all the same
-      // for as long as this process lives; the caller answers SERVFAIL and logs the error.
-      this.#open.set(session.id, record.id);
-      this.#metrics.sessionsQuarantined.set(this.#open.size);
-      throw new WardenError('ERR_STORE', `quarantine ${record.id} of session ${session.id} held in memory only: ${messageOf(err)}`, { cause: err });
+      // Fail closed and lose nothing: the session is stopped all the same, and the write is retried.
+      saved = false;
+      this.#unsavedRows.set(record.id, record);
+      this.#log?.error({ quarantine: record.id, session: session.id, user: session.user, err: messageOf(err) }, 'quarantine not saved (the store refused the write): it holds in memory and the write is retried');
+      this.#retrySoon();
     }
     this.#open.set(session.id, record.id); // only now does the gate close
     this.#announce({ state: 'open', sessionId: session.id, id: record.id });
     this.#metrics.quarantinesRaised.inc({ session_type: session.type });
     this.#metrics.sessionsQuarantined.set(this.#open.size);
-    this.#alerts.emit({ type: 'quarantine_raised', atMs: q.atMs, quarantine: summaryOf(record) });
+    if (saved) this.#emit({ type: 'quarantine_raised', atMs: q.atMs, quarantine: summaryOf(record) });
+    this.#metrics.quarantineWritesUnsaved.set(this.unsaved());
     return record;
   }
 
+  /** An alert, or queued behind the ones the outbox refused (order kept). */
+  #emit(event: AlertEvent): void {
+    if (this.#unsentAlerts.length === 0) {
+      try {
+        this.#alerts.emit(event);
+        return;
+      } catch (err) {
+        this.#log?.error({ alert: event.type, quarantine: event.quarantine.id, err: messageOf(err) }, 'alert not queued (the store refused the write): kept in memory and retried');
+      }
+    }
+    this.#unsentAlerts.push(event);
+    this.#retrySoon();
+  }
+
+  #retrySoon(): void {
+    if (this.#retryTimer !== undefined) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.retryUnsaved();
+    }, this.#retryDelayMs);
+    this.#retryTimer.unref();
+  }
+
+  /** Writes what the store refused before; returns how many writes are still unsaved. */
+  retryUnsaved(): number {
+    for (const record of [...this.#unsavedRows.values()]) {
+      try {
+        this.#store.insertQuarantine(record);
+      } catch (err) {
+        this.#log?.warn({ quarantine: record.id, err: messageOf(err), retry_in_ms: Math.min(this.#retryDelayMs * 2, RETRY_MAX_MS) }, 'quarantine still not saved');
+        break; // the store is still refusing: the rest would fail alike
+      }
+      this.#unsavedRows.delete(record.id);
+      this.#log?.info({ quarantine: record.id, session: record.sessionId }, 'quarantine saved after the store refused it');
+      this.#unsentAlerts.push({ type: 'quarantine_raised', atMs: record.raisedAtMs, quarantine: summaryOf(record) });
+    }
+    while (this.#unsentAlerts.length > 0) {
+      try {
+        this.#alerts.emit(this.#unsentAlerts[0]!);
+      } catch {
+        break;
+      }
+      this.#unsentAlerts.shift();
+    }
+    const left = this.unsaved();
+    this.#metrics.quarantineWritesUnsaved.set(left);
+    if (left === 0) {
+      this.#retryDelayMs = RETRY_INITIAL_MS;
+    } else {
+      this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, RETRY_MAX_MS);
+      this.#retrySoon();
+    }
+    return left;
+  }
+
+  /** At shutdown: a last attempt; what is still unsaved is named in the log (it is lost with the process). */
+  close(): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (this.unsaved() === 0 || this.retryUnsaved() === 0) return;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#log?.error({ quarantines: [...this.#unsavedRows.keys()], alerts: this.#unsentAlerts.map((a) => `${a.quarantine.id}:${a.type}`) }, 'stopping with quarantine writes the store refused: they are lost');
+  }
+
+  /** Lifts an open or a confirmed quarantine. */
   release(id: string, actor: string, reason: string): QuarantineRecord {
     return this.#decide(id, 'released', actor, reason);
   }
 
-  confirm(id: string, actor: string, reason: string, detail: unknown = {}): QuarantineRecord {
-    return this.#decide(id, 'confirmed', actor, reason, detail);
+  /** `alsoWrite` runs in the decision's transaction (the learned deny entries and their audit rows): all or nothing. */
+  confirm(id: string, actor: string, reason: string, detail: unknown = {}, alsoWrite: (nowMs: number) => void = () => undefined): QuarantineRecord {
+    return this.#decide(id, 'confirmed', actor, reason, detail, alsoWrite);
   }
 
-  #decide(id: string, state: 'released' | 'confirmed', actor: string, reason: string, detail: unknown = {}): QuarantineRecord {
-    const record = this.#store.getQuarantine(id);
+  #decide(id: string, state: 'released' | 'confirmed', actor: string, reason: string, detail: unknown = {}, alsoWrite: (nowMs: number) => void = () => undefined): QuarantineRecord {
+    const unsaved = this.#unsavedRows.get(id);
+    const record = unsaved ?? this.#store.getQuarantine(id);
     if (record === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
-    if (record.state !== 'open') throw new WardenError('ERR_BAD_REQUEST', `quarantine "${id}" is already ${record.state}`);
+    // open → confirmed | released; confirmed → released (a confirmed block lasts until someone lifts it).
+    if (record.state === 'released' || record.state === state) throw new WardenError('ERR_BAD_REQUEST', `quarantine "${id}" is already ${record.state}`);
     const nowMs = this.#nowMs();
-    record.state = state;
-    record.decidedAtMs = nowMs;
-    record.decidedBy = actor;
-    record.decisionReason = reason;
+    const decided: QuarantineRecord = { ...record, state, decidedAtMs: nowMs, decidedBy: actor, decisionReason: reason };
     const db = this.#store.db;
-    db.transaction(() => {
-      this.#store.updateQuarantine(record);
-      this.#store.audit({ atMs: nowMs, actor, action: `quarantine.${state === 'released' ? 'release' : 'confirm'}`, target: id, reason, detail });
-    })();
+    try {
+      db.transaction(() => {
+        if (unsaved !== undefined) this.#store.insertQuarantine(unsaved); // a decision on one not yet on disk saves it too
+        this.#store.updateQuarantine(decided);
+        this.#store.audit({ atMs: nowMs, actor, action: `quarantine.${state === 'released' ? 'release' : 'confirm'}`, target: id, reason, detail });
+        alsoWrite(nowMs);
+      })();
+    } catch (err) {
+      if (err instanceof WardenError) throw err;
+      throw new WardenError('ERR_STORE', `the decision on quarantine "${id}" could not be stored, nothing changed: ${messageOf(err)}`, { cause: err });
+    }
+    if (unsaved !== undefined) {
+      this.#unsavedRows.delete(id);
+      this.#emit({ type: 'quarantine_raised', atMs: unsaved.raisedAtMs, quarantine: summaryOf(unsaved) });
+    }
     // A confirmed session stays blocked; a released one is answered again at once.
     if (state === 'released') {
       this.adopt({ state: 'released', sessionId: record.sessionId, id });
@@ -111,17 +240,51 @@ export class QuarantineBook {
     }
     this.#metrics.quarantineDecisions.inc({ decision: state });
     this.#metrics.sessionsQuarantined.set(this.#open.size);
-    this.#alerts.emit({ type: state === 'released' ? 'quarantine_released' : 'quarantine_confirmed', atMs: nowMs, quarantine: summaryOf(record), actor, reason });
-    return record;
+    this.#emit({ type: state === 'released' ? 'quarantine_released' : 'quarantine_confirmed', atMs: nowMs, quarantine: summaryOf(decided), actor, reason });
+    this.#metrics.quarantineWritesUnsaved.set(this.unsaved());
+    return decided;
+  }
+
+  /**
+   * A registration (or renewal) about to take effect: if it shares an address or the user with a session a
+   * quarantine holds (the one it was raised on or one already gated under it), it is gated under that
+   * quarantine, on disk first. Throws if the store refuses, which refuses the registration.
+   */
+  follow(meta: SessionMeta): QuarantineGate | undefined {
+    if (this.#open.has(meta.id)) return undefined; // held under its own id already
+    const held = [...this.#unsavedRows.values(), ...this.#store.listQuarantines({ state: 'open', limit: 1_000_000 }), ...this.#store.listQuarantines({ state: 'confirmed', limit: 1_000_000 })]
+      .sort((a, b) => b.raisedAtMs - a.raisedAtMs);
+    for (const q of held) {
+      for (const holder of [q.session, ...this.#store.gatesOf(q.id).map((g) => g.session)]) {
+        const matched = addressesOverlap(holder.addresses, meta.addresses) ? 'address' : holder.user === meta.user ? 'user' : undefined;
+        if (matched === undefined) continue;
+        const gate: QuarantineGate = { sessionId: meta.id, quarantineId: q.id, session: metaOf(meta), matched, atMs: this.#nowMs() };
+        try {
+          this.#store.insertGate(gate);
+        } catch (err) {
+          throw new WardenError('ERR_STORE', `session "${meta.id}" shares ${matched === 'address' ? 'an address' : 'the user'} with a session quarantine ${q.id} holds, and the store refused to record that; not registered: ${messageOf(err)}`, { cause: err });
+        }
+        this.#open.set(meta.id, q.id);
+        this.#announce({ state: 'open', sessionId: meta.id, id: q.id });
+        this.#metrics.sessionsQuarantined.set(this.#open.size);
+        this.#log?.warn({ quarantine: q.id, session: meta.id, user: meta.user, matched, held_session: holder.id }, 'registration gated under an existing quarantine');
+        return gate;
+      }
+    }
+    return undefined;
   }
 
   /** A change another worker made (it is already on disk): the gate here opens or closes to match. */
   adopt(change: QuarantineChange): void {
     if (change.state === 'open') {
       if (!this.#open.has(change.sessionId)) this.#open.set(change.sessionId, change.id);
-    } else if (this.#open.get(change.sessionId) === change.id) {
-      this.#open.delete(change.sessionId);
-      this.#onReleased(change.sessionId); // its accumulated evidence starts afresh
+    } else {
+      // A release opens every session held under that quarantine: the one it was raised on and those that followed.
+      for (const [sessionId, id] of [...this.#open]) {
+        if (id !== change.id) continue;
+        this.#open.delete(sessionId);
+        this.#onReleased(sessionId); // its accumulated evidence starts afresh
+      }
     }
     this.#metrics.sessionsQuarantined.set(this.#open.size);
   }
@@ -136,4 +299,27 @@ export interface QuarantineChange {
 
 function metaOf(s: SessionMeta): SessionMeta {
   return { id: s.id, user: s.user, role: s.role, type: s.type, addresses: s.addresses, origin: s.origin, expiresAtMs: s.expiresAtMs, registeredAtMs: s.registeredAtMs };
+}
+
+// The rules whose verdicts carry exfiltration evidence: a scored block (the labels themselves looked like
+// data) and the information-volume budget. A block for being quarantined, a list hit or rebinding says
+// nothing about the domain asked for.
+const EXFILTRATION_RULES: ReadonlySet<string> = new Set(['threshold', 'accumulation']);
+
+/**
+ * The registrable domains a quarantine's evidence shows data going to — the candidates for `confirm` with
+ * deny: the trigger and the session's scored or volume blocks since `sinceMs` (its last release: what came
+ * before was judged benign by an analyst). Ordinary lookups, even ones blocked while quarantined, never count.
+ */
+export function exfiltrationDomains(q: QuarantineRecord, sinceMs: number | undefined, registrableOf: (name: string) => string | undefined): string[] {
+  const e = q.evidence as { trigger?: { name?: string; rule?: string; atMs?: number }; recent?: { atMs: number; name: string; action: string; rule: string }[] };
+  const after = sinceMs ?? -Infinity;
+  const evidence = [...(e.recent ?? []), ...(e.trigger === undefined ? [] : [{ atMs: e.trigger.atMs ?? q.raisedAtMs, name: e.trigger.name ?? '', action: 'quarantine', rule: e.trigger.rule ?? '' }])];
+  const out = new Set<string>();
+  for (const r of evidence) {
+    if (r.action === 'answer' || !EXFILTRATION_RULES.has(r.rule) || r.atMs <= after) continue;
+    const d = registrableOf(r.name);
+    if (d !== undefined) out.add(d);
+  }
+  return [...out].sort();
 }

@@ -25,6 +25,13 @@ export interface ApiDeps {
   readonly liveHistory?: (id: string) => Promise<readonly HistoryEntry[]>;
   /** What GET /readyz evaluates (listeners, upstreams, store, …). */
   readonly readinessChecks: readonly ReadinessCheck[];
+  /** With server.workers > 1: the quarantines every worker holds in memory only (this one knows only its own). */
+  readonly notDurable?: () => Promise<QuarantineRecord[]>;
+}
+
+/** Quarantines the store refused to write, held in memory (every worker's) and being retried. */
+async function notDurableOf(d: ApiDeps): Promise<QuarantineRecord[]> {
+  return d.notDurable === undefined ? d.quarantines.notDurable() : d.notDurable();
 }
 
 const READ = ['admin', 'analyst', 'viewer'] as const;
@@ -40,9 +47,13 @@ function sessionJson(s: SessionMeta, d: ApiDeps): object {
   };
 }
 
-function quarantineJson(q: QuarantineRecord, withEvidence: boolean): object {
+function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps, durable = d.quarantines.isDurable(q.id)): object {
   return {
     id: q.id, state: q.state, session: q.session, raised_at: new Date(q.raisedAtMs).toISOString(),
+    // false: the store refused the write; it holds in memory and the write is being retried.
+    durable,
+    // Sessions registered later that share its address or user, held under this same quarantine.
+    gated_sessions: d.store.gatesOf(q.id).map((g) => ({ id: g.sessionId, user: g.session.user, addresses: g.session.addresses, matched: g.matched, gated_at: new Date(g.atMs).toISOString() })),
     decided_at: q.decidedAtMs === undefined ? null : new Date(q.decidedAtMs).toISOString(),
     decided_by: q.decidedBy ?? null, decision_reason: q.decisionReason ?? null,
     ...(withEvidence ? { evidence: q.evidence } : { trigger: (q.evidence as { trigger?: unknown }).trigger ?? null }),
@@ -53,6 +64,18 @@ function reasonOf(body: unknown): string {
   const reason = (body as { reason?: unknown } | undefined)?.reason;
   if (typeof reason !== 'string' || reason.trim() === '') throw new WardenError('ERR_BAD_REQUEST', 'body must be JSON with a non-empty "reason" string');
   return reason.trim().slice(0, 1000);
+}
+
+/** The domains an analyst chose to deny with a confirmation: a list, each one among the evidence's candidates. */
+function chosenDomains(raw: unknown, candidates: readonly string[]): string[] {
+  if (raw === undefined || raw === false) return [];
+  if (!Array.isArray(raw) || !raw.every((x): x is string => typeof x === 'string')) {
+    throw new WardenError('ERR_BAD_REQUEST', `"deny_domains" must list the domains to deny, chosen from this quarantine's candidates (ask with "dry_run": true): ${JSON.stringify(candidates)}`);
+  }
+  const chosen = [...new Set(raw.map((x) => x.toLowerCase()))];
+  const foreign = chosen.filter((x) => !candidates.includes(x));
+  if (foreign.length > 0) throw new WardenError('ERR_BAD_REQUEST', `not among this quarantine's exfiltration domains ${JSON.stringify(candidates)}: ${foreign.join(', ')}; nothing changed`);
+  return chosen;
 }
 
 function timeParam(query: URLSearchParams, key: string): number | undefined {
@@ -125,57 +148,68 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     // --- quarantines
     {
       method: 'GET', path: '/v1/quarantines', allow: READ,
-      handler: (req) => {
+      handler: async (req) => {
         const state = req.query.get('state');
         if (state !== null && !['open', 'released', 'confirmed'].includes(state)) throw new WardenError('ERR_BAD_REQUEST', 'state must be open, released or confirmed');
         const sinceMs = timeParam(req.query, 'since');
         const untilMs = timeParam(req.query, 'until');
-        let list = d.store.listQuarantines({
+        const filter = {
           ...(state !== null ? { state: state as QuarantineState } : {}),
           ...(sinceMs !== undefined ? { sinceMs } : {}),
           ...(untilMs !== undefined ? { untilMs } : {}),
-        });
+        };
+        // Those the store refused come first: they hold, and are not on disk yet.
+        const unsaved = (await notDurableOf(d)).filter((q) => (filter.state === undefined || q.state === filter.state)
+          && (filter.sinceMs === undefined || q.raisedAtMs >= filter.sinceMs) && (filter.untilMs === undefined || q.raisedAtMs < filter.untilMs));
+        const held = new Set(unsaved.map((q) => q.id));
+        let list = [...unsaved, ...d.store.listQuarantines(filter).filter((q) => !held.has(q.id))]; // saved meanwhile: once
         const user = req.query.get('user');
         const type = req.query.get('session_type');
-        if (user !== null) list = list.filter((q) => q.session.user === user);
+        if (user !== null) list = list.filter((q) => q.session.user === user || d.store.gatesOf(q.id).some((g) => g.session.user === user));
         if (type !== null) list = list.filter((q) => q.session.type === type);
-        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false)) } };
+        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false, d, !held.has(q.id))) } };
       },
     },
     {
       method: 'GET', path: '/v1/quarantines/:id', allow: READ,
       handler: async (req) => {
-        const q = d.store.getQuarantine(req.params.id!);
-        if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
+        const id = req.params.id!;
+        const elsewhere = d.quarantines.get(id) === undefined ? (await notDurableOf(d)).find((u) => u.id === id) : undefined;
+        const q = d.quarantines.get(id) ?? elsewhere;
+        if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
         const after = ((await historyOf(d, q.sessionId)) ?? []).filter((e) => e.atMs > q.raisedAtMs);
-        return { status: 200, json: { quarantine: quarantineJson(q, true), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
+        return { status: 200, json: { quarantine: quarantineJson(q, true, d, elsewhere === undefined && d.quarantines.isDurable(id)), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
       },
     },
     {
       method: 'POST', path: '/v1/quarantines/:id/release', allow: DECIDE,
       handler: (req) => {
         const q = d.quarantines.release(req.params.id!, req.caller.name, reasonOf(req.body));
-        return { status: 200, json: { quarantine: quarantineJson(q, false) } };
+        return { status: 200, json: { quarantine: quarantineJson(q, false, d) } };
       },
     },
     {
+      // The deny list is shown first (dry_run: true changes nothing) and only the domains the analyst lists in
+      // deny_domains are denied, in the same transaction as the confirmation and their audit rows.
       method: 'POST', path: '/v1/quarantines/:id/confirm', allow: DECIDE,
       handler: (req) => {
+        const body = (req.body ?? {}) as { deny_domains?: unknown; dry_run?: unknown };
+        const existing = d.quarantines.get(req.params.id!);
+        if (existing === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
+        const candidates = d.attackerDomains(existing);
+        if (body.dry_run === true) return { status: 200, json: { dry_run: true, quarantine: quarantineJson(existing, false, d), deny_candidates: candidates } };
         const reason = reasonOf(req.body);
-        const deny = (req.body as { deny_domains?: unknown }).deny_domains === true;
-        const existing = d.store.getQuarantine(req.params.id!);
-        const domains = deny && existing !== undefined ? d.attackerDomains(existing) : [];
-        const q = d.quarantines.confirm(req.params.id!, req.caller.name, reason, { denied_domains: domains });
-        if (domains.length > 0) {
-          const nowMs = d.nowMs();
+        const domains = chosenDomains(body.deny_domains, candidates);
+        const actor = req.caller.name;
+        const q = d.quarantines.confirm(existing.id, actor, reason, { denied_domains: domains }, (nowMs) => {
           for (const domain of domains) {
-            d.store.addLearnedDeny(domain, nowMs, req.caller.name, q.id, reason);
-            d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain, reason, detail: { quarantine: q.id } });
+            d.store.addLearnedDeny(domain, nowMs, actor, existing.id, reason);
+            d.store.audit({ atMs: nowMs, actor, action: 'deny.add', target: domain, reason, detail: { quarantine: existing.id } });
           }
-          d.learnedDenyChanged();
-        }
-        return { status: 200, json: { quarantine: quarantineJson(q, false), denied_domains: domains } };
+        });
+        if (domains.length > 0) d.learnedDenyChanged();
+        return { status: 200, json: { quarantine: quarantineJson(q, false, d), denied_domains: domains } };
       },
     },
 
@@ -188,8 +222,10 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         if (typeof domain !== 'string' || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/i.test(domain)) throw new WardenError('ERR_BAD_REQUEST', 'body must have "domain": a registrable domain such as "example.com"');
         const reason = reasonOf(req.body);
         const nowMs = d.nowMs();
-        d.store.addLearnedDeny(domain.toLowerCase(), nowMs, req.caller.name, null, reason);
-        d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain.toLowerCase(), reason, detail: {} });
+        d.store.db.transaction(() => {
+          d.store.addLearnedDeny(domain.toLowerCase(), nowMs, req.caller.name, null, reason);
+          d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain.toLowerCase(), reason, detail: {} });
+        })();
         d.learnedDenyChanged();
         return { status: 201, json: { domain: domain.toLowerCase() } };
       },
@@ -198,8 +234,10 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'DELETE', path: '/v1/deny/:domain', allow: DECIDE,
       handler: (req) => {
         const domain = req.params.domain!.toLowerCase();
-        if (!d.store.removeLearnedDeny(domain)) throw new WardenError('ERR_NOT_FOUND', `"${domain}" is not on the learned deny list`);
-        d.store.audit({ atMs: d.nowMs(), actor: req.caller.name, action: 'deny.remove', target: domain, reason: req.query.get('reason') ?? '', detail: {} });
+        d.store.db.transaction(() => {
+          if (!d.store.removeLearnedDeny(domain)) throw new WardenError('ERR_NOT_FOUND', `"${domain}" is not on the learned deny list`);
+          d.store.audit({ atMs: d.nowMs(), actor: req.caller.name, action: 'deny.remove', target: domain, reason: req.query.get('reason') ?? '', detail: {} });
+        })();
         d.learnedDenyChanged();
         return { status: 204 };
       },

@@ -16,7 +16,7 @@ export type PeerEvent =
   | { readonly kind: 'cache.flush' }
   | { readonly kind: 'alerts.enqueued' };
 
-export type GatherOp = { readonly op: 'metrics' } | { readonly op: 'history'; readonly sessionId: string };
+export type GatherOp = { readonly op: 'metrics' } | { readonly op: 'history'; readonly sessionId: string } | { readonly op: 'unsaved_quarantines' };
 
 /** Worker → supervisor. */
 export type WorkerMessage =

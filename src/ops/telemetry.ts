@@ -180,6 +180,7 @@ export function createMetrics() {
     quarantinesRaised: new Counter({ name: 'dnswarden_quarantines_raised_total', help: 'Quarantines raised, by session type.', labelNames: ['session_type'] as const, registers }),
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
     blockAt: new Gauge({ name: 'dnswarden_policy_block_at', help: 'The score at which a query is blocked (policy.session_types.<type>.block_at), by session type.', labelNames: ['session_type'] as const, registers, aggregator: 'max' }),
+    quarantineWritesUnsaved: new Gauge({ name: 'dnswarden_quarantine_writes_unsaved', help: 'Quarantines and their alerts the store refused to write (disk full, I/O error): held in memory, retried with backoff.', registers }),
     sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers, aggregator: 'max' }),
     oldestOpenQuarantineAge: new Gauge({
       name: 'dnswarden_oldest_open_quarantine_age_seconds', help: 'How long the oldest open quarantine has waited for an analyst (0 when none is open).', registers, aggregator: 'max',

@@ -105,6 +105,11 @@ function overlaps(a: BlockList, aCidrs: readonly string[], b: BlockList, bCidrs:
   return false;
 }
 
+/** Whether two address lists (CIDRs) share an address. */
+export function addressesOverlap(a: readonly string[], b: readonly string[]): boolean {
+  return overlaps(blockListOf(a), a, blockListOf(b), b);
+}
+
 function blockListOf(cidrs: readonly string[]): BlockList {
   const list = new BlockList();
   for (const c of cidrs) {
@@ -123,6 +128,8 @@ function canonicalAddress(address: string): string {
 const ADDRESS_CACHE_MAX = 65_536;
 
 export interface SessionStoreHooks {
+  /** A verified registration (or renewal), before it is stored or takes effect: a throw refuses it. */
+  registering?(meta: SessionMeta): void;
   saveRegistered(meta: SessionMeta): void;
   deleteRegistered(id: string): void;
   /** The stored recent-query history of a session (so a restart keeps it). */
@@ -271,6 +278,7 @@ export class SessionDirectory<S> {
     const previous = this.#byId.get(c.sid);
     if (previous?.session.origin === 'static') throw new WardenError('ERR_SESSION_CONFLICT', `session id "${c.sid}" is a static session`);
     const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
+    this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
     this.#hooks?.saveRegistered(meta); // persisted before it takes effect
     const session = this.#put(meta, previous?.session);
     this.#rebuild();

@@ -294,8 +294,8 @@ describe('confirm with deny_domains: the attacker domain is blocked for every se
     expect(before.edes.map((e) => e.code)).not.toContain(17);
   });
 
-  it('`dnswarden quarantine confirm ID --deny` confirms and names the denied domain', async () => {
-    const r = await cli(['quarantine', 'confirm', run.quarantineId, '--reason', 'confirmed exfil to stolen-data.test', '--deny']);
+  it('`dnswarden quarantine confirm ID --deny --yes` confirms and names the denied domain', async () => {
+    const r = await cli(['quarantine', 'confirm', run.quarantineId, '--reason', 'confirmed exfil to stolen-data.test', '--deny', '--yes']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`quarantine ${run.quarantineId} is now confirmed; denied for everyone: stolen-data.test\n`);

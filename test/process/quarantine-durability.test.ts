@@ -6,12 +6,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnServe } from '../helpers/serve-process.js';
+import { exited, spawnServe } from '../helpers/serve-process.js';
+import { base32Label } from '../helpers/exfil.js';
 import { query } from '../helpers/dns-client.js';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const TOKEN = 'durability-test-admin-token-0123456789';
+const HS_SECRET = 'durability-test-registration-secret-0123456789';
 const EXFIL = [
   'mzxw6ytboi3tqnbrgq2dmnzyhe3dcmrtgq2dmnzyhe3dcmrtgq2dmnzyhe3dcmr.a.exfil.dnswarden.test',
   'kfvgs4tfmvxgk3tufzqxg43pn5xw4zlsmfwgs3temvzhs5dfnzsxg2lpnzsxa7q.b.exfil.dnswarden.test',
@@ -49,6 +52,38 @@ async function killHard(): Promise<void> {
   await exited;
 }
 
+async function stopGracefully(): Promise<void> {
+  if (child === undefined || child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  expect(await exited(child, 15_000)).toEqual({ code: 0, signal: null });
+}
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
+    method, headers: { ...auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text) };
+}
+
+/** Two exfiltration-shaped queries: a scored block, then the quarantine. Returns its id. */
+async function raiseQuarantine(seed: string): Promise<string> {
+  const server = { address: '127.0.0.1', port: dnsPort };
+  const first = await query({ server, name: `${base32Label(`${seed}-1`)}.a.exfil.dnswarden.test`, type: 'TXT' });
+  expect(first.ede?.text).toMatch(/^threshold:/);
+  const second = await query({ server, name: `${base32Label(`${seed}-2`)}.b.exfil.dnswarden.test`, type: 'TXT' });
+  const id = /^session quarantined \((qr-[^)]+)\)/.exec(second.ede?.text ?? '')?.[1];
+  expect(id, second.ede?.text).toBeDefined();
+  return id!;
+}
+
+async function expectBlockedBy(id: string, bind?: string): Promise<void> {
+  const benign = await query({ server: { address: '127.0.0.1', port: dnsPort }, ...(bind !== undefined ? { bind } : {}), name: FIXTURE.a.name, type: 'A' });
+  expect(benign.rcode).toBe('NXDOMAIN');
+  expect(benign.ede).toEqual({ code: 15, text: `session quarantined (${id})` });
+}
+
 beforeAll(async () => {
   upstream = await startUpstream();
   dir = mkdtempSync(join(tmpdir(), 'dnswarden-durable-'));
@@ -60,7 +95,10 @@ beforeAll(async () => {
     admin: { token: TOKEN },
     storage: { dir: join(dir, 'data') },
     upstreams: [{ address: upstream.hostPort }],
-    sessions: { static: [{ id: 'nightly-report', addresses: ['127.0.0.1/32'], type: 'scheduled', user: 'ops', role: 'reporter' }] },
+    sessions: {
+      static: [{ id: 'nightly-report', addresses: ['127.0.0.1/32'], type: 'scheduled', user: 'ops', role: 'reporter' }],
+      signing_keys: [{ kid: 'runtime-hs', alg: 'HS256', secret: HS_SECRET }],
+    },
     logging: { level: 'info' },
   }));
 });
@@ -101,5 +139,46 @@ describe('quarantine durability', () => {
     const answered = await query({ server, name: FIXTURE.a.name, type: 'A' });
     expect(answered.rcode).toBe('NOERROR');
     expect(answered.answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
+  });
+
+  it('a confirmed quarantine holds across SIGTERM and kill -9 restarts until someone releases it, and so does a session gated under it', async () => {
+    if (child === undefined || child.exitCode !== null) {
+      child = serve();
+      await waitReady();
+    }
+    const id = await raiseQuarantine('confirm-restart');
+    const confirmed = await api('POST', `/v1/quarantines/${id}/confirm`, { reason: 'confirmed exfil' });
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.json.quarantine.state).toBe('confirmed');
+    await expectBlockedBy(id);
+    // A new session for the same user comes up gated under it (the quarantine follows the user).
+    const token = await new SignJWT({ sid: 'ops-adhoc', user: 'ops', role: 'reporter', session_type: 'interactive', addresses: ['127.0.0.9/32'], exp: Math.floor(Date.now() / 1000) + 600 })
+      .setProtectedHeader({ alg: 'HS256', kid: 'runtime-hs' }).sign(new TextEncoder().encode(HS_SECRET));
+    const registered = await api('POST', '/v1/sessions', { token });
+    expect(registered.status).toBe(201);
+    expect(registered.json.session.quarantine).toBe(id);
+    await expectBlockedBy(id, '127.0.0.9');
+
+    await stopGracefully();
+    child = serve();
+    await waitReady();
+    await expectBlockedBy(id);
+    await expectBlockedBy(id, '127.0.0.9');
+    expect((await api('GET', '/v1/sessions/nightly-report')).json.session.quarantine).toBe(id);
+
+    await killHard();
+    child = serve();
+    await waitReady();
+    await expectBlockedBy(id);
+    await expectBlockedBy(id, '127.0.0.9');
+    expect((await api('GET', '/v1/quarantines?state=confirmed')).json.quarantines.map((q: { id: string }) => q.id)).toEqual([id]);
+
+    // Confirmed is not final: a release lifts it, and a second decision on it is refused.
+    expect((await api('POST', `/v1/quarantines/${id}/release`, { reason: 'owner re-keyed the agent' })).status).toBe(200);
+    expect((await api('POST', `/v1/quarantines/${id}/release`, { reason: 'again' })).status).toBe(400);
+    for (const bind of ['127.0.0.1', '127.0.0.9']) {
+      const answered = await query({ server: { address: '127.0.0.1', port: dnsPort }, bind, name: FIXTURE.a.name, type: 'A' });
+      expect(answered.rcode, bind).toBe('NOERROR');
+    }
   });
 });

@@ -45,13 +45,49 @@ describe('QuarantineBook', () => {
     reopened.close();
   });
 
-  it('fails closed: when the store refuses the write the session is still gated, and the error says so', () => {
+  it('fails closed and loses nothing: a refused write still gates, is kept, counted, retried, and alerted once saved', async () => {
     const { store, events, metrics, book } = setup();
-    store.close(); // every write now throws
-    expect(() => book.raise(session, verdict, query, 'ev-2')).toThrow(/held in memory only/);
+    // A real store refusal: SQLite aborts every quarantine insert until the trigger is dropped.
+    store.db.exec("CREATE TRIGGER refuse BEFORE INSERT ON quarantines BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END");
+    const record = book.raise(session, verdict, query, 'ev-2');
     expect(book.holds('job-1')).toBe('qr-ev-2');
+    expect(book.get('qr-ev-2')).toMatchObject({ id: 'qr-ev-2', state: 'open' });
+    expect(book.isDurable(record.id)).toBe(false);
+    expect(book.notDurable().map((q) => q.id)).toEqual(['qr-ev-2']);
+    expect(book.unsaved()).toBe(1);
     expect(events).toEqual([]); // nothing announced that is not on disk
-    return metrics.registry.getSingleMetricAsString('dnswarden_sessions_quarantined').then((text) => expect(text).toContain('dnswarden_sessions_quarantined 1'));
+    expect(await metrics.registry.getSingleMetricAsString('dnswarden_sessions_quarantined')).toContain('dnswarden_sessions_quarantined 1');
+    expect(await metrics.registry.getSingleMetricAsString('dnswarden_quarantine_writes_unsaved')).toContain('dnswarden_quarantine_writes_unsaved 1');
+    expect(book.retryUnsaved()).toBe(1); // still refused
+    store.db.exec('DROP TRIGGER refuse');
+    expect(book.retryUnsaved()).toBe(0);
+    expect(store.getQuarantine('qr-ev-2')).toMatchObject({ state: 'open', sessionId: 'job-1' });
+    expect(book.isDurable(record.id)).toBe(true);
+    expect(events.map((e) => [e.type, e.quarantine.id])).toEqual([['quarantine_raised', 'qr-ev-2']]);
+    expect(await metrics.registry.getSingleMetricAsString('dnswarden_quarantine_writes_unsaved')).toContain('dnswarden_quarantine_writes_unsaved 0');
+    book.close();
+  });
+
+  it('an alert the outbox refuses is kept and retried in order; a decision on an unsaved quarantine saves it', () => {
+    const { store, metrics } = setup();
+    const sent: string[] = [];
+    let refuse = true;
+    const alerts = { emit: (e: AlertEvent) => { if (refuse) throw new Error('SQLITE_FULL: database or disk is full'); sent.push(`${e.quarantine.id}:${e.type}`); } };
+    const book = new QuarantineBook(store, alerts, metrics, () => 7_000, () => undefined);
+    const saved = book.raise(session, verdict, query, 'ev-7');
+    expect(store.getQuarantine(saved.id)?.state).toBe('open');
+    expect(book.unsaved()).toBe(1); // its alert
+    store.db.exec("CREATE TRIGGER refuse BEFORE INSERT ON quarantines BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END");
+    const held = book.raise({ ...session, id: 'job-9' }, verdict, query, 'ev-8');
+    expect(book.unsaved()).toBe(2);
+    store.db.exec('DROP TRIGGER refuse');
+    refuse = false;
+    book.confirm(held.id, 'alice', 'exfil'); // stores the row and the decision together
+    expect(store.getQuarantine(held.id)?.state).toBe('confirmed');
+    expect(book.holds('job-9')).toBe(held.id);
+    expect(book.retryUnsaved()).toBe(0);
+    expect(sent).toEqual([`${saved.id}:quarantine_raised`, `${held.id}:quarantine_raised`, `${held.id}:quarantine_confirmed`]);
+    book.close();
   });
 
   it("announces its own gate changes and applies another worker's without announcing them again", () => {
@@ -77,5 +113,38 @@ describe('QuarantineBook', () => {
     expect(reset).toEqual(['job-1', 'job-2']);
     expect(announced).toEqual([]);
     store.close();
+  });
+
+  it('a confirmed quarantine still gates after a restart and outlives the retention sweep; a released one does not', () => {
+    const { store, book } = setup();
+    const confirmed = book.raise(session, verdict, query, 'ev-4');
+    book.confirm(confirmed.id, 'alice', 'exfil');
+    const released = book.raise({ ...session, id: 'job-2' }, verdict, query, 'ev-5');
+    book.release(released.id, 'alice', 'benign');
+    expect(store.deleteDecidedQuarantinesBefore(Number.MAX_SAFE_INTEGER)).toBe(1);
+    expect(store.getQuarantine(confirmed.id)?.state).toBe('confirmed');
+    expect(store.getQuarantine(released.id)).toBeUndefined();
+    const restarted = new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 3_000, () => undefined);
+    expect(restarted.holds('job-1')).toBe(confirmed.id);
+    expect(restarted.holds('job-2')).toBeUndefined();
+  });
+
+  it('a session gated under a quarantine (same address or user) stays gated after a restart, and a release opens it', () => {
+    const { store, book } = setup();
+    const record = book.raise(session, verdict, query, 'ev-6');
+    const byAddress = { ...session, id: 'job-new', user: 'other' };
+    const byUser = { ...session, id: 'job-user', addresses: ['10.9.9.9/32'] };
+    const stranger = { ...session, id: 'job-stranger', user: 'stranger', addresses: ['10.8.8.8/32'] };
+    expect(book.follow(byAddress)).toMatchObject({ quarantineId: record.id, matched: 'address' });
+    expect(book.follow(byUser)).toMatchObject({ quarantineId: record.id, matched: 'user' });
+    expect(book.follow(stranger)).toBeUndefined();
+    const reset: string[] = [];
+    const restarted = new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 5_000, (id) => reset.push(id));
+    expect([restarted.holds('job-1'), restarted.holds('job-new'), restarted.holds('job-user'), restarted.holds('job-stranger')]).toEqual([record.id, record.id, record.id, undefined]);
+    restarted.release(record.id, 'alice', 'benign');
+    expect(reset.sort()).toEqual(['job-1', 'job-new', 'job-user']);
+    expect(restarted.holds('job-new')).toBeUndefined();
+    expect(store.lastReleaseOf('job-user', 10_000)).toBe(5_000); // its evidence starts afresh too
+    expect(new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 6_000, () => undefined).holds('job-user')).toBeUndefined();
   });
 });
