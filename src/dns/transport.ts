@@ -44,6 +44,8 @@ interface Conn {
   readonly source: string;
   /** Last byte read or reply written (performance.now()): the least recent is evicted first. */
   lastActiveMs: number;
+  /** Stop reading; answer what was received, then close our side (set by serveConnection). */
+  drain?: () => void;
 }
 
 export interface DnsListener {
@@ -53,8 +55,18 @@ export interface DnsListener {
 
 export interface DnsServer {
   readonly listeners: readonly DnsListener[];
-  close(): Promise<void>;
+  /**
+   * Graceful: stops listening, reads no more, answers every TCP query already received and closes each
+   * connection after its last answer; connections still open after `drainMs` (a client that never closes
+   * its side) are destroyed. UDP stops at once (a datagram has no connection to finish).
+   */
+  close(drainMs?: number): Promise<void>;
+  /** Abortive: every socket closed at once, answers in flight lost. */
+  destroy(): void;
 }
+
+/** How long close() waits for TCP clients to take their last answers (a shutdown must end). */
+const TCP_DRAIN_MS = 2_000;
 
 const UDP_RECV_BUFFER = 4 * 1024 * 1024;
 const BIND_ATTEMPTS = 8;
@@ -119,11 +131,23 @@ export async function listenDns(
 
   return {
     listeners,
-    async close() {
+    async close(drainMs = TCP_DRAIN_MS) {
       for (const s of udpSockets) s.close();
-      await Promise.all(tcpServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))).concat(
-        [...connections.keys()].map(async (c) => { c.destroy(); }),
-      ));
+      // server.close() stops accepting and calls back once every connection has closed.
+      const closed = Promise.all(tcpServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      for (const conn of connections.values()) conn.drain?.();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => { timer = setTimeout(resolve, drainMs, 'late'); });
+      if ((await Promise.race([closed, late])) === 'late') {
+        for (const socket of connections.keys()) socket.destroy();
+        await closed;
+      }
+      clearTimeout(timer);
+    },
+    destroy() {
+      for (const s of udpSockets) s.close();
+      for (const s of tcpServers) s.close();
+      for (const socket of connections.keys()) socket.destroy();
     },
   };
 }
@@ -223,6 +247,7 @@ function serveConnection(conn: Conn, handler: PacketHandler, opts: TransportOpti
   let buffered: Buffer = Buffer.alloc(0);
   let inflight = 0;
   let ended = false;
+  let closing = false;
   let pumping = false;
   let frameTimer: NodeJS.Timeout | undefined;
 
@@ -283,7 +308,7 @@ function serveConnection(conn: Conn, handler: PacketHandler, opts: TransportOpti
         socket.pause();
         if (unsentOver) metrics.tcpWritePaused.inc();
       }
-    } else if (socket.isPaused()) {
+    } else if (socket.isPaused() && !closing) {
       socket.resume();
     }
     // Any byte resets the idle timer, so a frame trickled in a byte at a time has a deadline of its own,
@@ -306,7 +331,18 @@ function serveConnection(conn: Conn, handler: PacketHandler, opts: TransportOpti
     if (ended && inflight === 0 && !hasFrame(buffered)) socket.end();
   }
 
+  // The server is closing: what was received is answered (an unfinished frame is dropped), then our side closes.
+  conn.drain = () => {
+    closing = true;
+    ended = true;
+    socket.pause();
+    if (frameTimer !== undefined) clearTimeout(frameTimer);
+    buffered = hasFrame(buffered) ? buffered : Buffer.alloc(0);
+    pump();
+  };
+
   socket.on('data', (chunk: Buffer) => {
+    if (closing) return; // bytes already in flight when we stopped reading
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
     conn.lastActiveMs = performance.now();
     pump();

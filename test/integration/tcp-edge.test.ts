@@ -234,3 +234,61 @@ describe('a full TCP connection table', () => {
     expect(metricValue(await w.app.metricsText(), 'dnswarden_tcp_evicted_total')).toBe(0);
   }, 30_000);
 });
+
+describe('closing the server drains TCP connections (close), or aborts them (destroy)', () => {
+  /** Counts length-prefixed frames arriving on `sock`, and notes when the server ends its side. */
+  function reader(sock: Socket): { frames: () => number; ended: Promise<void> } {
+    let frames = 0;
+    let pending = Buffer.alloc(0);
+    sock.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+        pending = pending.subarray(2 + pending.readUInt16BE(0));
+        frames++;
+      }
+    });
+    return { frames: () => frames, ended: new Promise((ok) => sock.once('end', () => ok())) };
+  }
+
+  const slowServer = () =>
+    listenDns(['127.0.0.1:0'], () => new Promise<Buffer>((ok) => setTimeout(() => ok(Buffer.alloc(12, 7)), 300)), OPTS, createMetrics(), createLogger('silent'));
+
+  it('close(): every query already received is answered, then the connection ends; nothing new is accepted', async () => {
+    const server = await slowServer();
+    const port = server.listeners[0]!.port;
+    const client = await connectTo(port);
+    const r = reader(client);
+    client.write(pipelined(3));
+    await new Promise((ok) => setTimeout(ok, 50)); // the three are in flight (each takes 300 ms)
+    const closing = server.close(10_000);
+    await r.ended;
+    expect(r.frames()).toBe(3);
+    client.end();
+    await closing;
+    await expect(connectTo(port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('close(): a client that never closes its side is cut after the drain time', async () => {
+    const server = await slowServer();
+    const client = await connectTo(server.listeners[0]!.port);
+    client.on('error', () => undefined);
+    const closedByServer = new Promise<void>((ok) => client.once('close', () => ok()));
+    const started = Date.now();
+    await server.close(400); // no query in flight: the server ends its side at once, the client never does
+    await closedByServer;
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('destroy(): answers in flight are lost, the connection is reset at once', async () => {
+    const server = await slowServer();
+    const client = await connectTo(server.listeners[0]!.port);
+    client.on('error', () => undefined);
+    const r = reader(client);
+    const closed = new Promise<void>((ok) => client.once('close', () => ok()));
+    client.write(pipelined(2));
+    await new Promise((ok) => setTimeout(ok, 50));
+    server.destroy();
+    await closed;
+    expect(r.frames()).toBe(0);
+  });
+});
