@@ -51,6 +51,7 @@ export interface App {
 }
 
 const HISTORY_FLUSH_MS = 1000;
+const REPEATS_FLUSH_MS = 1000;
 
 /** The registrable domains a quarantine's evidence points at: the trigger and the blocked queries before it. */
 function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => string | undefined): string[] {
@@ -240,8 +241,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
 
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
-      metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size,
+      metrics, log, nowMs, udpPayloadSize: config.server.udp_payload_size, repeatWindowMs: () => current.logging.repeat_window_ms,
     });
+    // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
+    // run in reverse) whatever is still counted.
+    const repeatsTimer = setInterval(() => pipeline.flushRepeats(), REPEATS_FLUSH_MS);
+    repeatsTimer.unref();
+    closers.push(() => { clearInterval(repeatsTimer); pipeline.flushRepeats(true); });
 
     const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);
     worker?.answerRelays(pipeline.answerPacket);

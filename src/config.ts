@@ -158,7 +158,11 @@ const configSchema = z
     domain_age: domainAgeSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
     logging: z
-      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        // Blocks of one kind from one session within this long: one full line, then one line with a count (0: every block).
+        repeat_window_ms: z.number().int().min(0).max(3_600_000).default(10_000),
+      })
       .strict()
       .prefault({}),
   })
