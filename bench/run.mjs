@@ -395,6 +395,13 @@ function targets(r) {
     t('cache-miss QPS, warden (scoring on) / Unbound', m.ratios.miss_on_vs_unbound, 0.8),
     t(`cache-hit QPS, scoring on / off (${r.scoring_off_baseline})`, m.ratios.hit_on_vs_off, 0.9),
   ];
+  if (r.blocked) {
+    const b = r.blocked.median.ratios;
+    out.push(
+      t('blocked flood (quarantined session) QPS / Unbound, ≥ cache-hit QPS / Unbound of the same rounds', b.blocked_vs_unbound, b.hit_on_vs_unbound),
+      t('observe-mode flood QPS / Unbound, ≥ cache-hit QPS / Unbound of the same rounds', b.observe_vs_unbound, b.hit_on_vs_unbound),
+    );
+  }
   if (r.flood?.cache_default?.rss_after) out.push(t('RSS (MB) after 500k unique names, scoring on, default cache', r.flood.cache_default.rss_after.rss_mb, 150, 'max'));
   if (r.fleet) {
     const f = r.fleet.median.ratios;
