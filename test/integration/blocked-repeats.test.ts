@@ -1,11 +1,14 @@
 // The cost of blocked traffic: a flooding or quarantined session gets its NXDOMAIN + EDE every time, and
 // metrics count every query, but its repeated blocks are one log line with a count per window (and one
 // history row with a count), not a line and a row per query. Over real sockets, a real NSD upstream behind.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createLogger } from '../../src/telemetry.js';
 import { query } from '../helpers/dns-client.js';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
+import { CLI } from '../helpers/serve-process.js';
 import { metricValue, startWarden } from '../helpers/warden.js';
 
 const SECRETS = [
@@ -73,6 +76,10 @@ describe('repeated blocks are aggregated', () => {
     expect(rows[0]!.count).toBe(flood);
     expect(rows[0]!.name).toBe(`n0.${FIXTURE.a.name}`);
     expect(rows[0]!.lastAtMs).toBeGreaterThanOrEqual(rows[0]!.atMs);
+    // The analyst's table says how many the row stands for.
+    // Asynchronously: the server answering the CLI runs in this process.
+    const { stdout: table } = await promisify(execFile)(process.execPath, [CLI, 'sessions', 'queries', 'job-7', '--url', warden.adminUrl, '--token', warden.adminToken], { encoding: 'utf8', timeout: 30_000 });
+    expect(table).toMatch(new RegExp(`nxdomain ×${flood} +quarantined .*n0\\.www\\.dnswarden\\.test`));
 
     // Before close: the first gate block logged in full, the rest only counted so far.
     const gateLines = (): LogLine[] => log.lines().filter((l) => l.rule === 'quarantined');
