@@ -1,6 +1,8 @@
 // The query path, in the one fixed order the product has: admit → gate → judge → enforce →
 // resolve → re-judge the answer → finish. Each step either ends the query with an Outcome or
 // carries on. Stages return values; only transport.ts writes bytes. All decisions live in policy.ts.
+// Owns the verdict log: a block that can repeat without end is logged once per session, kind and window, then
+// counted (flushRepeats logs the count), so a flood costs no log line per query.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
