@@ -6,7 +6,9 @@
 //
 // A and B: a git revision (built into a temporary worktree that shares this checkout's node_modules), or a
 // directory holding a built `src/cli.js` (e.g. a copy of dist/). Options:
-//   --set hit|miss|both (both)   --rounds N (5)   --scoring on|off (on)   --seconds S (hit 5, miss 4)
+//   --set hit|miss|both|blocked|observe (both)   --rounds N (5)   --scoring on|off (on)   --seconds S (hit 5, miss 4)
+// blocked / observe: the blocked-traffic flood of `npm run bench` (blockFloodNames) at a dnswarden per build whose
+// session it quarantined during the warm-up / that runs `policy.mode: observe`.
 // Every load is bounded (dnsperf -l, and -n 1 over a fresh name file for misses); every process is stopped.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -15,10 +17,10 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   ROOT, log, stopAll, freePort, dnsperfWithCpu, round3, median, hitNames, writeMissFile, startNsd, startUnbound,
-  baselineMode, startWarden, dnsperf,
+  baselineMode, startWarden, dnsperf, blockFloodNames,
 } from './lib.mjs';
 
-const USAGE = 'usage: npm run bench:ab -- A B [--set hit|miss|both] [--rounds N] [--scoring on|off] [--seconds S]\n'
+const USAGE = 'usage: npm run bench:ab -- A B [--set hit|miss|both|blocked|observe] [--rounds N] [--scoring on|off] [--seconds S]\n'
   + '  A, B: a git revision, or a directory with a built src/cli.js (e.g. a copy of dist/)\n';
 
 function options() {
@@ -28,7 +30,7 @@ function options() {
   });
   const rounds = Number(values.rounds);
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
-  if (positionals.length !== 2 || !['hit', 'miss', 'both'].includes(values.set) || !['on', 'off'].includes(values.scoring)
+  if (positionals.length !== 2 || !['hit', 'miss', 'both', 'blocked', 'observe'].includes(values.set) || !['on', 'off'].includes(values.scoring)
     || !Number.isInteger(rounds) || rounds < 1 || rounds > 50 || (seconds !== undefined && !(seconds >= 1 && seconds <= 60))) {
     process.stderr.write(USAGE);
     process.exit(64);
@@ -69,6 +71,20 @@ async function main() {
     const hitFile = join(tmp, 'hit.txt');
     writeFileSync(hitFile, `${hitNames().map((n) => `${n} A`).join('\n')}\n`);
     if (sets.includes('hit')) for (const s of servers) dnsperf(s.port, hitFile, { seconds: 10, maxRuns: 2 }); // warm: every hit name cached
+    const floodFile = join(tmp, 'flood.txt');
+    writeFileSync(floodFile, `${blockFloodNames().map((n) => `${n} A`).join('\n')}\n`);
+    // The flood sets get a dnswarden per build of their own (quarantined by the warm-up, or in observe mode).
+    const flooded = [servers[0]];
+    if (sets.includes('blocked') || sets.includes('observe')) {
+      for (const b of builds) {
+        const w = await startWarden(tmp, `warden-${b.label}-${o.set}`, { nsdPort, scoring: true, baseline, mode: o.set === 'observe' ? 'observe' : undefined }, undefined, b.cli);
+        flooded.push({ key: b.label, port: w.port, pid: w.pid });
+      }
+      for (const s of flooded) {
+        const w = dnsperf(s.port, floodFile, { seconds: 10, maxRuns: 2 });
+        log(`warm flood ${s.key}: ${JSON.stringify(w.rcodes)}`);
+      }
+    }
 
     const rounds = [];
     for (let r = 0; r < o.rounds; r++) {
@@ -76,8 +92,11 @@ async function main() {
       const round = { order: order.map((s) => s.key) };
       for (const set of sets) {
         round[set] = {};
-        for (const s of order) {
-          if (set === 'hit') {
+        const flood = set === 'blocked' || set === 'observe';
+        for (const s of flood ? flooded.map((_, i) => flooded[(i + r) % flooded.length]) : order) {
+          if (flood) {
+            round[set][s.key] = dnsperfWithCpu(s.pid, s.port, floodFile, { seconds: o.seconds ?? 5 });
+          } else if (set === 'hit') {
             round.hit[s.key] = dnsperfWithCpu(s.pid, s.port, hitFile, { seconds: o.seconds ?? 5 });
           } else {
             const f = join(tmp, `miss-${r}-${s.key}.txt`);
@@ -104,7 +123,8 @@ async function main() {
     await stopAll();
     for (const b of builds) if (b.tree) { try { execFileSync('git', ['worktree', 'remove', '--force', b.tree], { cwd: ROOT, stdio: 'ignore' }); } catch { /* removed below */ } }
     rmSync(tmp, { recursive: true, force: true });
-    try { execFileSync('git', ['worktree', 'prune'], { cwd: ROOT, stdio: 'ignore' }); } catch { /* not a git checkout */ }
+    // Only a run that added worktrees prunes: other checkouts' worktrees are none of its business.
+    if (builds.some((b) => b.tree)) { try { execFileSync('git', ['worktree', 'prune'], { cwd: ROOT, stdio: 'ignore' }); } catch { /* not a git checkout */ } }
   }
 }
 

@@ -2,7 +2,7 @@
 // by side): the processes (NSD, Unbound, dnswarden) on free loopback ports, each tracked by PID and stopped on
 // every exit path; dnsperf runs and their parsing; CPU and RSS readings from /proc; the query sets.
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { get as httpGet } from 'node:http';
@@ -30,6 +30,8 @@ const P = {
   write: env('BENCH_NO_WRITE', 0) !== 1,
   floodChunkSeconds: 60,
   floodSecondVariantBeforeS: env('BENCH_FLOOD_SECOND_BEFORE_S', 480),
+  /** 'blocked': only the blocked-traffic rounds (with the cache-hit set beside them), for a quick before/after. */
+  only: process.env.BENCH_ONLY ?? '',
 };
 const ZONE = 'wardenbench'; // a made-up TLD: nothing under it can leave the machine; tldts treats it as a suffix
 const ANSWER_IP = '198.51.100.7'; // public-looking (TEST-NET-2), so the rebinding check passes
@@ -42,10 +44,15 @@ const log = (...a) => process.stderr.write(`[bench +${((Date.now() - T0) / 1000)
 // Processes: every child tracked by PID and stopped on every exit path.
 const procs = new Map(); // pid → { name, child, exited: Promise }
 function start(name, cmd, args, logFile) {
-  const out = createWriteStream(logFile);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
-  child.stdout.pipe(out);
-  child.stderr.pipe(out);
+  // The child writes its output to the file itself: through a pipe, its log would wait in its own memory while
+  // this process sits in a spawnSync(dnsperf) and drains nothing (a flood's log lines then cost heap and GC).
+  const fd = openSync(logFile, 'w');
+  let child;
+  try {
+    child = spawn(cmd, args, { stdio: ['ignore', fd, fd], cwd: ROOT });
+  } finally {
+    closeSync(fd);
+  }
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const rec = { name, child, exited, alive: true, logFile };
   exited.then(() => { rec.alive = false; procs.delete(child.pid); });
@@ -269,6 +276,22 @@ function hitNames() {
   for (let s = 0; s < 100; s++) for (const h of HOSTS) names.push(`${h}.site${String(s).padStart(3, '0')}.${ZONE}`);
   return names; // 1,000 names over 100 registrable domains: a browsing agent's shape, nothing tunnel-like
 }
+/**
+ * A tunnel's shape: `count` random 24-character base32 labels under one registrable domain (a seeded generator, so
+ * every run sends the same names). Looped by dnsperf, a session sending them is blocked, then quarantined.
+ */
+function blockFloodNames(count = 1000, domain = `tun.${ZONE}`) {
+  let x = 0x9e3779b9;
+  const next = () => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return x >>> 0; };
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  const names = [];
+  for (let i = 0; i < count; i++) {
+    let label = '';
+    for (let j = 0; j < 24; j++) label += alphabet[next() % 32];
+    names.push(`${label}.${domain}`);
+  }
+  return names;
+}
 /** Unique names never asked before: `tag` makes them unique per round × server; 8 hosts per registrable domain. */
 function writeMissFile(path, tag, count) {
   const lines = new Array(count);
@@ -366,8 +389,8 @@ function baselineMode(dir, cli = CLI) {
 // The fleet runs' client addresses: two agents, each its own session, steered to different workers (run.mjs checks).
 const FLEET_SOURCES = ['127.0.0.2', '127.0.0.3'];
 
-function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket, workers }) {
-  let policy = '';
+function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket, workers, mode }) {
+  let policy = mode === undefined ? '' : `policy: { mode: ${mode} }\n`;
   if (!scoring) {
     policy = baseline === 'policy.enabled=false'
       ? 'policy: { enabled: false }\n'
@@ -449,5 +472,5 @@ function machine() {
 
 
 export {
-  T0, BENCH_DIR, ROOT, CLI, P, ZONE, ANSWER_IP, TOKEN, HOSTS, log, start, stop, stopAll, run, freePort, waitFor, tail, digA, CLK_TCK, cpuUs, cpuPerQuery, cpuTicks, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES, round1, round3, median, dnsperf, hitNames, writeMissFile, startNsd, startUnbound, baselineMode, wardenConfig, WARDEN_NODE_ARGS, startWarden, httpText, metrics, machine, sleep,
+  T0, BENCH_DIR, ROOT, CLI, P, ZONE, ANSWER_IP, TOKEN, HOSTS, log, start, stop, stopAll, run, freePort, waitFor, tail, digA, CLK_TCK, cpuUs, cpuPerQuery, cpuTicks, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES, round1, round3, median, dnsperf, hitNames, blockFloodNames, writeMissFile, startNsd, startUnbound, baselineMode, wardenConfig, WARDEN_NODE_ARGS, startWarden, httpText, metrics, machine, sleep,
 };

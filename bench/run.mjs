@@ -8,14 +8,15 @@
 //   BENCH_ROUNDS (5)  BENCH_HIT_SECONDS (5)  BENCH_MISS_SECONDS (4)  BENCH_MISS_NAMES (150000)
 //   BENCH_FLOOD_NAMES (500000)  BENCH_FLOOD_SECOND_BEFORE_S (480: skip the 600k-cache flood after this)  BENCH_PROFILE (1: CPU-profile dnswarden hit/miss runs; 0: skip)
 //   BENCH_LATENCY_QPS (5000: fixed-rate probe for p50/p99)  BENCH_NO_WRITE (1: print only, write nothing)
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+//   BENCH_ONLY (blocked: only the blocked-traffic rounds, printed, nothing written — a quick before/after)
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { summarizeProfile } from './cpuprofile.mjs';
 import { shardOf } from '../dist/src/shard.js';
 import {
   T0, BENCH_DIR, P, ZONE, HOSTS, log, start, stop, stopAll, run, freePort, cpuPerQuery, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES,
-  round1, round3, median, dnsperf, hitNames, writeMissFile, startNsd, startUnbound, baselineMode, startWarden, metrics, machine, sleep,
+  round1, round3, median, dnsperf, hitNames, blockFloodNames, writeMissFile, startNsd, startUnbound, baselineMode, startWarden, metrics, machine, sleep,
 } from './lib.mjs';
 
 // ------------------------------------------------------------------------------------------------
@@ -50,6 +51,14 @@ async function main() {
     for (const s of servers) {
       const w = dnsperf(s.port, hitFile, { seconds: 10, maxRuns: 2 }); // warm: every hit name cached
       log(`warm ${s.key}: ${w.completed}/${w.sent} ${JSON.stringify(w.rcodes)}`);
+    }
+
+    const floodFile = join(tmp, 'block-flood.txt');
+    writeFileSync(floodFile, `${blockFloodNames().map((n) => `${n} A`).join('\n')}\n`);
+    if (P.only === 'blocked') {
+      result.blocked = await blockedRounds(tmp, { nsdPort, baseline, hitFile, floodFile, unbound: { port: ubPort, pid: unbound.child.pid }, on });
+      process.stdout.write(`${JSON.stringify(result.blocked, null, 2)}\n${blockedMarkdown(result.blocked).join('\n')}\n`);
+      return;
     }
 
     result.rounds = [];
@@ -128,6 +137,7 @@ async function main() {
     result.cpu_miss_rounds = missCpuRounds;
     log(`CPU µs per cache-miss query at 5k q/s: ${JSON.stringify(result.cpu_per_miss_query_us)}`);
 
+    result.blocked = await blockedRounds(tmp, { nsdPort, baseline, hitFile, floodFile, unbound: { port: ubPort, pid: unbound.child.pid }, on });
     result.fleet = await fleetRounds(tmp, { nsdPort, baseline, hitFile, unbound: { port: ubPort, pid: unbound.child.pid }, on });
 
     result.median.ratios = Object.fromEntries(Object.keys(result.rounds[0].ratios).map((k) => [k, round3(median(result.rounds.map((r) => r.ratios[k])))]));
@@ -149,11 +159,14 @@ async function main() {
     // CPU profiles of dnswarden (scoring on), each in its own fresh process so the profile is one workload.
     if (P.profile) {
       result.profiles = {};
-      for (const kind of ['hit', 'miss']) {
+      for (const kind of ['hit', 'miss', 'blocked', 'observe']) {
         const profDir = join(tmp, `prof-${kind}`);
-        const w = await startWarden(tmp, `prof-${kind}`, { nsdPort, scoring: true, baseline }, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+        const w = await startWarden(tmp, `prof-${kind}`, { nsdPort, scoring: true, baseline, mode: kind === 'observe' ? 'observe' : undefined }, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
         let perf;
-        if (kind === 'hit') {
+        if (kind === 'blocked' || kind === 'observe') {
+          dnsperf(w.port, floodFile, { seconds: 10, maxRuns: 2 }); // blocked: quarantined by now; observe: every name cached
+          perf = dnsperf(w.port, floodFile, { seconds: P.hitSeconds });
+        } else if (kind === 'hit') {
           dnsperf(w.port, hitFile, { seconds: 10, maxRuns: 2 });
           perf = dnsperf(w.port, hitFile, { seconds: P.hitSeconds });
         } else {
@@ -286,6 +299,91 @@ async function fleetRounds(tmp, { nsdPort, baseline, hitFile, unbound, on }) {
   return fleet;
 }
 
+/**
+ * The cost of blocked traffic: one session looping 1,000 random labels under one domain (blockFloodNames), to a
+ * dnswarden that quarantines it (`warden_block`: from the warm-up on, every query meets the closed gate) and to one
+ * in observe mode (`warden_observe`: every query answered from the cache and logged as a would-be block). Each round
+ * also runs the cache-hit set on Unbound and warden_on, and the flood on Unbound, so every ratio is same-round.
+ * Then CPU µs per query at a fixed 20k q/s, as for the hit set.
+ */
+async function blockedRounds(tmp, { nsdPort, baseline, hitFile, floodFile, unbound, on }) {
+  const block = await startWarden(tmp, 'warden-block', { nsdPort, scoring: true, baseline });
+  const observe = await startWarden(tmp, 'warden-observe', { nsdPort, scoring: true, baseline, mode: 'observe' });
+  const servers = [{ key: 'unbound', ...unbound }, { key: 'warden_on', port: on.port, pid: on.pid }, { key: 'warden_block', port: block.port, pid: block.pid }, { key: 'warden_observe', port: observe.port, pid: observe.pid }];
+  for (const s of [servers[0], servers[2], servers[3]]) {
+    const w = dnsperf(s.port, floodFile, { seconds: 10, maxRuns: 2 }); // Unbound and observe: every name cached; block: quarantined
+    log(`warm flood ${s.key}: ${w.completed}/${w.sent} ${JSON.stringify(w.rcodes)}`);
+  }
+  const quarantined = (await metrics(block.adminPort)).dnswarden_sessions_quarantined;
+  if (quarantined !== 1) throw new Error(`warden_block: the flood did not quarantine its session (dnswarden_sessions_quarantined ${quarantined})`);
+  const out = { names: 1000, rounds: [] };
+  for (let r = 0; r < P.rounds; r++) {
+    const order = servers.map((_, i) => servers[(i + r) % servers.length]);
+    const round = { order: order.map((s) => s.key), hit: {}, flood: {} };
+    for (const s of order) {
+      if (s.key === 'unbound' || s.key === 'warden_on') round.hit[s.key] = dnsperfWithCpu(s.pid, s.port, hitFile, { seconds: P.hitSeconds });
+      if (s.key !== 'warden_on') round.flood[s.key] = dnsperfWithCpu(s.pid, s.port, floodFile, { seconds: P.hitSeconds });
+    }
+    round.ratios = qpsRatios(round, {
+      hit_on_vs_unbound: ['hit', 'warden_on', 'unbound'],
+      blocked_vs_unbound: ['flood', 'warden_block', 'unbound'],
+      observe_vs_unbound: ['flood', 'warden_observe', 'unbound'],
+    });
+    out.rounds.push(round);
+    log(`blocked round ${r + 1}/${P.rounds} [${round.order.join(',')}] hit ${Object.entries(round.hit).map(([k, v]) => `${k}=${v.qps}`).join(' ')} | flood ${Object.entries(round.flood).map(([k, v]) => `${k}=${v.qps} ${JSON.stringify(v.rcodes)}`).join(' ')} | ${JSON.stringify(round.ratios)}`);
+  }
+  const med = (f) => round1(median(out.rounds.map(f)));
+  out.median = {
+    ratios: Object.fromEntries(Object.keys(out.rounds[0].ratios).map((k) => [k, round3(median(out.rounds.map((x) => x.ratios[k])))])),
+    qps: {
+      hit_unbound: med((x) => x.hit.unbound.qps), hit_warden_on: med((x) => x.hit.warden_on.qps),
+      flood_unbound: med((x) => x.flood.unbound.qps), flood_warden_block: med((x) => x.flood.warden_block.qps), flood_warden_observe: med((x) => x.flood.warden_observe.qps),
+    },
+    main_thread_us_per_query: {
+      hit_warden_on: med((x) => x.hit.warden_on.server_cpu.main_thread_us_per_query),
+      flood_warden_block: med((x) => x.flood.warden_block.server_cpu.main_thread_us_per_query),
+      flood_warden_observe: med((x) => x.flood.warden_observe.server_cpu.main_thread_us_per_query),
+    },
+  };
+  // CPU per query at a fixed rate every server sustains (3 rounds, medians): robust on a shared machine.
+  const cpu = [];
+  for (let r = 0; r < 3; r++) {
+    cpu.push({
+      hit_unbound: cpuPerQuery(unbound.pid, unbound.port, hitFile, 20_000, 4), hit_warden_on: cpuPerQuery(on.pid, on.port, hitFile, 20_000, 4),
+      flood_unbound: cpuPerQuery(unbound.pid, unbound.port, floodFile, 20_000, 4), flood_warden_block: cpuPerQuery(block.pid, block.port, floodFile, 20_000, 4),
+      flood_warden_observe: cpuPerQuery(observe.pid, observe.port, floodFile, 20_000, 4),
+    });
+  }
+  out.cpu_us_per_query_at_20k = Object.fromEntries(Object.keys(cpu[0]).map((k) => [k, round1(median(cpu.map((x) => x[k].cpu_us_per_query)))]));
+  out.cpu_rounds = cpu;
+  out.anomalies = out.rounds.flatMap((x, i) => Object.entries(x.flood).filter(([k, v]) => v.lost > 0 || (k === 'warden_block' && Object.keys(v.rcodes).some((c) => c !== 'NXDOMAIN'))).map(([k, v]) => `round ${i + 1} flood ${k}: lost ${v.lost} ${JSON.stringify(v.rcodes)}`));
+  out.block_metrics_after = await metrics(block.adminPort);
+  out.observe_metrics_after = await metrics(observe.adminPort);
+  out.log_bytes = { warden_block: statSync(block.rec.logFile).size, warden_observe: statSync(observe.rec.logFile).size };
+  await stop(block.rec);
+  await stop(observe.rec);
+  log(`blocked medians ${JSON.stringify(out.median.ratios)}; CPU µs/query at 20k q/s ${JSON.stringify(out.cpu_us_per_query_at_20k)}; log bytes ${JSON.stringify(out.log_bytes)}`);
+  return out;
+}
+
+function blockedMarkdown(b) {
+  const L = [];
+  L.push('', '## Blocked traffic (one session looping 1,000 random labels under one domain)', '',
+    '`warden_block` quarantined the session during the warm-up, so every query meets the closed gate (NXDOMAIN + EDE 15); `warden_observe` is `policy.mode: observe`, so every query is answered from the cache and counted as a would-be block. The cache-hit set on `warden_on` runs in the same rounds.', '',
+    '| round | order | hit on/unbound | blocked/unbound | observe/unbound |', '|---|---|---|---|---|');
+  for (const [i, x] of b.rounds.entries()) L.push(`| ${i + 1} | ${x.order.join(', ')} | ${x.ratios.hit_on_vs_unbound} | ${x.ratios.blocked_vs_unbound} | ${x.ratios.observe_vs_unbound} |`);
+  const q = b.median.ratios;
+  L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.blocked_vs_unbound}** | **${q.observe_vs_unbound}** |`, '');
+  const c = b.cpu_us_per_query_at_20k;
+  const t = b.median.main_thread_us_per_query;
+  L.push('| set | server | QPS (median) | main thread µs/query at saturation | CPU µs/query at 20k q/s |', '|---|---|---|---|---|');
+  L.push(`| hit | unbound | ${b.median.qps.hit_unbound} | | ${c.hit_unbound} |`, `| hit | warden_on | ${b.median.qps.hit_warden_on} | ${t.hit_warden_on} | ${c.hit_warden_on} |`);
+  L.push(`| flood | unbound | ${b.median.qps.flood_unbound} | | ${c.flood_unbound} |`, `| flood | warden_block | ${b.median.qps.flood_warden_block} | ${t.flood_warden_block} | ${c.flood_warden_block} |`, `| flood | warden_observe | ${b.median.qps.flood_warden_observe} | ${t.flood_warden_observe} | ${c.flood_warden_observe} |`);
+  L.push('', `Log written over the whole section: warden_block ${b.log_bytes.warden_block} B, warden_observe ${b.log_bytes.warden_observe} B.`);
+  if (b.anomalies.length) L.push('', `Anomalies: ${b.anomalies.join('; ')}`);
+  return L;
+}
+
 function targets(r) {
   const m = r.median;
   const t = (name, measured, target, kind = 'min') => ({
@@ -297,6 +395,13 @@ function targets(r) {
     t('cache-miss QPS, warden (scoring on) / Unbound', m.ratios.miss_on_vs_unbound, 0.8),
     t(`cache-hit QPS, scoring on / off (${r.scoring_off_baseline})`, m.ratios.hit_on_vs_off, 0.9),
   ];
+  if (r.blocked) {
+    const b = r.blocked.median.ratios;
+    out.push(
+      t('blocked flood (quarantined session) QPS / Unbound, ≥ cache-hit QPS / Unbound of the same rounds', b.blocked_vs_unbound, b.hit_on_vs_unbound),
+      t('observe-mode flood QPS / Unbound, ≥ cache-hit QPS / Unbound of the same rounds', b.observe_vs_unbound, b.hit_on_vs_unbound),
+    );
+  }
   if (r.flood?.cache_default?.rss_after) out.push(t('RSS (MB) after 500k unique names, scoring on, default cache', r.flood.cache_default.rss_after.rss_mb, 150, 'max'));
   if (r.fleet) {
     const f = r.fleet.median.ratios;
@@ -353,6 +458,7 @@ function markdown(r) {
   }
   const q = m.ratios;
   L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.hit_off_vs_unbound}** | **${q.miss_on_vs_unbound}** | **${q.miss_off_vs_unbound}** | **${q.hit_on_vs_off}** | **${q.miss_on_vs_off}** | **${q.hit_ceiling_vs_unbound}** | **${q.hit_on_vs_ceiling}** |`);
+  if (r.blocked) L.push(...blockedMarkdown(r.blocked));
   if (r.fleet) {
     const f = r.fleet;
     L.push('', `## Two agents at once (${f.sources.join(' and ')}, each its own session and its own dnsperf; \`server.workers: 2\` puts them on different workers)`, '',

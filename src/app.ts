@@ -53,6 +53,7 @@ export interface App {
 }
 
 const HISTORY_FLUSH_MS = 1000;
+const REPEATS_FLUSH_MS = 1000;
 
 const SWEEP_MS = 10_000;
 // How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
@@ -264,7 +265,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         ipv6Prefix: config.server.refused_rate_limit.ipv6_prefix,
         maxPrefixes: config.server.refused_rate_limit.max_prefixes,
       }),
+      repeatWindowMs: () => current.logging.repeat_window_ms,
     });
+    // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
+    // run in reverse) whatever is still counted.
+    const repeatsTimer = setInterval(() => pipeline.flushRepeats(), REPEATS_FLUSH_MS);
+    repeatsTimer.unref();
+    closers.push(() => { clearInterval(repeatsTimer); pipeline.flushRepeats(true); });
 
     const answer = worker === undefined ? pipeline.answerPacket : relayingToOwners(pipeline.answerPacket, sessions, worker, nowMs);
     worker?.answerRelays(pipeline.answerPacket);

@@ -1,6 +1,10 @@
 // The query path, in the one fixed order the product has: admit → gate → judge → enforce →
 // resolve → re-judge the answer → finish. Each step either ends the query with an Outcome or
 // carries on. Stages return values; only transport.ts writes bytes. All decisions live in policy.ts.
+// Owns the verdict log: a block that can repeat without end is logged once per session, kind and window, then
+// counted (flushRepeats logs the count), so a flood costs no log line per query.
+// Why it is long: it still holds the DNS edge's outcome → reply table and the verdict log beside the path
+// itself; both are to move out (ARCHITECTURE.md, known debt).
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
@@ -41,6 +45,25 @@ export interface PipelineDeps {
   readonly udpPayloadSize: number;
   /** Rate limit of REFUSED answers over UDP per source prefix; undefined: none. */
   readonly refusals?: RefusalLimiter;
+  /**
+   * Repeated blocks of one kind from one session within this long are one history row and one log line with
+   * a count (logging.repeat_window_ms): a flood costs no more per query than a cache hit. A function: SIGHUP.
+   */
+  readonly repeatWindowMs: () => number;
+}
+
+/** Blocks of one kind (action, rule, mode, enforced) from one session in the current window, counted, not logged. */
+interface Repeats {
+  readonly session: SessionMeta;
+  readonly windowStartMs: number;
+  count: number;
+  firstTs: number;
+  lastTs: number;
+  firstEventId: string | undefined;
+  lastEventId: string | undefined;
+  lastName: string;
+  lastQtype: number;
+  verdict: Verdict;
 }
 
 // Event ids: a random per-process prefix and a counter, so an id is unique across restarts and
@@ -60,8 +83,14 @@ const BLOCK_NEGATIVE_TTL_SEC = 5;
 export function createPipeline(d: PipelineDeps): {
   handle(q: Query): Outcome | Promise<Outcome>;
   answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined>;
+  /** Logs the counts of repeated blocks whose window has passed (every window, from a timer), or all of them (`all`: at close). */
+  flushRepeats(all?: boolean): void;
 } {
   const m = d.metrics;
+  // The closed gate's answer, built once per quarantine (and policy): a quarantined session's flood allocates nothing here.
+  const gated = new WeakMap<Session<SessionState>, { readonly id: string; readonly policy: Policy; readonly outcome: Outcome }>();
+  // Per session, per kind of block (verdictKey × enforced): the repeats counted in the current window.
+  const repeats = new Map<Session<SessionState>, Map<number, Repeats>>();
 
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
   // round trip makes a query asynchronous. Promise hops cost a measurable share of a cache hit
@@ -74,10 +103,16 @@ export function createPipeline(d: PipelineDeps): {
     if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type)) return finish(q, session, { kind: 'refused', reason: 'unsupported' });
 
     const policy = d.policy();
-    // 2 gate: a quarantined session gets nothing until an analyst releases it.
+    // 2 gate: a quarantined session gets nothing until an analyst releases it. First and cheapest: one map
+    // lookup, and the blocking outcome is the same object for every query while the quarantine lasts.
     const quarantineId = d.quarantines.holds(session.id);
     if (quarantineId !== undefined) {
-      return finish(q, session, { kind: 'blocked', verdict: quarantinedVerdict(policy, session.type), eventId: quarantineId, text: `session quarantined (${quarantineId})` });
+      let g = gated.get(session);
+      if (g === undefined || g.id !== quarantineId || g.policy !== policy) {
+        g = { id: quarantineId, policy, outcome: { kind: 'blocked', verdict: quarantinedVerdict(policy, session.type), eventId: quarantineId, text: `session quarantined (${quarantineId})` } };
+        gated.set(session, g);
+      }
+      return finish(q, session, g.outcome);
     }
 
     if (!d.judging()) return resolveAndCheck(q, session, policy, undefined, undefined);
@@ -144,6 +179,14 @@ export function createPipeline(d: PipelineDeps): {
       facts: verdict?.facts,
     });
     const eventId = outcome.kind === 'blocked' || outcome.kind === 'answered' ? outcome.eventId : undefined;
+    // A block that can repeat without end (the closed gate, a list, anything in observe mode) is counted on the
+    // history row of the one like it before, within the window, not added as a row of its own. An enforced scored
+    // block is evidence of its own, and cannot flood: the session is quarantined after a few in a window.
+    const repeatable = verdict !== undefined && verdict.action !== 'answer' && (verdict.score === undefined || !verdict.enforced);
+    if (repeatable && d.sessions.repeatLast(session, verdict.action, verdict.rule, verdict.enforced, rcode, q.atMs, d.repeatWindowMs())) {
+      recordVerdict(q, session, verdict, eventId, true);
+      return outcome;
+    }
     const entry: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] } = {
       atMs: q.atMs,
       name: q.name,
@@ -161,19 +204,74 @@ export function createPipeline(d: PipelineDeps): {
       if (verdict.score !== undefined) entry.signals = signalValues(verdict.score);
     }
     d.sessions.remember(session, entry);
-    if (verdict !== undefined) recordVerdict(q, session, verdict, eventId);
+    if (verdict !== undefined) recordVerdict(q, session, verdict, eventId, repeatable);
     return outcome;
   }
 
-  function recordVerdict(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined): void {
+  function recordVerdict(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string | undefined, repeatable: boolean): void {
     m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
     if (verdict.score !== undefined) {
       m.scoreTotal.observe(session.type, verdict.score.total);
       const keys = SIGNAL_KEYS[verdict.action];
       for (const s of verdict.score.signals) m.signalValue.observe(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value);
     }
-    if (verdict.action !== 'answer' || d.log.isLevelEnabled('debug')) {
-      d.log[verdict.action === 'answer' ? 'debug' : 'warn'](verdictLogLine(q, session, verdict, eventId), verdict.enforced ? `query ${verdict.action}` : `query would ${verdict.action} (observe)`);
+    if (verdict.action !== 'answer') {
+      if (repeatable && isRepeat(q, session, verdict, eventId)) return;
+      d.log.warn(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
+    } else if (d.log.isLevelEnabled('debug')) {
+      d.log.debug(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
+    }
+  }
+
+  // The first block of a kind from a session is logged in full and opens a window; the blocks like it within
+  // the window are only counted (no log line, no allocation), and one line says how many when the window has
+  // passed. Metrics still count every query.
+  function isRepeat(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string | undefined): boolean {
+    const key = verdictKey(verdict.action, verdict.rule, verdict.mode, session.type) * 2 + (verdict.enforced ? 1 : 0);
+    let kinds = repeats.get(session);
+    const open = kinds?.get(key);
+    if (open !== undefined && q.atMs >= open.windowStartMs && q.atMs - open.windowStartMs < d.repeatWindowMs()) {
+      if (open.count === 0) {
+        open.firstTs = q.atMs;
+        open.firstEventId = eventId;
+      }
+      open.count++;
+      open.lastTs = q.atMs;
+      open.lastEventId = eventId;
+      open.lastName = q.name;
+      open.lastQtype = q.type;
+      open.verdict = verdict;
+      return true;
+    }
+    if (open !== undefined) logRepeats(open);
+    if (kinds === undefined) repeats.set(session, (kinds = new Map()));
+    kinds.set(key, { session, windowStartMs: q.atMs, count: 0, firstTs: q.atMs, lastTs: q.atMs, firstEventId: undefined, lastEventId: undefined, lastName: q.name, lastQtype: q.type, verdict });
+    return false;
+  }
+
+  function logRepeats(r: Repeats): void {
+    if (r.count === 0) return;
+    const v = r.verdict;
+    const s = r.session;
+    const line: VerdictRepeatLogLine = {
+      event: 'verdict_repeat', count: r.count, session: s.id, user: s.user, role: s.role, session_type: s.type,
+      action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,
+      first_ts: r.firstTs, last_ts: r.lastTs, first_event_id: r.firstEventId, last_event_id: r.lastEventId,
+      last_name: r.lastName, last_qtype: qtypeName(r.lastQtype), ts: r.lastTs,
+    };
+    d.log.warn(line, `${verdictMessage(v)}: ${r.count} more like this`);
+  }
+
+  function flushRepeats(all = false): void {
+    const nowMs = d.nowMs();
+    const windowMs = d.repeatWindowMs();
+    for (const [session, kinds] of repeats) {
+      for (const [key, r] of kinds) {
+        if (!all && nowMs >= r.windowStartMs && nowMs - r.windowStartMs < windowMs) continue;
+        logRepeats(r);
+        kinds.delete(key);
+      }
+      if (kinds.size === 0) repeats.delete(session);
     }
   }
 
@@ -266,7 +364,11 @@ export function createPipeline(d: PipelineDeps): {
     }
   }
 
-  return { handle, answerPacket };
+  return { handle, answerPacket, flushRepeats };
+}
+
+function verdictMessage(v: Verdict): string {
+  return v.enforced ? `query ${v.action}` : `query would ${v.action} (observe)`;
 }
 
 /** The ICANN registrable domain (what RDAP/WHOIS know and what a learned deny names). */
@@ -305,6 +407,31 @@ export interface VerdictLogLine {
   readonly reason: string;
   readonly score: number | undefined;
   readonly signals: Record<string, number> | undefined;
+  readonly ts: number;
+}
+
+/**
+ * The line for blocks counted within a window after the first one (logged in full as a VerdictLogLine): how many,
+ * when, the event-id range (ids count up within a process), the last name asked, and the last verdict's fields.
+ */
+export interface VerdictRepeatLogLine {
+  readonly event: 'verdict_repeat';
+  readonly count: number;
+  readonly session: string;
+  readonly user: string;
+  readonly role: string;
+  readonly session_type: string;
+  readonly action: string;
+  readonly rule: string;
+  readonly enforced: boolean;
+  readonly mode: string;
+  readonly reason: string;
+  readonly first_ts: number;
+  readonly last_ts: number;
+  readonly first_event_id: string | undefined;
+  readonly last_event_id: string | undefined;
+  readonly last_name: string;
+  readonly last_qtype: string;
   readonly ts: number;
 }
 

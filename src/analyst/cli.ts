@@ -64,6 +64,8 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return `${all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;
 }
 
+/** A history row's action; a row standing for a run of blocks (a flood, counted on one row) says how many. */
+const actionText = (e: { action: string; count?: number }): string => (e.count !== undefined && e.count > 1 ? `${e.action} ×${e.count}` : e.action);
 const iso = (v: unknown): string => (typeof v === 'string' ? v.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 
 function tokenFrom(explicit: string | undefined): string | undefined {
@@ -121,7 +123,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       const r = (await api.request('GET', `/v1/quarantines/${enc(need(id, 'ID'))}`)) as {
         quarantine: { id: string; state: string; raised_at: string; decided_by: string | null; decision_reason: string | null; session: { id: string; user: string; role: string; type: string; addresses: string[] };
           gated_sessions?: { id: string; user: string; addresses: string[]; matched: string }[];
-          evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number; reason?: string }[] } };
+          evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number; reason?: string; count?: number }[] } };
         attacker_domains: string[];
       };
       if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
@@ -134,7 +136,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
       out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
       out('\nrecent queries (oldest first)\n');
-      out(table(['TIME', 'ACTION', 'RULE', 'SCORE', 'NAME', 'REASON'], q.evidence.recent.map((e) => [new Date(e.atMs).toISOString().slice(11, 23), e.action, e.rule, e.score?.toFixed(2) ?? '', e.name, e.action === 'answer' ? '' : (e.reason ?? '')]), 90));
+      out(table(['TIME', 'ACTION', 'RULE', 'SCORE', 'NAME', 'REASON'], q.evidence.recent.map((e) => [new Date(e.atMs).toISOString().slice(11, 23), actionText(e), e.rule, e.score?.toFixed(2) ?? '', e.name, e.action === 'answer' ? '' : (e.reason ?? '')]), 90));
       return 0;
     }
     case 'quarantine release':
@@ -178,11 +180,11 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       const sid = enc(need(id, 'ID'));
       const s = verb === 'show' ? ((await api.request('GET', `/v1/sessions/${sid}`)) as { session: Record<string, unknown> }) : undefined;
       const qs = values.limit !== undefined ? `?limit=${enc(values.limit)}` : '';
-      const h = (await api.request('GET', `/v1/sessions/${sid}/queries${qs}`)) as { queries: { atMs: number; name: string; qtype: number; action: string; rule: string; rcode: number; score?: number; eventId?: string }[] };
+      const h = (await api.request('GET', `/v1/sessions/${sid}/queries${qs}`)) as { queries: { atMs: number; name: string; qtype: number; action: string; rule: string; rcode: number; score?: number; eventId?: string; count?: number }[] };
       if (json) return out(`${JSON.stringify({ ...s, ...h }, null, 2)}\n`), 0;
       if (s !== undefined) for (const [k, v] of Object.entries(s.session)) out(`${k.padEnd(14)}${Array.isArray(v) ? v.join(', ') : String(v)}\n`);
       out(`\n${h.queries.length} recent queries (oldest first)\n`);
-      out(table(['TIME', 'QTYPE', 'RCODE', 'ACTION', 'RULE', 'SCORE', 'EVENT', 'NAME'], h.queries.map((e) => [new Date(e.atMs).toISOString().replace('T', ' ').slice(0, 23), String(e.qtype), String(e.rcode), e.action, e.rule, e.score?.toFixed(2) ?? '', e.eventId ?? '', e.name]), 90));
+      out(table(['TIME', 'QTYPE', 'RCODE', 'ACTION', 'RULE', 'SCORE', 'EVENT', 'NAME'], h.queries.map((e) => [new Date(e.atMs).toISOString().replace('T', ' ').slice(0, 23), String(e.qtype), String(e.rcode), actionText(e), e.rule, e.score?.toFixed(2) ?? '', e.eventId ?? '', e.name]), 90));
       return 0;
     }
     case 'deny list': {

@@ -1,10 +1,9 @@
 // Bytes ↔ the rest of the program. Owns: the query parser (header + question + OPT read straight
 // from the bytes, the name kept as sent), reading upstream replies without re-encoding them
 // (they are forwarded and cached as raw bytes with ID and TTLs patched), and encoding our own
-// replies. The only importer of dns-packet (our synthesized replies only). Never touches sockets.
+// replies (byte by byte, no encoder library). Never touches sockets.
 // Why it is long: one codec for one wire format — the parser, the raw-reply reader and our encoders share
 // the name reader, header layout and OPT writer, and the hot path reads them in one file.
-import dnsPacket from 'dns-packet';
 import { WardenError } from '../errors.js';
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
@@ -400,7 +399,7 @@ export function encodeSlipReply(q: Query, rcode: keyof typeof RCODE): Buffer {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Our own replies (refused, blocked, failed): built with dns-packet, question bytes echoed as sent.
+// Our own replies (refused, blocked, failed): question bytes echoed as sent.
 
 export interface SynthOptions {
   readonly rcode: 'NXDOMAIN' | 'REFUSED' | 'SERVFAIL';
@@ -409,13 +408,21 @@ export interface SynthOptions {
   readonly negativeTtlSec?: number;
 }
 
-const LDH_LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
-
-/** The wrapper's guard on names handed to dns-packet: labels 1–63 bytes of letters, digits, '-' and '_'. */
+/** The wrapper's guard on names we write into a reply: labels 1–63 bytes of letters, digits, '-' and '_' ('-' not first or last). */
 export function isSafeName(name: string): boolean {
   if (name === '') return true;
   if (name.length > 253) return false;
-  for (const label of name.split('.')) if (!LDH_LABEL.test(label)) return false;
+  let labelStart = 0;
+  for (let i = 0; i <= name.length; i++) {
+    const c = i === name.length ? 0x2e : name.charCodeAt(i);
+    if (c === 0x2e) {
+      const len = i - labelStart;
+      if (len < 1 || len > 63 || name.charCodeAt(labelStart) === 0x2d || name.charCodeAt(i - 1) === 0x2d) return false;
+      labelStart = i + 1;
+    } else if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2d)) {
+      return false;
+    }
+  }
   return true;
 }
 
@@ -425,36 +432,84 @@ function truncateUtf8(text: string, maxBytes: number): string {
   return bytes.subarray(0, maxBytes).toString('utf8').replace(/\uFFFD$/, '');
 }
 
+// The SOA of a blocked answer, after its owner: class IN, then the RDATA (mname, rname, serial 1, refresh 3600,
+// retry 600, expire 86400, minimum = the negative TTL), as dns-packet wrote it before. Names as wire bytes, once.
+const SOA_MNAME_RNAME = Buffer.from([...nameWire('dnswarden.invalid'), ...nameWire('hostmaster.dnswarden.invalid')]);
+const SOA_FIXED_BYTES = 10 + SOA_MNAME_RNAME.length + 20; // type, class, TTL, rdlength + RDATA
+
+function nameWire(name: string): number[] {
+  const out: number[] = [];
+  for (const label of name.split('.')) out.push(label.length, ...Buffer.from(label, 'latin1'));
+  out.push(0);
+  return out;
+}
+
+/**
+ * Our replies are built here byte by byte: a blocked flood gets one of these per query, so it must cost no more
+ * than a cache hit's patched copy (dns-packet's encoder was most of a blocked query's cost, `npm run bench`).
+ */
 export function encodeSynthReply(q: Query, opts: SynthOptions, udpSize: number): Buffer {
-  const authorities: dnsPacket.Answer[] = [];
-  if (opts.negativeTtlSec !== undefined) {
-    // Owner: the query name when it is plain LDH (so a stub caches the block for this name), else the root.
-    const owner = isSafeName(q.name) ? q.name : '.';
-    authorities.push({
-      type: 'SOA',
-      name: owner,
-      ttl: opts.negativeTtlSec,
-      data: { mname: 'dnswarden.invalid', rname: 'hostmaster.dnswarden.invalid', serial: 1, refresh: 3600, retry: 600, expire: 86_400, minimum: opts.negativeTtlSec },
-    } as dnsPacket.Answer);
-  }
-  const additionals: dnsPacket.Answer[] = [];
-  if (q.edns !== undefined) {
-    const options: { code: number; data: Buffer }[] = [];
-    if (opts.ede !== undefined) {
-      const text = Buffer.from(truncateUtf8(opts.ede.text, EDE_TEXT_MAX_BYTES), 'utf8');
-      const data = Buffer.alloc(2 + text.length);
-      data.writeUInt16BE(opts.ede.code, 0);
-      text.copy(data, 2);
-      options.push({ code: OPT_CODE_EDE, data });
+  // Owner of the SOA: the query name when it is plain LDH (so a stub caches the block for this name), else the root.
+  const owner = opts.negativeTtlSec !== undefined && isSafeName(q.name) ? q.name : '';
+  const ownerBytes = owner === '' ? 1 : owner.length + 2; // LDH: one byte per character, a length byte per label, the root
+  let text = '';
+  let textBytes = 0;
+  if (q.edns !== undefined && opts.ede !== undefined) {
+    text = opts.ede.text;
+    textBytes = Buffer.byteLength(text, 'utf8');
+    if (textBytes > EDE_TEXT_MAX_BYTES) {
+      text = truncateUtf8(text, EDE_TEXT_MAX_BYTES);
+      textBytes = Buffer.byteLength(text, 'utf8');
     }
-    additionals.push({ type: 'OPT', name: '.', udpPayloadSize: udpSize, flags: q.edns.dnssecOk ? dnsPacket.DNSSEC_OK : 0, options } as unknown as dnsPacket.Answer);
   }
-  const rest = dnsPacket.encode({ type: 'response', id: q.id, flags: 0, questions: [], answers: [], authorities, additionals });
-  // dns-packet never compresses names, so our question can be spliced in after its header unchanged.
-  const out = Buffer.allocUnsafe(rest.length + q.question.length);
-  writeReplyHeader(out, q, 0, RCODE[opts.rcode], 0, authorities.length, additionals.length);
+  const edeBytes = q.edns !== undefined && opts.ede !== undefined ? 6 + textBytes : 0;
+  const soaBytes = opts.negativeTtlSec === undefined ? 0 : ownerBytes + SOA_FIXED_BYTES;
+  const optBytes = q.edns === undefined ? 0 : 11 + edeBytes;
+  const size = HEADER_BYTES + q.question.length + soaBytes + optBytes;
+  const rcode = RCODE[opts.rcode];
+  if (size > q.maxReplyBytes) return truncatedReply(q, rcode, 0, udpSize);
+  const out = Buffer.allocUnsafe(size);
+  writeReplyHeader(out, q, 0, rcode, 0, soaBytes > 0 ? 1 : 0, optBytes > 0 ? 1 : 0);
   q.question.copy(out, HEADER_BYTES);
-  rest.copy(out, HEADER_BYTES + q.question.length, HEADER_BYTES);
-  if (out.length > q.maxReplyBytes) return truncatedReply(q, RCODE[opts.rcode], 0, udpSize);
+  let at = HEADER_BYTES + q.question.length;
+  if (opts.negativeTtlSec !== undefined) {
+    if (owner !== '') {
+      let lengthAt = at++;
+      for (let i = 0; i < owner.length; i++) {
+        const c = owner.charCodeAt(i);
+        if (c === 0x2e) {
+          out[lengthAt] = at - lengthAt - 1;
+          lengthAt = at++;
+        } else {
+          out[at++] = c;
+        }
+      }
+      out[lengthAt] = at - lengthAt - 1;
+    }
+    out[at++] = 0;
+    const ttl = opts.negativeTtlSec;
+    out.writeUInt16BE(QTYPE.SOA, at);
+    out.writeUInt16BE(CLASS_IN, at + 2);
+    out.writeUInt32BE(ttl, at + 4);
+    out.writeUInt16BE(SOA_MNAME_RNAME.length + 20, at + 8);
+    at += 10;
+    SOA_MNAME_RNAME.copy(out, at);
+    at += SOA_MNAME_RNAME.length;
+    out.writeUInt32BE(1, at); // serial
+    out.writeUInt32BE(3600, at + 4); // refresh
+    out.writeUInt32BE(600, at + 8); // retry
+    out.writeUInt32BE(86_400, at + 12); // expire
+    out.writeUInt32BE(ttl, at + 16); // minimum
+    at += 20;
+  }
+  if (q.edns !== undefined) {
+    at = writeOptHeader(out, at, udpSize, 0, q.edns.dnssecOk, edeBytes);
+    if (edeBytes > 0) {
+      out.writeUInt16BE(OPT_CODE_EDE, at);
+      out.writeUInt16BE(2 + textBytes, at + 2);
+      out.writeUInt16BE(opts.ede!.code, at + 4);
+      out.write(text, at + 6, 'utf8');
+    }
+  }
   return out;
 }

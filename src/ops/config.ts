@@ -173,6 +173,8 @@ const configSchema = z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
         refused_interval_s: z.number().positive().max(86_400).default(60),
+        // Blocks of one kind from one session within this long: one full line, then one line with a count (0: every block).
+        repeat_window_ms: z.number().int().min(0).max(3_600_000).default(10_000),
       })
       .strict()
       .prefault({}),

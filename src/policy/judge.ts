@@ -162,7 +162,7 @@ const ANSWER_REASON = 'below threshold';
 interface NameMemo {
   readonly listed: 'allow' | 'deny' | 'learned' | null;
   facts: NameFacts | undefined;
-  /** The last answer verdict for this name, reusable while its inputs hold (see judge). */
+  /** The last answer (or quarantine) verdict for this name, reusable while its inputs hold (see judge). */
   answered: ReusableAnswer | undefined;
   /** The rebinding check of the last answer's addresses: a cached answer hands every hit the same array. */
   checked: { readonly addresses: readonly string[]; readonly inside: string | null } | undefined;
@@ -171,7 +171,10 @@ interface NameMemo {
 interface ReusableAnswer {
   readonly verdict: Verdict;
   readonly state: SessionState;
-  readonly version: number;
+  /** The window's version the verdict was judged (or, for a block, last noted) against. */
+  version: number;
+  /** A (would-be) quarantine whose score was a block: each reuse notes the block, as judging afresh would. */
+  readonly blocking: boolean;
   readonly qtype: number;
   readonly ageDays: number | undefined;
   readonly type: SessionType;
@@ -297,6 +300,10 @@ export class Policy {
     const reuse = memo?.answered;
     if (reuse !== undefined && reuse.state === state && reuse.version === state.version && reuse.qtype === input.qtype && reuse.ageDays === input.ageDays
       && reuse.type === type && input.atMs >= reuse.atMs && input.atMs - reuse.atMs < this.answerReuseMs) {
+      if (reuse.blocking) {
+        noteBlock(state, input.atMs);
+        reuse.version = state.version;
+      }
       return reuse.verdict;
     }
 
@@ -321,24 +328,34 @@ export class Policy {
     }
     const blocking = score.total >= t.block_at;
     if (blocking) noteBlock(state, input.atMs);
+    // A quarantine verdict stays one for as long as a reuse lasts (its volume and its blocks in the window only grow
+    // meanwhile), so a repeated name gets it again, its block still noted: an observe-mode flood of cached names, or
+    // queries racing the closing gate, cost no re-scoring. An nxdomain is never reused: the next block may quarantine.
     if (volume >= t.volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), facts };
+      return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), facts });
     }
     if (young >= t.young_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts };
+      return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts });
     }
     if (!blocking) {
       const verdict: Verdict = score.total !== 0 ? { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON, facts }
         : memo === undefined ? { ...fixed.answer, facts } : fixed.answer;
-      if (memo !== undefined) memo.answered = { verdict, state, version: state.version, qtype: input.qtype, ageDays: input.ageDays, type, atMs: input.atMs };
-      return verdict;
+      return this.remember(memo, input, blocking, verdict);
     }
     // Quarantine evidence 2: repeated blocks in a window (a tunnel keeps trying; a stray false positive does not).
     const blocks = blocksSince(state, input.atMs - t.block_window_ms);
     if (blocks >= t.quarantine_after_blocks) {
-      return { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts };
+      return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts });
     }
     return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), facts };
+  }
+
+  /** Keeps `verdict` on the name's memo for reuse (see judge), and returns it. */
+  private remember(memo: NameMemo | undefined, input: JudgeInput, blocking: boolean, verdict: Verdict): Verdict {
+    if (memo !== undefined) {
+      memo.answered = { verdict, state: input.state, version: input.state.version, blocking, qtype: input.qtype, ageDays: input.ageDays, type: input.session.type, atMs: input.atMs };
+    }
+    return verdict;
   }
 
   observe(state: SessionState, event: ObserveEvent): void {

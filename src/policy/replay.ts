@@ -2,6 +2,8 @@
 // server and report what would have been blocked or quarantined, per verdict, per signal and, for labelled
 // input, detection and false-positive figures. No sockets, no clock: times come from the lines. The only I/O
 // is replayFile() reading its file.
+// Why it is long: the report (per verdict, per signal, per label, the threshold sweep) is built here beside
+// the replay loop; the ops2 branch streams it and will be merged over this.
 import { readFile } from 'node:fs/promises';
 import { deflateRawSync } from 'node:zlib';
 import { z } from 'zod';
@@ -100,6 +102,8 @@ export interface ReplayReport {
   readonly perSession: readonly SessionResult[];
   /** Against the verdicts the log recorded (lines with `action`): what the candidate policy changes. */
   readonly changes: ChangeFigures | undefined;
+  /** Blocks the verdict log recorded only as counts (`verdict_repeat` lines): not re-scored (replayFile fills it). */
+  readonly repeatedBlocksNotReplayed?: number;
   /** Block threshold → blocked queries and quarantined sessions (replayFile fills it; [] otherwise). */
   readonly sweep: readonly SweepRow[];
 }
@@ -132,7 +136,16 @@ export interface LabelFigures {
 
 /** Parse JSONL (blank lines skipped); a bad line throws naming its line number. */
 export function parseJsonl(text: string): ReplayLine[] {
+  return parseJsonlCounted(text).lines;
+}
+
+/**
+ * parseJsonl, and how many blocks dnswarden's verdict log recorded only as a count (`verdict_repeat` lines,
+ * pipeline.ts): their names were not logged, so they cannot be re-scored; the report says how many there were.
+ */
+export function parseJsonlCounted(text: string): { lines: ReplayLine[]; repeatedBlocks: number } {
   const out: ReplayLine[] = [];
+  let repeatedBlocks = 0;
   const rows = text.split('\n');
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i]!.trim();
@@ -143,6 +156,10 @@ export function parseJsonl(text: string): ReplayLine[] {
     } catch (err) {
       throw new WardenError('ERR_BAD_REQUEST', `line ${i + 1}: not JSON`, { cause: err });
     }
+    if (isRepeatLine(raw)) {
+      repeatedBlocks += raw.count;
+      continue;
+    }
     const parsed = lineSchema.safeParse(normalise(raw));
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -150,7 +167,13 @@ export function parseJsonl(text: string): ReplayLine[] {
     }
     out.push(parsed.data);
   }
-  return out;
+  return { lines: out, repeatedBlocks };
+}
+
+function isRepeatLine(raw: unknown): raw is { event: 'verdict_repeat'; count: number } {
+  if (raw === null || typeof raw !== 'object' || (raw as { event?: unknown }).event !== 'verdict_repeat') return false;
+  const count = (raw as { count?: unknown }).count;
+  return typeof count === 'number' && Number.isInteger(count) && count >= 0;
 }
 
 interface Tracker {
@@ -354,9 +377,9 @@ export function sweepThresholds(lines: readonly ReplayLine[], config: { readonly
 /** The entry point for `dnswarden replay FILE [--config X]`: the cli passes the validated config sections. */
 export async function replayFile(path: string, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): Promise<ReplayReport> {
   const text = await readFile(path, 'utf8');
-  const lines = parseJsonl(text);
+  const { lines, repeatedBlocks } = parseJsonlCounted(text);
   const report = replayLines(lines, new Policy(config.policy, config.scoring), options);
-  return { ...report, sweep: sweepThresholds(lines, config, options) };
+  return { ...report, sweep: sweepThresholds(lines, config, options), repeatedBlocksNotReplayed: repeatedBlocks };
 }
 
 export interface KindFigures {
@@ -397,6 +420,7 @@ const pct = (n: number, d: number): string => (d === 0 ? '-' : `${((100 * n) / d
 export function formatReport(r: ReplayReport): string {
   const out: string[] = [];
   out.push(`${r.queries} queries, ${r.sessions} sessions; modes: interactive ${r.modes.interactive}, batch ${r.modes.batch}, scheduled ${r.modes.scheduled} (replay simulates enforcement)`);
+  if ((r.repeatedBlocksNotReplayed ?? 0) > 0) out.push(`${r.repeatedBlocksNotReplayed} more blocks were logged only as counts (verdict_repeat lines: repeats of a logged block, names not kept) and are not re-scored`);
   out.push('', 'verdicts (action/rule):');
   for (const [k, n] of Object.entries(r.verdicts).sort(([, a], [, b]) => b - a)) out.push(`  ${k.padEnd(24)} ${n}`);
   out.push('', 'signals (queries where weight×value ≥ 0.05 / of those blocked):');

@@ -26,6 +26,9 @@ export interface HistoryEntry {
   /** For verdicts that were not a plain answer: why, and every signal's value (quarantine evidence). */
   readonly reason?: string;
   readonly signals?: Readonly<Record<string, number>>;
+  /** A row standing for several blocks of one kind in a row (a flood): how many, and when the last was. Absent: one. */
+  count?: number;
+  lastAtMs?: number;
 }
 
 export interface SessionMeta {
@@ -330,6 +333,22 @@ export class SessionDirectory<S> {
     if (h.length >= this.#historyMax) h.shift();
     h.push(entry);
     this.#dirty.add(session);
+  }
+
+  /**
+   * Counts one more query on the session's last history row if that row is a block of the same kind (action,
+   * rule, enforcement, rcode) begun less than `windowMs` ago: a flood of blocks is one row with a count, not a
+   * row (and an allocation) per query. Returns false when the query needs a row of its own.
+   */
+  repeatLast(session: Session<S>, action: string, rule: string, enforced: boolean, rcode: number, atMs: number, windowMs: number): boolean {
+    const h = session.history;
+    const last = h[h.length - 1];
+    if (last === undefined || last.action !== action || last.rule !== rule || last.enforced !== enforced || last.rcode !== rcode) return false;
+    if (atMs < last.atMs || atMs - last.atMs >= windowMs) return false;
+    last.count = (last.count ?? 1) + 1;
+    last.lastAtMs = atMs;
+    this.#dirty.add(session);
+    return true;
   }
 
   /** Sessions whose history changed since the last call. */

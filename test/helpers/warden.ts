@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/ops/config.js';
 import { startApp, type App } from '../../src/app.js';
+import type { Logger } from 'pino';
 
 /** A config fragment: objects merge into the default, arrays and scalars replace. */
 export type PartialConfig = { readonly [key: string]: unknown };
@@ -21,6 +22,8 @@ export interface WardenOptions {
   readonly upstream?: UpstreamLike | readonly UpstreamLike[];
   /** Per-upstream timeout in the default `upstreams`. Default 1000 ms. */
   readonly upstreamTimeoutMs?: number;
+  /** The app's logger (e.g. one writing to a stream the test reads); default: from `logging.level` (silent). */
+  readonly logger?: Logger;
 }
 
 export interface Warden {
@@ -73,7 +76,7 @@ export async function startWarden(partial: PartialConfig = {}, opts: WardenOptio
   const raw = deepMerge(defaultTestConfig(storageDir, token, opts), partial);
   let app: App;
   try {
-    app = await startApp(parseConfig(raw));
+    app = await startApp(parseConfig(raw), opts.logger === undefined ? {} : { logger: opts.logger });
   } catch (err) {
     rmSync(storageDir, { recursive: true, force: true });
     throw err;

@@ -213,6 +213,20 @@ describe('answer reuse on repeated names (cache hits)', () => {
     expect(verdicts.map((v) => v.action)).toEqual(['nxdomain', 'quarantine', 'quarantine']);
   });
 
+  it('reuses a quarantine verdict for a repeated name (an observe-mode flood of cache hits), still noting every block', () => {
+    for (const mode of ['observe', 'enforce'] as const) {
+      const p = make({ mode });
+      const state = p.newSessionState();
+      const verdicts = [0, 1, 2, 3, 4].map((i) => judge(p, state, bulkName(1), i, 1, 'batch'));
+      expect(verdicts.map((v) => v.action), mode).toEqual(['nxdomain', 'quarantine', 'quarantine', 'quarantine', 'quarantine']);
+      expect(verdicts[2], mode).toBe(verdicts[1]); // not scored again
+      expect(verdicts[4], mode).toBe(verdicts[1]);
+      expect(state.blocks, mode).toEqual([0, 1, 2, 3, 4]); // every repeat is a block in the window, as judged afresh
+      // Past the reuse time, or once the window changed, it is judged afresh.
+      expect(judge(p, state, bulkName(1), 2000, 1, 'batch'), mode).not.toBe(verdicts[1]);
+    }
+  });
+
   it('remembers names that repeat even when more than the probation map of other names came between', () => {
     // An agent cycling through 1,000 names: from the second round on every name is memoised, so the third
     // round reuses the second round's verdicts (a name seen once must not stay stuck in probation).

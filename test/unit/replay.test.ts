@@ -6,7 +6,7 @@ import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { WardenError } from '../../src/errors.js';
 import { policySchema, scoringSchema } from '../../src/policy/schema.js';
 import { Policy } from '../../src/policy/judge.js';
-import { figuresByKind, formatReport, parseJsonl, replayFile, replayLines } from '../../src/policy/replay.js';
+import { figuresByKind, formatReport, parseJsonl, parseJsonlCounted, replayFile, replayLines } from '../../src/policy/replay.js';
 
 const config = { policy: policySchema.parse({}), scoring: scoringSchema.parse({}) };
 const policy = () => new Policy(config.policy, config.scoring);
@@ -34,6 +34,19 @@ describe('parseJsonl', () => {
     expect(() => parseJsonl('{"ts":1,"session":"a","qname":"x","qtype":"BOGUS"}')).toThrow(/^line 1: qtype: unknown query type "BOGUS"$/);
     expect(() => parseJsonl('{"ts":1,"session":"a","qtype":1}')).toThrow(WardenError);
     expect(() => parseJsonl('{"ts":1,"session":"a","qname":"x","qtype":1,"session_type":"cron"}')).toThrow(/^line 1: session_type: /);
+  });
+});
+
+describe('parseJsonlCounted', () => {
+  it('skips the verdict log\'s repeat lines (counts of blocks whose names were not logged) and says how many blocks they stand for', () => {
+    const full = '{"event":"verdict","ts":2,"session":"b","session_type":"batch","name":"x.example.com","qtype":"A","action":"nxdomain","rule":"quarantined"}';
+    const repeat = '{"event":"verdict_repeat","count":41,"session":"b","session_type":"batch","action":"nxdomain","rule":"quarantined","last_name":"y.example.com","last_qtype":"A","first_ts":3,"last_ts":9,"ts":9}';
+    const { lines, repeatedBlocks } = parseJsonlCounted(`${full}\n${repeat}\n${repeat}\n`);
+    expect(lines.map((l) => l.qname)).toEqual(['x.example.com']);
+    expect(repeatedBlocks).toBe(82);
+    expect(parseJsonl(`${full}\n${repeat}\n`)).toHaveLength(1);
+    // A repeat line without a usable count is not one: it is parsed (and rejected) as a query line.
+    expect(() => parseJsonl('{"event":"verdict_repeat","count":"many","ts":1,"session":"b"}')).toThrow(/^line 1: qname: /);
   });
 });
 
@@ -81,5 +94,11 @@ describe('replayFile', () => {
     const open = await replayFile(file, { policy: policySchema.parse({ deny_public_resolvers: false, mode: 'observe' }), scoring: config.scoring });
     expect(open.verdicts).toEqual({ 'answer/none': 1 });
     expect(open.modes.batch).toBe('observe');
+    expect(open.repeatedBlocksNotReplayed).toBe(0);
+    writeFileSync(file, `${JSON.stringify({ ts: 0, session: 's', qname: 'dns.google', qtype: 1 })}\n${JSON.stringify({ event: 'verdict_repeat', count: 7, session: 's', ts: 1 })}\n`);
+    const withRepeats = await replayFile(file, config);
+    expect(withRepeats.queries).toBe(1);
+    expect(withRepeats.repeatedBlocksNotReplayed).toBe(7);
+    expect(formatReport(withRepeats)).toContain('7 more blocks were logged only as counts');
   });
 });

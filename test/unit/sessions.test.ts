@@ -61,6 +61,28 @@ describe('SessionDirectory', () => {
     expect(d.takeDirty()).toEqual([]);
   });
 
+  it('counts a block like the last one on its history row (one row per flood), within the window only', async () => {
+    const d = await directory();
+    d.setStatic([{ id: 'f', addresses: ['10.7.0.1/32'], type: 'interactive', user: 'u', role: 'r' }], 0);
+    const s = d.get('f')!;
+    d.takeDirty();
+    // Nothing to count on yet.
+    expect(d.repeatLast(s, 'nxdomain', 'quarantined', true, 3, 0, 1000)).toBe(false);
+    d.remember(s, { atMs: 0, name: 'a.example', qtype: 1, action: 'nxdomain', rule: 'quarantined', rcode: 3, enforced: true, eventId: 'qr-1' });
+    d.takeDirty();
+    for (let t = 1; t <= 4; t++) expect(d.repeatLast(s, 'nxdomain', 'quarantined', true, 3, t * 100, 1000)).toBe(true);
+    expect(s.history).toHaveLength(1);
+    expect(s.history[0]).toMatchObject({ name: 'a.example', count: 5, atMs: 0, lastAtMs: 400 });
+    expect(d.takeDirty().map((x) => x.id)).toEqual(['f']); // the changed row is persisted with the next batch
+    // Another kind, another rcode, or past the window: a row of its own.
+    expect(d.repeatLast(s, 'nxdomain', 'deny_list', true, 3, 500, 1000)).toBe(false);
+    expect(d.repeatLast(s, 'nxdomain', 'quarantined', false, 3, 500, 1000)).toBe(false);
+    expect(d.repeatLast(s, 'nxdomain', 'quarantined', true, 0, 500, 1000)).toBe(false);
+    expect(d.repeatLast(s, 'nxdomain', 'quarantined', true, 3, 1000, 1000)).toBe(false);
+    expect(d.repeatLast(s, 'nxdomain', 'quarantined', true, 3, 999, 0)).toBe(false); // window 0: never counted
+    expect(s.history[0]!.count).toBe(5);
+  });
+
   it("adopts another worker's registration with its state kept, drops it at once, and never touches a static session", async () => {
     const d = await directory();
     const t0 = 1_800_000_000_000;
