@@ -13,7 +13,7 @@ const USAGE = `usage: dnswarden <command> [options]
 
   serve [--config FILE]            run the resolver (embedded defaults without --config)
   check-config FILE                validate a config file; exit 0 if valid, 2 naming the field if not
-  replay FILE [--config FILE]      re-score a JSONL query log or dnswarden verdict log under a policy
+  replay FILE|- [--config FILE]    re-score a JSONL query log or dnswarden's log (- = stdin) under a policy
 ${ANALYST_USAGE}`;
 
 // A resolver under a flood of unique names evicts an old cache entry per new one: garbage that V8
@@ -110,13 +110,18 @@ function checkConfig(args: string[]): number {
 async function replay(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
   const file = positionals[0];
-  if (file === undefined) {
-    process.stderr.write('usage: dnswarden replay FILE [--config FILE] [--json]\n');
+  if (file === undefined || positionals.length > 1) {
+    process.stderr.write('usage: dnswarden replay FILE|- [--config FILE] [--json]\n');
     return 64;
   }
   const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
   const { formatReport, replayFile } = await import('./replay.js');
-  const report = await replayFile(file, config);
+  // A progress line for a person watching a large file; never in a pipe or a log.
+  const tty = process.stderr.isTTY === true;
+  const report = await replayFile(file, config, tty ? {
+    onProgress: (p) => void process.stderr.write(`\rreplay: ${p.lines} lines read (${(p.bytes / 1048576).toFixed(0)} MiB), ${p.queries} queries, ${p.skipped} skipped…`),
+  } : {});
+  if (tty) process.stderr.write('\r\x1b[K');
   process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return 0;
 }

@@ -106,7 +106,10 @@ describe('dnswarden replay', () => {
     // benign: 6 answered; exfil: blocked by the threshold, quarantined on the second block (batch:
     // quarantine_after_blocks 2), then the remaining 2 refused as the session is quarantined.
     expect(verdicts).toEqual({ 'answer/none': 6, 'nxdomain/threshold': 1, 'quarantine/threshold': 1, 'nxdomain/quarantined': 2 });
-    expect(r.stdout).toContain('benign: 1 sessions, 6 queries\n  queries blocked           0 (0%)\n');
+    expect(r.stdout).toContain('benign: 1 sessions, 6 queries\n  queries blocked           0 (0%): 0 by a rule or list, 0 while quarantined\n');
+    // The blocked figures add up: the two refused after the quarantine count too.
+    expect(r.stdout).toContain('exfil: 1 sessions, 4 queries\n  queries blocked           4 (100.000%): 2 by a rule or list, 2 while quarantined\n');
+    expect(r.stdout).toContain('\nblocked 4 queries: 2 by a rule or list, 2 while the session was quarantined\n');
     expect(r.stdout).toMatch(/\n {2}sessions quarantined {6}0 \(0%\)\n\nexfil: 1 sessions, 4 queries\n/);
     expect(r.stdout).toMatch(/exfil: 1 sessions, 4 queries\n(?:.*\n){3} {2}sessions quarantined {6}1 \(100\.000%\)\n/);
     expect(r.stdout).toMatch(/^ {2}base32-l63 +1\/1 \| /m);
