@@ -1,11 +1,16 @@
 #!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=15
 // `dnswarden serve | check-config | replay | quarantine … | sessions … | deny …`: the only place that
-// exits the process. Errors are one clear line and a non-zero status (2 for config errors).
+// exits the process. Errors are one clear line (a JSON object under --json) and a distinct status
+// (src/exit-codes.ts: 2 config, 64 usage, 66 not found, 69 unreachable, 77 auth, 1 anything else).
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { loadConfigFile, parseConfig, type Config } from './config.js';
 import { WardenError, messageOf } from './errors.js';
-import { analystCommand, ANALYST_USAGE } from './cli-analyst.js';
+import { analystCommand, analystHelp, ANALYST_USAGE } from './cli-analyst.js';
+import { EXIT, exitOf } from './exit-codes.js';
 import { createLogger } from './telemetry.js';
 import { WorkerLink, workerSpecFromEnv, type WorkerSpec } from './worker-link.js';
 
@@ -14,7 +19,41 @@ const USAGE = `usage: dnswarden <command> [options]
   serve [--config FILE]            run the resolver (embedded defaults without --config)
   check-config FILE                validate a config file; exit 0 if valid, 2 naming the field if not
   replay FILE|- [--config FILE]    re-score a JSONL query log or dnswarden's log (- = stdin) under a policy
-${ANALYST_USAGE}`;
+${ANALYST_USAGE}
+  dnswarden --version; dnswarden COMMAND --help
+  exit status: 0 ok, 1 failure, 2 invalid config, 64 usage, 66 not found, 69 server unreachable, 77 auth
+`;
+
+const HELP: Readonly<Record<string, string>> = {
+  serve: `usage: dnswarden serve [--config FILE]
+
+  Runs the resolver with FILE (YAML), or the embedded defaults without --config. SIGHUP re-reads the
+  file; SIGTERM/SIGINT stop it.
+`,
+  'check-config': `usage: dnswarden check-config FILE
+
+  Validates FILE: prints "FILE: valid" and exits 0, or prints one line naming the field and exits 2.
+`,
+  replay: `usage: dnswarden replay FILE|- [--config FILE] [--json]
+
+  Re-scores a JSONL query log or dnswarden's own log (- reads stdin) under the policy of --config (the
+  embedded defaults without it). Lines that are neither queries nor verdicts are skipped and counted.
+`,
+};
+
+/** The package's version, from the package.json next to dist/ (or src/ when run from the sources). */
+function version(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const up of ['..', '../..']) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(here, up, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'dnswarden' && pkg.version !== undefined) return pkg.version;
+    } catch {
+      // not here: one level up
+    }
+  }
+  return 'unknown';
+}
 
 // A resolver under a flood of unique names evicts an old cache entry per new one: garbage that V8
 // lets pile up in the old generation (RSS 195–270 MB after 500,000 names with the default cache).
@@ -128,7 +167,19 @@ async function replay(args: string[]): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && !command.startsWith('-') && (rest.includes('--help') || rest.includes('-h'))) {
+    const text = HELP[command] ?? (['quarantine', 'sessions', 'deny', 'audit'].includes(command) ? analystHelp(command, rest[0]?.startsWith('-') === false ? rest[0] : undefined) : undefined);
+    if (text !== undefined) {
+      process.stdout.write(text);
+      return EXIT.ok;
+    }
+  }
   switch (command) {
+    case '--version':
+    case '-V':
+    case 'version':
+      process.stdout.write(`dnswarden ${version()}\n`);
+      return EXIT.ok;
     case 'serve': return serve(rest);
     case 'check-config': return checkConfig(rest);
     case 'replay': return replay(rest);
@@ -149,14 +200,20 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof WardenError) {
-      process.stderr.write(`dnswarden: ${err.message}\n`);
-      process.exit(err.code === 'ERR_CONFIG' ? 2 : 1);
+    const { exit, code } = exitOf(err);
+    // One line, always: node's own messages (parseArgs) can span several.
+    const message = (err instanceof WardenError ? err.message : messageOf(err)).replace(/\s*\n\s*/g, ' ').trim();
+    // --json: a script reads the failure as data too; stdout stays for results only.
+    if (argv.includes('--json')) {
+      const status = (err as { status?: unknown }).status;
+      process.stderr.write(`${JSON.stringify({ error: { code, message, exit, ...(typeof status === 'number' ? { status } : {}) } })}\n`);
+    } else {
+      process.stderr.write(`dnswarden: ${message}\n`);
     }
-    process.stderr.write(`dnswarden: ${messageOf(err)}\n`);
-    process.exit(1);
+    process.exit(exit);
   },
 );
