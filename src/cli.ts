@@ -2,7 +2,7 @@
 // `dnswarden serve | check-config | replay | quarantine … | sessions … | deny …`: the only place that
 // exits the process. Errors are one clear line (a JSON object under --json) and a distinct status
 // (src/exit-codes.ts: 2 config, 64 usage, 66 not found, 69 unreachable, 77 auth, 1 anything else).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -10,7 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { loadConfigFile, parseConfig, type Config } from './config.js';
 import { WardenError, messageOf } from './errors.js';
 import { analystCommand, analystHelp, ANALYST_USAGE } from './cli-analyst.js';
-import { EXIT, exitOf } from './exit-codes.js';
+import { EXIT, exitOf, usageError } from './exit-codes.js';
 import { createLogger } from './telemetry.js';
 import { WorkerLink, workerSpecFromEnv, type WorkerSpec } from './worker-link.js';
 
@@ -19,12 +19,19 @@ const USAGE = `usage: dnswarden <command> [options]
   serve [--config FILE]            run the resolver (embedded defaults without --config)
   check-config FILE                validate a config file; exit 0 if valid, 2 naming the field if not
   replay FILE|- [--config FILE]    re-score a JSONL query log or dnswarden's log (- = stdin) under a policy
+  backup FILE [--config FILE]      copy the store (storage.dir) to FILE, also while the server runs
 ${ANALYST_USAGE}
   dnswarden --version; dnswarden COMMAND --help
   exit status: 0 ok, 1 failure, 2 invalid config, 64 usage, 66 not found, 69 server unreachable, 77 auth
 `;
 
 const HELP: Readonly<Record<string, string>> = {
+  backup: `usage: dnswarden backup FILE [--config FILE] [--json]
+
+  Copies the store in storage.dir of --config (the embedded default without it) to FILE, a single SQLite
+  file, with SQLite's online backup over a read-only connection: safe while the server runs. FILE must
+  not exist. Run it as the user that runs the server.
+`,
   serve: `usage: dnswarden serve [--config FILE]
 
   Runs the resolver with FILE (YAML), or the embedded defaults without --config. SIGHUP re-reads the
@@ -165,6 +172,22 @@ async function replay(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * `dnswarden backup FILE`: opens the store file read-only and copies it with SQLite's online backup, so it
+ * works while the server runs (no admin API round trip, no token: whoever can read the store can copy it).
+ */
+async function backup(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const dest = positionals[0];
+  if (dest === undefined || positionals.length > 1) throw usageError('usage: dnswarden backup FILE [--config FILE]');
+  if (existsSync(dest)) throw usageError(`${dest} exists: a backup never overwrites a file; choose a new name`);
+  const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
+  const { backupStore } = await import('./store.js');
+  const r = await backupStore(config.storage.dir, dest);
+  process.stdout.write(values.json === true ? `${JSON.stringify({ file: dest, ...r })}\n` : `${dest}: the store (schema version ${r.version}, ${r.quarantines} quarantines, ${r.bytes} bytes)\n`);
+  return EXIT.ok;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== undefined && !command.startsWith('-') && (rest.includes('--help') || rest.includes('-h'))) {
@@ -183,6 +206,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': return serve(rest);
     case 'check-config': return checkConfig(rest);
     case 'replay': return replay(rest);
+    case 'backup': return backup(rest);
     case 'quarantine':
     case 'sessions':
     case 'deny':

@@ -40,6 +40,8 @@ export function exitOf(err: unknown): { exit: number; code: string } {
   if (err instanceof CliError) return { exit: err.exit, code: err.errorCode };
   if (err instanceof WardenError) {
     if (err.code === 'ERR_CONFIG') return { exit: EXIT.config, code: err.code };
+    if (err.code === 'ERR_NOT_FOUND') return { exit: EXIT.notFound, code: err.code };
+    if (err.code === 'ERR_UNAUTHORIZED' || err.code === 'ERR_FORBIDDEN') return { exit: EXIT.auth, code: err.code };
     return { exit: EXIT.failure, code: err.code };
   }
   const code = (err as { code?: unknown } | null)?.code;
