@@ -165,7 +165,11 @@ async function replay(args: string[]): Promise<number> {
   // A progress line for a person watching a large file; never in a pipe or a log.
   const tty = process.stderr.isTTY === true;
   const report = await replayFile(file, config, tty ? {
-    onProgress: (p) => void process.stderr.write(`\rreplay: ${p.lines} lines read (${(p.bytes / 1048576).toFixed(0)} MiB), ${p.queries} queries, ${p.skipped} skipped…`),
+    onProgress: (p) => {
+      const mib = (n: number): string => (n / 1048576).toFixed(0);
+      const read = p.totalBytes === undefined ? `${mib(p.bytes)} MiB` : `${mib(p.bytes)} of ${mib(p.totalBytes)} MiB`;
+      process.stderr.write(`\rreplay: ${p.lines} lines read (${read}), ${p.queries} queries, ${p.skipped} skipped…`);
+    },
   } : {});
   if (tty) process.stderr.write('\r\x1b[K');
   process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));

@@ -448,12 +448,16 @@ export interface ReplayProgress {
   readonly queries: number;
   readonly skipped: number;
   readonly bytes: number;
+  /** The file's size (undefined for stdin). */
+  readonly totalBytes: number | undefined;
 }
 
 export interface StreamOptions extends ReplayOptions {
   /** Called about every `progressEveryMs` (default 2 s) while lines are read. */
   readonly onProgress?: (p: ReplayProgress) => void;
   readonly progressEveryMs?: number;
+  /** The input's size, for the progress figures. */
+  readonly totalBytes?: number;
 }
 
 /**
@@ -511,7 +515,7 @@ export async function replayStream(input: Readable, config: { readonly policy: P
     sweep.push(l);
     if (options.onProgress !== undefined && (lineNo & 1023) === 0 && Date.now() >= nextProgress) {
       nextProgress = Date.now() + every;
-      options.onProgress({ lines: lineNo, queries, skipped, bytes: (input as { bytesRead?: number }).bytesRead ?? 0 });
+      options.onProgress({ lines: lineNo, queries, skipped, bytes: (input as { bytesRead?: number }).bytesRead ?? 0, totalBytes: options.totalBytes });
     }
   }
   return { ...main.report(), skippedLines: skipped, firstSkippedLine: firstSkipped, sweep: sweep.rows() };
@@ -522,7 +526,8 @@ export async function replayFile(path: string, config: { readonly policy: Policy
   if (path === '-') return replayStream(process.stdin, config, options);
   const file = await open(path, 'r'); // a missing file fails here, with its name
   try {
-    return await replayStream(file.createReadStream({ autoClose: false }), config, options);
+    const { size } = await file.stat();
+    return await replayStream(file.createReadStream({ autoClose: false }), config, { totalBytes: size, ...options });
   } finally {
     await file.close();
   }

@@ -63,7 +63,7 @@ afterAll(async () => {
 });
 
 describe('replay streams a large file in bounded memory', () => {
-  it('300,000 lines (~100 MB) peak no higher than 100,000 lines, give or take 64 MB, and under 300 MB', async () => {
+  it('300,000 lines (~100 MB) peak no higher than 100,000 lines, give or take 64 MB, and under 300 MB; progress on a terminal', async () => {
     const small = join(dir, 'small.jsonl');
     const large = join(dir, 'large.jsonl');
     await writeLog(small, 100_000);
@@ -76,6 +76,13 @@ describe('replay streams a large file in bounded memory', () => {
     // Reading the whole file first peaked at ~560 MB for the large file.
     expect(l.rssMb).toBeLessThan(s.rssMb + 64);
     expect(l.rssMb).toBeLessThan(300);
+
+    // On a terminal, a progress line on stderr every 2 s (`script` gives the CLI a pseudo-terminal).
+    const out = join(dir, 'report.txt');
+    const tty = await run('/usr/bin/script', ['-qec', `"${process.execPath}" "${CLI}" replay "${large}" > "${out}"`, '/dev/null']);
+    expect(tty.code, tty.stdout).toBe(0);
+    expect(tty.stdout).toMatch(/\rreplay: \d+ lines read \(\d+ of \d+ MiB\), \d+ queries, 0 skipped…/);
+    expect(readFileSync(out, 'utf8')).toMatch(/^300000 queries, 4 sessions;/);
   }, 300_000);
 
   it('reads stdin with `-`', async () => {

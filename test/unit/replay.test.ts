@@ -1,12 +1,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { WardenError } from '../../src/errors.js';
 import { policySchema, scoringSchema } from '../../src/policy-schema.js';
 import { Policy } from '../../src/policy.js';
-import { figuresByKind, formatReport, parseJsonl, readLine, replayFile, replayLines } from '../../src/replay.js';
+import { figuresByKind, formatReport, parseJsonl, readLine, replayFile, replayLines, replayStream } from '../../src/replay.js';
 
 const config = { policy: policySchema.parse({}), scoring: scoringSchema.parse({}) };
 const policy = () => new Policy(config.policy, config.scoring);
@@ -105,6 +106,15 @@ describe('replayFile', () => {
     expect(r.sweep.find((row) => row.blockAt === 0.5)?.blockedQueries).toBe(4);
   });
 
+
+  it('reports progress while it reads (the CLI shows it on a terminal)', async () => {
+    const text = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ ts: i, session: 's', qname: `www.site${i % 50}.com`, qtype: 1 })).join('\n');
+    const seen: { lines: number; queries: number }[] = [];
+    const r = await replayStream(Readable.from([text]), config, { progressEveryMs: 0, onProgress: (p) => seen.push(p) });
+    expect(r.queries).toBe(3000);
+    expect(seen.map((p) => p.lines)).toEqual([1024, 2048]);
+    expect(seen.every((p) => p.queries === p.lines)).toBe(true);
+  });
 
   it('is what `dnswarden replay FILE` calls: reads, parses, replays under the given config', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dnswarden-replay-'));
