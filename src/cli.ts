@@ -156,10 +156,7 @@ function checkConfig(args: string[]): number {
 async function replay(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
   const file = positionals[0];
-  if (file === undefined || positionals.length > 1) {
-    process.stderr.write('usage: dnswarden replay FILE|- [--config FILE] [--json]\n');
-    return 64;
-  }
+  if (file === undefined || positionals.length > 1) throw usageError('usage: dnswarden replay FILE|- [--config FILE] [--json]');
   const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
   const { formatReport, replayFile } = await import('./replay.js');
   // A progress line for a person watching a large file; never in a pipe or a log.

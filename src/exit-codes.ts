@@ -1,6 +1,6 @@
 // The CLI's exit statuses (sysexits.h numbers, so scripts can tell a typo from a server that is down) and
 // the error that carries one. Owns the mapping from a failure to its status; never prints or exits itself.
-import { WardenError, type ErrorCode } from './errors.js';
+import { WardenError } from './errors.js';
 
 export const EXIT = {
   ok: 0,
@@ -19,18 +19,17 @@ export const EXIT = {
 } as const;
 
 /** A CLI failure with its exit status and, for --json, a stable code (the server's error code when it sent one). */
-export class CliError extends WardenError {
+export class CliError extends Error {
   constructor(
     readonly errorCode: string,
     message: string,
     readonly exit: number,
     readonly status?: number,
   ) {
-    super(ERROR_CODE_OF_EXIT[exit] ?? 'ERR_INTERNAL', message);
+    super(message);
+    this.name = 'CliError';
   }
 }
-
-const ERROR_CODE_OF_EXIT: Readonly<Record<number, ErrorCode>> = { 64: 'ERR_BAD_REQUEST', 66: 'ERR_NOT_FOUND', 77: 'ERR_UNAUTHORIZED', 69: 'ERR_NO_UPSTREAM' };
 
 /** A command-line mistake: exit 64. */
 export const usageError = (message: string): CliError => new CliError('ERR_USAGE', message, EXIT.usage);
