@@ -13,7 +13,7 @@ import { Policy, type PolicyConfig, type ScoringConfig, type SessionInfo, type S
 
 // Query types by name, for dnswarden's own verdict log lines (`qtype: "TXT"`).
 const QTYPE_BY_NAME: Readonly<Record<string, number>> = {
-  A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, SVCB: 64, HTTPS: 65, CAA: 257, ANY: 255, PRIVATE: 65399,
+  A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, SVCB: 64, HTTPS: 65, SPF: 99, CAA: 257, ANY: 255, PRIVATE: 65399,
 };
 const qtypeField = z.union([z.number(), z.string()]).transform((q, ctx) => {
   const upper = typeof q === 'string' ? q.toUpperCase() : '';
@@ -97,6 +97,8 @@ export interface ReplayReport {
   /** Lines that were neither a query nor a verdict (npm's banner, lifecycle log lines, a cut last line). */
   readonly skippedLines: number;
   readonly firstSkippedLine: number | undefined;
+  /** Verdict lines from older releases whose query type was logged as "other": not replayed. */
+  readonly skippedUnknownType: number;
   /** Every query that did not get an answer: byRule + whileQuarantined = the non-answer verdicts. */
   readonly blocked: { readonly queries: number; readonly byRule: number; readonly whileQuarantined: number };
   readonly modes: Readonly<Record<SessionType, 'enforce' | 'observe'>>;
@@ -389,7 +391,7 @@ export class Replayer {
     }
     const policy = this.policy;
     return {
-      queries: this.queries, sessions: this.sessions.size, skippedLines: 0, firstSkippedLine: undefined,
+      queries: this.queries, sessions: this.sessions.size, skippedLines: 0, firstSkippedLine: undefined, skippedUnknownType: 0,
       blocked: { queries: byRule + whileQuarantined, byRule, whileQuarantined },
       modes: { interactive: policy.mode('interactive'), batch: policy.mode('batch'), scheduled: policy.mode('scheduled') },
       verdicts: { ...this.verdicts }, signals: structuredClone(this.signals), benign: fig('benign'), exfil: fig('exfil'), perSession,
@@ -465,7 +467,7 @@ export interface StreamOptions extends ReplayOptions {
  * line that is neither (blank lines, npm's banner, lifecycle log lines: skipped and counted by the caller).
  * A line that is a query or verdict but does not validate throws naming its line number.
  */
-export function readLine(row: string, lineNo: number): ReplayLine | 'blank' | undefined {
+export function readLine(row: string, lineNo: number): ReplayLine | 'blank' | 'unknown-qtype' | undefined {
   const text = row.trim();
   if (text === '') return 'blank';
   if (!text.startsWith('{')) return undefined;
@@ -479,6 +481,8 @@ export function readLine(row: string, lineNo: number): ReplayLine | 'blank' | un
   const r = raw as Record<string, unknown>;
   // dnswarden's log: only `event: "verdict"` lines are queries; other events and plain log lines (`msg`, no event) are not.
   if (r.event !== undefined ? r.event !== 'verdict' : 'msg' in r) return undefined;
+  // Releases before qtypeText logged every uncommon query type as "other": such a verdict cannot be re-scored.
+  if (r.event === 'verdict' && r.qtype === 'other') return 'unknown-qtype';
   const parsed = lineSchema.safeParse(normalise(raw));
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -500,11 +504,16 @@ export async function replayStream(input: Readable, config: { readonly policy: P
   let queries = 0;
   let skipped = 0;
   let firstSkipped: number | undefined;
+  let unknownType = 0;
   const rl = createInterface({ input, crlfDelay: Infinity });
   for await (const row of rl) {
     lineNo++;
     const l = readLine(row, lineNo);
     if (l === 'blank') continue;
+    if (l === 'unknown-qtype') {
+      unknownType++;
+      continue;
+    }
     if (l === undefined) {
       skipped++;
       firstSkipped ??= lineNo;
@@ -518,7 +527,7 @@ export async function replayStream(input: Readable, config: { readonly policy: P
       options.onProgress({ lines: lineNo, queries, skipped, bytes: (input as { bytesRead?: number }).bytesRead ?? 0, totalBytes: options.totalBytes });
     }
   }
-  return { ...main.report(), skippedLines: skipped, firstSkippedLine: firstSkipped, sweep: sweep.rows() };
+  return { ...main.report(), skippedLines: skipped, firstSkippedLine: firstSkipped, skippedUnknownType: unknownType, sweep: sweep.rows() };
 }
 
 /** The entry point for `dnswarden replay FILE|- [--config X]`: the cli passes the validated config sections. */
@@ -573,6 +582,7 @@ export function formatReport(r: ReplayReport): string {
   out.push(`${r.queries} queries, ${r.sessions} sessions; modes: interactive ${r.modes.interactive}, batch ${r.modes.batch}, scheduled ${r.modes.scheduled} (replay simulates enforcement)`);
   out.push(`blocked ${r.blocked.queries} queries: ${r.blocked.byRule} by a rule or list, ${r.blocked.whileQuarantined} while the session was quarantined`);
   if (r.skippedLines > 0) out.push(`skipped ${r.skippedLines} lines that are neither queries nor verdicts (the first: line ${r.firstSkippedLine})`);
+  if (r.skippedUnknownType > 0) out.push(`skipped ${r.skippedUnknownType} verdicts whose query type an older dnswarden logged as "other" (cannot be re-scored)`);
   out.push('', 'verdicts (action/rule):');
   for (const [k, n] of Object.entries(r.verdicts).sort(([, a], [, b]) => b - a)) out.push(`  ${k.padEnd(24)} ${n}`);
   out.push('', 'signals (queries where weight×value ≥ 0.05 / of those blocked):');

@@ -91,6 +91,10 @@ describe('readLine: what a streamed log line is', () => {
     expect(readLine('{"level":40,"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"TXT","action":"nxdomain","msg":"query nxdomain"}', 6)).toMatchObject({ session: 'b', qname: 'x.example.com', qtype: 16 });
     expect(() => readLine('{"level":40,"event":"verdict","ts":2,"session":"b","qtype":"TXT","msg":"query nxdomain"}', 7)).toThrow(/^line 7: qname: /);
     expect(() => readLine('{"ts":1,"session":"a","qtype":1}', 8)).toThrow(/^line 8: qname: /);
+    // Older releases logged uncommon types as "other": not re-scorable, counted apart; TYPE<n> reads back.
+    expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"other","action":"nxdomain","msg":"q"}', 9)).toBe('unknown-qtype');
+    expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"TYPE65399","action":"nxdomain","msg":"q"}', 10)).toMatchObject({ qtype: 65399 });
+    expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"SPF","action":"nxdomain","msg":"q"}', 11)).toMatchObject({ qtype: 99 });
   });
 });
 
