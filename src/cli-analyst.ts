@@ -173,7 +173,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       const t = q.evidence.trigger;
       out(`quarantine ${q.id}  state ${q.state}  raised ${iso(q.raised_at)}${q.decided_by !== null ? `  decided by ${q.decided_by}: ${q.decision_reason ?? ''}` : ''}\n`);
       out(`session    ${q.session.id}  user ${q.session.user}  role ${q.session.role}  type ${q.session.type}  addresses ${q.session.addresses.join(', ')}\n`);
-      out(`trigger    ${t.name} (qtype ${t.qtype})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
+      out(`trigger    ${t.name} (${qtypeLabel(t.qtype)})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
       out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
       out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
       out('\nrecent queries (oldest first)\n');

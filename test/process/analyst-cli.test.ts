@@ -186,6 +186,11 @@ describe('tables and filters', () => {
     expect(await list('--until', '1h')).toHaveLength(0); // raised less than an hour ago
     expect(await list('--since', '2000-01-01T00:00:00Z', '--until', new Date(Date.now() + 3_600_000).toISOString())).toHaveLength(1);
     expect(await list('--since', String(Date.now() + 3_600_000))).toHaveLength(0);
+    // The trigger's query type by name in the table.
+    const [q] = (await list()) as { id: string }[];
+    const show = await cli(['quarantine', 'show', q!.id, '--url', t.warden.adminUrl, '--token', t.warden.adminToken]);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toMatch(/\ntrigger {4}\S+\.exfil\.dnswarden\.test \(TXT\) {2}rule /);
   });
 });
 
