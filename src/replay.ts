@@ -508,6 +508,11 @@ export async function replayStream(input: Readable, config: { readonly policy: P
   const rl = createInterface({ input, crlfDelay: Infinity });
   for await (const row of rl) {
     lineNo++;
+    // The clock is read once per 1,024 lines, whatever they are.
+    if (options.onProgress !== undefined && (lineNo & 1023) === 0 && Date.now() >= nextProgress) {
+      nextProgress = Date.now() + every;
+      options.onProgress({ lines: lineNo, queries, skipped, bytes: (input as { bytesRead?: number }).bytesRead ?? 0, totalBytes: options.totalBytes });
+    }
     const l = readLine(row, lineNo);
     if (l === 'blank') continue;
     if (l === 'unknown-qtype') {
@@ -522,10 +527,6 @@ export async function replayStream(input: Readable, config: { readonly policy: P
     queries++;
     main.push(l);
     sweep.push(l);
-    if (options.onProgress !== undefined && (lineNo & 1023) === 0 && Date.now() >= nextProgress) {
-      nextProgress = Date.now() + every;
-      options.onProgress({ lines: lineNo, queries, skipped, bytes: (input as { bytesRead?: number }).bytesRead ?? 0, totalBytes: options.totalBytes });
-    }
   }
   return { ...main.report(), skippedLines: skipped, firstSkippedLine: firstSkipped, skippedUnknownType: unknownType, sweep: sweep.rows() };
 }
