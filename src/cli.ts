@@ -1,11 +1,16 @@
 #!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=15
 // `dnswarden serve | check-config | replay | quarantine … | sessions … | deny …`: the only place that
-// exits the process. Errors are one clear line and a non-zero status (2 for config errors).
+// exits the process. Errors are one clear line (a JSON object under --json) and a distinct status
+// (src/analyst/exit-codes.ts: 2 config, 64 usage, 66 not found, 69 unreachable, 77 auth, 1 anything else).
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { loadConfigFile, parseConfig, type Config } from './ops/config.js';
 import { WardenError, messageOf } from './errors.js';
-import { analystCommand, ANALYST_USAGE } from './analyst/cli.js';
+import { analystCommand, analystHelp, ANALYST_USAGE } from './analyst/cli.js';
+import { EXIT, exitOf, usageError } from './analyst/exit-codes.js';
 import { createLogger } from './ops/telemetry.js';
 import { WorkerLink, workerSpecFromEnv, type WorkerSpec } from './fleet/worker-link.js';
 
@@ -13,8 +18,49 @@ const USAGE = `usage: dnswarden <command> [options]
 
   serve [--config FILE]            run the resolver (embedded defaults without --config)
   check-config FILE                validate a config file; exit 0 if valid, 2 naming the field if not
-  replay FILE [--config FILE]      re-score a JSONL query log or dnswarden verdict log under a policy
-${ANALYST_USAGE}`;
+  replay FILE|- [--config FILE]    re-score a JSONL query log or dnswarden's log (- = stdin) under a policy
+  backup FILE [--config FILE]      copy the store (storage.dir) to FILE, also while the server runs
+${ANALYST_USAGE}
+  dnswarden --version; dnswarden COMMAND --help
+  exit status: 0 ok, 1 failure, 2 invalid config, 64 usage, 66 not found, 69 server unreachable, 77 auth
+`;
+
+const HELP: Readonly<Record<string, string>> = {
+  backup: `usage: dnswarden backup FILE [--config FILE] [--json]
+
+  Copies the store in storage.dir of --config (the embedded default without it) to FILE, a single SQLite
+  file, with SQLite's online backup over a read-only connection: safe while the server runs. FILE must
+  not exist. Run it as the user that runs the server.
+`,
+  serve: `usage: dnswarden serve [--config FILE]
+
+  Runs the resolver with FILE (YAML), or the embedded defaults without --config. SIGHUP re-reads the
+  file; SIGTERM/SIGINT stop it.
+`,
+  'check-config': `usage: dnswarden check-config FILE
+
+  Validates FILE: prints "FILE: valid" and exits 0, or prints one line naming the field and exits 2.
+`,
+  replay: `usage: dnswarden replay FILE|- [--config FILE] [--json]
+
+  Re-scores a JSONL query log or dnswarden's own log (- reads stdin) under the policy of --config (the
+  embedded defaults without it). Lines that are neither queries nor verdicts are skipped and counted.
+`,
+};
+
+/** The package's version, from the package.json next to dist/ (or src/ when run from the sources). */
+function version(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const up of ['..', '../..']) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(here, up, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'dnswarden' && pkg.version !== undefined) return pkg.version;
+    } catch {
+      // not here: one level up
+    }
+  }
+  return 'unknown';
+}
 
 // A resolver under a flood of unique names evicts an old cache entry per new one: garbage that V8
 // lets pile up in the old generation (RSS 195–270 MB after 500,000 names with the default cache).
@@ -110,23 +156,58 @@ function checkConfig(args: string[]): number {
 async function replay(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
   const file = positionals[0];
-  if (file === undefined) {
-    process.stderr.write('usage: dnswarden replay FILE [--config FILE] [--json]\n');
-    return 64;
-  }
+  if (file === undefined || positionals.length > 1) throw usageError('usage: dnswarden replay FILE|- [--config FILE] [--json]');
   const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
   const { formatReport, replayFile } = await import('./policy/replay.js');
-  const report = await replayFile(file, config);
+  // A progress line for a person watching a large file; never in a pipe or a log.
+  const tty = process.stderr.isTTY === true;
+  const report = await replayFile(file, config, tty ? {
+    onProgress: (p) => {
+      const mib = (n: number): string => (n / 1048576).toFixed(0);
+      const read = p.totalBytes === undefined ? `${mib(p.bytes)} MiB` : `${mib(p.bytes)} of ${mib(p.totalBytes)} MiB`;
+      process.stderr.write(`\rreplay: ${p.lines} lines read (${read}), ${p.queries} queries, ${p.skipped} skipped…`);
+    },
+  } : {});
+  if (tty) process.stderr.write('\r\x1b[K');
   process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return 0;
 }
 
+/**
+ * `dnswarden backup FILE`: opens the store file read-only and copies it with SQLite's online backup, so it
+ * works while the server runs (no admin API round trip, no token: whoever can read the store can copy it).
+ */
+async function backup(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const dest = positionals[0];
+  if (dest === undefined || positionals.length > 1) throw usageError('usage: dnswarden backup FILE [--config FILE]');
+  if (existsSync(dest)) throw usageError(`${dest} exists: a backup never overwrites a file; choose a new name`);
+  const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
+  const { backupStore } = await import('./store.js');
+  const r = await backupStore(config.storage.dir, dest);
+  process.stdout.write(values.json === true ? `${JSON.stringify({ file: dest, ...r })}\n` : `${dest}: the store (schema version ${r.version}, ${r.quarantines} quarantines, ${r.bytes} bytes)\n`);
+  return EXIT.ok;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && !command.startsWith('-') && (rest.includes('--help') || rest.includes('-h'))) {
+    const text = HELP[command] ?? (['quarantine', 'sessions', 'deny', 'audit'].includes(command) ? analystHelp(command, rest[0]?.startsWith('-') === false ? rest[0] : undefined) : undefined);
+    if (text !== undefined) {
+      process.stdout.write(text);
+      return EXIT.ok;
+    }
+  }
   switch (command) {
+    case '--version':
+    case '-V':
+    case 'version':
+      process.stdout.write(`dnswarden ${version()}\n`);
+      return EXIT.ok;
     case 'serve': return serve(rest);
     case 'check-config': return checkConfig(rest);
     case 'replay': return replay(rest);
+    case 'backup': return backup(rest);
     case 'quarantine':
     case 'sessions':
     case 'deny':
@@ -144,14 +225,20 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof WardenError) {
-      process.stderr.write(`dnswarden: ${err.message}\n`);
-      process.exit(err.code === 'ERR_CONFIG' ? 2 : 1);
+    const { exit, code } = exitOf(err);
+    // One line, always: node's own messages (parseArgs) can span several.
+    const message = (err instanceof WardenError ? err.message : messageOf(err)).replace(/\s*\n\s*/g, ' ').trim();
+    // --json: a script reads the failure as data too; stdout stays for results only.
+    if (argv.includes('--json')) {
+      const status = (err as { status?: unknown }).status;
+      process.stderr.write(`${JSON.stringify({ error: { code, message, exit, ...(typeof status === 'number' ? { status } : {}) } })}\n`);
+    } else {
+      process.stderr.write(`dnswarden: ${message}\n`);
     }
-    process.stderr.write(`dnswarden: ${messageOf(err)}\n`);
-    process.exit(1);
+    process.exit(exit);
   },
 );

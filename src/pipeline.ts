@@ -11,11 +11,11 @@ import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './analyst/quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
-import { qtypeName, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
+import { qtypeName, qtypeText, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeSlipReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
-import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
+import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { RefusedLog } from './ops/refused-log.js';
 
 export type Outcome =
@@ -297,7 +297,7 @@ export function createPipeline(d: PipelineDeps): {
   // id — and one error line with that id, never a silent drop the agent would wait out.
   function internalFailure(q: Query, err: unknown): Outcome {
     const eventId = newEventId();
-    d.log.error({ eventId, name: q.name, qtype: qtypeName(q.type), err: err instanceof Error ? err.stack ?? err.message : String(err) }, 'internal error while answering a query');
+    d.log.error({ eventId, name: q.name, qtype: qtypeText(q.type), err: err instanceof Error ? err.stack ?? err.message : String(err) }, 'internal error while answering a query');
     return { kind: 'failed', ede: 0, error: new WardenError('ERR_INTERNAL', `internal error (${eventId})`, { cause: err }) };
   }
 
@@ -336,7 +336,7 @@ export function createPipeline(d: PipelineDeps): {
       failuresSuppressed++;
       return;
     }
-    d.log.warn({ name: q.name, qtype: qtypeName(q.type), err: error.message, suppressed: failuresSuppressed }, 'upstream failure');
+    d.log.warn({ name: q.name, qtype: qtypeText(q.type), err: error.message, suppressed: failuresSuppressed }, 'upstream failure');
     failureLogAtMs = q.atMs;
     failuresSuppressed = 0;
   }
@@ -445,7 +445,7 @@ export function verdictLogLine(q: Query, session: SessionMeta, v: Verdict, event
   const signals = v.score === undefined ? undefined : signalValues(v.score);
   return {
     event: 'verdict', eventId, session: session.id, user: session.user, role: session.role, session_type: session.type,
-    name: q.name, qtype: qtypeName(q.type), action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,
+    name: q.name, qtype: qtypeText(q.type), action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,
     score: v.score === undefined ? undefined : round(v.score.total), signals, ts: q.atMs,
   };
 }

@@ -1,8 +1,10 @@
 // The embedded durable store (SQLite, WAL, synchronous=FULL for the few rows that must survive
 // kill -9: quarantines, registered sessions, the alert outbox, the audit log, the learned deny
 // list, query history). Every method is synchronous: a quarantine is on disk before its answer leaves.
+// Owns the schema and its version (PRAGMA user_version, migrated forward at open, a newer one refused)
+// and the online backup; never decides what to store.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WardenError, messageOf } from './errors.js';
 import type { HistoryEntry, SessionMeta } from './sessions/directory.js';
@@ -49,7 +51,9 @@ export interface OutboxRow {
   readonly nextAttemptMs: number;
 }
 
-const SCHEMA = `
+// Version 1: the tables as they were before the store had a version (hence IF NOT EXISTS: such a store, at
+// user_version 0, migrates by having its version set).
+const SCHEMA_V1 = `
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, meta TEXT NOT NULL, expires_at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantines (
   id TEXT PRIMARY KEY, session_id TEXT NOT NULL, session TEXT NOT NULL, state TEXT NOT NULL,
@@ -69,6 +73,96 @@ CREATE INDEX IF NOT EXISTS session_history_age ON session_history(updated_at_ms)
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
 `;
 
+export interface Migration {
+  readonly version: number;
+  /** What it changes, for the log and the error if it fails. */
+  readonly what: string;
+  readonly sql: string;
+}
+
+/**
+ * The store's schema, one step per version, oldest first. Never edit a released step: add the next one
+ * (its SQL runs once, in a transaction with the version bump, on every store below its version).
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, what: 'sessions, quarantines, audit, outbox, learned deny list, query history', sql: SCHEMA_V1 },
+];
+
+/** The schema version this build writes. */
+export const STORE_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+export const STORE_FILE = 'dnswarden.sqlite';
+
+/**
+ * Brings `db` forward to the last version of `migrations`; refuses a store from a newer build (its tables may
+ * mean something this build does not know). Each step and its version bump commit together, under an
+ * immediate (write) lock, so a crash or a second process at the same moment never runs a step twice.
+ */
+export function migrate(db: Database.Database, where: string, migrations: readonly Migration[] = MIGRATIONS): { from: number; to: number } {
+  const latest = migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
+  const version = (): number => db.pragma('user_version', { simple: true }) as number;
+  const from = version();
+  if (from > latest) {
+    throw new WardenError('ERR_STORE', `the store in ${where} has schema version ${from}, newer than version ${latest} that this dnswarden knows: it was written by a newer release; run that release, or restore a backup taken before the upgrade`);
+  }
+  for (const m of migrations) {
+    if (m.version <= from) continue;
+    try {
+      db.transaction(() => {
+        if (version() >= m.version) return; // another process got here first
+        db.exec(m.sql);
+        db.pragma(`user_version = ${m.version}`);
+      }).immediate();
+    } catch (err) {
+      throw new WardenError('ERR_STORE', `the store in ${where}: migration to schema version ${m.version} (${m.what}) failed, the store stays at version ${version()}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+  return { from, to: version() };
+}
+
+/**
+ * `dnswarden backup`: an online copy of the store in `dir` to `dest`, taken over a read-only connection, so
+ * it works while a server writes (SQLite's backup API restarts the copy if a page changes under it). The
+ * copy is written beside `dest` and renamed into place once checked: `dest` is whole or absent, never half.
+ */
+export async function backupStore(dir: string, dest: string): Promise<{ version: number; quarantines: number; bytes: number }> {
+  const file = join(dir, STORE_FILE);
+  if (!existsSync(file)) throw new WardenError('ERR_NOT_FOUND', `no store at ${file} (storage.dir of the config)`);
+  if (existsSync(dest)) throw new WardenError('ERR_BAD_REQUEST', `${dest} exists: a backup never overwrites a file; choose a new name`);
+  const partial = `${dest}.partial`;
+  rmSync(partial, { force: true });
+  const source = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    source.pragma('busy_timeout = 5000');
+    await source.backup(partial);
+  } catch (err) {
+    rmSync(partial, { force: true });
+    throw new WardenError('ERR_STORE', `backup of ${file} failed: ${messageOf(err)}`, { cause: err });
+  } finally {
+    source.close();
+  }
+  let summary: { version: number; quarantines: number };
+  const copy = new Database(partial);
+  try {
+    copy.pragma('journal_mode = DELETE'); // one self-contained file, no -wal beside it
+    const check = copy.pragma('quick_check', { simple: true });
+    if (check !== 'ok') throw new WardenError('ERR_STORE', `the backup does not check: ${String(check)}`);
+    summary = {
+      version: copy.pragma('user_version', { simple: true }) as number,
+      quarantines: (copy.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'quarantines'").get() as { n: number }).n === 0
+        ? 0
+        : (copy.prepare('SELECT COUNT(*) AS n FROM quarantines').get() as { n: number }).n,
+    };
+  } catch (err) {
+    copy.close();
+    rmSync(partial, { force: true });
+    throw err;
+  }
+  copy.close();
+  renameSync(partial, dest);
+  return { ...summary, bytes: statSync(dest).size };
+}
+
 export class Store {
   readonly db: Database.Database;
   readonly dir: string;
@@ -82,12 +176,18 @@ export class Store {
     let db: Database.Database;
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      db = new Database(join(dir, 'dnswarden.sqlite'));
+      db = new Database(join(dir, STORE_FILE));
+    } catch (err) {
+      throw new WardenError('ERR_STORE', `cannot open the store in ${dir}: ${messageOf(err)}`, { cause: err });
+    }
+    try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 2000');
-      db.exec(SCHEMA);
+      migrate(db, dir);
     } catch (err) {
+      db.close();
+      if (err instanceof WardenError) throw err;
       throw new WardenError('ERR_STORE', `cannot open the store in ${dir}: ${messageOf(err)}`, { cause: err });
     }
     return new Store(db, dir);

@@ -1,13 +1,15 @@
 // The analyst's CLI over the admin API: quarantine, sessions, deny and audit commands. Aligned tables
 // for a terminal, --json for scripts; every failure (server down, bad token, unknown id) is one
-// line and a non-zero exit. Talks HTTP only; knows nothing of the server's internals.
+// line and a distinct exit status (src/analyst/exit-codes.ts). Talks HTTP only; knows nothing of the server's internals.
 import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { WardenError, messageOf } from '../errors.js';
+import { messageOf, WardenError } from '../errors.js';
+import { CliError, EXIT, usageError } from './exit-codes.js';
 
 export const ANALYST_USAGE = `
-  quarantine list [--state open|released|confirmed] [--user U] [--type T]
+  quarantine list [--state open|released|confirmed] [--user U] [--type T] [--since TIME] [--until TIME]
+                                   (TIME: ISO 8601, epoch ms, or an age: 30m, 24h, 7d)
   quarantine show ID
   quarantine release ID --reason TEXT
   quarantine confirm ID --reason TEXT [--deny [--yes | --dry-run]]
@@ -19,11 +21,60 @@ export const ANALYST_USAGE = `
 
   common options: --url URL (default $DNSWARDEN_URL or http://127.0.0.1:9153)
                   --token TOKEN (default $DNSWARDEN_TOKEN, else the file data/admin-token)
-                  --json (machine-readable output)
+                  --json (machine-readable output; a failure is {"error":{…}} on stderr)
 `;
+
+const COMMON = ANALYST_USAGE.slice(ANALYST_USAGE.indexOf('  common options'));
+
+/** `dnswarden GROUP [VERB] --help`: the usage lines of that verb (or of the whole group), and the common options. */
+export function analystHelp(group: string, verb: string | undefined): string {
+  const entries: string[][] = []; // a usage line and its continuation lines (deeper indent)
+  for (const l of ANALYST_USAGE.slice(0, ANALYST_USAGE.indexOf('  common options')).split('\n')) {
+    if (l.trim() === '') continue;
+    if (/^ {4,}/.test(l)) entries.at(-1)?.push(l);
+    else entries.push([l]);
+  }
+  const ofGroup = entries.filter((e) => e[0]!.trim().split(/\s+/)[0] === group);
+  const ofVerb = ofGroup.filter((e) => e[0]!.trim().slice(group.length).split('|').some((part) => part.trim().split(/\s+/)[0] === verb));
+  const shown = (ofVerb.length > 0 ? ofVerb : ofGroup).map(([first, ...more]) => [`  dnswarden ${first!.trim()}`, ...more.map((l) => `          ${l}`)]);
+  return `usage:\n${shown.flat().join('\n')}\n\n${COMMON}`;
+}
+
+// Names for the numbers in query history rows (a table is for a person; --json keeps the numbers).
+const QTYPE_NAMES: Readonly<Record<number, string>> = { 1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 10: 'NULL', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 35: 'NAPTR', 43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY', 257: 'CAA' };
+const RCODE_NAMES: readonly string[] = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
+export const qtypeLabel = (n: number): string => QTYPE_NAMES[n] ?? `TYPE${n}`;
+export const rcodeLabel = (n: number): string => RCODE_NAMES[n] ?? `RCODE${n}`;
+
+/** `--limit N`: a whole number from 1 on, or a usage error naming the option. */
+export function positiveInt(option: string, raw: string): number {
+  if (!/^[0-9]+$/.test(raw) || Number(raw) < 1 || !Number.isSafeInteger(Number(raw))) throw usageError(`${option}: expected a whole number from 1 on, got "${raw}"`);
+  return Number(raw);
+}
+
+const AGE_UNITS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** `--since/--until TIME`: ISO 8601, epoch ms, or an age before `nowMs` (30m, 24h, 7d) → an ISO time for the API. */
+export function timeOption(option: string, raw: string, nowMs: number): string {
+  const age = /^([0-9]+)([smhdw])$/.exec(raw);
+  const ms = age !== null ? nowMs - Number(age[1]) * AGE_UNITS_MS[age[2]!]! : /^[0-9]+$/.test(raw) ? Number(raw) : /^\d{4}-\d{2}-\d{2}/.test(raw) ? Date.parse(raw) : NaN;
+  if (!Number.isFinite(ms)) throw usageError(`${option}: expected an ISO 8601 time, epoch ms or an age such as 30m, 24h, 7d; got "${raw}"`);
+  return new Date(ms).toISOString();
+}
 
 interface Client {
   request(method: string, path: string, body?: unknown): Promise<unknown>;
+}
+
+const NO_TOKEN_HINT = 'no token was found: pass --token, set DNSWARDEN_TOKEN, or run where data/admin-token is';
+
+/** The exit status for an HTTP error status. */
+function exitForStatus(status: number): number {
+  if (status === 401 || status === 403) return EXIT.auth;
+  if (status === 404) return EXIT.notFound;
+  if (status === 400) return EXIT.usage;
+  if (status === 502 || status === 503 || status === 504) return EXIT.unavailable;
+  return EXIT.failure;
 }
 
 function client(url: string, token: string | undefined): Client {
@@ -38,7 +89,7 @@ function client(url: string, token: string | undefined): Client {
           signal: AbortSignal.timeout(10_000),
         });
       } catch (err) {
-        throw new WardenError('ERR_NO_UPSTREAM', `cannot reach dnswarden at ${url}: ${messageOf((err as { cause?: unknown }).cause ?? err)}`);
+        throw new CliError('ERR_UNREACHABLE', `cannot reach dnswarden at ${url}: ${messageOf((err as { cause?: unknown }).cause ?? err)}`, EXIT.unavailable);
       }
       const text = await res.text();
       let json: unknown = undefined;
@@ -49,7 +100,8 @@ function client(url: string, token: string | undefined): Client {
       }
       if (!res.ok) {
         const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-        throw new WardenError('ERR_BAD_REQUEST', `${res.status} ${e?.code ?? ''} ${e?.message ?? text}`.replace(/\s+/g, ' ').trim());
+        const hint = res.status === 401 && token === undefined ? `; ${NO_TOKEN_HINT}` : '';
+        throw new CliError(e?.code ?? `HTTP_${res.status}`, `${`${res.status} ${e?.code ?? ''} ${e?.message ?? text}`.replace(/\s+/g, ' ').trim()}${hint}`, exitForStatus(res.status), res.status);
       }
       return json;
     },
@@ -94,14 +146,19 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     options: {
       url: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' }, reason: { type: 'string' },
       deny: { type: 'boolean' }, yes: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, state: { type: 'string' }, user: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' },
+      since: { type: 'string' }, until: { type: 'string' },
     },
   });
+  // Checked before anything is sent: a typo is a usage error (64), not a server round trip.
+  const limit = values.limit === undefined ? undefined : String(positiveInt('--limit', values.limit));
+  const since = values.since === undefined ? undefined : timeOption('--since', values.since, Date.now());
+  const until = values.until === undefined ? undefined : timeOption('--until', values.until, Date.now());
   const api = client(values.url ?? process.env.DNSWARDEN_URL ?? 'http://127.0.0.1:9153', tokenFrom(values.token));
   const out = (s: string): void => void process.stdout.write(s);
   const json = values.json === true;
   const [verb, id] = group === 'audit' ? ['list', undefined] : positionals;
   const need = (v: string | undefined, what: string): string => {
-    if (v === undefined || v === '') throw new WardenError('ERR_BAD_REQUEST', `${group} ${verb ?? ''}: ${what} is required`);
+    if (v === undefined || v === '') throw usageError(`${group} ${verb ?? ''}: ${what} is required`);
     return v;
   };
   const enc = encodeURIComponent;
@@ -113,6 +170,8 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       if (values.state !== undefined) qs.set('state', values.state);
       if (values.user !== undefined) qs.set('user', values.user);
       if (values.type !== undefined) qs.set('session_type', values.type);
+      if (since !== undefined) qs.set('since', since);
+      if (until !== undefined) qs.set('until', until);
       const r = (await api.request('GET', `/v1/quarantines?${qs}`)) as { quarantines: { id: string; state: string; raised_at: string; session: { id: string; user: string; type: string }; trigger: { name?: string; reason?: string } | null }[] };
       if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
       if (r.quarantines.length === 0) return out('no quarantines\n'), 0;
@@ -132,7 +191,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       out(`quarantine ${q.id}  state ${q.state}  raised ${iso(q.raised_at)}${q.decided_by !== null ? `  decided by ${q.decided_by}: ${q.decision_reason ?? ''}` : ''}\n`);
       out(`session    ${q.session.id}  user ${q.session.user}  role ${q.session.role}  type ${q.session.type}  addresses ${q.session.addresses.join(', ')}\n`);
       for (const g of q.gated_sessions ?? []) out(`also holds ${g.id}  user ${g.user}  addresses ${g.addresses.join(', ')}  (registered later, same ${g.matched})\n`);
-      out(`trigger    ${t.name} (qtype ${t.qtype})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
+      out(`trigger    ${t.name} (${qtypeLabel(t.qtype)})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
       out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
       out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
       out('\nrecent queries (oldest first)\n');
@@ -179,12 +238,12 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     case 'sessions queries': {
       const sid = enc(need(id, 'ID'));
       const s = verb === 'show' ? ((await api.request('GET', `/v1/sessions/${sid}`)) as { session: Record<string, unknown> }) : undefined;
-      const qs = values.limit !== undefined ? `?limit=${enc(values.limit)}` : '';
+      const qs = limit !== undefined ? `?limit=${limit}` : '';
       const h = (await api.request('GET', `/v1/sessions/${sid}/queries${qs}`)) as { queries: { atMs: number; name: string; qtype: number; action: string; rule: string; rcode: number; score?: number; eventId?: string; count?: number }[] };
       if (json) return out(`${JSON.stringify({ ...s, ...h }, null, 2)}\n`), 0;
       if (s !== undefined) for (const [k, v] of Object.entries(s.session)) out(`${k.padEnd(14)}${Array.isArray(v) ? v.join(', ') : String(v)}\n`);
       out(`\n${h.queries.length} recent queries (oldest first)\n`);
-      out(table(['TIME', 'QTYPE', 'RCODE', 'ACTION', 'RULE', 'SCORE', 'EVENT', 'NAME'], h.queries.map((e) => [new Date(e.atMs).toISOString().replace('T', ' ').slice(0, 23), String(e.qtype), String(e.rcode), actionText(e), e.rule, e.score?.toFixed(2) ?? '', e.eventId ?? '', e.name]), 90));
+      out(table(['TIME', 'QTYPE', 'RCODE', 'ACTION', 'RULE', 'SCORE', 'EVENT', 'NAME'], h.queries.map((e) => [new Date(e.atMs).toISOString().replace('T', ' ').slice(0, 23), qtypeLabel(e.qtype), rcodeLabel(e.rcode), actionText(e), e.rule, e.score?.toFixed(2) ?? '', e.eventId ?? '', e.name]), 90));
       return 0;
     }
     case 'deny list': {
@@ -205,12 +264,12 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       return 0;
     }
     case 'audit list': {
-      const r = (await api.request('GET', `/v1/audit${values.limit !== undefined ? `?limit=${enc(values.limit)}` : ''}`)) as { audit: { atMs: number; actor: string; action: string; target: string; reason: string }[] };
+      const r = (await api.request('GET', `/v1/audit${limit !== undefined ? `?limit=${limit}` : ''}`)) as { audit: { atMs: number; actor: string; action: string; target: string; reason: string }[] };
       if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
       out(table(['TIME', 'ACTOR', 'ACTION', 'TARGET', 'REASON'], r.audit.map((a) => [new Date(a.atMs).toISOString(), a.actor, a.action, a.target, a.reason])));
       return 0;
     }
     default:
-      throw new WardenError('ERR_BAD_REQUEST', `unknown command "${key.trim()}"; see dnswarden --help`);
+      throw usageError(verb === undefined ? `${group}: a sub-command is required; see dnswarden ${group} --help` : `unknown command "${key.trim()}"; see dnswarden ${group} --help`);
   }
 }

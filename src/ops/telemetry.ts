@@ -15,6 +15,10 @@ const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'RE
 export function qtypeName(type: number): string {
   return QTYPE_NAMES.get(type) ?? 'other';
 }
+/** For log lines (not metric labels): the name, else RFC 3597's `TYPE<n>`, so `dnswarden replay` can read it back. */
+export function qtypeText(type: number): string {
+  return QTYPE_NAMES.get(type) ?? `TYPE${type}`;
+}
 export function rcodeName(rcode: number): string {
   return RCODE_NAMES[rcode] ?? 'other';
 }

@@ -1,10 +1,11 @@
 // src/policy/replay.ts — `dnswarden replay`: score a logged JSONL query stream offline with the same Policy code as the
 // server and report what would have been blocked or quarantined, per verdict, per signal and, for labelled
 // input, detection and false-positive figures. No sockets, no clock: times come from the lines. The only I/O
-// is replayFile() reading its file.
-// Why it is long: the report (per verdict, per signal, per label, the threshold sweep) is built here beside
-// the replay loop; the ops2 branch streams it and will be merged over this.
-import { readFile } from 'node:fs/promises';
+// is replayFile() reading its file (or stdin) line by line: memory never grows with the file's length.
+// Why it is long: one offline tool — the replayer, the threshold sweep, the streaming reader and the report.
+import { open } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { deflateRawSync } from 'node:zlib';
 import { z } from 'zod';
 import { SIGNAL_IDS, splitName, platformSet, type SignalId } from '../../scoring/index.js';
@@ -13,7 +14,7 @@ import { Policy, type PolicyConfig, type ScoringConfig, type SessionInfo, type S
 
 // Query types by name, for dnswarden's own verdict log lines (`qtype: "TXT"`).
 const QTYPE_BY_NAME: Readonly<Record<string, number>> = {
-  A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, SVCB: 64, HTTPS: 65, CAA: 257, ANY: 255, PRIVATE: 65399,
+  A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, SVCB: 64, HTTPS: 65, SPF: 99, CAA: 257, ANY: 255, PRIVATE: 65399,
 };
 const qtypeField = z.union([z.number(), z.string()]).transform((q, ctx) => {
   const upper = typeof q === 'string' ? q.toUpperCase() : '';
@@ -65,6 +66,8 @@ export interface SessionResult {
   readonly queries: number;
   /** Blocked by the per-query rule or the lists (before any quarantine). */
   readonly blocked: number;
+  /** Refused because the session was already quarantined (`nxdomain/quarantined`). */
+  readonly blockedWhileQuarantined: number;
   /** 1-based index of the first query blocked or quarantined; undefined = never. */
   readonly firstBlockAt: number | undefined;
   /** 1-based index among data-carrying queries of the first one that did not leave; undefined = all left. */
@@ -92,6 +95,13 @@ export interface SessionResult {
 export interface ReplayReport {
   readonly queries: number;
   readonly sessions: number;
+  /** Lines that were neither a query nor a verdict (npm's banner, lifecycle log lines, a cut last line). */
+  readonly skippedLines: number;
+  readonly firstSkippedLine: number | undefined;
+  /** Verdict lines from older releases whose query type was logged as "other": not replayed. */
+  readonly skippedUnknownType: number;
+  /** Every query that did not get an answer: byRule + whileQuarantined = the non-answer verdicts. */
+  readonly blocked: { readonly queries: number; readonly byRule: number; readonly whileQuarantined: number };
   readonly modes: Readonly<Record<SessionType, 'enforce' | 'observe'>>;
   /** Verdict counts keyed `action/rule` (queries after a quarantine count as `nxdomain/quarantined`). */
   readonly verdicts: Readonly<Record<string, number>>;
@@ -126,7 +136,10 @@ export interface SweepRow {
 
 export interface LabelFigures {
   readonly queries: number;
+  /** blockedByRule + blockedWhileQuarantined. */
   readonly blockedQueries: number;
+  readonly blockedByRule: number;
+  readonly blockedWhileQuarantined: number;
   readonly uniqueNames: number;
   readonly uniqueNamesBlocked: number;
   readonly sessions: number;
@@ -134,7 +147,7 @@ export interface LabelFigures {
   readonly sessionsQuarantined: number;
 }
 
-/** Parse JSONL (blank lines skipped); a bad line throws naming its line number. */
+/** Parse JSONL text strictly (blank lines skipped); any other bad line throws naming its line number. `replayFile` streams instead, with readLine. */
 export function parseJsonl(text: string): ReplayLine[] {
   return parseJsonlCounted(text).lines;
 }
@@ -184,6 +197,7 @@ interface Tracker {
   queries: number;
   dataQueries: number;
   blocked: number;
+  blockedWhileQuarantined: number;
   firstBlockAt: number | undefined;
   firstDataBlockAt: number | undefined;
   quarantineAt: number | undefined;
@@ -195,9 +209,13 @@ interface Tracker {
   bytesBeforeBlock: number | undefined;
   /** unique forwarded subdomains per registrable, and the domain's age as last seen */
   readonly sent: Map<string, { subs: Set<string>; ageDays: number | undefined }>;
+  sentChars: number;
   info1: { max: number; young: number } | undefined;
   maxScore: number;
 }
+
+/** Forwarded subdomain characters a session keeps for the information figures (a floor beyond it). */
+const MAX_SENT_CHARS = 4 * 1024 * 1024;
 
 function infoOf(t: Tracker): { max: number; young: number } {
   let max = 0;
@@ -217,22 +235,40 @@ function maxVolume(state: SessionState): number {
   return max;
 }
 
-/** Replay `lines` (in time order per session) through `policy`, simulating enforcement whatever the mode says. */
-export function replayLines(lines: readonly ReplayLine[], policy: Policy, options: ReplayOptions = {}): ReplayReport {
-  const cacheTtlMs = options.cacheTtlMs ?? 60_000;
-  const platforms = platformSet();
-  const cache = new Map<string, number>();
-  const sessions = new Map<string, Tracker>();
-  const verdicts: Record<string, number> = {};
-  const signals = Object.fromEntries(SIGNAL_IDS.map((id) => [id, { fired: 0, firedWhenBlocked: 0 }])) as Record<SignalId, { fired: number; firedWhenBlocked: number }>;
-  const names = { benign: new Map<string, boolean>(), exfil: new Map<string, boolean>() };
-  const change = {
+/**
+ * Replays lines one at a time (in time order per session) through `policy`, simulating enforcement whatever
+ * the mode says; `report()` at any point. Memory grows with sessions and unique names, never with lines:
+ * cache entries expire by the lines' own times and each session keeps at most MAX_SENT_CHARS of forwarded
+ * subdomains for the information figures (beyond that they are a floor).
+ */
+export class Replayer {
+  private readonly cacheTtlMs: number;
+  private readonly platforms = platformSet();
+  /** `qtype/name` → ts last forwarded, in that order (re-set entries move to the end), so expiry is from the front. */
+  private readonly cache = new Map<string, number>();
+  private latestTs = -Infinity;
+  private readonly sessions = new Map<string, Tracker>();
+  private readonly verdicts: Record<string, number> = {};
+  private readonly signals = Object.fromEntries(SIGNAL_IDS.map((id) => [id, { fired: 0, firedWhenBlocked: 0 }])) as Record<SignalId, { fired: number; firedWhenBlocked: number }>;
+  private readonly names = { benign: new Map<string, boolean>(), exfil: new Map<string, boolean>() };
+  private readonly change = {
     compared: 0, newlyBlocked: 0, newlyAllowed: 0,
     bySessionType: { interactive: { newlyBlocked: 0, newlyAllowed: 0 }, batch: { newlyBlocked: 0, newlyAllowed: 0 }, scheduled: { newlyBlocked: 0, newlyAllowed: 0 } },
     newlyBlockedBySignal: Object.fromEntries(SIGNAL_IDS.map((id) => [id, 0])) as Record<SignalId, number>,
   };
-  const compare = (l: ReplayLine, type: SessionType, v: Verdict | undefined): void => {
+  private queries = 0;
+
+  /** false: verdict and block counts only (the sweep's replayers), no per-name or information figures. */
+  private readonly detail: boolean;
+
+  constructor(private readonly policy: Policy, options: ReplayOptions & { readonly detail?: boolean } = {}) {
+    this.cacheTtlMs = options.cacheTtlMs ?? 60_000;
+    this.detail = options.detail ?? true;
+  }
+
+  private compare(l: ReplayLine, type: SessionType, v: Verdict | undefined): void {
     if (l.action === undefined) return;
+    const change = this.change;
     change.compared++;
     const wasBlocked = l.action !== 'answer';
     const isBlocked = v === undefined || v.action !== 'answer'; // undefined: the session is already quarantined
@@ -244,142 +280,296 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
       change.newlyAllowed++;
       change.bySessionType[type].newlyAllowed++;
     }
-  };
-  const count = (v: Verdict): void => {
-    const key = `${v.action}/${v.rule}`;
-    verdicts[key] = (verdicts[key] ?? 0) + 1;
-  };
+  }
 
-  for (const l of lines) {
-    let t = sessions.get(l.session);
+  /** Drops cache entries older than the TTL as of the latest line's time: the cache stays as small as the server's. */
+  private expireCache(): void {
+    const cutoff = this.latestTs - this.cacheTtlMs;
+    for (const [key, ts] of this.cache) {
+      if (ts > cutoff) break;
+      this.cache.delete(key);
+    }
+  }
+
+  push(l: ReplayLine): void {
+    const policy = this.policy;
+    this.queries++;
+    if (l.ts > this.latestTs) this.latestTs = l.ts;
+    let t = this.sessions.get(l.session);
     if (t === undefined) {
       const info: SessionInfo = { id: l.session, user: 'replay', role: 'replay', type: l.session_type ?? 'interactive' };
       t = {
-        info, state: policy.newSessionState(), label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0,
+        info, state: policy.newSessionState(), label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0, blockedWhileQuarantined: 0,
         firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, dataAtQuarantine: undefined,
-        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), info1: undefined, maxScore: 0,
+        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0,
       };
-      sessions.set(l.session, t);
+      this.sessions.set(l.session, t);
     }
+    const tr = t;
     const name = l.qname.toLowerCase().replace(/\.$/, '');
-    t.queries++;
-    if (l.data === true) t.dataQueries++;
-    const labelNames = l.label === undefined ? undefined : names[l.label];
+    tr.queries++;
+    if (l.data === true) tr.dataQueries++;
+    const labelNames = l.label === undefined || !this.detail ? undefined : this.names[l.label];
     const noteBlocked = (): void => {
-      t.firstBlockAt ??= t.queries;
-      if (l.data === true) t.firstDataBlockAt ??= t.dataQueries;
-      t.forwardedBeforeBlock ??= t.forwarded;
-      t.bytesBeforeBlock ??= t.bytes;
+      tr.firstBlockAt ??= tr.queries;
+      if (l.data === true) tr.firstDataBlockAt ??= tr.dataQueries;
+      tr.forwardedBeforeBlock ??= tr.forwarded;
+      tr.bytesBeforeBlock ??= tr.bytes;
     };
-    if (t.quarantineAt !== undefined) {
-      verdicts['nxdomain/quarantined'] = (verdicts['nxdomain/quarantined'] ?? 0) + 1;
+    if (tr.quarantineAt !== undefined) {
+      this.verdicts['nxdomain/quarantined'] = (this.verdicts['nxdomain/quarantined'] ?? 0) + 1;
+      tr.blockedWhileQuarantined++;
       noteBlocked();
-      compare(l, t.info.type, undefined);
-      continue;
+      this.compare(l, tr.info.type, undefined);
+      return;
     }
-    const v = policy.judge({ name, qtype: l.qtype, session: t.info, state: t.state, ageDays: l.age_days, atMs: l.ts });
-    count(v);
-    compare(l, t.info.type, v);
+    const v = policy.judge({ name, qtype: l.qtype, session: tr.info, state: tr.state, ageDays: l.age_days, atMs: l.ts });
+    const vkey = `${v.action}/${v.rule}`;
+    this.verdicts[vkey] = (this.verdicts[vkey] ?? 0) + 1;
+    this.compare(l, tr.info.type, v);
     const blocked = v.action !== 'answer';
     if (labelNames !== undefined) labelNames.set(name, (labelNames.get(name) ?? false) || v.action === 'nxdomain');
     if (v.score !== undefined) {
-      if (v.score.total > t.maxScore) t.maxScore = v.score.total;
+      if (v.score.total > tr.maxScore) tr.maxScore = v.score.total;
       for (const s of v.score.signals) {
         if (s.value * s.weight < 0.05) continue;
-        signals[s.id].fired++;
-        if (blocked) signals[s.id].firedWhenBlocked++;
+        this.signals[s.id].fired++;
+        if (blocked) this.signals[s.id].firedWhenBlocked++;
       }
     }
     if (blocked) {
-      t.blocked++;
+      tr.blocked++;
       noteBlocked();
       if (v.action === 'quarantine') {
-        t.quarantineAt = t.queries;
-        t.quarantineRule = v.rule;
-        t.dataAtQuarantine = t.dataQueries;
-        t.info1 = infoOf(t);
+        tr.quarantineAt = tr.queries;
+        tr.quarantineRule = v.rule;
+        tr.dataAtQuarantine = tr.dataQueries;
+        if (this.detail) tr.info1 = infoOf(tr);
       }
-      policy.observe(t.state, { name, qtype: l.qtype, atMs: l.ts, forwarded: false, rcode: 3, blocked: true });
-      continue;
+      policy.observe(tr.state, { name, qtype: l.qtype, atMs: l.ts, forwarded: false, rcode: 3, blocked: true });
+      return;
     }
     const key = `${l.qtype}/${name}`;
-    const last = cache.get(key);
-    const forwarded = last === undefined || l.ts - last >= cacheTtlMs;
+    const last = this.cache.get(key);
+    const forwarded = last === undefined || l.ts - last >= this.cacheTtlMs;
     if (forwarded) {
-      cache.set(key, l.ts);
-      t.forwarded++;
-      t.bytes += name.length;
-      const split = splitName(name, platforms);
-      let d = t.sent.get(split.registrable);
-      if (d === undefined) t.sent.set(split.registrable, (d = { subs: new Set(), ageDays: l.age_days }));
-      d.ageDays = l.age_days;
-      if (split.subdomain !== '') d.subs.add(split.subdomain);
+      this.cache.delete(key);
+      this.cache.set(key, l.ts);
+      if (this.cache.size % 4096 === 0) this.expireCache();
+      tr.forwarded++;
+      tr.bytes += name.length;
+      if (this.detail) this.noteSent(tr, name, l.age_days);
     }
-    policy.observe(t.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
+    policy.observe(tr.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
   }
 
-  const perSession: SessionResult[] = [];
-  const fig = (label: 'benign' | 'exfil'): LabelFigures => {
-    let q = 0, bq = 0, s = 0, sb = 0, sq = 0;
-    for (const t of sessions.values()) {
-      if (t.label !== label) continue;
-      s++;
-      q += t.queries;
-      bq += t.blocked;
-      if (t.firstBlockAt !== undefined) sb++;
-      if (t.quarantineAt !== undefined) sq++;
+  /** Keeps the forwarded subdomain per registrable for the information figures, within MAX_SENT_CHARS. */
+  private noteSent(tr: Tracker, name: string, ageDays: number | undefined): void {
+    const split = splitName(name, this.platforms);
+    let d = tr.sent.get(split.registrable);
+    if (d === undefined) {
+      if (tr.sentChars >= MAX_SENT_CHARS) return;
+      tr.sent.set(split.registrable, (d = { subs: new Set(), ageDays }));
+      tr.sentChars += split.registrable.length;
     }
-    let ub = 0;
-    for (const b of names[label].values()) if (b) ub++;
-    return { queries: q, blockedQueries: bq, uniqueNames: names[label].size, uniqueNamesBlocked: ub, sessions: s, sessionsWithBlock: sb, sessionsQuarantined: sq };
-  };
-  for (const t of sessions.values()) {
-    const info = t.info1 ?? infoOf(t);
-    perSession.push({
-      session: t.info.id, type: t.info.type, label: t.label, kind: t.kind, queries: t.queries, blocked: t.blocked,
-      firstBlockAt: t.firstBlockAt, firstDataBlockAt: t.firstDataBlockAt, quarantineAt: t.quarantineAt, quarantineRule: t.quarantineRule, dataQueriesAtQuarantine: t.dataAtQuarantine,
-      forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
-      forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
-      maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
-      maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state),
-    });
+    d.ageDays = ageDays;
+    if (split.subdomain !== '' && tr.sentChars < MAX_SENT_CHARS && !d.subs.has(split.subdomain)) {
+      d.subs.add(split.subdomain);
+      tr.sentChars += split.subdomain.length;
+    }
   }
-  return {
-    queries: lines.length, sessions: sessions.size,
-    modes: { interactive: policy.mode('interactive'), batch: policy.mode('batch'), scheduled: policy.mode('scheduled') },
-    verdicts, signals, benign: fig('benign'), exfil: fig('exfil'), perSession,
-    changes: change.compared > 0 ? change : undefined, sweep: [],
-  };
+
+  report(): ReplayReport {
+    const perSession: SessionResult[] = [];
+    const fig = (label: 'benign' | 'exfil'): LabelFigures => {
+      let q = 0, br = 0, bq = 0, s = 0, sb = 0, sq = 0;
+      for (const t of this.sessions.values()) {
+        if (t.label !== label) continue;
+        s++;
+        q += t.queries;
+        br += t.blocked;
+        bq += t.blockedWhileQuarantined;
+        if (t.firstBlockAt !== undefined) sb++;
+        if (t.quarantineAt !== undefined) sq++;
+      }
+      let ub = 0;
+      for (const b of this.names[label].values()) if (b) ub++;
+      return { queries: q, blockedQueries: br + bq, blockedByRule: br, blockedWhileQuarantined: bq, uniqueNames: this.names[label].size, uniqueNamesBlocked: ub, sessions: s, sessionsWithBlock: sb, sessionsQuarantined: sq };
+    };
+    let byRule = 0;
+    let whileQuarantined = 0;
+    for (const t of this.sessions.values()) {
+      byRule += t.blocked;
+      whileQuarantined += t.blockedWhileQuarantined;
+      const info = t.info1 ?? (this.detail ? infoOf(t) : { max: 0, young: 0 });
+      perSession.push({
+        session: t.info.id, type: t.info.type, label: t.label, kind: t.kind, queries: t.queries, blocked: t.blocked, blockedWhileQuarantined: t.blockedWhileQuarantined,
+        firstBlockAt: t.firstBlockAt, firstDataBlockAt: t.firstDataBlockAt, quarantineAt: t.quarantineAt, quarantineRule: t.quarantineRule, dataQueriesAtQuarantine: t.dataAtQuarantine,
+        forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
+        forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
+        maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
+        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state),
+      });
+    }
+    const policy = this.policy;
+    return {
+      queries: this.queries, sessions: this.sessions.size, skippedLines: 0, firstSkippedLine: undefined, skippedUnknownType: 0,
+      blocked: { queries: byRule + whileQuarantined, byRule, whileQuarantined },
+      modes: { interactive: policy.mode('interactive'), batch: policy.mode('batch'), scheduled: policy.mode('scheduled') },
+      verdicts: { ...this.verdicts }, signals: structuredClone(this.signals), benign: fig('benign'), exfil: fig('exfil'), perSession,
+      changes: this.change.compared > 0 ? structuredClone(this.change) : undefined, sweep: [],
+    };
+  }
+}
+
+/** Replay `lines` (in time order per session) through `policy`, simulating enforcement whatever the mode says. */
+export function replayLines(lines: Iterable<ReplayLine>, policy: Policy, options: ReplayOptions = {}): ReplayReport {
+  const r = new Replayer(policy, options);
+  for (const l of lines) r.push(l);
+  return r.report();
 }
 
 /** The thresholds the sweep tries, for every session type at once. */
 export const SWEEP_THRESHOLDS: readonly number[] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0, 1.2];
 
-/** Replays `lines` once per threshold with every session type's block_at set to it. */
-export function sweepThresholds(lines: readonly ReplayLine[], config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): SweepRow[] {
-  return SWEEP_THRESHOLDS.map((blockAt) => {
+/** One Replayer per threshold with every session type's block_at set to it, fed the same lines in one pass. */
+export class Sweep {
+  private readonly replayers: readonly { blockAt: number; replayer: Replayer }[];
+
+  constructor(config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}) {
     const types = config.policy.session_types;
-    const policy = new Policy({
-      ...config.policy,
-      session_types: { interactive: { ...types.interactive, block_at: blockAt }, batch: { ...types.batch, block_at: blockAt }, scheduled: { ...types.scheduled, block_at: blockAt } },
-    }, config.scoring);
-    const r = replayLines(lines, policy, options);
-    let blocked = 0;
-    let quarantined = 0;
-    for (const s of r.perSession) {
-      blocked += s.blocked;
-      if (s.quarantineAt !== undefined) quarantined++;
-    }
-    return { blockAt, blockedQueries: blocked + (r.verdicts['nxdomain/quarantined'] ?? 0), quarantinedSessions: quarantined };
-  });
+    this.replayers = SWEEP_THRESHOLDS.map((blockAt) => ({
+      blockAt,
+      replayer: new Replayer(new Policy({
+        ...config.policy,
+        session_types: { interactive: { ...types.interactive, block_at: blockAt }, batch: { ...types.batch, block_at: blockAt }, scheduled: { ...types.scheduled, block_at: blockAt } },
+      }, config.scoring), { ...options, detail: false }),
+    }));
+  }
+
+  push(l: ReplayLine): void {
+    for (const r of this.replayers) r.replayer.push(l);
+  }
+
+  rows(): SweepRow[] {
+    return this.replayers.map(({ blockAt, replayer }) => {
+      const r = replayer.report();
+      return { blockAt, blockedQueries: r.blocked.queries, quarantinedSessions: r.perSession.filter((s) => s.quarantineAt !== undefined).length };
+    });
+  }
 }
 
-/** The entry point for `dnswarden replay FILE [--config X]`: the cli passes the validated config sections. */
-export async function replayFile(path: string, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): Promise<ReplayReport> {
-  const text = await readFile(path, 'utf8');
-  const { lines, repeatedBlocks } = parseJsonlCounted(text);
-  const report = replayLines(lines, new Policy(config.policy, config.scoring), options);
-  return { ...report, sweep: sweepThresholds(lines, config, options), repeatedBlocksNotReplayed: repeatedBlocks };
+/** Replays `lines` once per threshold with every session type's block_at set to it. */
+export function sweepThresholds(lines: Iterable<ReplayLine>, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): SweepRow[] {
+  const sweep = new Sweep(config, options);
+  for (const l of lines) sweep.push(l);
+  return sweep.rows();
+}
+
+/** Lines read so far, for a progress line while a large file replays. */
+export interface ReplayProgress {
+  readonly lines: number;
+  readonly queries: number;
+  readonly skipped: number;
+  readonly bytes: number;
+  /** The file's size (undefined for stdin). */
+  readonly totalBytes: number | undefined;
+}
+
+export interface StreamOptions extends ReplayOptions {
+  /** Called about every `progressEveryMs` (default 2 s) while lines are read. */
+  readonly onProgress?: (p: ReplayProgress) => void;
+  readonly progressEveryMs?: number;
+  /** The input's size, for the progress figures. */
+  readonly totalBytes?: number;
+}
+
+/**
+ * Reads one line of a query log or of dnswarden's own log: a query (or verdict) to replay, `undefined` for a
+ * line that is neither (blank lines, npm's banner, lifecycle log lines: skipped and counted by the caller).
+ * A line that is a query or verdict but does not validate throws naming its line number.
+ */
+export function readLine(row: string, lineNo: number): ReplayLine | 'blank' | 'unknown-qtype' | { readonly repeatedBlocks: number } | undefined {
+  const text = row.trim();
+  if (text === '') return 'blank';
+  if (!text.startsWith('{')) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return undefined;
+  // A verdict_repeat line stands for blocks logged only as a count (their names were not kept).
+  if (isRepeatLine(raw)) return { repeatedBlocks: raw.count };
+  const r = raw as Record<string, unknown>;
+  // dnswarden's log: only `event: "verdict"` lines are queries; other events and plain log lines (`msg`, no event) are not.
+  if (r.event !== undefined ? r.event !== 'verdict' : 'msg' in r) return undefined;
+  // Releases before qtypeText logged every uncommon query type as "other": such a verdict cannot be re-scored.
+  if (r.event === 'verdict' && r.qtype === 'other') return 'unknown-qtype';
+  const parsed = lineSchema.safeParse(normalise(raw));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new WardenError('ERR_BAD_REQUEST', `line ${lineNo}: ${issue.path.join('.') || '(line)'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Replays a stream line by line, the candidate policy and every sweep threshold in one pass: memory does not
+ * grow with the number of lines, so a log of any length replays.
+ */
+export async function replayStream(input: Readable, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: StreamOptions = {}): Promise<ReplayReport> {
+  const main = new Replayer(new Policy(config.policy, config.scoring), options);
+  const sweep = new Sweep(config, options);
+  const every = options.progressEveryMs ?? 2000;
+  let nextProgress = Date.now() + every;
+  let lineNo = 0;
+  let queries = 0;
+  let skipped = 0;
+  let firstSkipped: number | undefined;
+  let unknownType = 0;
+  let repeatedBlocks = 0;
+  const rl = createInterface({ input, crlfDelay: Infinity });
+  for await (const row of rl) {
+    lineNo++;
+    // The clock is read once per 1,024 lines, whatever they are.
+    if (options.onProgress !== undefined && (lineNo & 1023) === 0 && Date.now() >= nextProgress) {
+      nextProgress = Date.now() + every;
+      options.onProgress({ lines: lineNo, queries, skipped, bytes: (input as { bytesRead?: number }).bytesRead ?? 0, totalBytes: options.totalBytes });
+    }
+    const l = readLine(row, lineNo);
+    if (l === 'blank') continue;
+    if (l === 'unknown-qtype') {
+      unknownType++;
+      continue;
+    }
+    if (l !== undefined && 'repeatedBlocks' in l) {
+      repeatedBlocks += l.repeatedBlocks;
+      continue;
+    }
+    if (l === undefined) {
+      skipped++;
+      firstSkipped ??= lineNo;
+      continue;
+    }
+    queries++;
+    main.push(l);
+    sweep.push(l);
+  }
+  return { ...main.report(), skippedLines: skipped, firstSkippedLine: firstSkipped, skippedUnknownType: unknownType, sweep: sweep.rows(), repeatedBlocksNotReplayed: repeatedBlocks };
+}
+
+/** The entry point for `dnswarden replay FILE|- [--config X]`: the cli passes the validated config sections. */
+export async function replayFile(path: string, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: StreamOptions = {}): Promise<ReplayReport> {
+  if (path === '-') return replayStream(process.stdin, config, options);
+  const file = await open(path, 'r'); // a missing file fails here, with its name
+  try {
+    const { size } = await file.stat();
+    return await replayStream(file.createReadStream({ autoClose: false }), config, { totalBytes: size, ...options });
+  } finally {
+    await file.close();
+  }
 }
 
 export interface KindFigures {
@@ -421,6 +611,9 @@ export function formatReport(r: ReplayReport): string {
   const out: string[] = [];
   out.push(`${r.queries} queries, ${r.sessions} sessions; modes: interactive ${r.modes.interactive}, batch ${r.modes.batch}, scheduled ${r.modes.scheduled} (replay simulates enforcement)`);
   if ((r.repeatedBlocksNotReplayed ?? 0) > 0) out.push(`${r.repeatedBlocksNotReplayed} more blocks were logged only as counts (verdict_repeat lines: repeats of a logged block, names not kept) and are not re-scored`);
+  out.push(`blocked ${r.blocked.queries} queries: ${r.blocked.byRule} by a rule or list, ${r.blocked.whileQuarantined} while the session was quarantined`);
+  if (r.skippedLines > 0) out.push(`skipped ${r.skippedLines} lines that are neither queries nor verdicts (the first: line ${r.firstSkippedLine})`);
+  if (r.skippedUnknownType > 0) out.push(`skipped ${r.skippedUnknownType} verdicts whose query type an older dnswarden logged as "other" (cannot be re-scored)`);
   out.push('', 'verdicts (action/rule):');
   for (const [k, n] of Object.entries(r.verdicts).sort(([, a], [, b]) => b - a)) out.push(`  ${k.padEnd(24)} ${n}`);
   out.push('', 'signals (queries where weight×value ≥ 0.05 / of those blocked):');
@@ -429,7 +622,7 @@ export function formatReport(r: ReplayReport): string {
     const f = r[label];
     if (f.sessions === 0) continue;
     out.push('', `${label}: ${f.sessions} sessions, ${f.queries} queries`);
-    out.push(`  queries blocked           ${f.blockedQueries} (${pct(f.blockedQueries, f.queries)})`);
+    out.push(`  queries blocked           ${f.blockedQueries} (${pct(f.blockedQueries, f.queries)}): ${f.blockedByRule} by a rule or list, ${f.blockedWhileQuarantined} while quarantined`);
     out.push(`  unique names blocked      ${f.uniqueNamesBlocked} of ${f.uniqueNames} (${pct(f.uniqueNamesBlocked, f.uniqueNames)})`);
     out.push(`  sessions with any block   ${f.sessionsWithBlock} (${pct(f.sessionsWithBlock, f.sessions)})`);
     out.push(`  sessions quarantined      ${f.sessionsQuarantined} (${pct(f.sessionsQuarantined, f.sessions)})`);
@@ -450,9 +643,9 @@ export function formatReport(r: ReplayReport): string {
   }
   const kinds = figuresByKind(r);
   if (kinds.length > 0) {
-    out.push('', 'exfil per kind (worst stream): streams quarantined | forwarded queries,bytes before block | before quarantine | deflate info at quarantine');
+    out.push('', 'exfil per kind (worst stream): streams quarantined | forwarded before block | forwarded before quarantine | deflate info at quarantine');
     for (const k of kinds) {
-      out.push(`  ${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | ${k.maxQueriesBeforeBlock},${k.maxBytesBeforeBlock} B | ${k.maxQueriesBeforeQuarantine},${k.maxBytesBeforeQuarantine} B | ${k.maxInfoAtQuarantine} B`);
+      out.push(`  ${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | ${k.maxQueriesBeforeBlock} queries ${k.maxBytesBeforeBlock} B | ${k.maxQueriesBeforeQuarantine} queries ${k.maxBytesBeforeQuarantine} B | ${k.maxInfoAtQuarantine} B`);
     }
   }
   return `${out.join('\n')}\n`;

@@ -78,8 +78,9 @@ describe('confirm --deny: only exfiltration evidence since the last release, sho
   it('the evidence names only the domain of the new exfiltration', async () => {
     const shown = await warden.admin(`/v1/quarantines/${second}`);
     // the evidence itself still carries the earlier history (context for the analyst) ...
-    const recent = (shown.json as { quarantine: { evidence: { recent: { name: string; rule: string }[] } } }).quarantine.evidence.recent;
-    expect(recent.some((r) => r.rule === 'quarantined' && r.name === 'www.benign-site.test')).toBe(true);
+    const recent = (shown.json as { quarantine: { evidence: { recent: { name: string; rule: string; count?: number }[] } } }).quarantine.evidence.recent;
+    // The two ordinary lookups blocked while it held are one history row with a count (repeated blocks are aggregated).
+    expect(recent.some((r) => r.rule === 'quarantined' && r.name === FIXTURE.a.name && r.count === 2)).toBe(true);
     expect(recent.some((r) => r.rule === 'threshold' && r.name.endsWith('.first-attack.test'))).toBe(true);
     // ... but none of it is a candidate for the deny list
     expect((shown.json as { attacker_domains: string[] }).attacker_domains).toEqual(['second-attack.test']);

@@ -208,7 +208,7 @@ describe('exfiltration → quarantine → alert → CLI show → release → ans
     const lines = r.stdout.split('\n');
     expect(lines[0]).toMatch(new RegExp(`^quarantine ${run.quarantineId}  state open  raised \\d{4}-\\d\\d-\\d\\d `));
     expect(lines[1]).toBe('session    batch-agent  user ci-bot  role builder  type batch  addresses 127.0.0.2/32');
-    expect(lines[2]).toMatch(new RegExp(`^trigger    ${run.names.at(-1)!.replace(/\./g, '\\.')} \\(qtype 16\\)  rule \\w+: .+  score \\d\\.\\d\\d$`));
+    expect(lines[2]).toMatch(new RegExp(`^trigger    ${run.names.at(-1)!.replace(/\./g, '\\.')} \\(TXT\\)  rule \\w+: .+  score \\d\\.\\d\\d$`));
     expect(lines[3]).toBe('domains    exfil-attacker.test');
     const signalsAt = lines.indexOf('signals');
     expect(lines[signalsAt + 1]).toMatch(/^SIGNAL\s+VALUE\s+WEIGHT\s+REASON$/);

@@ -153,7 +153,7 @@ describe('viewer: reads, cannot decide', () => {
         { cwd: cliCwd, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, timeout: 20_000 },
         (err, stdout, stderr) => ok({ code: err === null ? 0 : Number((err as { code?: unknown }).code ?? -1), stdout, stderr }));
     });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(77); // EX_NOPERM: the token may not do this
     expect(r.stdout).toBe('');
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^dnswarden: 403 ERR_FORBIDDEN a viewer token may not POST \/v1\/quarantines\/:id\/release\n$/);

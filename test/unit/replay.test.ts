@@ -1,12 +1,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { WardenError } from '../../src/errors.js';
 import { policySchema, scoringSchema } from '../../src/policy/schema.js';
 import { Policy } from '../../src/policy/judge.js';
-import { figuresByKind, formatReport, parseJsonl, parseJsonlCounted, replayFile, replayLines } from '../../src/policy/replay.js';
+import { figuresByKind, formatReport, parseJsonl, parseJsonlCounted, readLine, replayFile, replayLines, replayStream } from '../../src/policy/replay.js';
 
 const config = { policy: policySchema.parse({}), scoring: scoringSchema.parse({}) };
 const policy = () => new Policy(config.policy, config.scoring);
@@ -62,13 +63,18 @@ describe('replayLines', () => {
     expect(r.queries).toBe(7);
     expect(r.sessions).toBe(2);
     expect(r.verdicts).toEqual({ 'answer/none': 2, 'nxdomain/deny_list': 1, 'nxdomain/threshold': 1, 'quarantine/threshold': 1, 'nxdomain/quarantined': 2 });
-    expect(r.benign).toEqual({ queries: 3, blockedQueries: 1, uniqueNames: 2, uniqueNamesBlocked: 1, sessions: 1, sessionsWithBlock: 1, sessionsQuarantined: 0 });
-    expect(r.exfil).toMatchObject({ queries: 4, blockedQueries: 2, sessions: 1, sessionsWithBlock: 1, sessionsQuarantined: 1 });
+    expect(r.benign).toEqual({ queries: 3, blockedQueries: 1, blockedByRule: 1, blockedWhileQuarantined: 0, uniqueNames: 2, uniqueNamesBlocked: 1, sessions: 1, sessionsWithBlock: 1, sessionsQuarantined: 0 });
+    expect(r.exfil).toMatchObject({ queries: 4, blockedQueries: 4, blockedByRule: 2, blockedWhileQuarantined: 2, sessions: 1, sessionsWithBlock: 1, sessionsQuarantined: 1 });
     const good = r.perSession.find((s) => s.session === 'good')!;
     expect(good).toMatchObject({ forwardedBeforeQuarantine: 1, bytesBeforeQuarantine: 'www.github.com'.length, firstBlockAt: 3, quarantineAt: undefined });
     const bad = r.perSession.find((s) => s.session === 'bad')!;
     expect(bad).toMatchObject({ firstDataBlockAt: 1, quarantineAt: 2, dataQueriesAtQuarantine: 2, quarantineRule: 'threshold', bytesBeforeQuarantine: 0 });
     expect(r.signals.label_entropy).toEqual({ fired: 2, firedWhenBlocked: 2 });
+    // The blocked figures add up: every verdict that is not an answer, once, whichever way it is split.
+    const nonAnswers = Object.entries(r.verdicts).filter(([k]) => !k.startsWith('answer/')).reduce((n, [, v]) => n + v, 0);
+    expect(r.blocked).toEqual({ queries: 5, byRule: 3, whileQuarantined: 2 });
+    expect(r.benign.blockedQueries + r.exfil.blockedQueries).toBe(nonAnswers);
+    expect(r.perSession.reduce((n, s) => n + s.blocked + s.blockedWhileQuarantined, 0)).toBe(nonAnswers);
     expect(figuresByKind(r)).toEqual([{ kind: 'bulk', streams: 1, quarantined: 1, maxQueriesBeforeBlock: 0, maxBytesBeforeBlock: 0, maxQueriesBeforeQuarantine: 0, maxBytesBeforeQuarantine: 0, maxInfoAtQuarantine: 0 }]);
   });
 
@@ -80,11 +86,53 @@ describe('replayLines', () => {
     expect(text).toMatch(/\n {2}label_entropy +1 +1\n/);
     expect(text).toContain('exfil: 1 sessions, 1 queries');
     expect(text).toContain('  sessions with any block   1 (100.000%)');
-    expect(text).toMatch(/\n {2}bulk +0\/1 \| 0,0 B \| 0,0 B \| 0 B\n$/);
+    expect(text).toContain('blocked 1 queries: 1 by a rule or list, 0 while the session was quarantined\n');
+    expect(text).toContain('  queries blocked           1 (100.000%): 1 by a rule or list, 0 while quarantined\n');
+    // Queries and bytes apart: "0,0 B" read as one number.
+    expect(text).toMatch(/\n {2}bulk +0\/1 \| 0 queries 0 B \| 0 queries 0 B \| 0 B\n$/);
+  });
+});
+
+describe('readLine: what a streamed log line is', () => {
+  it('skips what is neither a query nor a verdict, and still names a bad query line', () => {
+    expect(readLine('', 1)).toBe('blank');
+    expect(readLine('> dnswarden@0.1.0 start', 1)).toBeUndefined(); // npm's banner
+    expect(readLine('{"level":30,"time":"t","service":"dnswarden","msg":"dnswarden ready"}', 2)).toBeUndefined();
+    expect(readLine('{"level":30,"event":"reload","msg":"config reloaded"}', 3)).toBeUndefined();
+    expect(readLine('{"ts":1,"session":"a","qna', 4)).toBeUndefined(); // a cut last line
+    expect(readLine('[1,2]', 5)).toBeUndefined();
+    expect(readLine('{"level":40,"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"TXT","action":"nxdomain","msg":"query nxdomain"}', 6)).toMatchObject({ session: 'b', qname: 'x.example.com', qtype: 16 });
+    expect(() => readLine('{"level":40,"event":"verdict","ts":2,"session":"b","qtype":"TXT","msg":"query nxdomain"}', 7)).toThrow(/^line 7: qname: /);
+    expect(() => readLine('{"ts":1,"session":"a","qtype":1}', 8)).toThrow(/^line 8: qname: /);
+    // Older releases logged uncommon types as "other": not re-scorable, counted apart; TYPE<n> reads back.
+    expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"other","action":"nxdomain","msg":"q"}', 9)).toBe('unknown-qtype');
+    expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"TYPE65399","action":"nxdomain","msg":"q"}', 10)).toMatchObject({ qtype: 65399 });
+    expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"SPF","action":"nxdomain","msg":"q"}', 11)).toMatchObject({ qtype: 99 });
   });
 });
 
 describe('replayFile', () => {
+  it('counts and reports the lines it skipped; a report adds up across the sweep too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-replay-'));
+    const file = join(dir, 'log.jsonl');
+    writeFileSync(file, ['> dnswarden@0.1.0 start', '', '{"level":30,"msg":"dnswarden ready"}',
+      ...[0, 1, 2, 3].map((i) => JSON.stringify({ ts: i, session: 'bad', session_type: 'batch', qname: bulk(i), qtype: 16 })), '{"ts":9,"sess'].join('\n'));
+    const r = await replayFile(file, config);
+    expect(r).toMatchObject({ queries: 4, skippedLines: 3, firstSkippedLine: 1, blocked: { queries: 4, byRule: 2, whileQuarantined: 2 } });
+    expect(formatReport(r)).toContain('skipped 3 lines that are neither queries nor verdicts (the first: line 1)\n');
+    expect(r.sweep.find((row) => row.blockAt === 0.5)?.blockedQueries).toBe(4);
+  });
+
+
+  it('reports progress while it reads (the CLI shows it on a terminal)', async () => {
+    const text = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ ts: i, session: 's', qname: `www.site${i % 50}.com`, qtype: 1 })).join('\n');
+    const seen: { lines: number; queries: number }[] = [];
+    const r = await replayStream(Readable.from([text]), config, { progressEveryMs: 0, onProgress: (p) => seen.push(p) });
+    expect(r.queries).toBe(3000);
+    expect(seen.map((p) => p.lines)).toEqual([1024, 2048]);
+    expect(seen.map((p) => p.queries)).toEqual([1023, 2047]); // counted before the 1,024th line is read
+  });
+
   it('is what `dnswarden replay FILE` calls: reads, parses, replays under the given config', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dnswarden-replay-'));
     const file = join(dir, 'q.jsonl');
