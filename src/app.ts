@@ -4,18 +4,19 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import { listenAdmin, type AdminServer, type ApiToken } from './admin.js';
+import { listenAdmin, type AdminServer } from './admin.js';
 import { adminTokenFor } from './admin-token.js';
 import { WebhookAlerts } from './alerts.js';
 import { apiRoutes } from './api.js';
 import { CachingResolver } from './cache.js';
 import { parseCidr, resolvConfUpstreams, type Config } from './config.js';
+import { loadConfigReferences } from './config-refs.js';
 import { DomainAges } from './domain-age.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy.js';
 import { QuarantineBook } from './quarantine.js';
-import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions.js';
+import { SessionDirectory, type HistoryEntry, type Session } from './sessions.js';
 import { shardOf } from './shard.js';
 import { Store } from './store.js';
 import { createLogger, createMetrics } from './telemetry.js';
@@ -46,7 +47,10 @@ export interface App {
   readonly adminToken: string;
   readonly config: Config;
   metricsText(): Promise<string>;
+  /** Applies a new config (SIGHUP); on failure counts and logs it, keeps the running one and throws. */
   reload(config: Config): Promise<void>;
+  /** A reload that failed before reaching reload() (the file did not load): counted and logged like one. */
+  reloadRejected(err: unknown): void;
   close(): Promise<void>;
 }
 
@@ -64,23 +68,6 @@ function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => s
   return [...out];
 }
 const SWEEP_MS = 10_000;
-
-function apiTokens(config: Config, adminToken: string): ApiToken[] {
-  const tokens: ApiToken[] = [{ name: 'admin', kind: 'admin', token: adminToken }];
-  for (const [i, t] of config.admin.tokens.entries()) {
-    let token = t.token;
-    if (token === undefined) {
-      try {
-        token = readFileSync(t.token_file!, 'utf8').trim();
-      } catch (err) {
-        throw new ConfigError(`admin.tokens[${i}].token_file`, `cannot read ${t.token_file}: ${messageOf(err)}`);
-      }
-    }
-    if (token.length < 16) throw new ConfigError(`admin.tokens[${i}].token`, 'API tokens must be at least 16 characters');
-    tokens.push({ name: t.name, kind: t.kind, token });
-  }
-  return tokens;
-}
 
 function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams'] & object {
   if (config.upstreams !== undefined) return config.upstreams;
@@ -169,12 +156,14 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
   const publish = (event: PeerEvent): void => worker?.publish(event);
   const metrics = createMetrics();
   const upstreams = upstreamsFor(config, env.resolvConfPath);
-  const keys = await loadSigningKeys(config.sessions.signing_keys);
+  // Every referenced file is read before anything is created: a config check-config calls valid starts.
+  const refs = await loadConfigReferences(config, config.admin.token);
   const store = Store.open(config.storage.dir);
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const adminToken = adminTokenFor(config, config.storage.dir, env.announce);
-    let tokens = apiTokens(config, adminToken);
+    const keys = refs.keys;
+    let tokens = config.admin.token === undefined ? (await loadConfigReferences(config, adminToken)).tokens : refs.tokens;
     let current = config;
 
     let policy = policyFor(config);
@@ -282,6 +271,12 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     }, worker === undefined ? 'dnswarden ready' : 'worker ready');
     worker?.ready(admin?.url);
 
+    // Every failed reload, whatever failed (the file, a key, a token), is counted and logged once here.
+    const reloadRejected = (err: unknown): void => {
+      metrics.configReloads.inc({ result: 'error' });
+      log.error({ err: messageOf(err) }, 'reload failed, keeping the running config');
+    };
+
     return {
       dns: dns.listeners,
       adminUrl: admin?.url ?? '',
@@ -290,8 +285,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       metricsText,
       async reload(next: Config) {
         try {
-          const nextKeys = await loadSigningKeys(next.sessions.signing_keys);
-          const nextTokens = apiTokens(next, next.admin.token ?? adminToken);
+          const { keys: nextKeys, tokens: nextTokens } = await loadConfigReferences(next, next.admin.token ?? adminToken);
           const nextPolicy = policyFor(next);
           nextPolicy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
           sessions.setStatic(next.sessions.static, nowMs());
@@ -307,10 +301,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           metrics.sessionsLive.set(sessions.liveCount(nowMs()));
           log.info({ static_sessions: next.sessions.static.length, mode: next.policy.mode }, 'config reloaded');
         } catch (err) {
-          metrics.configReloads.inc({ result: 'error' });
+          reloadRejected(err);
           throw err;
         }
       },
+      reloadRejected,
       async close() {
         for (const close of closers.reverse()) await close();
         log.info('dnswarden stopped');

@@ -39,7 +39,8 @@ async function serve(args: string[]): Promise<number> {
   // Loaded here, not at the top: a supervisor (server.workers > 1) never loads the server itself.
   const { startApp } = await import('./app.js');
   const app = await startApp(config);
-  untilSignalled(load, () => app.close(), (next) => app.reload(next));
+  // app.reload counts and logs its own failures (JSON); a file that does not load is counted the same way.
+  untilSignalled(load, () => app.close(), (next) => app.reload(next).catch(() => undefined), app.reloadRejected);
   return new Promise<number>(() => undefined); // runs until a signal
 }
 
@@ -60,11 +61,17 @@ async function serveAsWorker(spec: WorkerSpec): Promise<number> {
 /** `serve` with server.workers > 1: the supervisor (src/supervisor.ts) runs until a signal. */
 async function superviseWorkers(config: Config, args: string[], load: () => Config): Promise<number> {
   const { supervise } = await import('./supervisor.js');
+  // Key and token files are checked here too, so a bad one stops the start (or the reload) before any worker sees it.
+  const { loadConfigReferences } = await import('./config-refs.js');
+  await loadConfigReferences(config, config.admin.token);
   const log = createLogger(config.logging.level).child({ role: 'supervisor' });
   const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
   await supervisor.started;
   // The file is checked here, once: a bad one is reported and no worker sees it.
-  untilSignalled(load, () => supervisor.stop(), async (next) => supervisor.reload(next));
+  untilSignalled(load, () => supervisor.stop(), async (next) => {
+    await loadConfigReferences(next, next.admin.token);
+    supervisor.reload(next);
+  });
   return new Promise<number>(() => undefined);
 }
 
@@ -72,7 +79,7 @@ async function superviseWorkers(config: Config, args: string[], load: () => Conf
  * SIGINT/SIGTERM: `close`, then exit. SIGHUP: re-read the file and hand it to `reload`; a bad file is
  * reported and the running config stays. Returns the stop function (for other reasons to stop).
  */
-function untilSignalled(load: () => Config, close: () => Promise<void>, reload: (next: Config) => Promise<void>): (why: string) => void {
+function untilSignalled(load: () => Config, close: () => Promise<void>, reload: (next: Config) => Promise<void>, rejected = reloadFailed): (why: string) => void {
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) return;
@@ -82,27 +89,33 @@ function untilSignalled(load: () => Config, close: () => Promise<void>, reload: 
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  const failed = (err: unknown): void => void process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
   process.on('SIGHUP', () => {
     let next: Config;
     try {
       next = load();
     } catch (err) {
-      failed(err);
+      rejected(err);
       return;
     }
-    reload(next).catch(failed);
+    reload(next).catch(rejected);
   });
   return stop;
 }
 
-function checkConfig(args: string[]): number {
+function reloadFailed(err: unknown): void {
+  process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
+}
+
+async function checkConfig(args: string[]): Promise<number> {
   const file = args[0];
   if (file === undefined || args.length > 1) {
     process.stderr.write('usage: dnswarden check-config FILE\n');
     return 64;
   }
-  loadConfigFile(file);
+  // Exactly what serve reads before it starts: the file, then every key and token file it names.
+  const config = loadConfigFile(file);
+  const { loadConfigReferences } = await import('./config-refs.js');
+  await loadConfigReferences(config, config.admin.token);
   process.stdout.write(`${file}: valid\n`);
   return 0;
 }

@@ -2,8 +2,8 @@
 // kill -9: quarantines, registered sessions, the alert outbox, the audit log, the learned deny
 // list, query history). Every method is synchronous: a quarantine is on disk before its answer leaves.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { WardenError, messageOf } from './errors.js';
 import type { HistoryEntry, SessionMeta } from './sessions.js';
 
@@ -57,6 +57,27 @@ CREATE TABLE IF NOT EXISTS session_history (session_id TEXT PRIMARY KEY, updated
 CREATE INDEX IF NOT EXISTS session_history_age ON session_history(updated_at_ms);
 `;
 
+/**
+ * `mkdir -p` (mode 700) that fails instead of looping: Node 20's recursive mkdirSync retries forever at
+ * 100 % CPU where a parent exists but refuses children with ENOENT (e.g. "/proc/1/x").
+ */
+function makeDirs(dir: string): void {
+  const path = resolve(dir);
+  try {
+    if (statSync(path).isDirectory()) return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (dirname(path) !== path) makeDirs(dirname(path));
+    try {
+      mkdirSync(path, { mode: 0o700 });
+    } catch (mkdirErr) {
+      if ((mkdirErr as NodeJS.ErrnoException).code !== 'EEXIST') throw mkdirErr; // made meanwhile by another process: fine
+    }
+    return;
+  }
+  throw new Error(`${path} is not a directory`);
+}
+
 export class Store {
   readonly db: Database.Database;
   readonly dir: string;
@@ -69,14 +90,14 @@ export class Store {
   static open(dir: string): Store {
     let db: Database.Database;
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      makeDirs(dir);
       db = new Database(join(dir, 'dnswarden.sqlite'));
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 2000');
       db.exec(SCHEMA);
     } catch (err) {
-      throw new WardenError('ERR_STORE', `cannot open the store in ${dir}: ${messageOf(err)}`, { cause: err });
+      throw new WardenError('ERR_STORE', `cannot open the store in storage.dir "${dir}": ${messageOf(err)}`, { cause: err });
     }
     return new Store(db, dir);
   }
