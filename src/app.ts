@@ -69,6 +69,12 @@ function attackerDomainsOf(evidence: unknown, registrableOf: (name: string) => s
 }
 const SWEEP_MS = 10_000;
 
+/** The stored learned deny list into a policy: confirmed from a quarantine, or added by hand (no quarantine id). */
+function applyLearnedDeny(policy: Policy, store: Store): void {
+  const entries = store.listLearnedDeny();
+  policy.setLearnedDeny(entries.filter((e) => e.quarantineId !== null).map((e) => e.domain), entries.filter((e) => e.quarantineId === null).map((e) => e.domain));
+}
+
 function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams'] & object {
   if (config.upstreams !== undefined) return config.upstreams;
   let text = '';
@@ -167,7 +173,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     let current = config;
 
     let policy = policyFor(config);
-    const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
+    const learnedDenyChanged = (): void => applyLearnedDeny(policy, store);
     learnedDenyChanged();
 
     const sessions = new SessionDirectory<SessionState>({
@@ -287,7 +293,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         try {
           const { keys: nextKeys, tokens: nextTokens } = await loadConfigReferences(next, next.admin.token ?? adminToken);
           const nextPolicy = policyFor(next);
-          nextPolicy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
+          applyLearnedDeny(nextPolicy, store);
           sessions.setStatic(next.sessions.static, nowMs());
           sessions.setKeys(nextKeys, next.sessions.max_ttl_s);
           tokens = nextTokens;
