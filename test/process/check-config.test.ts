@@ -46,6 +46,11 @@ describe('check-config', () => {
     for (const path of expected) expect(run.output).toMatch(namesPath(path));
   });
 
+  it('the local example (examples/local/dnswarden.yaml, run from the repository root) is valid, its key and token files included', () => {
+    const run = checkConfig('examples/local/dnswarden.yaml');
+    expect(run.status, run.output).toBe(0);
+  });
+
   it('a file that does not exist → non-zero, naming the file', () => {
     const missing = join(CONFIGS, 'no-such-config.yaml');
     const run = checkConfig(missing);
