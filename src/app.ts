@@ -49,8 +49,8 @@ export interface App {
   metricsText(): Promise<string>;
   /** Applies a new config (SIGHUP); on failure counts and logs it, keeps the running one and throws. */
   reload(config: Config): Promise<void>;
-  /** A reload that failed before reaching reload() (the file did not load): counted and logged like one. */
-  reloadRejected(err: unknown): void;
+  /** A reload that failed before reaching reload() (the file did not load): counted and logged (unless `logged` elsewhere). */
+  reloadRejected(err: unknown, logged?: boolean): void;
   close(): Promise<void>;
 }
 
@@ -278,9 +278,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     worker?.ready(admin?.url);
 
     // Every failed reload, whatever failed (the file, a key, a token), is counted and logged once here.
-    const reloadRejected = (err: unknown): void => {
+    const reloadRejected = (err: unknown, logged = false): void => {
       metrics.configReloads.inc({ result: 'error' });
-      log.error({ err: messageOf(err) }, 'reload failed, keeping the running config');
+      if (!logged) log.error({ err: messageOf(err) }, 'reload failed, keeping the running config');
     };
 
     return {

@@ -51,6 +51,7 @@ async function serveAsWorker(spec: WorkerSpec): Promise<number> {
   const app = await startApp(await worker.firstConfig, { worker });
   const failed = (err: unknown): void => void process.stderr.write(`dnswarden: worker ${spec.index}: reload failed, keeping the running config: ${messageOf(err)}\n`);
   worker.onReload((next) => app.reload(next).catch(failed));
+  worker.onReloadRejected(() => app.reloadRejected(undefined, true)); // the supervisor logged why
   // SIGHUP goes to the supervisor, which checks the file once and hands it to every worker.
   const stop = untilSignalled(() => { throw new WardenError('ERR_BAD_REQUEST', 'send SIGHUP to the supervisor, not to a worker'); }, () => app.close(), async () => undefined);
   // A worker whose supervisor is gone would answer on sockets nobody restarts: it stops too.
@@ -68,10 +69,15 @@ async function superviseWorkers(config: Config, args: string[], load: () => Conf
   const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
   await supervisor.started;
   // The file is checked here, once: a bad one is reported and no worker sees it.
+  // A refused file is logged here, once, as JSON, and counted by every worker (as each counts its reloads).
+  const rejected = (err: unknown): void => {
+    log.error({ err: messageOf(err) }, 'reload failed, keeping the running config');
+    supervisor.reloadRejected();
+  };
   untilSignalled(load, () => supervisor.stop(), async (next) => {
     await loadConfigReferences(next, next.admin.token);
     supervisor.reload(next);
-  });
+  }, rejected);
   return new Promise<number>(() => undefined);
 }
 
