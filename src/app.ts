@@ -4,18 +4,19 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import { listenAdmin, type AdminServer, type ApiToken, type ReadinessCheck } from './ops/admin-http.js';
+import { listenAdmin, type AdminServer, type ReadinessCheck } from './ops/admin-http.js';
 import { adminTokenFor } from './ops/admin-token.js';
 import { WebhookAlerts } from './analyst/alerts.js';
 import { apiRoutes } from './analyst/routes.js';
 import { CachingResolver } from './dns/cache.js';
 import { parseCidr, resolvConfUpstreams, type Config } from './ops/config.js';
+import { loadConfigReferences } from './sessions/credentials.js';
 import { DomainAges } from './domain-age/ages.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy/judge.js';
-import { exfiltrationDomains, QuarantineBook } from './analyst/quarantine.js';
-import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions/directory.js';
+import { QuarantineBook, exfiltrationDomains } from './analyst/quarantine.js';
+import { SessionDirectory, type HistoryEntry, type Session } from './sessions/directory.js';
 import { shardOf } from './fleet/shard.js';
 import { Store, type QuarantineRecord } from './store.js';
 import { createLogger, createMetrics } from './ops/telemetry.js';
@@ -48,7 +49,10 @@ export interface App {
   readonly adminToken: string;
   readonly config: Config;
   metricsText(): Promise<string>;
+  /** Applies a new config (SIGHUP); on failure counts and logs it, keeps the running one and throws. */
   reload(config: Config): Promise<void>;
+  /** A reload that failed before reaching reload() (the file did not load): counted and logged (unless `logged` elsewhere). */
+  reloadRejected(err: unknown, logged?: boolean): void;
   close(): Promise<void>;
 }
 
@@ -61,21 +65,10 @@ const STORE_PROBE_MS = 2000;
 // How often upstreams are asked again while all of them failed (readiness recovers without traffic).
 const UPSTREAM_RECHECK_MS = 3000;
 
-function apiTokens(config: Config, adminToken: string): ApiToken[] {
-  const tokens: ApiToken[] = [{ name: 'admin', kind: 'admin', token: adminToken }];
-  for (const [i, t] of config.admin.tokens.entries()) {
-    let token = t.token;
-    if (token === undefined) {
-      try {
-        token = readFileSync(t.token_file!, 'utf8').trim();
-      } catch (err) {
-        throw new ConfigError(`admin.tokens[${i}].token_file`, `cannot read ${t.token_file}: ${messageOf(err)}`);
-      }
-    }
-    if (token.length < 16) throw new ConfigError(`admin.tokens[${i}].token`, 'API tokens must be at least 16 characters');
-    tokens.push({ name: t.name, kind: t.kind, token });
-  }
-  return tokens;
+/** The stored learned deny list into a policy: confirmed from a quarantine, or added by hand (no quarantine id). */
+function applyLearnedDeny(policy: Policy, store: Store): void {
+  const entries = store.listLearnedDeny();
+  policy.setLearnedDeny(entries.filter((e) => e.quarantineId !== null).map((e) => e.domain), entries.filter((e) => e.quarantineId === null).map((e) => e.domain));
 }
 
 function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams'] & object {
@@ -166,12 +159,14 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
   const publish = (event: PeerEvent): void => worker?.publish(event);
   const metrics = createMetrics();
   const upstreams = upstreamsFor(config, env.resolvConfPath);
-  const keys = await loadSigningKeys(config.sessions.signing_keys);
+  // Every referenced file is read before anything is created: a config check-config calls valid starts.
+  const refs = await loadConfigReferences(config, config.admin.token);
   const store = Store.open(config.storage.dir);
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const adminToken = adminTokenFor(config, config.storage.dir, env.announce);
-    let tokens = apiTokens(config, adminToken);
+    const keys = refs.keys;
+    let tokens = config.admin.token === undefined ? (await loadConfigReferences(config, adminToken)).tokens : refs.tokens;
     let current = config;
 
     // Exported so dashboards can draw the block_at line over the score distribution.
@@ -180,7 +175,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     };
     exportBlockAt(config);
     let policy = policyFor(config);
-    const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
+    const learnedDenyChanged = (): void => applyLearnedDeny(policy, store);
     learnedDenyChanged();
 
     const sessions = new SessionDirectory<SessionState>({
@@ -365,6 +360,12 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     }, worker === undefined ? 'dnswarden ready' : 'worker ready');
     worker?.ready(admin?.url);
 
+    // Every failed reload, whatever failed (the file, a key, a token), is counted and logged once here.
+    const reloadRejected = (err: unknown, logged = false): void => {
+      metrics.configReloads.inc({ result: 'error' });
+      if (!logged) log.error({ err: messageOf(err) }, 'reload failed, keeping the running config');
+    };
+
     return {
       dns: dns.listeners,
       adminUrl: admin?.url ?? '',
@@ -373,10 +374,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       metricsText,
       async reload(next: Config) {
         try {
-          const nextKeys = await loadSigningKeys(next.sessions.signing_keys);
-          const nextTokens = apiTokens(next, next.admin.token ?? adminToken);
+          const { keys: nextKeys, tokens: nextTokens } = await loadConfigReferences(next, next.admin.token ?? adminToken);
           const nextPolicy = policyFor(next);
-          nextPolicy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
+          applyLearnedDeny(nextPolicy, store);
           sessions.setStatic(next.sessions.static, nowMs());
           sessions.setKeys(nextKeys, next.sessions.max_ttl_s);
           tokens = nextTokens;
@@ -391,10 +391,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           metrics.sessionsLive.set(sessions.liveCount(nowMs()));
           log.info({ static_sessions: next.sessions.static.length, mode: next.policy.mode }, 'config reloaded');
         } catch (err) {
-          metrics.configReloads.inc({ result: 'error' });
+          reloadRejected(err);
           throw err;
         }
       },
+      reloadRejected,
       async close() {
         for (const close of closers.reverse()) await close();
         log.info('dnswarden stopped');

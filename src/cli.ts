@@ -85,7 +85,8 @@ async function serve(args: string[]): Promise<number> {
   // Loaded here, not at the top: a supervisor (server.workers > 1) never loads the server itself.
   const { startApp } = await import('./app.js');
   const app = await startApp(config);
-  untilSignalled(load, () => app.close(), (next) => app.reload(next));
+  // app.reload counts and logs its own failures (JSON); a file that does not load is counted the same way.
+  untilSignalled(load, () => app.close(), (next) => app.reload(next).catch(() => undefined), app.reloadRejected);
   return new Promise<number>(() => undefined); // runs until a signal
 }
 
@@ -96,6 +97,7 @@ async function serveAsWorker(spec: WorkerSpec): Promise<number> {
   const app = await startApp(await worker.firstConfig, { worker });
   const failed = (err: unknown): void => void process.stderr.write(`dnswarden: worker ${spec.index}: reload failed, keeping the running config: ${messageOf(err)}\n`);
   worker.onReload((next) => app.reload(next).catch(failed));
+  worker.onReloadRejected(() => app.reloadRejected(undefined, true)); // the supervisor logged why
   // SIGHUP goes to the supervisor, which checks the file once and hands it to every worker.
   const stop = untilSignalled(() => { throw new WardenError('ERR_BAD_REQUEST', 'send SIGHUP to the supervisor, not to a worker'); }, () => app.close(), async () => undefined);
   // A worker whose supervisor is gone would answer on sockets nobody restarts: it stops too.
@@ -106,11 +108,22 @@ async function serveAsWorker(spec: WorkerSpec): Promise<number> {
 /** `serve` with server.workers > 1: the supervisor (src/fleet/supervisor.ts) runs until a signal. */
 async function superviseWorkers(config: Config, args: string[], load: () => Config): Promise<number> {
   const { supervise } = await import('./fleet/supervisor.js');
+  // Key and token files are checked here too, so a bad one stops the start (or the reload) before any worker sees it.
+  const { loadConfigReferences } = await import('./sessions/credentials.js');
+  await loadConfigReferences(config, config.admin.token);
   const log = createLogger(config.logging.level).child({ role: 'supervisor' });
   const supervisor = supervise(config, args, log, (line) => process.stderr.write(`${line}\n`));
   await supervisor.started;
   // The file is checked here, once: a bad one is reported and no worker sees it.
-  untilSignalled(load, () => supervisor.stop(), async (next) => supervisor.reload(next));
+  // A refused file is logged here, once, as JSON, and counted by every worker (as each counts its reloads).
+  const rejected = (err: unknown): void => {
+    log.error({ err: messageOf(err) }, 'reload failed, keeping the running config');
+    supervisor.reloadRejected();
+  };
+  untilSignalled(load, () => supervisor.stop(), async (next) => {
+    await loadConfigReferences(next, next.admin.token);
+    supervisor.reload(next);
+  }, rejected);
   return new Promise<number>(() => undefined);
 }
 
@@ -118,7 +131,7 @@ async function superviseWorkers(config: Config, args: string[], load: () => Conf
  * SIGINT/SIGTERM: `close`, then exit. SIGHUP: re-read the file and hand it to `reload`; a bad file is
  * reported and the running config stays. Returns the stop function (for other reasons to stop).
  */
-function untilSignalled(load: () => Config, close: () => Promise<void>, reload: (next: Config) => Promise<void>): (why: string) => void {
+function untilSignalled(load: () => Config, close: () => Promise<void>, reload: (next: Config) => Promise<void>, rejected = reloadFailed): (why: string) => void {
   let stopping = false;
   const stop = (why: string): void => {
     if (stopping) return;
@@ -128,27 +141,33 @@ function untilSignalled(load: () => Config, close: () => Promise<void>, reload: 
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  const failed = (err: unknown): void => void process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
   process.on('SIGHUP', () => {
     let next: Config;
     try {
       next = load();
     } catch (err) {
-      failed(err);
+      rejected(err);
       return;
     }
-    reload(next).catch(failed);
+    reload(next).catch(rejected);
   });
   return stop;
 }
 
-function checkConfig(args: string[]): number {
+function reloadFailed(err: unknown): void {
+  process.stderr.write(`dnswarden: reload failed, keeping the running config: ${messageOf(err)}\n`);
+}
+
+async function checkConfig(args: string[]): Promise<number> {
   const file = args[0];
   if (file === undefined || args.length > 1) {
     process.stderr.write('usage: dnswarden check-config FILE\n');
     return 64;
   }
-  loadConfigFile(file);
+  // Exactly what serve reads before it starts: the file, then every key and token file it names.
+  const config = loadConfigFile(file);
+  const { loadConfigReferences } = await import('./sessions/credentials.js');
+  await loadConfigReferences(config, config.admin.token);
   process.stdout.write(`${file}: valid\n`);
   return 0;
 }

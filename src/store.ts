@@ -4,8 +4,8 @@
 // Owns the schema and its version (PRAGMA user_version, migrated forward at open, a newer one refused)
 // and the online backup; never decides what to store.
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, statSync, existsSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { WardenError, messageOf } from './errors.js';
 import type { HistoryEntry, SessionMeta } from './sessions/directory.js';
 
@@ -163,6 +163,27 @@ export async function backupStore(dir: string, dest: string): Promise<{ version:
   return { ...summary, bytes: statSync(dest).size };
 }
 
+/**
+ * `mkdir -p` (mode 700) that fails instead of looping: Node 20's recursive mkdirSync retries forever at
+ * 100 % CPU where a parent exists but refuses children with ENOENT (e.g. "/proc/1/x").
+ */
+function makeDirs(dir: string): void {
+  const path = resolve(dir);
+  try {
+    if (statSync(path).isDirectory()) return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (dirname(path) !== path) makeDirs(dirname(path));
+    try {
+      mkdirSync(path, { mode: 0o700 });
+    } catch (mkdirErr) {
+      if ((mkdirErr as NodeJS.ErrnoException).code !== 'EEXIST') throw mkdirErr; // made meanwhile by another process: fine
+    }
+    return;
+  }
+  throw new Error(`${path} is not a directory`);
+}
+
 export class Store {
   readonly db: Database.Database;
   readonly dir: string;
@@ -175,10 +196,10 @@ export class Store {
   static open(dir: string): Store {
     let db: Database.Database;
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      makeDirs(dir);
       db = new Database(join(dir, STORE_FILE));
     } catch (err) {
-      throw new WardenError('ERR_STORE', `cannot open the store in ${dir}: ${messageOf(err)}`, { cause: err });
+      throw new WardenError('ERR_STORE', `cannot open the store in storage.dir "${dir}": ${messageOf(err)}`, { cause: err });
     }
     try {
       db.pragma('journal_mode = WAL');
@@ -188,7 +209,7 @@ export class Store {
     } catch (err) {
       db.close();
       if (err instanceof WardenError) throw err;
-      throw new WardenError('ERR_STORE', `cannot open the store in ${dir}: ${messageOf(err)}`, { cause: err });
+      throw new WardenError('ERR_STORE', `cannot open the store in storage.dir "${dir}": ${messageOf(err)}`, { cause: err });
     }
     return new Store(db, dir);
   }

@@ -165,7 +165,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/fleet': ['src/errors.ts', 'src/ops', 'src/dns', 'src/sessions', 'src/analyst', 'src/store.ts'],
   'src/pipeline.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/dns', 'src/zones', 'src/domain-age', 'src/sessions', 'src/policy', 'src/analyst', 'src/store.ts'],
   'src/app.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/dns', 'src/zones', 'src/domain-age', 'src/sessions', 'src/policy', 'src/analyst', 'src/fleet', 'src/store.ts', 'src/pipeline.ts'],
-  'src/cli.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/policy', 'src/analyst', 'src/fleet', 'src/store.ts', 'src/app.ts'],
+  'src/cli.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/sessions', 'src/policy', 'src/analyst', 'src/fleet', 'src/store.ts', 'src/app.ts'],
 };
 
 describe('architecture', () => {

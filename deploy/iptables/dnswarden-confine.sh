@@ -2,7 +2,8 @@
 # dnswarden-confine — confine an agent's DNS to dnswarden with nftables (IPv4 and IPv6 in one table).
 #
 # Allows UDP/TCP 53 only to dnswarden's address(es); logs (rate-limited, with a prefix) and drops every other
-# port-53 packet and all UDP/TCP 853 (DNS over TLS / DNS over QUIC). Touches nothing but its own table, so the
+# port-53 packet and all UDP/TCP 853 (DNS over TLS / DNS over QUIC); rejects everything else sent to dnswarden's
+# address(es), so an agent never reaches its admin API. Touches nothing but its own table, so the
 # rest of the egress policy (other tables, iptables-nft, Docker/Kubernetes rules) keeps deciding everything else.
 # Idempotent: `apply` replaces the table atomically in one nft transaction; `remove` deletes it if present.
 # Why nftables and not iptables: see README.md beside this file.
@@ -139,6 +140,9 @@ render_ruleset() {
       printf '\t\tmeta l4proto { tcp, udp } th dport { 53, 853 } limit rate %s burst 20 packets log prefix "%s" level warn\n' "$log_rate" "$log_prefix"
     fi
     printf '\t\tmeta l4proto { tcp, udp } th dport { 53, 853 } counter drop comment "dns or dot that bypasses dnswarden"\n'
+    # dnswarden itself only on its DNS port: never its admin API (sessions, quarantines, the deny list) or anything else.
+    printf '\t\tip daddr @dnswarden_v4 counter reject comment "dnswarden, not its dns port"\n'
+    printf '\t\tip6 daddr @dnswarden_v6 counter reject comment "dnswarden, not its dns port"\n'
   )
   printf 'table inet %s\n' "$table"
   printf 'delete table inet %s\n' "$table"

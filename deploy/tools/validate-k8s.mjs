@@ -7,7 +7,9 @@
 //     the API does not have, at any depth (what `kubeconform -strict` does);
 //  3. consistency the API server checks or that a schema cannot see: metadata.name, namespaces on namespaced
 //     kinds, workload selectors matching their pod labels, Services selecting a workload and naming its ports,
-//     volumes naming ConfigMaps/Secrets that exist in the manifests.
+//     volumes naming ConfigMaps/Secrets that exist in the manifests;
+//  4. NetworkPolicy semantics: agents' egress reaches dnswarden's pods only on its DNS port (never the admin API),
+//     and dnswarden's ingress opens the admin port only to namespaces named by kubernetes.io/metadata.name.
 // Usage: node deploy/tools/validate-k8s.mjs FILE_OR_DIR...   (directories are read recursively: *.yaml, *.yml)
 // Exit 0 when every object passes, 1 with one line per problem otherwise, 2 on usage errors.
 // Needs only the project's node_modules (kubernetes-models, yaml, typescript): no network.
@@ -174,6 +176,106 @@ for (const o of objects) {
         else if ((port.protocol ?? 'TCP') !== (p.protocol ?? 'TCP')) problems.push(`${o.where}: port ${p.name}: protocol ${p.protocol ?? 'TCP'} but ${p.targetPort} is ${port.protocol ?? 'TCP'}`);
       }
     }
+  }
+}
+
+// --- 4. NetworkPolicy semantics: agents reach dnswarden only on its DNS port; its admin API only from named namespaces.
+// dnswarden's namespace, pod labels and ports come from its workload in the manifests (defaults: this project's).
+{
+  const NAME_KEY = 'kubernetes.io/metadata.name';
+  const workload = workloads.find((w) => w.spec?.template?.metadata?.labels?.['app.kubernetes.io/name'] === 'dnswarden');
+  const dwNs = workload?.metadata?.namespace ?? 'dnswarden';
+  const dwLabels = workload?.spec?.template?.metadata?.labels ?? { 'app.kubernetes.io/name': 'dnswarden' };
+  const containerPorts = (workload?.spec?.template?.spec?.containers ?? []).flatMap((c) => c.ports ?? []);
+  const portOf = (name, fallback) => containerPorts.find((p) => p.name === name)?.containerPort ?? fallback;
+  const dnsPort = portOf('dns-udp', 5353);
+  const adminPort = portOf('admin', 9153);
+  const nsLabels = (name) => ({ ...(all.find((x) => x.kind === 'Namespace' && x.metadata?.name === name)?.metadata?.labels ?? {}), [NAME_KEY]: name });
+  const matches = (selector = {}, labels = {}) =>
+    subset(selector.matchLabels, labels) &&
+    (selector.matchExpressions ?? []).every((e) => {
+      const has = Object.hasOwn(labels, e.key);
+      switch (e.operator) {
+        case 'In': return has && e.values.includes(labels[e.key]);
+        case 'NotIn': return !has || !e.values.includes(labels[e.key]);
+        case 'Exists': return has;
+        case 'DoesNotExist': return !has;
+        default: return true; // unknown operator: assume it may match (the schema check reports it)
+      }
+    });
+  // A port entry as [protocol, from, to]; a named port is resolved against dnswarden's container ports.
+  const rangeOf = (p) => {
+    const protocol = p.protocol ?? 'TCP';
+    if (p.port === undefined) return [protocol, 1, 65535];
+    const n = typeof p.port === 'string' ? containerPorts.find((c) => c.name === p.port)?.containerPort : p.port;
+    if (n === undefined) return [protocol, 0, -1]; // a name dnswarden does not have: matches none of its ports
+    return [protocol, n, p.endPort ?? n];
+  };
+  const covers = (ports, protocol, port) => ports === undefined || ports.length === 0 || ports.some((p) => {
+    const [proto, from, to] = rangeOf(p);
+    return proto === protocol && from <= port && port <= to;
+  });
+  const cidrCovers = (outer, inner) => {
+    const [a, alen] = outer.split('/');
+    const [b, blen] = inner.split('/');
+    if (a.includes(':') !== b.includes(':') || Number(alen) > Number(blen)) return false;
+    const bits = (ip) => ip.includes(':')
+      ? ip.split('::').map((h) => (h === '' ? [] : h.split(':'))).reduce((l, r) => [...l, ...Array(8 - l.length - r.length).fill('0'), ...r]).map((g) => parseInt(g, 16).toString(2).padStart(16, '0')).join('')
+      : ip.split('.').map((o) => Number(o).toString(2).padStart(8, '0')).join('');
+    return bits(a).slice(0, Number(alen)) === bits(b).slice(0, Number(alen));
+  };
+  const policies = objects.filter((o) => o.obj.kind === 'NetworkPolicy');
+  const types = (np) => np.spec?.policyTypes ?? (np.spec?.egress ? ['Ingress', 'Egress'] : ['Ingress']);
+  const agentNamespaces = new Set(policies.filter((o) => o.obj.metadata?.namespace !== dwNs && types(o.obj).includes('Egress')).map((o) => o.obj.metadata.namespace));
+
+  for (const o of policies) {
+    const np = o.obj;
+    const ns = np.metadata?.namespace;
+    if (ns === dwNs || !types(np).includes('Egress')) continue;
+    const podCidrs = String(np.metadata?.annotations?.['dnswarden.io/cluster-pod-cidrs'] ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '');
+    (np.spec?.egress ?? []).forEach((rule, i) => {
+      const peers = rule.to ?? [];
+      const reaches = peers.length === 0 ? ['every destination'] : peers.flatMap((peer) => {
+        if (peer.ipBlock) {
+          const family = peer.ipBlock.cidr.includes(':');
+          const mine = podCidrs.filter((c) => c.includes(':') === family && cidrCovers(peer.ipBlock.cidr, c));
+          const uncut = mine.filter((c) => !(peer.ipBlock.except ?? []).some((e) => cidrCovers(e, c)));
+          if (podCidrs.length === 0) return [`ipBlock ${peer.ipBlock.cidr} (name the cluster's pod CIDRs in the annotation dnswarden.io/cluster-pod-cidrs and cut them out with except)`];
+          return uncut.length > 0 ? [`ipBlock ${peer.ipBlock.cidr}, which does not except the pod CIDR ${uncut.join(', ')}`] : [];
+        }
+        const nsMatch = peer.namespaceSelector === undefined ? ns === dwNs : matches(peer.namespaceSelector, nsLabels(dwNs));
+        return nsMatch && matches(peer.podSelector, dwLabels) ? [peer.namespaceSelector === undefined ? 'a podSelector' : 'a namespaceSelector matching dnswarden\'s namespace'] : [];
+      });
+      if (reaches.length === 0) return;
+      const others = (rule.ports ?? []).length === 0 ? ['every port'] : rule.ports.filter((p) => {
+        const [proto, from, to] = rangeOf(p);
+        return !((proto === 'UDP' || proto === 'TCP') && from === dnsPort && to === dnsPort);
+      }).map((p) => { const [proto, from, to] = rangeOf(p); return `${proto} ${from === to ? from : `${from}-${to}`}`; });
+      if (others.length === 0) return;
+      const admin = covers(rule.ports, 'TCP', adminPort) ? `, the admin API (TCP ${adminPort}) included` : '';
+      problems.push(`${o.where}: egress[${i}] lets agents reach dnswarden's pods on ports other than its DNS port ${dnsPort}${admin}: ${others.join(', ')} (through ${reaches.join('; ')})`);
+    });
+  }
+
+  const guards = policies.filter((o) => o.obj.metadata?.namespace === dwNs && types(o.obj).includes('Ingress') && matches(o.obj.spec?.podSelector, dwLabels));
+  if (workload !== undefined && guards.length === 0) {
+    problems.push(`${dwNs}: no NetworkPolicy limits ingress to dnswarden's pods: its admin API (TCP ${adminPort}) is open to every pod, agents included`);
+  }
+  for (const o of guards) {
+    (o.obj.spec?.ingress ?? []).forEach((rule, i) => {
+      if (!covers(rule.ports, 'TCP', adminPort)) return;
+      const peers = rule.from ?? [];
+      const why = peers.length === 0 ? ['every source'] : peers.flatMap((peer) => {
+        if (peer.ipBlock) return [`ipBlock ${peer.ipBlock.cidr}`];
+        if (peer.namespaceSelector === undefined) return ['pods of its own namespace (a podSelector)'];
+        const sel = peer.namespaceSelector;
+        const named = [sel.matchLabels?.[NAME_KEY], ...(sel.matchExpressions ?? []).filter((e) => e.key === NAME_KEY && e.operator === 'In').flatMap((e) => e.values)].filter((n) => n !== undefined);
+        if (named.length === 0) return ['namespaces not named by kubernetes.io/metadata.name'];
+        const agents = named.filter((n) => agentNamespaces.has(n));
+        return agents.length > 0 ? [`the agents' namespace ${agents.join(', ')}`] : [];
+      });
+      if (why.length > 0) problems.push(`${o.where}: ingress[${i}] opens the admin port (TCP ${adminPort}) to ${why.join('; ')}: it must come only from named namespaces (runtime, Prometheus, analysts)`);
+    });
   }
 }
 

@@ -1,6 +1,7 @@
 // The admin API's routes: what each endpoint does, which token kinds may call it, and how the
 // result is shaped. Handlers call into sessions, quarantines and the store; they decide nothing
 // about queries. Analyst actions are audited in the same transaction as the change.
+import { getPublicSuffix } from 'tldts';
 import { WardenError } from '../errors.js';
 import { readiness, type ReadinessCheck, type Route } from '../ops/admin-http.js';
 import type { QuarantineBook } from './quarantine.js';
@@ -60,8 +61,25 @@ function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps, 
   };
 }
 
+/** A request body as a JSON object: `null`, an array or a bare value is a 400, not a TypeError (500). */
+function objectBody(body: unknown, what: string): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new WardenError('ERR_BAD_REQUEST', `body must be a JSON object with ${what}`);
+  return body as Record<string, unknown>;
+}
+
+/**
+ * A domain an analyst may deny by hand: a name with at least two labels that is not itself a public
+ * suffix (ICANN section: "co.uk" would block every .co.uk name for everyone).
+ */
+function denyableDomain(value: unknown): string {
+  if (typeof value !== 'string' || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/i.test(value)) throw new WardenError('ERR_BAD_REQUEST', 'body must have "domain": a registrable domain such as "example.com"');
+  const domain = value.toLowerCase();
+  if (getPublicSuffix(domain) === domain) throw new WardenError('ERR_BAD_REQUEST', `"${domain}" is a public suffix: denying it would block every domain under it; name a registrable domain such as "example.${domain}"`);
+  return domain;
+}
+
 function reasonOf(body: unknown): string {
-  const reason = (body as { reason?: unknown } | undefined)?.reason;
+  const reason = objectBody(body, 'a non-empty "reason" string').reason;
   if (typeof reason !== 'string' || reason.trim() === '') throw new WardenError('ERR_BAD_REQUEST', 'body must be JSON with a non-empty "reason" string');
   return reason.trim().slice(0, 1000);
 }
@@ -194,7 +212,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       // deny_domains are denied, in the same transaction as the confirmation and their audit rows.
       method: 'POST', path: '/v1/quarantines/:id/confirm', allow: DECIDE,
       handler: (req) => {
-        const body = (req.body ?? {}) as { deny_domains?: unknown; dry_run?: unknown };
+        const body = objectBody(req.body, '"reason" (or "dry_run": true)') as { deny_domains?: unknown; dry_run?: unknown };
         const existing = d.quarantines.get(req.params.id!);
         if (existing === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${req.params.id}"`);
         const candidates = d.attackerDomains(existing);
@@ -218,16 +236,15 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     {
       method: 'POST', path: '/v1/deny', allow: DECIDE,
       handler: (req) => {
-        const domain = (req.body as { domain?: unknown }).domain;
-        if (typeof domain !== 'string' || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/i.test(domain)) throw new WardenError('ERR_BAD_REQUEST', 'body must have "domain": a registrable domain such as "example.com"');
+        const domain = denyableDomain(objectBody(req.body, '"domain" and "reason"').domain);
         const reason = reasonOf(req.body);
         const nowMs = d.nowMs();
         d.store.db.transaction(() => {
-          d.store.addLearnedDeny(domain.toLowerCase(), nowMs, req.caller.name, null, reason);
-          d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain.toLowerCase(), reason, detail: {} });
+          d.store.addLearnedDeny(domain, nowMs, req.caller.name, null, reason);
+          d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain, reason, detail: {} });
         })();
         d.learnedDenyChanged();
-        return { status: 201, json: { domain: domain.toLowerCase() } };
+        return { status: 201, json: { domain } };
       },
     },
     {

@@ -44,6 +44,8 @@ export interface Supervisor {
   stop(): Promise<void>;
   /** Hands a re-read, validated config to every worker (and to every worker started later). */
   reload(config: Config): void;
+  /** Tells every worker a SIGHUP's file was refused, so each counts it as it counts its reloads. */
+  reloadRejected(): void;
 }
 
 export function supervise(config: Config, serveArgs: readonly string[], log: Logger, announce: (line: string) => void): Supervisor {
@@ -183,6 +185,9 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
     reload(next: Config) {
       current = next;
       for (const slot of slots) send(slot, { t: 'config', config: next });
+    },
+    reloadRejected() {
+      for (const slot of slots) send(slot, { t: 'reload-rejected' });
     },
   };
 }

@@ -31,6 +31,7 @@ export type WorkerMessage =
 /** Supervisor → worker. */
 export type SupervisorMessage =
   | { readonly t: 'config'; readonly config: Config }
+  | { readonly t: 'reload-rejected' }
   | { readonly t: 'event'; readonly event: PeerEvent }
   | { readonly t: 'gather'; readonly id: number; readonly op: GatherOp }
   | { readonly t: 'gathered'; readonly id: number; readonly values: readonly unknown[] }
@@ -67,6 +68,7 @@ export class WorkerLink {
   #onGather: (op: GatherOp) => unknown = () => undefined;
   #onRelay: (packet: Buffer, peer: Peer) => Buffer | undefined | Promise<Buffer | undefined> = () => undefined;
   #onConfig: (config: Config) => void = () => undefined;
+  #onReloadRejected: () => void = () => undefined;
   /** The config the supervisor validated: every worker runs the same one, whatever the file says now. */
   readonly firstConfig: Promise<Config>;
   readonly #relays = new Map<number, (result: RelayResult) => void>();
@@ -81,7 +83,8 @@ export class WorkerLink {
           first(m.config);
           first = undefined;
         } else this.#onConfig(m.config);
-      } else if (m.t === 'event') this.#onEvent(m.event);
+      } else if (m.t === 'reload-rejected') this.#onReloadRejected();
+      else if (m.t === 'event') this.#onEvent(m.event);
       else if (m.t === 'gather') {
         Promise.resolve()
           .then(() => this.#onGather(m.op))
@@ -105,6 +108,11 @@ export class WorkerLink {
   /** A config the supervisor re-read and validated on SIGHUP. */
   onReload(apply: (config: Config) => void): void {
     this.#onConfig = apply;
+  }
+
+  /** A SIGHUP whose file the supervisor refused (it said why): the worker only counts it. */
+  onReloadRejected(count: () => void): void {
+    this.#onReloadRejected = count;
   }
 
   /** The admin worker runs the admin API (and posts alerts); the others only answer DNS. */

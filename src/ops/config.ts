@@ -2,7 +2,7 @@
 // `dnswarden serve` runs with no file; unknown keys are errors; an error names the field path
 // (`upstreams[1].address: expected "host:port"`). Never reads anything but the file it is given.
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
@@ -91,6 +91,35 @@ const upstreamSchema = z
   })
   .strict();
 
+/** Two static sessions with one id, or with overlapping addresses: a query could not say whose it is. */
+function staticSessionsConflicts(statics: readonly StaticSession[], ctx: z.core.$RefinementCtx): void {
+  const seen = new Map<string, number>();
+  const lists: BlockList[] = [];
+  for (const [i, s] of statics.entries()) {
+    const first = seen.get(s.id);
+    if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['static', i, 'id'], message: `duplicate static session id "${s.id}" (also static[${first}])` });
+    seen.set(s.id, first ?? i);
+    const list = new BlockList();
+    const addresses = s.addresses.filter((c) => parseCidr(c) !== undefined); // a bad one has its own issue
+    for (const c of addresses) {
+      const p = parseCidr(c)!;
+      list.addSubnet(p.address, p.prefix, p.family === 4 ? 'ipv4' : 'ipv6');
+    }
+    // Two ranges overlap exactly when one contains the other.
+    for (const [j, other] of lists.entries()) {
+      const clash = addresses.find((c) => containsNetwork(other, c)) ?? statics[j]!.addresses.find((c) => parseCidr(c) !== undefined && containsNetwork(list, c));
+      if (clash !== undefined) ctx.addIssue({ code: 'custom', path: ['static', i, 'addresses'], message: `overlaps the addresses of static[${j}] ("${statics[j]!.id}") at ${clash}` });
+    }
+    lists.push(list);
+  }
+}
+
+/** `range` (any address in it stands for it) lies in `list`: CIDRs either nest or are disjoint. */
+function containsNetwork(list: BlockList, range: string): boolean {
+  const p = parseCidr(range)!;
+  return list.check(p.address, p.family === 4 ? 'ipv4' : 'ipv6');
+}
+
 const configSchema = z
   .object({
     listen: z
@@ -164,6 +193,7 @@ const configSchema = z
         history_per_session: z.number().int().min(0).max(10_000).default(200),
       })
       .strict()
+      .superRefine((sessions, ctx) => staticSessionsConflicts(sessions.static, ctx))
       .prefault({}),
     policy: policySchema.prefault({}),
     scoring: scoringSchema.prefault({}),
@@ -218,12 +248,20 @@ export function parseConfig(raw: unknown): Config {
   return deepFreeze(result.data);
 }
 
-export function parseConfigText(text: string): Config {
+/**
+ * A config file's text. An empty one (or only whitespace/comments) is refused: it is far more likely a
+ * truncated write than a wish for the embedded defaults, which would drop every token, key and static
+ * session on SIGHUP. The defaults apply only when no file is given (parseConfig({})).
+ */
+export function parseConfigText(text: string, source = 'the config file'): Config {
   let raw: unknown;
   try {
     raw = parseYaml(text);
   } catch (err) {
     throw new ConfigError('', `not valid YAML: ${messageOf(err)}`);
+  }
+  if (raw === null || raw === undefined) {
+    throw new ConfigError('', `${source}: the file is empty (or only comments): refusing it (a truncated write?); run without a config file for the embedded defaults`);
   }
   return parseConfig(raw);
 }
@@ -235,7 +273,7 @@ export function loadConfigFile(path: string): Config {
   } catch (err) {
     throw new ConfigError('', `cannot read config file ${path}: ${messageOf(err)}`);
   }
-  return parseConfigText(text);
+  return parseConfigText(text, path);
 }
 
 /** `nameserver` lines of resolv.conf, as "ip:53" upstream entries; the embedded default for upstreams. */

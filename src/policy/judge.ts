@@ -160,7 +160,7 @@ const ANSWER_REASON = 'below threshold';
 
 /** Which list a name is on (allow wins, then deny, then learned), and its scoring facts once computed. */
 interface NameMemo {
-  readonly listed: 'allow' | 'deny' | 'learned' | null;
+  readonly listed: 'allow' | 'deny' | 'learned' | 'denied_by_hand' | null;
   facts: NameFacts | undefined;
   /** The last answer (or quarantine) verdict for this name, reusable while its inputs hold (see judge). */
   answered: ReusableAnswer | undefined;
@@ -197,12 +197,13 @@ export class Policy {
   private readonly allow: ReadonlySet<string>;
   private readonly deny: ReadonlySet<string>;
   private learned: ReadonlySet<string> = new Set();
+  private deniedByHand: ReadonlySet<string> = new Set();
   private readonly platforms: ReadonlySet<string>;
   private readonly params: ScoringParams;
   private readonly answerReuseMs: number;
   private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly ranges: RebindingRanges };
   /** Prebuilt verdicts for the list rules, per session type (no allocation on those paths). */
-  private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'learned' | 'answer', Verdict>>>>;
+  private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'learned' | 'denied_by_hand' | 'answer', Verdict>>>>;
 
   constructor(policy: PolicyConfig, scoring: ScoringConfig) {
     this.types = policy.session_types;
@@ -228,7 +229,9 @@ export class Policy {
       return {
         allow: { action: 'answer', rule: 'allow_list', enforced, mode, reason: 'allow list' },
         deny: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'deny list' },
-        learned: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain confirmed as exfiltration' },
+        // The EDE text says where a learned-deny entry came from: an analyst's confirmed quarantine, or by hand.
+        learned: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain confirmed as exfiltration in a quarantine' },
+        denied_by_hand: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain denied by hand by an analyst' },
         answer: { action: 'answer', rule: 'none', enforced, mode, reason: ANSWER_REASON },
       } as const;
     };
@@ -267,7 +270,8 @@ export class Policy {
   /** Which list a name is on (allow wins, then deny, then learned): the memo's answer, or walked afresh. */
   private listOf(name: string, memo?: NameMemo): NameMemo['listed'] {
     if (memo !== undefined) return memo.listed;
-    return inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
+    return inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned'
+      : inZones(name, this.deniedByHand) ? 'denied_by_hand' : null;
   }
 
   /** The name's scoring facts: kept in the memo of a repeated name, computed and not kept for a fresh one. */
@@ -280,11 +284,17 @@ export class Policy {
     return newSessionState();
   }
 
-  /** Registrable domains an analyst confirmed as exfiltration: every name below them is blocked for everyone. */
-  setLearnedDeny(domains: Iterable<string>): void {
+  /**
+   * The learned deny list: domains an analyst confirmed as exfiltration in a quarantine, and domains an
+   * analyst denied by hand (POST /v1/deny). Every name below them is blocked for everyone.
+   */
+  setLearnedDeny(confirmed: Iterable<string>, byHand: Iterable<string> = []): void {
     const next = new Set<string>();
-    for (const d of domains) next.add(trimName(d));
+    for (const d of confirmed) next.add(trimName(d));
+    const hand = new Set<string>();
+    for (const d of byHand) hand.add(trimName(d));
     this.learned = next;
+    this.deniedByHand = hand;
     this.names.clear();
   }
 

@@ -61,7 +61,7 @@ const claimsSchema = z.object({
   exp: z.number().int(),
 });
 
-interface VerifyKey {
+export interface VerifyKey {
   readonly alg: 'HS256' | 'EdDSA';
   readonly key: KeyObject | CryptoKey;
 }

@@ -306,7 +306,7 @@ describe('confirm with deny_domains: the attacker domain is blocked for every se
       const reply = await query({ server: warden.dns, bind: '127.0.0.1', name, type: 'A' });
       expect(reply.rcode, name).toBe('NXDOMAIN');
       expect(reply.ede?.code, name).toBe(17);
-      expect(reply.ede?.text, name).toMatch(/^learned_deny: domain confirmed as exfiltration \(/);
+      expect(reply.ede?.text, name).toMatch(/^learned_deny: domain confirmed as exfiltration in a quarantine \(/);
     }
     const unrelated = await query({ server: warden.dns, bind: '127.0.0.1', name: FIXTURE.a.name, type: 'A' });
     expect(unrelated.rcode).toBe('NOERROR');

@@ -2,7 +2,8 @@
 // from the built CLI with a config file (as a user would), a real upstream DNS server behind it, and a rogue
 // resolver the agent can reach — until deploy/iptables/dnswarden-confine.sh is applied to the agent's namespace.
 // Then, from inside the agent: dnswarden answers (and knows the registered session by its source address),
-// every other resolver is unreachable on UDP/TCP 53 (IPv4 and IPv6) and 853, an exfiltration-shaped query is
+// every other resolver is unreachable on UDP/TCP 53 (IPv4 and IPv6) and 853, dnswarden's own admin API is
+// unreachable (only its DNS port is), an exfiltration-shaped query is
 // blocked with an RFC 8914 EDE that dig shows, and after `remove` the rogue resolver answers again.
 // Needs root and netns support: without them this file FAILS, saying what is missing (it never skips).
 import { createSecretKey, randomBytes } from 'node:crypto';
@@ -69,7 +70,7 @@ async function admin(method: string, path: string, token: string, body?: unknown
 
 function confine(action: 'apply' | 'remove' | 'status'): ReturnType<typeof run> {
   const args = [action, '--netns', ns().agent];
-  if (action === 'apply') args.push('--dnswarden', NET.agentGw);
+  if (action === 'apply') args.push('--dnswarden', `${NET.agentGw},${NET.agentGw6}`);
   return run(SCRIPT, args);
 }
 
@@ -109,7 +110,7 @@ async function buildProofNetwork(): Promise<void> {
     `# written by test/netns/containment.test.ts
 listen:
   dns: ["${NET.agentGw}:53"]
-  admin: "127.0.0.1:9153"
+  admin: "[::]:9153"
 admin:
   token: "${adminToken}"
   tokens:
@@ -163,6 +164,9 @@ describe('an agent confined by dnswarden-confine.sh, in real network namespaces'
     expect((await dig(ns().agent, ['+tcp', `@${NET.rogue}`, BENIGN, 'A'])).addresses).toEqual([ROGUE_ANSWER]);
     expect((await dig(ns().agent, [`@${NET.rogue6}`, BENIGN, 'A'])).addresses).toEqual([ROGUE_ANSWER]);
     expect(await tcpConnect(ns().agent, NET.rogue, 853)).toBe('connected');
+    // dnswarden's admin API listens on every address of its host, as in a container: reachable until confined.
+    expect(await tcpConnect(ns().agent, NET.agentGw, 9153)).toBe('connected');
+    expect(await tcpConnect(ns().agent, NET.agentGw6, 9153)).toBe('connected');
   });
 
   it('apply confines DNS; dnswarden answers a benign name, attributed to the session registered for the source address', async () => {
@@ -219,6 +223,16 @@ describe('an agent confined by dnswarden-confine.sh, in real network namespaces'
     expect(dropCounter((await confine('status')).stdout) - before).toBeGreaterThanOrEqual(4);
   });
 
+  it('the agent reaches dnswarden only on its DNS port: a TCP connect to the admin API is refused', async () => {
+    expect(await tcpConnect(ns().agent, NET.agentGw, 9153)).toBe('refused');
+    expect(await tcpConnect(ns().agent, NET.agentGw6, 9153)).toBe('refused');
+    // while DNS to the same address still works, over UDP and TCP
+    expect((await dig(ns().agent, [`@${NET.agentGw}`, BENIGN, 'A'])).addresses).toEqual([UPSTREAM_ANSWER]);
+    expect((await dig(ns().agent, ['+tcp', `@${NET.agentGw}`, BENIGN, 'A'])).addresses).toEqual([UPSTREAM_ANSWER]);
+    // and from dnswarden's own host the admin API still answers (the runtime and analysts reach it there)
+    expect((await admin('GET', '/v1/sessions', adminToken)).status).toBe(200);
+  });
+
   it('an exfiltration-shaped query through dnswarden is blocked, and dig shows the EDE naming the rule', async () => {
     expect(EXFIL_LABEL).toHaveLength(63);
     const r = await dig(ns().agent, [`@${NET.agentGw}`, EXFIL, 'A']);
@@ -237,5 +251,6 @@ describe('an agent confined by dnswarden-confine.sh, in real network namespaces'
     expect((await dig(ns().agent, ['+tcp', `@${NET.rogue}`, BENIGN, 'A'])).addresses).toEqual([ROGUE_ANSWER]);
     expect((await dig(ns().agent, [`@${NET.rogue6}`, BENIGN, 'A'])).addresses).toEqual([ROGUE_ANSWER]);
     expect(await tcpConnect(ns().agent, NET.rogue, 853)).toBe('connected');
+    expect(await tcpConnect(ns().agent, NET.agentGw, 9153)).toBe('connected');
   });
 });

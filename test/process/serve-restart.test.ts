@@ -1,6 +1,7 @@
 // Issue 2, the built CLI as a service: `dnswarden serve --config FILE` answers; after kill -9 and a
 // restart it answers again and still knows the sessions registered before the crash; SIGHUP
-// reloads static sessions from the file; SIGTERM shuts down cleanly.
+// reloads static sessions from the file, and refuses (counts, logs) an empty or broken one; SIGTERM
+// shuts down cleanly.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -132,6 +133,36 @@ describe('dnswarden serve', () => {
     expect(child!.pid).toBe(pid);
     expect(child!.exitCode).toBeNull();
     await waitAnswering('127.0.0.1', 2000);
+  });
+
+  it('SIGHUP with an empty (truncated) file or a file that does not parse: refused, counted, logged as JSON; nothing falls back to defaults', async () => {
+    const reloadErrors = async (): Promise<number> => {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      expect(res.status).toBe(200);
+      const line = (await res.text()).split('\n').find((l) => l.startsWith('dnswarden_config_reloads_total{result="error"}'));
+      return line === undefined ? 0 : Number(line.split(' ')[1]);
+    };
+    const failures = (from: number) => output.slice(from).split('\n').filter((l) => l.includes('reload failed'));
+    const before = await reloadErrors();
+    const cases = ['', '# only a comment survived the write\n', 'listen: [ not yaml\n'];
+    for (const [i, text] of cases.entries()) {
+      const from = output.length;
+      writeFileSync(configPath, text);
+      child!.kill('SIGHUP');
+      const deadline = Date.now() + 10_000;
+      while (failures(from).length === 0 && Date.now() < deadline) await sleep(50);
+      const logged = failures(from);
+      expect(logged, output.slice(from)).toHaveLength(1);
+      const entry = JSON.parse(logged[0]!) as { level: number; msg: string; err: string };
+      expect(entry.msg).toBe('reload failed, keeping the running config');
+      expect(entry.err).toMatch(i < 2 ? /is empty/ : /not valid YAML/);
+      expect(await reloadErrors()).toBe(before + i + 1);
+    }
+    // The running config stayed: both static addresses still answer, the admin token still works.
+    await waitAnswering('127.0.0.6', 5000);
+    await waitAnswering('127.0.0.1', 2000);
+    expect(child!.exitCode).toBeNull();
+    writeConfig(['127.0.0.1/32', '127.0.0.6/32']);
   });
 
   it('SIGTERM shuts down cleanly (exit 0) within 5 s', async () => {
