@@ -186,6 +186,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       historyMax: config.sessions.history_per_session,
       keys,
       maxTtlSec: config.sessions.max_ttl_s,
+      maxAddresses: config.sessions.max_addresses_per_session,
       hooks: {
         saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); },
         deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); },
@@ -295,7 +296,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           const nextPolicy = policyFor(next);
           nextPolicy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
           sessions.setStatic(next.sessions.static, nowMs());
-          sessions.setKeys(nextKeys, next.sessions.max_ttl_s);
+          sessions.setKeys(nextKeys, next.sessions.max_ttl_s, next.sessions.max_addresses_per_session);
           tokens = nextTokens;
           policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
           log.level = next.logging.level;

@@ -119,6 +119,19 @@ function canonicalAddress(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
+/** Default of sessions.max_addresses_per_session: one IPv4 /24 or IPv6 /120. */
+const DEFAULT_MAX_ADDRESSES = 256;
+
+/** How many addresses the CIDRs cover in all (2^128 is still a finite double). */
+export function addressCount(cidrs: readonly string[]): number {
+  let n = 0;
+  for (const c of cidrs) {
+    const p = parseCidr(c)!;
+    n += 2 ** ((p.family === 4 ? 32 : 128) - p.prefix);
+  }
+  return n;
+}
+
 // A cache from source address to session, so the hot path is one Map lookup; cleared on any change.
 const ADDRESS_CACHE_MAX = 65_536;
 
@@ -140,12 +153,14 @@ export class SessionDirectory<S> {
   readonly #dirty = new Set<Session<S>>();
   #keys: ReadonlyMap<string, VerifyKey>;
   #maxTtlSec: number;
+  #maxAddresses: number;
 
-  constructor(opts: { newState: () => S; historyMax: number; keys: ReadonlyMap<string, VerifyKey>; maxTtlSec: number; hooks?: SessionStoreHooks }) {
+  constructor(opts: { newState: () => S; historyMax: number; keys: ReadonlyMap<string, VerifyKey>; maxTtlSec: number; maxAddresses?: number; hooks?: SessionStoreHooks }) {
     this.#newState = opts.newState;
     this.#historyMax = opts.historyMax;
     this.#keys = opts.keys;
     this.#maxTtlSec = opts.maxTtlSec;
+    this.#maxAddresses = opts.maxAddresses ?? DEFAULT_MAX_ADDRESSES;
     this.#hooks = opts.hooks;
   }
 
@@ -168,9 +183,10 @@ export class SessionDirectory<S> {
     this.#rebuild();
   }
 
-  setKeys(keys: ReadonlyMap<string, VerifyKey>, maxTtlSec: number): void {
+  setKeys(keys: ReadonlyMap<string, VerifyKey>, maxTtlSec: number, maxAddresses = DEFAULT_MAX_ADDRESSES): void {
     this.#keys = keys;
     this.#maxTtlSec = maxTtlSec;
+    this.#maxAddresses = maxAddresses;
   }
 
   /** Restores registered sessions from the store at start (expired ones are skipped). */
@@ -260,6 +276,11 @@ export class SessionDirectory<S> {
       throw new WardenError('ERR_BAD_CLAIMS', `claim "${issue.path.join('.')}": ${issue.message}`);
     }
     const c = parsed.data;
+    // A registration may not claim the Internet: the cap counts every address of every CIDR.
+    const claimed = addressCount(c.addresses);
+    if (claimed > this.#maxAddresses) {
+      throw new WardenError('ERR_BAD_CLAIMS', `claim "addresses": ${claimed} addresses, over the limit of ${this.#maxAddresses} per session (sessions.max_addresses_per_session)`);
+    }
     const expiresAtMs = Math.min(c.exp * 1000, nowMs + this.#maxTtlSec * 1000);
     const list = blockListOf(c.addresses);
     for (const e of this.#entries) {

@@ -38,6 +38,35 @@ describe('SessionDirectory', () => {
     expect(d.admit('10.2.0.7', t0)).toMatchObject({ session: { id: 'a' } });
   });
 
+  it('refuses a claim over the address cap (default 256), counting every CIDR, and accepts one at the cap', async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    const exp = t0 / 1000 + 60;
+    await expect(d.register(await token('wide', ['128.0.0.0/1'], exp), t0)).rejects.toMatchObject({ code: 'ERR_BAD_CLAIMS', message: expect.stringMatching(/addresses.*256/) });
+    await expect(d.register(await token('wide6', ['2001:db8::/64'], exp), t0)).rejects.toMatchObject({ code: 'ERR_BAD_CLAIMS' });
+    await expect(d.register(await token('sum', ['10.9.0.0/24', '10.9.1.1/32'], exp), t0)).rejects.toMatchObject({ code: 'ERR_BAD_CLAIMS' });
+    expect(d.admit('128.0.0.1', t0)).toEqual({ refused: 'no_session' });
+    await d.register(await token('v4', ['10.9.0.0/24'], exp), t0);
+    await d.register(await token('v6', ['2001:db8::/120'], exp), t0);
+    expect(d.admit('10.9.0.255', t0)).toMatchObject({ session: { id: 'v4' } });
+    expect(d.admit('2001:db8::ff', t0)).toMatchObject({ session: { id: 'v6' } });
+    d.setKeys(await loadSigningKeys([{ kid: 'k1', alg: 'HS256', secret: SECRET }]), 3600, 1);
+    await expect(d.register(await token('two', ['10.8.0.0/31'], exp), t0)).rejects.toMatchObject({ code: 'ERR_BAD_CLAIMS' });
+  });
+
+  it('refuses overlap with a static session, whichever contains the other, and through the IPv4-mapped form', async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    const exp = t0 / 1000 + 60;
+    d.setStatic([{ id: 'st', addresses: ['10.7.0.9/32', '2001:db8:7::/126'], type: 'batch', user: 'u', role: 'r' }], t0);
+    for (const claim of ['10.7.0.0/24', '10.7.0.9', '::ffff:10.7.0.9', '::ffff:10.7.0.0/120', '2001:db8:7::2', '2001:db8:7::/120']) {
+      await expect(d.register(await token('x', [claim], exp), t0), claim).rejects.toMatchObject({ code: 'ERR_SESSION_CONFLICT', message: expect.stringContaining('"st"') });
+    }
+    expect(d.get('x')).toBeUndefined();
+    await d.register(await token('x', ['10.7.1.0/24'], exp), t0);
+    expect(d.admit('10.7.1.9', t0)).toMatchObject({ session: { id: 'x' } });
+  });
+
   it('keeps the running static sessions when a reload is invalid, and their state when it is valid', async () => {
     const d = await directory();
     const t0 = 1_800_000_000_000;
