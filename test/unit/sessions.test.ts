@@ -80,6 +80,32 @@ describe('SessionDirectory', () => {
     expect(d.admit('10.3.0.2', t0)).toMatchObject({ session: { id: 'ci', state: { n: 7 } } });
   });
 
+  it('counts live sessions exactly through registrations, renewals, expiries, ends and sweeps', async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    d.setStatic([{ id: 'st', addresses: ['10.10.0.1/32'], type: 'batch', user: 'u', role: 'r' }], t0);
+    const scan = (now: number): number => d.list().filter((s) => s.expiresAtMs > now).length;
+    const check = (now: number): void => expect(d.liveCount(now), `at +${now - t0} ms`).toBe(scan(now));
+    check(t0);
+    await d.register(await token('a', ['10.10.1.1/32'], t0 / 1000 + 10), t0);
+    check(t0);
+    await d.register(await token('b', ['10.10.1.2/32'], t0 / 1000 + 20), t0);
+    check(t0 + 1);
+    check(t0 + 10_000); // a expired, not swept
+    await d.register(await token('c', ['10.10.1.1/32'], t0 / 1000 + 30), t0 + 10_000); // a's address, a new session
+    check(t0 + 10_001);
+    await d.register(await token('b', ['10.10.1.2/32'], t0 / 1000 + 40), t0 + 10_002); // renewal
+    check(t0 + 10_003);
+    expect(d.deregister('c')).toBe(true);
+    check(t0 + 10_004);
+    expect(d.sweepExpired(t0 + 10_005)).toBe(1);
+    check(t0 + 10_006);
+    check(t0 + 40_000);
+    d.setStatic([], t0 + 40_001);
+    check(t0 + 40_002);
+    expect(d.liveCount(t0 + 40_003)).toBe(0);
+  });
+
   it('keeps a bounded history per session', async () => {
     const d = await directory();
     d.setStatic([{ id: 'h', addresses: ['10.6.0.1/32'], type: 'interactive', user: 'u', role: 'r' }], 0);
