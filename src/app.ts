@@ -188,8 +188,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       maxTtlSec: config.sessions.max_ttl_s,
       maxAddresses: config.sessions.max_addresses_per_session,
       hooks: {
-        saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); },
-        deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); },
+        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); },
+        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); },
+        endedToken: (tokenId) => store.endedToken(tokenId),
         loadHistory: (id) => store.history(id),
       },
     });
@@ -230,6 +231,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       try {
         const n = sessions.sweepExpired(nowMs());
         if (n > 0) log.info({ expired: n }, 'registered sessions expired');
+        store.pruneRegistrationTokens(nowMs());
         metrics.sessionsLive.set(sessions.liveCount(nowMs()));
         store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
       } catch (err) {

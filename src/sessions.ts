@@ -57,7 +57,21 @@ const claimsSchema = z.object({
   session_type: sessionTypeSchema,
   addresses: z.array(cidr).min(1).max(64),
   exp: z.number().int(),
+  // What tells one token from another, for refusing a token whose session was ended (see tokenIdOf).
+  jti: z.string().min(1).max(256).optional(),
+  iat: z.number().optional(),
 });
+
+/** A registration token as remembered: an id (never the token itself) and when the token expires. */
+export interface RegistrationToken {
+  readonly id: string;
+  readonly expiresAtMs: number;
+}
+
+/** The token's identity: its key and session, then its jti, or else when it was issued and expires. */
+function tokenIdOf(kid: string, c: z.infer<typeof claimsSchema>): string {
+  return JSON.stringify(c.jti !== undefined ? [kid, c.sid, 'jti', c.jti] : [kid, c.sid, 'iat', c.iat ?? null, 'exp', c.exp]);
+}
 
 interface VerifyKey {
   readonly alg: 'HS256' | 'EdDSA';
@@ -119,8 +133,12 @@ export function addressCount(cidrs: readonly string[]): number {
 const ADDRESS_CACHE_MAX = 65_536;
 
 export interface SessionStoreHooks {
-  saveRegistered(meta: SessionMeta): void;
-  deleteRegistered(id: string): void;
+  /** Stores a registration (or renewal) and the token that made it. */
+  saveRegistered(meta: SessionMeta, token: RegistrationToken): void;
+  /** Forgets a registered session: ended (endedAtMs: its tokens are refused from now on) or expired. */
+  deleteRegistered(id: string, endedAtMs?: number): void;
+  /** If the token registered a session that was since ended: which, and when. */
+  endedToken(tokenId: string): { sessionId: string; endedAtMs: number } | undefined;
   /** The stored recent-query history of a session (so a restart keeps it). */
   loadHistory(id: string): HistoryEntry[];
 }
@@ -297,6 +315,12 @@ export class SessionDirectory<S> {
       throw new WardenError('ERR_BAD_CLAIMS', `claim "${issue.path.join('.')}": ${issue.message}`);
     }
     const c = parsed.data;
+    // A token whose session was ended stays dead: ending a session must not be undone by replaying its token.
+    const tokenId = tokenIdOf(kid, c);
+    const ended = this.#hooks?.endedToken(tokenId);
+    if (ended !== undefined) {
+      throw new WardenError('ERR_TOKEN_REVOKED', `this token registered session "${ended.sessionId}", which was ended at ${new Date(ended.endedAtMs).toISOString()}; sign a new token to register again`);
+    }
     // A registration may not claim the Internet: the cap counts every address of every CIDR.
     const claimed = addressCount(c.addresses);
     if (claimed > this.#maxAddresses) {
@@ -313,7 +337,7 @@ export class SessionDirectory<S> {
     const previous = this.#byId.get(c.sid);
     if (previous?.session.origin === 'static') throw new WardenError('ERR_SESSION_CONFLICT', `session id "${c.sid}" is a static session`);
     const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
-    this.#hooks?.saveRegistered(meta); // persisted before it takes effect
+    this.#hooks?.saveRegistered(meta, { id: tokenId, expiresAtMs: c.exp * 1000 }); // persisted before it takes effect
     const session = this.#put(meta, previous?.session);
     this.#changed();
     return session;
@@ -335,10 +359,10 @@ export class SessionDirectory<S> {
   }
 
   /** Ends a registered session at once. Returns false if there is no such registered session. */
-  deregister(id: string): boolean {
+  deregister(id: string, nowMs = Date.now()): boolean {
     const entry = this.#byId.get(id);
     if (entry === undefined || entry.session.origin !== 'registered') return false;
-    this.#hooks?.deleteRegistered(id);
+    this.#hooks?.deleteRegistered(id, nowMs);
     this.#remove(id);
     this.#changed();
     return true;

@@ -225,6 +225,25 @@ describe('ending a session', () => {
     await expectAnswered('127.0.0.3');
   });
 
+  it('the token of an ended session is refused if posted again (401 ERR_TOKEN_REVOKED), renewed or not; a new token registers again', async () => {
+    const first = await signHs(claimsFor('replayed', '127.0.0.32', { iat: nowS() - 5 }));
+    const renewal = await signEd(claimsFor('replayed', '127.0.0.32', { jti: 'renewal-1', exp: nowS() + 900 }));
+    expect((await register(first)).status).toBe(201);
+    expect((await register(renewal)).status).toBe(201);
+    expect((await warden.admin('/v1/sessions/replayed', { method: 'DELETE' })).status).toBe(204);
+    for (const token of [first, renewal]) {
+      const res = await register(token);
+      expect(res.status).toBe(401);
+      expect(errorOf(res.json)).toMatchObject({ code: 'ERR_TOKEN_REVOKED', message: expect.stringContaining('"replayed"') });
+      await expectRefused('127.0.0.32');
+    }
+    expect(metricValue(await warden.app.metricsText(), 'dnswarden_registrations_total', { result: 'token_revoked' })).toBe(2);
+    // The runtime may start the session again with a token it signs anew.
+    const again = await register(await signHs(claimsFor('replayed', '127.0.0.32', { jti: 'second-start' })));
+    expect(again.status).toBe(201);
+    await expectAnswered('127.0.0.32');
+  });
+
   it('the freed address can be registered by a new session', async () => {
     const res = await register(await signEd(claimsFor('successor', '127.0.0.30')));
     expect(res.status).toBe(201);

@@ -1,8 +1,12 @@
 // SessionDirectory as pure logic with an injected clock: who owns an address over time.
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError } from '../../src/errors.js';
 import { loadSigningKeys, SessionDirectory } from '../../src/sessions.js';
+import { Store } from '../../src/store.js';
 
 const SECRET = 'unit-test-registration-secret-0123456789';
 
@@ -104,6 +108,45 @@ describe('SessionDirectory', () => {
     d.setStatic([], t0 + 40_001);
     check(t0 + 40_002);
     expect(d.liveCount(t0 + 40_003)).toBe(0);
+  });
+
+  it('remembers the tokens of ended sessions in the store until they expire, and forgets those of sessions that expired unended', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-sessions-unit-'));
+    const store = Store.open(dir);
+    try {
+      const keys = await loadSigningKeys([{ kid: 'k1', alg: 'HS256', secret: SECRET }]);
+      const open = () => new SessionDirectory<{ n: number }>({
+        newState: () => ({ n: 0 }), historyMax: 3, keys, maxTtlSec: 3600,
+        hooks: {
+          saveRegistered: (m, t) => store.saveRegisteredSession(m, t), deleteRegistered: (id, at) => store.deleteRegisteredSession(id, at),
+          endedToken: (id) => store.endedToken(id), loadHistory: () => [],
+        },
+      });
+      const rows = (): number => (store.db.prepare('SELECT COUNT(*) AS n FROM registration_tokens').get() as { n: number }).n;
+      const t0 = 1_800_000_000_000;
+      const d = open();
+      const ended = await token('ended', ['10.11.0.1/32'], t0 / 1000 + 600);
+      const lapsed = await token('lapsed', ['10.11.0.2/32'], t0 / 1000 + 60);
+      await d.register(ended, t0);
+      await d.register(ended, t0 + 1); // the same token again (a renewal) is one row
+      await d.register(lapsed, t0);
+      expect(rows()).toBe(2);
+      expect(d.deregister('ended', t0 + 2)).toBe(true);
+      await expect(d.register(ended, t0 + 3)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' });
+      // A restart (a new directory on the same store) refuses it too.
+      const restarted = open();
+      restarted.restore(store.loadSessions(t0 + 4), t0 + 4);
+      await expect(restarted.register(ended, t0 + 5)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' });
+      // An unended session's expiry drops its token row; an ended token's row goes when the token expires.
+      expect(restarted.sweepExpired(t0 + 61_000)).toBe(1);
+      expect(rows()).toBe(1);
+      expect(store.pruneRegistrationTokens(t0 + 599_999)).toBe(0);
+      expect(store.pruneRegistrationTokens(t0 + 600_000)).toBe(1);
+      expect(rows()).toBe(0);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps a bounded history per session', async () => {
