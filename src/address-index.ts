@@ -46,7 +46,7 @@ function parseV4(text: string, out: number[], at: number): boolean {
   if (parts.length !== 4) return false;
   const b: number[] = [];
   for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) return false;
+    if (!/^(?:0|[1-9]\d{0,2})$/.test(p)) return false; // no leading zeros, as node:net's isIP
     const n = Number(p);
     if (n > 255) return false;
     b.push(n);
@@ -75,13 +75,13 @@ function parseGroups(text: string, out: number[], at: number, allowV4Tail: boole
 
 /** "10.0.0.1", "2001:db8::1", "::ffff:10.0.0.1", "fe80::1%eth0" → key; undefined if not an IP address. */
 export function addressKey(text: string): AddressKey | undefined {
-  const zone = text.indexOf('%');
-  const address = zone >= 0 ? text.slice(0, zone) : text;
-  if (!address.includes(':')) {
+  if (!text.includes(':')) {
     const out = [0, 0, 0, 0, 0, 0xffff, 0, 0];
-    return parseV4(address, out, 6) ? out : undefined;
+    return parseV4(text, out, 6) ? out : undefined;
   }
-  if (isIP(address) !== 6) return undefined;
+  if (isIP(text) !== 6) return undefined; // validates; the parse below only takes valid text apart
+  const zone = text.indexOf('%'); // only IPv6 addresses have zones
+  const address = zone >= 0 ? text.slice(0, zone) : text;
   const out = [0, 0, 0, 0, 0, 0, 0, 0];
   const gap = address.indexOf('::');
   if (gap < 0) return parseGroups(address, out, 0, true) === 8 ? out : undefined;

@@ -1,7 +1,7 @@
 // The address index (src/address-index.ts) against a naive reference built on node:net's BlockList:
 // random CIDR sets (IPv4, IPv6 and IPv4-mapped, nested and overlapping), random adds and removes; every
 // lookup and every overlap query must agree with the reference. Seeded: a failure names its seed.
-import { BlockList } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { AddressIndex, addressKey, cidrKey } from '../../src/address-index.js';
 
@@ -118,10 +118,30 @@ describe('AddressIndex', () => {
     expect(addressKey('1:2:3:4:5:6:7::')).toEqual([1, 2, 3, 4, 5, 6, 7, 0]);
     expect(addressKey('2001:DB8:0:0:0:0:0:FF')).toEqual([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xff]);
     expect(addressKey('fe80::1%eth0')).toEqual([0xfe80, 0, 0, 0, 0, 0, 0, 1]);
-    for (const junk of ['', '10.0.0', '10.0.0.256', '1:2:3:4:5:6:7:8:9', '1::2::3', 'example.com', '::g']) expect(addressKey(junk), junk).toBeUndefined();
+    for (const junk of ['', '10.0.0', '10.0.0.256', '010.0.0.1', '10.0.0.1%eth0', '::ffff:010.0.0.1', '1:2:3:4:5:6:7:8:9', '1::2::3', 'example.com', '::g']) expect(addressKey(junk), junk).toBeUndefined();
     expect(cidrKey('10.0.0.5/24')).toEqual({ key: [0, 0, 0, 0, 0, 0xffff, 0x0a00, 0], len: 120 });
     expect(cidrKey('10.0.0.0/33')).toBeUndefined();
     expect(cidrKey('::/0')).toEqual({ key: [0, 0, 0, 0, 0, 0, 0, 0], len: 0 });
+  });
+
+  it('accepts exactly the strings node:net accepts as IP addresses (random strings of address characters)', () => {
+    const r = rng(99);
+    const alphabet = '0123456789abcdef:.%';
+    let accepted = 0;
+    for (let i = 0; i < 20_000; i++) {
+      // Start from a valid address and mutate it, or build from scratch: both kinds hit edge cases.
+      let text = r() < 0.5 ? randomAddress(r).text : '';
+      const edits = Math.floor(r() * 4);
+      for (let e = 0; e < edits; e++) {
+        const at = Math.floor(r() * (text.length + 1));
+        const ch = alphabet[Math.floor(r() * alphabet.length)]!;
+        text = r() < 0.5 ? text.slice(0, at) + ch + text.slice(at) : text.slice(0, at) + text.slice(at + 1);
+      }
+      const ours = addressKey(text) !== undefined;
+      if (ours !== (isIP(text) !== 0)) expect.fail(`"${text}": addressKey ${ours ? 'accepts' : 'rejects'}, isIP says ${isIP(text)}`);
+      if (ours) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(1000);
   });
 
   it('takes the longest covering prefix, the first added among equals, and skips items the caller does not count', () => {
