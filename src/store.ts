@@ -103,7 +103,7 @@ export class Store {
 
   // --- registration tokens: which token registered (or renewed) which session, so that a token whose
   // session was ended is refused if posted again. A row lives until its token expires (after that the
-  // token is refused anyway) or, for a session that expired unended, until that session is swept.
+  // token is refused anyway): so the table holds at most the registrations of one token lifetime.
   /** The session row and its token row, in one transaction. */
   saveRegisteredSession(meta: SessionMeta, token: { id: string; expiresAtMs: number }): void {
     this.db.transaction(() => {
@@ -111,12 +111,15 @@ export class Store {
       this.db.prepare('INSERT INTO registration_tokens (token_id, session_id, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT (token_id) DO NOTHING').run(token.id, meta.id, token.expiresAtMs);
     })();
   }
-  /** Forgets a registered session; `endedAtMs`: it was ended (its tokens stay refused), else it expired. */
+  /**
+   * Forgets a registered session; `endedAtMs`: it was ended, and its tokens are refused from now on. An
+   * expiry leaves the token rows alone: with server.workers > 1 a worker may sweep a session the admin
+   * worker has just renewed, and the renewal's token must still be known when the session is ended.
+   */
   deleteRegisteredSession(id: string, endedAtMs: number | undefined): void {
     this.db.transaction(() => {
       this.deleteSession(id);
-      if (endedAtMs === undefined) this.db.prepare('DELETE FROM registration_tokens WHERE session_id = ? AND ended_at_ms IS NULL').run(id);
-      else this.db.prepare('UPDATE registration_tokens SET ended_at_ms = ? WHERE session_id = ? AND ended_at_ms IS NULL').run(endedAtMs, id);
+      if (endedAtMs !== undefined) this.db.prepare('UPDATE registration_tokens SET ended_at_ms = ? WHERE session_id = ? AND ended_at_ms IS NULL').run(endedAtMs, id);
     })();
   }
   /** The session a token registered and when that session was ended, if it was. */

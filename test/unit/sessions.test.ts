@@ -110,7 +110,7 @@ describe('SessionDirectory', () => {
     expect(d.liveCount(t0 + 40_003)).toBe(0);
   });
 
-  it('remembers the tokens of ended sessions in the store until they expire, and forgets those of sessions that expired unended', async () => {
+  it('remembers the tokens of ended sessions in the store across a restart, each until the token expires', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dnswarden-sessions-unit-'));
     const store = Store.open(dir);
     try {
@@ -137,10 +137,12 @@ describe('SessionDirectory', () => {
       const restarted = open();
       restarted.restore(store.loadSessions(t0 + 4), t0 + 4);
       await expect(restarted.register(ended, t0 + 5)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' });
-      // An unended session's expiry drops its token row; an ended token's row goes when the token expires.
+      // Every row goes when its token expires, ended or not.
       expect(restarted.sweepExpired(t0 + 61_000)).toBe(1);
-      expect(rows()).toBe(1);
+      expect(rows()).toBe(2);
+      expect(store.pruneRegistrationTokens(t0 + 60_000)).toBe(1);
       expect(store.pruneRegistrationTokens(t0 + 599_999)).toBe(0);
+      await expect(restarted.register(ended, t0 + 599_999)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' });
       expect(store.pruneRegistrationTokens(t0 + 600_000)).toBe(1);
       expect(rows()).toBe(0);
     } finally {
