@@ -178,6 +178,13 @@ export class SessionDirectory<S> {
     // Validate first: a failed reload must leave the running sessions as they were.
     for (const [i, s] of statics.entries()) {
       if (this.#byId.get(s.id)?.session.origin === 'registered') throw new ConfigError(`sessions.static[${i}].id`, `"${s.id}" is also a registered session`);
+      // The other side of the registration's overlap check: a reload may not take a live registration's addresses.
+      const registered = (x: Session<S>): boolean => x.origin === 'registered' && x.expiresAtMs > nowMs;
+      for (const [j, c] of s.addresses.entries()) {
+        const k = cidrKey(c);
+        const owner = k === undefined ? undefined : this.#index.overlapping(k.key, k.len, registered);
+        if (owner !== undefined) throw new ConfigError(`sessions.static[${i}].addresses[${j}]`, `"${c}" overlaps the addresses of live registered session "${owner.id}" (end it first)`);
+      }
     }
     const previous = new Map<string, Session<S>>();
     for (const [id, entry] of this.#byId) {

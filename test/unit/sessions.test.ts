@@ -71,6 +71,21 @@ describe('SessionDirectory', () => {
     expect(d.admit('10.7.1.9', t0)).toMatchObject({ session: { id: 'x' } });
   });
 
+  it('refuses a reload whose static addresses overlap a live registered session, naming the field, and keeps the running sessions', async () => {
+    const d = await directory();
+    const t0 = 1_800_000_000_000;
+    d.setStatic([{ id: 'st', addresses: ['10.12.0.1/32'], type: 'batch', user: 'u', role: 'r' }], t0);
+    await d.register(await token('reg', ['10.12.1.5/32'], t0 / 1000 + 60), t0);
+    for (const addresses of [['10.12.1.0/24'], ['10.12.0.1/32', '::ffff:10.12.1.5']]) {
+      expect(() => d.setStatic([{ id: 'st', addresses, type: 'batch', user: 'u', role: 'r' }], t0)).toThrow(/sessions\.static\[0\]\.addresses\[\d\].*"reg"/);
+    }
+    expect(d.admit('10.12.1.5', t0)).toMatchObject({ session: { id: 'reg' } });
+    expect(d.admit('10.12.0.1', t0)).toMatchObject({ session: { id: 'st' } });
+    // Once the registration has expired the range is free for config.
+    d.setStatic([{ id: 'st', addresses: ['10.12.1.0/24'], type: 'batch', user: 'u', role: 'r' }], t0 + 61_000);
+    expect(d.admit('10.12.1.5', t0 + 61_000)).toMatchObject({ session: { id: 'st' } });
+  });
+
   it('keeps the running static sessions when a reload is invalid, and their state when it is valid', async () => {
     const d = await directory();
     const t0 = 1_800_000_000_000;
