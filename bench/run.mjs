@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { summarizeProfile } from './cpuprofile.mjs';
+import { sessionsMarkdown } from './sessions.mjs';
 import { shardOf } from '../dist/src/shard.js';
 import {
   T0, BENCH_DIR, P, ZONE, HOSTS, log, start, stop, stopAll, run, freePort, cpuPerQuery, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES,
@@ -232,6 +233,11 @@ async function main() {
     const codec = run('node', [join(BENCH_DIR, 'codec.mjs')], { timeoutMs: 120_000 });
     if (codec.status !== 0) throw new Error(`codec bench failed: ${codec.stderr}`);
     result.codec = JSON.parse(codec.stdout);
+
+    log('sessions micro-benchmark (registration and lookup at 10 / 10,000 / 100,000 sessions)');
+    const sessions = run('node', [join(BENCH_DIR, 'sessions.mjs'), '--json'], { timeoutMs: 300_000 });
+    if (sessions.status !== 0) throw new Error(`sessions bench failed: ${sessions.stderr}`);
+    result.sessions = JSON.parse(sessions.stdout);
 
     result.targets = targets(result);
     result.duration_s = Math.round((Date.now() - T0) / 1000);
@@ -497,6 +503,9 @@ function markdown(r) {
   if (r.codec) {
     L.push('', `## Codec micro-benchmark (µs per op, median of ${r.codec['wire decodeQuery'].runs} × ${r.codec['wire decodeQuery'].iterations}; reply ${r.codec.reply_bytes} B: CNAME + 2 A + OPT)`, '', '| operation | µs/op |', '|---|---|');
     for (const [k, v] of Object.entries(r.codec)) if (typeof v === 'object') L.push(`| ${k} | ${v.us_per_op} |`);
+  }
+  if (r.sessions) {
+    L.push('', `## Session registration and lookup against sessions held (\`${r.sessions.command}\`; SessionDirectory alone: no HTTP, no store; µs per op, at most ${r.sessions.ops_per_measurement} ops or ${r.sessions.seconds_cap_per_measurement} s each)`, '', sessionsMarkdown(r.sessions).trimEnd());
   }
   L.push('');
   return `${L.join('\n')}\n`;

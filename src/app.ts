@@ -183,11 +183,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       historyMax: config.sessions.history_per_session,
       keys,
       maxTtlSec: config.sessions.max_ttl_s,
+      maxAddresses: config.sessions.max_addresses_per_session,
       hooks: {
         // A held quarantine follows the address and the user: gated before the session takes effect.
         registering: (m) => void quarantines.follow(m),
-        saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); },
-        deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); },
+        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); },
+        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); },
+        endedToken: (tokenId) => store.endedToken(tokenId),
         loadHistory: (id) => store.history(id),
       },
     });
@@ -239,6 +241,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       try {
         const n = sessions.sweepExpired(nowMs());
         if (n > 0) log.info({ expired: n }, 'registered sessions expired');
+        store.pruneRegistrationTokens(nowMs());
         metrics.sessionsLive.set(sessions.liveCount(nowMs()));
         store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
       } catch (err) {
@@ -378,7 +381,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           const nextPolicy = policyFor(next);
           applyLearnedDeny(nextPolicy, store);
           sessions.setStatic(next.sessions.static, nowMs());
-          sessions.setKeys(nextKeys, next.sessions.max_ttl_s);
+          sessions.setKeys(nextKeys, next.sessions.max_ttl_s, next.sessions.max_addresses_per_session);
           tokens = nextTokens;
           policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
           log.level = next.logging.level;

@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS learned_deny (domain TEXT PRIMARY KEY, added_at_ms IN
 CREATE TABLE IF NOT EXISTS session_history (session_id TEXT PRIMARY KEY, updated_at_ms INTEGER NOT NULL, entries TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS session_history_age ON session_history(updated_at_ms);
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS registration_tokens (token_id TEXT PRIMARY KEY, session_id TEXT NOT NULL,
+  expires_at_ms INTEGER NOT NULL, ended_at_ms INTEGER);
+CREATE INDEX IF NOT EXISTS registration_tokens_session ON registration_tokens(session_id);
+CREATE INDEX IF NOT EXISTS registration_tokens_expiry ON registration_tokens(expires_at_ms);
 `;
 
 export interface Migration {
@@ -245,6 +249,36 @@ export class Store {
   loadSessions(nowMs: number): SessionMeta[] {
     this.db.prepare('DELETE FROM sessions WHERE expires_at_ms <= ?').run(nowMs);
     return (this.db.prepare('SELECT meta FROM sessions').all() as { meta: string }[]).map((r) => JSON.parse(r.meta) as SessionMeta);
+  }
+
+  // --- registration tokens: which token registered (or renewed) which session, so that a token whose
+  // session was ended is refused if posted again. A row lives until its token expires (after that the
+  // token is refused anyway): so the table holds at most the registrations of one token lifetime.
+  /** The session row and its token row, in one transaction. */
+  saveRegisteredSession(meta: SessionMeta, token: { id: string; expiresAtMs: number }): void {
+    this.db.transaction(() => {
+      this.saveSession(meta);
+      this.db.prepare('INSERT INTO registration_tokens (token_id, session_id, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT (token_id) DO NOTHING').run(token.id, meta.id, token.expiresAtMs);
+    })();
+  }
+  /**
+   * Forgets a registered session; `endedAtMs`: it was ended, and its tokens are refused from now on. An
+   * expiry leaves the token rows alone: with server.workers > 1 a worker may sweep a session the admin
+   * worker has just renewed, and the renewal's token must still be known when the session is ended.
+   */
+  deleteRegisteredSession(id: string, endedAtMs: number | undefined): void {
+    this.db.transaction(() => {
+      this.deleteSession(id);
+      if (endedAtMs !== undefined) this.db.prepare('UPDATE registration_tokens SET ended_at_ms = ? WHERE session_id = ? AND ended_at_ms IS NULL').run(endedAtMs, id);
+    })();
+  }
+  /** The session a token registered and when that session was ended, if it was. */
+  endedToken(tokenId: string): { sessionId: string; endedAtMs: number } | undefined {
+    const row = this.db.prepare('SELECT session_id, ended_at_ms FROM registration_tokens WHERE token_id = ? AND ended_at_ms IS NOT NULL').get(tokenId) as { session_id: string; ended_at_ms: number } | undefined;
+    return row === undefined ? undefined : { sessionId: row.session_id, endedAtMs: row.ended_at_ms };
+  }
+  pruneRegistrationTokens(nowMs: number): number {
+    return this.db.prepare('DELETE FROM registration_tokens WHERE expires_at_ms <= ?').run(nowMs).changes;
   }
 
   // --- quarantines

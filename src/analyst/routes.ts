@@ -145,7 +145,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     {
       method: 'DELETE', path: '/v1/sessions/:id', allow: REGISTER,
       handler: (req) => {
-        if (!d.sessions.deregister(req.params.id!)) throw new WardenError('ERR_NOT_FOUND', `no registered session with id "${req.params.id}"`);
+        if (!d.sessions.deregister(req.params.id!, d.nowMs())) throw new WardenError('ERR_NOT_FOUND', `no registered session with id "${req.params.id}"`);
         d.metrics.sessionsLive.set(d.sessions.liveCount(d.nowMs()));
         return { status: 204 };
       },

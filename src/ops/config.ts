@@ -190,6 +190,8 @@ const configSchema = z
         static: z.array(staticSessionSchema).default([{ id: 'local', addresses: ['127.0.0.1/32', '::1'], type: 'interactive', user: 'local', role: 'developer' }]),
         signing_keys: z.array(signingKeySchema).default([]),
         max_ttl_s: z.number().int().min(60).default(86_400),
+        // A registration claims at most this many addresses in all (256: one IPv4 /24 or IPv6 /120).
+        max_addresses_per_session: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(256),
         history_per_session: z.number().int().min(0).max(10_000).default(200),
       })
       .strict()

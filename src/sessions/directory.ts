@@ -1,13 +1,14 @@
 // Who may resolve: static sessions from config and sessions registered by the agent runtime with a
-// signed JWT. Maps a source address to its live session; owns each session's per-session state
-// (the policy's window) and its bounded recent-query history. Never decides a verdict.
-import { BlockList, isIP } from 'node:net';
+// signed JWT. Maps a source address to its live session (through an address index, so neither a
+// lookup nor a registration's overlap check grows with the number of sessions); owns each session's
+// per-session state (the policy's window) and its bounded recent-query history. Never decides a verdict.
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 // jose is loaded when a registration key or token is first handled: a resolver without dynamic
 // sessions never needs it (it costs ~10 MB of RSS).
 const jose = (): Promise<typeof import('jose')> => import('jose');
 import { z } from 'zod';
+import { AddressIndex, addressKey, cidrKey, type AddressKey } from './address-index.js';
 import { cidr, parseCidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from '../ops/config.js';
 import { ConfigError, WardenError, messageOf } from '../errors.js';
 
@@ -59,7 +60,21 @@ const claimsSchema = z.object({
   session_type: sessionTypeSchema,
   addresses: z.array(cidr).min(1).max(64),
   exp: z.number().int(),
+  // What tells one token from another, for refusing a token whose session was ended (see tokenIdOf).
+  jti: z.string().min(1).max(256).optional(),
+  iat: z.number().optional(),
 });
+
+/** A registration token as remembered: an id (never the token itself) and when the token expires. */
+export interface RegistrationToken {
+  readonly id: string;
+  readonly expiresAtMs: number;
+}
+
+/** The token's identity: its key and session, then its jti, or else when it was issued and expires. */
+function tokenIdOf(kid: string, c: z.infer<typeof claimsSchema>): string {
+  return JSON.stringify(c.jti !== undefined ? [kid, c.sid, 'jti', c.jti] : [kid, c.sid, 'iat', c.iat ?? null, 'exp', c.exp]);
+}
 
 export interface VerifyKey {
   readonly alg: 'HS256' | 'EdDSA';
@@ -95,36 +110,33 @@ export async function loadSigningKeys(keys: readonly SigningKeyConfig[]): Promis
   return out;
 }
 
-/** Two CIDRs overlap when either contains the other's network address. */
-function overlaps(a: BlockList, aCidrs: readonly string[], b: BlockList, bCidrs: readonly string[]): boolean {
-  for (const c of bCidrs) {
-    const p = parseCidr(c)!;
-    if (a.check(p.address, p.family === 4 ? 'ipv4' : 'ipv6')) return true;
-  }
-  for (const c of aCidrs) {
-    const p = parseCidr(c)!;
-    if (b.check(p.address, p.family === 4 ? 'ipv4' : 'ipv6')) return true;
-  }
-  return false;
+/** A session's CIDRs as index keys (validated CIDRs: config and claims are checked before they get here). */
+function keysOf(cidrs: readonly string[]): { key: AddressKey; len: number }[] {
+  return cidrs.map((c) => {
+    const k = cidrKey(c);
+    if (k === undefined) throw new WardenError('ERR_BAD_CLAIMS', `not a CIDR: ${JSON.stringify(c)}`);
+    return k;
+  });
 }
 
-/** Whether two address lists (CIDRs) share an address. */
+/** Whether two address lists (CIDRs) share an address (a quarantine follows its session's addresses). */
 export function addressesOverlap(a: readonly string[], b: readonly string[]): boolean {
-  return overlaps(blockListOf(a), a, blockListOf(b), b);
+  const index = new AddressIndex<true>();
+  for (const { key, len } of keysOf(a)) index.add(key, len, true);
+  return keysOf(b).some(({ key, len }) => index.overlapping(key, len, () => true) !== undefined);
 }
 
-function blockListOf(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
+/** Default of sessions.max_addresses_per_session: one IPv4 /24 or IPv6 /120. */
+const DEFAULT_MAX_ADDRESSES = 256;
+
+/** How many addresses the CIDRs cover in all (2^128 is still a finite double). */
+export function addressCount(cidrs: readonly string[]): number {
+  let n = 0;
   for (const c of cidrs) {
     const p = parseCidr(c)!;
-    list.addSubnet(p.address, p.prefix, p.family === 4 ? 'ipv4' : 'ipv6');
+    n += 2 ** ((p.family === 4 ? 32 : 128) - p.prefix);
   }
-  return list;
-}
-
-/** "::ffff:10.0.0.1" (a v4 client on a dual-stack socket) → "10.0.0.1". */
-function canonicalAddress(address: string): string {
-  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  return n;
 }
 
 // A cache from source address to session, so the hot path is one Map lookup; cleared on any change.
@@ -133,15 +145,27 @@ const ADDRESS_CACHE_MAX = 65_536;
 export interface SessionStoreHooks {
   /** A verified registration (or renewal), before it is stored or takes effect: a throw refuses it. */
   registering?(meta: SessionMeta): void;
-  saveRegistered(meta: SessionMeta): void;
-  deleteRegistered(id: string): void;
+  /** Stores a registration (or renewal) and the token that made it. */
+  saveRegistered(meta: SessionMeta, token: RegistrationToken): void;
+  /** Forgets a registered session: ended (endedAtMs: its tokens are refused from now on) or expired. */
+  deleteRegistered(id: string, endedAtMs?: number): void;
+  /** If the token registered a session that was since ended: which, and when. */
+  endedToken(tokenId: string): { sessionId: string; endedAtMs: number } | undefined;
   /** The stored recent-query history of a session (so a restart keeps it). */
   loadHistory(id: string): HistoryEntry[];
 }
 
+interface Entry<S> {
+  readonly session: Session<S>;
+  readonly cidrs: readonly { key: AddressKey; len: number }[];
+}
+
 export class SessionDirectory<S> {
-  #entries: { session: Session<S>; list: BlockList }[] = [];
-  readonly #byId = new Map<string, { session: Session<S>; list: BlockList }>();
+  readonly #byId = new Map<string, Entry<S>>();
+  /** Every session's CIDRs; a lookup takes the longest live prefix (static sessions may nest). */
+  readonly #index = new AddressIndex<Session<S>>();
+  /** liveCount() without a scan: valid while no counted session can have expired (see #countLive). */
+  #live: { count: number; untilMs: number } | null = null;
   readonly #byAddress = new Map<string, { readonly session: Session<S> } | null>();
   readonly #newState: () => S;
   readonly #historyMax: number;
@@ -150,12 +174,14 @@ export class SessionDirectory<S> {
   readonly #dirty = new Set<Session<S>>();
   #keys: ReadonlyMap<string, VerifyKey>;
   #maxTtlSec: number;
+  #maxAddresses: number;
 
-  constructor(opts: { newState: () => S; historyMax: number; keys: ReadonlyMap<string, VerifyKey>; maxTtlSec: number; hooks?: SessionStoreHooks }) {
+  constructor(opts: { newState: () => S; historyMax: number; keys: ReadonlyMap<string, VerifyKey>; maxTtlSec: number; maxAddresses?: number; hooks?: SessionStoreHooks }) {
     this.#newState = opts.newState;
     this.#historyMax = opts.historyMax;
     this.#keys = opts.keys;
     this.#maxTtlSec = opts.maxTtlSec;
+    this.#maxAddresses = opts.maxAddresses ?? DEFAULT_MAX_ADDRESSES;
     this.#hooks = opts.hooks;
   }
 
@@ -164,35 +190,60 @@ export class SessionDirectory<S> {
     // Validate first: a failed reload must leave the running sessions as they were.
     for (const [i, s] of statics.entries()) {
       if (this.#byId.get(s.id)?.session.origin === 'registered') throw new ConfigError(`sessions.static[${i}].id`, `"${s.id}" is also a registered session`);
+      // The other side of the registration's overlap check: a reload may not take a live registration's addresses.
+      const registered = (x: Session<S>): boolean => x.origin === 'registered' && x.expiresAtMs > nowMs;
+      for (const [j, c] of s.addresses.entries()) {
+        const k = cidrKey(c);
+        const owner = k === undefined ? undefined : this.#index.overlapping(k.key, k.len, registered);
+        if (owner !== undefined) throw new ConfigError(`sessions.static[${i}].addresses[${j}]`, `"${c}" overlaps the addresses of live registered session "${owner.id}" (end it first)`);
+      }
     }
     const previous = new Map<string, Session<S>>();
     for (const [id, entry] of this.#byId) {
       if (entry.session.origin !== 'static') continue;
       previous.set(id, entry.session);
-      this.#byId.delete(id);
+      this.#remove(id);
     }
     for (const s of statics) {
       // A static session that stays keeps its window and history across a reload.
       this.#put({ id: s.id, user: s.user, role: s.role, type: s.type, addresses: [...s.addresses], origin: 'static', expiresAtMs: Infinity, registeredAtMs: nowMs }, previous.get(s.id));
     }
-    this.#rebuild();
+    this.#changed();
   }
 
-  setKeys(keys: ReadonlyMap<string, VerifyKey>, maxTtlSec: number): void {
+  setKeys(keys: ReadonlyMap<string, VerifyKey>, maxTtlSec: number, maxAddresses = DEFAULT_MAX_ADDRESSES): void {
     this.#keys = keys;
     this.#maxTtlSec = maxTtlSec;
+    this.#maxAddresses = maxAddresses;
   }
 
   /** Restores registered sessions from the store at start (expired ones are skipped). */
   restore(metas: readonly SessionMeta[], nowMs: number): void {
     for (const m of metas) if (m.expiresAtMs > nowMs && !this.#byId.has(m.id)) this.#put(m);
-    this.#rebuild();
+    this.#changed();
   }
 
+  /** Adds (or replaces) a session under its id and addresses. */
   #put(meta: SessionMeta, keep?: Session<S>): Session<S> {
+    const cidrs = keysOf(meta.addresses);
+    this.#remove(meta.id);
     const session: Session<S> = { ...meta, state: keep?.state ?? this.#newState(), history: keep?.history ?? this.#loadHistory(meta.id) };
-    this.#byId.set(meta.id, { session, list: blockListOf(meta.addresses) });
+    this.#byId.set(meta.id, { session, cidrs });
+    for (const c of cidrs) this.#index.add(c.key, c.len, session);
+    if (this.#live !== null) {
+      this.#live.count++;
+      this.#live.untilMs = Math.min(this.#live.untilMs, session.expiresAtMs);
+    }
     return session;
+  }
+
+  #remove(id: string): void {
+    const entry = this.#byId.get(id);
+    if (entry === undefined) return;
+    this.#byId.delete(id);
+    for (const c of entry.cidrs) this.#index.remove(c.key, c.len, entry.session);
+    // Counted sessions are exactly those expiring at or after untilMs (see #countLive).
+    if (this.#live !== null && entry.session.expiresAtMs >= this.#live.untilMs) this.#live.count--;
   }
 
   #loadHistory(id: string): HistoryEntry[] {
@@ -200,8 +251,8 @@ export class SessionDirectory<S> {
     return stored.slice(-this.#historyMax);
   }
 
-  #rebuild(): void {
-    this.#entries = [...this.#byId.values()];
+  /** After any change: an address may now belong to another session, or to none. */
+  #changed(): void {
     this.#byAddress.clear();
   }
 
@@ -210,7 +261,7 @@ export class SessionDirectory<S> {
     let admitted = this.#byAddress.get(address);
     // Not cached yet, or cached but expired: an address may since belong to a newer, live session.
     if (admitted === undefined || (admitted !== null && admitted.session.expiresAtMs <= atMs)) {
-      const found = this.#lookup(canonicalAddress(address), atMs);
+      const found = this.#lookup(address, atMs);
       if (this.#byAddress.size >= ADDRESS_CACHE_MAX) this.#byAddress.clear();
       // The admission object itself is cached: a query allocates nothing here.
       const fresh = found === undefined ? null : { session: found };
@@ -223,9 +274,8 @@ export class SessionDirectory<S> {
 
   /** The live session owning `address`, or undefined. */
   #lookup(address: string, atMs: number): Session<S> | undefined {
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    for (const e of this.#entries) if (e.session.expiresAtMs > atMs && e.list.check(address, family)) return e.session;
-    return undefined;
+    const key = addressKey(address); // "::ffff:10.0.0.1" and "10.0.0.1" are one key
+    return key === undefined ? undefined : this.#index.lookup(key, (s) => s.expiresAtMs > atMs);
   }
 
   get(id: string): Session<S> | undefined {
@@ -233,13 +283,27 @@ export class SessionDirectory<S> {
   }
 
   list(): Session<S>[] {
-    return this.#entries.map((e) => e.session);
+    return [...this.#byId.values()].map((e) => e.session);
   }
 
+  /** Sessions not expired at nowMs; a scan only once a session may have expired since the last one. */
   liveCount(nowMs: number): number {
-    let n = 0;
-    for (const e of this.#entries) if (e.session.expiresAtMs > nowMs) n++;
-    return n;
+    if (this.#live === null || nowMs >= this.#live.untilMs) this.#live = this.#countLive(nowMs);
+    return this.#live.count;
+  }
+
+  // Counts the sessions live at nowMs; untilMs is the earliest expiry among them, so every counted session
+  // expires at or after untilMs and every uncounted one before it (expired ones have expiresAtMs <= nowMs).
+  // #put and #remove keep that true, so the count stays exact until nowMs reaches untilMs.
+  #countLive(nowMs: number): { count: number; untilMs: number } {
+    let count = 0;
+    let untilMs = Infinity;
+    for (const { session } of this.#byId.values()) {
+      if (session.expiresAtMs <= nowMs) continue;
+      count++;
+      untilMs = Math.min(untilMs, session.expiresAtMs);
+    }
+    return { count, untilMs };
   }
 
   /** Verifies a registration JWT and registers (or renews) its session. Throws WardenError saying why. */
@@ -270,21 +334,32 @@ export class SessionDirectory<S> {
       throw new WardenError('ERR_BAD_CLAIMS', `claim "${issue.path.join('.')}": ${issue.message}`);
     }
     const c = parsed.data;
+    // A token whose session was ended stays dead: ending a session must not be undone by replaying its token.
+    const tokenId = tokenIdOf(kid, c);
+    const ended = this.#hooks?.endedToken(tokenId);
+    if (ended !== undefined) {
+      throw new WardenError('ERR_TOKEN_REVOKED', `this token registered session "${ended.sessionId}", which was ended at ${new Date(ended.endedAtMs).toISOString()}; sign a new token to register again`);
+    }
+    // A registration may not claim the Internet: the cap counts every address of every CIDR.
+    const claimed = addressCount(c.addresses);
+    if (claimed > this.#maxAddresses) {
+      throw new WardenError('ERR_BAD_CLAIMS', `claim "addresses": ${claimed} addresses, over the limit of ${this.#maxAddresses} per session (sessions.max_addresses_per_session)`);
+    }
     const expiresAtMs = Math.min(c.exp * 1000, nowMs + this.#maxTtlSec * 1000);
-    const list = blockListOf(c.addresses);
-    for (const e of this.#entries) {
-      if (e.session.id === c.sid || e.session.expiresAtMs <= nowMs) continue;
-      if (overlaps(list, c.addresses, e.list, e.session.addresses)) {
-        throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(c.addresses)} is already owned by live session "${e.session.id}"`);
+    const others = (s: Session<S>): boolean => s.id !== c.sid && s.expiresAtMs > nowMs;
+    for (const k of keysOf(c.addresses)) {
+      const owner = this.#index.overlapping(k.key, k.len, others);
+      if (owner !== undefined) {
+        throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(c.addresses)} is already owned by live session "${owner.id}"`);
       }
     }
     const previous = this.#byId.get(c.sid);
     if (previous?.session.origin === 'static') throw new WardenError('ERR_SESSION_CONFLICT', `session id "${c.sid}" is a static session`);
     const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
     this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
-    this.#hooks?.saveRegistered(meta); // persisted before it takes effect
+    this.#hooks?.saveRegistered(meta, { id: tokenId, expiresAtMs: c.exp * 1000 }); // persisted before it takes effect
     const session = this.#put(meta, previous?.session);
-    this.#rebuild();
+    this.#changed();
     return session;
   }
 
@@ -293,23 +368,23 @@ export class SessionDirectory<S> {
     const previous = this.#byId.get(meta.id)?.session;
     if (previous?.origin === 'static') return;
     this.#put(meta, previous);
-    this.#rebuild();
+    this.#changed();
   }
 
   /** A registered session another worker ended (the store already forgot it). */
   drop(id: string): void {
     if (this.#byId.get(id)?.session.origin !== 'registered') return;
-    this.#byId.delete(id);
-    this.#rebuild();
+    this.#remove(id);
+    this.#changed();
   }
 
   /** Ends a registered session at once. Returns false if there is no such registered session. */
-  deregister(id: string): boolean {
+  deregister(id: string, nowMs = Date.now()): boolean {
     const entry = this.#byId.get(id);
     if (entry === undefined || entry.session.origin !== 'registered') return false;
-    this.#hooks?.deleteRegistered(id);
-    this.#byId.delete(id);
-    this.#rebuild();
+    this.#hooks?.deleteRegistered(id, nowMs);
+    this.#remove(id);
+    this.#changed();
     return true;
   }
 
@@ -319,11 +394,11 @@ export class SessionDirectory<S> {
     for (const [id, e] of this.#byId) {
       if (e.session.origin === 'registered' && e.session.expiresAtMs <= nowMs) {
         this.#hooks?.deleteRegistered(id);
-        this.#byId.delete(id);
+        this.#remove(id);
         n++;
       }
     }
-    if (n > 0) this.#rebuild();
+    if (n > 0) this.#changed();
     return n;
   }
 

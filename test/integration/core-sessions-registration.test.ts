@@ -171,6 +171,23 @@ describe('registration with a signed token', () => {
     expect(errorOf(res.json).code).toBe('ERR_SESSION_CONFLICT');
   });
 
+  it('rejects a claim over sessions.max_addresses_per_session (128.0.0.0/1) with 400, registering nothing', async () => {
+    const res = await register(await signHs(claimsFor('half-the-internet', '127.0.0.22', { addresses: ['128.0.0.0/1'] })));
+    expect(res.status).toBe(400);
+    expect(errorOf(res.json)).toMatchObject({ code: 'ERR_BAD_CLAIMS', message: expect.stringContaining('max_addresses_per_session') });
+    expect((await warden.admin('/v1/sessions/half-the-internet')).status).toBe(404);
+  });
+
+  it('rejects a range containing the static session (127.0.0.0/24) with 409, and its IPv4-mapped form too', async () => {
+    for (const addresses of [['127.0.0.0/24'], ['::ffff:127.0.0.0/120']]) {
+      const res = await register(await signHs(claimsFor('around-static', '127.0.0.23', { addresses })));
+      expect(res.status).toBe(409);
+      expect(errorOf(res.json)).toMatchObject({ code: 'ERR_SESSION_CONFLICT', message: expect.stringContaining(TEST_SESSION.id) });
+    }
+    await expectAnswered('127.0.0.1');
+    await expectRefused('127.0.0.23');
+  });
+
   it('needs the admin token: none or a wrong one is 401 and registers nothing', async () => {
     const token = await signHs(claimsFor('no-admin', '127.0.0.21'));
     expect((await register(token, null)).status).toBe(401);
@@ -206,6 +223,25 @@ describe('ending a session', () => {
     errorOf(res.json);
     expect((await warden.admin('/v1/sessions/hs-session', { method: 'DELETE', token: null })).status).toBe(401);
     await expectAnswered('127.0.0.3');
+  });
+
+  it('the token of an ended session is refused if posted again (401 ERR_TOKEN_REVOKED), renewed or not; a new token registers again', async () => {
+    const first = await signHs(claimsFor('replayed', '127.0.0.32', { iat: nowS() - 5 }));
+    const renewal = await signEd(claimsFor('replayed', '127.0.0.32', { jti: 'renewal-1', exp: nowS() + 900 }));
+    expect((await register(first)).status).toBe(201);
+    expect((await register(renewal)).status).toBe(201);
+    expect((await warden.admin('/v1/sessions/replayed', { method: 'DELETE' })).status).toBe(204);
+    for (const token of [first, renewal]) {
+      const res = await register(token);
+      expect(res.status).toBe(401);
+      expect(errorOf(res.json)).toMatchObject({ code: 'ERR_TOKEN_REVOKED', message: expect.stringContaining('"replayed"') });
+      await expectRefused('127.0.0.32');
+    }
+    expect(metricValue(await warden.app.metricsText(), 'dnswarden_registrations_total', { result: 'token_revoked' })).toBe(2);
+    // The runtime may start the session again with a token it signs anew.
+    const again = await register(await signHs(claimsFor('replayed', '127.0.0.32', { jti: 'second-start' })));
+    expect(again.status).toBe(201);
+    await expectAnswered('127.0.0.32');
   });
 
   it('the freed address can be registered by a new session', async () => {
