@@ -203,7 +203,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       if (s !== undefined) s.state = policy.newSessionState();
     }, (change) => publish({ kind: 'quarantine', change }));
 
-    const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
+    const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, config.cache.max_ttl_s, metrics, nowMs);
     closers.push(() => upstreamPool.close());
     const cache = new CachingResolver(upstreamPool, config.cache, metrics, nowMs);
 

@@ -44,15 +44,18 @@ class PooledSocket {
 export class UdpExchange {
   readonly #target: UdpTarget;
   readonly #queriesPerSocket: number;
+  readonly #maxTtlSec: number;
   readonly #onRejected: RejectedReply;
   /** Sockets that still take new queries; a retired socket leaves this list and closes once drained. */
   readonly #open: PooledSocket[] = [];
   readonly #all = new Set<PooledSocket>();
   #closed = false;
 
-  constructor(target: UdpTarget, queriesPerSocket: number, onRejected: RejectedReply) {
+  /** `maxTtlSec`: the cap on every TTL in a reply (see decodeUpstreamReply). */
+  constructor(target: UdpTarget, queriesPerSocket: number, maxTtlSec: number, onRejected: RejectedReply) {
     this.#target = target;
     this.#queriesPerSocket = queriesPerSocket;
+    this.#maxTtlSec = maxTtlSec;
     this.#onRejected = onRejected;
   }
 
@@ -125,7 +128,7 @@ export class UdpExchange {
     const pending = pooled.pending.get(id);
     const reply = pending === undefined
       ? new WardenError('ERR_UPSTREAM_MISMATCH', 'upstream reply ID matches no query in flight')
-      : decodeUpstreamReply(msg, pending.q, id);
+      : decodeUpstreamReply(msg, pending.q, id, this.#maxTtlSec);
     if (reply instanceof WardenError) {
       // Spoofed, late or garbled: ignored (the query keeps waiting), counted, and this port is given up.
       this.#onRejected(reply);

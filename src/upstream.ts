@@ -35,17 +35,20 @@ const DEMOTE_MS = 5000;
 export class UpstreamPool implements Resolver {
   readonly #upstreams: Upstream[];
   readonly #totalTimeoutMs: number;
+  readonly #maxTtlSec: number;
   readonly #metrics: Metrics;
   readonly #nowMs: () => number;
 
-  constructor(configs: readonly UpstreamConfig[], totalTimeoutMs: number, queriesPerSocket: number, metrics: Metrics, nowMs: () => number) {
+  /** `maxTtlSec`: TTLs in upstream replies are capped at this (the cache's max TTL) before anyone sees them. */
+  constructor(configs: readonly UpstreamConfig[], totalTimeoutMs: number, queriesPerSocket: number, maxTtlSec: number, metrics: Metrics, nowMs: () => number) {
     this.#upstreams = configs.map((c) => {
       const { host, port } = splitHostPort(c.address)!;
       const target = { label: c.address, host, port, family: host.includes(':') ? 'udp6' as const : 'udp4' as const };
-      const udp = new UdpExchange(target, queriesPerSocket, (err) => metrics.upstreamFailures.inc({ upstream: c.address, reason: reasonOf(err) }));
+      const udp = new UdpExchange(target, queriesPerSocket, maxTtlSec, (err) => metrics.upstreamFailures.inc({ upstream: c.address, reason: reasonOf(err) }));
       return { ...target, timeoutMs: c.timeout_ms, udp, failedAtMs: -Infinity };
     });
     this.#totalTimeoutMs = totalTimeoutMs;
+    this.#maxTtlSec = maxTtlSec;
     this.#metrics = metrics;
     this.#nowMs = nowMs;
   }
@@ -118,7 +121,7 @@ export class UpstreamPool implements Resolver {
         if (buffered.length < 2) return;
         const length = buffered.readUInt16BE(0);
         if (buffered.length < 2 + length) return;
-        finish(decodeUpstreamReply(buffered.subarray(2, 2 + length), q, id));
+        finish(decodeUpstreamReply(buffered.subarray(2, 2 + length), q, id, this.#maxTtlSec));
       });
       socket.on('end', () => finish(new WardenError('ERR_UPSTREAM_NETWORK', `${upstream.label}/tcp closed before a reply`)));
     });

@@ -248,8 +248,13 @@ export interface Reply {
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
 
-/** Parses an upstream reply and checks it answers `q` (ID, name case-insensitively, type, class). */
-export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): Reply | WardenError {
+/**
+ * Parses an upstream reply and checks it answers `q` (ID, name case-insensitively, type, class).
+ * Every TTL is capped at `maxTtlSec` (the cache's max TTL), and one with the top bit set is 0
+ * (RFC 2181 §8), in the bytes themselves: clients and the cache see the same capped values.
+ * `buf` is ours (a received message) and is patched in place.
+ */
+export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, maxTtlSec: number): Reply | WardenError {
   if (buf.length < HEADER_BYTES) return new WardenError('ERR_WIRE_FORMAT', 'upstream reply shorter than a header');
   if (buf.readUInt16BE(0) !== expectedId) return new WardenError('ERR_UPSTREAM_MISMATCH', 'upstream reply ID does not match');
   const flags = buf.readUInt16BE(2);
@@ -290,7 +295,9 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
       offset = rr.end;
       continue;
     }
-    const ttl = buf.readUInt32BE(rr.ttlOffset) & 0x7fffffff;
+    const rawTtl = buf.readUInt32BE(rr.ttlOffset);
+    const ttl = rawTtl > 0x7fffffff ? 0 : Math.min(rawTtl, maxTtlSec);
+    if (ttl !== rawTtl) buf.writeUInt32BE(ttl, rr.ttlOffset);
     ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + (rr.ttlOffset - offset));
     if (i < counts[0]) {
       minAnswerTtl = Math.min(minAnswerTtl, ttl);
