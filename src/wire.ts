@@ -239,7 +239,7 @@ export interface Reply {
    */
   readonly body: string;
   readonly ttlOffsets: string;
-  /** The upstream's own RFC 8914 EDE options (raw, latin1), passed on to clients that speak EDNS. */
+  /** The upstream's own RFC 8914 EDE options (raw, latin1), passed on to clients that speak EDNS; ours for a SERVFAIL without one. */
   readonly edeOptions: string;
   /** TTL the cache may keep this for: min answer TTL; for negative answers min(SOA TTL, SOA MINIMUM) (RFC 2308 §5). */
   readonly cacheTtlSec: number | undefined;
@@ -247,6 +247,23 @@ export interface Reply {
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
+
+/**
+ * The EDE a client gets with an upstream SERVFAIL that carries none of its own: 0 (Other) with a text
+ * saying what happened. We reached the upstream and it answered, so neither 22 (No Reachable Authority)
+ * nor 23 (Network Error) is true of us, and why the upstream failed is not ours to guess (RFC 8914 §4.1:
+ * Other SHOULD carry an EXTRA-TEXT). It never names the upstream: the agent need not learn where it is.
+ */
+const UPSTREAM_SERVFAIL_EDE = edeOption(0, 'upstream answered SERVFAIL');
+
+function edeOption(code: number, text: string): string {
+  const option = Buffer.alloc(6 + Buffer.byteLength(text, 'utf8'));
+  option.writeUInt16BE(OPT_CODE_EDE, 0);
+  option.writeUInt16BE(option.length - 4, 2);
+  option.writeUInt16BE(code, 4);
+  option.write(text, 6, 'utf8');
+  return option.toString('latin1');
+}
 
 /**
  * Parses an upstream reply and checks it answers `q` (ID, name case-insensitively, type, class).
@@ -311,6 +328,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
     keptBytes += rr.end - offset;
     offset = rr.end;
   }
+  if (rcode === RCODE.SERVFAIL && edeOptions === '') edeOptions = UPSTREAM_SERVFAIL_EDE;
   const answerCount = counts[0];
   const cacheTtlSec = answerCount > 0 && Number.isFinite(minAnswerTtl) ? minAnswerTtl : negativeTtl;
   return {
