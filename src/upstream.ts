@@ -1,6 +1,7 @@
 // The terminal resolver: forwards a query to the configured upstreams. A random ID per attempt on a
 // random source port that rotates (see upstream-udp.ts); a reply counts only if it comes from the
-// upstream's address and matches ID and question; TC → the same upstream over TCP (a fresh connection);
+// upstream's address and matches ID and question; TC → the same upstream over TCP (a fresh connection),
+// where TC again is a failure of that upstream;
 // a per-upstream timeout then the next upstream, all within the total budget. Failure is a value, never a throw.
 import { connect } from 'node:net';
 import { randomInt } from 'node:crypto';
@@ -121,7 +122,11 @@ export class UpstreamPool implements Resolver {
         if (buffered.length < 2) return;
         const length = buffered.readUInt16BE(0);
         if (buffered.length < 2 + length) return;
-        finish(decodeUpstreamReply(buffered.subarray(2, 2 + length), q, id, this.#maxTtlSec));
+        const reply = decodeUpstreamReply(buffered.subarray(2, 2 + length), q, id, this.#maxTtlSec);
+        // TC=1 over TCP has no larger transport to retry on (RFC 7766 §6.2.1): that upstream failed, and the
+        // client, which must never see TC=1 over TCP, gets the next upstream's answer or SERVFAIL + EDE.
+        if (!(reply instanceof WardenError) && reply.tc) finish(new WardenError('ERR_WIRE_FORMAT', `${upstream.label}/tcp: truncated reply over TCP`));
+        else finish(reply);
       });
       socket.on('end', () => finish(new WardenError('ERR_UPSTREAM_NETWORK', `${upstream.label}/tcp closed before a reply`)));
     });

@@ -1,11 +1,12 @@
 // What a misbehaving upstream puts in its replies never reaches the agent as is: TTLs are capped at
-// cache.max_ttl_s (a TTL with the top bit set is 0, RFC 2181 §8). A real scripted upstream on loopback
+// cache.max_ttl_s (a TTL with the top bit set is 0, RFC 2181 §8); a reply truncated over TCP too is a
+// failure of that upstream (the agent never gets TC=1 over TCP). A real scripted upstream on loopback
 // sends hand-built bytes; the agent side is the independent dns2 client over real sockets.
 import { afterAll, describe, expect, it } from 'vitest';
-import { query } from '../helpers/dns-client.js';
+import { query, type Transport } from '../helpers/dns-client.js';
 import { fakeReply, qnameOf, rdata, TYPE } from '../helpers/fake-reply.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/upstream.js';
-import { startWarden, type Warden } from '../helpers/warden.js';
+import { metricValue, startWarden, type Warden } from '../helpers/warden.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterAll(async () => {
@@ -64,5 +65,32 @@ describe('TTLs from the upstream', () => {
     expect(asked.filter((n) => n === 'forever.example.org')).toHaveLength(1);
     expect(asked.filter((n) => n === 'short.example.org')).toHaveLength(1);
     expect(asked.filter((n) => n === 'topbit.example.org')).toHaveLength(2);
+  });
+});
+
+describe('an upstream that sets TC=1 over TCP too', () => {
+  /** TC=1 with no records on UDP and on TCP alike: a broken upstream (or one behind a broken middlebox). */
+  const alwaysTruncated = (q: Buffer): Buffer => fakeReply(q, { flags: 0x0380 });
+  const good = (q: Buffer): Buffer => fakeReply(q, { answers: [{ name: qnameOf(q), type: TYPE.A, rdata: rdata.a('192.0.2.88') }] });
+
+  it.each<Transport>(['tcp', 'udp'])('fails over to the next upstream; the %s client gets its answer without TC', async (transport) => {
+    const truncating = await scripted(alwaysTruncated);
+    const second = await scripted(good);
+    const w = await warden({ upstreams: [{ address: truncating.hostPort, timeout_ms: 1000 }, { address: second.hostPort, timeout_ms: 1000 }] });
+    const r = await query({ server: w.dns, transport, name: `tc-${transport}.example.org`, type: 'A' });
+    expect(r.rcode).toBe('NOERROR');
+    expect(r.tc).toBe(false);
+    expect(r.answers.map((a) => a.data)).toEqual(['192.0.2.88']);
+    expect(truncating.received.map((q) => q.transport)).toEqual(['udp', 'tcp']); // it was asked over TCP, and failed there
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_upstream_failures_total', { upstream: truncating.hostPort, reason: 'malformed' })).toBe(1);
+  });
+
+  it.each<Transport>(['tcp', 'udp'])('with no other upstream: SERVFAIL + EDE 23 over %s, never TC=1', async (transport) => {
+    const truncating = await scripted(alwaysTruncated);
+    const w = await warden({ upstreams: [{ address: truncating.hostPort, timeout_ms: 1000 }] });
+    const r = await query({ server: w.dns, transport, name: `tc-only-${transport}.example.org`, type: 'A' });
+    expect(r.rcode).toBe('SERVFAIL');
+    expect(r.tc).toBe(false);
+    expect(r.ede?.code).toBe(23);
   });
 });
