@@ -1,12 +1,13 @@
 // Bytes ↔ the rest of the program. Owns: the query parser (header + question + OPT read straight
 // from the bytes, the name kept as sent), reading upstream replies without re-encoding them
-// (they are forwarded and cached as raw bytes with ID and TTLs patched), and encoding our own
+// (they are forwarded and cached as raw bytes with ID and TTLs patched; TTLs capped; records outside
+// the question's bailiwick removed, the only case where records are re-written), and encoding our own
 // replies. The only importer of dns-packet (our synthesized replies only). Never touches sockets.
 import dnsPacket from 'dns-packet';
 import { WardenError } from './errors.js';
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
-export const QTYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, OPT: 41, ANY: 255 } as const;
+export const QTYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, DNAME: 39, OPT: 41, ANY: 255 } as const;
 const CLASS_IN = 1;
 const HEADER_BYTES = 12;
 const OPT_CODE_EDE = 15;
@@ -104,15 +105,90 @@ function readName(buf: Buffer, offset: number, lower: boolean): { text: string; 
 }
 
 /** Skips one resource record; returns the offset after it, or undefined. */
-function skipRecord(buf: Buffer, offset: number): { type: number; cls: number; ttlOffset: number; rdOffset: number; end: number } | undefined {
-  const name = readName(buf, offset, false);
+function skipRecord(buf: Buffer, offset: number): { owner: string; type: number; cls: number; ttlOffset: number; rdOffset: number; end: number } | undefined {
+  const name = readName(buf, offset, true);
   if (name === undefined || name.end + 10 > buf.length) return undefined;
   const p = name.end;
   const rdLength = buf.readUInt16BE(p + 8);
   const end = p + 10 + rdLength;
   if (end > buf.length) return undefined;
-  return { type: buf.readUInt16BE(p), cls: buf.readUInt16BE(p + 2), ttlOffset: p + 4, rdOffset: p + 10, end };
+  return { owner: name.text, type: buf.readUInt16BE(p), cls: buf.readUInt16BE(p + 2), ttlOffset: p + 4, rdOffset: p + 10, end };
 }
+
+/** A name's wire bytes with every compression pointer followed (same limits as readName), or undefined. */
+function expandName(buf: Buffer, offset: number): { wire: Buffer; end: number } | undefined {
+  const labels: Buffer[] = [];
+  let pos = offset;
+  let end = -1;
+  let jumps = 0;
+  let length = 1;
+  for (;;) {
+    if (pos >= buf.length) return undefined;
+    const len = buf[pos]!;
+    if (len === 0) break;
+    if ((len & 0xc0) === 0xc0) {
+      if (pos + 1 >= buf.length) return undefined;
+      const target = ((len & 0x3f) << 8) | buf[pos + 1]!;
+      if (target >= pos || ++jumps > MAX_POINTER_JUMPS) return undefined;
+      if (end === -1) end = pos + 2;
+      pos = target;
+      continue;
+    }
+    if ((len & 0xc0) !== 0 || pos + 1 + len > buf.length) return undefined;
+    length += len + 1;
+    if (length > MAX_NAME_BYTES) return undefined;
+    labels.push(buf.subarray(pos, pos + 1 + len));
+    pos += 1 + len;
+  }
+  labels.push(ROOT_LABEL);
+  return { wire: Buffer.concat(labels, length), end: end === -1 ? pos + 1 : end };
+}
+
+const ROOT_LABEL = Buffer.from([0]);
+
+/**
+ * Where the names sit in the RDATA of the types RFC 1035 (and a few later RFCs) let servers compress:
+ * [bytes before the first name, number of names, ...]. Other types carry no pointers (RFC 3597 §4).
+ */
+const RDATA_NAMES: ReadonlyMap<number, readonly [number, number]> = new Map([
+  [2, [0, 1]], [3, [0, 1]], [4, [0, 1]], [5, [0, 1]], [7, [0, 1]], [8, [0, 1]], [9, [0, 1]], [12, [0, 1]], [39, [0, 1]], // NS MD MF CNAME MB MG MR PTR DNAME
+  [6, [0, 2]], [14, [0, 2]], [17, [0, 2]], // SOA MINFO RP
+  [15, [2, 1]], [18, [2, 1]], [21, [2, 1]], [33, [6, 1]], // MX AFSDB RT SRV
+]);
+
+/** One record re-written without compression pointers (owner and RDATA names expanded); undefined if malformed. */
+function expandRecord(buf: Buffer, offset: number, rr: { type: number; rdOffset: number; end: number }): { bytes: Buffer; ttlAt: number } | undefined {
+  const owner = expandName(buf, offset);
+  if (owner === undefined) return undefined;
+  const fixed = buf.subarray(owner.end, owner.end + 10);
+  const parts: Buffer[] = [owner.wire, fixed];
+  const layout = RDATA_NAMES.get(rr.type);
+  if (layout === undefined) {
+    parts.push(buf.subarray(rr.rdOffset, rr.end));
+  } else {
+    let p = rr.rdOffset + layout[0];
+    if (p > rr.end) return undefined;
+    parts.push(buf.subarray(rr.rdOffset, p));
+    for (let n = 0; n < layout[1]; n++) {
+      const name = expandName(buf, p);
+      if (name === undefined || name.end > rr.end) return undefined;
+      parts.push(name.wire);
+      p = name.end;
+    }
+    parts.push(buf.subarray(p, rr.end)); // SOA's five numbers
+  }
+  const bytes = Buffer.concat(parts);
+  bytes.writeUInt16BE(bytes.length - owner.wire.length - 10, owner.wire.length + 8);
+  return { bytes, ttlAt: owner.wire.length + 4 };
+}
+
+/** `name` is `zone` or below it (text names as readName gives them; the root is ''). */
+function isAtOrBelow(name: string, zone: string): boolean {
+  return zone === '' || name === zone || (name.length > zone.length && name.endsWith(zone) && name.charCodeAt(name.length - zone.length - 1) === 0x2e);
+}
+
+/** A CNAME/DNAME chain longer than this is cut (resolvers follow 8–16 links); it bounds the work per record. */
+const MAX_CHAIN_NAMES = 16;
 
 /** Parses a client query. Never throws: malformed input is a value. */
 export function decodeQuery(packet: Buffer, peer: Peer, atMs: number, ourUdpSize: number): Decoded {
@@ -286,6 +362,8 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
   const questionEnd = name.end + 4;
   if (questionEnd - HEADER_BYTES !== q.question.length) return new WardenError('ERR_UPSTREAM_MISMATCH', 'upstream reply question differs in length');
   const counts: [number, number, number] = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)];
+  const answersEnd = counts[0];
+  const authorityEnd = counts[0] + counts[1];
   let rcode = flags & 0x000f;
   let ttlOffsets = '';
   let edeOptions = '';
@@ -295,6 +373,13 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
   let negativeTtl: number | undefined;
   let offset = questionEnd;
   let keptBytes = 0;
+  // Bailiwick: answers must be the question's name or a link of the CNAME/DNAME chain from it; authority
+  // records must own a name at or above a chain name (its zone's SOA/NS); additional records must sit at or
+  // below a chain name or a kept authority owner. The rest is removed. Names are compared as text already
+  // read for the record, so an honest reply costs a few string compares and is still forwarded as its bytes.
+  const chain: string[] = [q.name];
+  const zones: string[] = [];
+  let stripped = false; // once a record is removed, later ones move: they are re-written without pointers
   const total = counts[0] + counts[1] + counts[2];
   for (let i = 0; i < total; i++) {
     const rr = skipRecord(buf, offset);
@@ -312,29 +397,88 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
       offset = rr.end;
       continue;
     }
+    const section = i < answersEnd ? 0 : i < authorityEnd ? 1 : 2;
+    if (!inBailiwick(buf, rr, section, chain, zones)) {
+      counts[section] -= 1;
+      stripped = true;
+      offset = rr.end;
+      continue;
+    }
     const rawTtl = buf.readUInt32BE(rr.ttlOffset);
     const ttl = rawTtl > 0x7fffffff ? 0 : Math.min(rawTtl, maxTtlSec);
     if (ttl !== rawTtl) buf.writeUInt32BE(ttl, rr.ttlOffset);
-    ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + (rr.ttlOffset - offset));
-    if (i < counts[0]) {
+    if (section === 0) {
       minAnswerTtl = Math.min(minAnswerTtl, ttl);
       if (rr.cls === CLASS_IN && rr.type === QTYPE.A && rr.end - rr.rdOffset === 4) (addresses ??= []).push(`${buf[rr.rdOffset]!}.${buf[rr.rdOffset + 1]!}.${buf[rr.rdOffset + 2]!}.${buf[rr.rdOffset + 3]!}`);
       if (rr.cls === CLASS_IN && rr.type === QTYPE.AAAA && rr.end - rr.rdOffset === 16) (addresses ??= []).push(formatIpv6(buf.subarray(rr.rdOffset, rr.end)));
-    } else if (i < counts[0] + counts[1] && rr.type === QTYPE.SOA) {
+    } else if (section === 1 && rr.type === QTYPE.SOA) {
       const soaMinimum = soaMinimumOf(buf, rr.rdOffset, rr.end);
       if (soaMinimum !== undefined) negativeTtl = Math.min(ttl, soaMinimum);
     }
-    kept.push(buf.subarray(offset, rr.end));
-    keptBytes += rr.end - offset;
+    if (stripped) {
+      const expanded = expandRecord(buf, offset, rr);
+      if (expanded === undefined) return new WardenError('ERR_WIRE_FORMAT', 'upstream reply record malformed');
+      ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + expanded.ttlAt);
+      kept.push(expanded.bytes);
+      keptBytes += expanded.bytes.length;
+    } else {
+      ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + (rr.ttlOffset - offset));
+      kept.push(buf.subarray(offset, rr.end));
+      keptBytes += rr.end - offset;
+    }
     offset = rr.end;
   }
   if (rcode === RCODE.SERVFAIL && edeOptions === '') edeOptions = UPSTREAM_SERVFAIL_EDE;
+  // What would not fit one DNS message with our OPT (expanded names grow a body) could only reach a TCP
+  // client truncated, which it must never be: it is a failure of the upstream instead.
+  if (HEADER_BYTES + q.question.length + keptBytes + 11 + edeOptions.length > 65_535) {
+    return new WardenError('ERR_WIRE_FORMAT', 'upstream reply too large to forward');
+  }
   const answerCount = counts[0];
   const cacheTtlSec = answerCount > 0 && Number.isFinite(minAnswerTtl) ? minAnswerTtl : negativeTtl;
   return {
     rcode, flags, tc, answerCount: counts[0], authorityCount: counts[1], additionalCount: counts[2],
     body: Buffer.concat(kept, keptBytes).toString('latin1'), ttlOffsets, edeOptions, cacheTtlSec, addresses: addresses ?? NO_ADDRESSES,
   };
+}
+
+/** Whether a record belongs to the answer for the chain (see decodeUpstreamReply); extends `chain` and `zones`. */
+function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: number; end: number }, section: 0 | 1 | 2, chain: string[], zones: string[]): boolean {
+  const owner = rr.owner;
+  if (section === 0) {
+    if (rr.type === QTYPE.DNAME) {
+      // A DNAME above a chain name redirects it (RFC 6672): the substituted name joins the chain.
+      let applies = false;
+      const target = readName(buf, rr.rdOffset, true);
+      for (let c = 0, n = chain.length; c < n; c++) {
+        const name = chain[c]!;
+        if (name === owner || !isAtOrBelow(name, owner)) continue;
+        applies = true;
+        const prefix = owner === '' ? name : name.slice(0, name.length - owner.length - 1);
+        const substituted = target === undefined ? undefined : target.text === '' ? prefix : `${prefix}.${target.text}`;
+        if (substituted !== undefined && chain.length < MAX_CHAIN_NAMES && !chain.includes(substituted)) chain.push(substituted);
+      }
+      return applies;
+    }
+    if (!chain.includes(owner)) return false;
+    if (rr.type === QTYPE.CNAME) {
+      const target = readName(buf, rr.rdOffset, true);
+      if (target !== undefined && chain.length < MAX_CHAIN_NAMES && !chain.includes(target.text)) chain.push(target.text);
+    }
+    return true;
+  }
+  if (section === 1) {
+    for (const name of chain) {
+      if (isAtOrBelow(name, owner)) {
+        if (zones.length < MAX_CHAIN_NAMES && !zones.includes(owner)) zones.push(owner);
+        return true;
+      }
+    }
+    return false;
+  }
+  for (const name of chain) if (isAtOrBelow(owner, name)) return true;
+  for (const zone of zones) if (isAtOrBelow(owner, zone)) return true;
+  return false;
 }
 
 /** The EDE options (code 15) among an OPT record's options, raw; '' when there are none or they are malformed. */

@@ -1,10 +1,12 @@
 // What a misbehaving upstream puts in its replies never reaches the agent as is: TTLs are capped at
 // cache.max_ttl_s (a TTL with the top bit set is 0, RFC 2181 §8); a reply truncated over TCP too is a
-// failure of that upstream (the agent never gets TC=1 over TCP). A real scripted upstream on loopback
+// failure of that upstream (the agent never gets TC=1 over TCP); records outside the question's bailiwick
+// (not the name or its CNAME/DNAME chain; authority/additional not in the chain's zones) are removed, the
+// rest forwarded intact even when names were compressed. A real scripted upstream on loopback
 // sends hand-built bytes; the agent side is the independent dns2 client over real sockets.
 import { afterAll, describe, expect, it } from 'vitest';
 import { query, type Transport } from '../helpers/dns-client.js';
-import { fakeReply, qnameOf, rdata, TYPE } from '../helpers/fake-reply.js';
+import { fakeReply, qnameOf, questionOf, rdata, TYPE } from '../helpers/fake-reply.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/upstream.js';
 import { metricValue, startWarden, type Warden } from '../helpers/warden.js';
 
@@ -39,7 +41,7 @@ describe('TTLs from the upstream', () => {
       const ttl = TTLS[name]!;
       return fakeReply(q, {
         answers: [{ name, type: TYPE.A, ttl, rdata: rdata.a('192.0.2.77') }],
-        authorities: [{ name: 'example.org', type: TYPE.NS, ttl, rdata: rdata.name('ns1.example.org') }],
+        authorities: [{ name: 'example.org', type: TYPE.NS, ttl, rdata: { name: 'ns1.example.org' } }],
       });
     });
     const w = await warden({ upstreams: [{ address: upstream.hostPort, timeout_ms: 1000 }], cache: { max_ttl_s: MAX_TTL } });
@@ -92,5 +94,96 @@ describe('an upstream that sets TC=1 over TCP too', () => {
     expect(r.rcode).toBe('SERVFAIL');
     expect(r.tc).toBe(false);
     expect(r.ede?.code).toBe(23);
+  });
+});
+
+describe('records outside the question\'s bailiwick', () => {
+  const names = (records: ReadonlyArray<{ name: string; type: string }>): string[] => records.map((r) => `${r.name.toLowerCase()} ${r.type}`);
+
+  /** Per query name: what the lying upstream answers (honest records mixed with injected ones). */
+  const REPLIES: Readonly<Record<string, (q: Buffer, compress: boolean) => Buffer>> = {
+    'www.victim.example': (q, compress) => fakeReply(q, {
+      compress,
+      answers: [
+        { name: 'www.victim.example', type: TYPE.A, rdata: rdata.a('192.0.2.1') },
+        { name: 'login.bank.example', type: TYPE.A, rdata: rdata.a('203.0.113.66') }, // injected
+      ],
+      authorities: [
+        { name: 'bank.example', type: TYPE.NS, rdata: { name: 'ns.attacker.example' } }, // injected
+        { name: 'victim.example', type: TYPE.NS, rdata: { name: 'ns1.victim.example' } },
+      ],
+      additionals: [
+        { name: 'ns.attacker.example', type: TYPE.A, rdata: rdata.a('203.0.113.67') }, // injected
+        // With compression this owner points into the NS record's RDATA above, which moves once the
+        // injected records before it are removed.
+        { name: 'ns1.victim.example', type: TYPE.A, rdata: rdata.a('192.0.2.53') },
+      ],
+    }),
+    'alias.victim.example': (q, compress) => fakeReply(q, {
+      compress,
+      answers: [
+        { name: 'alias.victim.example', type: TYPE.CNAME, rdata: { name: 'edge.cdn.example' } },
+        { name: 'unrelated.example', type: TYPE.A, rdata: rdata.a('203.0.113.68') }, // injected
+        { name: 'edge.cdn.example', type: TYPE.A, rdata: rdata.a('192.0.2.2') },
+      ],
+      authorities: [{ name: 'cdn.example', type: TYPE.NS, rdata: { name: 'ns.cdn.example' } }],
+      additionals: [{ name: 'ns.cdn.example', type: TYPE.A, rdata: rdata.a('192.0.2.54') }],
+    }),
+    'host.old.example': (q, compress) => fakeReply(q, {
+      compress,
+      answers: [
+        { name: 'old.example', type: TYPE.DNAME, rdata: { name: 'new.example' } },
+        { name: 'host.old.example', type: TYPE.CNAME, rdata: { name: 'host.new.example' } },
+        { name: 'other.new.example', type: TYPE.A, rdata: rdata.a('203.0.113.69') }, // injected: not in the chain
+        { name: 'host.new.example', type: TYPE.A, rdata: rdata.a('192.0.2.3') },
+      ],
+    }),
+    'clean.victim.example': (q, compress) => fakeReply(q, {
+      compress,
+      answers: [{ name: 'clean.victim.example', type: TYPE.A, rdata: rdata.a('192.0.2.4') }],
+      authorities: [{ name: 'victim.example', type: TYPE.NS, rdata: { name: 'ns1.victim.example' } }],
+      additionals: [{ name: 'ns1.victim.example', type: TYPE.A, rdata: rdata.a('192.0.2.53') }],
+    }),
+  };
+
+  it.each([false, true])('are removed from every section (compressed names: %s); the rest, OPT and EDE handling included, is intact', async (compress) => {
+    const upstream = await scripted((q) => REPLIES[qnameOf(q)]!(q, compress));
+    const w = await warden({ upstreams: [{ address: upstream.hostPort, timeout_ms: 1000 }] });
+    for (const transport of ['udp', 'tcp'] as const) {
+      const www = await query({ server: w.dns, transport, name: 'www.victim.example', type: 'A' });
+      expect(www.rcode).toBe('NOERROR');
+      expect(www.decodeErrors).toEqual([]);
+      expect(names(www.answers)).toEqual(['www.victim.example A']);
+      expect(www.answers[0]!.data).toBe('192.0.2.1');
+      expect(names(www.authorities)).toEqual(['victim.example NS']);
+      expect(String(www.authorities[0]!.data).toLowerCase()).toBe('ns1.victim.example');
+      expect(names(www.additionals)).toEqual(['ns1.victim.example A']);
+      expect(www.additionals[0]!.data).toBe('192.0.2.53');
+      expect(www.opt).toBeDefined();
+
+      const alias = await query({ server: w.dns, transport, name: 'alias.victim.example', type: 'A' });
+      expect(alias.decodeErrors).toEqual([]);
+      expect(names(alias.answers)).toEqual(['alias.victim.example CNAME', 'edge.cdn.example A']);
+      expect(names(alias.authorities)).toEqual(['cdn.example NS']);
+      expect(names(alias.additionals)).toEqual(['ns.cdn.example A']);
+
+      const dname = await query({ server: w.dns, transport, name: 'host.old.example', type: 'A' });
+      expect(dname.decodeErrors).toEqual([]);
+      expect(names(dname.answers)).toEqual(['old.example TYPE39', 'host.old.example CNAME', 'host.new.example A']); // 39: DNAME (dns2 has no name for it)
+      expect(dname.answers.at(-1)!.data).toBe('192.0.2.3');
+
+      // An honest reply is forwarded as it came (same records, same bytes after the question).
+      const clean = await query({ server: w.dns, transport, name: 'clean.victim.example', type: 'A' });
+      expect(names(clean.answers)).toEqual(['clean.victim.example A']);
+      expect(names(clean.authorities)).toEqual(['victim.example NS']);
+      expect(names(clean.additionals)).toEqual(['ns1.victim.example A']);
+      if (transport === 'udp') {
+        // First time, from the upstream (no TTL aged yet): the records are the upstream's bytes, pointers and all.
+        const asked = [...upstream.received].reverse().find((r) => qnameOf(r.bytes) === 'clean.victim.example')!.bytes;
+        const sent = REPLIES['clean.victim.example']!(asked, compress);
+        const questionEnd = 12 + questionOf(asked).length;
+        expect(clean.raw.subarray(questionEnd, clean.raw.length - 11)).toEqual(sent.subarray(questionEnd, sent.length - 11));
+      }
+    }
   });
 });
