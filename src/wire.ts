@@ -187,6 +187,10 @@ function isAtOrBelow(name: string, zone: string): boolean {
   return zone === '' || name === zone || (name.length > zone.length && name.endsWith(zone) && name.charCodeAt(name.length - zone.length - 1) === 0x2e);
 }
 
+const TYPE_RRSIG = 46;
+const TYPE_NSEC = 47;
+const TYPE_NSEC3 = 50;
+
 /** A CNAME/DNAME chain longer than this is cut (resolvers follow 8–16 links); it bounds the work per record. */
 const MAX_CHAIN_NAMES = 16;
 
@@ -379,6 +383,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
   // read for the record, so an honest reply costs a few string compares and is still forwarded as its bytes.
   const chain: string[] = [q.name];
   const zones: string[] = [];
+  const dnameOwners: string[] = [];
   let stripped = false; // once a record is removed, later ones move: they are re-written without pointers
   const total = counts[0] + counts[1] + counts[2];
   for (let i = 0; i < total; i++) {
@@ -398,7 +403,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
       continue;
     }
     const section = i < answersEnd ? 0 : i < authorityEnd ? 1 : 2;
-    if (!inBailiwick(buf, rr, section, chain, zones)) {
+    if (!inBailiwick(buf, rr, section, chain, zones, dnameOwners)) {
       counts[section] -= 1;
       stripped = true;
       offset = rr.end;
@@ -443,9 +448,11 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
 }
 
 /** Whether a record belongs to the answer for the chain (see decodeUpstreamReply); extends `chain` and `zones`. */
-function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: number; end: number }, section: 0 | 1 | 2, chain: string[], zones: string[]): boolean {
+function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: number; end: number }, section: 0 | 1 | 2, chain: string[], zones: string[], dnameOwners: string[]): boolean {
   const owner = rr.owner;
   if (section === 0) {
+    // The signature over a DNAME is owned by the DNAME's owner, which is above the chain, not on it.
+    if (rr.type === TYPE_RRSIG && dnameOwners.includes(owner)) return true;
     if (rr.type === QTYPE.DNAME) {
       // A DNAME above a chain name redirects it (RFC 6672): the substituted name joins the chain.
       let applies = false;
@@ -458,6 +465,7 @@ function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: n
         const substituted = target === undefined ? undefined : target.text === '' ? prefix : `${prefix}.${target.text}`;
         if (substituted !== undefined && chain.length < MAX_CHAIN_NAMES && !chain.includes(substituted)) chain.push(substituted);
       }
+      if (applies && dnameOwners.length < MAX_CHAIN_NAMES) dnameOwners.push(owner);
       return applies;
     }
     if (!chain.includes(owner)) return false;
@@ -468,6 +476,10 @@ function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: n
     return true;
   }
   if (section === 1) {
+    // DNSSEC denial proofs (NSEC/NSEC3 and their signatures) are owned by other names of the zone, and a
+    // wildcard answer's proof comes with no SOA to tell the zone by. They carry no address or delegation
+    // and a validator checks them against the zone's key, so they are passed on as they came.
+    if (rr.type === TYPE_NSEC || rr.type === TYPE_NSEC3 || rr.type === TYPE_RRSIG) return true;
     for (const name of chain) {
       if (isAtOrBelow(name, owner)) {
         if (zones.length < MAX_CHAIN_NAMES && !zones.includes(owner)) zones.push(owner);

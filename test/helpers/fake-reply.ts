@@ -62,7 +62,7 @@ class NameWriter {
   }
 }
 
-export const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28, DNAME: 39 } as const;
+export const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28, DNAME: 39, RRSIG: 46, NSEC: 47 } as const;
 
 export function wireName(name: string): Buffer {
   const parts: Buffer[] = [];

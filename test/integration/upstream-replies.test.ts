@@ -6,7 +6,7 @@
 // sends hand-built bytes; the agent side is the independent dns2 client over real sockets.
 import { afterAll, describe, expect, it } from 'vitest';
 import { query, type Transport } from '../helpers/dns-client.js';
-import { fakeReply, qnameOf, questionOf, rdata, TYPE } from '../helpers/fake-reply.js';
+import { fakeReply, qnameOf, questionOf, rdata, TYPE, wireName } from '../helpers/fake-reply.js';
 import { startScriptedUpstream, type ScriptedUpstream } from '../helpers/upstream.js';
 import { metricValue, startWarden, type Warden } from '../helpers/warden.js';
 
@@ -97,6 +97,13 @@ describe('an upstream that sets TC=1 over TCP too', () => {
   });
 });
 
+/** RRSIG RDATA (RFC 4034 §3.1) with a signature of junk bytes (nothing here validates), signed by victim.example. */
+const FAKE_SIG = Buffer.concat([Buffer.from([0, 1, 13, 2, 0, 0, 1, 44, 0x70, 0, 0, 0, 0x60, 0, 0, 0, 0x12, 0x34]), wireName('victim.example'), Buffer.alloc(64, 7)]);
+/** NSEC RDATA: the next owner name (uncompressed, RFC 4034 §4.1.1) and a bitmap with A and RRSIG. */
+function nsec(next: string): Buffer {
+  return Buffer.concat([wireName(next), Buffer.from([0, 6, 0x40, 0, 0, 0, 0, 0x02])]);
+}
+
 describe('records outside the question\'s bailiwick', () => {
   const names = (records: ReadonlyArray<{ name: string; type: string }>): string[] => records.map((r) => `${r.name.toLowerCase()} ${r.type}`);
 
@@ -133,9 +140,34 @@ describe('records outside the question\'s bailiwick', () => {
       compress,
       answers: [
         { name: 'old.example', type: TYPE.DNAME, rdata: { name: 'new.example' } },
+        { name: 'old.example', type: TYPE.RRSIG, rdata: FAKE_SIG }, // the DNAME's signature, owned above the chain
         { name: 'host.old.example', type: TYPE.CNAME, rdata: { name: 'host.new.example' } },
         { name: 'other.new.example', type: TYPE.A, rdata: rdata.a('203.0.113.69') }, // injected: not in the chain
         { name: 'host.new.example', type: TYPE.A, rdata: rdata.a('192.0.2.3') },
+      ],
+    }),
+    // DNSSEC denial (DO clients): NSEC/NSEC3/RRSIG owned by other names of the zone stay; the injected NS goes.
+    'nope.victim.example': (q, compress) => fakeReply(q, {
+      compress,
+      flags: 0x0183, // NXDOMAIN
+      authorities: [
+        { name: 'victim.example', type: TYPE.SOA, rdata: rdata.soa('ns1.victim.example', 'hostmaster.victim.example', 300) },
+        { name: 'victim.example', type: TYPE.RRSIG, rdata: FAKE_SIG },
+        { name: 'mail.victim.example', type: TYPE.NSEC, rdata: nsec('www.victim.example') },
+        { name: 'mail.victim.example', type: TYPE.RRSIG, rdata: FAKE_SIG },
+        { name: 'bank.example', type: TYPE.NS, rdata: { name: 'ns.attacker.example' } }, // injected
+      ],
+    }),
+    // A wildcard answer's proof: an NSEC from elsewhere in the zone and no SOA at all.
+    'any.wild.victim.example': (q, compress) => fakeReply(q, {
+      compress,
+      answers: [
+        { name: 'any.wild.victim.example', type: TYPE.A, rdata: rdata.a('192.0.2.5') },
+        { name: 'any.wild.victim.example', type: TYPE.RRSIG, rdata: FAKE_SIG },
+      ],
+      authorities: [
+        { name: 'v.victim.example', type: TYPE.NSEC, rdata: nsec('x.victim.example') },
+        { name: 'v.victim.example', type: TYPE.RRSIG, rdata: FAKE_SIG },
       ],
     }),
     'clean.victim.example': (q, compress) => fakeReply(q, {
@@ -169,8 +201,15 @@ describe('records outside the question\'s bailiwick', () => {
 
       const dname = await query({ server: w.dns, transport, name: 'host.old.example', type: 'A' });
       expect(dname.decodeErrors).toEqual([]);
-      expect(names(dname.answers)).toEqual(['old.example TYPE39', 'host.old.example CNAME', 'host.new.example A']); // 39: DNAME (dns2 has no name for it)
+      expect(names(dname.answers)).toEqual(['old.example TYPE39', 'old.example RRSIG', 'host.old.example CNAME', 'host.new.example A']); // 39: DNAME (dns2 has no name for it)
       expect(dname.answers.at(-1)!.data).toBe('192.0.2.3');
+
+      const nope = await query({ server: w.dns, transport, name: 'nope.victim.example', type: 'A', edns: { do: true } });
+      expect(nope.rcode).toBe('NXDOMAIN');
+      expect(names(nope.authorities)).toEqual(['victim.example SOA', 'victim.example RRSIG', 'mail.victim.example TYPE47', 'mail.victim.example RRSIG']);
+      const wild = await query({ server: w.dns, transport, name: 'any.wild.victim.example', type: 'A', edns: { do: true } });
+      expect(names(wild.answers)).toEqual(['any.wild.victim.example A', 'any.wild.victim.example RRSIG']);
+      expect(names(wild.authorities)).toEqual(['v.victim.example TYPE47', 'v.victim.example RRSIG']);
 
       // An honest reply is forwarded as it came (same records, same bytes after the question).
       const clean = await query({ server: w.dns, transport, name: 'clean.victim.example', type: 'A' });
