@@ -454,8 +454,9 @@ function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: n
     // The signature over a DNAME is owned by the DNAME's owner, which is above the chain, not on it.
     if (rr.type === TYPE_RRSIG && dnameOwners.includes(owner)) return true;
     if (rr.type === QTYPE.DNAME) {
-      // A DNAME above a chain name redirects it (RFC 6672): the substituted name joins the chain.
-      let applies = false;
+      // A DNAME above a chain name redirects it (RFC 6672): the substituted name joins the chain. One owned
+      // by a chain name is simply what was asked for (qtype DNAME or ANY).
+      let applies = chain.includes(owner);
       const target = readName(buf, rr.rdOffset, true);
       for (let c = 0, n = chain.length; c < n; c++) {
         const name = chain[c]!;

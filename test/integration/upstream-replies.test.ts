@@ -146,6 +146,7 @@ describe('records outside the question\'s bailiwick', () => {
         { name: 'host.new.example', type: TYPE.A, rdata: rdata.a('192.0.2.3') },
       ],
     }),
+    'old.example': (q, compress) => fakeReply(q, { compress, answers: [{ name: 'old.example', type: TYPE.DNAME, rdata: { name: 'new.example' } }] }),
     // DNSSEC denial (DO clients): NSEC/NSEC3/RRSIG owned by other names of the zone stay; the injected NS goes.
     'nope.victim.example': (q, compress) => fakeReply(q, {
       compress,
@@ -203,6 +204,9 @@ describe('records outside the question\'s bailiwick', () => {
       expect(dname.decodeErrors).toEqual([]);
       expect(names(dname.answers)).toEqual(['old.example TYPE39', 'old.example RRSIG', 'host.old.example CNAME', 'host.new.example A']); // 39: DNAME (dns2 has no name for it)
       expect(dname.answers.at(-1)!.data).toBe('192.0.2.3');
+
+      const dnameItself = await query({ server: w.dns, transport, name: 'old.example', type: TYPE.DNAME });
+      expect(names(dnameItself.answers)).toEqual(['old.example TYPE39']); // asked for the DNAME: it is the answer
 
       const nope = await query({ server: w.dns, transport, name: 'nope.victim.example', type: 'A', edns: { do: true } });
       expect(nope.rcode).toBe('NXDOMAIN');
