@@ -69,6 +69,7 @@ export class UpstreamPool implements Resolver {
       const result = await this.#attempt(upstream, q, Math.min(upstream.timeoutMs, remaining));
       if (!(result instanceof WardenError)) {
         this.#metrics.upstreamDuration.observe(upstream.label, (performance.now() - t0) / 1000);
+        if (result.strippedRecords > 0) this.#metrics.upstreamStripped.inc({ upstream: upstream.label }, result.strippedRecords);
         return { ok: true, reply: result, via: 'upstream', ageSec: 0 };
       }
       upstream.failedAtMs = this.#nowMs();

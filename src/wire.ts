@@ -324,6 +324,8 @@ export interface Reply {
   /** TTL the cache may keep this for: min answer TTL; for negative answers min(SOA TTL, SOA MINIMUM) (RFC 2308 §5). */
   readonly cacheTtlSec: number | undefined;
   readonly addresses: readonly string[];
+  /** Records removed as outside the question's bailiwick (0 for an honest reply). */
+  readonly strippedRecords: number;
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
@@ -384,7 +386,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
   const chain: string[] = [q.name];
   const zones: string[] = [];
   const dnameOwners: string[] = [];
-  let stripped = false; // once a record is removed, later ones move: they are re-written without pointers
+  let stripped = 0; // once a record is removed, later ones move: they are re-written without pointers
   const total = counts[0] + counts[1] + counts[2];
   for (let i = 0; i < total; i++) {
     const rr = skipRecord(buf, offset);
@@ -405,7 +407,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
     const section = i < answersEnd ? 0 : i < authorityEnd ? 1 : 2;
     if (!inBailiwick(buf, rr, section, chain, zones, dnameOwners)) {
       counts[section] -= 1;
-      stripped = true;
+      stripped += 1;
       offset = rr.end;
       continue;
     }
@@ -420,7 +422,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
       const soaMinimum = soaMinimumOf(buf, rr.rdOffset, rr.end);
       if (soaMinimum !== undefined) negativeTtl = Math.min(ttl, soaMinimum);
     }
-    if (stripped) {
+    if (stripped > 0) {
       const expanded = expandRecord(buf, offset, rr);
       if (expanded === undefined) return new WardenError('ERR_WIRE_FORMAT', 'upstream reply record malformed');
       ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + expanded.ttlAt);
@@ -444,6 +446,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
   return {
     rcode, flags, tc, answerCount: counts[0], authorityCount: counts[1], additionalCount: counts[2],
     body: Buffer.concat(kept, keptBytes).toString('latin1'), ttlOffsets, edeOptions, cacheTtlSec, addresses: addresses ?? NO_ADDRESSES,
+    strippedRecords: stripped,
   };
 }
 

@@ -228,5 +228,7 @@ describe('records outside the question\'s bailiwick', () => {
         expect(clean.raw.subarray(questionEnd, clean.raw.length - 11)).toEqual(sent.subarray(questionEnd, sent.length - 11));
       }
     }
+    // Counted once per upstream reply (the TCP round came from the cache): 3 in www, 1 each in alias, host.old and nope.
+    expect(metricValue(await w.app.metricsText(), 'dnswarden_upstream_records_stripped_total', { upstream: upstream.hostPort })).toBe(6);
   });
 });
