@@ -104,15 +104,39 @@ function readName(buf: Buffer, offset: number, lower: boolean): { text: string; 
   return { text, end };
 }
 
+/** Checks a name at `offset` as readName does (bounds, backward pointers only, length) without building its text; the offset after it, or -1. */
+function skipName(buf: Buffer, offset: number): number {
+  let pos = offset;
+  let end = -1;
+  let jumps = 0;
+  let length = 0;
+  for (;;) {
+    if (pos >= buf.length) return -1;
+    const len = buf[pos]!;
+    if (len === 0) return end === -1 ? pos + 1 : end;
+    if ((len & 0xc0) === 0xc0) {
+      if (pos + 1 >= buf.length) return -1;
+      const target = ((len & 0x3f) << 8) | buf[pos + 1]!;
+      if (target >= pos || ++jumps > MAX_POINTER_JUMPS) return -1;
+      if (end === -1) end = pos + 2;
+      pos = target;
+      continue;
+    }
+    if ((len & 0xc0) !== 0 || pos + 1 + len > buf.length) return -1;
+    length += len + 1;
+    if (length > MAX_NAME_BYTES) return -1;
+    pos += 1 + len;
+  }
+}
+
 /** Skips one resource record; returns the offset after it, or undefined. */
-function skipRecord(buf: Buffer, offset: number): { owner: string; type: number; cls: number; ttlOffset: number; rdOffset: number; end: number } | undefined {
-  const name = readName(buf, offset, true);
-  if (name === undefined || name.end + 10 > buf.length) return undefined;
-  const p = name.end;
+function skipRecord(buf: Buffer, offset: number): { type: number; cls: number; ttlOffset: number; rdOffset: number; end: number } | undefined {
+  const p = skipName(buf, offset);
+  if (p === -1 || p + 10 > buf.length) return undefined;
   const rdLength = buf.readUInt16BE(p + 8);
   const end = p + 10 + rdLength;
   if (end > buf.length) return undefined;
-  return { owner: name.text, type: buf.readUInt16BE(p), cls: buf.readUInt16BE(p + 2), ttlOffset: p + 4, rdOffset: p + 10, end };
+  return { type: buf.readUInt16BE(p), cls: buf.readUInt16BE(p + 2), ttlOffset: p + 4, rdOffset: p + 10, end };
 }
 
 /** A name's wire bytes with every compression pointer followed (same limits as readName), or undefined. */
@@ -185,6 +209,66 @@ function expandRecord(buf: Buffer, offset: number, rr: { type: number; rdOffset:
 /** `name` is `zone` or below it (text names as readName gives them; the root is ''). */
 function isAtOrBelow(name: string, zone: string): boolean {
   return zone === '' || name === zone || (name.length > zone.length && name.endsWith(zone) && name.charCodeAt(name.length - zone.length - 1) === 0x2e);
+}
+
+// Names in a reply compared where they sit, without building text: a compressing server points a record's
+// owner at the very bytes of the name it continues (the question, the CNAME target before it), so the
+// common case is one position compare. Only names already checked by skipName are compared (pointers all
+// go backwards, so following them ends). A name made up by a DNAME substitution has no position: text.
+type NameRef = number | string;
+
+/** The position of a name's first label, past any pointer at its start. */
+function follow(buf: Buffer, p: number): number {
+  while ((buf[p]! & 0xc0) === 0xc0) p = ((buf[p]! & 0x3f) << 8) | buf[p + 1]!;
+  return p;
+}
+
+function wireEqual(buf: Buffer, a: number, b: number): boolean {
+  for (;;) {
+    a = follow(buf, a);
+    b = follow(buf, b);
+    if (a === b) return true;
+    const len = buf[a]!;
+    if (len !== buf[b]!) return false;
+    if (len === 0) return true;
+    for (let i = 1; i <= len; i++) {
+      let x = buf[a + i]!;
+      let y = buf[b + i]!;
+      if (x >= 0x41 && x <= 0x5a) x += 0x20;
+      if (y >= 0x41 && y <= 0x5a) y += 0x20;
+      if (x !== y) return false;
+    }
+    a += 1 + len;
+    b += 1 + len;
+  }
+}
+
+function wireLabels(buf: Buffer, p: number): number {
+  let n = 0;
+  for (p = follow(buf, p); buf[p]! !== 0; p = follow(buf, p + 1 + buf[p]!)) n++;
+  return n;
+}
+
+function textOf(buf: Buffer, name: NameRef): string {
+  return typeof name === 'string' ? name : readName(buf, name, true)!.text;
+}
+
+function sameName(buf: Buffer, a: NameRef, b: NameRef): boolean {
+  return typeof a === 'number' && typeof b === 'number' ? wireEqual(buf, a, b) : textOf(buf, a) === textOf(buf, b);
+}
+
+function hasName(buf: Buffer, names: readonly NameRef[], name: NameRef): boolean {
+  for (const n of names) if (sameName(buf, n, name)) return true;
+  return false;
+}
+
+/** `name` is `zone` or below it. */
+function atOrBelow(buf: Buffer, name: NameRef, zone: NameRef): boolean {
+  if (typeof name === 'string' || typeof zone === 'string') return isAtOrBelow(textOf(buf, name), textOf(buf, zone));
+  let extra = wireLabels(buf, name) - wireLabels(buf, zone);
+  if (extra < 0) return false;
+  for (name = follow(buf, name); extra > 0; extra--) name = follow(buf, name + 1 + buf[name]!);
+  return wireEqual(buf, name, zone);
 }
 
 const TYPE_RRSIG = 46;
@@ -381,11 +465,11 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
   let keptBytes = 0;
   // Bailiwick: answers must be the question's name or a link of the CNAME/DNAME chain from it; authority
   // records must own a name at or above a chain name (its zone's SOA/NS); additional records must sit at or
-  // below a chain name or a kept authority owner. The rest is removed. Names are compared as text already
-  // read for the record, so an honest reply costs a few string compares and is still forwarded as its bytes.
-  const chain: string[] = [q.name];
-  const zones: string[] = [];
-  const dnameOwners: string[] = [];
+  // below a chain name or a kept authority owner. The rest is removed. Names are compared where they sit in
+  // the reply (see sameName), so an honest reply costs a few compares and is still forwarded as its bytes.
+  const chain: NameRef[] = [HEADER_BYTES]; // the question's name, as the reply carries it
+  const zones: NameRef[] = [];
+  const dnameOwners: NameRef[] = [];
   let stripped = 0; // once a record is removed, later ones move: they are re-written without pointers
   const total = counts[0] + counts[1] + counts[2];
   for (let i = 0; i < total; i++) {
@@ -405,7 +489,7 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
       continue;
     }
     const section = i < answersEnd ? 0 : i < authorityEnd ? 1 : 2;
-    if (!inBailiwick(buf, rr, section, chain, zones, dnameOwners)) {
+    if (!inBailiwick(buf, offset, rr, section, chain, zones, dnameOwners)) {
       counts[section] -= 1;
       stripped += 1;
       offset = rr.end;
@@ -450,32 +534,17 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, m
   };
 }
 
-/** Whether a record belongs to the answer for the chain (see decodeUpstreamReply); extends `chain` and `zones`. */
-function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: number; end: number }, section: 0 | 1 | 2, chain: string[], zones: string[], dnameOwners: string[]): boolean {
-  const owner = rr.owner;
+/** Whether the record whose owner is at `owner` belongs to the answer for the chain (see decodeUpstreamReply); extends the lists. */
+function inBailiwick(buf: Buffer, owner: number, rr: { type: number; rdOffset: number; end: number }, section: 0 | 1 | 2, chain: NameRef[], zones: NameRef[], dnameOwners: NameRef[]): boolean {
   if (section === 0) {
     // The signature over a DNAME is owned by the DNAME's owner, which is above the chain, not on it.
-    if (rr.type === TYPE_RRSIG && dnameOwners.includes(owner)) return true;
-    if (rr.type === QTYPE.DNAME) {
-      // A DNAME above a chain name redirects it (RFC 6672): the substituted name joins the chain. One owned
-      // by a chain name is simply what was asked for (qtype DNAME or ANY).
-      let applies = chain.includes(owner);
-      const target = readName(buf, rr.rdOffset, true);
-      for (let c = 0, n = chain.length; c < n; c++) {
-        const name = chain[c]!;
-        if (name === owner || !isAtOrBelow(name, owner)) continue;
-        applies = true;
-        const prefix = owner === '' ? name : name.slice(0, name.length - owner.length - 1);
-        const substituted = target === undefined ? undefined : target.text === '' ? prefix : `${prefix}.${target.text}`;
-        if (substituted !== undefined && chain.length < MAX_CHAIN_NAMES && !chain.includes(substituted)) chain.push(substituted);
-      }
-      if (applies && dnameOwners.length < MAX_CHAIN_NAMES) dnameOwners.push(owner);
-      return applies;
-    }
-    if (!chain.includes(owner)) return false;
+    if (rr.type === TYPE_RRSIG && hasName(buf, dnameOwners, owner)) return true;
+    if (rr.type === QTYPE.DNAME) return followDname(buf, owner, rr, chain, dnameOwners);
+    if (!hasName(buf, chain, owner)) return false;
     if (rr.type === QTYPE.CNAME) {
-      const target = readName(buf, rr.rdOffset, true);
-      if (target !== undefined && chain.length < MAX_CHAIN_NAMES && !chain.includes(target.text)) chain.push(target.text);
+      const targetEnd = skipName(buf, rr.rdOffset);
+      if (targetEnd === -1 || targetEnd > rr.end) return false; // a CNAME with a broken target leads nowhere
+      if (chain.length < MAX_CHAIN_NAMES && !hasName(buf, chain, rr.rdOffset)) chain.push(rr.rdOffset);
     }
     return true;
   }
@@ -485,16 +554,36 @@ function inBailiwick(buf: Buffer, rr: { owner: string; type: number; rdOffset: n
     // and a validator checks them against the zone's key, so they are passed on as they came.
     if (rr.type === TYPE_NSEC || rr.type === TYPE_NSEC3 || rr.type === TYPE_RRSIG) return true;
     for (const name of chain) {
-      if (isAtOrBelow(name, owner)) {
-        if (zones.length < MAX_CHAIN_NAMES && !zones.includes(owner)) zones.push(owner);
+      if (atOrBelow(buf, name, owner)) {
+        if (zones.length < MAX_CHAIN_NAMES && !hasName(buf, zones, owner)) zones.push(owner);
         return true;
       }
     }
     return false;
   }
-  for (const name of chain) if (isAtOrBelow(owner, name)) return true;
-  for (const zone of zones) if (isAtOrBelow(owner, zone)) return true;
+  for (const name of chain) if (atOrBelow(buf, owner, name)) return true;
+  for (const zone of zones) if (atOrBelow(buf, owner, zone)) return true;
   return false;
+}
+
+/**
+ * A DNAME above a chain name redirects it (RFC 6672): the substituted name joins the chain (as text: it
+ * is written nowhere in the reply). One owned by a chain name is simply what was asked for (qtype DNAME or ANY).
+ */
+function followDname(buf: Buffer, owner: number, rr: { rdOffset: number; end: number }, chain: NameRef[], dnameOwners: NameRef[]): boolean {
+  let applies = hasName(buf, chain, owner);
+  const ownerText = textOf(buf, owner);
+  const target = readName(buf, rr.rdOffset, true);
+  for (let c = 0, n = chain.length; c < n; c++) {
+    const name = textOf(buf, chain[c]!);
+    if (name === ownerText || !isAtOrBelow(name, ownerText)) continue;
+    applies = true;
+    const prefix = ownerText === '' ? name : name.slice(0, name.length - ownerText.length - 1);
+    const substituted = target === undefined ? undefined : target.text === '' ? prefix : `${prefix}.${target.text}`;
+    if (substituted !== undefined && chain.length < MAX_CHAIN_NAMES && !hasName(buf, chain, substituted)) chain.push(substituted);
+  }
+  if (applies && dnameOwners.length < MAX_CHAIN_NAMES) dnameOwners.push(owner);
+  return applies;
 }
 
 /** The EDE options (code 15) among an OPT record's options, raw; '' when there are none or they are malformed. */
