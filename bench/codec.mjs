@@ -63,7 +63,7 @@ const decoded = wire.decodeQuery(queryBuf, peer, Date.now(), 1232);
 if (!decoded.ok) throw new Error(`decodeQuery sanity: ${decoded.reason}`);
 const q = decoded.query;
 const upstream = Buffer.from(replyBuf);
-const parsed = wire.decodeUpstreamReply(upstream, q, 0x1234);
+const parsed = wire.decodeUpstreamReply(upstream, q, 0x1234, 86_400);
 if (parsed instanceof Error) throw parsed;
 if (parsed.addresses.length !== 2) throw new Error('decodeUpstreamReply sanity: addresses');
 const forwarded = wire.encodeForwardedReply(q, parsed, 5, 1232);
@@ -78,7 +78,7 @@ const results = {
   'dns2 Packet.parse reply': measure(() => { sink += Packet.parse(replyBuf).answers.length; }),
   'dns2 toBuffer reply': measure(() => { sink += d2.toBuffer().length; }),
   'wire decodeQuery': measure(() => { const d = wire.decodeQuery(queryBuf, peer, 0, 1232); sink += d.ok ? 1 : 0; }),
-  'wire decodeUpstreamReply': measure(() => { sink += wire.decodeUpstreamReply(upstream, q, 0x1234).body.length; }),
+  'wire decodeUpstreamReply': measure(() => { sink += wire.decodeUpstreamReply(upstream, q, 0x1234, 86_400).body.length; }),
   'wire encodeForwardedReply': measure(() => { sink += wire.encodeForwardedReply(q, parsed, 5, 1232).length; }),
 };
 if (sink === 42) console.error('');

@@ -215,7 +215,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       }
     };
 
-    const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
+    const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, config.cache.max_ttl_s, metrics, nowMs);
     closers.push(() => upstreamPool.close());
     const cache = new CachingResolver(upstreamPool, config.cache, metrics, nowMs);
 

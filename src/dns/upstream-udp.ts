@@ -44,15 +44,18 @@ class PooledSocket {
 export class UdpExchange {
   readonly #target: UdpTarget;
   readonly #queriesPerSocket: number;
+  readonly #maxTtlSec: number;
   readonly #onRejected: RejectedReply;
   /** Sockets that still take new queries; a retired socket leaves this list and closes once drained. */
   readonly #open: PooledSocket[] = [];
   readonly #all = new Set<PooledSocket>();
   #closed = false;
 
-  constructor(target: UdpTarget, queriesPerSocket: number, onRejected: RejectedReply) {
+  /** `maxTtlSec`: the cap on every TTL in a reply (see decodeUpstreamReply). */
+  constructor(target: UdpTarget, queriesPerSocket: number, maxTtlSec: number, onRejected: RejectedReply) {
     this.#target = target;
     this.#queriesPerSocket = queriesPerSocket;
+    this.#maxTtlSec = maxTtlSec;
     this.#onRejected = onRejected;
   }
 
@@ -69,7 +72,17 @@ export class UdpExchange {
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.#settle(pooled, id, new UpstreamTimeoutError(this.#target.label, timeoutMs)), timeoutMs);
       pooled.pending.set(id, { q, resolve, timer });
-      pooled.socket.send(encodeUpstreamQuery(q, id, UPSTREAM_UDP_SIZE));
+      try {
+        pooled.socket.send(encodeUpstreamQuery(q, id, UPSTREAM_UDP_SIZE));
+      } catch (err) {
+        // A socket whose connect failed (no route: ENETUNREACH) is left unconnected, and send() then throws
+        // (ERR_SOCKET_BAD_PORT). The connect error itself is emitted on the next tick, before this fallback
+        // runs, and fails every query on the socket with the real reason; this only guarantees none waits.
+        this.#retire(pooled);
+        const fallback = new WardenError('ERR_UPSTREAM_NETWORK', `${this.#target.label}: ${messageOf(err)}`, { cause: err });
+        process.nextTick(() => this.#fail(pooled, fallback));
+        return;
+      }
       // Retired after the send: it closes once this query (and any other in flight) is settled.
       if (++pooled.uses >= this.#queriesPerSocket) this.#retire(pooled);
     });
@@ -98,7 +111,8 @@ export class UdpExchange {
     const socket = createSocket({ type: this.#target.family, lookup: literalLookup });
     const pooled = new PooledSocket(socket);
     socket.on('message', (msg: Buffer) => this.#onMessage(pooled, msg));
-    // On a connected socket an ICMP "port unreachable" arrives here: every query on it fails over now.
+    // On a connected socket an ICMP "port unreachable" arrives here, and so does a connect that failed
+    // (no route to the upstream): every query on it fails over now.
     socket.on('error', (err) => this.#fail(pooled, new WardenError('ERR_UPSTREAM_NETWORK', `${this.#target.label}: ${messageOf(err)}`, { cause: err })));
     // connect(): the kernel picks a random free source port, and only the upstream's address can deliver to it.
     // With a synchronous lookup bind and connect complete before the first send.
@@ -114,7 +128,7 @@ export class UdpExchange {
     const pending = pooled.pending.get(id);
     const reply = pending === undefined
       ? new WardenError('ERR_UPSTREAM_MISMATCH', 'upstream reply ID matches no query in flight')
-      : decodeUpstreamReply(msg, pending.q, id);
+      : decodeUpstreamReply(msg, pending.q, id, this.#maxTtlSec);
     if (reply instanceof WardenError) {
       // Spoofed, late or garbled: ignored (the query keeps waiting), counted, and this port is given up.
       this.#onRejected(reply);

@@ -1,6 +1,7 @@
 // The terminal resolver: forwards a query to the configured upstreams. A random ID per attempt on a
 // random source port that rotates (see upstream-udp.ts); a reply counts only if it comes from the
-// upstream's address and matches ID and question; TC → the same upstream over TCP (a fresh connection);
+// upstream's address and matches ID and question; TC → the same upstream over TCP (a fresh connection),
+// where TC again is a failure of that upstream;
 // a per-upstream timeout then the next upstream, all within the total budget. Failure is a value, never a throw.
 import { connect } from 'node:net';
 import { randomInt } from 'node:crypto';
@@ -37,20 +38,23 @@ const DEMOTE_MS = 5000;
 export class UpstreamPool implements Resolver {
   readonly #upstreams: Upstream[];
   readonly #totalTimeoutMs: number;
+  readonly #maxTtlSec: number;
   readonly #metrics: Metrics;
   readonly #nowMs: () => number;
 
-  constructor(configs: readonly UpstreamConfig[], totalTimeoutMs: number, queriesPerSocket: number, metrics: Metrics, nowMs: () => number) {
+  /** `maxTtlSec`: TTLs in upstream replies are capped at this (the cache's max TTL) before anyone sees them. */
+  constructor(configs: readonly UpstreamConfig[], totalTimeoutMs: number, queriesPerSocket: number, maxTtlSec: number, metrics: Metrics, nowMs: () => number) {
     this.#upstreams = configs.map((c) => {
       const { host, port } = splitHostPort(c.address)!;
       const target = { label: c.address, host, port, family: host.includes(':') ? 'udp6' as const : 'udp4' as const };
-      const udp = new UdpExchange(target, queriesPerSocket, (err) => metrics.upstreamFailures.inc({ upstream: c.address, reason: reasonOf(err) }));
+      const udp = new UdpExchange(target, queriesPerSocket, maxTtlSec, (err) => metrics.upstreamFailures.inc({ upstream: c.address, reason: reasonOf(err) }));
       // Every series of this upstream from the start (see telemetry.ts: the first failure must be a rise).
       for (const reason of UPSTREAM_FAILURE_REASONS) metrics.upstreamFailures.inc({ upstream: c.address, reason }, 0);
       metrics.upstreamDuration.declare(c.address);
       return { ...target, timeoutMs: c.timeout_ms, udp, failedAtMs: -Infinity, latest: undefined };
     });
     this.#totalTimeoutMs = totalTimeoutMs;
+    this.#maxTtlSec = maxTtlSec;
     this.#metrics = metrics;
     this.#nowMs = nowMs;
   }
@@ -71,6 +75,7 @@ export class UpstreamPool implements Resolver {
       if (!(result instanceof WardenError)) {
         upstream.latest = null;
         this.#metrics.upstreamDuration.observe(upstream.label, (performance.now() - t0) / 1000);
+        if (result.strippedRecords > 0) this.#metrics.upstreamStripped.inc({ upstream: upstream.label }, result.strippedRecords);
         return { ok: true, reply: result, via: 'upstream', ageSec: 0 };
       }
       upstream.failedAtMs = this.#nowMs();
@@ -148,7 +153,11 @@ export class UpstreamPool implements Resolver {
         if (buffered.length < 2) return;
         const length = buffered.readUInt16BE(0);
         if (buffered.length < 2 + length) return;
-        finish(decodeUpstreamReply(buffered.subarray(2, 2 + length), q, id));
+        const reply = decodeUpstreamReply(buffered.subarray(2, 2 + length), q, id, this.#maxTtlSec);
+        // TC=1 over TCP has no larger transport to retry on (RFC 7766 §6.2.1): that upstream failed, and the
+        // client, which must never see TC=1 over TCP, gets the next upstream's answer or SERVFAIL + EDE.
+        if (!(reply instanceof WardenError) && reply.tc) finish(new WardenError('ERR_WIRE_FORMAT', `${upstream.label}/tcp: truncated reply over TCP`));
+        else finish(reply);
       });
       socket.on('end', () => finish(new WardenError('ERR_UPSTREAM_NETWORK', `${upstream.label}/tcp closed before a reply`)));
     });

@@ -1,13 +1,14 @@
 // Bytes ↔ the rest of the program. Owns: the query parser (header + question + OPT read straight
 // from the bytes, the name kept as sent), reading upstream replies without re-encoding them
-// (they are forwarded and cached as raw bytes with ID and TTLs patched), and encoding our own
+// (they are forwarded and cached as raw bytes with ID and TTLs patched; TTLs capped; records outside
+// the question's bailiwick removed, the only case where records are re-written), and encoding our own
 // replies (byte by byte, no encoder library). Never touches sockets.
-// Why it is long: one codec for one wire format — the parser, the raw-reply reader and our encoders share
-// the name reader, header layout and OPT writer, and the hot path reads them in one file.
+// Why it is long: one codec for one wire format — the parser, the raw-reply reader with its bailiwick check
+// and our encoders share the name reader, header layout and OPT writer, and the hot path reads them in one file.
 import { WardenError } from '../errors.js';
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
-export const QTYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, OPT: 41, ANY: 255 } as const;
+export const QTYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, DNAME: 39, OPT: 41, ANY: 255 } as const;
 const CLASS_IN = 1;
 const HEADER_BYTES = 12;
 const OPT_CODE_EDE = 15;
@@ -104,16 +105,179 @@ function readName(buf: Buffer, offset: number, lower: boolean): { text: string; 
   return { text, end };
 }
 
+/** Checks a name at `offset` as readName does (bounds, backward pointers only, length) without building its text; the offset after it, or -1. */
+function skipName(buf: Buffer, offset: number): number {
+  let pos = offset;
+  let end = -1;
+  let jumps = 0;
+  let length = 0;
+  for (;;) {
+    if (pos >= buf.length) return -1;
+    const len = buf[pos]!;
+    if (len === 0) return end === -1 ? pos + 1 : end;
+    if ((len & 0xc0) === 0xc0) {
+      if (pos + 1 >= buf.length) return -1;
+      const target = ((len & 0x3f) << 8) | buf[pos + 1]!;
+      if (target >= pos || ++jumps > MAX_POINTER_JUMPS) return -1;
+      if (end === -1) end = pos + 2;
+      pos = target;
+      continue;
+    }
+    if ((len & 0xc0) !== 0 || pos + 1 + len > buf.length) return -1;
+    length += len + 1;
+    if (length > MAX_NAME_BYTES) return -1;
+    pos += 1 + len;
+  }
+}
+
 /** Skips one resource record; returns the offset after it, or undefined. */
 function skipRecord(buf: Buffer, offset: number): { type: number; cls: number; ttlOffset: number; rdOffset: number; end: number } | undefined {
-  const name = readName(buf, offset, false);
-  if (name === undefined || name.end + 10 > buf.length) return undefined;
-  const p = name.end;
+  const p = skipName(buf, offset);
+  if (p === -1 || p + 10 > buf.length) return undefined;
   const rdLength = buf.readUInt16BE(p + 8);
   const end = p + 10 + rdLength;
   if (end > buf.length) return undefined;
   return { type: buf.readUInt16BE(p), cls: buf.readUInt16BE(p + 2), ttlOffset: p + 4, rdOffset: p + 10, end };
 }
+
+/** A name's wire bytes with every compression pointer followed (same limits as readName), or undefined. */
+function expandName(buf: Buffer, offset: number): { wire: Buffer; end: number } | undefined {
+  const labels: Buffer[] = [];
+  let pos = offset;
+  let end = -1;
+  let jumps = 0;
+  let length = 1;
+  for (;;) {
+    if (pos >= buf.length) return undefined;
+    const len = buf[pos]!;
+    if (len === 0) break;
+    if ((len & 0xc0) === 0xc0) {
+      if (pos + 1 >= buf.length) return undefined;
+      const target = ((len & 0x3f) << 8) | buf[pos + 1]!;
+      if (target >= pos || ++jumps > MAX_POINTER_JUMPS) return undefined;
+      if (end === -1) end = pos + 2;
+      pos = target;
+      continue;
+    }
+    if ((len & 0xc0) !== 0 || pos + 1 + len > buf.length) return undefined;
+    length += len + 1;
+    if (length > MAX_NAME_BYTES) return undefined;
+    labels.push(buf.subarray(pos, pos + 1 + len));
+    pos += 1 + len;
+  }
+  labels.push(ROOT_LABEL);
+  return { wire: Buffer.concat(labels, length), end: end === -1 ? pos + 1 : end };
+}
+
+const ROOT_LABEL = Buffer.from([0]);
+
+/**
+ * Where the names sit in the RDATA of the types RFC 1035 (and a few later RFCs) let servers compress:
+ * [bytes before the first name, number of names, ...]. Other types carry no pointers (RFC 3597 §4).
+ */
+const RDATA_NAMES: ReadonlyMap<number, readonly [number, number]> = new Map([
+  [2, [0, 1]], [3, [0, 1]], [4, [0, 1]], [5, [0, 1]], [7, [0, 1]], [8, [0, 1]], [9, [0, 1]], [12, [0, 1]], [39, [0, 1]], // NS MD MF CNAME MB MG MR PTR DNAME
+  [6, [0, 2]], [14, [0, 2]], [17, [0, 2]], // SOA MINFO RP
+  [15, [2, 1]], [18, [2, 1]], [21, [2, 1]], [33, [6, 1]], // MX AFSDB RT SRV
+]);
+
+/** One record re-written without compression pointers (owner and RDATA names expanded); undefined if malformed. */
+function expandRecord(buf: Buffer, offset: number, rr: { type: number; rdOffset: number; end: number }): { bytes: Buffer; ttlAt: number } | undefined {
+  const owner = expandName(buf, offset);
+  if (owner === undefined) return undefined;
+  const fixed = buf.subarray(owner.end, owner.end + 10);
+  const parts: Buffer[] = [owner.wire, fixed];
+  const layout = RDATA_NAMES.get(rr.type);
+  if (layout === undefined) {
+    parts.push(buf.subarray(rr.rdOffset, rr.end));
+  } else {
+    let p = rr.rdOffset + layout[0];
+    if (p > rr.end) return undefined;
+    parts.push(buf.subarray(rr.rdOffset, p));
+    for (let n = 0; n < layout[1]; n++) {
+      const name = expandName(buf, p);
+      if (name === undefined || name.end > rr.end) return undefined;
+      parts.push(name.wire);
+      p = name.end;
+    }
+    parts.push(buf.subarray(p, rr.end)); // SOA's five numbers
+  }
+  const bytes = Buffer.concat(parts);
+  bytes.writeUInt16BE(bytes.length - owner.wire.length - 10, owner.wire.length + 8);
+  return { bytes, ttlAt: owner.wire.length + 4 };
+}
+
+/** `name` is `zone` or below it (text names as readName gives them; the root is ''). */
+function isAtOrBelow(name: string, zone: string): boolean {
+  return zone === '' || name === zone || (name.length > zone.length && name.endsWith(zone) && name.charCodeAt(name.length - zone.length - 1) === 0x2e);
+}
+
+// Names in a reply compared where they sit, without building text: a compressing server points a record's
+// owner at the very bytes of the name it continues (the question, the CNAME target before it), so the
+// common case is one position compare. Only names already checked by skipName are compared (pointers all
+// go backwards, so following them ends). A name made up by a DNAME substitution has no position: text.
+type NameRef = number | string;
+
+/** The position of a name's first label, past any pointer at its start. */
+function follow(buf: Buffer, p: number): number {
+  while ((buf[p]! & 0xc0) === 0xc0) p = ((buf[p]! & 0x3f) << 8) | buf[p + 1]!;
+  return p;
+}
+
+function wireEqual(buf: Buffer, a: number, b: number): boolean {
+  for (;;) {
+    a = follow(buf, a);
+    b = follow(buf, b);
+    if (a === b) return true;
+    const len = buf[a]!;
+    if (len !== buf[b]!) return false;
+    if (len === 0) return true;
+    for (let i = 1; i <= len; i++) {
+      let x = buf[a + i]!;
+      let y = buf[b + i]!;
+      if (x >= 0x41 && x <= 0x5a) x += 0x20;
+      if (y >= 0x41 && y <= 0x5a) y += 0x20;
+      if (x !== y) return false;
+    }
+    a += 1 + len;
+    b += 1 + len;
+  }
+}
+
+function wireLabels(buf: Buffer, p: number): number {
+  let n = 0;
+  for (p = follow(buf, p); buf[p]! !== 0; p = follow(buf, p + 1 + buf[p]!)) n++;
+  return n;
+}
+
+function textOf(buf: Buffer, name: NameRef): string {
+  return typeof name === 'string' ? name : readName(buf, name, true)!.text;
+}
+
+function sameName(buf: Buffer, a: NameRef, b: NameRef): boolean {
+  return typeof a === 'number' && typeof b === 'number' ? wireEqual(buf, a, b) : textOf(buf, a) === textOf(buf, b);
+}
+
+function hasName(buf: Buffer, names: readonly NameRef[], name: NameRef): boolean {
+  for (const n of names) if (sameName(buf, n, name)) return true;
+  return false;
+}
+
+/** `name` is `zone` or below it. */
+function atOrBelow(buf: Buffer, name: NameRef, zone: NameRef): boolean {
+  if (typeof name === 'string' || typeof zone === 'string') return isAtOrBelow(textOf(buf, name), textOf(buf, zone));
+  let extra = wireLabels(buf, name) - wireLabels(buf, zone);
+  if (extra < 0) return false;
+  for (name = follow(buf, name); extra > 0; extra--) name = follow(buf, name + 1 + buf[name]!);
+  return wireEqual(buf, name, zone);
+}
+
+const TYPE_RRSIG = 46;
+const TYPE_NSEC = 47;
+const TYPE_NSEC3 = 50;
+
+/** A CNAME/DNAME chain longer than this is cut (resolvers follow 8–16 links); it bounds the work per record. */
+const MAX_CHAIN_NAMES = 16;
 
 /** Parses a client query. Never throws: malformed input is a value. */
 export function decodeQuery(packet: Buffer, peer: Peer, atMs: number, ourUdpSize: number): Decoded {
@@ -240,17 +404,41 @@ export interface Reply {
    */
   readonly body: string;
   readonly ttlOffsets: string;
-  /** The upstream's own RFC 8914 EDE options (raw, latin1), passed on to clients that speak EDNS. */
+  /** The upstream's own RFC 8914 EDE options (raw, latin1), passed on to clients that speak EDNS; ours for a SERVFAIL without one. */
   readonly edeOptions: string;
   /** TTL the cache may keep this for: min answer TTL; for negative answers min(SOA TTL, SOA MINIMUM) (RFC 2308 §5). */
   readonly cacheTtlSec: number | undefined;
   readonly addresses: readonly string[];
+  /** Records removed as outside the question's bailiwick (0 for an honest reply). */
+  readonly strippedRecords: number;
 }
 
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
 
-/** Parses an upstream reply and checks it answers `q` (ID, name case-insensitively, type, class). */
-export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): Reply | WardenError {
+/**
+ * The EDE a client gets with an upstream SERVFAIL that carries none of its own: 0 (Other) with a text
+ * saying what happened. We reached the upstream and it answered, so neither 22 (No Reachable Authority)
+ * nor 23 (Network Error) is true of us, and why the upstream failed is not ours to guess (RFC 8914 §4.1:
+ * Other SHOULD carry an EXTRA-TEXT). It never names the upstream: the agent need not learn where it is.
+ */
+const UPSTREAM_SERVFAIL_EDE = edeOption(0, 'upstream answered SERVFAIL');
+
+function edeOption(code: number, text: string): string {
+  const option = Buffer.alloc(6 + Buffer.byteLength(text, 'utf8'));
+  option.writeUInt16BE(OPT_CODE_EDE, 0);
+  option.writeUInt16BE(option.length - 4, 2);
+  option.writeUInt16BE(code, 4);
+  option.write(text, 6, 'utf8');
+  return option.toString('latin1');
+}
+
+/**
+ * Parses an upstream reply and checks it answers `q` (ID, name case-insensitively, type, class).
+ * Every TTL is capped at `maxTtlSec` (the cache's max TTL), and one with the top bit set is 0
+ * (RFC 2181 §8), in the bytes themselves: clients and the cache see the same capped values.
+ * `buf` is ours (a received message) and is patched in place.
+ */
+export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number, maxTtlSec: number): Reply | WardenError {
   if (buf.length < HEADER_BYTES) return new WardenError('ERR_WIRE_FORMAT', 'upstream reply shorter than a header');
   if (buf.readUInt16BE(0) !== expectedId) return new WardenError('ERR_UPSTREAM_MISMATCH', 'upstream reply ID does not match');
   const flags = buf.readUInt16BE(2);
@@ -265,6 +453,8 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
   const questionEnd = name.end + 4;
   if (questionEnd - HEADER_BYTES !== q.question.length) return new WardenError('ERR_UPSTREAM_MISMATCH', 'upstream reply question differs in length');
   const counts: [number, number, number] = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)];
+  const answersEnd = counts[0];
+  const authorityEnd = counts[0] + counts[1];
   let rcode = flags & 0x000f;
   let ttlOffsets = '';
   let edeOptions = '';
@@ -274,6 +464,14 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
   let negativeTtl: number | undefined;
   let offset = questionEnd;
   let keptBytes = 0;
+  // Bailiwick: answers must be the question's name or a link of the CNAME/DNAME chain from it; authority
+  // records must own a name at or above a chain name (its zone's SOA/NS); additional records must sit at or
+  // below a chain name or a kept authority owner. The rest is removed. Names are compared where they sit in
+  // the reply (see sameName), so an honest reply costs a few compares and is still forwarded as its bytes.
+  const chain: NameRef[] = [HEADER_BYTES]; // the question's name, as the reply carries it
+  const zones: NameRef[] = [];
+  const dnameOwners: NameRef[] = [];
+  let stripped = 0; // once a record is removed, later ones move: they are re-written without pointers
   const total = counts[0] + counts[1] + counts[2];
   for (let i = 0; i < total; i++) {
     const rr = skipRecord(buf, offset);
@@ -291,26 +489,102 @@ export function decodeUpstreamReply(buf: Buffer, q: Query, expectedId: number): 
       offset = rr.end;
       continue;
     }
-    const ttl = buf.readUInt32BE(rr.ttlOffset) & 0x7fffffff;
-    ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + (rr.ttlOffset - offset));
-    if (i < counts[0]) {
+    const section = i < answersEnd ? 0 : i < authorityEnd ? 1 : 2;
+    if (!inBailiwick(buf, offset, rr, section, chain, zones, dnameOwners)) {
+      counts[section] -= 1;
+      stripped += 1;
+      offset = rr.end;
+      continue;
+    }
+    const rawTtl = buf.readUInt32BE(rr.ttlOffset);
+    const ttl = rawTtl > 0x7fffffff ? 0 : Math.min(rawTtl, maxTtlSec);
+    if (ttl !== rawTtl) buf.writeUInt32BE(ttl, rr.ttlOffset);
+    if (section === 0) {
       minAnswerTtl = Math.min(minAnswerTtl, ttl);
       if (rr.cls === CLASS_IN && rr.type === QTYPE.A && rr.end - rr.rdOffset === 4) (addresses ??= []).push(`${buf[rr.rdOffset]!}.${buf[rr.rdOffset + 1]!}.${buf[rr.rdOffset + 2]!}.${buf[rr.rdOffset + 3]!}`);
       if (rr.cls === CLASS_IN && rr.type === QTYPE.AAAA && rr.end - rr.rdOffset === 16) (addresses ??= []).push(formatIpv6(buf.subarray(rr.rdOffset, rr.end)));
-    } else if (i < counts[0] + counts[1] && rr.type === QTYPE.SOA) {
+    } else if (section === 1 && rr.type === QTYPE.SOA) {
       const soaMinimum = soaMinimumOf(buf, rr.rdOffset, rr.end);
       if (soaMinimum !== undefined) negativeTtl = Math.min(ttl, soaMinimum);
     }
-    kept.push(buf.subarray(offset, rr.end));
-    keptBytes += rr.end - offset;
+    if (stripped > 0) {
+      const expanded = expandRecord(buf, offset, rr);
+      if (expanded === undefined) return new WardenError('ERR_WIRE_FORMAT', 'upstream reply record malformed');
+      ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + expanded.ttlAt);
+      kept.push(expanded.bytes);
+      keptBytes += expanded.bytes.length;
+    } else {
+      ttlOffsets += String.fromCharCode(HEADER_BYTES + q.question.length + keptBytes + (rr.ttlOffset - offset));
+      kept.push(buf.subarray(offset, rr.end));
+      keptBytes += rr.end - offset;
+    }
     offset = rr.end;
+  }
+  if (rcode === RCODE.SERVFAIL && edeOptions === '') edeOptions = UPSTREAM_SERVFAIL_EDE;
+  // What would not fit one DNS message with our OPT (expanded names grow a body) could only reach a TCP
+  // client truncated, which it must never be: it is a failure of the upstream instead.
+  if (HEADER_BYTES + q.question.length + keptBytes + 11 + edeOptions.length > 65_535) {
+    return new WardenError('ERR_WIRE_FORMAT', 'upstream reply too large to forward');
   }
   const answerCount = counts[0];
   const cacheTtlSec = answerCount > 0 && Number.isFinite(minAnswerTtl) ? minAnswerTtl : negativeTtl;
   return {
     rcode, flags, tc, answerCount: counts[0], authorityCount: counts[1], additionalCount: counts[2],
     body: Buffer.concat(kept, keptBytes).toString('latin1'), ttlOffsets, edeOptions, cacheTtlSec, addresses: addresses ?? NO_ADDRESSES,
+    strippedRecords: stripped,
   };
+}
+
+/** Whether the record whose owner is at `owner` belongs to the answer for the chain (see decodeUpstreamReply); extends the lists. */
+function inBailiwick(buf: Buffer, owner: number, rr: { type: number; rdOffset: number; end: number }, section: 0 | 1 | 2, chain: NameRef[], zones: NameRef[], dnameOwners: NameRef[]): boolean {
+  if (section === 0) {
+    // The signature over a DNAME is owned by the DNAME's owner, which is above the chain, not on it.
+    if (rr.type === TYPE_RRSIG && hasName(buf, dnameOwners, owner)) return true;
+    if (rr.type === QTYPE.DNAME) return followDname(buf, owner, rr, chain, dnameOwners);
+    if (!hasName(buf, chain, owner)) return false;
+    if (rr.type === QTYPE.CNAME) {
+      const targetEnd = skipName(buf, rr.rdOffset);
+      if (targetEnd === -1 || targetEnd > rr.end) return false; // a CNAME with a broken target leads nowhere
+      if (chain.length < MAX_CHAIN_NAMES && !hasName(buf, chain, rr.rdOffset)) chain.push(rr.rdOffset);
+    }
+    return true;
+  }
+  if (section === 1) {
+    // DNSSEC denial proofs (NSEC/NSEC3 and their signatures) are owned by other names of the zone, and a
+    // wildcard answer's proof comes with no SOA to tell the zone by. They carry no address or delegation
+    // and a validator checks them against the zone's key, so they are passed on as they came.
+    if (rr.type === TYPE_NSEC || rr.type === TYPE_NSEC3 || rr.type === TYPE_RRSIG) return true;
+    for (const name of chain) {
+      if (atOrBelow(buf, name, owner)) {
+        if (zones.length < MAX_CHAIN_NAMES && !hasName(buf, zones, owner)) zones.push(owner);
+        return true;
+      }
+    }
+    return false;
+  }
+  for (const name of chain) if (atOrBelow(buf, owner, name)) return true;
+  for (const zone of zones) if (atOrBelow(buf, owner, zone)) return true;
+  return false;
+}
+
+/**
+ * A DNAME above a chain name redirects it (RFC 6672): the substituted name joins the chain (as text: it
+ * is written nowhere in the reply). One owned by a chain name is simply what was asked for (qtype DNAME or ANY).
+ */
+function followDname(buf: Buffer, owner: number, rr: { rdOffset: number; end: number }, chain: NameRef[], dnameOwners: NameRef[]): boolean {
+  let applies = hasName(buf, chain, owner);
+  const ownerText = textOf(buf, owner);
+  const target = readName(buf, rr.rdOffset, true);
+  for (let c = 0, n = chain.length; c < n; c++) {
+    const name = textOf(buf, chain[c]!);
+    if (name === ownerText || !isAtOrBelow(name, ownerText)) continue;
+    applies = true;
+    const prefix = ownerText === '' ? name : name.slice(0, name.length - ownerText.length - 1);
+    const substituted = target === undefined ? undefined : target.text === '' ? prefix : `${prefix}.${target.text}`;
+    if (substituted !== undefined && chain.length < MAX_CHAIN_NAMES && !hasName(buf, chain, substituted)) chain.push(substituted);
+  }
+  if (applies && dnameOwners.length < MAX_CHAIN_NAMES) dnameOwners.push(owner);
+  return applies;
 }
 
 /** The EDE options (code 15) among an OPT record's options, raw; '' when there are none or they are malformed. */

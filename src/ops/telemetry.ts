@@ -163,6 +163,7 @@ export function createMetrics() {
       registry,
     }),
     upstreamFailures: new Counter({ name: 'dnswarden_upstream_failures_total', help: 'Upstream attempts that failed (timeout, network) and upstream replies rejected (mismatch: matched no query in flight or another question; malformed), per upstream and reason.', labelNames: ['upstream', 'reason'] as const, registers }),
+    upstreamStripped: new Counter({ name: 'dnswarden_upstream_records_stripped_total', help: 'Records removed from upstream replies as outside the question\'s bailiwick, per upstream.', labelNames: ['upstream'] as const, registers }),
     sessionsLive: new Gauge({ name: 'dnswarden_sessions_live', help: 'Live sessions (static and registered).', registers, aggregator: 'max' }),
     registrations: new Counter({ name: 'dnswarden_registrations_total', help: 'Session registration attempts by result.', labelNames: ['result'] as const, registers }),
     signalValue: new FastHistogram<string>({

@@ -40,3 +40,28 @@ describe('EDE from the upstream', () => {
     expect(plain.opt).toBeUndefined();
   });
 });
+
+describe('an upstream SERVFAIL without an EDE of its own', () => {
+  it('gets EDE 0 (Other) "upstream answered SERVFAIL", also from the cache, and still no OPT without EDNS', async () => {
+    const upstream = await startScriptedUpstream((q) => {
+      const reply = Buffer.from(q); // header + question + our OPT: a reply with no records and an OPT without options
+      reply.writeUInt16BE(0x8182, 2); // QR, RD, RA, SERVFAIL
+      return reply;
+    });
+    onTestFinished(() => upstream.stop());
+    const warden = await startWarden({ upstreams: [{ address: upstream.hostPort, timeout_ms: 500 }] });
+    onTestFinished(() => warden.close());
+
+    const first = await query({ server: warden.dns, name: 'broken.example.org', type: 'A' });
+    expect(first.rcode).toBe('SERVFAIL');
+    expect(first.edes).toEqual([{ code: 0, text: 'upstream answered SERVFAIL' }]);
+    const cached = await query({ server: warden.dns, name: 'broken.example.org', type: 'A' });
+    expect(cached.rcode).toBe('SERVFAIL');
+    expect(cached.edes).toEqual([{ code: 0, text: 'upstream answered SERVFAIL' }]);
+    expect(upstream.received).toHaveLength(1); // the cache still keeps an upstream SERVFAIL for servfail_ttl_s
+
+    const plain = await query({ server: warden.dns, name: 'broken.example.org', type: 'A', edns: false });
+    expect(plain.rcode).toBe('SERVFAIL');
+    expect(plain.opt).toBeUndefined();
+  });
+});

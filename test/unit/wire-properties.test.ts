@@ -104,7 +104,7 @@ describe('no input throws out of the decoders', () => {
         const buf = Buffer.from(bytes);
         const r = decodeQuery(buf, overTcp ? tcp : udp, 0, 1232);
         if (!r.ok && r.reply) expect(r.reply.length).toBeGreaterThanOrEqual(12); // a FORMERR/NOTIMP/BADVERS reply, never garbage
-        decodeUpstreamReply(buf, anyQuery, buf.length >= 2 ? buf.readUInt16BE(0) : 0);
+        decodeUpstreamReply(buf, anyQuery, buf.length >= 2 ? buf.readUInt16BE(0) : 0, 86_400);
       }),
       { ...RUNS, numRuns: 5000 },
     );
@@ -131,7 +131,7 @@ describe('no input throws out of the decoders', () => {
           const short = buf.subarray(0, Math.max(0, buf.length - (cut % 16)));
           decodeQuery(short, udp, 0, 1232);
           decodeQuery(short, tcp, 0, 1232);
-          decodeUpstreamReply(short, anyQuery, q.id);
+          decodeUpstreamReply(Buffer.from(short), anyQuery, q.id, 86_400);
         }
       }),
       RUNS,
