@@ -21,6 +21,7 @@ import { Store, type QuarantineRecord } from './store.js';
 import { createLogger, createMetrics } from './ops/telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './dns/transport.js';
 import { UpstreamPool } from './dns/upstream.js';
+import { ForwardingResolver } from './dns/forward.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
@@ -220,7 +221,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
     closers.push(() => upstreamPool.close());
-    const cache = new CachingResolver(upstreamPool, config.cache, metrics, nowMs);
+    // Conditional forwarding: one pool per forward zone, chosen below the cache (the most specific zone wins).
+    const forwardZones = config.forward_zones.map((z) => {
+      const pool = new UpstreamPool(z.upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
+      closers.push(() => pool.close());
+      return { name: z.name, resolver: pool };
+    });
+    const cache = new CachingResolver(new ForwardingResolver(forwardZones, upstreamPool), config.cache, metrics, nowMs);
 
     const domainAge = config.domain_age.enabled
       ? new DomainAges(config.domain_age, { nowMs, logger: log, db: store.db, countLookup: (source, result) => metrics.domainAgeLookups.inc({ source, result }) })
@@ -359,7 +366,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     if (admin !== undefined) closers.push(() => admin.close());
 
     log.info({
-      dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address),
+      dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address), forward_zones: config.forward_zones.map((z) => z.name),
       static_sessions: config.sessions.static.length, registered_sessions: sessions.list().length - config.sessions.static.length,
       mode: config.policy.mode,
     }, worker === undefined ? 'dnswarden ready' : 'worker ready');
@@ -382,7 +389,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           tokens = nextTokens;
           policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
           log.level = next.logging.level;
-          const restartOnly = (['listen', 'storage', 'upstreams', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
+          const restartOnly = (['listen', 'storage', 'upstreams', 'forward_zones', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;
