@@ -15,13 +15,14 @@ import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy/judge.js';
 import { exfiltrationDomains, QuarantineBook } from './analyst/quarantine.js';
-import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions/directory.js';
+import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session, type SessionType } from './sessions/directory.js';
 import { shardOf } from './fleet/shard.js';
 import { Store, type QuarantineRecord } from './store.js';
 import { createLogger, createMetrics } from './ops/telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './dns/transport.js';
 import { UpstreamPool } from './dns/upstream.js';
 import { ForwardingResolver } from './dns/forward.js';
+import { SessionRateLimiter, type RateLimit } from './sessions/rate-limit.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
@@ -158,6 +159,21 @@ async function gatheredHistory(worker: WorkerLink, id: string): Promise<HistoryE
   return out.sort((a, b) => a.atMs - b.atMs);
 }
 
+// Each config's rate limits, worked out once (not per query): qps 0 is none; burst 0 is ceil(qps), at least 1.
+const rateLimitsByConfig = new WeakMap<Config, Record<SessionType, RateLimit | undefined>>();
+function rateLimitsOf(config: Config): Record<SessionType, RateLimit | undefined> {
+  let limits = rateLimitsByConfig.get(config);
+  if (limits === undefined) {
+    const of = (type: SessionType): RateLimit | undefined => {
+      const r = config.policy.session_types[type].rate_limit;
+      return r.qps > 0 ? { qps: r.qps, burst: r.burst > 0 ? r.burst : Math.max(1, Math.ceil(r.qps)) } : undefined;
+    };
+    limits = { interactive: of('interactive'), batch: of('batch'), scheduled: of('scheduled') };
+    rateLimitsByConfig.set(config, limits);
+  }
+  return limits;
+}
+
 export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {}): Promise<App> {
   const env: AppEnv = { ...systemEnv, ...envOverrides };
   const nowMs = env.nowMs;
@@ -273,6 +289,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         maxPrefixes: config.server.refused_rate_limit.max_prefixes,
       }),
       repeatWindowMs: () => current.logging.repeat_window_ms,
+      // Read per query from the running config: a SIGHUP changes the limits at once (the buckets stay).
+      sessionRates: new SessionRateLimiter((type) => rateLimitsOf(current)[type]),
     });
     // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
     // run in reverse) whatever is still counted.
