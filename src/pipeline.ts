@@ -20,7 +20,7 @@ import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
 
 export type Outcome =
-  | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }
+  | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined; /** A stale answer (RFC 8767): its TTLs. */ readonly staleTtlSec?: number | undefined }
   | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string }
   | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' | 'rate_limited' }
   | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
@@ -167,10 +167,10 @@ export function createPipeline(d: PipelineDeps): {
       if (answerVerdict !== undefined) {
         const id = eventId ?? newEventId();
         if (answerVerdict.enforced) return finish(q, session, { kind: 'blocked', verdict: answerVerdict, eventId: id, text: `${answerVerdict.rule}: ${answerVerdict.reason} (${id})` });
-        return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict: answerVerdict, eventId: id });
+        return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict: answerVerdict, eventId: id, staleTtlSec: resolution.staleTtlSec });
       }
     }
-    return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict, eventId });
+    return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict, eventId, staleTtlSec: resolution.staleTtlSec });
   }
 
   // 7 finish: feed the session's window, remember the query, record the outcome — in one place.
@@ -357,7 +357,7 @@ export function createPipeline(d: PipelineDeps): {
     const size = d.udpPayloadSize;
     switch (outcome.kind) {
       case 'answered':
-        return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size);
+        return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size, outcome.staleTtlSec);
       case 'blocked': {
         const code = outcome.verdict.rule === 'deny_list' || outcome.verdict.rule === 'learned_deny' ? 17 : 15; // 17 Filtered, 15 Blocked
         return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede: { code, text: outcome.text }, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);

@@ -155,6 +155,15 @@ const configSchema = z
         max_ttl_s: z.number().int().min(0).default(86_400),
         negative_max_ttl_s: z.number().int().min(0).default(3600),
         servfail_ttl_s: z.number().int().min(0).max(30).default(3),
+        // RFC 8767: expired answers served (with EDE 3) when every upstream fails (src/dns/cache.ts).
+        serve_stale: z
+          .object({
+            enabled: z.boolean().default(false),
+            max_stale_s: z.number().int().min(1).max(7 * 86_400).default(86_400),
+            answer_ttl_s: z.number().int().min(1).max(3600).default(30),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

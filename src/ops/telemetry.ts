@@ -151,6 +151,7 @@ export function createMetrics() {
     tcpWritePaused: new Counter({ name: 'dnswarden_tcp_write_paused_total', help: 'Times a client TCP connection stopped being read because its unsent replies exceeded the bound (a client not reading its answers).', registers }),
     cacheHits: new FastCounter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registry, labelsOf: () => ({}), initialKeys: [0] }),
     cacheMisses: new FastCounter({ name: 'dnswarden_cache_misses_total', help: 'Queries not in the cache (forwarded or coalesced).', registry, labelsOf: () => ({}), initialKeys: [0] }),
+    cacheStaleServed: new Counter({ name: 'dnswarden_cache_stale_served_total', help: 'Expired answers served stale (RFC 8767, cache.serve_stale) because every upstream failed.', registers }),
     cacheEntries: new Gauge({ name: 'dnswarden_cache_entries', help: 'Entries in the answer cache.', registers }),
     upstreamDuration: new FastHistogram<string>({
       name: 'dnswarden_upstream_duration_seconds',
