@@ -15,13 +15,15 @@ import { DomainAges } from './domain-age/ages.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, type SessionState } from './policy/judge.js';
-import { QuarantineBook, exfiltrationDomains } from './analyst/quarantine.js';
-import { SessionDirectory, type HistoryEntry, type Session } from './sessions/directory.js';
+import { exfiltrationDomains, QuarantineBook } from './analyst/quarantine.js';
+import { SessionDirectory, type HistoryEntry, type Session, type SessionType } from './sessions/directory.js';
 import { shardOf } from './fleet/shard.js';
 import { Store, type QuarantineRecord } from './store.js';
 import { createLogger, createMetrics } from './ops/telemetry.js';
 import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './dns/transport.js';
 import { UpstreamPool } from './dns/upstream.js';
+import { ForwardingResolver } from './dns/forward.js';
+import { SessionRateLimiter, type RateLimit } from './sessions/rate-limit.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
@@ -150,6 +152,21 @@ async function gatheredHistory(worker: WorkerLink, id: string): Promise<HistoryE
   return out.sort((a, b) => a.atMs - b.atMs);
 }
 
+// Each config's rate limits, worked out once (not per query): qps 0 is none; burst 0 is ceil(qps), at least 1.
+const rateLimitsByConfig = new WeakMap<Config, Record<SessionType, RateLimit | undefined>>();
+function rateLimitsOf(config: Config): Record<SessionType, RateLimit | undefined> {
+  let limits = rateLimitsByConfig.get(config);
+  if (limits === undefined) {
+    const of = (type: SessionType): RateLimit | undefined => {
+      const r = config.policy.session_types[type].rate_limit;
+      return r.qps > 0 ? { qps: r.qps, burst: r.burst > 0 ? r.burst : Math.max(1, Math.ceil(r.qps)) } : undefined;
+    };
+    limits = { interactive: of('interactive'), batch: of('batch'), scheduled: of('scheduled') };
+    rateLimitsByConfig.set(config, limits);
+  }
+  return limits;
+}
+
 export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {}): Promise<App> {
   const env: AppEnv = { ...systemEnv, ...envOverrides };
   const nowMs = env.nowMs;
@@ -217,7 +234,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, config.cache.max_ttl_s, metrics, nowMs);
     closers.push(() => upstreamPool.close());
-    const cache = new CachingResolver(upstreamPool, config.cache, metrics, nowMs);
+    // Conditional forwarding: one pool per forward zone, chosen below the cache (the most specific zone wins).
+    const forwardZones = config.forward_zones.map((z) => {
+      const pool = new UpstreamPool(z.upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, config.cache.max_ttl_s, metrics, nowMs);
+      closers.push(() => pool.close());
+      return { name: z.name, resolver: pool };
+    });
+    const cache = new CachingResolver(new ForwardingResolver(forwardZones, upstreamPool), config.cache, metrics, nowMs);
 
     const domainAge = config.domain_age.enabled
       ? new DomainAges(config.domain_age, { nowMs, logger: log, db: store.db, countLookup: (source, result) => metrics.domainAgeLookups.inc({ source, result }) })
@@ -264,6 +287,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         maxPrefixes: config.server.refused_rate_limit.max_prefixes,
       }),
       repeatWindowMs: () => current.logging.repeat_window_ms,
+      // Read per query from the running config: a SIGHUP changes the limits at once (the buckets stay).
+      sessionRates: new SessionRateLimiter((type) => rateLimitsOf(current)[type]),
     });
     // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
     // run in reverse) whatever is still counted.
@@ -357,7 +382,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     if (admin !== undefined) closers.push(() => admin.close());
 
     log.info({
-      dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address),
+      dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address), forward_zones: config.forward_zones.map((z) => z.name),
       static_sessions: config.sessions.static.length, registered_sessions: sessions.list().length - config.sessions.static.length,
       mode: config.policy.mode,
     }, worker === undefined ? 'dnswarden ready' : 'worker ready');
@@ -385,7 +410,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           tokens = nextTokens;
           policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
           log.level = next.logging.level;
-          const restartOnly = (['listen', 'storage', 'upstreams', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
+          const restartOnly = (['listen', 'storage', 'upstreams', 'forward_zones', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;

@@ -14,14 +14,15 @@ import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './ses
 import { qtypeName, qtypeText, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeSlipReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
-import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
+import type { SessionRateLimiter } from './sessions/rate-limit.js';
+import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
 
 export type Outcome =
-  | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }
+  | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined; /** A stale answer (RFC 8767): its TTLs. */ readonly staleTtlSec?: number | undefined }
   | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string }
-  | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' }
+  | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' | 'rate_limited' }
   | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
 
 export interface DomainAgeLookup {
@@ -45,6 +46,8 @@ export interface PipelineDeps {
   readonly udpPayloadSize: number;
   /** Rate limit of REFUSED answers over UDP per source prefix; undefined: none. */
   readonly refusals?: RefusalLimiter;
+  /** Per-session query rate limit (policy.session_types.<type>.rate_limit); undefined: none. */
+  readonly sessionRates?: SessionRateLimiter;
   /**
    * Repeated blocks of one kind from one session within this long are one history row and one log line with
    * a count (logging.repeat_window_ms): a flood costs no more per query than a cache hit. A function: SIGHUP.
@@ -79,6 +82,8 @@ const UNSUPPORTED_QTYPES: ReadonlySet<number> = new Set([251, 252, 253, 254]); /
 const CLASS_IN = 1;
 // Blocked answers carry an SOA so stub resolvers cache them briefly (RFC 2308) but not past a release.
 const BLOCK_NEGATIVE_TTL_SEC = 5;
+// One outcome for every rate-limited query (read-only): a session over its limit allocates nothing here.
+const RATE_LIMITED: Outcome = Object.freeze({ kind: 'refused', reason: 'rate_limited' });
 
 export function createPipeline(d: PipelineDeps): {
   handle(q: Query): Outcome | Promise<Outcome>;
@@ -100,6 +105,11 @@ export function createPipeline(d: PipelineDeps): {
     const admission = d.sessions.admit(q.peer.address, q.atMs);
     if (!('session' in admission)) return { kind: 'refused', reason: admission.refused };
     const session = admission.session;
+    // Over its session's rate limit: REFUSED at once (never dropped), before any other work; not in its history.
+    if (d.sessionRates !== undefined && !d.sessionRates.take(session, q.atMs)) {
+      m.sessionRateLimited.inc({ session_type: session.type });
+      return RATE_LIMITED;
+    }
     if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type)) return finish(q, session, { kind: 'refused', reason: 'unsupported' });
 
     const policy = d.policy();
@@ -157,10 +167,10 @@ export function createPipeline(d: PipelineDeps): {
       if (answerVerdict !== undefined) {
         const id = eventId ?? newEventId();
         if (answerVerdict.enforced) return finish(q, session, { kind: 'blocked', verdict: answerVerdict, eventId: id, text: `${answerVerdict.rule}: ${answerVerdict.reason} (${id})` });
-        return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict: answerVerdict, eventId: id });
+        return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict: answerVerdict, eventId: id, staleTtlSec: resolution.staleTtlSec });
       }
     }
-    return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict, eventId });
+    return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict, eventId, staleTtlSec: resolution.staleTtlSec });
   }
 
   // 7 finish: feed the session's window, remember the query, record the outcome — in one place.
@@ -305,7 +315,9 @@ export function createPipeline(d: PipelineDeps): {
     const peer = q.peer;
     // A refusal goes to whatever source the packet claims: over UDP, past the source prefix's budget, it is
     // slipped (TC=1, no EDE text, no bigger than the query) or dropped, so we amplify nothing toward a victim.
-    if (outcome.kind === 'refused' && peer.transport === 'udp' && d.refusals !== undefined) {
+    // A session's rate-limited query is answered in full: its source is a registered one, and a drop would cost
+    // the agent a timeout instead of telling it to slow down.
+    if (outcome.kind === 'refused' && outcome.reason !== 'rate_limited' && peer.transport === 'udp' && d.refusals !== undefined) {
       const decision = d.refusals.decide(peer.address, q.atMs);
       if (decision === 'drop') {
         m.refusedLimited.inc({ action: 'dropped' });
@@ -345,7 +357,7 @@ export function createPipeline(d: PipelineDeps): {
     const size = d.udpPayloadSize;
     switch (outcome.kind) {
       case 'answered':
-        return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size);
+        return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size, outcome.staleTtlSec);
       case 'blocked': {
         const code = outcome.verdict.rule === 'deny_list' || outcome.verdict.rule === 'learned_deny' ? 17 : 15; // 17 Filtered, 15 Blocked
         return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede: { code, text: outcome.text }, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
@@ -353,8 +365,11 @@ export function createPipeline(d: PipelineDeps): {
       case 'refused': {
         const text = outcome.reason === 'no_session' ? 'no session registered for this source address'
           : outcome.reason === 'expired' ? 'session expired: no session registered for this source address'
+          : outcome.reason === 'rate_limited' ? 'rate limited: this session is over its query rate limit, slow down'
           : 'query class or type not supported';
-        return encodeSynthReply(q, { rcode: 'REFUSED', ede: { code: outcome.reason === 'unsupported' ? 21 : 18, text } }, size);
+        // 0 (Other) for a rate limit: RFC 8914 has no code for it, and the text says it.
+        const code = outcome.reason === 'unsupported' ? 21 : outcome.reason === 'rate_limited' ? 0 : 18;
+        return encodeSynthReply(q, { rcode: 'REFUSED', ede: { code, text } }, size);
       }
       case 'failed':
         // The agent learns that the upstreams failed, not where they are; the log has the detail.

@@ -41,6 +41,7 @@ function leafPaths(value: unknown, prefix: string, out: Set<string>): void {
 const EVERYTHING = {
   admin: { token: 'x'.repeat(32), tokens: [{ name: 'alice', kind: 'analyst', token: 'y'.repeat(32) }] },
   upstreams: [{ address: '127.0.0.1:53' }],
+  forward_zones: [{ name: 'ad.example.com', upstreams: [{ address: '10.0.0.53:53' }] }],
   sessions: { signing_keys: [{ kid: 'k', alg: 'HS256', secret: 'z'.repeat(32) }] },
   alerts: { webhooks: [{ url: 'http://127.0.0.1:9/hook' }] },
 };

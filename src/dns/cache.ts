@@ -1,6 +1,10 @@
 // The answer cache in front of the upstreams: raw replies kept for their TTL (capped), served with
 // TTLs decremented; negative answers for min(SOA TTL, SOA MINIMUM) (RFC 2308 §5); SERVFAIL for a few
 // seconds at most; identical in-flight queries coalesced. Key: name, type, class and the DO bit.
+// Serve-stale (RFC 8767, `cache.serve_stale`): an expired answer is kept (in the same LRU, so the entry bound holds)
+// until `max_stale_s` past its expiry; when a refresh finds every upstream failing (or answering SERVFAIL) it is
+// served with `answer_ttl_s` TTLs and EDE 3, and for `servfail_ttl_s` after that failure it is served at once
+// without asking (RFC 8767's failure recheck timer); then the next query tries the upstreams again.
 import { LRUCache } from 'lru-cache';
 import type { Metrics } from '../ops/telemetry.js';
 import type { Resolution, Resolver } from './upstream.js';
@@ -11,6 +15,7 @@ export interface CacheConfig {
   readonly max_ttl_s: number;
   readonly negative_max_ttl_s: number;
   readonly servfail_ttl_s: number;
+  readonly serve_stale: { readonly enabled: boolean; readonly max_stale_s: number; readonly answer_ttl_s: number };
 }
 
 interface Entry {
@@ -20,6 +25,8 @@ interface Entry {
   readonly expiresAtMs: number;
   /** The Resolution last handed out for this entry, reused while its age in seconds is the same. */
   served: (Resolution & { ok: true }) | undefined;
+  /** When a refresh of this expired entry last failed (and it was served stale instead); -Infinity: never. */
+  staleFailedAtMs: number;
 }
 
 /**
@@ -71,6 +78,11 @@ export class CachingResolver implements Resolver {
     if (hit === undefined) return undefined;
     const nowMs = this.#nowMs();
     if (hit.expiresAtMs <= nowMs) {
+      if (this.#staleUsable(hit, nowMs)) {
+        // A refresh failed a moment ago: answer stale now rather than wait out the upstreams again.
+        if (nowMs - hit.staleFailedAtMs < this.#config.servfail_ttl_s * 1000) return this.#serveStale(hit);
+        return undefined; // try the upstreams; #fetch falls back to this entry if they fail
+      }
       this.#entries!.delete(key);
       this.#metrics.cacheEntries.set(this.#entries!.size);
       return undefined;
@@ -89,6 +101,13 @@ export class CachingResolver implements Resolver {
     if (pending !== undefined) return pending;
     const started = Promise.resolve(this.#next.resolve(q)).then((resolution) => {
       this.#inflight.delete(key);
+      if (!resolution.ok || resolution.reply.rcode === RCODE.SERVFAIL) {
+        const stale = this.#staleEntry(key);
+        if (stale !== undefined) {
+          stale.staleFailedAtMs = this.#nowMs();
+          return this.#serveStale(stale); // the stale entry stays as it is: no failure is remembered over it
+        }
+      }
       if (resolution.ok) this.#store(key, resolution.reply);
       // During an outage a repeated name fails at once for a few seconds instead of waiting out every timeout.
       else this.#remember(key, resolution, this.#config.servfail_ttl_s);
@@ -98,6 +117,24 @@ export class CachingResolver implements Resolver {
     return started;
   }
 
+  /** An expired entry that may still be served stale: an answer (not a failure, not SERVFAIL) within max_stale_s. */
+  #staleUsable(entry: Entry, nowMs: number): entry is Entry & { reply: Reply } {
+    const s = this.#config.serve_stale;
+    return s.enabled && !('ok' in entry.reply) && entry.reply.rcode !== RCODE.SERVFAIL && nowMs - entry.expiresAtMs <= s.max_stale_s * 1000;
+  }
+
+  #staleEntry(key: string): (Entry & { reply: Reply }) | undefined {
+    if (!this.#config.serve_stale.enabled) return undefined;
+    const entry = this.#entries?.peek(key);
+    const nowMs = this.#nowMs();
+    return entry !== undefined && entry.expiresAtMs <= nowMs && this.#staleUsable(entry, nowMs) ? entry : undefined;
+  }
+
+  #serveStale(entry: Entry & { reply: Reply }): Resolution {
+    this.#metrics.cacheStaleServed.inc();
+    return { ok: true, reply: entry.reply, via: 'cache', ageSec: 0, staleTtlSec: this.#config.serve_stale.answer_ttl_s };
+  }
+
   #store(key: string, reply: Reply): void {
     this.#remember(key, reply, this.#ttlFor(reply));
   }
@@ -105,7 +142,7 @@ export class CachingResolver implements Resolver {
   #remember(key: string, reply: Entry['reply'], ttlSec: number): void {
     if (this.#entries === undefined || ttlSec <= 0) return;
     const nowMs = this.#nowMs();
-    this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000, served: undefined });
+    this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000, served: undefined, staleFailedAtMs: -Infinity });
     this.#metrics.cacheEntries.set(this.#entries.size);
   }
 

@@ -12,7 +12,7 @@ import { UPSTREAM_UDP_SIZE, UdpExchange } from './upstream-udp.js';
 import { decodeUpstreamReply, encodeUpstreamQuery, type Query, type Reply } from './wire.js';
 
 export type Resolution =
-  | { readonly ok: true; readonly reply: Reply; readonly via: 'cache' | 'upstream'; readonly ageSec: number }
+  | { readonly ok: true; readonly reply: Reply; readonly via: 'cache' | 'upstream'; readonly ageSec: number; /** Set: an expired answer served stale (RFC 8767) with every TTL this. */ readonly staleTtlSec?: number }
   | { readonly ok: false; readonly error: WardenError; /** RFC 8914: 22 No Reachable Authority, 23 Network Error */ readonly ede: 22 | 23 };
 
 export interface Resolver {

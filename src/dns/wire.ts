@@ -619,15 +619,21 @@ function formatIpv6(bytes: Buffer): string {
  * The client's copy of a (possibly cached) upstream reply: its ID, its question bytes, TTLs reduced
  * by `ageSec`, our OPT if it sent one; TC=1 with no records when it does not fit `maxReplyBytes`.
  */
-export function encodeForwardedReply(q: Query, reply: Reply, ageSec: number, udpSize: number): Buffer {
-  const optBytes = q.edns === undefined ? 0 : 11 + reply.edeOptions.length;
+export function encodeForwardedReply(q: Query, reply: Reply, ageSec: number, udpSize: number, staleTtlSec?: number): Buffer {
+  // A stale answer (RFC 8767): every TTL is `staleTtlSec` and an EDE 3 (Stale Answer) joins the upstream's own.
+  const stale = staleTtlSec !== undefined;
+  const edeOptions = stale ? reply.edeOptions + STALE_EDE : reply.edeOptions;
+  const optBytes = q.edns === undefined ? 0 : 11 + edeOptions.length;
   const size = HEADER_BYTES + q.question.length + reply.body.length + optBytes;
   if (size > q.maxReplyBytes) return truncatedReply(q, reply.rcode, reply.flags, udpSize);
   const out = Buffer.allocUnsafe(size);
   writeReplyHeader(out, q, reply.flags, reply.rcode, reply.answerCount, reply.authorityCount, reply.additionalCount + (optBytes > 0 ? 1 : 0));
   q.question.copy(out, HEADER_BYTES);
   out.write(reply.body, HEADER_BYTES + q.question.length, 'latin1');
-  if (ageSec > 0) {
+  if (stale) {
+    const offsets = reply.ttlOffsets;
+    for (let i = 0; i < offsets.length; i++) out.writeUInt32BE(staleTtlSec, offsets.charCodeAt(i));
+  } else if (ageSec > 0) {
     const offsets = reply.ttlOffsets;
     for (let i = 0; i < offsets.length; i++) {
       const at = offsets.charCodeAt(i);
@@ -635,11 +641,14 @@ export function encodeForwardedReply(q: Query, reply: Reply, ageSec: number, udp
     }
   }
   if (optBytes > 0) {
-    const at = writeOptHeader(out, size - optBytes, udpSize, reply.rcode >> 4, q.edns!.dnssecOk, reply.edeOptions.length);
-    if (reply.edeOptions.length > 0) out.write(reply.edeOptions, at, 'latin1');
+    const at = writeOptHeader(out, size - optBytes, udpSize, reply.rcode >> 4, q.edns!.dnssecOk, edeOptions.length);
+    if (edeOptions.length > 0) out.write(edeOptions, at, 'latin1');
   }
   return out;
 }
+
+/** EDE option (code 15, length 2) with INFO-CODE 3, Stale Answer, and no text: latin1, as Reply.edeOptions. */
+const STALE_EDE = '\x00\x0f\x00\x02\x00\x03';
 
 function truncatedReply(q: Query, rcode: number, flags: number, udpSize: number): Buffer {
   const optBytes = q.edns === undefined ? 0 : 11;

@@ -120,6 +120,25 @@ function containsNetwork(list: BlockList, range: string): boolean {
   return list.check(p.address, p.family === 4 ? 'ipv4' : 'ipv6');
 }
 
+/** A zone name as written in config: lower-cased, one trailing dot dropped. */
+const dnsName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/, 'expected a DNS name such as "ad.example.com"')
+  .transform((s) => {
+    const lower = s.toLowerCase();
+    return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+  });
+
+// Conditional forwarding: names at or below `name` go to these upstreams instead (src/dns/forward.ts).
+const forwardZoneSchema = z
+  .object({
+    name: dnsName,
+    upstreams: z.array(upstreamSchema).min(1),
+  })
+  .strict();
+
 const configSchema = z
   .object({
     listen: z
@@ -145,6 +164,13 @@ const configSchema = z
       .strict()
       .prefault({}),
     upstreams: z.array(upstreamSchema).min(1).optional(),
+    forward_zones: z.array(forwardZoneSchema).superRefine((zones, ctx) => {
+      const seen = new Set<string>();
+      zones.forEach((zone, i) => {
+        if (seen.has(zone.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `"${zone.name}" is listed twice` });
+        seen.add(zone.name);
+      });
+    }).default([]),
     resolver: z
       .object({
         total_timeout_ms: z.number().int().min(50).max(60_000).default(2500),
@@ -158,6 +184,15 @@ const configSchema = z
         max_ttl_s: z.number().int().min(0).default(86_400),
         negative_max_ttl_s: z.number().int().min(0).default(3600),
         servfail_ttl_s: z.number().int().min(0).max(30).default(3),
+        // RFC 8767: expired answers served (with EDE 3) when every upstream fails (src/dns/cache.ts).
+        serve_stale: z
+          .object({
+            enabled: z.boolean().default(false),
+            max_stale_s: z.number().int().min(1).max(7 * 86_400).default(86_400),
+            answer_ttl_s: z.number().int().min(1).max(3600).default(30),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -217,6 +252,7 @@ export type Config = z.infer<typeof configSchema>;
 export type StaticSession = z.infer<typeof staticSessionSchema>;
 export type SigningKeyConfig = z.infer<typeof signingKeySchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type ForwardZoneConfig = z.infer<typeof forwardZoneSchema>;
 export type ApiTokenConfig = z.infer<typeof apiTokenSchema>;
 
 /** `upstreams[1].address` from zod's path array. */

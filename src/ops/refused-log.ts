@@ -4,7 +4,7 @@
 // "other sources" (a flood of spoofed addresses cannot grow the map). Owns no metric and never logs names.
 import type { Logger } from 'pino';
 
-export type RefusedReason = 'no_session' | 'expired' | 'unsupported';
+export type RefusedReason = 'no_session' | 'expired' | 'unsupported' | 'rate_limited';
 
 interface SourceEntry {
   lastLineAtMs: number;

@@ -145,7 +145,8 @@ export function createMetrics() {
     }),
     malformed: new Counter({ name: 'dnswarden_malformed_total', help: 'Malformed packets: answered with FORMERR/NOTIMP or dropped, by transport and reason.', labelNames: ['transport', 'reason'] as const, registers }),
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
-    refused: new Counter({ name: 'dnswarden_refused_total', help: 'Queries answered REFUSED, by reason (no_session: unknown source; expired: its session expired; unsupported: class or type).', labelNames: ['reason'] as const, registers }),
+    refused: new Counter({ name: 'dnswarden_refused_total', help: 'Queries answered REFUSED, by reason (no_session: unknown source; expired: its session expired; unsupported: class or type; rate_limited: over its session\'s rate limit).', labelNames: ['reason'] as const, registers }),
+    sessionRateLimited: new Counter({ name: 'dnswarden_session_rate_limited_total', help: 'Queries answered REFUSED because their session was over policy.session_types.<type>.rate_limit, by session type.', labelNames: ['session_type'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
     tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
     refusedLimited: new Counter({ name: 'dnswarden_refused_limited_total', help: 'REFUSED answers over UDP past their source prefix\'s budget (server.refused_rate_limit): slipped (a minimal TC=1 reply) or dropped.', labelNames: ['action'] as const, registers }),
@@ -154,6 +155,7 @@ export function createMetrics() {
     tcpWritePaused: new Counter({ name: 'dnswarden_tcp_write_paused_total', help: 'Times a client TCP connection stopped being read because its unsent replies exceeded the bound (a client not reading its answers).', registers }),
     cacheHits: new FastCounter({ name: 'dnswarden_cache_hits_total', help: 'Queries answered from the cache.', registry, labelsOf: () => ({}), initialKeys: [0] }),
     cacheMisses: new FastCounter({ name: 'dnswarden_cache_misses_total', help: 'Queries not in the cache (forwarded or coalesced).', registry, labelsOf: () => ({}), initialKeys: [0] }),
+    cacheStaleServed: new Counter({ name: 'dnswarden_cache_stale_served_total', help: 'Expired answers served stale (RFC 8767, cache.serve_stale) because every upstream failed.', registers }),
     cacheEntries: new Gauge({ name: 'dnswarden_cache_entries', help: 'Entries in the answer cache.', registers }),
     upstreamDuration: new FastHistogram<string>({
       name: 'dnswarden_upstream_duration_seconds',
@@ -204,7 +206,8 @@ export function createMetrics() {
     metrics.transportFaults.inc({ transport }, 0);
     for (const reason of MALFORMED_REASONS) metrics.malformed.inc({ transport, reason }, 0);
   }
-  for (const reason of ['no_session', 'expired', 'unsupported']) metrics.refused.inc({ reason }, 0);
+  for (const reason of ['no_session', 'expired', 'unsupported', 'rate_limited']) metrics.refused.inc({ reason }, 0);
+  for (const session_type of VERDICT_SESSION_TYPES) metrics.sessionRateLimited.inc({ session_type }, 0);
   for (const session_type of VERDICT_SESSION_TYPES) metrics.quarantinesRaised.inc({ session_type }, 0);
   for (const decision of ['released', 'confirmed']) metrics.quarantineDecisions.inc({ decision }, 0);
   for (const result of REGISTRATION_RESULTS) metrics.registrations.inc({ result }, 0);

@@ -41,6 +41,14 @@ const sessionTypePolicy = (d: TypeDefaults) =>
       block_window_ms: z.number().int().positive().default(600_000),
       volume_budget_bytes: z.number().positive().default(d.volume_budget_bytes),
       young_volume_budget_bytes: z.number().positive().default(d.young_volume_budget_bytes),
+      // Per-session token bucket (src/sessions/rate-limit.ts); qps 0: no limit (the default).
+      rate_limit: z
+        .object({
+          qps: z.number().min(0).max(1_000_000).default(0),
+          burst: z.number().int().min(0).max(1_000_000).default(0), // 0: ceil(qps), at least 1
+        })
+        .strict()
+        .prefault({}),
     })
     .strict();
 
