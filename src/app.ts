@@ -24,6 +24,8 @@ import { UpstreamPool } from './dns/upstream.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
+import { loadRpzSet, pollFiles, loadZoneSet, type ZoneSet } from './zones/zone-set.js';
+import type { RpzSet } from './zones/rpz.js';
 
 export interface AppEnv {
   readonly nowMs: () => number;
@@ -53,6 +55,9 @@ export interface App {
 }
 
 const HISTORY_FLUSH_MS = 1000;
+// How often the policy zones' files are checked for a change (mtime, size, inode); a change is loaded
+// once the file has held still for one more period (a feed being written is not read half-way).
+const RPZ_POLL_MS = 1000;
 
 const SWEEP_MS = 10_000;
 // How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
@@ -156,6 +161,17 @@ async function gatheredHistory(worker: WorkerLink, id: string): Promise<HistoryE
   return out.sort((a, b) => a.atMs - b.atMs);
 }
 
+/** Every configured zone and policy zone file, parsed and checked (`check-config`, a supervisor's reload). Throws ConfigError. */
+export function loadZoneFiles(config: Config): { zones: ZoneSet; rpz: RpzSet } {
+  return { zones: loadZoneSet(config.zones), rpz: loadRpzSet(config.policy.rpz) };
+}
+
+/** Each configured zone's series at 0 from the start (see telemetry.ts: a first 1 has no rise to alert on). */
+function declareZoneSeries(metrics: ReturnType<typeof createMetrics>, config: Config): void {
+  for (const z of config.zones) for (const rcode of ['NOERROR', 'NXDOMAIN']) metrics.localAnswers.inc({ zone: z.name, rcode }, 0);
+  for (const z of config.policy.rpz) for (const action of ['nxdomain', 'nodata', 'drop', 'local']) metrics.rpzHits.inc({ zone: z.name, action }, 0);
+}
+
 export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {}): Promise<App> {
   const env: AppEnv = { ...systemEnv, ...envOverrides };
   const nowMs = env.nowMs;
@@ -166,6 +182,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
   const metrics = createMetrics();
   const upstreams = upstreamsFor(config, env.resolvConfPath);
   const keys = await loadSigningKeys(config.sessions.signing_keys);
+  // Zone files before anything opens: a bad one fails the start with file:line.
+  let { zones, rpz } = loadZoneFiles(config);
+  declareZoneSeries(metrics, config);
   const store = Store.open(config.storage.dir);
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
@@ -179,6 +198,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     };
     exportBlockAt(config);
     let policy = policyFor(config);
+    policy.setRpz(rpz);
     const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
     learnedDenyChanged();
 
@@ -252,11 +272,25 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     sweep.unref();
     closers.push(() => clearInterval(sweep));
 
+    // Policy zones are feeds: reloaded when their files change, without a SIGHUP. A bad file keeps the zones that ran.
+    const rpzFiles = pollFiles(() => current.policy.rpz, RPZ_POLL_MS, () => {
+      try {
+        rpz = loadRpzSet(current.policy.rpz);
+        policy.setRpz(rpz);
+        metrics.rpzReloads.inc({ result: 'ok' });
+        log.info({ zones: rpz.zones.map((z) => z.stats) }, 'policy zones reloaded');
+      } catch (err) {
+        metrics.rpzReloads.inc({ result: 'error' });
+        log.error({ err: messageOf(err) }, 'policy zone reload failed; the previous policy zones stay');
+      }
+    });
+    closers.push(() => rpzFiles.stop());
+
     const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);
     closers.push(() => refusedLog.close());
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
-      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size,
+      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size, zones: () => zones,
       refusals: new RefusalLimiter({
         perSecond: config.server.refused_rate_limit.per_second,
         slip: config.server.refused_rate_limit.slip,
@@ -354,7 +388,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     log.info({
       dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address),
       static_sessions: config.sessions.static.length, registered_sessions: sessions.list().length - config.sessions.static.length,
-      mode: config.policy.mode,
+      mode: config.policy.mode, zones: zones.zones.map((z) => z.describe()), rpz: rpz.zones.map((z) => z.stats),
     }, worker === undefined ? 'dnswarden ready' : 'worker ready');
     worker?.ready(admin?.url);
 
@@ -368,17 +402,23 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         try {
           const nextKeys = await loadSigningKeys(next.sessions.signing_keys);
           const nextTokens = apiTokens(next, next.admin.token ?? adminToken);
+          const nextZones = loadZoneFiles(next); // a bad zone file throws here: nothing has changed yet
           const nextPolicy = policyFor(next);
           nextPolicy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
+          nextPolicy.setRpz(nextZones.rpz);
           sessions.setStatic(next.sessions.static, nowMs());
           sessions.setKeys(nextKeys, next.sessions.max_ttl_s);
           tokens = nextTokens;
           policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
+          zones = nextZones.zones;
+          rpz = nextZones.rpz;
+          declareZoneSeries(metrics, next);
           log.level = next.logging.level;
           const restartOnly = (['listen', 'storage', 'upstreams', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;
+          rpzFiles.reset();
           exportBlockAt(next);
           metrics.configReloads.inc({ result: 'ok' });
           metrics.sessionsLive.set(sessions.liveCount(nowMs()));

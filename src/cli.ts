@@ -35,7 +35,18 @@ async function serve(args: string[]): Promise<number> {
   const spec = workerSpecFromEnv();
   if (spec !== undefined) return serveAsWorker(spec);
   const config = load();
-  if (config.server.workers > 1) return superviseWorkers(config, args, load);
+  if (config.server.workers > 1) {
+    // The supervisor never starts the server itself, so it checks the zone files here: a bad one fails
+    // the start (exit 2) and a bad reload reaches no worker.
+    const { loadZoneFiles } = await import('./app.js');
+    const checked = (): Config => {
+      const c = load();
+      loadZoneFiles(c);
+      return c;
+    };
+    loadZoneFiles(config);
+    return superviseWorkers(config, args, checked);
+  }
   // Loaded here, not at the top: a supervisor (server.workers > 1) never loads the server itself.
   const { startApp } = await import('./app.js');
   const app = await startApp(config);
@@ -96,13 +107,16 @@ function untilSignalled(load: () => Config, close: () => Promise<void>, reload: 
   return stop;
 }
 
-function checkConfig(args: string[]): number {
+async function checkConfig(args: string[]): Promise<number> {
   const file = args[0];
   if (file === undefined || args.length > 1) {
     process.stderr.write('usage: dnswarden check-config FILE\n');
     return 64;
   }
-  loadConfigFile(file);
+  const config = loadConfigFile(file);
+  // The zone and policy zone files it names are part of it: parsed and checked the way serve loads them.
+  const { loadZoneFiles } = await import('./app.js');
+  loadZoneFiles(config);
   process.stdout.write(`${file}: valid\n`);
   return 0;
 }

@@ -7,15 +7,20 @@ import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './analyst/quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
-import { qtypeName, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
+import { qtypeName, queryKey, rcodeName, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
-import { RCODE, decodeQuery, encodeForwardedReply, encodeSlipReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
+import { RCODE, decodeQuery, encodeForwardedReply, encodeLocalReply, encodeQuestion, encodeSlipReply, encodeSynthReply, type LocalReplyOptions, type Peer, type Query, type Reply } from './dns/wire.js';
+import type { ZoneSet } from './zones/zone-set.js';
+import type { Zone } from './zones/zone.js';
+import type { RpzMatch } from './zones/rpz.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
 
 export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }
+  /** Answered from a local zone (`zone`: its origin), never judged; `reply` may end in a forwarded CNAME target's answer. */
+  | { readonly kind: 'local'; readonly zone: string; readonly reply: LocalReplyOptions }
   | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string }
   | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' }
   | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
@@ -41,6 +46,8 @@ export interface PipelineDeps {
   readonly udpPayloadSize: number;
   /** Rate limit of REFUSED answers over UDP per source prefix; undefined: none. */
   readonly refusals?: RefusalLimiter;
+  /** The local zones (a function: SIGHUP swaps them); undefined: none. */
+  readonly zones?: () => ZoneSet;
 }
 
 // Event ids: a random per-process prefix and a counter, so an id is unique across restarts and
@@ -56,6 +63,10 @@ const UNSUPPORTED_QTYPES: ReadonlySet<number> = new Set([251, 252, 253, 254]); /
 const CLASS_IN = 1;
 // Blocked answers carry an SOA so stub resolvers cache them briefly (RFC 2308) but not past a release.
 const BLOCK_NEGATIVE_TTL_SEC = 5;
+// A CNAME chain that leaves one local zone for another (and back) is followed this many times, then SERVFAIL.
+const MAX_LOCAL_HOPS = 4;
+const QTYPE_CNAME = 5;
+const QTYPE_ANY = 255;
 
 export function createPipeline(d: PipelineDeps): {
   handle(q: Query): Outcome | Promise<Outcome>;
@@ -66,7 +77,7 @@ export function createPipeline(d: PipelineDeps): {
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
   // round trip makes a query asynchronous. Promise hops cost a measurable share of a cache hit
   // (`npm run bench`, scoring off vs the bare Node ceiling), so none is taken where none is needed.
-  function handle(q: Query): Outcome | Promise<Outcome> {
+  function handle(q: Query, hops = 0): Outcome | Promise<Outcome> {
     // 1 admit: unknown or expired source → REFUSED; we are never an open resolver.
     const admission = d.sessions.admit(q.peer.address, q.atMs);
     if (!('session' in admission)) return { kind: 'refused', reason: admission.refused };
@@ -80,6 +91,14 @@ export function createPipeline(d: PipelineDeps): {
       return finish(q, session, { kind: 'blocked', verdict: quarantinedVerdict(policy, session.type), eventId: quarantineId, text: `session quarantined (${quarantineId})` });
     }
 
+    // Local zones: answered here, authoritatively, and never scored (the name never leaves the node). A
+    // name at or below a delegation inside the zone goes on like any other query.
+    const zone = d.zones?.().find(q.name);
+    if (zone !== undefined) {
+      const local = answerLocally(q, session, zone, hops);
+      if (local !== undefined) return local;
+    }
+
     if (!d.judging()) return resolveAndCheck(q, session, policy, undefined, undefined);
 
     // 3 judge: lists, then the score against the session type's thresholds. The domain-age wait is
@@ -89,6 +108,35 @@ export function createPipeline(d: PipelineDeps): {
       return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => judgeAndAct(q, session, policy, ageDays));
     }
     return judgeAndAct(q, session, policy, undefined);
+  }
+
+  function answerLocally(q: Query, session: Session<SessionState>, zone: Zone, hops: number): Outcome | Promise<Outcome> | undefined {
+    const r = zone.lookup(q.name, q.type);
+    switch (r.kind) {
+      case 'delegated':
+        return undefined;
+      case 'answer':
+        return finish(q, session, { kind: 'local', zone: zone.origin, reply: { rcode: 'NOERROR', authoritative: true, answer: r.answer, authority: r.authority, additional: r.additional } });
+      case 'nxdomain':
+        return finish(q, session, { kind: 'local', zone: zone.origin, reply: { rcode: 'NXDOMAIN', authoritative: true, answer: r.answer, authority: r.authority, additional: [] } });
+      case 'cname-out': {
+        // The target is asked like any query of this session (admitted, gated, judged, resolved, remembered);
+        // its answer is appended to the chain, and a block or failure of the target is the answer to all of it.
+        if (hops >= MAX_LOCAL_HOPS) return finish(q, session, { kind: 'failed', ede: 0, error: new WardenError('ERR_INTERNAL', `CNAME chain through local zones longer than ${MAX_LOCAL_HOPS} zones`) });
+        const target: Query = { ...q, name: r.target, question: encodeQuestion(r.target, q.type), maxReplyBytes: 65_535 };
+        const then = (o: Outcome): Outcome => {
+          let reply: LocalReplyOptions;
+          if (o.kind === 'answered') reply = { rcode: 'NOERROR', authoritative: true, answer: r.answer, authority: [], additional: [], tail: { query: target, reply: o.reply, ageSec: o.ageSec } };
+          else if (o.kind === 'local') reply = { ...o.reply, authoritative: true, answer: [...r.answer, ...o.reply.answer] };
+          else return o; // blocked or failed: the target's own finish recorded it (once)
+          return finish(q, session, { kind: 'local', zone: zone.origin, reply });
+        };
+        const outcome = handle(target, hops + 1);
+        return outcome instanceof Promise ? outcome.then(then) : then(outcome);
+      }
+      default:
+        return assertNever(r);
+    }
   }
 
   function judgeAndAct(q: Query, session: Session<SessionState>, policy: Policy, ageDays: number | undefined): Outcome | Promise<Outcome> {
@@ -149,8 +197,8 @@ export function createPipeline(d: PipelineDeps): {
       name: q.name,
       qtype: q.type,
       // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
-      action: verdict?.action ?? (outcome.kind === 'answered' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused'),
-      rule: verdict?.rule ?? 'none',
+      action: verdict?.action ?? (outcome.kind === 'answered' || outcome.kind === 'local' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused'),
+      rule: verdict?.rule ?? (outcome.kind === 'local' ? 'local_zone' : 'none'),
       rcode,
       enforced: verdict?.enforced ?? true,
     };
@@ -162,11 +210,16 @@ export function createPipeline(d: PipelineDeps): {
     }
     d.sessions.remember(session, entry);
     if (verdict !== undefined) recordVerdict(q, session, verdict, eventId);
+    else if (outcome.kind === 'local') {
+      m.localAnswers.inc({ zone: outcome.zone, rcode: rcodeName(rcode) });
+      if (d.log.isLevelEnabled('debug')) d.log.debug({ session: session.id, name: q.name, qtype: qtypeName(q.type), zone: outcome.zone, rcode: rcodeName(rcode) }, 'local zone answer');
+    }
     return outcome;
   }
 
   function recordVerdict(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined): void {
     m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
+    if (verdict.rpz !== undefined) m.rpzHits.inc({ zone: verdict.rpz.zone, action: verdict.rpz.action.kind });
     if (verdict.score !== undefined) {
       m.scoreTotal.observe(session.type, verdict.score.total);
       const keys = SIGNAL_KEYS[verdict.action];
@@ -248,7 +301,10 @@ export function createPipeline(d: PipelineDeps): {
     switch (outcome.kind) {
       case 'answered':
         return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size);
+      case 'local':
+        return encodeLocalReply(q, outcome.reply, size);
       case 'blocked': {
+        if (outcome.verdict.rpz !== undefined) return encodeRpzReply(q, outcome.verdict.rpz, outcome.text, size);
         const code = outcome.verdict.rule === 'deny_list' || outcome.verdict.rule === 'learned_deny' ? 17 : 15; // 17 Filtered, 15 Blocked
         return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede: { code, text: outcome.text }, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
       }
@@ -278,10 +334,44 @@ function quarantinedVerdict(policy: Policy, type: SessionMeta['type']): Verdict 
   return { action: 'nxdomain', rule: 'quarantined', enforced: true, mode: policy.mode(type), reason: 'session quarantined' };
 }
 
+/**
+ * What a policy zone's trigger answers, always with EDE 17 (Filtered) naming the zone: NXDOMAIN; NODATA;
+ * DROP as REFUSED (an agent must never wait out a timeout); local data as a NOERROR answer with the
+ * trigger's records of the asked type (or its CNAME) under the query's name, NODATA when it has none.
+ */
+function encodeRpzReply(q: Query, rpz: RpzMatch, text: string, size: number): Buffer {
+  const ede = { code: 17, text };
+  switch (rpz.action.kind) {
+    case 'nxdomain': return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
+    case 'nodata':
+    case 'passthru': // never blocked (judge scores it); here for completeness
+      return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
+    case 'drop': return encodeSynthReply(q, { rcode: 'REFUSED', ede }, size);
+    case 'local': {
+      const records = rpzLocalRecords(rpz, q.type);
+      if (records.length === 0) return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
+      return encodeLocalReply(q, { rcode: 'NOERROR', authoritative: false, answer: records.map((r) => ({ name: q.name, type: r.type, ttl: r.ttl, rdata: r.rdata })), authority: [], additional: [], ede }, size);
+    }
+    default: return assertNever(rpz.action);
+  }
+}
+
+function rpzLocalRecords(rpz: RpzMatch, qtype: number): readonly { readonly type: number; readonly ttl: number; readonly rdata: Buffer }[] {
+  if (rpz.action.kind !== 'local') return [];
+  const records = rpz.action.records;
+  if (qtype === QTYPE_ANY) return records;
+  const exact = records.filter((r) => r.type === qtype);
+  return exact.length > 0 ? exact : records.filter((r) => r.type === QTYPE_CNAME);
+}
+
 export function rcodeOf(outcome: Outcome): number {
   switch (outcome.kind) {
     case 'answered': return outcome.reply.rcode;
-    case 'blocked': return RCODE.NXDOMAIN;
+    case 'local': return outcome.reply.tail !== undefined ? outcome.reply.tail.reply.rcode : RCODE[outcome.reply.rcode];
+    case 'blocked': {
+      const kind = outcome.verdict.rpz?.action.kind;
+      return kind === undefined || kind === 'nxdomain' ? RCODE.NXDOMAIN : kind === 'drop' ? RCODE.REFUSED : RCODE.NOERROR;
+    }
     case 'refused': return RCODE.REFUSED;
     case 'failed': return RCODE.SERVFAIL;
     default: return assertNever(outcome);

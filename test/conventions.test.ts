@@ -43,6 +43,8 @@ const EVERYTHING = {
   upstreams: [{ address: '127.0.0.1:53' }],
   sessions: { signing_keys: [{ kid: 'k', alg: 'HS256', secret: 'z'.repeat(32) }] },
   alerts: { webhooks: [{ url: 'http://127.0.0.1:9/hook' }] },
+  zones: [{ name: 'corp.example', file: 'corp.example.zone' }],
+  policy: { rpz: [{ name: 'threat.rpz', file: 'threat.rpz' }] },
 };
 
 describe('README', () => {

@@ -3,10 +3,11 @@
 // (`upstreams[1].address: expected "host:port"`). Never reads anything but the file it is given.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
-import { policySchema, scoringSchema } from '../policy/schema.js';
+import { policySchema, scoringSchema, zoneFileSchema } from '../policy/schema.js';
 import { domainAgeSchema } from '../domain-age/schema.js';
 import { alertsSchema } from '../analyst/alerts-schema.js';
 
@@ -116,6 +117,8 @@ const configSchema = z
       .strict()
       .prefault({}),
     upstreams: z.array(upstreamSchema).min(1).optional(),
+    // Local zones answered authoritatively (src/zones/); `file` relative to the config file's directory.
+    zones: z.array(zoneFileSchema).default([]).refine((zs) => new Set(zs.map((z) => z.name)).size === zs.length, { message: 'each zone name may appear only once' }),
     resolver: z
       .object({
         total_timeout_ms: z.number().int().min(50).max(60_000).default(2500),
@@ -205,25 +208,31 @@ function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string
   return { path: formatPath(issue.path), message: issue.message };
 }
 
-/** Validates a parsed YAML document (or {}/null for "no file"); throws ConfigError naming the field. */
-export function parseConfig(raw: unknown): Config {
+/**
+ * Validates a parsed YAML document (or {}/null for "no file"); throws ConfigError naming the field.
+ * Zone and RPZ file names are made absolute against `baseDir` (the config file's directory; the working
+ * directory when there is no file), so a reload from another directory reads the same files.
+ */
+export function parseConfig(raw: unknown, baseDir: string = process.cwd()): Config {
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const { path, message } = describeIssue(issue);
     throw new ConfigError(path, message);
   }
-  return deepFreeze(result.data);
+  const data = result.data;
+  for (const zone of [...data.zones, ...data.policy.rpz]) zone.file = resolve(baseDir, zone.file);
+  return deepFreeze(data);
 }
 
-export function parseConfigText(text: string): Config {
+export function parseConfigText(text: string, baseDir?: string): Config {
   let raw: unknown;
   try {
     raw = parseYaml(text);
   } catch (err) {
     throw new ConfigError('', `not valid YAML: ${messageOf(err)}`);
   }
-  return parseConfig(raw);
+  return parseConfig(raw, baseDir);
 }
 
 export function loadConfigFile(path: string): Config {
@@ -233,7 +242,7 @@ export function loadConfigFile(path: string): Config {
   } catch (err) {
     throw new ConfigError('', `cannot read config file ${path}: ${messageOf(err)}`);
   }
-  return parseConfigText(text);
+  return parseConfigText(text, dirname(resolve(path)));
 }
 
 /** `nameserver` lines of resolv.conf, as "ip:53" upstream entries; the embedded default for upstreams. */
