@@ -13,7 +13,7 @@ import { parseCidr, resolvConfUpstreams, type Config } from './ops/config.js';
 import { DomainAges } from './domain-age/ages.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
-import { Policy, type SessionState } from './policy/judge.js';
+import { Policy, PUBLIC_RESOLVERS, type SessionState } from './policy/judge.js';
 import { exfiltrationDomains, QuarantineBook } from './analyst/quarantine.js';
 import { loadSigningKeys, SessionDirectory, type HistoryEntry, type Session } from './sessions/directory.js';
 import { shardOf } from './fleet/shard.js';
@@ -377,6 +377,10 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
+      configuredDeny: () => [
+        ...current.policy.deny.map((domain) => ({ domain, reason: 'policy.deny' })),
+        ...(current.policy.deny_public_resolvers ? PUBLIC_RESOLVERS.map((domain) => ({ domain, reason: 'policy.deny_public_resolvers' })) : []),
+      ],
       readinessChecks,
       ...(worker === undefined ? {} : {
         liveHistory: (id: string) => gatheredHistory(worker, id),
