@@ -168,7 +168,7 @@ export function loadZoneFiles(config: Config): { zones: ZoneSet; rpz: RpzSet } {
 
 /** Each configured zone's series at 0 from the start (see telemetry.ts: a first 1 has no rise to alert on). */
 function declareZoneSeries(metrics: ReturnType<typeof createMetrics>, config: Config): void {
-  for (const z of config.zones) for (const rcode of ['NOERROR', 'NXDOMAIN']) metrics.localAnswers.inc({ zone: z.name, rcode }, 0);
+  for (const z of config.zones) for (const rcode of [0, 3]) metrics.localAnswers.declare(metrics.localAnswerKey(z.name, rcode)); // NOERROR, NXDOMAIN
   for (const z of config.policy.rpz) for (const action of ['nxdomain', 'nodata', 'drop', 'local']) metrics.rpzHits.inc({ zone: z.name, action }, 0);
 }
 

@@ -211,7 +211,7 @@ export function createPipeline(d: PipelineDeps): {
     d.sessions.remember(session, entry);
     if (verdict !== undefined) recordVerdict(q, session, verdict, eventId);
     else if (outcome.kind === 'local') {
-      m.localAnswers.inc({ zone: outcome.zone, rcode: rcodeName(rcode) });
+      m.localAnswers.inc(m.localAnswerKey(outcome.zone, rcode));
       if (d.log.isLevelEnabled('debug')) d.log.debug({ session: session.id, name: q.name, qtype: qtypeName(q.type), zone: outcome.zone, rcode: rcodeName(rcode) }, 'local zone answer');
     }
     return outcome;

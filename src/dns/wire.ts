@@ -519,21 +519,23 @@ export function nameToWire(name: string): Buffer {
   return Buffer.from(bytes);
 }
 
-const POINTER_TO_QUESTION = Buffer.from([0xc0, HEADER_BYTES]);
+/** Bytes of a record's owner as written: a pointer to the question (2) for the query's own name. */
+function ownerBytes(r: LocalRecord, qname: string): Buffer | undefined {
+  return r.name === qname ? undefined : nameToWire(r.name);
+}
 
-function encodeRecord(r: LocalRecord, qname: string): Buffer {
-  // The query's own name points at the question: shorter, and it keeps the client's case (0x20 randomisation).
-  const owner = r.name === qname ? POINTER_TO_QUESTION : nameToWire(r.name);
-  const out = Buffer.allocUnsafe(owner.length + 10 + r.rdata.length);
-  owner.copy(out, 0);
-  let p = owner.length;
+/** Writes one record at `p`; the query's own name points at the question (shorter, and keeps the client's case). */
+function writeRecord(out: Buffer, p: number, r: LocalRecord, owner: Buffer | undefined): number {
+  if (owner === undefined) {
+    out[p] = 0xc0;
+    out[p + 1] = HEADER_BYTES;
+    p += 2;
+  } else p += owner.copy(out, p);
   out.writeUInt16BE(r.type, p);
   out.writeUInt16BE(CLASS_IN, p + 2);
   out.writeUInt32BE(r.ttl >>> 0, p + 4);
   out.writeUInt16BE(r.rdata.length, p + 8);
-  r.rdata.copy(out, p + 10);
-  p += 10 + r.rdata.length;
-  return out;
+  return p + 10 + r.rdata.copy(out, p + 10);
 }
 
 // Types whose RDATA may hold compressed names (RFC 3597 §4): those names are expanded when a forwarded
@@ -592,7 +594,17 @@ export function encodeLocalReply(q: Query, opts: LocalReplyOptions, udpSize: num
     authority = tail.authority;
     rcode = opts.tail.reply.rcode & 0x0f;
   }
-  const sections = [answer, authority, opts.additional].map((rs) => rs.map((r) => encodeRecord(r, q.name)));
+  const sections = [answer, authority, opts.additional];
+  // Owners other than the query's name, encoded once (sized first, then written into one buffer).
+  const owners: (Buffer | undefined)[] = [];
+  let recordBytes = 0;
+  for (const section of sections) {
+    for (const r of section) {
+      const owner = ownerBytes(r, q.name);
+      owners.push(owner);
+      recordBytes += (owner === undefined ? 2 : owner.length) + 10 + r.rdata.length;
+    }
+  }
   let edeOption: Buffer | undefined;
   if (q.edns !== undefined && opts.ede !== undefined) {
     const text = Buffer.from(truncateUtf8(opts.ede.text, EDE_TEXT_MAX_BYTES), 'utf8');
@@ -603,16 +615,20 @@ export function encodeLocalReply(q: Query, opts: LocalReplyOptions, udpSize: num
     text.copy(edeOption, 6);
   }
   const optBytes = q.edns === undefined ? 0 : 11 + (edeOption?.length ?? 0);
-  const recordBytes = sections.reduce((n, s) => n + s.reduce((m, b) => m + b.length, 0), 0);
   const size = HEADER_BYTES + q.question.length + recordBytes + optBytes;
   const aa = opts.authoritative ? 0x0400 : 0;
-  if (size > q.maxReplyBytes) return truncatedReply(q, rcode, aa, udpSize);
+  if (size > q.maxReplyBytes) {
+    const out = truncatedReply(q, rcode, 0, udpSize);
+    out.writeUInt16BE(out.readUInt16BE(2) | aa, 2);
+    return out;
+  }
   const out = Buffer.allocUnsafe(size);
-  writeReplyHeader(out, q, 0, rcode, sections[0]!.length, sections[1]!.length, sections[2]!.length + (optBytes > 0 ? 1 : 0));
+  writeReplyHeader(out, q, 0, rcode, answer.length, authority.length, opts.additional.length + (optBytes > 0 ? 1 : 0));
   if (aa !== 0) out.writeUInt16BE(out.readUInt16BE(2) | aa, 2);
   q.question.copy(out, HEADER_BYTES);
   let p = HEADER_BYTES + q.question.length;
-  for (const section of sections) for (const b of section) p += b.copy(out, p);
+  let i = 0;
+  for (const section of sections) for (const r of section) p = writeRecord(out, p, r, owners[i++]);
   if (optBytes > 0) {
     p = writeOptHeader(out, p, udpSize, 0, q.edns!.dnssecOk, edeOption?.length ?? 0);
     if (edeOption !== undefined) edeOption.copy(out, p);
