@@ -306,6 +306,19 @@ describe('response policy zones', () => {
     expect(metricValue(await warden.app.metricsText(), 'dnswarden_rpz_reloads_total', { result: 'ok' })).toBe(1);
   });
 
+  it('observe mode: a trigger is counted and logged as would-block, the query is answered from upstream', async () => {
+    const file = join(dir, 'observe.rpz');
+    writeFileSync(file, `$TTL 60\n@ SOA localhost. hm.localhost. 1 3600 600 604800 300\n@ NS localhost.\n${FIXTURE.a.name} CNAME .\n`);
+    const warden = await startWarden({ policy: { mode: 'observe', rpz: [{ name: 'obs', file }] } }, { upstream });
+    onTestFinished(() => warden.close());
+    const r = await query({ server: warden.dns, name: FIXTURE.a.name, type: 'A' });
+    expect(r.rcode).toBe('NOERROR');
+    expect(r.answers.map((a) => a.data)).toEqual([FIXTURE.a.address]);
+    const metrics = await warden.app.metricsText();
+    expect(metricValue(metrics, 'dnswarden_verdicts_total', { action: 'nxdomain', rule: 'rpz', mode: 'observe', session_type: 'interactive' })).toBe(1);
+    expect(metricValue(metrics, 'dnswarden_rpz_hits_total', { zone: 'obs', action: 'nxdomain' })).toBe(1);
+  });
+
   it('a broken policy zone file fails the start naming policy.rpz[i].file and file:line', async () => {
     const file = join(dir, 'broken.rpz');
     writeFileSync(file, '$TTL 60\n@ SOA localhost. hm.localhost. 1 3600 600 604800 300\nx.example BOGUS .\n');
