@@ -12,7 +12,8 @@ import type { Resolution, Resolver } from './dns/upstream.js';
 import { RCODE, decodeQuery, encodeForwardedReply, encodeLocalReply, encodeQuestion, encodeSlipReply, encodeSynthReply, type LocalReplyOptions, type Peer, type Query, type Reply } from './dns/wire.js';
 import type { ZoneSet } from './zones/zone-set.js';
 import type { Zone } from './zones/zone.js';
-import type { RpzMatch } from './zones/rpz.js';
+import { rpzLocalRecords, rpzRedirect, type RpzMatch } from './zones/rpz.js';
+import type { ZoneRecord } from './zones/master-file.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
@@ -21,7 +22,8 @@ export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }
   /** Answered from a local zone (`zone`: its origin), never judged; `reply` may end in a forwarded CNAME target's answer. */
   | { readonly kind: 'local'; readonly zone: string; readonly reply: LocalReplyOptions }
-  | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string }
+  /** `rewrite`: an RPZ trigger's CNAME local data with its target's answer appended (answered, with the block's EDE). */
+  | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string; readonly rewrite?: LocalReplyOptions }
   | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' }
   | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
 
@@ -66,7 +68,6 @@ const BLOCK_NEGATIVE_TTL_SEC = 5;
 // A CNAME chain that leaves one local zone for another (and back) is followed this many times, then SERVFAIL.
 const MAX_LOCAL_HOPS = 4;
 const QTYPE_CNAME = 5;
-const QTYPE_ANY = 255;
 
 export function createPipeline(d: PipelineDeps): {
   handle(q: Query): Outcome | Promise<Outcome>;
@@ -105,9 +106,9 @@ export function createPipeline(d: PipelineDeps): {
     // the only wait here, and it is bounded by the budget.
     const registrable = d.domainAge === undefined ? undefined : registrableOf(q.name);
     if (registrable !== undefined) {
-      return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => judgeAndAct(q, session, policy, ageDays));
+      return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => judgeAndAct(q, session, policy, ageDays, hops));
     }
-    return judgeAndAct(q, session, policy, undefined);
+    return judgeAndAct(q, session, policy, undefined, hops);
   }
 
   function answerLocally(q: Query, session: Session<SessionState>, zone: Zone, hops: number): Outcome | Promise<Outcome> | undefined {
@@ -139,7 +140,7 @@ export function createPipeline(d: PipelineDeps): {
     }
   }
 
-  function judgeAndAct(q: Query, session: Session<SessionState>, policy: Policy, ageDays: number | undefined): Outcome | Promise<Outcome> {
+  function judgeAndAct(q: Query, session: Session<SessionState>, policy: Policy, ageDays: number | undefined, hops: number): Outcome | Promise<Outcome> {
     const verdict = policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays, atMs: q.atMs });
 
     // 4 enforce: the quarantine is on disk before the blocking answer leaves.
@@ -149,10 +150,36 @@ export function createPipeline(d: PipelineDeps): {
         const record = d.quarantines.raise(session, verdict, q, eventId);
         return finish(q, session, { kind: 'blocked', verdict, eventId, text: `session quarantined (${record.id}): ${verdict.reason}` });
       }
-      if (verdict.enforced) return finish(q, session, { kind: 'blocked', verdict, eventId, text: `${verdict.rule}: ${verdict.reason} (${eventId})` });
+      const text = `${verdict.rule}: ${verdict.reason} (${eventId})`;
+      if (verdict.enforced && verdict.rpz !== undefined) {
+        const redirect = rpzRedirect(verdict.rpz, q.type);
+        if (redirect !== undefined) return followRpzRedirect(q, session, verdict, eventId, text, redirect, hops);
+      }
+      if (verdict.enforced) return finish(q, session, { kind: 'blocked', verdict, eventId, text });
       return resolveAndCheck(q, session, policy, verdict, eventId); // observe mode: answer, but log as would-block
     }
     return resolveAndCheck(q, session, policy, verdict, undefined);
+  }
+
+  /**
+   * An RPZ trigger whose local data is a CNAME (a walled garden elsewhere): the target is asked like any query of
+   * this session and its answer appended after the CNAME, as BIND does; the reply carries the block's EDE.
+   * A blocked or failed target leaves the CNAME alone.
+   */
+  function followRpzRedirect(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string, text: string, cname: ZoneRecord, hops: number): Outcome | Promise<Outcome> {
+    const chain = [{ name: q.name, type: QTYPE_CNAME, ttl: cname.ttl, rdata: cname.rdata }];
+    const bare: LocalReplyOptions = { rcode: 'NOERROR', authoritative: false, answer: chain, authority: [], additional: [] };
+    if (hops >= MAX_LOCAL_HOPS || cname.target === undefined) return finish(q, session, { kind: 'blocked', verdict, eventId, text, rewrite: bare });
+    const target: Query = { ...q, name: cname.target, question: encodeQuestion(cname.target, q.type), maxReplyBytes: 65_535 };
+    const then = (o: Outcome): Outcome => {
+      const rewrite: LocalReplyOptions = o.kind === 'answered' ? { ...bare, tail: { query: target, reply: o.reply, ageSec: o.ageSec } }
+        : o.kind === 'local' ? { ...o.reply, authoritative: false, answer: [...chain, ...o.reply.answer] }
+        : o.kind === 'blocked' && o.rewrite !== undefined ? { ...o.rewrite, answer: [...chain, ...o.rewrite.answer] }
+        : bare;
+      return finish(q, session, { kind: 'blocked', verdict, eventId, text, rewrite });
+    };
+    const outcome = handle(target, hops + 1);
+    return outcome instanceof Promise ? outcome.then(then) : then(outcome);
   }
 
   function resolveAndCheck(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict | undefined, eventId: string | undefined): Outcome | Promise<Outcome> {
@@ -304,6 +331,7 @@ export function createPipeline(d: PipelineDeps): {
       case 'local':
         return encodeLocalReply(q, outcome.reply, size);
       case 'blocked': {
+        if (outcome.rewrite !== undefined) return encodeLocalReply(q, { ...outcome.rewrite, ede: { code: 17, text: outcome.text } }, size);
         if (outcome.verdict.rpz !== undefined) return encodeRpzReply(q, outcome.verdict.rpz, outcome.text, size);
         const code = outcome.verdict.rule === 'deny_list' || outcome.verdict.rule === 'learned_deny' ? 17 : 15; // 17 Filtered, 15 Blocked
         return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede: { code, text: outcome.text }, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
@@ -356,19 +384,12 @@ function encodeRpzReply(q: Query, rpz: RpzMatch, text: string, size: number): Bu
   }
 }
 
-function rpzLocalRecords(rpz: RpzMatch, qtype: number): readonly { readonly type: number; readonly ttl: number; readonly rdata: Buffer }[] {
-  if (rpz.action.kind !== 'local') return [];
-  const records = rpz.action.records;
-  if (qtype === QTYPE_ANY) return records;
-  const exact = records.filter((r) => r.type === qtype);
-  return exact.length > 0 ? exact : records.filter((r) => r.type === QTYPE_CNAME);
-}
-
 export function rcodeOf(outcome: Outcome): number {
   switch (outcome.kind) {
     case 'answered': return outcome.reply.rcode;
     case 'local': return outcome.reply.tail !== undefined ? outcome.reply.tail.reply.rcode : RCODE[outcome.reply.rcode];
     case 'blocked': {
+      if (outcome.rewrite !== undefined) return outcome.rewrite.tail !== undefined ? outcome.rewrite.tail.reply.rcode : RCODE[outcome.rewrite.rcode];
       const kind = outcome.verdict.rpz?.action.kind;
       return kind === undefined || kind === 'nxdomain' ? RCODE.NXDOMAIN : kind === 'drop' ? RCODE.REFUSED : RCODE.NOERROR;
     }

@@ -306,6 +306,23 @@ describe('response policy zones', () => {
     expect(metricValue(await warden.app.metricsText(), 'dnswarden_rpz_reloads_total', { result: 'ok' })).toBe(1);
   });
 
+  it('local data that is a CNAME is followed (upstream or a local zone) and appended, with EDE 17', async () => {
+    const file = join(dir, 'redirect.rpz');
+    writeFileSync(file, `$TTL 60\n@ SOA localhost. hm.localhost. 1 3600 600 604800 300\n@ NS localhost.\ngo.example CNAME ${FIXTURE.a.name}.\n*.lz.example CNAME git.corp.example.\n`);
+    const warden = await startWarden({ zones: [CORP], policy: { rpz: [{ name: 'redirect', file }] } }, { upstream });
+    onTestFinished(() => warden.close());
+    const r = await query({ server: warden.dns, name: 'go.example', type: 'A' });
+    expect(r.rcode).toBe('NOERROR');
+    expect(r.aa).toBe(false);
+    expect(r.answers.map((a) => [a.name, a.type, a.data])).toEqual([['go.example', 'CNAME', FIXTURE.a.name], [FIXTURE.a.name, 'A', FIXTURE.a.address]]);
+    expect(r.ede?.code).toBe(17);
+    expect(r.ede?.text).toContain('redirect: go.example');
+    const d = await dig({ server: warden.dns, name: 'x.lz.example', type: 'A' });
+    expect(d.status).toBe('NOERROR');
+    expect(d.answers.map((a) => [a.type, a.data])).toEqual([['CNAME', 'git.corp.example.'], ['A', '10.20.0.5']]);
+    expect(d.ede?.code).toBe(17);
+  });
+
   it('observe mode: a trigger is counted and logged as would-block, the query is answered from upstream', async () => {
     const file = join(dir, 'observe.rpz');
     writeFileSync(file, `$TTL 60\n@ SOA localhost. hm.localhost. 1 3600 600 604800 300\n@ NS localhost.\n${FIXTURE.a.name} CNAME .\n`);
