@@ -336,6 +336,29 @@ describe('response policy zones', () => {
     expect(metricValue(metrics, 'dnswarden_rpz_hits_total', { zone: 'obs', action: 'nxdomain' })).toBe(1);
   });
 
+  it('a reload (SIGHUP) re-reads the policy zones: a broken one keeps them, a good one replaces them, a new order applies', async () => {
+    const a = join(dir, 'hup-a.rpz');
+    const b = join(dir, 'hup-b.rpz');
+    const head = '$TTL 60\n@ SOA localhost. hm.localhost. 1 3600 600 604800 300\n@ NS localhost.\n';
+    writeFileSync(a, `${head}both.example CNAME .\n`);
+    writeFileSync(b, `${head}both.example CNAME *.\n`);
+    const warden = await startWarden({ policy: { rpz: [{ name: 'a', file: a }] } }, { upstream });
+    onTestFinished(() => warden.close());
+    expect((await query({ server: warden.dns, name: 'both.example', type: 'A' })).rcode).toBe('NXDOMAIN');
+    const withB = (order: string[]) => parseConfig({ ...warden.config, policy: { rpz: order.map((n) => ({ name: n, file: n === 'a' ? a : b })) } });
+    const broken = join(dir, 'hup-broken.rpz');
+    writeFileSync(broken, `${head}x.example CNAME\n`);
+    await expect(warden.app.reload(parseConfig({ ...warden.config, policy: { rpz: [{ name: 'broken', file: broken }] } }))).rejects.toThrow(/policy\.rpz\[0\]\.file: .*hup-broken\.rpz:4: /);
+    expect((await query({ server: warden.dns, name: 'both.example', type: 'A' })).rcode).toBe('NXDOMAIN');
+    await warden.app.reload(withB(['b', 'a']));
+    const nodata = await query({ server: warden.dns, name: 'both.example', type: 'A' });
+    expect(nodata.rcode).toBe('NOERROR');
+    expect(nodata.ede?.text).toContain('b: both.example');
+    const metrics = await warden.app.metricsText();
+    expect(metricValue(metrics, 'dnswarden_config_reloads_total', { result: 'error' })).toBe(1);
+    expect(metricValue(metrics, 'dnswarden_rpz_hits_total', { zone: 'b', action: 'nodata' })).toBe(1);
+  });
+
   it('a broken policy zone file fails the start naming policy.rpz[i].file and file:line', async () => {
     const file = join(dir, 'broken.rpz');
     writeFileSync(file, '$TTL 60\n@ SOA localhost. hm.localhost. 1 3600 600 604800 300\nx.example BOGUS .\n');
