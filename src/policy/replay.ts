@@ -7,6 +7,8 @@ import { deflateRawSync } from 'node:zlib';
 import { z } from 'zod';
 import { SIGNAL_IDS, splitName, platformSet, type SignalId } from '../../scoring/index.js';
 import { WardenError } from '../errors.js';
+import { loadRpzSet } from '../zones/zone-set.js';
+import type { RpzSet } from '../zones/rpz.js';
 import { Policy, type PolicyConfig, type ScoringConfig, type SessionInfo, type SessionState, type SessionType, type Verdict } from './judge.js';
 
 // Query types by name, for dnswarden's own verdict log lines (`qtype: "TXT"`).
@@ -333,13 +335,14 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
 export const SWEEP_THRESHOLDS: readonly number[] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0, 1.2];
 
 /** Replays `lines` once per threshold with every session type's block_at set to it. */
-export function sweepThresholds(lines: readonly ReplayLine[], config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): SweepRow[] {
+export function sweepThresholds(lines: readonly ReplayLine[], config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}, rpz?: RpzSet): SweepRow[] {
   return SWEEP_THRESHOLDS.map((blockAt) => {
     const types = config.policy.session_types;
     const policy = new Policy({
       ...config.policy,
       session_types: { interactive: { ...types.interactive, block_at: blockAt }, batch: { ...types.batch, block_at: blockAt }, scheduled: { ...types.scheduled, block_at: blockAt } },
     }, config.scoring);
+    if (rpz !== undefined) policy.setRpz(rpz);
     const r = replayLines(lines, policy, options);
     let blocked = 0;
     let quarantined = 0;
@@ -355,8 +358,12 @@ export function sweepThresholds(lines: readonly ReplayLine[], config: { readonly
 export async function replayFile(path: string, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}): Promise<ReplayReport> {
   const text = await readFile(path, 'utf8');
   const lines = parseJsonl(text);
-  const report = replayLines(lines, new Policy(config.policy, config.scoring), options);
-  return { ...report, sweep: sweepThresholds(lines, config, options) };
+  // The policy zones the config names judge the replay as they judge live queries (a bad file: a ConfigError).
+  const rpz = config.policy.rpz.length === 0 ? undefined : loadRpzSet(config.policy.rpz);
+  const policy = new Policy(config.policy, config.scoring);
+  if (rpz !== undefined) policy.setRpz(rpz);
+  const report = replayLines(lines, policy, options);
+  return { ...report, sweep: sweepThresholds(lines, config, options, rpz) };
 }
 
 export interface KindFigures {

@@ -82,4 +82,13 @@ describe('replayFile', () => {
     expect(open.verdicts).toEqual({ 'answer/none': 1 });
     expect(open.modes.batch).toBe('observe');
   });
+
+  it('applies the policy zones the config names, as the live judge does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-replay-'));
+    const file = join(dir, 'q.jsonl');
+    writeFileSync(file, ['bad.example', 'x.bad.example', 'ok.bad.example', 'www.example.com'].map((qname, ts) => JSON.stringify({ ts, session: 's', qname, qtype: 1 })).join('\n'));
+    const rpz = [{ name: 'threat.rpz', file: join(import.meta.dirname, '../../fixtures/rpz/threat.rpz') }];
+    const report = await replayFile(file, { policy: policySchema.parse({ rpz }), scoring: config.scoring });
+    expect(report.verdicts).toEqual({ 'nxdomain/rpz': 2, 'answer/none': 2 });
+  });
 });
