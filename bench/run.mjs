@@ -13,6 +13,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { summarizeProfile } from './cpuprofile.mjs';
+import { shardOf } from '../dist/src/fleet/shard.js';
+import { localZoneRounds } from './local-zones.mjs';
 import { sessionsMarkdown } from './sessions.mjs';
 import { shardOf } from '../dist/src/shard.js';
 import {
@@ -140,6 +142,10 @@ async function main() {
 
     result.blocked = await blockedRounds(tmp, { nsdPort, baseline, hitFile, floodFile, unbound: { port: ubPort, pid: unbound.child.pid }, on });
     result.fleet = await fleetRounds(tmp, { nsdPort, baseline, hitFile, unbound: { port: ubPort, pid: unbound.child.pid }, on });
+
+    // Local-zone answers (issue 16) against cache hits, one dnswarden with a 1,000-name local zone, alternating runs.
+    result.local_zone = await localZoneRounds(tmp, { nsdPort, hitFile, rounds: 3, seconds: P.hitSeconds });
+    log(`local zone vs cache hit: ${JSON.stringify(result.local_zone.median)}`);
 
     result.median.ratios = Object.fromEntries(Object.keys(result.rounds[0].ratios).map((k) => [k, round3(median(result.rounds.map((r) => r.ratios[k])))]));
     const nonNoerror = [];
@@ -444,6 +450,13 @@ function markdown(r) {
       const c = m[k].saturation_cpu[kind];
       L.push(`| ${k} | ${kind} | ${c.usr_us_per_query} | ${c.sys_us_per_query} | ${c.main_thread_busy_pct} | ${c.main_thread_us_per_query} |`);
     }
+  }
+  if (r.local_zone) {
+    const z = r.local_zone.median;
+    L.push('', '## Local-zone answers vs cache hits (one dnswarden, 1,000 names each, alternating runs, median of 3)', '',
+      '| set | QPS | main thread µs/query |', '|---|---|---|',
+      `| local zone (\`zones:\`, never scored) | ${z.local_qps} | ${z.local_us_per_query} |`, `| cache hit (scored) | ${z.cache_hit_qps} | ${z.cache_hit_us_per_query} |`,
+      '', `Ratio local / hit (median of same-round ratios): ${z.ratio_local_to_hit}; every local answer NOERROR: ${z.local_noerror}.`);
   }
   if (r.cpu_per_hit_query_us) {
     const c = r.cpu_per_hit_query_us;

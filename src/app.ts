@@ -3,30 +3,30 @@
 // the environment or the clock directly.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { aggregatedMetrics, answerGather, gatheredHistory, relayingToOwners } from './fleet/worker-runtime.js';
 import { listenAdmin, type AdminServer, type ReadinessCheck } from './ops/admin-http.js';
 import { adminTokenFor } from './ops/admin-token.js';
 import { WebhookAlerts } from './analyst/alerts.js';
 import { apiRoutes } from './analyst/routes.js';
 import { CachingResolver } from './dns/cache.js';
-import { parseCidr, resolvConfUpstreams, type Config } from './ops/config.js';
+import { resolvConfUpstreams, type Config } from './ops/config.js';
 import { loadConfigReferences } from './sessions/credentials.js';
 import { DomainAges } from './domain-age/ages.js';
 import { ConfigError, messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
-import { Policy, type SessionState } from './policy/judge.js';
+import { Policy, PUBLIC_RESOLVERS, type SessionState } from './policy/judge.js';
 import { exfiltrationDomains, QuarantineBook } from './analyst/quarantine.js';
-import { SessionDirectory, type HistoryEntry, type Session, type SessionType } from './sessions/directory.js';
-import { shardOf } from './fleet/shard.js';
+import { SessionDirectory } from './sessions/directory.js';
 import { Store, type QuarantineRecord } from './store.js';
 import { createLogger, createMetrics } from './ops/telemetry.js';
-import { listenDns, type DnsListener, type DnsServer, type PacketHandler } from './dns/transport.js';
+import { listenDns, type DnsListener, type DnsServer } from './dns/transport.js';
 import { UpstreamPool } from './dns/upstream.js';
 import { ForwardingResolver } from './dns/forward.js';
-import { SessionRateLimiter, type RateLimit } from './sessions/rate-limit.js';
-import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
+import { rateLimitsOf, SessionRateLimiter } from './sessions/rate-limit.js';
+import type { PeerEvent, WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
+import { declareZoneSeries, loadRpzSet, loadZoneFiles, pollFiles } from './zones/zone-set.js';
 
 export interface AppEnv {
   readonly nowMs: () => number;
@@ -60,6 +60,9 @@ export interface App {
 
 const HISTORY_FLUSH_MS = 1000;
 const REPEATS_FLUSH_MS = 1000;
+// How often the policy zones' files are checked for a change (mtime, size, inode); a change is loaded
+// once the file has held still for one more period (a feed being written is not read half-way).
+const RPZ_POLL_MS = 1000;
 
 const SWEEP_MS = 10_000;
 // How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
@@ -95,78 +98,6 @@ function policyFor(config: Config): Policy {
   return new Policy(config.policy, scoring);
 }
 
-/**
- * With server.workers > 1 every session is judged by one worker, its owner: the shard of its first address
- * (for a one-address session, the worker the kernel steers it to anyway). A query the kernel hands to
- * another worker (a session with several addresses or a CIDR range) is relayed to the owner, whose
- * window then sees all of the session's queries. An owner that is restarting cannot judge: the query is
- * answered here, under the quarantine gate every worker shares.
- */
-function relayingToOwners(answer: PacketHandler, sessions: SessionDirectory<SessionState>, worker: WorkerLink, nowMs: () => number): PacketHandler {
-  const owners = new WeakMap<object, number>();
-  const ownerOf = (session: Session<SessionState>): number => {
-    let owner = owners.get(session);
-    if (owner === undefined) {
-      owner = shardOf(parseCidr(session.addresses[0]!)!.address, worker.spec.count);
-      owners.set(session, owner);
-    }
-    return owner;
-  };
-  return (packet, peer) => {
-    const admitted = sessions.admit(peer.address, nowMs());
-    if (!('session' in admitted)) return answer(packet, peer);
-    const owner = ownerOf(admitted.session);
-    if (owner === worker.spec.index) return answer(packet, peer);
-    return worker.relay(owner, packet, peer).then((r) => ('unavailable' in r ? answer(packet, peer) : r.reply));
-  };
-}
-
-/** One worker's answer to a gathering: its metrics (with its query count by worker), a session's live history, or its quarantines not yet on disk. */
-function answerGather(op: GatherOp, metrics: ReturnType<typeof createMetrics>, sessions: SessionDirectory<SessionState>, quarantines: QuarantineBook, index: number): unknown {
-  if (op.op === 'history') return sessions.get(op.sessionId)?.history ?? [];
-  if (op.op === 'unsaved_quarantines') return quarantines.notDurable();
-  return metrics.registry.getMetricsAsJSON().then((list) => {
-    const answered = metrics.queries.get().values.reduce((sum, v) => sum + v.value, 0);
-    return [...list, { name: 'dnswarden_worker_queries_total', help: 'Queries answered, by worker (server.workers > 1 only).', type: 'counter', aggregator: 'sum', values: [{ labels: { worker: String(index) }, value: answered }] }];
-  });
-}
-
-/** The admin worker's /metrics: every worker's metrics summed (gauges every worker holds alike: their max). */
-async function aggregatedMetrics(worker: WorkerLink): Promise<string> {
-  const parts = await worker.gather({ op: 'metrics' });
-  return AggregatorRegistry.aggregate(parts.filter((p): p is MetricObjectWithValues<MetricValue<string>>[] => Array.isArray(p))).metrics();
-}
-
-/** A session's live history across workers (a session with several addresses may be answered by several). */
-async function gatheredHistory(worker: WorkerLink, id: string): Promise<HistoryEntry[]> {
-  const parts = await worker.gather({ op: 'history', sessionId: id });
-  const seen = new Set<string>();
-  const out: HistoryEntry[] = [];
-  for (const part of parts) {
-    if (!Array.isArray(part)) continue;
-    for (const e of part as HistoryEntry[]) {
-      const key = JSON.stringify(e); // a restarted worker reloaded the entries the store had: no twice
-      if (!seen.has(key)) { seen.add(key); out.push(e); }
-    }
-  }
-  return out.sort((a, b) => a.atMs - b.atMs);
-}
-
-// Each config's rate limits, worked out once (not per query): qps 0 is none; burst 0 is ceil(qps), at least 1.
-const rateLimitsByConfig = new WeakMap<Config, Record<SessionType, RateLimit | undefined>>();
-function rateLimitsOf(config: Config): Record<SessionType, RateLimit | undefined> {
-  let limits = rateLimitsByConfig.get(config);
-  if (limits === undefined) {
-    const of = (type: SessionType): RateLimit | undefined => {
-      const r = config.policy.session_types[type].rate_limit;
-      return r.qps > 0 ? { qps: r.qps, burst: r.burst > 0 ? r.burst : Math.max(1, Math.ceil(r.qps)) } : undefined;
-    };
-    limits = { interactive: of('interactive'), batch: of('batch'), scheduled: of('scheduled') };
-    rateLimitsByConfig.set(config, limits);
-  }
-  return limits;
-}
-
 export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {}): Promise<App> {
   const env: AppEnv = { ...systemEnv, ...envOverrides };
   const nowMs = env.nowMs;
@@ -178,6 +109,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
   const upstreams = upstreamsFor(config, env.resolvConfPath);
   // Every referenced file is read before anything is created: a config check-config calls valid starts.
   const refs = await loadConfigReferences(config, config.admin.token);
+  // Zone files before anything opens: a bad one fails the start with file:line.
+  let { zones, rpz } = loadZoneFiles(config);
+  declareZoneSeries(metrics, config);
   const store = Store.open(config.storage.dir);
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
@@ -192,6 +126,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     };
     exportBlockAt(config);
     let policy = policyFor(config);
+    policy.setRpz(rpz);
     const learnedDenyChanged = (): void => applyLearnedDeny(policy, store);
     learnedDenyChanged();
 
@@ -274,11 +209,25 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     sweep.unref();
     closers.push(() => clearInterval(sweep));
 
+    // Policy zones are feeds: reloaded when their files change, without a SIGHUP. A bad file keeps the zones that ran.
+    const rpzFiles = pollFiles(() => current.policy.rpz, RPZ_POLL_MS, () => {
+      try {
+        rpz = loadRpzSet(current.policy.rpz);
+        policy.setRpz(rpz);
+        metrics.rpzReloads.inc({ result: 'ok' });
+        log.info({ zones: rpz.zones.map((z) => z.stats) }, 'policy zones reloaded');
+      } catch (err) {
+        metrics.rpzReloads.inc({ result: 'error' });
+        log.error({ err: messageOf(err) }, 'policy zone reload failed; the previous policy zones stay');
+      }
+    });
+    closers.push(() => rpzFiles.stop());
+
     const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);
     closers.push(() => refusedLog.close());
     const pipeline = createPipeline({
       sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
-      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size,
+      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size, zones: () => zones,
       refusals: new RefusalLimiter({
         perSecond: config.server.refused_rate_limit.per_second,
         slip: config.server.refused_rate_limit.slip,
@@ -288,7 +237,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       }),
       repeatWindowMs: () => current.logging.repeat_window_ms,
       // Read per query from the running config: a SIGHUP changes the limits at once (the buckets stay).
-      sessionRates: new SessionRateLimiter((type) => rateLimitsOf(current)[type]),
+      sessionRates: new SessionRateLimiter((type) => rateLimitsOf(current.policy.session_types)[type]),
     });
     // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
     // run in reverse) whatever is still counted.
@@ -373,6 +322,10 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
+      configuredDeny: () => [
+        ...current.policy.deny.map((domain) => ({ domain, reason: 'policy.deny' })),
+        ...(current.policy.deny_public_resolvers ? PUBLIC_RESOLVERS.map((domain) => ({ domain, reason: 'policy.deny_public_resolvers' })) : []),
+      ],
       readinessChecks,
       ...(worker === undefined ? {} : {
         liveHistory: (id: string) => gatheredHistory(worker, id),
@@ -384,7 +337,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     log.info({
       dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address), forward_zones: config.forward_zones.map((z) => z.name),
       static_sessions: config.sessions.static.length, registered_sessions: sessions.list().length - config.sessions.static.length,
-      mode: config.policy.mode,
+      mode: config.policy.mode, zones: zones.zones.map((z) => z.describe()), rpz: rpz.zones.map((z) => z.stats),
     }, worker === undefined ? 'dnswarden ready' : 'worker ready');
     worker?.ready(admin?.url);
 
@@ -405,15 +358,21 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           const { keys: nextKeys, tokens: nextTokens } = await loadConfigReferences(next, next.admin.token ?? adminToken);
           const nextPolicy = policyFor(next);
           applyLearnedDeny(nextPolicy, store);
+          const nextZones = loadZoneFiles(next); // a bad zone file throws here: nothing has changed yet
+          nextPolicy.setRpz(nextZones.rpz);
           sessions.setStatic(next.sessions.static, nowMs());
           sessions.setKeys(nextKeys, next.sessions.max_ttl_s, next.sessions.max_addresses_per_session);
           tokens = nextTokens;
           policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
+          zones = nextZones.zones;
+          rpz = nextZones.rpz;
+          declareZoneSeries(metrics, next);
           log.level = next.logging.level;
           const restartOnly = (['listen', 'storage', 'upstreams', 'forward_zones', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;
+          rpzFiles.reset();
           exportBlockAt(next);
           metrics.configReloads.inc({ result: 'ok' });
           metrics.sessionsLive.set(sessions.liveCount(nowMs()));

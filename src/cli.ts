@@ -81,7 +81,18 @@ async function serve(args: string[]): Promise<number> {
   const spec = workerSpecFromEnv();
   if (spec !== undefined) return serveAsWorker(spec);
   const config = load();
-  if (config.server.workers > 1) return superviseWorkers(config, args, load);
+  if (config.server.workers > 1) {
+    // The supervisor never starts the server itself, so it checks the zone files here: a bad one fails
+    // the start (exit 2) and a bad reload reaches no worker.
+    const { loadZoneFiles } = await import('./zones/zone-set.js');
+    const checked = (): Config => {
+      const c = load();
+      loadZoneFiles(c);
+      return c;
+    };
+    loadZoneFiles(config);
+    return superviseWorkers(config, args, checked);
+  }
   // Loaded here, not at the top: a supervisor (server.workers > 1) never loads the server itself.
   const { startApp } = await import('./app.js');
   const app = await startApp(config);
@@ -168,6 +179,9 @@ async function checkConfig(args: string[]): Promise<number> {
   const config = loadConfigFile(file);
   const { loadConfigReferences } = await import('./sessions/credentials.js');
   await loadConfigReferences(config, config.admin.token);
+  // The zone and policy zone files it names are part of it: parsed and checked the way serve loads them.
+  const { loadZoneFiles } = await import('./zones/zone-set.js');
+  loadZoneFiles(config);
   process.stdout.write(`${file}: valid\n`);
   return 0;
 }

@@ -11,9 +11,13 @@ import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './analyst/quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
-import { qtypeName, qtypeText, queryKey, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
+import { qtypeName, queryKey, rcodeName, SIGNAL_KEYS, verdictKey, type Metrics, qtypeText } from './ops/telemetry.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
-import { RCODE, decodeQuery, encodeForwardedReply, encodeSlipReply, encodeSynthReply, type Peer, type Query, type Reply } from './dns/wire.js';
+import { RCODE, decodeQuery, encodeForwardedReply, encodeLocalReply, encodeQuestion, encodeSlipReply, encodeSynthReply, type LocalReplyOptions, type Peer, type Query, type Reply } from './dns/wire.js';
+import type { ZoneSet } from './zones/zone-set.js';
+import type { Zone } from './zones/zone.js';
+import { rpzLocalRecords, rpzRedirect, type RpzMatch } from './zones/rpz.js';
+import type { ZoneRecord } from './zones/master-file.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { SessionRateLimiter } from './sessions/rate-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
@@ -21,7 +25,10 @@ import type { RefusedLog } from './ops/refused-log.js';
 
 export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined; /** A stale answer (RFC 8767): its TTLs. */ readonly staleTtlSec?: number | undefined }
-  | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string }
+  /** Answered from a local zone (`zone`: its origin), never judged; `reply` may end in a forwarded CNAME target's answer. */
+  | { readonly kind: 'local'; readonly zone: string; readonly reply: LocalReplyOptions }
+  /** `rewrite`: an RPZ trigger's CNAME local data with its target's answer appended (answered, with the block's EDE). */
+  | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string; readonly rewrite?: LocalReplyOptions }
   | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' | 'rate_limited' }
   | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
 
@@ -48,6 +55,8 @@ export interface PipelineDeps {
   readonly refusals?: RefusalLimiter;
   /** Per-session query rate limit (policy.session_types.<type>.rate_limit); undefined: none. */
   readonly sessionRates?: SessionRateLimiter;
+  /** The local zones (a function: SIGHUP swaps them); undefined: none. */
+  readonly zones?: () => ZoneSet;
   /**
    * Repeated blocks of one kind from one session within this long are one history row and one log line with
    * a count (logging.repeat_window_ms): a flood costs no more per query than a cache hit. A function: SIGHUP.
@@ -84,6 +93,9 @@ const CLASS_IN = 1;
 const BLOCK_NEGATIVE_TTL_SEC = 5;
 // One outcome for every rate-limited query (read-only): a session over its limit allocates nothing here.
 const RATE_LIMITED: Outcome = Object.freeze({ kind: 'refused', reason: 'rate_limited' });
+// A CNAME chain that leaves one local zone for another (and back) is followed this many times, then SERVFAIL.
+const MAX_LOCAL_HOPS = 4;
+const QTYPE_CNAME = 5;
 
 export function createPipeline(d: PipelineDeps): {
   handle(q: Query): Outcome | Promise<Outcome>;
@@ -100,7 +112,7 @@ export function createPipeline(d: PipelineDeps): {
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
   // round trip makes a query asynchronous. Promise hops cost a measurable share of a cache hit
   // (`npm run bench`, scoring off vs the bare Node ceiling), so none is taken where none is needed.
-  function handle(q: Query): Outcome | Promise<Outcome> {
+  function handle(q: Query, hops = 0): Outcome | Promise<Outcome> {
     // 1 admit: unknown or expired source → REFUSED; we are never an open resolver.
     const admission = d.sessions.admit(q.peer.address, q.atMs);
     if (!('session' in admission)) return { kind: 'refused', reason: admission.refused };
@@ -125,18 +137,55 @@ export function createPipeline(d: PipelineDeps): {
       return finish(q, session, g.outcome);
     }
 
+    // Local zones: answered here, authoritatively, and never scored (the name never leaves the node). A
+    // name at or below a delegation inside the zone goes on like any other query.
+    const zone = d.zones?.().find(q.name);
+    if (zone !== undefined) {
+      const local = answerLocally(q, session, zone, hops);
+      if (local !== undefined) return local;
+    }
+
     if (!d.judging()) return resolveAndCheck(q, session, policy, undefined, undefined);
 
     // 3 judge: lists, then the score against the session type's thresholds. The domain-age wait is
     // the only wait here, and it is bounded by the budget.
     const registrable = d.domainAge === undefined ? undefined : registrableOf(q.name);
     if (registrable !== undefined) {
-      return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => judgeAndAct(q, session, policy, ageDays));
+      return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => judgeAndAct(q, session, policy, ageDays, hops));
     }
-    return judgeAndAct(q, session, policy, undefined);
+    return judgeAndAct(q, session, policy, undefined, hops);
   }
 
-  function judgeAndAct(q: Query, session: Session<SessionState>, policy: Policy, ageDays: number | undefined): Outcome | Promise<Outcome> {
+  function answerLocally(q: Query, session: Session<SessionState>, zone: Zone, hops: number): Outcome | Promise<Outcome> | undefined {
+    const r = zone.lookup(q.name, q.type);
+    switch (r.kind) {
+      case 'delegated':
+        return undefined;
+      case 'answer':
+        return finish(q, session, { kind: 'local', zone: zone.origin, reply: { rcode: 'NOERROR', authoritative: true, answer: r.answer, authority: r.authority, additional: r.additional } });
+      case 'nxdomain':
+        return finish(q, session, { kind: 'local', zone: zone.origin, reply: { rcode: 'NXDOMAIN', authoritative: true, answer: r.answer, authority: r.authority, additional: [] } });
+      case 'cname-out': {
+        // The target is asked like any query of this session (admitted, gated, judged, resolved, remembered);
+        // its answer is appended to the chain, and a block or failure of the target is the answer to all of it.
+        if (hops >= MAX_LOCAL_HOPS) return finish(q, session, { kind: 'failed', ede: 0, error: new WardenError('ERR_INTERNAL', `CNAME chain through local zones longer than ${MAX_LOCAL_HOPS} zones`) });
+        const target: Query = { ...q, name: r.target, question: encodeQuestion(r.target, q.type), maxReplyBytes: 65_535 };
+        const then = (o: Outcome): Outcome => {
+          let reply: LocalReplyOptions;
+          if (o.kind === 'answered') reply = { rcode: 'NOERROR', authoritative: true, answer: r.answer, authority: [], additional: [], tail: { query: target, reply: o.reply, ageSec: o.ageSec } };
+          else if (o.kind === 'local') reply = { ...o.reply, authoritative: true, answer: [...r.answer, ...o.reply.answer] };
+          else return o; // blocked or failed: the target's own finish recorded it (once)
+          return finish(q, session, { kind: 'local', zone: zone.origin, reply });
+        };
+        const outcome = handle(target, hops + 1);
+        return outcome instanceof Promise ? outcome.then(then) : then(outcome);
+      }
+      default:
+        return assertNever(r);
+    }
+  }
+
+  function judgeAndAct(q: Query, session: Session<SessionState>, policy: Policy, ageDays: number | undefined, hops: number): Outcome | Promise<Outcome> {
     const verdict = policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays, atMs: q.atMs });
 
     // 4 enforce: the quarantine is on disk before the blocking answer leaves.
@@ -146,10 +195,36 @@ export function createPipeline(d: PipelineDeps): {
         const record = d.quarantines.raise(session, verdict, q, eventId);
         return finish(q, session, { kind: 'blocked', verdict, eventId, text: `session quarantined (${record.id}): ${verdict.reason}` });
       }
-      if (verdict.enforced) return finish(q, session, { kind: 'blocked', verdict, eventId, text: `${verdict.rule}: ${verdict.reason} (${eventId})` });
+      const text = `${verdict.rule}: ${verdict.reason} (${eventId})`;
+      if (verdict.enforced && verdict.rpz !== undefined) {
+        const redirect = rpzRedirect(verdict.rpz, q.type);
+        if (redirect !== undefined) return followRpzRedirect(q, session, verdict, eventId, text, redirect, hops);
+      }
+      if (verdict.enforced) return finish(q, session, { kind: 'blocked', verdict, eventId, text });
       return resolveAndCheck(q, session, policy, verdict, eventId); // observe mode: answer, but log as would-block
     }
     return resolveAndCheck(q, session, policy, verdict, undefined);
+  }
+
+  /**
+   * An RPZ trigger whose local data is a CNAME (a walled garden elsewhere): the target is asked like any query of
+   * this session and its answer appended after the CNAME, as BIND does; the reply carries the block's EDE.
+   * A blocked or failed target leaves the CNAME alone.
+   */
+  function followRpzRedirect(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string, text: string, cname: ZoneRecord, hops: number): Outcome | Promise<Outcome> {
+    const chain = [{ name: q.name, type: QTYPE_CNAME, ttl: cname.ttl, rdata: cname.rdata }];
+    const bare: LocalReplyOptions = { rcode: 'NOERROR', authoritative: false, answer: chain, authority: [], additional: [] };
+    if (hops >= MAX_LOCAL_HOPS || cname.target === undefined) return finish(q, session, { kind: 'blocked', verdict, eventId, text, rewrite: bare });
+    const target: Query = { ...q, name: cname.target, question: encodeQuestion(cname.target, q.type), maxReplyBytes: 65_535 };
+    const then = (o: Outcome): Outcome => {
+      const rewrite: LocalReplyOptions = o.kind === 'answered' ? { ...bare, tail: { query: target, reply: o.reply, ageSec: o.ageSec } }
+        : o.kind === 'local' ? { ...o.reply, authoritative: false, answer: [...chain, ...o.reply.answer] }
+        : o.kind === 'blocked' && o.rewrite !== undefined ? { ...o.rewrite, answer: [...chain, ...o.rewrite.answer] }
+        : bare;
+      return finish(q, session, { kind: 'blocked', verdict, eventId, text, rewrite });
+    };
+    const outcome = handle(target, hops + 1);
+    return outcome instanceof Promise ? outcome.then(then) : then(outcome);
   }
 
   function resolveAndCheck(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict | undefined, eventId: string | undefined): Outcome | Promise<Outcome> {
@@ -202,8 +277,8 @@ export function createPipeline(d: PipelineDeps): {
       name: q.name,
       qtype: q.type,
       // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
-      action: verdict?.action ?? (outcome.kind === 'answered' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused'),
-      rule: verdict?.rule ?? 'none',
+      action: verdict?.action ?? (outcome.kind === 'answered' || outcome.kind === 'local' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused'),
+      rule: verdict?.rule ?? (outcome.kind === 'local' ? 'local_zone' : 'none'),
       rcode,
       enforced: verdict?.enforced ?? true,
     };
@@ -215,11 +290,16 @@ export function createPipeline(d: PipelineDeps): {
     }
     d.sessions.remember(session, entry);
     if (verdict !== undefined) recordVerdict(q, session, verdict, eventId, repeatable);
+    else if (outcome.kind === 'local') {
+      m.localAnswers.inc(m.localAnswerKey(outcome.zone, rcode));
+      if (d.log.isLevelEnabled('debug')) d.log.debug({ session: session.id, name: q.name, qtype: qtypeName(q.type), zone: outcome.zone, rcode: rcodeName(rcode) }, 'local zone answer');
+    }
     return outcome;
   }
 
   function recordVerdict(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string | undefined, repeatable: boolean): void {
     m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
+    if (verdict.rpz !== undefined) m.rpzHits.inc({ zone: verdict.rpz.zone, action: verdict.rpz.action.kind });
     if (verdict.score !== undefined) {
       m.scoreTotal.observe(session.type, verdict.score.total);
       const keys = SIGNAL_KEYS[verdict.action];
@@ -358,7 +438,11 @@ export function createPipeline(d: PipelineDeps): {
     switch (outcome.kind) {
       case 'answered':
         return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size, outcome.staleTtlSec);
+      case 'local':
+        return encodeLocalReply(q, outcome.reply, size);
       case 'blocked': {
+        if (outcome.rewrite !== undefined) return encodeLocalReply(q, { ...outcome.rewrite, ede: { code: 17, text: outcome.text } }, size);
+        if (outcome.verdict.rpz !== undefined) return encodeRpzReply(q, outcome.verdict.rpz, outcome.text, size);
         const code = outcome.verdict.rule === 'deny_list' || outcome.verdict.rule === 'learned_deny' ? 17 : 15; // 17 Filtered, 15 Blocked
         return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede: { code, text: outcome.text }, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
       }
@@ -395,10 +479,37 @@ function quarantinedVerdict(policy: Policy, type: SessionMeta['type']): Verdict 
   return { action: 'nxdomain', rule: 'quarantined', enforced: true, mode: policy.mode(type), reason: 'session quarantined' };
 }
 
+/**
+ * What a policy zone's trigger answers, always with EDE 17 (Filtered) naming the zone: NXDOMAIN; NODATA;
+ * DROP as REFUSED (an agent must never wait out a timeout); local data as a NOERROR answer with the
+ * trigger's records of the asked type (or its CNAME) under the query's name, NODATA when it has none.
+ */
+function encodeRpzReply(q: Query, rpz: RpzMatch, text: string, size: number): Buffer {
+  const ede = { code: 17, text };
+  switch (rpz.action.kind) {
+    case 'nxdomain': return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
+    case 'nodata':
+    case 'passthru': // never blocked (judge scores it); here for completeness
+      return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
+    case 'drop': return encodeSynthReply(q, { rcode: 'REFUSED', ede }, size);
+    case 'local': {
+      const records = rpzLocalRecords(rpz, q.type);
+      if (records.length === 0) return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
+      return encodeLocalReply(q, { rcode: 'NOERROR', authoritative: false, answer: records.map((r) => ({ name: q.name, type: r.type, ttl: r.ttl, rdata: r.rdata })), authority: [], additional: [], ede }, size);
+    }
+    default: return assertNever(rpz.action);
+  }
+}
+
 export function rcodeOf(outcome: Outcome): number {
   switch (outcome.kind) {
     case 'answered': return outcome.reply.rcode;
-    case 'blocked': return RCODE.NXDOMAIN;
+    case 'local': return outcome.reply.tail !== undefined ? outcome.reply.tail.reply.rcode : RCODE[outcome.reply.rcode];
+    case 'blocked': {
+      if (outcome.rewrite !== undefined) return outcome.rewrite.tail !== undefined ? outcome.rewrite.tail.reply.rcode : RCODE[outcome.rewrite.rcode];
+      const kind = outcome.verdict.rpz?.action.kind;
+      return kind === undefined || kind === 'nxdomain' ? RCODE.NXDOMAIN : kind === 'drop' ? RCODE.REFUSED : RCODE.NOERROR;
+    }
     case 'refused': return RCODE.REFUSED;
     case 'failed': return RCODE.SERVFAIL;
     default: return assertNever(outcome);

@@ -3,6 +3,8 @@
 // list, query history). Every method is synchronous: a quarantine is on disk before its answer leaves.
 // Owns the schema and its version (PRAGMA user_version, migrated forward at open, a newer one refused)
 // and the online backup; never decides what to store.
+// Why it is long: one SQLite schema (with its migrations) and the statements for every durable row the
+// product keeps; the tables share one connection and one transaction discipline.
 import Database from 'better-sqlite3';
 import { mkdirSync, statSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -75,6 +77,7 @@ CREATE TABLE IF NOT EXISTS registration_tokens (token_id TEXT PRIMARY KEY, sessi
   expires_at_ms INTEGER NOT NULL, ended_at_ms INTEGER);
 CREATE INDEX IF NOT EXISTS registration_tokens_session ON registration_tokens(session_id);
 CREATE INDEX IF NOT EXISTS registration_tokens_expiry ON registration_tokens(expires_at_ms);
+CREATE TABLE IF NOT EXISTS rpz_export (id INTEGER PRIMARY KEY CHECK (id = 1), digest TEXT NOT NULL, serial INTEGER NOT NULL);
 `;
 
 export interface Migration {
@@ -359,6 +362,21 @@ export class Store {
     return (this.db.prepare('SELECT * FROM learned_deny ORDER BY domain').all() as { domain: string; added_at_ms: number; added_by: string; quarantine_id: string | null; reason: string }[]).map((r) => ({
       domain: r.domain, addedAtMs: r.added_at_ms, addedBy: r.added_by, quarantineId: r.quarantine_id, reason: r.reason,
     }));
+  }
+
+  /**
+   * The SOA serial of the exported RPZ (GET /v1/rpz) for lists whose content hashes to `digest`: the same
+   * serial while the digest holds, one more when it changed (kept across restarts, so secondaries that
+   * compare serials see every change). Wraps within 32 bits, skipping 0 (RFC 1982 arithmetic at the far side).
+   */
+  rpzExportSerial(digest: string): number {
+    return this.db.transaction(() => {
+      const row = this.db.prepare('SELECT digest, serial FROM rpz_export WHERE id = 1').get() as { digest: string; serial: number } | undefined;
+      if (row !== undefined && row.digest === digest) return row.serial;
+      const serial = row === undefined ? 1 : (row.serial % 0xffffffff) + 1;
+      this.db.prepare('INSERT OR REPLACE INTO rpz_export (id, digest, serial) VALUES (1, ?, ?)').run(digest, serial);
+      return serial;
+    })();
   }
 
   // --- alert outbox: one row per (sink, event), delivered in id order, deleted once delivered

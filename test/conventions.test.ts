@@ -44,6 +44,8 @@ const EVERYTHING = {
   forward_zones: [{ name: 'ad.example.com', upstreams: [{ address: '10.0.0.53:53' }] }],
   sessions: { signing_keys: [{ kid: 'k', alg: 'HS256', secret: 'z'.repeat(32) }] },
   alerts: { webhooks: [{ url: 'http://127.0.0.1:9/hook' }] },
+  zones: [{ name: 'corp.example', file: 'corp.example.zone' }],
+  policy: { rpz: [{ name: 'threat.rpz', file: 'threat.rpz' }] },
 };
 
 describe('README', () => {
@@ -166,7 +168,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/fleet': ['src/errors.ts', 'src/ops', 'src/dns', 'src/sessions', 'src/analyst', 'src/store.ts'],
   'src/pipeline.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/dns', 'src/zones', 'src/domain-age', 'src/sessions', 'src/policy', 'src/analyst', 'src/store.ts'],
   'src/app.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/dns', 'src/zones', 'src/domain-age', 'src/sessions', 'src/policy', 'src/analyst', 'src/fleet', 'src/store.ts', 'src/pipeline.ts'],
-  'src/cli.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/sessions', 'src/policy', 'src/analyst', 'src/fleet', 'src/store.ts', 'src/app.ts'],
+  'src/cli.ts': ['src/errors.ts', 'src/ops', 'scoring', 'src/zones', 'src/sessions', 'src/policy', 'src/analyst', 'src/fleet', 'src/store.ts', 'src/app.ts'],
 };
 
 describe('architecture', () => {

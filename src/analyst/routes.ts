@@ -1,6 +1,7 @@
 // The admin API's routes: what each endpoint does, which token kinds may call it, and how the
 // result is shaped. Handlers call into sessions, quarantines and the store; they decide nothing
 // about queries. Analyst actions are audited in the same transaction as the change.
+import { createHash } from 'node:crypto';
 import { getPublicSuffix } from 'tldts';
 import { WardenError } from '../errors.js';
 import { readiness, type ReadinessCheck, type Route } from '../ops/admin-http.js';
@@ -9,6 +10,10 @@ import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from '../se
 import type { QuarantineRecord, QuarantineState, Store } from '../store.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { SessionState } from '../policy/judge.js';
+import { renderRpz, type RpzExportEntry } from '../zones/rpz.js';
+
+/** The origin of the exported response policy zone (GET /v1/rpz); other resolvers load it under this name. */
+export const RPZ_EXPORT_ORIGIN = 'dnswarden.rpz';
 
 export interface ApiDeps {
   readonly sessions: SessionDirectory<SessionState>;
@@ -28,6 +33,20 @@ export interface ApiDeps {
   readonly readinessChecks: readonly ReadinessCheck[];
   /** With server.workers > 1: the quarantines every worker holds in memory only (this one knows only its own). */
   readonly notDurable?: () => Promise<QuarantineRecord[]>;
+  /** The configured deny list as it runs now (policy.deny, and the public resolvers when denied), for GET /v1/rpz. */
+  readonly configuredDeny: () => readonly RpzExportEntry[];
+}
+
+/** The deny list and the learned deny list as one RPZ zone; its serial rises whenever their content changes. */
+function exportedRpz(d: ApiDeps): string {
+  const byDomain = new Map<string, RpzExportEntry>();
+  for (const e of d.configuredDeny()) byDomain.set(e.domain, e);
+  for (const e of d.store.listLearnedDeny()) {
+    if (!byDomain.has(e.domain)) byDomain.set(e.domain, { domain: e.domain, reason: e.quarantineId === null ? `learned deny, added by ${e.addedBy}: ${e.reason}` : `learned deny, confirmed quarantine ${e.quarantineId}` });
+  }
+  const entries = [...byDomain.values()].sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0));
+  const digest = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+  return renderRpz(RPZ_EXPORT_ORIGIN, d.store.rpzExportSerial(digest), entries);
 }
 
 /** Quarantines the store refused to write, held in memory (every worker's) and being retried. */
@@ -230,6 +249,9 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         return { status: 200, json: { quarantine: quarantineJson(q, false, d), denied_domains: domains } };
       },
     },
+
+    // --- the deny lists as a Response Policy Zone other resolvers can load (BIND, Unbound, PowerDNS)
+    { method: 'GET', path: '/v1/rpz', allow: READ, handler: () => ({ status: 200, text: exportedRpz(d), contentType: 'text/dns' }) },
 
     // --- learned deny list
     { method: 'GET', path: '/v1/deny', allow: READ, handler: () => ({ status: 200, json: { domains: d.store.listLearnedDeny() } }) },

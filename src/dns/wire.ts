@@ -685,7 +685,7 @@ export function encodeSlipReply(q: Query, rcode: keyof typeof RCODE): Buffer {
 // Our own replies (refused, blocked, failed): question bytes echoed as sent.
 
 export interface SynthOptions {
-  readonly rcode: 'NXDOMAIN' | 'REFUSED' | 'SERVFAIL';
+  readonly rcode: 'NOERROR' | 'NXDOMAIN' | 'REFUSED' | 'SERVFAIL';
   readonly ede: { readonly code: number; readonly text: string } | undefined;
   /** Adds an SOA to the authority section so stubs cache the negative answer for this long (RFC 2308). */
   readonly negativeTtlSec?: number;
@@ -794,5 +794,192 @@ export function encodeSynthReply(q: Query, opts: SynthOptions, udpSize: number):
       out.write(text, at + 6, 'utf8');
     }
   }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authoritative replies: local zones (src/zones/) and RPZ local data. Records arrive with wire RDATA
+// already (parsed once from the zone file); only owner names are written here.
+
+/** One record of a local answer: owner in the dotted key form (lower case, master-file escapes), RDATA in wire form. */
+export interface LocalRecord {
+  readonly name: string;
+  readonly type: number;
+  readonly ttl: number;
+  readonly rdata: Buffer;
+}
+
+/** The forwarded answer to a CNAME target outside a local zone, appended after the in-zone chain. */
+export interface ForwardedTail {
+  /** The query that was resolved for the target (its question is what the reply's pointers refer to). */
+  readonly query: Query;
+  readonly reply: Reply;
+  readonly ageSec: number;
+}
+
+export interface LocalReplyOptions {
+  readonly rcode: 'NOERROR' | 'NXDOMAIN';
+  /** AA: set for a local zone's own data, clear for an RPZ rewrite. */
+  readonly authoritative: boolean;
+  readonly answer: readonly LocalRecord[];
+  readonly authority: readonly LocalRecord[];
+  readonly additional: readonly LocalRecord[];
+  readonly tail?: ForwardedTail;
+  readonly ede?: { readonly code: number; readonly text: string };
+}
+
+/** The dotted key form back to wire labels (`\.`/`\\` and `\DDD` escapes, as labelText and the zone parser write them). */
+export function nameToWire(name: string): Buffer {
+  const bytes: number[] = [];
+  let label: number[] = [];
+  const flush = (): void => {
+    bytes.push(label.length, ...label);
+    label = [];
+  };
+  if (name !== '') {
+    for (let i = 0; i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      if (c === 0x5c) {
+        const digits = name.slice(i + 1, i + 4);
+        if (/^\d{3}$/.test(digits)) {
+          label.push(Number(digits) & 0xff);
+          i += 3;
+        } else {
+          label.push(name.charCodeAt(i + 1) & 0xff);
+          i += 1;
+        }
+      } else if (c === 0x2e) flush();
+      else label.push(c & 0xff);
+    }
+    flush();
+  }
+  bytes.push(0);
+  return Buffer.from(bytes);
+}
+
+/** Bytes of a record's owner as written: a pointer to the question (2) for the query's own name. */
+function ownerBytes(r: LocalRecord, qname: string): Buffer | undefined {
+  return r.name === qname ? undefined : nameToWire(r.name);
+}
+
+/** Writes one record at `p`; the query's own name points at the question (shorter, and keeps the client's case). */
+function writeRecord(out: Buffer, p: number, r: LocalRecord, owner: Buffer | undefined): number {
+  if (owner === undefined) {
+    out[p] = 0xc0;
+    out[p + 1] = HEADER_BYTES;
+    p += 2;
+  } else p += owner.copy(out, p);
+  out.writeUInt16BE(r.type, p);
+  out.writeUInt16BE(CLASS_IN, p + 2);
+  out.writeUInt32BE(r.ttl >>> 0, p + 4);
+  out.writeUInt16BE(r.rdata.length, p + 8);
+  return p + 10 + r.rdata.copy(out, p + 10);
+}
+
+// Types whose RDATA may hold compressed names (RFC 3597 §4): those names are expanded when a forwarded
+// answer is moved behind our own records, where its pointers would no longer land.
+const NAME_RDATA: ReadonlyMap<number, { readonly before: number; readonly names: number }> = new Map([
+  [QTYPE.NS, { before: 0, names: 1 }], [QTYPE.CNAME, { before: 0, names: 1 }], [QTYPE.PTR, { before: 0, names: 1 }],
+  [QTYPE.SOA, { before: 0, names: 2 }], [QTYPE.MX, { before: 2, names: 1 }],
+]);
+
+/** A forwarded reply's answer and authority records as LocalRecords (names expanded, TTLs aged), or undefined if unreadable. */
+function tailRecords(tail: ForwardedTail): { answer: LocalRecord[]; authority: LocalRecord[] } | undefined {
+  const { query, reply, ageSec } = tail;
+  const buf = Buffer.alloc(HEADER_BYTES + query.question.length + reply.body.length);
+  query.question.copy(buf, HEADER_BYTES);
+  buf.write(reply.body, HEADER_BYTES + query.question.length, 'latin1');
+  const answer: LocalRecord[] = [];
+  const authority: LocalRecord[] = [];
+  let offset = HEADER_BYTES + query.question.length;
+  for (let i = 0; i < reply.answerCount + reply.authorityCount; i++) {
+    const owner = readName(buf, offset, true);
+    const rr = skipRecord(buf, offset);
+    if (owner === undefined || rr === undefined) return undefined;
+    let rdata = buf.subarray(rr.rdOffset, rr.end);
+    const layout = NAME_RDATA.get(rr.type);
+    if (layout !== undefined && rr.cls === CLASS_IN) {
+      const parts: Buffer[] = [buf.subarray(rr.rdOffset, rr.rdOffset + layout.before)];
+      let p = rr.rdOffset + layout.before;
+      for (let n = 0; n < layout.names; n++) {
+        const name = readName(buf, p, false);
+        if (name === undefined) return undefined;
+        parts.push(nameToWire(name.text));
+        p = name.end;
+      }
+      parts.push(buf.subarray(p, rr.end));
+      rdata = Buffer.concat(parts);
+    }
+    const ttl = Math.max(0, (buf.readUInt32BE(rr.ttlOffset) & 0x7fffffff) - ageSec);
+    (i < reply.answerCount ? answer : authority).push({ name: owner.text, type: rr.type, ttl, rdata });
+    offset = rr.end;
+  }
+  return { answer, authority };
+}
+
+/**
+ * A reply we answer ourselves from records: header (AA as asked), the question echoed, the sections,
+ * our OPT (with EDE when given) when the client sent one; TC=1 with no records when it does not fit.
+ */
+export function encodeLocalReply(q: Query, opts: LocalReplyOptions, udpSize: number): Buffer {
+  let rcode: number = RCODE[opts.rcode];
+  let answer = opts.answer;
+  let authority = opts.authority;
+  if (opts.tail !== undefined) {
+    const tail = tailRecords(opts.tail);
+    if (tail === undefined) return encodeSynthReply(q, { rcode: 'SERVFAIL', ede: { code: 0, text: 'upstream answer for the CNAME target unreadable' } }, udpSize);
+    answer = [...answer, ...tail.answer];
+    authority = tail.authority;
+    rcode = opts.tail.reply.rcode & 0x0f;
+  }
+  const sections = [answer, authority, opts.additional];
+  // Owners other than the query's name, encoded once (sized first, then written into one buffer).
+  const owners: (Buffer | undefined)[] = [];
+  let recordBytes = 0;
+  for (const section of sections) {
+    for (const r of section) {
+      const owner = ownerBytes(r, q.name);
+      owners.push(owner);
+      recordBytes += (owner === undefined ? 2 : owner.length) + 10 + r.rdata.length;
+    }
+  }
+  let edeOption: Buffer | undefined;
+  if (q.edns !== undefined && opts.ede !== undefined) {
+    const text = Buffer.from(truncateUtf8(opts.ede.text, EDE_TEXT_MAX_BYTES), 'utf8');
+    edeOption = Buffer.alloc(6 + text.length);
+    edeOption.writeUInt16BE(OPT_CODE_EDE, 0);
+    edeOption.writeUInt16BE(2 + text.length, 2);
+    edeOption.writeUInt16BE(opts.ede.code, 4);
+    text.copy(edeOption, 6);
+  }
+  const optBytes = q.edns === undefined ? 0 : 11 + (edeOption?.length ?? 0);
+  const size = HEADER_BYTES + q.question.length + recordBytes + optBytes;
+  const aa = opts.authoritative ? 0x0400 : 0;
+  if (size > q.maxReplyBytes) {
+    const out = truncatedReply(q, rcode, 0, udpSize);
+    out.writeUInt16BE(out.readUInt16BE(2) | aa, 2);
+    return out;
+  }
+  const out = Buffer.allocUnsafe(size);
+  writeReplyHeader(out, q, 0, rcode, answer.length, authority.length, opts.additional.length + (optBytes > 0 ? 1 : 0));
+  if (aa !== 0) out.writeUInt16BE(out.readUInt16BE(2) | aa, 2);
+  q.question.copy(out, HEADER_BYTES);
+  let p = HEADER_BYTES + q.question.length;
+  let i = 0;
+  for (const section of sections) for (const r of section) p = writeRecord(out, p, r, owners[i++]);
+  if (optBytes > 0) {
+    p = writeOptHeader(out, p, udpSize, 0, q.edns!.dnssecOk, edeOption?.length ?? 0);
+    if (edeOption !== undefined) edeOption.copy(out, p);
+  }
+  return out;
+}
+
+/** The question section for `name`/`type` (class IN), for a query we ask on a client's behalf (a CNAME target). */
+export function encodeQuestion(name: string, type: number): Buffer {
+  const wire = nameToWire(name);
+  const out = Buffer.alloc(wire.length + 4);
+  wire.copy(out, 0);
+  out.writeUInt16BE(type, wire.length);
+  out.writeUInt16BE(CLASS_IN, wire.length + 2);
   return out;
 }

@@ -2,11 +2,12 @@
 // `dnswarden serve` runs with no file; unknown keys are errors; an error names the field path
 // (`upstreams[1].address: expected "host:port"`). Never reads anything but the file it is given.
 import { readFileSync } from 'node:fs';
-import { BlockList, isIP } from 'node:net';
+import { isIP, BlockList } from 'node:net';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
-import { policySchema, scoringSchema } from '../policy/schema.js';
+import { policySchema, scoringSchema, zoneFileSchema } from '../policy/schema.js';
 import { domainAgeSchema } from '../domain-age/schema.js';
 import { alertsSchema } from '../analyst/alerts-schema.js';
 
@@ -171,6 +172,8 @@ const configSchema = z
         seen.add(zone.name);
       });
     }).default([]),
+    // Local zones answered authoritatively (src/zones/); `file` relative to the config file's directory.
+    zones: z.array(zoneFileSchema).default([]).refine((zs) => new Set(zs.map((z) => z.name)).size === zs.length, { message: 'each zone name may appear only once' }),
     resolver: z
       .object({
         total_timeout_ms: z.number().int().min(50).max(60_000).default(2500),
@@ -275,15 +278,21 @@ function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string
   return { path: formatPath(issue.path), message: issue.message };
 }
 
-/** Validates a parsed YAML document (or {}/null for "no file"); throws ConfigError naming the field. */
-export function parseConfig(raw: unknown): Config {
+/**
+ * Validates a parsed YAML document (or {}/null for "no file"); throws ConfigError naming the field.
+ * Zone and RPZ file names are made absolute against `baseDir` (the config file's directory; the working
+ * directory when there is no file), so a reload from another directory reads the same files.
+ */
+export function parseConfig(raw: unknown, baseDir: string = process.cwd()): Config {
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const { path, message } = describeIssue(issue);
     throw new ConfigError(path, message);
   }
-  return deepFreeze(result.data);
+  const data = result.data;
+  for (const zone of [...data.zones, ...data.policy.rpz]) zone.file = resolve(baseDir, zone.file);
+  return deepFreeze(data);
 }
 
 /**
@@ -291,7 +300,7 @@ export function parseConfig(raw: unknown): Config {
  * truncated write than a wish for the embedded defaults, which would drop every token, key and static
  * session on SIGHUP. The defaults apply only when no file is given (parseConfig({})).
  */
-export function parseConfigText(text: string, source = 'the config file'): Config {
+export function parseConfigText(text: string, source = 'the config file', baseDir?: string): Config {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -301,7 +310,7 @@ export function parseConfigText(text: string, source = 'the config file'): Confi
   if (raw === null || raw === undefined) {
     throw new ConfigError('', `${source}: the file is empty (or only comments): refusing it (a truncated write?); run without a config file for the embedded defaults`);
   }
-  return parseConfig(raw);
+  return parseConfig(raw, baseDir);
 }
 
 export function loadConfigFile(path: string): Config {
@@ -311,7 +320,7 @@ export function loadConfigFile(path: string): Config {
   } catch (err) {
     throw new ConfigError('', `cannot read config file ${path}: ${messageOf(err)}`);
   }
-  return parseConfigText(text, path);
+  return parseConfigText(text, path, dirname(resolve(path)));
 }
 
 /** `nameserver` lines of resolv.conf, as "ip:53" upstream entries; the embedded default for upstreams. */

@@ -108,6 +108,11 @@ export class FastCounter {
     opts.registry.registerMetric(this as never);
   }
 
+  /** Exports `key`'s series (0) from now on, before its first count. */
+  declare(key: number): void {
+    if (!this.#series.has(key)) this.#series.set(key, { labels: this.#labelsOf(key), value: 0 });
+  }
+
   /** Adds 1 to the series `key`. */
   inc(key: number): void {
     const series = this.#series.get(key);

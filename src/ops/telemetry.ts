@@ -44,7 +44,7 @@ function queryLabels(key: number): Record<string, string> {
 }
 
 const VERDICT_ACTIONS = ['answer', 'nxdomain', 'quarantine'] as const;
-const VERDICT_RULES = ['none', 'allow_list', 'deny_list', 'learned_deny', 'threshold', 'accumulation', 'rebinding', 'quarantined'] as const;
+const VERDICT_RULES = ['none', 'allow_list', 'deny_list', 'learned_deny', 'rpz', 'threshold', 'accumulation', 'rebinding', 'quarantined'] as const;
 const VERDICT_MODES = ['enforce', 'observe'] as const;
 const VERDICT_SESSION_TYPES = ['interactive', 'batch', 'scheduled'] as const;
 const slotsOf = <T extends string>(values: readonly T[]): Readonly<Record<T, number>> => Object.fromEntries(values.map((v, i) => [v, i])) as Record<T, number>;
@@ -103,7 +103,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 // that first appears with value 1 has no rise for increase()/rate() to see, and the first quarantine (or
 // fault, or SERVFAIL) after every restart would go unalerted. Values only known from the config
 // (upstreams) are declared by their owners (UpstreamPool).
-const OUTCOME_KINDS = ['answered', 'blocked', 'refused', 'failed'] as const;
+const OUTCOME_KINDS = ['answered', 'local', 'blocked', 'refused', 'failed'] as const;
 const MALFORMED_REASONS = ['short_header', 'not_a_query', 'qdcount', 'bad_name', 'truncated', 'bad_opt', 'trailing'] as const;
 const REGISTRATION_RESULTS = ['ok', 'bad_request', 'bad_token', 'bad_signature', 'unknown_key', 'token_expired', 'bad_claims', 'session_conflict', 'error'] as const;
 const AGE_SOURCES = ['cache', 'store', 'feed', 'rdap', 'whois', 'first_seen'] as const;
@@ -116,6 +116,19 @@ const allKeys = (count: number): number[] => Array.from({ length: count }, (_, i
 // admin worker's /metrics sums every other metric across workers, but not these.
 export function createMetrics() {
   const registry = new Registry();
+  // Local zone names, from the config: each gets a small number once, so a local answer is counted by a
+  // number (FastCounter) and not by a labels object (prom-client's Counter costs ~1 µs per inc).
+  const zoneIds = new Map<string, number>();
+  const zoneNames: string[] = [];
+  const zoneId = (zone: string): number => {
+    let id = zoneIds.get(zone);
+    if (id === undefined) {
+      id = zoneNames.length;
+      zoneNames.push(zone);
+      zoneIds.set(zone, id);
+    }
+    return id;
+  };
   // prom-client names its own metrics process_* and nodejs_*: with this prefix they read
   // dnswarden_process_cpu_seconds_total, dnswarden_nodejs_eventloop_lag_seconds, … (one prefix per job).
   collectDefaultMetrics({ register: registry, prefix: 'dnswarden_' });
@@ -200,6 +213,15 @@ export function createMetrics() {
     alertsSent: new Counter({ name: 'dnswarden_alerts_delivered_total', help: 'Alert events delivered to webhooks.', labelNames: ['format'] as const, registers }),
     alertFailures: new Counter({ name: 'dnswarden_alert_failures_total', help: 'Failed webhook delivery attempts (retried with backoff).', labelNames: ['format'] as const, registers }),
     alertsPending: new Gauge({ name: 'dnswarden_alerts_pending', help: 'Alert events in the durable outbox not yet delivered.', registers, aggregator: 'max' }),
+    // Zone names come from the config (a closed set): app.ts declares each configured one at 0.
+    localAnswers: new FastCounter({
+      name: 'dnswarden_local_answers_total', help: 'Queries answered from a local zone (never scored), by zone (its configured name) and response code.', registry,
+      labelsOf: (key) => ({ zone: zoneNames[Math.floor(key / RCODE_LABELS.length)]!, rcode: RCODE_LABELS[key % RCODE_LABELS.length]! }),
+    }),
+    /** The dnswarden_local_answers_total series of an answer from `zone` with `rcode`. */
+    localAnswerKey: (zone: string, rcode: number): number => zoneId(zone) * RCODE_LABELS.length + (rcode < RCODE_NAMES.length ? rcode : RCODE_NAMES.length),
+    rpzHits: new Counter({ name: 'dnswarden_rpz_hits_total', help: 'Queries a response policy zone decided, by policy zone (its configured name) and action (nxdomain, nodata, drop, local; observe mode counts would-be actions).', labelNames: ['zone', 'action'] as const, registers }),
+    rpzReloads: new Counter({ name: 'dnswarden_rpz_reloads_total', help: 'Reloads of the response policy zones after one of their files changed, by result (error: the previous zones stay).', labelNames: ['result'] as const, registers }),
     configReloads: new Counter({ name: 'dnswarden_config_reloads_total', help: 'Config reloads (SIGHUP) by result.', labelNames: ['result'] as const, registers }),
   };
   for (const transport of TRANSPORTS) {
@@ -213,7 +235,7 @@ export function createMetrics() {
   for (const result of REGISTRATION_RESULTS) metrics.registrations.inc({ result }, 0);
   for (const source of AGE_SOURCES) for (const result of AGE_RESULTS) metrics.domainAgeLookups.inc({ source, result }, 0);
   for (const format of ALERT_FORMATS) { metrics.alertsSent.inc({ format }, 0); metrics.alertFailures.inc({ format }, 0); }
-  for (const result of ['ok', 'error']) metrics.configReloads.inc({ result }, 0);
+  for (const result of ['ok', 'error']) { metrics.configReloads.inc({ result }, 0); metrics.rpzReloads.inc({ result }, 0); }
   return metrics;
 }
 

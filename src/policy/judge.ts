@@ -10,6 +10,7 @@ import {
   type Score, type ScoringParams, type SessionState,
 } from '../../scoring/index.js';
 import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './schema.js';
+import { RpzSet, type RpzMatch } from '../zones/rpz.js';
 
 export type { SessionState } from '../../scoring/index.js';
 export type { PolicyConfig, ScoringConfig } from './schema.js';
@@ -23,7 +24,7 @@ export interface SessionInfo {
   readonly type: SessionType;
 }
 export type Action = 'answer' | 'nxdomain' | 'quarantine';
-export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'threshold' | 'accumulation' | 'rebinding' | 'quarantined' | 'none';
+export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'rpz' | 'threshold' | 'accumulation' | 'rebinding' | 'quarantined' | 'none';
 export type Mode = 'enforce' | 'observe';
 export interface Verdict {
   readonly action: Action;
@@ -36,6 +37,8 @@ export interface Verdict {
   readonly reason: string;
   /** The name's scoring facts, handed to observe() of the same query so it need not recompute them (scored verdicts only). */
   readonly facts?: NameFacts;
+  /** Rule 'rpz': the policy zone, trigger and action (NXDOMAIN, NODATA, DROP or local data) the answer is built from. */
+  readonly rpz?: RpzMatch;
 }
 
 export interface JudgeInput {
@@ -74,6 +77,8 @@ export const PUBLIC_RESOLVERS: readonly string[] = [
   'dns.controld.com', 'freedns.controld.com', 'doh.mullvad.net', 'dns.mullvad.net',
   'dns0.eu', 'dns.digitale-gesellschaft.ch', 'dns.switch.ch', 'odvr.nic.cz', 'doh.libredns.gr', 'doh.ffmuc.net',
   'ordns.he.net', 'public.dns.iij.jp', 'dns.twnic.tw', 'doh.applied-privacy.net', 'dns.njal.la', 'dns.rubyfish.cn',
+  // Firefox's canary domain: NXDOMAIN here tells it the network filters DNS, and it keeps DoH off (RFC-less, Mozilla's documented signal).
+  'use-application-dns.net',
 ];
 
 /** True when `name` is a listed zone or below one (a Set walk, no regex). */
@@ -158,9 +163,12 @@ function insideV4(ranges: RebindingRanges, address: number): boolean {
 
 const ANSWER_REASON = 'below threshold';
 
+type Listed = 'allow' | 'deny' | 'learned' | 'denied_by_hand' | RpzMatch | null;
+
 /** Which list a name is on (allow wins, then deny, then learned), and its scoring facts once computed. */
 interface NameMemo {
-  readonly listed: 'allow' | 'deny' | 'learned' | 'denied_by_hand' | null;
+  /** An RpzMatch: a policy zone's trigger decides (a PASSTHRU trigger reads null: scored, deny lists skipped). */
+  readonly listed: Listed;
   facts: NameFacts | undefined;
   /** The last answer (or quarantine) verdict for this name, reusable while its inputs hold (see judge). */
   answered: ReusableAnswer | undefined;
@@ -198,6 +206,7 @@ export class Policy {
   private readonly deny: ReadonlySet<string>;
   private learned: ReadonlySet<string> = new Set();
   private deniedByHand: ReadonlySet<string> = new Set();
+  private rpz: RpzSet = new RpzSet([]);
   private readonly platforms: ReadonlySet<string>;
   private readonly params: ScoringParams;
   private readonly answerReuseMs: number;
@@ -267,10 +276,17 @@ export class Policy {
     return created;
   }
 
-  /** Which list a name is on (allow wins, then deny, then learned): the memo's answer, or walked afresh. */
-  private listOf(name: string, memo?: NameMemo): NameMemo['listed'] {
+  /**
+   * Which list a name is on: the allow list wins (the operator's own word), then the policy zones in order
+   * (a PASSTHRU trigger skips the later zones and the deny lists: null, the name is scored), then deny, then
+   * learned. The memo's answer, or walked afresh.
+   */
+  private listOf(name: string, memo?: NameMemo): Listed {
     if (memo !== undefined) return memo.listed;
-    return inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned'
+    if (inZones(name, this.allow)) return 'allow';
+    const rpz = this.rpz.zones.length === 0 ? undefined : this.rpz.match(name);
+    if (rpz !== undefined) return rpz.action.kind === 'passthru' ? null : rpz;
+    return inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned'
       : inZones(name, this.deniedByHand) ? 'denied_by_hand' : null;
   }
 
@@ -298,13 +314,23 @@ export class Policy {
     this.names.clear();
   }
 
+  /** The response policy zones (reloaded when their files change): first match wins. */
+  setRpz(set: RpzSet): void {
+    this.rpz = set;
+    this.names.clear();
+  }
+
   judge(input: JudgeInput): Verdict {
     const type = input.session.type;
     const fixed = this.fixed[type];
     const name = input.name;
     const memo = this.memoOf(name);
     const listed = this.listOf(name, memo);
-    if (listed !== null) return fixed[listed];
+    if (listed !== null) {
+      if (typeof listed === 'string') return fixed[listed];
+      const mode = this.modes[type];
+      return { action: 'nxdomain', rule: 'rpz', enforced: mode === 'enforce', mode, reason: clip(`${listed.zone}: ${listed.trigger}`), rpz: listed };
+    }
 
     const state = input.state;
     const reuse = memo?.answered;

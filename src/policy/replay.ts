@@ -10,6 +10,8 @@ import { deflateRawSync } from 'node:zlib';
 import { z } from 'zod';
 import { SIGNAL_IDS, splitName, platformSet, type SignalId } from '../../scoring/index.js';
 import { WardenError } from '../errors.js';
+import { loadRpzSet } from '../zones/zone-set.js';
+import type { RpzSet } from '../zones/rpz.js';
 import { Policy, type PolicyConfig, type ScoringConfig, type SessionInfo, type SessionState, type SessionType, type Verdict } from './judge.js';
 
 // Query types by name, for dnswarden's own verdict log lines (`qtype: "TXT"`).
@@ -436,15 +438,16 @@ export const SWEEP_THRESHOLDS: readonly number[] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.
 export class Sweep {
   private readonly replayers: readonly { blockAt: number; replayer: Replayer }[];
 
-  constructor(config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}) {
+  constructor(config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: ReplayOptions = {}, rpz?: RpzSet) {
     const types = config.policy.session_types;
-    this.replayers = SWEEP_THRESHOLDS.map((blockAt) => ({
-      blockAt,
-      replayer: new Replayer(new Policy({
+    this.replayers = SWEEP_THRESHOLDS.map((blockAt) => {
+      const policy = new Policy({
         ...config.policy,
         session_types: { interactive: { ...types.interactive, block_at: blockAt }, batch: { ...types.batch, block_at: blockAt }, scheduled: { ...types.scheduled, block_at: blockAt } },
-      }, config.scoring), { ...options, detail: false }),
-    }));
+      }, config.scoring);
+      if (rpz !== undefined) policy.setRpz(rpz);
+      return { blockAt, replayer: new Replayer(policy, { ...options, detail: false }) };
+    });
   }
 
   push(l: ReplayLine): void {
@@ -520,8 +523,12 @@ export function readLine(row: string, lineNo: number): ReplayLine | 'blank' | 'u
  * grow with the number of lines, so a log of any length replays.
  */
 export async function replayStream(input: Readable, config: { readonly policy: PolicyConfig; readonly scoring: ScoringConfig }, options: StreamOptions = {}): Promise<ReplayReport> {
-  const main = new Replayer(new Policy(config.policy, config.scoring), options);
-  const sweep = new Sweep(config, options);
+  // The policy zones the config names judge the replay as they judge live queries (a bad file: a ConfigError).
+  const rpz = config.policy.rpz.length === 0 ? undefined : loadRpzSet(config.policy.rpz);
+  const policy = new Policy(config.policy, config.scoring);
+  if (rpz !== undefined) policy.setRpz(rpz);
+  const main = new Replayer(policy, options);
+  const sweep = new Sweep(config, options, rpz);
   const every = options.progressEveryMs ?? 2000;
   let nextProgress = Date.now() + every;
   let lineNo = 0;

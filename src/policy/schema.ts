@@ -15,6 +15,14 @@ const zoneName = z
     return lower.endsWith('.') ? lower.slice(0, -1) : lower;
   });
 
+/** A zone file named in config: `zones[]` (local zones) and `policy.rpz[]` (response policy zones). */
+export const zoneFileSchema = z
+  .object({
+    name: zoneName.refine((n) => !n.includes('*'), { message: 'a zone name has no wildcard' }),
+    file: z.string().min(1),
+  })
+  .strict();
+
 interface TypeDefaults {
   readonly block_at: number;
   readonly quarantine_after_blocks: number;
@@ -69,6 +77,8 @@ export const policySchema = z
     allow: z.array(zoneName).default([]),
     deny: z.array(zoneName).default([]),
     deny_public_resolvers: z.boolean().default(true),
+    // Response policy zones, applied in this order (first match wins); `name` labels metrics and EDE text.
+    rpz: z.array(zoneFileSchema).default([]).refine((zs) => new Set(zs.map((z) => z.name)).size === zs.length, { message: 'each policy zone name may appear only once' }),
     rebinding: z
       .object({
         enabled: z.boolean().default(true),

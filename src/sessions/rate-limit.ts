@@ -44,3 +44,18 @@ export class SessionRateLimiter {
     return true;
   }
 }
+
+// Each config's rate limits, worked out once (not per query): qps 0 is none; burst 0 is ceil(qps), at least 1.
+const rateLimitsByConfig = new WeakMap<object, Record<SessionType, RateLimit | undefined>>();
+export function rateLimitsOf(types: Readonly<Record<SessionType, { readonly rate_limit: { readonly qps: number; readonly burst: number } }>>): Record<SessionType, RateLimit | undefined> {
+  let limits = rateLimitsByConfig.get(types);
+  if (limits === undefined) {
+    const of = (type: SessionType): RateLimit | undefined => {
+      const r = types[type].rate_limit;
+      return r.qps > 0 ? { qps: r.qps, burst: r.burst > 0 ? r.burst : Math.max(1, Math.ceil(r.qps)) } : undefined;
+    };
+    limits = { interactive: of('interactive'), batch: of('batch'), scheduled: of('scheduled') };
+    rateLimitsByConfig.set(types, limits);
+  }
+  return limits;
+}

@@ -123,6 +123,25 @@ export class RpzSet {
   }
 }
 
+const QTYPE_CNAME = RRTYPE.CNAME;
+const QTYPE_ANY = 255;
+
+/** A trigger's local data that answers `qtype`: the records of that type, else its CNAME, else none (NODATA). */
+export function rpzLocalRecords(match: RpzMatch, qtype: number): readonly ZoneRecord[] {
+  if (match.action.kind !== 'local') return [];
+  const records = match.action.records;
+  if (qtype === QTYPE_ANY) return records;
+  const exact = records.filter((r) => r.type === qtype);
+  return exact.length > 0 ? exact : records.filter((r) => r.type === QTYPE_CNAME);
+}
+
+/** The CNAME of a trigger's local data when that is what answers `qtype` (a redirect to follow), else undefined. */
+export function rpzRedirect(match: RpzMatch, qtype: number): ZoneRecord | undefined {
+  if (match.action.kind !== 'local' || qtype === QTYPE_CNAME || qtype === QTYPE_ANY) return undefined;
+  const records = rpzLocalRecords(match, qtype);
+  return records.length === 1 && records[0]!.type === QTYPE_CNAME ? records[0] : undefined;
+}
+
 /** Reads one configured policy zone file. The zone's origin is its own SOA owner when it has one. */
 export function loadRpzZone(name: string, file: string): RpzZone {
   const records = parseMasterFile(file, { origin: name, defaultTtl: 300 });

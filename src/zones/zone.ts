@@ -128,7 +128,7 @@ export class Zone {
   lookup(qname: string, qtype: number): ZoneAnswer {
     const answer: AnswerRecord[] = [];
     let name = qname.toLowerCase();
-    const seen = new Set<string>();
+    let seen: Set<string> | undefined; // only a CNAME chain needs it
     for (let hop = 0; hop <= MAX_CHAIN; hop++) {
       const cut = this.delegationAbove(name);
       if (cut !== undefined) {
@@ -143,8 +143,8 @@ export class Zone {
       if (cname && qtype !== RRTYPE.CNAME && qtype !== ANY) {
         answer.push(...as(cname));
         const target = cname[0]!.target!;
-        if (seen.has(target)) return { kind: 'answer', answer, authority: [], additional: [] }; // a loop: stop, as BIND does
-        seen.add(name);
+        if (seen?.has(target)) return { kind: 'answer', answer, authority: [], additional: [] }; // a loop: stop, as BIND does
+        (seen ??= new Set()).add(name);
         if (!this.contains(target)) return { kind: 'cname-out', answer, target };
         name = target;
         continue;

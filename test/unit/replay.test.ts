@@ -149,4 +149,13 @@ describe('replayFile', () => {
     expect(withRepeats.repeatedBlocksNotReplayed).toBe(7);
     expect(formatReport(withRepeats)).toContain('7 more blocks were logged only as counts');
   });
+
+  it('applies the policy zones the config names, as the live judge does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-replay-'));
+    const file = join(dir, 'q.jsonl');
+    writeFileSync(file, ['bad.example', 'x.bad.example', 'ok.bad.example', 'www.example.com'].map((qname, ts) => JSON.stringify({ ts, session: 's', qname, qtype: 1 })).join('\n'));
+    const rpz = [{ name: 'threat.rpz', file: join(import.meta.dirname, '../../fixtures/rpz/threat.rpz') }];
+    const report = await replayFile(file, { policy: policySchema.parse({ rpz }), scoring: config.scoring });
+    expect(report.verdicts).toEqual({ 'nxdomain/rpz': 2, 'answer/none': 2 });
+  });
 });
