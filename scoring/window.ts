@@ -23,6 +23,13 @@ export interface DomainWindow {
   /** Domain age as last judged (null = unknown); young domains add to the session's `youngVolumeBytes`. */
   ageDays: number | null;
   young: boolean;
+  /**
+   * Not established for this session: age unknown or young, and not a platform apex (callers pass that).
+   * Fresh domains add to the session's `freshVolumeBytes`, so spreading data over N domains buys nothing.
+   */
+  fresh: boolean;
+  /** Time (ms) of the last exfiltration-like block of a query to this domain (sticky blocks), or -1. */
+  blockedAtMs: number;
 }
 
 /** Everything the policy remembers about a session: plain data (Redis can hold it as JSON later). */
@@ -33,7 +40,7 @@ export interface SessionState {
   order: string[];
   orderHead: number;
   /**
-   * Volume of evicted domains (registrable → bytes), restored if the domain comes back: without it a
+   * Volume of evicted domains (registrable → bytes; negative: a fresh domain's, still in freshVolumeBytes), restored if the domain comes back: without it a
    * session could wipe an attacker domain's account by resolving max_domains_per_session other domains
    * between bursts. Numbers only, bounded by EVICTED_MAX (oldest forgotten first).
    */
@@ -44,6 +51,8 @@ export interface SessionState {
   gramCount: number;
   /** Σ volumeBytes over young domains. */
   youngVolumeBytes: number;
+  /** Σ volumeBytes over fresh domains (unknown or young age, not a platform): the session-wide budget's account. */
+  freshVolumeBytes: number;
   /** Times (ms) of the most recent block verdicts, newest last, at most BLOCK_HISTORY. */
   blocks: number[];
   /** Decayed counts of forwarded answers and of NXDOMAIN among them. */
@@ -79,6 +88,7 @@ export function newSessionState(): SessionState {
     nameCount: 0,
     gramCount: 0,
     youngVolumeBytes: 0,
+    freshVolumeBytes: 0,
     blocks: [],
     answers: 0,
     nxAnswers: 0,
@@ -99,11 +109,21 @@ export function domainWindow(state: SessionState, registrable: string): DomainWi
 
 /**
  * Open (or create) the window of `registrable` at judge time and record the domain's age: young domains add to
- * the session's `youngVolumeBytes`. Returns the window so the caller can project the volume of this query.
+ * the session's `youngVolumeBytes`; fresh ones (unknown or young age, unless `established` — a platform apex
+ * whose tenants cannot run a nameserver) to `freshVolumeBytes`. Returns the window so the caller can project
+ * the volume of this query.
  */
-export function noteAge(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams): DomainWindow {
+export function noteAge(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams, established = false): DomainWindow {
   const w = openWindow(state, registrable, atMs, p);
-  if (ageDays === undefined) return w; // a lookup that missed its budget does not forget a known age
+  // a lookup that missed its budget does not forget a known age
+  const age = ageDays ?? w.ageDays;
+  const fresh = !established && (age === null || age < p.young_domain_days);
+  if (fresh !== w.fresh) {
+    state.freshVolumeBytes += fresh ? w.volumeBytes : -w.volumeBytes;
+    w.fresh = fresh;
+    state.version++;
+  }
+  if (ageDays === undefined) return w;
   if (w.ageDays !== ageDays) state.version++;
   w.ageDays = ageDays;
   const young = ageDays < p.young_domain_days;
@@ -129,7 +149,9 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
     delete state.evicted[registrable];
     state.evictedCount--;
   }
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored ?? 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false };
+  // A negative restored volume was a fresh domain's, still counted in freshVolumeBytes (evictOldest).
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, blockedAtMs: -1 };
+  if (restored !== undefined && restored > 0) state.freshVolumeBytes += restored; // fresh until its age says otherwise
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -139,6 +161,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
 
 function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
   if (w.young) state.youngVolumeBytes -= w.volumeBytes;
+  if (w.fresh && keep) state.freshVolumeBytes -= w.volumeBytes; // an evicted fresh domain stays counted (evictOldest)
   state.nameCount -= w.nameCount;
   state.gramCount -= w.gramCount;
   if (keep) {
@@ -148,6 +171,7 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
     w.gramCount = 0;
     w.names = Object.create(null) as Record<string, 1>;
     w.grams = Object.create(null) as Record<string, 1>;
+    w.blockedAtMs = -1;
   }
 }
 
@@ -167,7 +191,11 @@ function evictOldest(state: SessionState, atMs: number, p: WindowParams): void {
       continue;
     }
     forget(state, w, false);
-    if (w.volumeBytes > 0 && atMs - w.lastMs <= p.volume_idle_ms) rememberEvicted(state, key, w.volumeBytes);
+    // An evicted fresh domain's bytes stay in the session-wide account (remembered as a negative number, so a
+    // return does not count them twice): evicting is no way to wipe what the session sent.
+    const live = w.volumeBytes > 0 && atMs - w.lastMs <= p.volume_idle_ms;
+    if (live) rememberEvicted(state, key, w.fresh ? -w.volumeBytes : w.volumeBytes);
+    else if (w.fresh) state.freshVolumeBytes -= w.volumeBytes;
     delete state.domains[key];
     state.domainCount--;
     break;
@@ -250,6 +278,7 @@ export function observeForwarded(state: SessionState, e: ForwardEvent, p: Window
   const added = estimateNovelBytes(w, sub, e.alphabet);
   w.volumeBytes += added;
   if (w.young) state.youngVolumeBytes += added;
+  if (w.fresh) state.freshVolumeBytes += added;
   // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
   if (state.nameCount < p.max_names_per_session) {
     w.names[sub] = 1;
@@ -271,6 +300,21 @@ export function noteBlock(state: SessionState, atMs: number): void {
   if (state.blocks.length >= BLOCK_HISTORY) state.blocks.shift();
   state.blocks.push(atMs);
   state.version++;
+}
+
+/**
+ * Remember an exfiltration-like block of a query to `w`'s domain: further novel names to it are blocked too
+ * (sticky) until `stickyUntil` says the block window has passed, so blocked and answered queries of one tunnel
+ * cannot interleave.
+ */
+export function noteDomainBlock(state: SessionState, w: DomainWindow, atMs: number): void {
+  w.blockedAtMs = atMs;
+  state.version++;
+}
+
+/** True while a block of `w`'s domain at most `windowMs` ago still holds. */
+export function stuck(w: DomainWindow, atMs: number, windowMs: number): boolean {
+  return w.blockedAtMs >= 0 && atMs - w.blockedAtMs < windowMs;
 }
 
 /** Blocks at or after `sinceMs`. */

@@ -5,7 +5,7 @@
 import { BlockList, isIPv6 } from 'node:net';
 import { parse } from 'tldts';
 import {
-  blocksSince, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
+  blocksSince, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, stuck,
   nameFacts, platformSet, scoreQuery, splitName, topSignals, trimName, type NameFacts,
   type Score, type ScoringParams, type SessionState,
 } from '../../scoring/index.js';
@@ -23,7 +23,7 @@ export interface SessionInfo {
   readonly type: SessionType;
 }
 export type Action = 'answer' | 'nxdomain' | 'quarantine';
-export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'threshold' | 'accumulation' | 'rebinding' | 'quarantined' | 'none';
+export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'threshold' | 'accumulation' | 'sticky' | 'rebinding' | 'quarantined' | 'none';
 export type Mode = 'enforce' | 'observe';
 export interface Verdict {
   readonly action: Action;
@@ -309,25 +309,37 @@ export class Policy {
     const mode = this.modes[type];
     const enforced = mode === 'enforce';
 
-    // Quarantine evidence 1: information volume to this domain (and over young domains), including what this
-    // query would add — so the query that crosses the budget is the one that does not leave.
-    const win = noteAge(state, split.registrable, input.ageDays, input.atMs, p);
+    // Quarantine evidence 1: information volume to this domain, over young domains and over every domain not
+    // established for the session (unknown or young age, not a platform apex: spreading over N domains buys
+    // nothing), including what this query would add — so the query that crosses a budget is the one that does not leave.
+    const win = noteAge(state, split.registrable, input.ageDays, input.atMs, p, split.platform);
+    const novel = split.subdomain.length > 0 && win.names[split.subdomain] !== 1;
     let volume = win.volumeBytes;
     let young = state.youngVolumeBytes;
-    if (split.subdomain.length > 0 && win.names[split.subdomain] !== 1 && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes)) {
+    let fresh = state.freshVolumeBytes;
+    if (novel && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes || fresh * 2 >= t.session_volume_budget_bytes)) {
       const added = estimateNovelBytes(win, split.subdomain, stats.alphabet); // only near a budget: keeps the hot path cheap
       volume += added;
       if (win.young) young += added;
+      if (win.fresh) fresh += added;
     }
     const blocking = score.total >= t.block_at;
-    if (blocking) noteBlock(state, input.atMs);
+    // Sticky: a novel name to a domain blocked for exfiltration-like traffic within the block window is blocked
+    // too, whatever its own score (a tunnel's next chunk must not slip out between two blocks).
+    const sticky = !blocking && novel && stuck(win, input.atMs, t.block_window_ms);
+    const blockedAtMs = win.blockedAtMs;
+    if (blocking || sticky) noteBlock(state, input.atMs);
+    if (blocking) noteDomainBlock(state, win, input.atMs); // the window runs from the last scored block, not from sticky ones
     if (volume >= t.volume_budget_bytes) {
       return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), facts };
     }
     if (young >= t.young_volume_budget_bytes) {
       return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts };
     }
-    if (!blocking) {
+    if (fresh >= t.session_volume_budget_bytes) {
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), facts };
+    }
+    if (!blocking && !sticky) {
       const verdict: Verdict = score.total !== 0 ? { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON, facts }
         : memo === undefined ? { ...fixed.answer, facts } : fixed.answer;
       if (memo !== undefined) memo.answered = { verdict, state, version: state.version, qtype: input.qtype, ageDays: input.ageDays, type, atMs: input.atMs };
@@ -337,6 +349,9 @@ export class Policy {
     const blocks = blocksSince(state, input.atMs - t.block_window_ms);
     if (blocks >= t.quarantine_after_blocks) {
       return { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts };
+    }
+    if (sticky) {
+      return { action: 'nxdomain', rule: 'sticky', enforced, mode, score, reason: clip(`new name to ${split.registrable}, blocked ${Math.round((input.atMs - blockedAtMs) / 1000)} s ago`), facts };
     }
     return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), facts };
   }

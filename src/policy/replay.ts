@@ -85,6 +85,10 @@ export interface SessionResult {
   /** Highest score total of any judged query, and the highest estimated volume to one domain (the policy's view). */
   readonly maxScore: number;
   readonly maxVolumeEstimate: number;
+  /** Highest estimated volume to the domains not established for the session (the session-wide budget's account). */
+  readonly maxSessionVolumeEstimate: number;
+  /** Deflate of every unique subdomain forwarded to any domain, at the quarantine (or the end): the payload that left. */
+  readonly sessionInfoBytes: number;
 }
 
 export interface ReplayReport {
@@ -172,20 +176,29 @@ interface Tracker {
   bytesBeforeBlock: number | undefined;
   /** unique forwarded subdomains per registrable, and the domain's age as last seen */
   readonly sent: Map<string, { subs: Set<string>; ageDays: number | undefined }>;
-  info1: { max: number; young: number } | undefined;
+  info1: Info | undefined;
   maxScore: number;
+  maxFresh: number;
 }
 
-function infoOf(t: Tracker): { max: number; young: number } {
+interface Info {
+  readonly max: number;
+  readonly young: number;
+  readonly all: number;
+}
+
+function infoOf(t: Tracker): Info {
   let max = 0;
   let young = 0;
+  const every: string[] = [];
   for (const d of t.sent.values()) {
     if (d.subs.size === 0) continue;
     const bytes = deflateRawSync([...d.subs].sort().join('\n')).length;
     if (bytes > max) max = bytes;
     if (d.ageDays !== undefined && d.ageDays < 30) young += bytes;
+    for (const sub of d.subs) every.push(sub);
   }
-  return { max, young };
+  return { max, young, all: every.length === 0 ? 0 : deflateRawSync(every.sort().join('\n')).length };
 }
 
 function maxVolume(state: SessionState): number {
@@ -234,7 +247,7 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
       t = {
         info, state: policy.newSessionState(), label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0,
         firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, dataAtQuarantine: undefined,
-        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), info1: undefined, maxScore: 0,
+        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), info1: undefined, maxScore: 0, maxFresh: 0,
       };
       sessions.set(l.session, t);
     }
@@ -293,6 +306,7 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
       if (split.subdomain !== '') d.subs.add(split.subdomain);
     }
     policy.observe(t.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
+    if (t.state.freshVolumeBytes > t.maxFresh) t.maxFresh = t.state.freshVolumeBytes;
   }
 
   const perSession: SessionResult[] = [];
@@ -318,7 +332,7 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
       forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
       forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
       maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
-      maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state),
+      maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all,
     });
   }
   return {

@@ -20,6 +20,7 @@ interface TypeDefaults {
   readonly quarantine_after_blocks: number;
   readonly volume_budget_bytes: number;
   readonly young_volume_budget_bytes: number;
+  readonly session_volume_budget_bytes: number;
 }
 
 // Interactive research is looser; batch and scheduled jobs have no human watching and get tighter budgets.
@@ -27,9 +28,9 @@ interface TypeDefaults {
 // exfiltration corpus; interactive 960 leaves a margin below 1 KB of deflated information.
 // Measured on fixtures/corpora (see fixtures/corpora/README.md).
 export const SESSION_TYPE_DEFAULTS: Readonly<Record<'interactive' | 'batch' | 'scheduled', TypeDefaults>> = {
-  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920 },
-  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
-  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
+  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1280 },
+  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024 },
+  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024 },
 };
 
 const sessionTypePolicy = (d: TypeDefaults) =>
@@ -41,6 +42,7 @@ const sessionTypePolicy = (d: TypeDefaults) =>
       block_window_ms: z.number().int().positive().default(600_000),
       volume_budget_bytes: z.number().positive().default(d.volume_budget_bytes),
       young_volume_budget_bytes: z.number().positive().default(d.young_volume_budget_bytes),
+      session_volume_budget_bytes: z.number().positive().default(d.session_volume_budget_bytes),
     })
     .strict();
 

@@ -14,8 +14,8 @@ describe('config schema', () => {
   it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
     const p = policySchema.parse({});
     expect(p.mode).toBe('enforce');
-    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920 });
-    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 });
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1280 });
+    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024 });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
     expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, rebinding: { enabled: true, allow: [], block_cgnat: true } });
     const s = scoringSchema.parse({});
@@ -143,7 +143,8 @@ describe('threshold and quarantine', () => {
   });
 
   it('sums volume over young domains: spread across ten domains still quarantines', () => {
-    const p = make();
+    // the session-wide budget (domains of unknown or young age) is off here, to see the young sum on its own
+    const p = make({ session_types: { batch: { session_volume_budget_bytes: 1e9 } } });
     const state = p.newSessionState();
     const r = prng(6);
     let quarantinedAt: number | undefined;
@@ -164,6 +165,114 @@ describe('threshold and quarantine', () => {
       expect(p.judge({ name, qtype: 1, session: session('batch'), state: old, ageDays: 900, atMs: i * 60_000 }).action).toBe('answer');
       p.observe(old, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
     }
+  });
+});
+
+describe('session-wide information budget (issue 14)', () => {
+  /** Feed `name(i)` until quarantine or `max` queries; returns the quarantining index and its verdict. */
+  const spread = (p: Policy, name: (i: number) => string, ageDays: number | undefined, max = 2000) => {
+    const state = p.newSessionState();
+    for (let i = 0; i < max; i++) {
+      const v = p.judge({ name: name(i), qtype: 1, session: session('batch'), state, ageDays, atMs: i * 1000 });
+      if (v.action !== 'answer') return { at: i, v, state };
+      p.observe(state, { name: name(i), qtype: 1, atMs: i * 1000, forwarded: true, rcode: 0, blocked: false });
+    }
+    return { at: undefined, v: undefined, state };
+  };
+
+  it('spreading over ten domains of unknown age buys nothing: quarantined once the sum reaches the budget', () => {
+    const r = prng(14);
+    const labels = Array.from({ length: 2000 }, () => hex(r.bytes(6)));
+    const got = spread(make(), (i) => `${labels[i]}.d${i % 10}-attacker.net`, undefined);
+    expect(got.v).toMatchObject({ action: 'quarantine', rule: 'accumulation' });
+    expect(got.v!.reason).toMatch(/domains of unknown or young age$/);
+    // no single domain is near its own budget (768): it was the session-wide sum
+    for (const d of Object.values(got.state.domains)) expect(d.volumeBytes).toBeLessThan(300);
+    expect(got.state.freshVolumeBytes).toBeGreaterThan(900);
+    expect(got.state.freshVolumeBytes).toBeLessThan(1024);
+  });
+
+  it('established domains (old, or a platform apex) are not in the session-wide account', () => {
+    const r = prng(15);
+    const labels = Array.from({ length: 400 }, () => hex(r.bytes(6)));
+    expect(spread(make(), (i) => `${labels[i]}.d${i % 10}-old.net`, 900, 400).at).toBeUndefined();
+    const platform = spread(make(), (i) => `${labels[i]}.d${i % 10}.cloudfront.net`, undefined, 400);
+    expect(platform.at).toBeUndefined();
+    expect(platform.state.freshVolumeBytes).toBe(0);
+  });
+
+  it('evicting domains cannot wipe the account: a flood of other domains between bursts changes nothing', () => {
+    const p = make({}, { max_domains_per_session: 16 });
+    const state = p.newSessionState();
+    const r = prng(16);
+    let t = 0;
+    let quarantined: string | undefined;
+    for (let burst = 0; burst < 100 && quarantined === undefined; burst++) {
+      for (let i = 0; i < 10 && quarantined === undefined; i++) {
+        const name = `${hex(r.bytes(6))}.d${burst % 40}-attacker.net`;
+        const v = p.judge({ name, qtype: 1, session: session('batch'), state, ageDays: undefined, atMs: (t += 1000) });
+        if (v.action === 'quarantine') quarantined = v.reason;
+        else p.observe(state, { name, qtype: 1, atMs: t, forwarded: true, rcode: 0, blocked: false });
+      }
+      // 32 plain domains evict every attacker domain (a minute later: past the second chance)
+      t += 700_000;
+      for (let j = 0; j < 32; j++) p.observe(state, { name: `plain${burst}x${j}.org`, qtype: 1, atMs: (t += 10), forwarded: true, rcode: 0, blocked: false });
+    }
+    expect(quarantined).toMatch(/domains of unknown or young age$/);
+  });
+
+  it('a domain whose age becomes known as old leaves the account; one that turns out young stays', () => {
+    const p = make();
+    const state = p.newSessionState();
+    for (let i = 0; i < 20; i++) p.observe(state, { name: `${hex(prng(i).bytes(6))}.late-age.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    const before = state.freshVolumeBytes;
+    expect(before).toBeGreaterThan(100);
+    p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: 3, atMs: 100 });
+    expect(state.freshVolumeBytes).toBe(before);
+    p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: 900, atMs: 200 });
+    expect(state.freshVolumeBytes).toBe(0);
+    // a later lookup that missed its budget (age undefined) keeps the known age
+    p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: undefined, atMs: 300 });
+    expect(state.freshVolumeBytes).toBe(0);
+  });
+});
+
+describe('sticky blocks (issue 14)', () => {
+  const tunnel = 'f0e1d2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c.e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081.attacker.net';
+
+  it('after a scored block, further new names to that domain are blocked (not answered in between) and count toward quarantine', () => {
+    const p = make({ session_types: { interactive: { quarantine_after_blocks: 3 } } });
+    const state = p.newSessionState();
+    const s = session('interactive');
+    const first = p.judge({ name: tunnel, qtype: 16, session: s, state, ageDays: undefined, atMs: 0 });
+    expect(first).toMatchObject({ action: 'nxdomain', rule: 'threshold' });
+    // a short, plain-looking chunk that alone scores far below the threshold
+    const chunk = p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 5_000 });
+    expect(chunk).toMatchObject({ action: 'nxdomain', rule: 'sticky' });
+    expect(chunk.score!.total).toBeLessThan(0.75);
+    expect(chunk.reason).toBe('new name to attacker.net, blocked 5 s ago');
+    expect(p.judge({ name: 'cd34.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 6_000 })).toMatchObject({ action: 'quarantine', rule: 'threshold' });
+  });
+
+  it('other domains, names already answered before the block, and the time after the window are not affected', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const s = session('interactive');
+    p.observe(state, { name: 'www.attacker.net', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
+    expect(p.judge({ name: tunnel, qtype: 16, session: s, state, ageDays: undefined, atMs: 1 }).rule).toBe('threshold');
+    expect(p.judge({ name: 'www.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 2 }).action).toBe('answer');
+    expect(p.judge({ name: 'api.example.org', qtype: 1, session: s, state, ageDays: undefined, atMs: 3 }).action).toBe('answer');
+    // block_window_ms (600 s) after the block: answered again
+    expect(p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 600_001 }).action).toBe('answer');
+  });
+
+  it('a fresh session state (what an analyst release installs) forgets the sticky block', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const s = session('interactive');
+    p.judge({ name: tunnel, qtype: 16, session: s, state, ageDays: undefined, atMs: 0 });
+    expect(p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 1 }).rule).toBe('sticky');
+    expect(p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state: p.newSessionState(), ageDays: undefined, atMs: 2 }).action).toBe('answer');
   });
 });
 

@@ -60,13 +60,30 @@ describe('slow exfiltration: quarantined before 1 KB (one domain) / 2 KB (young 
     if (kind?.startsWith('slow-spread10')) {
       expect(r.maxDomainInfoBytes).toBeLessThan(1024);
       expect(r.youngInfoBytes).toBeLessThan(2048);
-      expect(r.youngInfoBytes).toBeGreaterThan(1000); // it was the young-domain sum that caught it
+      expect(r.youngInfoBytes).toBeGreaterThan(1000); // it was the sum over young domains (the session-wide budget) that caught it
     } else {
       expect(r.maxDomainInfoBytes).toBeLessThan(1024);
       expect(r.maxDomainInfoBytes).toBeGreaterThan(500);
     }
   });
   it('covers 32 streams', () => expect(slow).toHaveLength(32));
+});
+
+describe('adaptive attacks (issue 14): one short label a query, one domain or ten of unknown age; fast short-label MX tunnel', () => {
+  const adaptive = results.filter((r) => r.kind?.startsWith('adaptive-'));
+  it.each(adaptive.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
+    expect(r.quarantineAt).toBeDefined();
+    if (kind?.startsWith('adaptive-mx')) {
+      expect(r.firstDataBlockAt).toBe(1);
+      expect(r.bytesBeforeQuarantine).toBeLessThanOrEqual(512);
+      return;
+    }
+    expect(r.quarantineRule).toBe('accumulation');
+    // deflate of every unique subdomain forwarded to any domain (before: the ten-domain spread sent all 4 KiB)
+    expect(r.sessionInfoBytes).toBeLessThan(1280);
+    if (kind?.endsWith('-d10')) expect(r.maxDomainInfoBytes).toBeLessThan(256); // the session-wide sum caught it
+  });
+  it('covers 14 streams', () => expect(adaptive).toHaveLength(14));
 });
 
 describe('benign', () => {
@@ -99,6 +116,10 @@ describe('benign', () => {
     // margins: far below the strictest block score (0.7) and volume budget (768)
     expect(maxScore).toBeLessThan(0.35);
     expect(maxVolume).toBeLessThan(384);
+    // and below the strictest session-wide budget (1024) for domains of unknown age (the corpus gives none)
+    const maxSession = Math.max(...r.perSession.map((s) => s.maxSessionVolumeEstimate));
+    say('agent sessions, session-wide', `max estimated volume to domains of unknown or young age ${Math.round(maxSession)} B`);
+    expect(maxSession).toBeLessThan(800);
   }, 60_000);
 
   it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', () => {
@@ -117,6 +138,6 @@ describe('figures', () => {
     say('exfiltration per kind (each stream replayed alone)', figuresByKind({ perSession: results } as unknown as ReplayReport)
       .map((k) => `${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | fwd before block ${k.maxQueriesBeforeBlock} q, ${k.maxBytesBeforeBlock} B | before quarantine ${k.maxQueriesBeforeQuarantine} q, ${k.maxBytesBeforeQuarantine} B | deflate at quarantine ${k.maxInfoAtQuarantine} B`)
       .join('\n'));
-    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(78);
+    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(92);
   });
 });
