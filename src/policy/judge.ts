@@ -5,7 +5,7 @@
 import { BlockList, isIPv6 } from 'node:net';
 import { parse } from 'tldts';
 import {
-  blocksSince, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, stuck,
+  blocksSince, bytesPerMinute, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
   nameFacts, platformSet, scoreQuery, splitName, topSignals, trimName, type NameFacts,
   type Score, type ScoringParams, type SessionState,
 } from '../../scoring/index.js';
@@ -23,7 +23,7 @@ export interface SessionInfo {
   readonly type: SessionType;
 }
 export type Action = 'answer' | 'nxdomain' | 'quarantine';
-export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'threshold' | 'accumulation' | 'sticky' | 'rebinding' | 'quarantined' | 'none';
+export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'threshold' | 'accumulation' | 'sticky' | 'bandwidth' | 'rebinding' | 'quarantined' | 'none';
 export type Mode = 'enforce' | 'observe';
 export interface Verdict {
   readonly action: Action;
@@ -317,11 +317,12 @@ export class Policy {
     let volume = win.volumeBytes;
     let young = state.youngVolumeBytes;
     let fresh = state.freshVolumeBytes;
+    let added = -1; // this query's novel bytes to its domain, computed only near a budget: keeps the hot path cheap
     if (novel && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes || fresh * 2 >= t.session_volume_budget_bytes)) {
-      const added = estimateNovelBytes(win, split.subdomain, stats.alphabet); // only near a budget: keeps the hot path cheap
+      added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
       volume += added;
       if (win.young) young += added;
-      if (win.fresh) fresh += added;
+      if (win.fresh) fresh += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
     }
     const blocking = score.total >= t.block_at;
     // Sticky: a novel name to a domain blocked for exfiltration-like traffic within the block window is blocked
@@ -340,6 +341,14 @@ export class Policy {
       return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), facts };
     }
     if (!blocking && !sticky) {
+      // The last line: new label bytes a minute, to any domain but a platform apex, whatever the score.
+      if (novel && !split.platform && state.rateBytes * 2 >= t.bandwidth_bytes_per_min) {
+        if (added < 0) added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
+        const rate = bytesPerMinute(state, input.atMs) + sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
+        if (rate >= t.bandwidth_bytes_per_min) {
+          return { action: 'nxdomain', rule: 'bandwidth', enforced, mode, score, reason: clip(`~${Math.round(rate)} B of new labels a minute (cap ${t.bandwidth_bytes_per_min})`), facts };
+        }
+      }
       const verdict: Verdict = score.total !== 0 ? { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON, facts }
         : memo === undefined ? { ...fixed.answer, facts } : fixed.answer;
       if (memo !== undefined) memo.answered = { verdict, state, version: state.version, qtype: input.qtype, ageDays: input.ageDays, type, atMs: input.atMs };
@@ -368,7 +377,7 @@ export class Policy {
     }
     const { split, stats } = facts;
     const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
-    observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode }, this.params);
+    observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode, platform: split.platform }, this.params);
   }
 
   /** DNS rebinding / SSRF: a public name whose A/AAAA answer points inside. undefined = fine. */

@@ -89,6 +89,8 @@ export interface SessionResult {
   readonly maxSessionVolumeEstimate: number;
   /** Deflate of every unique subdomain forwarded to any domain, at the quarantine (or the end): the payload that left. */
   readonly sessionInfoBytes: number;
+  /** Highest novel label bytes a minute (the bandwidth cap's account). */
+  readonly maxBytesPerMinute: number;
 }
 
 export interface ReplayReport {
@@ -178,14 +180,11 @@ interface Tracker {
   readonly sent: Map<string, { subs: Set<string>; ageDays: number | undefined }>;
   info1: Info | undefined;
   maxScore: number;
-  maxFresh: number;
+  maxFresh: number; maxRate: number; // highest freshVolumeBytes and rateBytes after a forwarded query
 }
 
-interface Info {
-  readonly max: number;
-  readonly young: number;
-  readonly all: number;
-}
+/** Deflated unique subdomains: the most to one domain, summed over young domains, and of all domains together. */
+type Info = { readonly max: number; readonly young: number; readonly all: number };
 
 function infoOf(t: Tracker): Info {
   let max = 0;
@@ -247,7 +246,7 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
       t = {
         info, state: policy.newSessionState(), label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0,
         firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, dataAtQuarantine: undefined,
-        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), info1: undefined, maxScore: 0, maxFresh: 0,
+        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0,
       };
       sessions.set(l.session, t);
     }
@@ -307,6 +306,7 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
     }
     policy.observe(t.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
     if (t.state.freshVolumeBytes > t.maxFresh) t.maxFresh = t.state.freshVolumeBytes;
+    if (t.state.rateBytes > t.maxRate) t.maxRate = t.state.rateBytes;
   }
 
   const perSession: SessionResult[] = [];
@@ -332,7 +332,7 @@ export function replayLines(lines: readonly ReplayLine[], policy: Policy, option
       forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
       forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
       maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
-      maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all,
+      maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate,
     });
   }
   return {

@@ -21,6 +21,7 @@ interface TypeDefaults {
   readonly volume_budget_bytes: number;
   readonly young_volume_budget_bytes: number;
   readonly session_volume_budget_bytes: number;
+  readonly bandwidth_bytes_per_min: number;
 }
 
 // Interactive research is looser; batch and scheduled jobs have no human watching and get tighter budgets.
@@ -28,9 +29,9 @@ interface TypeDefaults {
 // exfiltration corpus; interactive 960 leaves a margin below 1 KB of deflated information.
 // Measured on fixtures/corpora (see fixtures/corpora/README.md).
 export const SESSION_TYPE_DEFAULTS: Readonly<Record<'interactive' | 'batch' | 'scheduled', TypeDefaults>> = {
-  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1280 },
-  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024 },
-  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024 },
+  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1280, bandwidth_bytes_per_min: 768 },
+  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 640 },
+  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 640 },
 };
 
 const sessionTypePolicy = (d: TypeDefaults) =>
@@ -43,6 +44,7 @@ const sessionTypePolicy = (d: TypeDefaults) =>
       volume_budget_bytes: z.number().positive().default(d.volume_budget_bytes),
       young_volume_budget_bytes: z.number().positive().default(d.young_volume_budget_bytes),
       session_volume_budget_bytes: z.number().positive().default(d.session_volume_budget_bytes),
+      bandwidth_bytes_per_min: z.number().positive().default(d.bandwidth_bytes_per_min),
     })
     .strict();
 

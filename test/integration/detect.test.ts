@@ -1,7 +1,8 @@
 // Issue 14 over real sockets, a real NSD upstream behind the server: a secret spread over ten domains of
 // unknown age is quarantined by the session-wide information budget (spreading buys nothing), and once a
 // domain is blocked for exfiltration-like traffic, the next new name to it is blocked too (sticky), so
-// answered and blocked queries of one tunnel do not interleave. The upstream's query count is what left.
+// answered and blocked queries of one tunnel do not interleave; past the session type's bytes a minute of new
+// labels, a query is blocked whatever its score (the bandwidth cap). The upstream's query count is what left.
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { query } from '../helpers/dns-client.js';
@@ -20,7 +21,8 @@ const session = (type: string) => ({ static: [{ id: 'job-14', addresses: ['127.0
 
 describe('session-wide information budget', () => {
   it('quarantines a secret sent round-robin over ten domains of unknown age before ~1 KB leaves', async () => {
-    const warden = await startWarden({ sessions: session('batch') }, { upstream });
+    // sent as fast as the socket goes: the bandwidth cap is lifted here to see the session-wide budget on its own
+    const warden = await startWarden({ sessions: session('batch'), policy: { session_types: { batch: { bandwidth_bytes_per_min: 1e9 } } } }, { upstream });
     onTestFinished(() => warden.close());
     const r = prng(1414);
     const before = await upstream.queryCount();
@@ -69,5 +71,34 @@ describe('sticky blocks', () => {
     expect((await query({ server: warden.dns, name: FIXTURE.a.name, type: 'A' })).ede?.text).toMatch(/^session quarantined \(qr-[0-9a-f]{8}-[0-9a-z]+\): 3 blocked in window/);
     const metrics = await warden.app.metricsText();
     expect(metricValue(metrics, 'dnswarden_verdicts_total', { action: 'nxdomain', rule: 'sticky', mode: 'enforce', session_type: 'interactive' })).toBe(1);
+  }, 60_000);
+});
+
+describe('bandwidth cap', () => {
+  it('blocks new names past the bytes a minute with an EDE naming the cap and an event id, counted in the verdict metric', async () => {
+    // old domains are established (no session-wide budget); a small cap so a few queries reach it
+    const warden = await startWarden({ sessions: session('batch'), policy: { session_types: { batch: { bandwidth_bytes_per_min: 100 } } } }, { upstream });
+    onTestFinished(() => warden.close());
+    const r = prng(1415);
+    const before = await upstream.queryCount();
+    let capped: { at: number; text: string | undefined } | undefined;
+    const sent: string[] = [];
+    for (let i = 0; i < 40 && capped === undefined; i++) {
+      const name = `${hex(r.bytes(8))}.example.com`;
+      const reply = await query({ server: warden.dns, name, type: 'A' });
+      if (reply.ede?.code === 15) capped = { at: i, text: reply.ede.text };
+      else sent.push(name);
+    }
+    expect(capped).toBeDefined();
+    expect(capped!.text).toMatch(/^bandwidth: ~\d+ B of new labels a minute \(cap 100\) \([0-9a-f]{8}-[0-9a-z]+\)$/);
+    expect(capped!.at).toBeGreaterThan(5); // 16 hex chars ≈ 9 B a name
+    expect(capped!.at).toBeLessThan(15);
+    expect((await upstream.queryCount()) - before).toBe(capped!.at);
+    // a name already answered is still answered (from the cache), and the session is not quarantined
+    expect((await query({ server: warden.dns, name: sent[0]!, type: 'A' })).ede?.code).not.toBe(15);
+    expect((await query({ server: warden.dns, name: `${hex(r.bytes(8))}.example.com`, type: 'A' })).ede?.text).toMatch(/^bandwidth:/);
+    const metrics = await warden.app.metricsText();
+    expect(metricValue(metrics, 'dnswarden_verdicts_total', { action: 'nxdomain', rule: 'bandwidth', mode: 'enforce', session_type: 'batch' })).toBe(2);
+    expect(metricValue(metrics, 'dnswarden_quarantines_raised_total') ?? 0).toBe(0);
   }, 60_000);
 });

@@ -14,8 +14,8 @@ describe('config schema', () => {
   it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
     const p = policySchema.parse({});
     expect(p.mode).toBe('enforce');
-    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1280 });
-    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024 });
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1280, bandwidth_bytes_per_min: 768 });
+    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 640 });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
     expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, rebinding: { enabled: true, allow: [], block_cgnat: true } });
     const s = scoringSchema.parse({});
@@ -234,6 +234,51 @@ describe('session-wide information budget (issue 14)', () => {
     // a later lookup that missed its budget (age undefined) keeps the known age
     p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: undefined, atMs: 300 });
     expect(state.freshVolumeBytes).toBe(0);
+  });
+});
+
+describe('bandwidth cap (issue 14)', () => {
+  const feed = (p: Policy, state: ReturnType<Policy['newSessionState']>, names: readonly string[], startMs: number, gapMs: number, ageDays: number | undefined = 900) => {
+    const out = [];
+    for (let i = 0; i < names.length; i++) {
+      const atMs = startMs + i * gapMs;
+      const v = p.judge({ name: names[i]!, qtype: 1, session: session('batch'), state, ageDays, atMs });
+      out.push(v);
+      if (v.action === 'answer') p.observe(state, { name: names[i]!, qtype: 1, atMs, forwarded: true, rcode: 0, blocked: false });
+    }
+    return out;
+  };
+  const r = prng(17);
+  const burst = (n: number, domain: (i: number) => string) => Array.from({ length: n }, (_, i) => `${hex(r.bytes(8))}.${domain(i)}`);
+
+  it('blocks new names past the bytes a minute of the session type, whatever the score, and lets them through after a quiet minute', () => {
+    const p = make();
+    const state = p.newSessionState();
+    // 10 old domains (no per-domain or session-wide budget applies), 16 hex chars a query, 4 queries a second
+    const names = burst(200, (i) => `d${i % 10}-old.net`);
+    const got = feed(p, state, names, 0, 250);
+    const first = got.findIndex((v) => v.action !== 'answer');
+    expect(got[first]).toMatchObject({ action: 'nxdomain', rule: 'bandwidth' });
+    expect(got[first]!.reason).toMatch(/^~\d+ B of new labels a minute \(cap 640\)$/);
+    expect(got[first]!.score!.total).toBeLessThan(0.7);
+    expect(first).toBeGreaterThan(50); // 640 B at ~9 B a name
+    expect(first).toBeLessThan(90);
+    expect(got.slice(first).every((v) => v.rule === 'bandwidth' || v.action === 'answer')).toBe(true);
+    expect(got.some((v) => v.action === 'quarantine')).toBe(false); // a rate limit, not evidence
+    // names already answered are still answered; after a quiet few minutes new ones are too
+    expect(p.judge({ name: `${hex(r.bytes(8))}.d0-old.net`, qtype: 1, session: session('batch'), state, ageDays: 900, atMs: 50_001 }).rule).toBe('bandwidth');
+    expect(p.judge({ name: names[0]!, qtype: 1, session: session('batch'), state, ageDays: 900, atMs: 50_002 }).action).toBe('answer');
+    expect(feed(p, state, burst(5, (i) => `d${i}-old.net`), 400_000, 1000).map((v) => v.action)).toEqual(['answer', 'answer', 'answer', 'answer', 'answer']);
+  });
+
+  it('does not count names below a platform apex, nor repeated names', () => {
+    const p = make();
+    const state = p.newSessionState();
+    expect(feed(p, state, burst(200, (i) => `t${i}.cloudfront.net`), 0, 100).every((v) => v.action === 'answer')).toBe(true);
+    const again = burst(40, (i) => `d${i % 10}-old.net`);
+    expect(feed(p, state, again, 30_000, 100).every((v) => v.action === 'answer')).toBe(true);
+    // the same names over and over add nothing
+    for (let k = 0; k < 5; k++) expect(feed(p, state, again, 40_000 + k * 5000, 100).every((v) => v.action === 'answer')).toBe(true);
   });
 });
 
