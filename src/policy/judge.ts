@@ -76,6 +76,25 @@ export const PUBLIC_RESOLVERS: readonly string[] = [
   'ordns.he.net', 'public.dns.iij.jp', 'dns.twnic.tw', 'doh.applied-privacy.net', 'dns.njal.la', 'dns.rubyfish.cn',
 ];
 
+/**
+ * Out-of-band callback services (`policy.deny_callback_services`): the receivers of blind-injection and
+ * exfiltration tests log every DNS query below a per-user subdomain and show it to whoever holds it, so one
+ * lookup below them delivers its labels with no nameserver of the attacker's own. Also the dynamic-DNS
+ * domains whose free subdomains may be delegated (NS) to any server: a tenant's nameserver reads its labels.
+ * Extended with `policy.callback_services`, all of it lifted by `deny_callback_services: false`.
+ */
+export const CALLBACK_SERVICES: readonly string[] = [
+  // ProjectDiscovery interactsh (public servers and the project's own)
+  'oast.pro', 'oast.live', 'oast.site', 'oast.online', 'oast.fun', 'oast.me', 'interact.sh', 'interactsh.com',
+  // Burp Collaborator (PortSwigger's public server)
+  'burpcollaborator.net', 'oastify.com',
+  // dnslog-style receivers, request bins with a DNS log, canary tokens
+  'dnslog.cn', 'dnslog.link', 'dnslog.pw', 'ceye.io', 'requestbin.net', 'requestrepo.com', 'dig.pm', 'eyes.sh', 'bxss.me',
+  'canarytokens.com', 'canarytokens.org',
+  // FreeDNS (afraid.org) shared domains: any user may add NS records for a free subdomain
+  'mooo.com', 'chickenkiller.com', 'crabdance.com', 'ignorelist.com', 'jumpingcrab.com', 'strangled.net', 'twilightparadox.com', 'us.to',
+];
+
 /** True when `name` is a listed zone or below one (a Set walk, no regex). */
 export function inZones(name: string, zones: ReadonlySet<string>): boolean {
   if (zones.size === 0) return false;
@@ -158,9 +177,9 @@ function insideV4(ranges: RebindingRanges, address: number): boolean {
 
 const ANSWER_REASON = 'below threshold';
 
-/** Which list a name is on (allow wins, then deny, then learned), and its scoring facts once computed. */
+/** Which list a name is on (allow wins, then deny, callback services, learned), and its scoring facts once computed. */
 interface NameMemo {
-  readonly listed: 'allow' | 'deny' | 'learned' | null;
+  readonly listed: 'allow' | 'deny' | 'callback' | 'learned' | null;
   facts: NameFacts | undefined;
   /** The last answer verdict for this name, reusable while its inputs hold (see judge). */
   answered: ReusableAnswer | undefined;
@@ -193,13 +212,14 @@ export class Policy {
   private readonly modes: Readonly<Record<SessionType, Mode>>;
   private readonly allow: ReadonlySet<string>;
   private readonly deny: ReadonlySet<string>;
+  private readonly callbacks: ReadonlySet<string>;
   private learned: ReadonlySet<string> = new Set();
   private readonly platforms: ReadonlySet<string>;
   private readonly params: ScoringParams;
   private readonly answerReuseMs: number;
   private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly ranges: RebindingRanges };
   /** Prebuilt verdicts for the list rules, per session type (no allocation on those paths). */
-  private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'learned' | 'answer', Verdict>>>>;
+  private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'callback' | 'learned' | 'answer', Verdict>>>>;
 
   constructor(policy: PolicyConfig, scoring: ScoringConfig) {
     this.types = policy.session_types;
@@ -211,6 +231,7 @@ export class Policy {
     this.mode = (type) => this.modes[type];
     this.allow = new Set(policy.allow.map(trimName));
     this.deny = new Set([...(policy.deny_public_resolvers ? PUBLIC_RESOLVERS : []), ...policy.deny.map(trimName)]);
+    this.callbacks = policy.deny_callback_services ? new Set([...CALLBACK_SERVICES, ...policy.callback_services.map(trimName)]) : new Set();
     this.platforms = platformSet(scoring.platforms, scoring.platform_defaults);
     this.params = scoring;
     this.answerReuseMs = Math.min(ANSWER_REUSE_MAX_MS, scoring.fanout_window_ms / 100);
@@ -225,6 +246,7 @@ export class Policy {
       return {
         allow: { action: 'answer', rule: 'allow_list', enforced, mode, reason: 'allow list' },
         deny: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'deny list' },
+        callback: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'known callback service (policy.callback_services)' },
         learned: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain confirmed as exfiltration' },
         answer: { action: 'answer', rule: 'none', enforced, mode, reason: ANSWER_REASON },
       } as const;
@@ -261,10 +283,10 @@ export class Policy {
     return created;
   }
 
-  /** Which list a name is on (allow wins, then deny, then learned): the memo's answer, or walked afresh. */
+  /** Which list a name is on (allow wins, then deny, callback services, learned): the memo's answer, or walked afresh. */
   private listOf(name: string, memo?: NameMemo): NameMemo['listed'] {
     if (memo !== undefined) return memo.listed;
-    return inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned' : null;
+    return inZones(name, this.allow) ? 'allow' : inZones(name, this.deny) ? 'deny' : inZones(name, this.callbacks) ? 'callback' : inZones(name, this.learned) ? 'learned' : null;
   }
 
   /** The name's scoring facts: kept in the memo of a repeated name, computed and not kept for a fresh one. */

@@ -65,6 +65,8 @@ export const policySchema = z
     allow: z.array(zoneName).default([]),
     deny: z.array(zoneName).default([]),
     deny_public_resolvers: z.boolean().default(true),
+    deny_callback_services: z.boolean().default(true),
+    callback_services: z.array(zoneName).default([]),
     rebinding: z
       .object({
         enabled: z.boolean().default(true),

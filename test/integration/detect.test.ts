@@ -2,7 +2,8 @@
 // unknown age is quarantined by the session-wide information budget (spreading buys nothing), and once a
 // domain is blocked for exfiltration-like traffic, the next new name to it is blocked too (sticky), so
 // answered and blocked queries of one tunnel do not interleave; past the session type's bytes a minute of new
-// labels, a query is blocked whatever its score (the bandwidth cap). The upstream's query count is what left.
+// labels, a query is blocked whatever its score (the bandwidth cap); known callback services are denied. The
+// upstream's query count is what left.
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { query } from '../helpers/dns-client.js';
@@ -100,5 +101,20 @@ describe('bandwidth cap', () => {
     const metrics = await warden.app.metricsText();
     expect(metricValue(metrics, 'dnswarden_verdicts_total', { action: 'nxdomain', rule: 'bandwidth', mode: 'enforce', session_type: 'batch' })).toBe(2);
     expect(metricValue(metrics, 'dnswarden_quarantines_raised_total') ?? 0).toBe(0);
+  }, 60_000);
+});
+
+describe('callback services', () => {
+  it('denies an interactsh/Collaborator-style lookup with EDE 17 before anything leaves', async () => {
+    const warden = await startWarden({ sessions: session('interactive') }, { upstream });
+    onTestFinished(() => warden.close());
+    const before = await upstream.queryCount();
+    for (const name of ['c58bduhe008dovpvhvugcfemp9yyyyyyn.oast.fun', 'abc.oastify.com', 'x1.dnslog.cn']) {
+      const reply = await query({ server: warden.dns, name, type: 'A' });
+      expect(reply.rcode, name).toBe('NXDOMAIN');
+      expect(reply.ede, name).toEqual({ code: 17, text: expect.stringMatching(/^deny_list: known callback service \(policy\.callback_services\)/) });
+    }
+    expect(await upstream.queryCount()).toBe(before);
+    expect(metricValue(await warden.app.metricsText(), 'dnswarden_verdicts_total', { action: 'nxdomain', rule: 'deny_list', mode: 'enforce', session_type: 'interactive' })).toBe(3);
   }, 60_000);
 });

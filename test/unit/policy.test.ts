@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy/schema.js';
-import { inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy/judge.js';
+import { CALLBACK_SERVICES, inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy/judge.js';
+import { DEFAULT_PLATFORMS } from '../../scoring/index.js';
 
 const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
 const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));
@@ -17,7 +18,7 @@ describe('config schema', () => {
     expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1280, bandwidth_bytes_per_min: 768 });
     expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 640 });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
-    expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, rebinding: { enabled: true, allow: [], block_cgnat: true } });
+    expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, deny_callback_services: true, callback_services: [], rebinding: { enabled: true, allow: [], block_cgnat: true } });
     const s = scoringSchema.parse({});
     expect(s.weights).toEqual({ label_entropy: 0.45, char_class: 0.3, name_length: 0.45, domain_age: 0.1, qtype: 0.1, fanout: 0.15, info_volume: 0.15, nx_ratio: 0.1 });
     expect(s).toMatchObject({ young_domain_days: 30, unknown_age_value: 0.3, platform_defaults: true, max_domains_per_session: 256 });
@@ -68,6 +69,20 @@ describe('lists', () => {
     expect(PUBLIC_RESOLVERS).toContain('dns.google');
     const off = make({ deny_public_resolvers: false });
     expect(off.judge({ name: 'dns.google', qtype: 1, session: session(), state: off.newSessionState(), ageDays: undefined, atMs: 0 }).action).toBe('answer');
+  });
+
+  it('denies known callback services (OAST, Burp Collaborator, dnslog, canary tokens, NS-delegating dynamic DNS) by default; extendable, can be lifted, allow wins', () => {
+    const j = (p: Policy, name: string) => p.judge({ name, qtype: 1, session: session(), state: p.newSessionState(), ageDays: undefined, atMs: 0 });
+    const p = make({ callback_services: ['Callbacks.Example.'] });
+    for (const name of ['c58bduhe008dovpvhvugcfemp9yyyyyyn.oast.fun', 'x.oast.pro', 'oast.me', 'abc.interact.sh', 'q.burpcollaborator.net', 'z9.oastify.com', 'a.b.dnslog.cn', 'k.ceye.io', 'tok.canarytokens.com', 'ns.me.mooo.com', 'a.callbacks.example']) {
+      expect(j(p, name), name).toMatchObject({ action: 'nxdomain', rule: 'deny_list', reason: 'known callback service (policy.callback_services)' });
+    }
+    expect(j(p, 'notoast.fun').action).toBe('answer');
+    expect(j(make({ deny_callback_services: false }), 'x.oast.pro').action).toBe('answer');
+    expect(j(make({ deny_callback_services: false, callback_services: ['callbacks.example'] }), 'a.callbacks.example').action).toBe('answer');
+    expect(j(make({ allow: ['oast.pro'] }), 'x.oast.pro').rule).toBe('allow_list');
+    // no callback service is, or is below, a platform apex (whose lexical exemption assumes tenants run no nameserver)
+    for (const c of CALLBACK_SERVICES) expect(inZones(c, new Set(DEFAULT_PLATFORMS)), c).toBe(false);
   });
 
   it('learned deny blocks every name under a confirmed domain, and can be replaced', () => {
