@@ -69,6 +69,13 @@ describe('slow exfiltration: quarantined before 1 KB (one domain) / 2 KB (young 
   it('covers 32 streams', () => expect(slow).toHaveLength(32));
 });
 
+/** Payload bytes forwarded before the quarantine by an `adaptive-<codec>-l<len>-d<n>` stream (one label of data a query). */
+function payloadBeforeQuarantine(r: SessionResult): number {
+  const [, codec, len] = /^adaptive-(hex|base32|base64url)-l(\d+)-/.exec(r.kind ?? '') ?? [];
+  const charsPerByte = codec === 'hex' ? 2 : codec === 'base32' ? 1.6 : 4 / 3;
+  return r.forwardedBeforeQuarantine * Math.floor(Number(len) / charsPerByte);
+}
+
 describe('adaptive attacks (issue 14): one short label a query, one domain or ten of unknown age (or ten old ones); fast short-label MX tunnel', () => {
   const adaptive = results.filter((r) => r.kind?.startsWith('adaptive-'));
   it.each(adaptive.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
@@ -86,8 +93,11 @@ describe('adaptive attacks (issue 14): one short label a query, one domain or te
       return;
     }
     expect(r.quarantineRule).toBe('accumulation');
-    // deflate of every unique subdomain forwarded to any domain (before: the ten-domain spread sent all 4 KiB)
-    expect(r.sessionInfoBytes).toBeLessThan(1280);
+    // the secret bytes that left: every forwarded query carried floor(label length / chars per byte) of them
+    // (before issue 14 the ten-domain spread sent all 4 KiB)
+    // (the budgets in estimated bytes: batch/scheduled 896, interactive 1024 session-wide; ~0.94 of them is payload)
+    expect(payloadBeforeQuarantine(r)).toBeLessThanOrEqual(r.type === 'interactive' ? 960 : 850);
+    expect(r.sessionInfoBytes).toBeLessThan(1100); // deflate of every unique subdomain forwarded to any domain
     if (kind?.endsWith('-d10')) expect(r.maxDomainInfoBytes).toBeLessThan(256); // the session-wide sum caught it
   });
   it('covers 16 streams', () => expect(adaptive).toHaveLength(16));
@@ -123,10 +133,10 @@ describe('benign', () => {
     // margins: far below the strictest block score (0.7) and volume budget (768)
     expect(maxScore).toBeLessThan(0.35);
     expect(maxVolume).toBeLessThan(384);
-    // and below the strictest session-wide budget (1024) for domains of unknown age (the corpus gives none)
+    // and below the strictest session-wide budget (896) for domains of unknown age (the corpus gives none)
     const maxSession = Math.max(...r.perSession.map((s) => s.maxSessionVolumeEstimate));
     say('agent sessions, session-wide', `max estimated volume to domains of unknown or young age ${Math.round(maxSession)} B`);
-    expect(maxSession).toBeLessThan(800);
+    expect(maxSession).toBeLessThan(256);
   }, 60_000);
 
   it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', () => {
@@ -144,6 +154,9 @@ describe('figures', () => {
     const byType = (t: SessionType) => results.filter((r) => r.type === t).length;
     say('exfiltration per kind (each stream replayed alone)', figuresByKind({ perSession: results } as unknown as ReplayReport)
       .map((k) => `${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | fwd before block ${k.maxQueriesBeforeBlock} q, ${k.maxBytesBeforeBlock} B | before quarantine ${k.maxQueriesBeforeQuarantine} q, ${k.maxBytesBeforeQuarantine} B | deflate at quarantine ${k.maxInfoAtQuarantine} B`)
+      .join('\n'));
+    say('adaptive streams (issue 14): payload bytes forwarded before quarantine or first block', results.filter((r) => /^adaptive-(hex|base32|base64url)-l\d+-d\d+/.test(r.kind ?? ''))
+      .map((r) => `${(r.kind ?? '').padEnd(30)} ${r.type.padEnd(11)} ${r.quarantineAt === undefined ? `not quarantined, ${Math.round(payloadBeforeQuarantine({ ...r, forwardedBeforeQuarantine: r.forwardedBeforeBlock }))} B before the first block (${r.forwardedBeforeQuarantine} q forwarded in all)` : `${payloadBeforeQuarantine(r)} B before quarantine (${r.quarantineRule}), deflate of all sent ${r.sessionInfoBytes} B`}`)
       .join('\n'));
     expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(94);
   });
