@@ -11,7 +11,7 @@ export { SIGNAL_IDS } from './types.js';
 export { DEFAULT_PLATFORMS, platformSet, splitName, trimName, type SplitName } from './names.js';
 export { charStats, qtypeName, ramp, type Alphabet, type CharStats } from './lexical.js';
 export {
-  BLOCK_HISTORY, blocksSince, domainWindow, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
+  BLOCK_HISTORY, blocksSince, bytesPerMinute, RATE_TAU_MS, domainWindow, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
   type DomainWindow, type ForwardEvent, type SessionState, type WindowParams,
 } from './window.js';
 

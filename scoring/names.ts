@@ -38,6 +38,10 @@ export const DEFAULT_PLATFORMS: readonly string[] = [
   'akamaiedge.net', 'akamai.net', 'akamaized.net', 'akamaihd.net', 'edgekey.net', 'edgesuite.net', 'akadns.net',
   'fastly.net', 'fastlylb.net', 'cloudflare.net', 'workers.dev', 'pages.dev',
   'webex.com', 'herokuapp.com', 'github.io', 'githubusercontent.com', 'netlify.app', 'vercel.app',
+  // hosted services whose tenant names carry project ids or hashes, answered by the service's own DNS (issue 14:
+  // they were most of the benign agent sessions' session-wide information volume)
+  'github.dev', 'ngrok-free.app', 'ngrok.app', 'ngrok.io', 'supabase.co', 'firebaseio.com', 'firebaseapp.com', 'web.app', 'auth0.com',
+  'snowflakecomputing.com', 'azuredatabricks.net', 'mongodb.net', 'pinecone.io', 'sentry.io',
   // IPFS gateways: the first label is a content id (base32 CIDv1, 59 chars), answered by the gateway's own DNS
   'ipfs.io', 'dweb.link', 'nftstorage.link', 'w3s.link', 'cf-ipfs.com',
 ];

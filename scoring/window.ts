@@ -23,6 +23,15 @@ export interface DomainWindow {
   /** Domain age as last judged (null = unknown); young domains add to the session's `youngVolumeBytes`. */
   ageDays: number | null;
   young: boolean;
+  /**
+   * Not established for this session: age unknown or young, and not a platform apex (callers pass that).
+   * Fresh domains add to the session's `freshVolumeBytes`, so spreading data over N domains buys nothing.
+   */
+  fresh: boolean;
+  /** What this domain's names added to the session-wide accounts (cross-domain estimate, see sessionNovelBytes). */
+  sessionBytes: number;
+  /** Time (ms) of the last exfiltration-like block of a query to this domain (sticky blocks), or -1. */
+  blockedAtMs: number;
 }
 
 /** Everything the policy remembers about a session: plain data (Redis can hold it as JSON later). */
@@ -33,7 +42,7 @@ export interface SessionState {
   order: string[];
   orderHead: number;
   /**
-   * Volume of evicted domains (registrable → bytes), restored if the domain comes back: without it a
+   * Volume of evicted domains (registrable → bytes; negative: a fresh domain's, still in freshVolumeBytes), restored if the domain comes back: without it a
    * session could wipe an attacker domain's account by resolving max_domains_per_session other domains
    * between bursts. Numbers only, bounded by EVICTED_MAX (oldest forgotten first).
    */
@@ -44,6 +53,18 @@ export interface SessionState {
   gramCount: number;
   /** Σ volumeBytes over young domains. */
   youngVolumeBytes: number;
+  /** Σ volumeBytes over fresh domains (unknown or young age, not a platform): the session-wide budget's account. */
+  freshVolumeBytes: number;
+  /**
+   * Novel label bytes to any domain but a platform apex, decayed with a time constant of RATE_TAU_MS (one
+   * minute) as of `rateAtMs`: at a steady rate of R bytes a minute it settles at R, so it reads as "bytes in
+   * the last minute" (the bandwidth cap's account).
+   */
+  rateBytes: number;
+  rateAtMs: number;
+  /** Labels the session has sent to any domain (bounded by `max_names_per_session`): a label used again is cheap. */
+  labels: Record<string, 1>;
+  labelCount: number;
   /** Times (ms) of the most recent block verdicts, newest last, at most BLOCK_HISTORY. */
   blocks: number[];
   /** Decayed counts of forwarded answers and of NXDOMAIN among them. */
@@ -79,6 +100,11 @@ export function newSessionState(): SessionState {
     nameCount: 0,
     gramCount: 0,
     youngVolumeBytes: 0,
+    freshVolumeBytes: 0,
+    rateBytes: 0,
+    rateAtMs: 0,
+    labels: Object.create(null) as Record<string, 1>,
+    labelCount: 0,
     blocks: [],
     answers: 0,
     nxAnswers: 0,
@@ -99,11 +125,21 @@ export function domainWindow(state: SessionState, registrable: string): DomainWi
 
 /**
  * Open (or create) the window of `registrable` at judge time and record the domain's age: young domains add to
- * the session's `youngVolumeBytes`. Returns the window so the caller can project the volume of this query.
+ * the session's `youngVolumeBytes`; fresh ones (unknown or young age, unless `established` — a platform apex
+ * whose tenants cannot run a nameserver) to `freshVolumeBytes`. Returns the window so the caller can project
+ * the volume of this query.
  */
-export function noteAge(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams): DomainWindow {
+export function noteAge(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams, established = false): DomainWindow {
   const w = openWindow(state, registrable, atMs, p);
-  if (ageDays === undefined) return w; // a lookup that missed its budget does not forget a known age
+  // a lookup that missed its budget does not forget a known age
+  const age = ageDays ?? w.ageDays;
+  const fresh = !established && (age === null || age < p.young_domain_days);
+  if (fresh !== w.fresh) {
+    state.freshVolumeBytes += fresh ? w.sessionBytes : -w.sessionBytes;
+    w.fresh = fresh;
+    state.version++;
+  }
+  if (ageDays === undefined) return w;
   if (w.ageDays !== ageDays) state.version++;
   w.ageDays = ageDays;
   const young = ageDays < p.young_domain_days;
@@ -129,7 +165,9 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
     delete state.evicted[registrable];
     state.evictedCount--;
   }
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored ?? 0, names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false };
+  // A negative restored volume was a fresh domain's: its session bytes stayed in freshVolumeBytes when it was
+  // evicted and stay there for good (sessionBytes starts at 0, so nothing is counted twice or taken back).
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1 };
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -139,6 +177,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
 
 function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
   if (w.young) state.youngVolumeBytes -= w.volumeBytes;
+  if (w.fresh && keep) state.freshVolumeBytes -= w.sessionBytes; // an evicted fresh domain stays counted (evictOldest)
   state.nameCount -= w.nameCount;
   state.gramCount -= w.gramCount;
   if (keep) {
@@ -148,6 +187,8 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
     w.gramCount = 0;
     w.names = Object.create(null) as Record<string, 1>;
     w.grams = Object.create(null) as Record<string, 1>;
+    w.sessionBytes = 0;
+    w.blockedAtMs = -1;
   }
 }
 
@@ -167,7 +208,11 @@ function evictOldest(state: SessionState, atMs: number, p: WindowParams): void {
       continue;
     }
     forget(state, w, false);
-    if (w.volumeBytes > 0 && atMs - w.lastMs <= p.volume_idle_ms) rememberEvicted(state, key, w.volumeBytes);
+    // An evicted fresh domain's bytes stay in the session-wide account (remembered as a negative number, so a
+    // return does not count them twice): evicting is no way to wipe what the session sent.
+    const live = w.volumeBytes > 0 && atMs - w.lastMs <= p.volume_idle_ms;
+    if (live) rememberEvicted(state, key, w.fresh ? -w.volumeBytes : w.volumeBytes);
+    else if (w.fresh) state.freshVolumeBytes -= w.sessionBytes;
     delete state.domains[key];
     state.domainCount--;
     break;
@@ -224,12 +269,44 @@ export function estimateNovelBytes(w: DomainWindow | undefined, sub: string, alp
   return bytes;
 }
 
+/**
+ * What `sub` adds to the session-wide accounts (domains of unknown/young age, bytes a minute), given what
+ * `domainBytes` (estimateNovelBytes against its own domain) says: no more than that, and a label the session
+ * already sent to any domain costs only the choice among the labels it knows (log2 of their number, in bytes),
+ * so `www`, `api`, `cdn` under a hundred domains carry almost nothing while new content costs in full.
+ */
+export function sessionNovelBytes(state: SessionState, sub: string, alphabet: Alphabet, domainBytes: number): number {
+  if (state.labelCount === 0) return domainBytes;
+  const lit = LITERAL_BYTES[alphabet];
+  const ref = Math.log2(state.labelCount + 1) / 8;
+  let bytes = 0;
+  let start = 0;
+  for (let i = 0; i <= sub.length; i++) {
+    if (i < sub.length && sub.charCodeAt(i) !== 46 /* . */) continue;
+    const len = i - start;
+    bytes += len > 0 && state.labels[sub.slice(start, i)] === 1 ? Math.min(ref, len * lit) : len * lit;
+    start = i + 1;
+  }
+  return Math.min(bytes, domainBytes);
+}
+
 export interface ForwardEvent {
   readonly registrable: string;
   readonly subdomain: string;
   readonly alphabet: Alphabet;
   readonly atMs: number;
   readonly rcode: number;
+  /** Below a platform apex (tenants run no nameserver): not counted by the bandwidth cap. */
+  readonly platform?: boolean;
+}
+
+/** The time constant of the bandwidth account (`rateBytes`): one minute. */
+export const RATE_TAU_MS = 60_000;
+
+/** The session's novel label bytes of about the last minute (`rateBytes` decayed to `atMs`). */
+export function bytesPerMinute(state: SessionState, atMs: number): number {
+  const dt = atMs - state.rateAtMs;
+  return dt <= 0 ? state.rateBytes : state.rateBytes * Math.exp(-dt / RATE_TAU_MS);
 }
 
 /** Account one forwarded query (a cache miss that went upstream): fan-out, information volume, NXDOMAIN ratio. */
@@ -250,6 +327,14 @@ export function observeForwarded(state: SessionState, e: ForwardEvent, p: Window
   const added = estimateNovelBytes(w, sub, e.alphabet);
   w.volumeBytes += added;
   if (w.young) state.youngVolumeBytes += added;
+  const shared = sessionNovelBytes(state, sub, e.alphabet, added);
+  w.sessionBytes += shared;
+  if (w.fresh) state.freshVolumeBytes += shared;
+  if (e.platform !== true) {
+    state.rateBytes = bytesPerMinute(state, e.atMs) + shared;
+    state.rateAtMs = e.atMs;
+  }
+  rememberLabels(state, sub, p);
   // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
   if (state.nameCount < p.max_names_per_session) {
     w.names[sub] = 1;
@@ -266,11 +351,41 @@ export function observeForwarded(state: SessionState, e: ForwardEvent, p: Window
   }
 }
 
+function rememberLabels(state: SessionState, sub: string, p: WindowParams): void {
+  let start = 0;
+  for (let i = 0; i <= sub.length && state.labelCount < p.max_names_per_session; i++) {
+    if (i < sub.length && sub.charCodeAt(i) !== 46 /* . */) continue;
+    if (i > start) {
+      const label = sub.slice(start, i);
+      if (state.labels[label] !== 1) {
+        state.labels[label] = 1;
+        state.labelCount++;
+      }
+    }
+    start = i + 1;
+  }
+}
+
 /** Remember a block verdict (used for the "N blocks in a window" quarantine evidence). */
 export function noteBlock(state: SessionState, atMs: number): void {
   if (state.blocks.length >= BLOCK_HISTORY) state.blocks.shift();
   state.blocks.push(atMs);
   state.version++;
+}
+
+/**
+ * Remember an exfiltration-like block of a query to `w`'s domain: further novel names to it are blocked too
+ * (sticky) until `stickyUntil` says the block window has passed, so blocked and answered queries of one tunnel
+ * cannot interleave.
+ */
+export function noteDomainBlock(state: SessionState, w: DomainWindow, atMs: number): void {
+  w.blockedAtMs = atMs;
+  state.version++;
+}
+
+/** True while a block of `w`'s domain at most `windowMs` ago still holds. */
+export function stuck(w: DomainWindow, atMs: number, windowMs: number): boolean {
+  return w.blockedAtMs >= 0 && atMs - w.blockedAtMs < windowMs;
 }
 
 /** Blocks at or after `sinceMs`. */

@@ -302,9 +302,9 @@ function metaOf(s: SessionMeta): SessionMeta {
 }
 
 // The rules whose verdicts carry exfiltration evidence: a scored block (the labels themselves looked like
-// data) and the information-volume budget. A block for being quarantined, a list hit or rebinding says
+// data), a sticky block (a new name to a domain blocked for that) and the information-volume budget. A block for being quarantined, a list hit or rebinding says
 // nothing about the domain asked for.
-const EXFILTRATION_RULES: ReadonlySet<string> = new Set(['threshold', 'accumulation']);
+const EXFILTRATION_RULES: ReadonlySet<string> = new Set(['threshold', 'accumulation', 'sticky']);
 
 /**
  * The registrable domains a quarantine's evidence shows data going to — the candidates for `confirm` with

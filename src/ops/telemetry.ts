@@ -44,7 +44,7 @@ function queryLabels(key: number): Record<string, string> {
 }
 
 const VERDICT_ACTIONS = ['answer', 'nxdomain', 'quarantine'] as const;
-const VERDICT_RULES = ['none', 'allow_list', 'deny_list', 'learned_deny', 'rpz', 'threshold', 'accumulation', 'rebinding', 'quarantined'] as const;
+const VERDICT_RULES = ['none', 'allow_list', 'deny_list', 'learned_deny', 'rpz', 'threshold', 'accumulation', 'sticky', 'bandwidth', 'rebinding', 'quarantined'] as const;
 const VERDICT_MODES = ['enforce', 'observe'] as const;
 const VERDICT_SESSION_TYPES = ['interactive', 'batch', 'scheduled'] as const;
 const slotsOf = <T extends string>(values: readonly T[]): Readonly<Record<T, number>> => Object.fromEntries(values.map((v, i) => [v, i])) as Record<T, number>;

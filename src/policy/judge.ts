@@ -2,15 +2,19 @@
 // session type's threshold, the quarantine evidence (blocks in a window, information volume per domain and over
 // young domains), observe mode, and the answer check against DNS rebinding. Pure CPU: no sockets, no clock
 // (times arrive as arguments), no logging — the pipeline records what this returns.
-import { BlockList, isIPv6 } from 'node:net';
 import { parse } from 'tldts';
 import {
-  blocksSince, estimateNovelBytes, newSessionState, noteAge, noteBlock, observeForwarded,
+  blocksSince, bytesPerMinute, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
   nameFacts, platformSet, scoreQuery, splitName, topSignals, trimName, type NameFacts,
   type Score, type ScoringParams, type SessionState,
 } from '../../scoring/index.js';
 import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './schema.js';
 import { RpzSet, type RpzMatch } from '../zones/rpz.js';
+import { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
+import { isBlockedAddress, rebindingRanges, type RebindingRanges } from './rebinding.js';
+
+export { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
+export { ipv4Number } from './rebinding.js';
 
 export type { SessionState } from '../../scoring/index.js';
 export type { PolicyConfig, ScoringConfig } from './schema.js';
@@ -24,7 +28,7 @@ export interface SessionInfo {
   readonly type: SessionType;
 }
 export type Action = 'answer' | 'nxdomain' | 'quarantine';
-export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'rpz' | 'threshold' | 'accumulation' | 'rebinding' | 'quarantined' | 'none';
+export type RuleId = 'allow_list' | 'deny_list' | 'learned_deny' | 'rpz' | 'threshold' | 'accumulation' | 'sticky' | 'bandwidth' | 'rebinding' | 'quarantined' | 'none';
 export type Mode = 'enforce' | 'observe';
 export interface Verdict {
   readonly action: Action;
@@ -63,109 +67,14 @@ export interface ObserveEvent {
   readonly facts?: NameFacts | undefined;
 }
 
-/**
- * Public DNS-over-HTTPS/TLS resolvers: a library that reaches one bypasses dnswarden entirely (DoH rides on 443),
- * so their names are denied by default (`policy.deny_public_resolvers`).
- */
-export const PUBLIC_RESOLVERS: readonly string[] = [
-  'dns.google', 'dns.google.com', '8888.google', 'dns64.dns.google',
-  'cloudflare-dns.com', 'one.one.one.one', '1dot1dot1dot1.cloudflare-dns.com', 'cloudflare-gateway.com',
-  'dns.quad9.net', 'dns9.quad9.net', 'dns10.quad9.net', 'dns11.quad9.net', 'dns12.quad9.net',
-  'doh.opendns.com', 'dns.opendns.com', 'doh.familyshield.opendns.com', 'dns.umbrella.com',
-  'dns.adguard.com', 'dns.adguard-dns.com', 'dns-unfiltered.adguard.com', 'dns-family.adguard.com',
-  'dns.nextdns.io', 'doh.cleanbrowsing.org', 'doh.dns.sb', 'dns.sb', 'dns.alidns.com', 'doh.pub', 'dns.pub', 'doh.360.cn',
-  'dns.controld.com', 'freedns.controld.com', 'doh.mullvad.net', 'dns.mullvad.net',
-  'dns0.eu', 'dns.digitale-gesellschaft.ch', 'dns.switch.ch', 'odvr.nic.cz', 'doh.libredns.gr', 'doh.ffmuc.net',
-  'ordns.he.net', 'public.dns.iij.jp', 'dns.twnic.tw', 'doh.applied-privacy.net', 'dns.njal.la', 'dns.rubyfish.cn',
-  // Firefox's canary domain: NXDOMAIN here tells it the network filters DNS, and it keeps DoH off (RFC-less, Mozilla's documented signal).
-  'use-application-dns.net',
-];
-
-/** True when `name` is a listed zone or below one (a Set walk, no regex). */
-export function inZones(name: string, zones: ReadonlySet<string>): boolean {
-  if (zones.size === 0) return false;
-  let suffix = name;
-  for (;;) {
-    if (zones.has(suffix)) return true;
-    const dot = suffix.indexOf('.');
-    if (dot === -1) return false;
-    suffix = suffix.slice(dot + 1);
-  }
-}
-
 const MAX_REASON = 80;
 const clip = (s: string): string => (s.length <= MAX_REASON ? s : `${s.slice(0, MAX_REASON - 1)}…`);
 
-// Addresses a public name must not point at (RFC 1918, RFC 6598 CGNAT, loopback, link-local incl. the cloud
-// metadata address 169.254.169.254, unspecified, unique-local fc00::/7, v6 link-local fe80::/10).
-// IPv4 (nearly every answer) is compared as a number: BlockList builds a SocketAddress per check,
-// which was a measurable share of a cache miss.
-interface RebindingRanges {
-  readonly v4: readonly (readonly [network: number, mask: number])[];
-  readonly v6: BlockList;
-}
-
-function rebindingRanges(blockCgnat: boolean): RebindingRanges {
-  const v4Nets: [string, number][] = [['0.0.0.0', 8], ['10.0.0.0', 8], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]];
-  if (blockCgnat) v4Nets.push(['100.64.0.0', 10]);
-  const v4 = v4Nets.map(([net, bits]) => {
-    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-    return [(ipv4Number(net)! & mask) >>> 0, mask] as const;
-  });
-  const v6 = new BlockList();
-  v6.addAddress('::', 'ipv6');
-  v6.addAddress('::1', 'ipv6');
-  v6.addSubnet('fc00::', 7, 'ipv6');
-  v6.addSubnet('fe80::', 10, 'ipv6');
-  return { v4, v6 };
-}
-
-/** A dotted quad as an unsigned 32-bit number, or undefined for anything else. */
-export function ipv4Number(address: string): number | undefined {
-  let value = 0;
-  let octet = -1;
-  let dots = 0;
-  for (let i = 0; i < address.length; i++) {
-    const c = address.charCodeAt(i);
-    if (c === 46) { // '.'
-      if (octet < 0 || ++dots > 3) return undefined;
-      value = value * 256 + octet;
-      octet = -1;
-    } else if (c >= 48 && c <= 57) {
-      if (octet === 0) return undefined; // no leading zeros (they mean octal to some parsers)
-      octet = octet < 0 ? c - 48 : octet * 10 + c - 48;
-      if (octet > 255) return undefined;
-    } else {
-      return undefined;
-    }
-  }
-  if (dots !== 3 || octet < 0) return undefined;
-  return value * 256 + octet;
-}
-
-function isBlockedAddress(ranges: RebindingRanges, address: string): boolean {
-  const v4 = ipv4Number(address);
-  if (v4 !== undefined) return insideV4(ranges, v4);
-  if (!isIPv6(address)) return false;
-  const lower = address.toLowerCase();
-  // IPv4-mapped (::ffff:a.b.c.d) reaches the v4 host: judge the embedded address.
-  if (lower.startsWith('::ffff:')) {
-    const mapped = ipv4Number(lower.slice(7));
-    if (mapped !== undefined) return insideV4(ranges, mapped);
-  }
-  return ranges.v6.check(lower, 'ipv6');
-}
-
-function insideV4(ranges: RebindingRanges, address: number): boolean {
-  for (const [network, mask] of ranges.v4) if (((address & mask) >>> 0) === network) return true;
-  return false;
-}
-
 const ANSWER_REASON = 'below threshold';
 
-type Listed = 'allow' | 'deny' | 'learned' | 'denied_by_hand' | RpzMatch | null;
+type Listed = 'allow' | 'deny' | 'callback' | 'learned' | 'denied_by_hand' | RpzMatch | null;
 
-/** Which list a name is on (allow wins, then deny, then learned), and its scoring facts once computed. */
+/** Which list a name is on (allow wins, then the policy zones, deny, callback services, learned), and its scoring facts once computed. */
 interface NameMemo {
   /** An RpzMatch: a policy zone's trigger decides (a PASSTHRU trigger reads null: scored, deny lists skipped). */
   readonly listed: Listed;
@@ -204,6 +113,7 @@ export class Policy {
   private readonly modes: Readonly<Record<SessionType, Mode>>;
   private readonly allow: ReadonlySet<string>;
   private readonly deny: ReadonlySet<string>;
+  private readonly callbacks: ReadonlySet<string>;
   private learned: ReadonlySet<string> = new Set();
   private deniedByHand: ReadonlySet<string> = new Set();
   private rpz: RpzSet = new RpzSet([]);
@@ -212,7 +122,7 @@ export class Policy {
   private readonly answerReuseMs: number;
   private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly ranges: RebindingRanges };
   /** Prebuilt verdicts for the list rules, per session type (no allocation on those paths). */
-  private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'learned' | 'denied_by_hand' | 'answer', Verdict>>>>;
+  private readonly fixed: Readonly<Record<SessionType, Readonly<Record<'allow' | 'deny' | 'callback' | 'learned' | 'denied_by_hand' | 'answer', Verdict>>>>;
 
   constructor(policy: PolicyConfig, scoring: ScoringConfig) {
     this.types = policy.session_types;
@@ -224,6 +134,7 @@ export class Policy {
     this.mode = (type) => this.modes[type];
     this.allow = new Set(policy.allow.map(trimName));
     this.deny = new Set([...(policy.deny_public_resolvers ? PUBLIC_RESOLVERS : []), ...policy.deny.map(trimName)]);
+    this.callbacks = policy.deny_callback_services ? new Set([...CALLBACK_SERVICES, ...policy.callback_services.map(trimName)]) : new Set();
     this.platforms = platformSet(scoring.platforms, scoring.platform_defaults);
     this.params = scoring;
     this.answerReuseMs = Math.min(ANSWER_REUSE_MAX_MS, scoring.fanout_window_ms / 100);
@@ -238,6 +149,7 @@ export class Policy {
       return {
         allow: { action: 'answer', rule: 'allow_list', enforced, mode, reason: 'allow list' },
         deny: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'deny list' },
+        callback: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'known callback service (policy.callback_services)' },
         // The EDE text says where a learned-deny entry came from: an analyst's confirmed quarantine, or by hand.
         learned: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain confirmed as exfiltration in a quarantine' },
         denied_by_hand: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain denied by hand by an analyst' },
@@ -278,15 +190,15 @@ export class Policy {
 
   /**
    * Which list a name is on: the allow list wins (the operator's own word), then the policy zones in order
-   * (a PASSTHRU trigger skips the later zones and the deny lists: null, the name is scored), then deny, then
-   * learned. The memo's answer, or walked afresh.
+   * (a PASSTHRU trigger skips the later zones and the deny lists: null, the name is scored), then deny, the
+   * callback services, then learned. The memo's answer, or walked afresh.
    */
   private listOf(name: string, memo?: NameMemo): Listed {
     if (memo !== undefined) return memo.listed;
     if (inZones(name, this.allow)) return 'allow';
     const rpz = this.rpz.zones.length === 0 ? undefined : this.rpz.match(name);
     if (rpz !== undefined) return rpz.action.kind === 'passthru' ? null : rpz;
-    return inZones(name, this.deny) ? 'deny' : inZones(name, this.learned) ? 'learned'
+    return inZones(name, this.deny) ? 'deny' : inZones(name, this.callbacks) ? 'callback' : inZones(name, this.learned) ? 'learned'
       : inZones(name, this.deniedByHand) ? 'denied_by_hand' : null;
   }
 
@@ -352,18 +264,28 @@ export class Policy {
     const mode = this.modes[type];
     const enforced = mode === 'enforce';
 
-    // Quarantine evidence 1: information volume to this domain (and over young domains), including what this
-    // query would add — so the query that crosses the budget is the one that does not leave.
-    const win = noteAge(state, split.registrable, input.ageDays, input.atMs, p);
+    // Quarantine evidence 1: information volume to this domain, over young domains and over every domain not
+    // established for the session (unknown or young age, not a platform apex: spreading over N domains buys
+    // nothing), including what this query would add — so the query that crosses a budget is the one that does not leave.
+    const win = noteAge(state, split.registrable, input.ageDays, input.atMs, p, split.platform);
+    const novel = split.subdomain.length > 0 && win.names[split.subdomain] !== 1;
     let volume = win.volumeBytes;
     let young = state.youngVolumeBytes;
-    if (split.subdomain.length > 0 && win.names[split.subdomain] !== 1 && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes)) {
-      const added = estimateNovelBytes(win, split.subdomain, stats.alphabet); // only near a budget: keeps the hot path cheap
+    let fresh = state.freshVolumeBytes;
+    let added = -1; // this query's novel bytes to its domain, computed only near a budget: keeps the hot path cheap
+    if (novel && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes || fresh * 2 >= t.session_volume_budget_bytes)) {
+      added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
       volume += added;
       if (win.young) young += added;
+      if (win.fresh) fresh += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
     }
     const blocking = score.total >= t.block_at;
-    if (blocking) noteBlock(state, input.atMs);
+    // Sticky: a novel name to a domain blocked for exfiltration-like traffic within the block window is blocked
+    // too, whatever its own score (a tunnel's next chunk must not slip out between two blocks).
+    const sticky = !blocking && novel && stuck(win, input.atMs, t.block_window_ms);
+    const blockedAtMs = win.blockedAtMs;
+    if (blocking || sticky) noteBlock(state, input.atMs);
+    if (blocking) noteDomainBlock(state, win, input.atMs); // the window runs from the last scored block, not from sticky ones
     // A quarantine verdict stays one for as long as a reuse lasts (its volume and its blocks in the window only grow
     // meanwhile), so a repeated name gets it again, its block still noted: an observe-mode flood of cached names, or
     // queries racing the closing gate, cost no re-scoring. An nxdomain is never reused: the next block may quarantine.
@@ -373,7 +295,18 @@ export class Policy {
     if (young >= t.young_volume_budget_bytes) {
       return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts });
     }
-    if (!blocking) {
+    if (fresh >= t.session_volume_budget_bytes) {
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), facts };
+    }
+    if (!blocking && !sticky) {
+      // The last line: new label bytes a minute, to any domain but a platform apex, whatever the score.
+      if (novel && !split.platform && state.rateBytes * 2 >= t.bandwidth_bytes_per_min) {
+        if (added < 0) added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
+        const rate = bytesPerMinute(state, input.atMs) + sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
+        if (rate >= t.bandwidth_bytes_per_min) {
+          return { action: 'nxdomain', rule: 'bandwidth', enforced, mode, score, reason: clip(`~${Math.round(rate)} B of new labels a minute (cap ${t.bandwidth_bytes_per_min})`), facts };
+        }
+      }
       const verdict: Verdict = score.total !== 0 ? { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON, facts }
         : memo === undefined ? { ...fixed.answer, facts } : fixed.answer;
       return this.remember(memo, input, blocking, verdict);
@@ -382,6 +315,9 @@ export class Policy {
     const blocks = blocksSince(state, input.atMs - t.block_window_ms);
     if (blocks >= t.quarantine_after_blocks) {
       return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts });
+    }
+    if (sticky) {
+      return { action: 'nxdomain', rule: 'sticky', enforced, mode, score, reason: clip(`new name to ${split.registrable}, blocked ${Math.round((input.atMs - blockedAtMs) / 1000)} s ago`), facts };
     }
     return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), facts };
   }
@@ -406,7 +342,7 @@ export class Policy {
     }
     const { split, stats } = facts;
     const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
-    observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode }, this.params);
+    observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode, platform: split.platform }, this.params);
   }
 
   /** DNS rebinding / SSRF: a public name whose A/AAAA answer points inside. undefined = fine. */

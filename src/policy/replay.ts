@@ -92,6 +92,12 @@ export interface SessionResult {
   /** Highest score total of any judged query, and the highest estimated volume to one domain (the policy's view). */
   readonly maxScore: number;
   readonly maxVolumeEstimate: number;
+  /** Highest estimated volume to the domains not established for the session (the session-wide budget's account). */
+  readonly maxSessionVolumeEstimate: number;
+  /** Deflate of every unique subdomain forwarded to any domain, at the quarantine (or the end): the payload that left. */
+  readonly sessionInfoBytes: number;
+  /** Highest novel label bytes a minute (the bandwidth cap's account). */
+  readonly maxBytesPerMinute: number;
 }
 
 export interface ReplayReport {
@@ -212,23 +218,29 @@ interface Tracker {
   /** unique forwarded subdomains per registrable, and the domain's age as last seen */
   readonly sent: Map<string, { subs: Set<string>; ageDays: number | undefined }>;
   sentChars: number;
-  info1: { max: number; young: number } | undefined;
+  info1: Info | undefined;
   maxScore: number;
+  maxFresh: number; maxRate: number; // highest freshVolumeBytes and rateBytes after a forwarded query
 }
 
 /** Forwarded subdomain characters a session keeps for the information figures (a floor beyond it). */
 const MAX_SENT_CHARS = 4 * 1024 * 1024;
 
-function infoOf(t: Tracker): { max: number; young: number } {
+/** Deflated unique subdomains: the most to one domain, summed over young domains, and of all domains together. */
+type Info = { readonly max: number; readonly young: number; readonly all: number };
+
+function infoOf(t: Tracker): Info {
   let max = 0;
   let young = 0;
+  const every: string[] = [];
   for (const d of t.sent.values()) {
     if (d.subs.size === 0) continue;
     const bytes = deflateRawSync([...d.subs].sort().join('\n')).length;
     if (bytes > max) max = bytes;
     if (d.ageDays !== undefined && d.ageDays < 30) young += bytes;
+    for (const sub of d.subs) every.push(sub);
   }
-  return { max, young };
+  return { max, young, all: every.length === 0 ? 0 : deflateRawSync(every.sort().join('\n')).length };
 }
 
 function maxVolume(state: SessionState): number {
@@ -303,7 +315,7 @@ export class Replayer {
       t = {
         info, state: policy.newSessionState(), label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0, blockedWhileQuarantined: 0,
         firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, dataAtQuarantine: undefined,
-        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0,
+        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0,
       };
       this.sessions.set(l.session, t);
     }
@@ -363,6 +375,8 @@ export class Replayer {
       if (this.detail) this.noteSent(tr, name, l.age_days);
     }
     policy.observe(tr.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
+    if (tr.state.freshVolumeBytes > tr.maxFresh) tr.maxFresh = tr.state.freshVolumeBytes;
+    if (tr.state.rateBytes > tr.maxRate) tr.maxRate = tr.state.rateBytes;
   }
 
   /** Keeps the forwarded subdomain per registrable for the information figures, within MAX_SENT_CHARS. */
@@ -403,14 +417,14 @@ export class Replayer {
     for (const t of this.sessions.values()) {
       byRule += t.blocked;
       whileQuarantined += t.blockedWhileQuarantined;
-      const info = t.info1 ?? (this.detail ? infoOf(t) : { max: 0, young: 0 });
+      const info = t.info1 ?? (this.detail ? infoOf(t) : { max: 0, young: 0, all: 0 });
       perSession.push({
         session: t.info.id, type: t.info.type, label: t.label, kind: t.kind, queries: t.queries, blocked: t.blocked, blockedWhileQuarantined: t.blockedWhileQuarantined,
         firstBlockAt: t.firstBlockAt, firstDataBlockAt: t.firstDataBlockAt, quarantineAt: t.quarantineAt, quarantineRule: t.quarantineRule, dataQueriesAtQuarantine: t.dataAtQuarantine,
         forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
         forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
         maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
-        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state),
+        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate,
       });
     }
     const policy = this.policy;

@@ -28,6 +28,8 @@ interface TypeDefaults {
   readonly quarantine_after_blocks: number;
   readonly volume_budget_bytes: number;
   readonly young_volume_budget_bytes: number;
+  readonly session_volume_budget_bytes: number;
+  readonly bandwidth_bytes_per_min: number;
 }
 
 // Interactive research is looser; batch and scheduled jobs have no human watching and get tighter budgets.
@@ -35,9 +37,9 @@ interface TypeDefaults {
 // exfiltration corpus; interactive 960 leaves a margin below 1 KB of deflated information.
 // Measured on fixtures/corpora (see fixtures/corpora/README.md).
 export const SESSION_TYPE_DEFAULTS: Readonly<Record<'interactive' | 'batch' | 'scheduled', TypeDefaults>> = {
-  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920 },
-  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
-  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536 },
+  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768 },
+  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640 },
+  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640 },
 };
 
 const sessionTypePolicy = (d: TypeDefaults) =>
@@ -57,6 +59,8 @@ const sessionTypePolicy = (d: TypeDefaults) =>
         })
         .strict()
         .prefault({}),
+      session_volume_budget_bytes: z.number().positive().default(d.session_volume_budget_bytes),
+      bandwidth_bytes_per_min: z.number().positive().default(d.bandwidth_bytes_per_min),
     })
     .strict();
 
@@ -79,6 +83,8 @@ export const policySchema = z
     deny_public_resolvers: z.boolean().default(true),
     // Response policy zones, applied in this order (first match wins); `name` labels metrics and EDE text.
     rpz: z.array(zoneFileSchema).default([]).refine((zs) => new Set(zs.map((z) => z.name)).size === zs.length, { message: 'each policy zone name may appear only once' }),
+    deny_callback_services: z.boolean().default(true),
+    callback_services: z.array(zoneName).default([]),
     rebinding: z
       .object({
         enabled: z.boolean().default(true),

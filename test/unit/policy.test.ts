@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy/schema.js';
-import { inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy/judge.js';
+import { CALLBACK_SERVICES, inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy/judge.js';
+import { DEFAULT_PLATFORMS } from '../../scoring/index.js';
 
 const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
 const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));
@@ -14,10 +15,10 @@ describe('config schema', () => {
   it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
     const p = policySchema.parse({});
     expect(p.mode).toBe('enforce');
-    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, rate_limit: { qps: 0, burst: 0 } });
-    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, rate_limit: { qps: 0, burst: 0 } });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
-    expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, rebinding: { enabled: true, allow: [], block_cgnat: true } });
+    expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, deny_callback_services: true, callback_services: [], rebinding: { enabled: true, allow: [], block_cgnat: true } });
     const s = scoringSchema.parse({});
     expect(s.weights).toEqual({ label_entropy: 0.45, char_class: 0.3, name_length: 0.45, domain_age: 0.1, qtype: 0.1, fanout: 0.15, info_volume: 0.15, nx_ratio: 0.1 });
     expect(s).toMatchObject({ young_domain_days: 30, unknown_age_value: 0.3, platform_defaults: true, max_domains_per_session: 256 });
@@ -68,6 +69,20 @@ describe('lists', () => {
     expect(PUBLIC_RESOLVERS).toContain('dns.google');
     const off = make({ deny_public_resolvers: false });
     expect(off.judge({ name: 'dns.google', qtype: 1, session: session(), state: off.newSessionState(), ageDays: undefined, atMs: 0 }).action).toBe('answer');
+  });
+
+  it('denies known callback services (OAST, Burp Collaborator, dnslog, canary tokens, NS-delegating dynamic DNS) by default; extendable, can be lifted, allow wins', () => {
+    const j = (p: Policy, name: string) => p.judge({ name, qtype: 1, session: session(), state: p.newSessionState(), ageDays: undefined, atMs: 0 });
+    const p = make({ callback_services: ['Callbacks.Example.'] });
+    for (const name of ['c58bduhe008dovpvhvugcfemp9yyyyyyn.oast.fun', 'x.oast.pro', 'oast.me', 'abc.interact.sh', 'q.burpcollaborator.net', 'z9.oastify.com', 'a.b.dnslog.cn', 'k.ceye.io', 'tok.canarytokens.com', 'ns.me.mooo.com', 'a.callbacks.example']) {
+      expect(j(p, name), name).toMatchObject({ action: 'nxdomain', rule: 'deny_list', reason: 'known callback service (policy.callback_services)' });
+    }
+    expect(j(p, 'notoast.fun').action).toBe('answer');
+    expect(j(make({ deny_callback_services: false }), 'x.oast.pro').action).toBe('answer');
+    expect(j(make({ deny_callback_services: false, callback_services: ['callbacks.example'] }), 'a.callbacks.example').action).toBe('answer');
+    expect(j(make({ allow: ['oast.pro'] }), 'x.oast.pro').rule).toBe('allow_list');
+    // no callback service is, or is below, a platform apex (whose lexical exemption assumes tenants run no nameserver)
+    for (const c of CALLBACK_SERVICES) expect(inZones(c, new Set(DEFAULT_PLATFORMS)), c).toBe(false);
   });
 
   it('learned deny blocks every name under a confirmed domain, and can be replaced', () => {
@@ -143,7 +158,8 @@ describe('threshold and quarantine', () => {
   });
 
   it('sums volume over young domains: spread across ten domains still quarantines', () => {
-    const p = make();
+    // the session-wide budget (domains of unknown or young age) is off here, to see the young sum on its own
+    const p = make({ session_types: { batch: { session_volume_budget_bytes: 1e9 } } });
     const state = p.newSessionState();
     const r = prng(6);
     let quarantinedAt: number | undefined;
@@ -164,6 +180,159 @@ describe('threshold and quarantine', () => {
       expect(p.judge({ name, qtype: 1, session: session('batch'), state: old, ageDays: 900, atMs: i * 60_000 }).action).toBe('answer');
       p.observe(old, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
     }
+  });
+});
+
+describe('session-wide information budget (issue 14)', () => {
+  /** Feed `name(i)` until quarantine or `max` queries; returns the quarantining index and its verdict. */
+  const spread = (p: Policy, name: (i: number) => string, ageDays: number | undefined, max = 2000) => {
+    const state = p.newSessionState();
+    for (let i = 0; i < max; i++) {
+      const v = p.judge({ name: name(i), qtype: 1, session: session('batch'), state, ageDays, atMs: i * 1000 });
+      if (v.action !== 'answer') return { at: i, v, state };
+      p.observe(state, { name: name(i), qtype: 1, atMs: i * 1000, forwarded: true, rcode: 0, blocked: false });
+    }
+    return { at: undefined, v: undefined, state };
+  };
+
+  it('spreading over ten domains of unknown age buys nothing: quarantined once the sum reaches the budget', () => {
+    const r = prng(14);
+    const labels = Array.from({ length: 2000 }, () => hex(r.bytes(6)));
+    const got = spread(make(), (i) => `${labels[i]}.d${i % 10}-attacker.net`, undefined);
+    expect(got.v).toMatchObject({ action: 'quarantine', rule: 'accumulation' });
+    expect(got.v!.reason).toMatch(/domains of unknown or young age$/);
+    // no single domain is near its own budget (768): it was the session-wide sum
+    for (const d of Object.values(got.state.domains)) expect(d.volumeBytes).toBeLessThan(300);
+    expect(got.state.freshVolumeBytes).toBeGreaterThan(800);
+    expect(got.state.freshVolumeBytes).toBeLessThan(896); // batch budget: the query that would cross it did not leave
+  });
+
+  it('established domains (old, or a platform apex) are not in the session-wide account', () => {
+    const r = prng(15);
+    const labels = Array.from({ length: 400 }, () => hex(r.bytes(6)));
+    expect(spread(make(), (i) => `${labels[i]}.d${i % 10}-old.net`, 900, 400).at).toBeUndefined();
+    const platform = spread(make(), (i) => `${labels[i]}.d${i % 10}.cloudfront.net`, undefined, 400);
+    expect(platform.at).toBeUndefined();
+    expect(platform.state.freshVolumeBytes).toBe(0);
+  });
+
+  it('evicting domains cannot wipe the account: a flood of other domains between bursts changes nothing', () => {
+    const p = make({}, { max_domains_per_session: 16 });
+    const state = p.newSessionState();
+    const r = prng(16);
+    let t = 0;
+    let quarantined: string | undefined;
+    for (let burst = 0; burst < 100 && quarantined === undefined; burst++) {
+      for (let i = 0; i < 10 && quarantined === undefined; i++) {
+        const name = `${hex(r.bytes(6))}.d${burst % 40}-attacker.net`;
+        const v = p.judge({ name, qtype: 1, session: session('batch'), state, ageDays: undefined, atMs: (t += 1000) });
+        if (v.action === 'quarantine') quarantined = v.reason;
+        else p.observe(state, { name, qtype: 1, atMs: t, forwarded: true, rcode: 0, blocked: false });
+      }
+      // 32 plain domains evict every attacker domain (a minute later: past the second chance)
+      t += 700_000;
+      for (let j = 0; j < 32; j++) p.observe(state, { name: `plain${burst}x${j}.org`, qtype: 1, atMs: (t += 10), forwarded: true, rcode: 0, blocked: false });
+    }
+    expect(quarantined).toMatch(/domains of unknown or young age$/);
+  });
+
+  it('a domain whose age becomes known as old leaves the account; one that turns out young stays', () => {
+    const p = make();
+    const state = p.newSessionState();
+    for (let i = 0; i < 20; i++) p.observe(state, { name: `${hex(prng(i).bytes(6))}.late-age.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    const before = state.freshVolumeBytes;
+    expect(before).toBeGreaterThan(100);
+    p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: 3, atMs: 100 });
+    expect(state.freshVolumeBytes).toBe(before);
+    p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: 900, atMs: 200 });
+    expect(state.freshVolumeBytes).toBe(0);
+    // a later lookup that missed its budget (age undefined) keeps the known age
+    p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: undefined, atMs: 300 });
+    expect(state.freshVolumeBytes).toBe(0);
+  });
+});
+
+describe('bandwidth cap (issue 14)', () => {
+  const feed = (p: Policy, state: ReturnType<Policy['newSessionState']>, names: readonly string[], startMs: number, gapMs: number, ageDays: number | undefined = 900) => {
+    const out = [];
+    for (let i = 0; i < names.length; i++) {
+      const atMs = startMs + i * gapMs;
+      const v = p.judge({ name: names[i]!, qtype: 1, session: session('batch'), state, ageDays, atMs });
+      out.push(v);
+      if (v.action === 'answer') p.observe(state, { name: names[i]!, qtype: 1, atMs, forwarded: true, rcode: 0, blocked: false });
+    }
+    return out;
+  };
+  const r = prng(17);
+  const burst = (n: number, domain: (i: number) => string) => Array.from({ length: n }, (_, i) => `${hex(r.bytes(8))}.${domain(i)}`);
+
+  it('blocks new names past the bytes a minute of the session type, whatever the score, and lets them through after a quiet minute', () => {
+    const p = make();
+    const state = p.newSessionState();
+    // 10 old domains (no per-domain or session-wide budget applies), 16 hex chars a query, 4 queries a second
+    const names = burst(200, (i) => `d${i % 10}-old.net`);
+    const got = feed(p, state, names, 0, 250);
+    const first = got.findIndex((v) => v.action !== 'answer');
+    expect(got[first]).toMatchObject({ action: 'nxdomain', rule: 'bandwidth' });
+    expect(got[first]!.reason).toMatch(/^~\d+ B of new labels a minute \(cap 640\)$/);
+    expect(got[first]!.score!.total).toBeLessThan(0.7);
+    expect(first).toBeGreaterThan(50); // 640 B at ~9 B a name
+    expect(first).toBeLessThan(90);
+    expect(got.slice(first).every((v) => v.rule === 'bandwidth' || v.action === 'answer')).toBe(true);
+    expect(got.some((v) => v.action === 'quarantine')).toBe(false); // a rate limit, not evidence
+    // names already answered are still answered; after a quiet few minutes new ones are too
+    expect(p.judge({ name: `${hex(r.bytes(8))}.d0-old.net`, qtype: 1, session: session('batch'), state, ageDays: 900, atMs: 50_001 }).rule).toBe('bandwidth');
+    expect(p.judge({ name: names[0]!, qtype: 1, session: session('batch'), state, ageDays: 900, atMs: 50_002 }).action).toBe('answer');
+    expect(feed(p, state, burst(5, (i) => `d${i}-old.net`), 400_000, 1000).map((v) => v.action)).toEqual(['answer', 'answer', 'answer', 'answer', 'answer']);
+  });
+
+  it('does not count names below a platform apex, nor repeated names', () => {
+    const p = make();
+    const state = p.newSessionState();
+    expect(feed(p, state, burst(200, (i) => `t${i}.cloudfront.net`), 0, 100).every((v) => v.action === 'answer')).toBe(true);
+    const again = burst(40, (i) => `d${i % 10}-old.net`);
+    expect(feed(p, state, again, 30_000, 100).every((v) => v.action === 'answer')).toBe(true);
+    // the same names over and over add nothing
+    for (let k = 0; k < 5; k++) expect(feed(p, state, again, 40_000 + k * 5000, 100).every((v) => v.action === 'answer')).toBe(true);
+  });
+});
+
+describe('sticky blocks (issue 14)', () => {
+  const tunnel = 'f0e1d2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c.e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081.attacker.net';
+
+  it('after a scored block, further new names to that domain are blocked (not answered in between) and count toward quarantine', () => {
+    const p = make({ session_types: { interactive: { quarantine_after_blocks: 3 } } });
+    const state = p.newSessionState();
+    const s = session('interactive');
+    const first = p.judge({ name: tunnel, qtype: 16, session: s, state, ageDays: undefined, atMs: 0 });
+    expect(first).toMatchObject({ action: 'nxdomain', rule: 'threshold' });
+    // a short, plain-looking chunk that alone scores far below the threshold
+    const chunk = p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 5_000 });
+    expect(chunk).toMatchObject({ action: 'nxdomain', rule: 'sticky' });
+    expect(chunk.score!.total).toBeLessThan(0.75);
+    expect(chunk.reason).toBe('new name to attacker.net, blocked 5 s ago');
+    expect(p.judge({ name: 'cd34.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 6_000 })).toMatchObject({ action: 'quarantine', rule: 'threshold' });
+  });
+
+  it('other domains, names already answered before the block, and the time after the window are not affected', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const s = session('interactive');
+    p.observe(state, { name: 'www.attacker.net', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
+    expect(p.judge({ name: tunnel, qtype: 16, session: s, state, ageDays: undefined, atMs: 1 }).rule).toBe('threshold');
+    expect(p.judge({ name: 'www.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 2 }).action).toBe('answer');
+    expect(p.judge({ name: 'api.example.org', qtype: 1, session: s, state, ageDays: undefined, atMs: 3 }).action).toBe('answer');
+    // block_window_ms (600 s) after the block: answered again
+    expect(p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 600_001 }).action).toBe('answer');
+  });
+
+  it('a fresh session state (what an analyst release installs) forgets the sticky block', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const s = session('interactive');
+    p.judge({ name: tunnel, qtype: 16, session: s, state, ageDays: undefined, atMs: 0 });
+    expect(p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 1 }).rule).toBe('sticky');
+    expect(p.judge({ name: 'ab12.attacker.net', qtype: 1, session: s, state: p.newSessionState(), ageDays: undefined, atMs: 2 }).action).toBe('answer');
   });
 });
 

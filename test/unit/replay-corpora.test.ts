@@ -60,13 +60,47 @@ describe('slow exfiltration: quarantined before 1 KB (one domain) / 2 KB (young 
     if (kind?.startsWith('slow-spread10')) {
       expect(r.maxDomainInfoBytes).toBeLessThan(1024);
       expect(r.youngInfoBytes).toBeLessThan(2048);
-      expect(r.youngInfoBytes).toBeGreaterThan(1000); // it was the young-domain sum that caught it
+      expect(r.youngInfoBytes).toBeGreaterThan(1000); // it was the sum over young domains (the session-wide budget) that caught it
     } else {
       expect(r.maxDomainInfoBytes).toBeLessThan(1024);
       expect(r.maxDomainInfoBytes).toBeGreaterThan(500);
     }
   });
   it('covers 32 streams', () => expect(slow).toHaveLength(32));
+});
+
+/** Payload bytes forwarded before the quarantine by an `adaptive-<codec>-l<len>-d<n>` stream (one label of data a query). */
+function payloadBeforeQuarantine(r: SessionResult): number {
+  const [, codec, len] = /^adaptive-(hex|base32|base64url)-l(\d+)-/.exec(r.kind ?? '') ?? [];
+  const charsPerByte = codec === 'hex' ? 2 : codec === 'base32' ? 1.6 : 4 / 3;
+  return r.forwardedBeforeQuarantine * Math.floor(Number(len) / charsPerByte);
+}
+
+describe('adaptive attacks (issue 14): one short label a query, one domain or ten of unknown age (or ten old ones); fast short-label MX tunnel', () => {
+  const adaptive = results.filter((r) => r.kind?.startsWith('adaptive-'));
+  it.each(adaptive.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
+    if (kind?.endsWith('-old')) {
+      // established domains: no budget but each domain's own applies, so the bandwidth cap is what bites
+      // (~640 B a minute of new labels); 18 (base32) / 14 (hex) payload bytes a query
+      expect(r.firstDataBlockAt).toBeDefined();
+      expect(r.forwardedBeforeBlock).toBeLessThan(60);
+      return;
+    }
+    expect(r.quarantineAt).toBeDefined();
+    if (kind?.startsWith('adaptive-mx')) {
+      expect(r.firstDataBlockAt).toBe(1);
+      expect(r.bytesBeforeQuarantine).toBeLessThanOrEqual(512);
+      return;
+    }
+    expect(r.quarantineRule).toBe('accumulation');
+    // the secret bytes that left: every forwarded query carried floor(label length / chars per byte) of them
+    // (before issue 14 the ten-domain spread sent all 4 KiB)
+    // (the budgets in estimated bytes: batch/scheduled 896, interactive 1024 session-wide; ~0.94 of them is payload)
+    expect(payloadBeforeQuarantine(r)).toBeLessThanOrEqual(r.type === 'interactive' ? 960 : 850);
+    expect(r.sessionInfoBytes).toBeLessThan(1100); // deflate of every unique subdomain forwarded to any domain
+    if (kind?.endsWith('-d10')) expect(r.maxDomainInfoBytes).toBeLessThan(256); // the session-wide sum caught it
+  });
+  it('covers 16 streams', () => expect(adaptive).toHaveLength(16));
 });
 
 describe('benign', () => {
@@ -99,6 +133,10 @@ describe('benign', () => {
     // margins: far below the strictest block score (0.7) and volume budget (768)
     expect(maxScore).toBeLessThan(0.35);
     expect(maxVolume).toBeLessThan(384);
+    // and below the strictest session-wide budget (896) for domains of unknown age (the corpus gives none)
+    const maxSession = Math.max(...r.perSession.map((s) => s.maxSessionVolumeEstimate));
+    say('agent sessions, session-wide', `max estimated volume to domains of unknown or young age ${Math.round(maxSession)} B`);
+    expect(maxSession).toBeLessThan(256);
   }, 60_000);
 
   it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', () => {
@@ -117,6 +155,9 @@ describe('figures', () => {
     say('exfiltration per kind (each stream replayed alone)', figuresByKind({ perSession: results } as unknown as ReplayReport)
       .map((k) => `${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | fwd before block ${k.maxQueriesBeforeBlock} q, ${k.maxBytesBeforeBlock} B | before quarantine ${k.maxQueriesBeforeQuarantine} q, ${k.maxBytesBeforeQuarantine} B | deflate at quarantine ${k.maxInfoAtQuarantine} B`)
       .join('\n'));
-    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(78);
+    say('adaptive streams (issue 14): payload bytes forwarded before quarantine or first block', results.filter((r) => /^adaptive-(hex|base32|base64url)-l\d+-d\d+/.test(r.kind ?? ''))
+      .map((r) => `${(r.kind ?? '').padEnd(30)} ${r.type.padEnd(11)} ${r.quarantineAt === undefined ? `not quarantined, ${Math.round(payloadBeforeQuarantine({ ...r, forwardedBeforeQuarantine: r.forwardedBeforeBlock }))} B before the first block (${r.forwardedBeforeQuarantine} q forwarded in all)` : `${payloadBeforeQuarantine(r)} B before quarantine (${r.quarantineRule}), deflate of all sent ${r.sessionInfoBytes} B`}`)
+      .join('\n'));
+    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(94);
   });
 });

@@ -2,7 +2,7 @@ import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { charStats } from '../../scoring/lexical.js';
 import {
-  blocksSince, estimateNovelBytes, fanoutSignal, newSessionState, noteAge, noteBlock, nxSignal, observeForwarded, volumeSignal,
+  blocksSince, bytesPerMinute, estimateNovelBytes, fanoutSignal, newSessionState, noteAge, noteBlock, nxSignal, observeForwarded, sessionNovelBytes, volumeSignal,
   type SessionState, type WindowParams,
 } from '../../scoring/window.js';
 import { base32, base64url, dictionary, hex, prng } from '../../fixtures/corpora/generate.mjs';
@@ -76,6 +76,48 @@ describe('information volume', () => {
     expect(s.domains['young.net']).toMatchObject({ ageDays: 3, young: true });
     noteAge(s, 'young.net', 45, 2, P); // age learnt later: no longer young
     expect(s.youngVolumeBytes).toBe(0);
+  });
+});
+
+describe('session-wide accounts (issue 14)', () => {
+  it('fresh domains (age unknown or young, not established) sum into freshVolumeBytes; old and platform ones do not', () => {
+    const s = newSessionState();
+    const r = prng(41);
+    noteAge(s, 'unknown.net', undefined, 0, P);
+    noteAge(s, 'young.net', 3, 0, P);
+    noteAge(s, 'old.net', 900, 0, P);
+    noteAge(s, 'tenant.cloudfront.net', undefined, 0, P, true);
+    for (const d of ['unknown.net', 'young.net', 'old.net', 'tenant.cloudfront.net']) send(s, d, hex(r.bytes(12)), 1);
+    expect(s.freshVolumeBytes).toBeCloseTo(s.domains['unknown.net']!.sessionBytes + s.domains['young.net']!.sessionBytes, 9);
+    expect(s.freshVolumeBytes).toBeGreaterThan(20);
+  });
+
+  it('a label already sent to another domain costs only the choice among known labels; new content costs in full', () => {
+    const s = newSessionState();
+    const hosts = ['www', 'api', 'cdn', 'static', 'img', 'docs', 'auth', 'mail', 'blog', 'login'];
+    for (let d = 0; d < 100; d++) for (const h of hosts) send(s, `site${d}.example`, h, d);
+    // 1,000 names, but only ten labels: well under a byte each after the first domain
+    expect(s.freshVolumeBytes).toBeLessThan(500);
+    const known = sessionNovelBytes(s, 'www', 'letters', 3 * 0.62);
+    expect(known).toBeLessThan(0.5);
+    const r = prng(42);
+    const fresh = hex(r.bytes(8));
+    expect(sessionNovelBytes(s, fresh, 'hex', estimateNovelBytes(undefined, fresh, 'hex'))).toBeCloseTo(16 * 0.56, 9);
+    // never more than the per-domain estimate
+    expect(sessionNovelBytes(s, `${fresh}.www`, 'hex', 1)).toBe(1);
+  });
+
+  it('bytes a minute: settles at the rate, decays when quiet, ignores platform names', () => {
+    const s = newSessionState();
+    const r = prng(43);
+    // 16 hex chars (≈ 9 B) a second for five minutes ≈ 540 B a minute
+    for (let i = 0; i < 300; i++) observeForwarded(s, { registrable: `d${i % 10}.net`, subdomain: hex(r.bytes(8)), alphabet: 'hex', atMs: i * 1000, rcode: 0 }, P);
+    expect(bytesPerMinute(s, 300_000)).toBeGreaterThan(480);
+    expect(bytesPerMinute(s, 300_000)).toBeLessThan(600);
+    expect(bytesPerMinute(s, 600_000)).toBeLessThan(5);
+    const before = s.rateBytes;
+    observeForwarded(s, { registrable: 't.cloudfront.net', subdomain: hex(r.bytes(8)), alphabet: 'hex', atMs: 299_999, rcode: 0, platform: true }, P);
+    expect(s.rateBytes).toBe(before);
   });
 });
 
