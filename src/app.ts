@@ -8,6 +8,7 @@ import { listenAdmin, type AdminServer, type ApiToken, type ReadinessCheck } fro
 import { adminTokenFor } from './ops/admin-token.js';
 import { WebhookAlerts } from './analyst/alerts.js';
 import { apiRoutes } from './analyst/routes.js';
+import { QueryLog } from './analyst/query-log.js';
 import { CachingResolver } from './dns/cache.js';
 import { parseCidr, resolvConfUpstreams, type Config } from './ops/config.js';
 import { DomainAges } from './domain-age/ages.js';
@@ -54,6 +55,7 @@ export interface App {
 
 const HISTORY_FLUSH_MS = 1000;
 const REPEATS_FLUSH_MS = 1000;
+const QUERY_LOG_FLUSH_MS = 1000;
 
 const SWEEP_MS = 10_000;
 // How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
@@ -253,6 +255,21 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     sweep.unref();
     closers.push(() => clearInterval(sweep));
 
+    // The query log: rows buffered by the pipeline, written to disk in one transaction a second, off the query path.
+    const queryLog = config.query_log.enabled ? QueryLog.open(config.storage.dir, { maxRows: config.query_log.max_rows, maxAgeDays: config.query_log.max_age_days }, log) : undefined;
+    if (queryLog !== undefined) {
+      let droppedSeen = 0;
+      const flushQueryLog = (): void => {
+        const written = queryLog.flush(nowMs());
+        if (written > 0) metrics.queryLogRows.inc({ result: 'written' }, written);
+        if (queryLog.dropped > droppedSeen) metrics.queryLogRows.inc({ result: 'dropped' }, queryLog.dropped - droppedSeen);
+        droppedSeen = queryLog.dropped;
+      };
+      const queryLogTimer = setInterval(flushQueryLog, QUERY_LOG_FLUSH_MS);
+      queryLogTimer.unref();
+      closers.push(() => { clearInterval(queryLogTimer); flushQueryLog(); queryLog.close(); });
+    }
+
     const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);
     closers.push(() => refusedLog.close());
     const pipeline = createPipeline({
@@ -266,6 +283,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         maxPrefixes: config.server.refused_rate_limit.max_prefixes,
       }),
       repeatWindowMs: () => current.logging.repeat_window_ms,
+      ...(queryLog === undefined ? {} : { queryLog }),
     });
     // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
     // run in reverse) whatever is still counted.
@@ -351,6 +369,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       readinessChecks,
+      blockAt: (type) => current.policy.session_types[type as keyof Config['policy']['session_types']]?.block_at,
+      ...(queryLog === undefined ? {} : { queryLog }),
       ...(worker === undefined ? {} : {
         liveHistory: (id: string) => gatheredHistory(worker, id),
         notDurable: async () => (await worker.gather({ op: 'unsaved_quarantines' })).flatMap((part) => (Array.isArray(part) ? (part as QuarantineRecord[]) : [])),

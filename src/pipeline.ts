@@ -17,6 +17,7 @@ import { RCODE, decodeQuery, encodeForwardedReply, encodeSlipReply, encodeSynthR
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
+import type { QueryLogSink } from './analyst/query-log.js';
 
 export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined }
@@ -50,6 +51,8 @@ export interface PipelineDeps {
    * a count (logging.repeat_window_ms): a flood costs no more per query than a cache hit. A function: SIGHUP.
    */
   readonly repeatWindowMs: () => number;
+  /** The searchable query log (query_log.enabled): one buffered row per query, written in batches elsewhere. */
+  readonly queryLog?: QueryLogSink;
 }
 
 /** Blocks of one kind (action, rule, mode, enforced) from one session in the current window, counted, not logged. */
@@ -179,6 +182,9 @@ export function createPipeline(d: PipelineDeps): {
       facts: verdict?.facts,
     });
     const eventId = outcome.kind === 'blocked' || outcome.kind === 'answered' ? outcome.eventId : undefined;
+    // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
+    const action = verdict?.action ?? (outcome.kind === 'answered' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused');
+    d.queryLog?.record(q.atMs, q.name, q.type, session, outcome.kind, action, verdict?.rule ?? 'none', rcode, verdict?.score?.total);
     // A block that can repeat without end (the closed gate, a list, anything in observe mode) is counted on the
     // history row of the one like it before, within the window, not added as a row of its own. An enforced scored
     // block is evidence of its own, and cannot flood: the session is quarantined after a few in a window.
@@ -191,8 +197,7 @@ export function createPipeline(d: PipelineDeps): {
       atMs: q.atMs,
       name: q.name,
       qtype: q.type,
-      // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
-      action: verdict?.action ?? (outcome.kind === 'answered' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused'),
+      action,
       rule: verdict?.rule ?? 'none',
       rcode,
       enforced: verdict?.enforced ?? true,

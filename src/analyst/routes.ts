@@ -8,6 +8,7 @@ import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from '../se
 import type { QuarantineRecord, QuarantineState, Store } from '../store.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { SessionState } from '../policy/judge.js';
+import { queryLogCsv, queryLogJson, queryLogJsonl, QUERY_LOG_MAX_LIMIT, type QueryLog } from './query-log.js';
 
 export interface ApiDeps {
   readonly sessions: SessionDirectory<SessionState>;
@@ -27,6 +28,10 @@ export interface ApiDeps {
   readonly readinessChecks: readonly ReadinessCheck[];
   /** With server.workers > 1: the quarantines every worker holds in memory only (this one knows only its own). */
   readonly notDurable?: () => Promise<QuarantineRecord[]>;
+  /** The session type's score threshold now (drawn as the line on the console's chart). */
+  readonly blockAt?: (sessionType: string) => number | undefined;
+  /** The searchable query log; absent when query_log.enabled is false. */
+  readonly queryLog?: QueryLog;
 }
 
 /** Quarantines the store refused to write, held in memory (every worker's) and being retried. */
@@ -179,7 +184,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
         const after = ((await historyOf(d, q.sessionId)) ?? []).filter((e) => e.atMs > q.raisedAtMs);
-        return { status: 200, json: { quarantine: quarantineJson(q, true, d, elsewhere === undefined && d.quarantines.isDurable(id)), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
+        return { status: 200, json: { quarantine: quarantineJson(q, true, d, elsewhere === undefined && d.quarantines.isDurable(id)), history_since_raised: after, attacker_domains: d.attackerDomains(q), block_at: d.blockAt?.(q.session.type) ?? null } };
       },
     },
     {
@@ -240,6 +245,39 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         })();
         d.learnedDenyChanged();
         return { status: 204 };
+      },
+    },
+
+    // Who the caller is (the console shows the analyst's name and hides what the token may not do).
+    { method: 'GET', path: '/v1/whoami', allow: [...READ, 'runtime'], handler: (req) => ({ status: 200, json: { name: req.caller.name, kind: req.caller.kind } }) },
+
+    // --- the query log: "who resolved X?" across live and ended sessions
+    {
+      method: 'GET', path: '/v1/queries', allow: READ,
+      handler: (req) => {
+        if (d.queryLog === undefined) throw new WardenError('ERR_NOT_FOUND', 'the query log is off (query_log.enabled: false)');
+        const format = req.query.get('format') ?? 'json';
+        if (!['json', 'csv', 'jsonl'].includes(format)) throw new WardenError('ERR_BAD_REQUEST', 'format must be json, csv or jsonl');
+        const rawLimit = req.query.get('limit');
+        const limit = rawLimit === null ? 1000 : Number(rawLimit);
+        if (!Number.isInteger(limit) || limit < 1) throw new WardenError('ERR_BAD_REQUEST', `limit must be a whole number from 1 to ${QUERY_LOG_MAX_LIMIT}`);
+        const sinceMs = timeParam(req.query, 'since');
+        const untilMs = timeParam(req.query, 'until');
+        const str = (k: string): string | undefined => { const v = req.query.get(k); return v === null || v.trim() === '' ? undefined : v.trim(); };
+        const name = str('name');
+        if (name !== undefined && !/^[a-z0-9_*.-]{1,253}$/i.test(name)) throw new WardenError('ERR_BAD_REQUEST', 'name must be a domain name (a suffix: example.com finds every name under it)');
+        const rows = d.queryLog.search({
+          ...(name !== undefined ? { name: name.replace(/^\*\./, '') } : {}),
+          ...(str('session') !== undefined ? { session: str('session')! } : {}),
+          ...(str('user') !== undefined ? { user: str('user')! } : {}),
+          ...(str('verdict') !== undefined ? { verdict: str('verdict')! } : {}),
+          ...(sinceMs !== undefined ? { sinceMs } : {}),
+          ...(untilMs !== undefined ? { untilMs } : {}),
+          limit: Math.min(limit, QUERY_LOG_MAX_LIMIT),
+        });
+        if (format === 'csv') return { status: 200, text: queryLogCsv(rows), contentType: 'text/csv; charset=utf-8' };
+        if (format === 'jsonl') return { status: 200, text: queryLogJsonl(rows), contentType: 'application/x-ndjson' };
+        return { status: 200, json: { queries: rows.map(queryLogJson), limit: Math.min(limit, QUERY_LOG_MAX_LIMIT) } };
       },
     },
 

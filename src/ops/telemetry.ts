@@ -143,6 +143,7 @@ export function createMetrics() {
     transportFaults: new Counter({ name: 'dnswarden_transport_faults_total', help: 'Unexpected errors while handling a packet (a bug if non-zero).', labelNames: ['transport'] as const, registers }),
     refused: new Counter({ name: 'dnswarden_refused_total', help: 'Queries answered REFUSED, by reason (no_session: unknown source; expired: its session expired; unsupported: class or type).', labelNames: ['reason'] as const, registers }),
     tcpConnections: new Gauge({ name: 'dnswarden_tcp_connections', help: 'Open client TCP connections.', registers }),
+    queryLogRows: new Counter({ name: 'dnswarden_query_log_rows_total', help: 'Rows of the query log (query_log): written to disk, or dropped (buffer full or the write failed).', labelNames: ['result'] as const, registers }),
     tcpRejected: new Counter({ name: 'dnswarden_tcp_rejected_total', help: 'Client TCP connections closed at once because tcp_max_connections or tcp_max_connections_per_source was reached.', registers }),
     refusedLimited: new Counter({ name: 'dnswarden_refused_limited_total', help: 'REFUSED answers over UDP past their source prefix\'s budget (server.refused_rate_limit): slipped (a minimal TC=1 reply) or dropped.', labelNames: ['action'] as const, registers }),
     tcpEvicted: new Counter({ name: 'dnswarden_tcp_evicted_total', help: 'Unregistered client TCP connections closed to make room for a registered source when tcp_max_connections was reached.', registers }),

@@ -1,0 +1,208 @@
+// The query log: every query a session asked and what became of it, in its own bounded SQLite file
+// (`<storage.dir>/querylog.sqlite`), so "who resolved X?" is answered across live and ended sessions.
+// Owns that file and its one table. The per-query path only appends a row to an in-memory buffer
+// (`record`); rows reach the disk in one transaction per batch, from a timer (`flush`), and the table is
+// trimmed to `max_rows` and `max_age_days` there too. A full buffer drops rows and counts them (never blocks
+// a query). Never judges and never reads sockets; a failed write is logged and counted, never thrown at a query.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { WardenError, messageOf } from '../errors.js';
+
+export interface QueryLogOptions {
+  readonly maxRows: number;
+  readonly maxAgeDays: number;
+  /** Rows held in memory between flushes; beyond it rows are dropped and counted. */
+  readonly maxBuffered?: number;
+}
+
+export interface QueryLogRow {
+  readonly atMs: number;
+  readonly name: string;
+  readonly qtype: number;
+  readonly session: string;
+  readonly user: string;
+  readonly role: string;
+  readonly sessionType: string;
+  /** answered | blocked | failed | refused: what became of the query. */
+  readonly result: string;
+  /** The verdict's action and rule (answer/none without a verdict). */
+  readonly action: string;
+  readonly rule: string;
+  readonly rcode: number;
+  readonly score: number | null;
+}
+
+export interface QueryLogFilter {
+  /** Suffix match on whole labels: `example.com` finds `example.com` and `a.b.example.com`, not `badexample.com`. */
+  readonly name?: string;
+  readonly session?: string;
+  readonly user?: string;
+  /** Matches the result (answered, blocked, failed, refused), the action (answer, nxdomain, quarantine) or the rule. */
+  readonly verdict?: string;
+  readonly sinceMs?: number;
+  readonly untilMs?: number;
+  readonly limit?: number;
+}
+
+/** What the pipeline's finish step calls, once per query. */
+export interface QueryLogSink {
+  record(atMs: number, name: string, qtype: number, session: { readonly id: string; readonly user: string; readonly role: string; readonly type: string }, result: string, action: string, rule: string, rcode: number, score: number | undefined): void;
+}
+
+export const QUERY_LOG_MAX_LIMIT = 10_000;
+const DEFAULT_MAX_BUFFERED = 100_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS query_log (
+  id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, name TEXT NOT NULL, rname TEXT NOT NULL, qtype INTEGER NOT NULL,
+  session_id TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, session_type TEXT NOT NULL,
+  result TEXT NOT NULL, action TEXT NOT NULL, rule TEXT NOT NULL, rcode INTEGER NOT NULL, score REAL);
+CREATE INDEX IF NOT EXISTS query_log_rname ON query_log(rname);
+CREATE INDEX IF NOT EXISTS query_log_at ON query_log(at_ms);
+CREATE INDEX IF NOT EXISTS query_log_session ON query_log(session_id, at_ms);
+CREATE INDEX IF NOT EXISTS query_log_user ON query_log(user, at_ms);
+`;
+
+/** `a.example.com` → `com.example.a`: a name's suffix becomes a prefix, so the suffix search is an index range. */
+export function reversedName(name: string): string {
+  return name.toLowerCase().replace(/\.$/, '').split('.').reverse().join('.');
+}
+
+interface Pending {
+  atMs: number; name: string; qtype: number; session: string; user: string; role: string; sessionType: string;
+  result: string; action: string; rule: string; rcode: number; score: number | null;
+}
+
+export class QueryLog implements QueryLogSink {
+  readonly #db: Database.Database;
+  readonly #insert: Database.Statement;
+  readonly #opts: Required<QueryLogOptions>;
+  readonly #log: Logger | undefined;
+  #buffer: Pending[] = [];
+  #dropped = 0;
+  #written = 0;
+  #closed = false;
+
+  private constructor(db: Database.Database, opts: QueryLogOptions, log: Logger | undefined) {
+    this.#db = db;
+    this.#opts = { maxBuffered: DEFAULT_MAX_BUFFERED, ...opts };
+    this.#log = log;
+    this.#insert = db.prepare(`INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  }
+
+  static open(dir: string, opts: QueryLogOptions, log?: Logger): QueryLog {
+    let db: Database.Database | undefined;
+    try {
+      mkdirSync(dir, { recursive: true });
+      db = new Database(join(dir, 'querylog.sqlite'));
+      db.pragma('journal_mode = WAL');
+      // A log, not a record of decisions: a crash may lose the last batch, never the store's rows.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 2000');
+      db.exec(SCHEMA);
+      return new QueryLog(db, opts, log);
+    } catch (err) {
+      db?.close();
+      throw new WardenError('ERR_CONFIG', `cannot open the query log in ${dir} (query_log): ${messageOf(err)}`);
+    }
+  }
+
+  /** Rows dropped because the buffer was full, and rows written, since start. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+  get written(): number {
+    return this.#written;
+  }
+
+  record(atMs: number, name: string, qtype: number, session: { readonly id: string; readonly user: string; readonly role: string; readonly type: string }, result: string, action: string, rule: string, rcode: number, score: number | undefined): void {
+    if (this.#buffer.length >= this.#opts.maxBuffered) {
+      this.#dropped++;
+      return;
+    }
+    this.#buffer.push({ atMs, name, qtype, session: session.id, user: session.user, role: session.role, sessionType: session.type, result, action, rule, rcode, score: score ?? null });
+  }
+
+  /** Writes the buffered rows in one transaction and trims the table; returns how many were written. */
+  flush(nowMs: number = Date.now()): number {
+    if (this.#closed) return 0;
+    const batch = this.#buffer;
+    if (batch.length === 0) return 0;
+    this.#buffer = [];
+    try {
+      this.#db.transaction(() => {
+        for (const r of batch) {
+          this.#insert.run(r.atMs, r.name, reversedName(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score);
+        }
+        // Bounded: the newest max_rows, none older than max_age_days (ids grow with time).
+        this.#db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?').run(this.#opts.maxRows);
+        this.#db.prepare('DELETE FROM query_log WHERE at_ms < ?').run(nowMs - this.#opts.maxAgeDays * 86_400_000);
+      })();
+      this.#written += batch.length;
+      return batch.length;
+    } catch (err) {
+      this.#dropped += batch.length;
+      this.#log?.error({ err: messageOf(err), rows: batch.length }, 'could not write the query log; rows dropped');
+      return 0;
+    }
+  }
+
+  /** Newest first. Flushes first, so a query answered a moment ago is found. */
+  search(f: QueryLogFilter): QueryLogRow[] {
+    this.flush();
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (f.name !== undefined && f.name !== '') {
+      const r = reversedName(f.name);
+      // The name itself, or any name under it: `com.example` and `com.example.` … `com.example/` ('/' follows '.').
+      where.push('(rname = ? OR (rname >= ? AND rname < ?))');
+      args.push(r, `${r}.`, `${r}/`);
+    }
+    if (f.session !== undefined && f.session !== '') where.push('session_id = ?'), args.push(f.session);
+    if (f.user !== undefined && f.user !== '') where.push('user = ?'), args.push(f.user);
+    if (f.verdict !== undefined && f.verdict !== '') where.push('(result = ? OR action = ? OR rule = ?)'), args.push(f.verdict, f.verdict, f.verdict);
+    if (f.sinceMs !== undefined) where.push('at_ms >= ?'), args.push(f.sinceMs);
+    if (f.untilMs !== undefined) where.push('at_ms < ?'), args.push(f.untilMs);
+    const limit = Math.max(1, Math.min(f.limit ?? 1000, QUERY_LOG_MAX_LIMIT));
+    const rows = this.#db.prepare(`SELECT at_ms, name, qtype, session_id, user, role, session_type, result, action, rule, rcode, score FROM query_log
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at_ms DESC, id DESC LIMIT ?`).all(...args, limit) as {
+      at_ms: number; name: string; qtype: number; session_id: string; user: string; role: string; session_type: string; result: string; action: string; rule: string; rcode: number; score: number | null;
+    }[];
+    return rows.map((r) => ({ atMs: r.at_ms, name: r.name, qtype: r.qtype, session: r.session_id, user: r.user, role: r.role, sessionType: r.session_type, result: r.result, action: r.action, rule: r.rule, rcode: r.rcode, score: r.score }));
+  }
+
+  count(): number {
+    return (this.#db.prepare('SELECT COUNT(*) AS n FROM query_log').get() as { n: number }).n;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    this.#db.close();
+  }
+}
+
+const CSV_COLUMNS = ['time', 'name', 'qtype', 'session', 'user', 'role', 'session_type', 'result', 'action', 'rule', 'rcode', 'score'] as const;
+
+/** One row as the API shows it (ISO time). */
+export function queryLogJson(r: QueryLogRow): Record<(typeof CSV_COLUMNS)[number], string | number | null> {
+  return { time: new Date(r.atMs).toISOString(), name: r.name, qtype: r.qtype, session: r.session, user: r.user, role: r.role, session_type: r.sessionType, result: r.result, action: r.action, rule: r.rule, rcode: r.rcode, score: r.score };
+}
+
+/** RFC 4180 CSV with a header row; a cell starting with = + - @ is prefixed with ' so a spreadsheet never runs it. */
+export function queryLogCsv(rows: readonly QueryLogRow[]): string {
+  const cell = (v: string | number | null): string => {
+    let s = v === null ? '' : String(v);
+    if (/^[=+\-@]/.test(s) && typeof v === 'string') s = `'${s}`;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [CSV_COLUMNS.join(','), ...rows.map((r) => { const j = queryLogJson(r); return CSV_COLUMNS.map((c) => cell(j[c])).join(','); })].join('\r\n') + '\r\n';
+}
+
+export function queryLogJsonl(rows: readonly QueryLogRow[]): string {
+  return rows.map((r) => `${JSON.stringify(queryLogJson(r))}\n`).join('');
+}

@@ -1,0 +1,88 @@
+// The query log's own logic over a real SQLite file: suffix search on whole labels, the filters, the bounds
+// (max_rows, max_age_days, the buffer), CSV that a spreadsheet cannot run, and nothing found before a flush lost.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { QueryLog, queryLogCsv, reversedName } from '../../src/analyst/query-log.js';
+
+const A = { id: 's-a', user: 'alice', role: 'dev', type: 'interactive' };
+const B = { id: 's-b', user: 'bob', role: 'ci', type: 'batch' };
+const dirs: string[] = [];
+const logs: QueryLog[] = [];
+function open(maxRows = 1000, maxAgeDays = 30, maxBuffered?: number): QueryLog {
+  const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qlog-'));
+  dirs.push(dir);
+  const q = QueryLog.open(dir, { maxRows, maxAgeDays, ...(maxBuffered !== undefined ? { maxBuffered } : {}) });
+  logs.push(q);
+  return q;
+}
+afterEach(() => {
+  for (const l of logs.splice(0)) l.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('query log', () => {
+  it('reverses names label by label', () => {
+    expect(reversedName('a.Example.COM.')).toBe('com.example.a');
+  });
+
+  it('finds a name and every name under it, never a name that merely ends with the same letters', () => {
+    const q = open();
+    const t = Date.now();
+    q.record(t, 'example.com', 1, A, 'answered', 'answer', 'none', 0, 0.1);
+    q.record(t + 1, 'x.y.example.com', 16, B, 'blocked', 'nxdomain', 'threshold', 3, 0.9);
+    q.record(t + 2, 'badexample.com', 1, A, 'answered', 'answer', 'none', 0, 0.2);
+    q.record(t + 3, 'example.com.evil.net', 1, A, 'answered', 'answer', 'none', 0, 0.2);
+    const names = q.search({ name: 'example.com' }).map((r) => r.name);
+    expect(names).toEqual(['x.y.example.com', 'example.com']); // newest first
+    expect(q.search({ name: 'EXAMPLE.com.' }).length).toBe(2);
+    expect(q.search({ name: 'example.com', user: 'bob' }).map((r) => r.session)).toEqual(['s-b']);
+    expect(q.search({ verdict: 'blocked' }).map((r) => r.name)).toEqual(['x.y.example.com']);
+    expect(q.search({ verdict: 'threshold' }).map((r) => r.name)).toEqual(['x.y.example.com']);
+    expect(q.search({ session: 's-a', sinceMs: t + 2 }).map((r) => r.name)).toEqual(['example.com.evil.net', 'badexample.com']);
+    expect(q.search({ untilMs: t + 1 }).map((r) => r.name)).toEqual(['example.com']);
+    expect(q.search({ limit: 1 }).length).toBe(1);
+    const row = q.search({ name: 'x.y.example.com' })[0]!;
+    expect(row).toMatchObject({ qtype: 16, user: 'bob', role: 'ci', sessionType: 'batch', result: 'blocked', action: 'nxdomain', rule: 'threshold', rcode: 3, score: 0.9 });
+  });
+
+  it('keeps only the newest max_rows and nothing older than max_age_days', () => {
+    const q = open(1000, 1);
+    const now = Date.now();
+    q.record(now - 2 * 86_400_000, 'old.example', 1, A, 'answered', 'answer', 'none', 0, undefined);
+    for (let i = 0; i < 1500; i++) q.record(now + i, `n${i}.example`, 1, A, 'answered', 'answer', 'none', 0, undefined);
+    expect(q.flush(now)).toBe(1501);
+    expect(q.count()).toBe(1000);
+    expect(q.search({ name: 'old.example' })).toEqual([]);
+    expect(q.search({ name: 'n499.example' })).toEqual([]);
+    expect(q.search({ name: 'n500.example' }).length).toBe(1);
+    expect(q.written).toBe(1501);
+  });
+
+  it('drops and counts rows beyond the buffer, never blocks', () => {
+    const q = open(1000, 30, 10);
+    for (let i = 0; i < 25; i++) q.record(Date.now(), `d${i}.example`, 1, A, 'answered', 'answer', 'none', 0, undefined);
+    expect(q.dropped).toBe(15);
+    expect(q.flush()).toBe(10);
+  });
+
+  it('survives close and reopen (rows are on disk)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qlog-'));
+    dirs.push(dir);
+    const first = QueryLog.open(dir, { maxRows: 1000, maxAgeDays: 30 });
+    first.record(Date.now(), 'kept.example', 1, B, 'answered', 'answer', 'none', 0, undefined);
+    first.close(); // flushes
+    const again = QueryLog.open(dir, { maxRows: 1000, maxAgeDays: 30 });
+    logs.push(again);
+    expect(again.search({ name: 'kept.example' }).map((r) => r.user)).toEqual(['bob']);
+  });
+
+  it('writes CSV with a header, quoting, and formula cells defused', () => {
+    const rows = [{ atMs: 0, name: 'a,b.example', qtype: 1, session: '=cmd()', user: 'u"x', role: 'r', sessionType: 'batch', result: 'answered', action: 'answer', rule: 'none', rcode: 0, score: null }];
+    const csv = queryLogCsv(rows);
+    const lines = csv.trim().split('\r\n');
+    expect(lines[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score');
+    expect(lines[1]).toBe(`1970-01-01T00:00:00.000Z,"a,b.example",1,'=cmd(),"u""x",r,batch,answered,answer,none,0,`);
+  });
+});
