@@ -172,7 +172,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         const type = req.query.get('session_type');
         if (user !== null) list = list.filter((q) => q.session.user === user || d.store.gatesOf(q.id).some((g) => g.session.user === user));
         if (type !== null) list = list.filter((q) => q.session.type === type);
-        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false, d, !held.has(q.id))) } };
+        return { status: 200, json: { quarantines: list.map((q) => ({ ...quarantineJson(q, false, d, !held.has(q.id)), attacker_domains: d.attackerDomains(q) })) } };
       },
     },
     {
