@@ -98,10 +98,11 @@ export class QueryLog implements QueryLogSink {
     try {
       mkdirSync(dir, { recursive: true });
       db = new Database(join(dir, 'querylog.sqlite'));
+      // First: with server.workers > 1 every worker opens this file at once (each writes its own rows).
+      db.pragma('busy_timeout = 2000');
       db.pragma('journal_mode = WAL');
       // A log, not a record of decisions: a crash may lose the last batch, never the store's rows.
       db.pragma('synchronous = NORMAL');
-      db.pragma('busy_timeout = 2000');
       db.exec(SCHEMA);
       return new QueryLog(db, opts, log);
     } catch (err) {
