@@ -87,6 +87,6 @@ export interface QuarantineDetail {
   block_at: number | null;
 }
 export interface AuditEntry { id: number; atMs: number; actor: string; action: string; target: string; reason: string; detail: unknown }
-export interface QueryRow { time: string; name: string; qtype: number; session: string; user: string; role: string; session_type: string; result: string; action: string; rule: string; rcode: number; score: number | null }
+export interface QueryRow { time: string; name: string; qtype: number; session: string; user: string; role: string; session_type: string; result: string; action: string; rule: string; rcode: number; score: number | null; count: number; last_time: string }
 export interface LiveSession extends SessionMeta { expires_at: string | null; registered_at: string; quarantine: string | null }
 export interface Caller { name: string; kind: 'admin' | 'analyst' | 'viewer' | 'runtime' }

@@ -38,3 +38,20 @@ export function drawTimeline(el: HTMLElement, rows: readonly ChartRow[], blockAt
   };
   return new uPlot(opts, [xs, answered, blocked, threshold], el);
 }
+
+/** The overview's traffic chart: queries and blocked queries per minute over the last hour. */
+export function drawRates(el: HTMLElement, minutes: readonly { time: string; queries: number; blocked: number }[], width: number): uPlot {
+  el.replaceChildren();
+  const opts: uPlot.Options = {
+    width, height: 240,
+    title: 'Queries per minute, last hour',
+    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(10, max * 1.1)] } },
+    axes: [{ label: 'time' }, { label: 'queries / min' }],
+    series: [
+      {},
+      { label: 'queries', stroke: '#0b5cad', width: 2, fill: 'rgba(11,92,173,0.08)' },
+      { label: 'blocked', stroke: '#a4161a', width: 2 },
+    ],
+  };
+  return new uPlot(opts, [minutes.map((m) => Date.parse(m.time) / 1000), minutes.map((m) => m.queries), minutes.map((m) => m.blocked)], el);
+}

@@ -1,7 +1,7 @@
 // The analyst console: a single page served by the admin listener under /ui/. It holds no data of its own:
 // every view is drawn from the admin API, called with the token the analyst gave (sessionStorage only).
-// This module is the frame (login, navigation, routing), the queue and the sessions; the quarantine and the
-// query log are views of their own. Never decides anything itself.
+// This module is the frame (login, navigation, routing), the queue and the sessions; the quarantine, the
+// query log and the overview are views of their own. Never decides anything itself.
 import { html, render } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import {
@@ -10,6 +10,7 @@ import {
 } from './api.js';
 import { QuarantineView } from './quarantine.js';
 import { QueryLogView } from './query-log-view.js';
+import { OverviewView } from './overview.js';
 import { age, ErrorNote, Link, messageOf, onNavigate, topSignals, utc } from './ui.js';
 
 // --- login
@@ -154,6 +155,7 @@ function route(path: string, caller: Caller) {
   if (m !== null) return html`<${QuarantineView} key=${m[1]} id=${decodeURIComponent(m[1]!)} caller=${caller} />`;
   if (pathname === '/ui/queries') return html`<${QueryLogView} />`;
   if (pathname === '/ui/sessions') return html`<${SessionsView} />`;
+  if (pathname === '/ui/overview') return html`<${OverviewView} />`;
   return html`<${Queue} />`;
 }
 
@@ -202,6 +204,7 @@ function App() {
         ${nav('/ui/', 'Quarantines', here === '/ui/' || here.startsWith('/ui/quarantines'))}
         ${nav('/ui/queries', 'Query log', here === '/ui/queries')}
         ${nav('/ui/sessions', 'Sessions', here === '/ui/sessions')}
+        ${nav('/ui/overview', 'Overview', here === '/ui/overview')}
       </ul></nav>
       <span class="who">${caller.name} <span class="badge">${caller.kind}</span></span>
       <button type="button" class="secondary" onClick=${() => signOut()}>Sign out</button>

@@ -95,7 +95,7 @@ export function QueryLogView() {
       <caption class="sr-only">Matching queries, newest first</caption>
       <thead><tr><th scope="col">Time (UTC)</th><th scope="col">Session</th><th scope="col">User</th><th scope="col">Type</th><th scope="col">Result</th><th scope="col">Rule</th><th scope="col">Score</th><th scope="col">QType</th><th scope="col">Name</th></tr></thead>
       <tbody>${rows.map((r) => html`<tr class=${r.result === 'blocked' ? 'blocked' : ''}>
-        <td>${utc(Date.parse(r.time))}</td><td>${r.session}</td><td>${r.user}</td><td>${r.session_type}</td><td>${r.result}</td><td>${r.rule}</td><td>${fixed(r.score)}</td><td>${qtype(r.qtype)}</td><td class="name">${r.name}</td>
+        <td>${utc(Date.parse(r.time))}</td><td>${r.session}</td><td>${r.user}</td><td>${r.session_type}</td><td>${r.result}${r.count > 1 ? html` <span class="muted" title=${`${r.count} identical queries until ${r.last_time}`}>×${r.count}</span>` : null}</td><td>${r.rule}</td><td>${fixed(r.score)}</td><td>${qtype(r.qtype)}</td><td class="name">${r.name}</td>
       </tr>`)}</tbody>
     </table>`}
   </section>`;

@@ -369,6 +369,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       readinessChecks,
+      registrable: registrableOf,
       blockAt: (type) => current.policy.session_types[type as keyof Config['policy']['session_types']]?.block_at,
       ...(queryLog === undefined ? {} : { queryLog }),
       ...(worker === undefined ? {} : {

@@ -32,6 +32,8 @@ export interface ApiDeps {
   readonly blockAt?: (sessionType: string) => number | undefined;
   /** The searchable query log; absent when query_log.enabled is false. */
   readonly queryLog?: QueryLog;
+  /** A name's registrable domain (for the overview's top blocked domains). */
+  readonly registrable?: (name: string) => string | undefined;
 }
 
 /** Quarantines the store refused to write, held in memory (every worker's) and being retried. */
@@ -278,6 +280,36 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         if (format === 'csv') return { status: 200, text: queryLogCsv(rows), contentType: 'text/csv; charset=utf-8' };
         if (format === 'jsonl') return { status: 200, text: queryLogJsonl(rows), contentType: 'application/x-ndjson' };
         return { status: 200, json: { queries: rows.map(queryLogJson), limit: Math.min(limit, QUERY_LOG_MAX_LIMIT) } };
+      },
+    },
+
+    {
+      // The console's overview: the last hour from the query log (queries and blocks per minute, the most blocked
+      // registrable domains) and the quarantines raised in it.
+      method: 'GET', path: '/v1/overview', allow: READ,
+      handler: () => {
+        const nowMs = d.nowMs();
+        const sinceMs = nowMs - 3_600_000;
+        const raised = d.store.listQuarantines({ sinceMs });
+        const traffic = d.queryLog?.overview(sinceMs);
+        const domains = new Map<string, number>();
+        for (const n of traffic?.blockedNames ?? []) {
+          const key = d.registrable?.(n.name) ?? n.name;
+          domains.set(key, (domains.get(key) ?? 0) + n.count);
+        }
+        const queries = (traffic?.minutes ?? []).reduce((sum, m) => sum + m.queries, 0);
+        const blocked = (traffic?.minutes ?? []).reduce((sum, m) => sum + m.blocked, 0);
+        return {
+          status: 200,
+          json: {
+            since: new Date(sinceMs).toISOString(), until: new Date(nowMs).toISOString(), query_log: d.queryLog !== undefined,
+            queries, blocked, queries_per_second: Math.round((queries / 3600) * 100) / 100,
+            quarantines_raised: raised.length, quarantines_open: d.store.listQuarantines({ state: 'open' }).length,
+            sessions_live: d.sessions.liveCount(nowMs),
+            per_minute: (traffic?.minutes ?? []).map((m) => ({ time: new Date(m.minute).toISOString(), queries: m.queries, blocked: m.blocked })),
+            top_blocked_domains: [...domains].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([domain, count]) => ({ domain, count })),
+          },
+        };
       },
     },
 

@@ -273,7 +273,7 @@ describe('the query log', () => {
     const [download] = await Promise.all([page.waitForEvent('download', { timeout: 15_000 }), page.getByRole('button', { name: 'Export CSV' }).click()]);
     const csvPath = await download.path();
     const csv = readFileSync(csvPath, 'utf8').trim().split('\r\n');
-    expect(csv[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score');
+    expect(csv[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score,count,last_time');
     expect(csv).toHaveLength(2);
     expect(csv[1]).toContain(`,${FIXTURE.a.name},1,ephemeral-agent,eve,scraper,interactive,answered,answer,`);
     // The blocked exfiltration queries of the quarantined session are there too, by verdict.
@@ -293,6 +293,17 @@ describe('the query log', () => {
     expect(sessions).toContain(BATCH.id);
     expect(sessions).not.toContain('ephemeral-agent');
     await page.screenshot({ path: join(SHOTS, 'sessions.png'), fullPage: true });
+
+    // The overview: the last hour's traffic, its blocks and quarantines, and the most blocked domains.
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.locator('table.top-blocked tbody tr').first().waitFor({ timeout: 15_000 });
+    const top = await page.locator('table.top-blocked tbody').innerText();
+    expect(top).toContain('exfil-console.test');
+    expect(top).toContain('exfil-viewer.test');
+    const tiles = await page.locator('.tiles').innerText();
+    expect(tiles).toMatch(/\n2\s*\n?\s*quarantines raised/i);
+    await page.locator('.chart canvas').first().waitFor({ timeout: 15_000 });
+    await page.screenshot({ path: join(SHOTS, 'overview.png'), fullPage: true });
     expect(cspViolations).toEqual([]);
     expect(consoleErrors).toEqual([]);
     await context.close();

@@ -73,11 +73,23 @@ describe('GET /v1/queries', () => {
     expect((await rows(`since=${new Date(before).toISOString()}&limit=1`, VIEWER)).length).toBe(1);
   });
 
+  it('GET /v1/overview sums the last hour per minute and names the most blocked registrable domains', async () => {
+    const r = await warden.admin('/v1/overview', { token: VIEWER });
+    expect(r.status).toBe(200);
+    const o = r.json as { queries: number; blocked: number; per_minute: { queries: number; blocked: number }[]; top_blocked_domains: { domain: string; count: number }[]; sessions_live: number; query_log: boolean };
+    expect(o.query_log).toBe(true);
+    expect(o.queries).toBe(3);
+    expect(o.blocked).toBe(1);
+    expect(o.per_minute.reduce((s, m) => s + m.queries, 0)).toBe(3);
+    expect(o.top_blocked_domains).toEqual([{ domain: 'exfil-qlog.test', count: 1 }]);
+    expect(o.sessions_live).toBe(2);
+  });
+
   it('exports CSV and JSONL', async () => {
     const csv = await warden.admin('/v1/queries?session=other-agent&format=csv');
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     const lines = csv.text.trim().split('\r\n');
-    expect(lines[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score');
+    expect(lines[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score,count,last_time');
     expect(lines).toHaveLength(3);
     const jsonl = await warden.admin('/v1/queries?session=other-agent&format=jsonl');
     const parsed = jsonl.text.trim().split('\n').map((l) => JSON.parse(l) as Row);

@@ -60,6 +60,28 @@ describe('query log', () => {
     expect(q.written).toBe(1501);
   });
 
+  it('counts a repeat of a session\'s query on its row within a batch (a flood is one row), and nothing else', () => {
+    const q = open();
+    const t = 1_000_000;
+    for (let i = 0; i < 500; i++) q.record(t + i, 'hot.example', 1, A, 'answered', 'answer', 'none', 0, undefined);
+    q.record(t + 600, 'hot.example', 28, A, 'answered', 'answer', 'none', 0, undefined); // another type: a row
+    q.record(t + 601, 'hot.example', 1, B, 'answered', 'answer', 'none', 0, undefined); // another session: a row
+    q.record(t + 602, 'hot.example', 1, A, 'blocked', 'nxdomain', 'quarantined', 3, undefined); // another result: a row
+    q.record(t + 603, 'hot.example', 1, A, 'blocked', 'nxdomain', 'quarantined', 3, undefined);
+    expect(q.flush(t + 1000)).toBe(4);
+    q.record(t + 2000, 'hot.example', 1, A, 'blocked', 'nxdomain', 'quarantined', 3, undefined); // a new batch: a new row
+    q.flush(t + 3000);
+    expect(q.queriesWritten).toBe(505);
+    const rows = q.search({ name: 'hot.example', session: 's-a' });
+    expect(rows.map((r) => [r.qtype, r.result, r.count, r.atMs - t, r.lastAtMs - t])).toEqual([
+      [1, 'blocked', 1, 2000, 2000], [1, 'blocked', 2, 602, 603], [28, 'answered', 1, 600, 600], [1, 'answered', 500, 0, 499],
+    ]);
+    const o = q.overview(0);
+    expect(o.minutes.reduce((n, m) => n + m.queries, 0)).toBe(505);
+    expect(o.minutes.reduce((n, m) => n + m.blocked, 0)).toBe(3);
+    expect(o.blockedNames).toEqual([{ name: 'hot.example', count: 3 }]);
+  });
+
   it('drops and counts rows beyond the buffer, never blocks', () => {
     const q = open(1000, 30, 10);
     for (let i = 0; i < 25; i++) q.record(Date.now(), `d${i}.example`, 1, A, 'answered', 'answer', 'none', 0, undefined);
@@ -79,10 +101,10 @@ describe('query log', () => {
   });
 
   it('writes CSV with a header, quoting, and formula cells defused', () => {
-    const rows = [{ atMs: 0, name: 'a,b.example', qtype: 1, session: '=cmd()', user: 'u"x', role: 'r', sessionType: 'batch', result: 'answered', action: 'answer', rule: 'none', rcode: 0, score: null }];
+    const rows = [{ atMs: 0, name: 'a,b.example', qtype: 1, session: '=cmd()', user: 'u"x', role: 'r', sessionType: 'batch', result: 'answered', action: 'answer', rule: 'none', rcode: 0, score: null, count: 1, lastAtMs: 0 }];
     const csv = queryLogCsv(rows);
     const lines = csv.trim().split('\r\n');
-    expect(lines[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score');
-    expect(lines[1]).toBe(`1970-01-01T00:00:00.000Z,"a,b.example",1,'=cmd(),"u""x",r,batch,answered,answer,none,0,`);
+    expect(lines[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score,count,last_time');
+    expect(lines[1]).toBe(`1970-01-01T00:00:00.000Z,"a,b.example",1,'=cmd(),"u""x",r,batch,answered,answer,none,0,,1,1970-01-01T00:00:00.000Z`);
   });
 });
