@@ -258,16 +258,17 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     // The query log: rows buffered by the pipeline, written to disk in one transaction a second, off the query path.
     const queryLog = config.query_log.enabled ? QueryLog.open(config.storage.dir, { maxRows: config.query_log.max_rows, maxAgeDays: config.query_log.max_age_days }, log) : undefined;
     if (queryLog !== undefined) {
+      let writtenSeen = 0;
       let droppedSeen = 0;
-      const flushQueryLog = (): void => {
-        const written = queryLog.flush(nowMs());
-        if (written > 0) metrics.queryLogRows.inc({ result: 'written' }, written);
+      const countQueryLog = (): void => {
+        if (queryLog.written > writtenSeen) metrics.queryLogRows.inc({ result: 'written' }, queryLog.written - writtenSeen);
         if (queryLog.dropped > droppedSeen) metrics.queryLogRows.inc({ result: 'dropped' }, queryLog.dropped - droppedSeen);
+        writtenSeen = queryLog.written;
         droppedSeen = queryLog.dropped;
       };
-      const queryLogTimer = setInterval(flushQueryLog, QUERY_LOG_FLUSH_MS);
+      const queryLogTimer = setInterval(() => queryLog.flushInSlices(nowMs(), countQueryLog), QUERY_LOG_FLUSH_MS);
       queryLogTimer.unref();
-      closers.push(() => { clearInterval(queryLogTimer); flushQueryLog(); queryLog.close(); });
+      closers.push(() => { clearInterval(queryLogTimer); queryLog.flush(nowMs()); countQueryLog(); queryLog.close(); });
     }
 
     const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);

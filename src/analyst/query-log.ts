@@ -59,6 +59,8 @@ export interface QueryLogSink {
 
 export const QUERY_LOG_MAX_LIMIT = 10_000;
 const DEFAULT_MAX_BUFFERED = 100_000;
+// Rows per transaction when the timer writes: ~8 µs a row with its indexes, so one slice holds the loop ~15 ms.
+const SLICE_ROWS = 2000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS query_log (
@@ -88,6 +90,12 @@ export class QueryLog implements QueryLogSink {
   readonly #opts: Required<QueryLogOptions>;
   readonly #log: Logger | undefined;
   #buffer: Pending[] = [];
+  // Batches taken from the buffer and not written yet (the timer writes them a slice at a time).
+  #queue: Pending[][] = [];
+  #queued = 0;
+  #writing = false;
+  readonly #trimById: Database.Statement;
+  readonly #trimByAge: Database.Statement;
   // Per session id, per name: the row a repeat of the same query is counted on (this batch only).
   #latest = new Map<string, Map<string, Pending>>();
   #dropped = 0;
@@ -101,6 +109,8 @@ export class QueryLog implements QueryLogSink {
     this.#log = log;
     this.#insert = db.prepare(`INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.#trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?');
+    this.#trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
   }
 
   static open(dir: string, opts: QueryLogOptions, log?: Logger): QueryLog {
@@ -142,7 +152,7 @@ export class QueryLog implements QueryLogSink {
       if (score !== undefined && (last.score === null || score > last.score)) last.score = score;
       return;
     }
-    if (this.#buffer.length >= this.#opts.maxBuffered) {
+    if (this.#buffer.length + this.#queued >= this.#opts.maxBuffered) {
       this.#dropped++;
       return;
     }
@@ -152,24 +162,72 @@ export class QueryLog implements QueryLogSink {
     names.set(name, row);
   }
 
-  /** Writes the buffered rows in one transaction and trims the table; returns how many were written. */
+  /** Writes every buffered row now (a search, close) and trims the table; returns how many were written. */
   flush(nowMs: number = Date.now()): number {
     if (this.#closed) return 0;
-    const batch = this.#buffer;
-    if (batch.length === 0) return 0;
+    this.#take();
+    let written = 0;
+    for (let slice = this.#nextSlice(SLICE_ROWS * 25); slice.length > 0; slice = this.#nextSlice(SLICE_ROWS * 25)) written += this.#write(slice, nowMs);
+    return written;
+  }
+
+  /**
+   * From the timer: takes the buffer and writes it SLICE_ROWS at a time, yielding to the event loop between
+   * slices, so a second of unique names (a cache-miss flood) never stalls the queries for more than one slice
+   * (~15 ms). `done` gets how many rows were written.
+   */
+  flushInSlices(nowMs: number, done?: (written: number) => void): void {
+    if (this.#closed) return;
+    this.#take();
+    if (this.#writing) return; // the slices under way will take these too
+    this.#writing = true;
+    let written = 0;
+    const step = (): void => {
+      const slice = this.#closed ? [] : this.#nextSlice(SLICE_ROWS);
+      if (slice.length === 0) {
+        this.#writing = false;
+        done?.(written);
+        return;
+      }
+      written += this.#write(slice, nowMs);
+      setImmediate(step);
+    };
+    step();
+  }
+
+  /** Ends the batch: its rows wait to be written, and a repeat of a query starts a new row. */
+  #take(): void {
+    if (this.#buffer.length === 0) return;
+    this.#queue.push(this.#buffer);
+    this.#queued += this.#buffer.length;
     this.#buffer = [];
     this.#latest = new Map();
+  }
+
+  #nextSlice(max: number): Pending[] {
+    const out: Pending[] = [];
+    while (out.length < max && this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      for (const r of head.splice(0, max - out.length)) out.push(r);
+      if (head.length === 0) this.#queue.shift();
+    }
+    this.#queued -= out.length;
+    return out;
+  }
+
+  /** One transaction: the rows, then the bounds. A failure drops the rows (counted and logged), never throws. */
+  #write(batch: readonly Pending[], nowMs: number): number {
     try {
       this.#db.transaction(() => {
         for (const r of batch) {
           this.#insert.run(r.atMs, r.name, reversedName(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
         }
         // Bounded: the newest max_rows, none older than max_age_days (ids grow with time).
-        this.#db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?').run(this.#opts.maxRows);
-        this.#db.prepare('DELETE FROM query_log WHERE at_ms < ?').run(nowMs - this.#opts.maxAgeDays * 86_400_000);
+        this.#trimById.run(this.#opts.maxRows);
+        this.#trimByAge.run(nowMs - this.#opts.maxAgeDays * 86_400_000);
       })();
       this.#written += batch.length;
-      this.#queries += batch.reduce((n, r) => n + r.count, 0);
+      for (const r of batch) this.#queries += r.count;
       return batch.length;
     } catch (err) {
       this.#dropped += batch.length;

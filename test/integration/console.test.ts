@@ -28,6 +28,7 @@ let upstream: Upstream;
 let warden: Warden;
 let browser: Browser;
 let quarantineId: string;
+let openId: string | undefined;
 
 async function newPage(): Promise<{ context: BrowserContext; page: Page; cspViolations: string[]; consoleErrors: string[] }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -100,9 +101,10 @@ describe('the console shell', () => {
     expect(await page.getByRole('button', { name: 'Sign in' }).isVisible()).toBe(true);
     expect(await page.locator('table').count()).toBe(0);
     expect(apiCalls).toEqual([]); // without a token the page asks the API nothing
-    // A wrong token is refused and not kept.
-    await page.getByLabel('API token').fill('not-a-real-token-0123456789');
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    // A wrong token is refused and not kept (signed in from the keyboard: the field has focus, Enter submits).
+    await page.getByLabel('API token').focus();
+    await page.keyboard.type('not-a-real-token-0123456789');
+    await page.keyboard.press('Enter');
     await page.getByText('That token was not accepted.').waitFor({ timeout: 15_000 });
     expect(await page.evaluate(() => sessionStorage.getItem('dnswarden.token'))).toBeNull();
     await page.screenshot({ path: join(SHOTS, 'login.png') });
@@ -215,10 +217,9 @@ describe('a quarantine raised by real DNS traffic, seen, understood and released
   });
 });
 
-describe('a viewer', () => {
+describe('a viewer, then an analyst confirming', () => {
   it('signs in with a #token= fragment that leaves the address bar, and sees no decision buttons (the API refuses them anyway)', async () => {
     // a second quarantine to look at, still open
-    let openId: string | undefined;
     for (let i = 0; i < 8 && openId === undefined; i++) {
       const reply = await query({ server: warden.dns, bind: '127.0.0.2', name: `${base32Label(`viewer-${i}`)}.exfil-viewer.test`, type: 'TXT' });
       openId = /^session quarantined \((qr-[^)]+)\)/.exec(reply.ede?.text ?? '')?.[1];
@@ -240,6 +241,30 @@ describe('a viewer', () => {
     }, openId!);
     expect(refused).toBe(403);
     expect(cspViolations).toEqual([]);
+    await context.close();
+  });
+
+  it('an analyst confirms it in the browser, denying the one domain ticked: confirmed, denied for everyone, audited', async () => {
+    const { context, page, cspViolations, consoleErrors } = await newPage();
+    await login(page, ANALYST_TOKEN);
+    await page.goto(`${warden.adminUrl}/ui/quarantines/${openId}`);
+    await page.locator('#trigger-name').waitFor({ timeout: 15_000 });
+    await page.getByLabel('Reason').fill('confirmed: TXT tunnel to exfil-viewer.test');
+    await page.getByRole('checkbox', { name: 'exfil-viewer.test' }).check();
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByRole('status').filter({ hasText: `Quarantine ${openId} is now confirmed; denied for everyone: exfil-viewer.test` }).waitFor({ timeout: 15_000 });
+    await expect.poll(async () => (await page.locator('section[aria-labelledby="audit-title"] tbody').innerText()), { timeout: 15_000 }).toContain('quarantine.confirm');
+    const audit = await page.locator('section[aria-labelledby="audit-title"] tbody').innerText();
+    expect(audit).toContain('alice');
+    expect(audit).toContain('confirmed: TXT tunnel to exfil-viewer.test');
+    expect(await page.getByRole('button', { name: 'Confirm' }).count()).toBe(0); // confirmed: only release is left
+    expect(await page.getByRole('button', { name: 'Release' }).isVisible()).toBe(true);
+    // Denied for everyone: another session's query to the domain is blocked as learned deny (EDE 17).
+    const other = await query({ server: warden.dns, bind: '127.0.0.1', name: 'www.exfil-viewer.test', type: 'A' });
+    expect(other.rcode).toBe('NXDOMAIN');
+    expect(other.ede?.code).toBe(17);
+    expect(cspViolations).toEqual([]);
+    expect(consoleErrors).toEqual([]);
     await context.close();
     // leave nothing held for the next test
     expect((await warden.admin(`/v1/quarantines/${openId}/release`, { method: 'POST', body: { reason: 'test cleanup' } })).status).toBe(200);

@@ -82,6 +82,24 @@ describe('query log', () => {
     expect(o.blockedNames).toEqual([{ name: 'hot.example', count: 3 }]);
   });
 
+  it('the timer writes a large batch in slices, yielding to the event loop between them, and loses no row', async () => {
+    const q = open(100_000);
+    const t = Date.now();
+    for (let i = 0; i < 9000; i++) q.record(t + i, `u${i}.flood.example`, 1, A, 'answered', 'answer', 'none', 0, undefined);
+    let ranBetween = false;
+    let writtenWhenYielded = -1;
+    setImmediate(() => { ranBetween = true; writtenWhenYielded = q.written; });
+    const written = await new Promise<number>((ok) => q.flushInSlices(t, ok));
+    expect(written).toBe(9000);
+    expect(ranBetween).toBe(true);
+    expect(writtenWhenYielded).toBeGreaterThan(0); // the loop ran after the first slice …
+    expect(writtenWhenYielded).toBeLessThan(9000); // … and before the last
+    expect(q.count()).toBe(9000);
+    // Rows recorded while the slices are under way are written too (by the next flush).
+    q.record(t, 'late.example', 1, A, 'answered', 'answer', 'none', 0, undefined);
+    expect(q.search({ name: 'late.example' }).length).toBe(1);
+  });
+
   it('drops and counts rows beyond the buffer, never blocks', () => {
     const q = open(1000, 30, 10);
     for (let i = 0; i < 25; i++) q.record(Date.now(), `d${i}.example`, 1, A, 'answered', 'answer', 'none', 0, undefined);
