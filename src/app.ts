@@ -256,7 +256,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     closers.push(() => clearInterval(sweep));
 
     // The query log: rows buffered by the pipeline, written to disk in one transaction a second, off the query path.
-    const queryLog = config.query_log.enabled ? QueryLog.open(config.storage.dir, { maxRows: config.query_log.max_rows, maxAgeDays: config.query_log.max_age_days }, log) : undefined;
+    const queryLog = config.query_log.enabled ? QueryLog.open(config.storage.dir, { maxRows: config.query_log.max_rows, maxAgeDays: config.query_log.max_age_days, thread: true }, log) : undefined;
     if (queryLog !== undefined) {
       let writtenSeen = 0;
       let droppedSeen = 0;
@@ -268,7 +268,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       };
       const queryLogTimer = setInterval(() => queryLog.flushInSlices(nowMs(), countQueryLog), QUERY_LOG_FLUSH_MS);
       queryLogTimer.unref();
-      closers.push(() => { clearInterval(queryLogTimer); queryLog.flush(nowMs()); countQueryLog(); queryLog.close(); });
+      closers.push(async () => { clearInterval(queryLogTimer); await queryLog.close(); countQueryLog(); });
     }
 
     const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);

@@ -4,12 +4,17 @@
 // like the one its session asked last for the same name (same type, result, action, rule, rcode) within the
 // batch is counted on that row (`count`, `last_at_ms`) instead of adding one, so a flood of cache hits or of
 // gate-blocked queries costs a counter, not a row (`npm run bench:ab`: a row per query halved cache-hit QPS).
-// Rows reach the disk in one transaction per batch, from a timer (`flush`), and the table is trimmed to
-// `max_rows` and `max_age_days` there too. A full buffer drops rows and counts them (never blocks a query).
+// Rows reach the disk once a second (`flushInSlices`, from a timer), 2000 to a transaction, written by a worker
+// thread of their own (`thread: true`, as app.ts runs it: a cache-miss flood's unique names cost the event loop a
+// structured clone, not an insert) or in-thread with the loop free between slices; the table is trimmed to
+// `max_rows` and `max_age_days` there too. Writes are serialized on one chain, so `flush()` (before a search, at
+// close) resolves once every row taken before it is on disk. A full buffer drops rows and counts them.
 // Never judges and never reads sockets; a failed write is logged and counted, never thrown at a query.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { WardenError, messageOf } from '../errors.js';
 
@@ -18,6 +23,8 @@ export interface QueryLogOptions {
   readonly maxAgeDays: number;
   /** Rows held in memory between flushes; beyond it rows are dropped and counted. */
   readonly maxBuffered?: number;
+  /** Write from a worker thread (the product does); false: on the event loop, a slice at a time (tests). */
+  readonly thread?: boolean;
 }
 
 export interface QueryLogRow {
@@ -93,7 +100,9 @@ export class QueryLog implements QueryLogSink {
   // Batches taken from the buffer and not written yet (the timer writes them a slice at a time).
   #queue: Pending[][] = [];
   #queued = 0;
-  #writing = false;
+  // Every write, in order: a flush resolves once everything taken before it is written.
+  #chain: Promise<unknown> = Promise.resolve();
+  #worker: WriterThread | undefined;
   readonly #trimById: Database.Statement;
   readonly #trimByAge: Database.Statement;
   // Per session id, per name: the row a repeat of the same query is counted on (this batch only).
@@ -105,7 +114,7 @@ export class QueryLog implements QueryLogSink {
 
   private constructor(db: Database.Database, opts: QueryLogOptions, log: Logger | undefined) {
     this.#db = db;
-    this.#opts = { maxBuffered: DEFAULT_MAX_BUFFERED, ...opts };
+    this.#opts = { maxBuffered: DEFAULT_MAX_BUFFERED, thread: false, ...opts };
     this.#log = log;
     this.#insert = db.prepare(`INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -124,7 +133,9 @@ export class QueryLog implements QueryLogSink {
       // A log, not a record of decisions: a crash may lose the last batch, never the store's rows.
       db.pragma('synchronous = NORMAL');
       db.exec(SCHEMA);
-      return new QueryLog(db, opts, log);
+      const q = new QueryLog(db, opts, log);
+      if (opts.thread === true) q.#worker = new WriterThread(join(dir, 'querylog.sqlite'), log);
+      return q;
     } catch (err) {
       db?.close();
       throw new WardenError('ERR_CONFIG', `cannot open the query log in ${dir} (query_log): ${messageOf(err)}`);
@@ -162,37 +173,35 @@ export class QueryLog implements QueryLogSink {
     names.set(name, row);
   }
 
-  /** Writes every buffered row now (a search, close) and trims the table; returns how many were written. */
-  flush(nowMs: number = Date.now()): number {
-    if (this.#closed) return 0;
+  /** Writes every buffered row (before a search, at close); resolves once they and all taken before are on disk. */
+  flush(nowMs: number = Date.now()): Promise<number> {
+    if (this.#closed) return Promise.resolve(0);
     this.#take();
-    let written = 0;
-    for (let slice = this.#nextSlice(SLICE_ROWS * 25); slice.length > 0; slice = this.#nextSlice(SLICE_ROWS * 25)) written += this.#write(slice, nowMs);
-    return written;
+    return this.#enqueue(nowMs, SLICE_ROWS * 25);
   }
 
   /**
-   * From the timer: takes the buffer and writes it SLICE_ROWS at a time, yielding to the event loop between
-   * slices, so a second of unique names (a cache-miss flood) never stalls the queries for more than one slice
-   * (~15 ms). `done` gets how many rows were written.
+   * From the timer: takes the buffer and writes it SLICE_ROWS to a transaction, the event loop free between
+   * slices, so a second of unique names (a cache-miss flood) never holds the queries for one long write.
+   * `done` gets how many rows were written.
    */
   flushInSlices(nowMs: number, done?: (written: number) => void): void {
     if (this.#closed) return;
     this.#take();
-    if (this.#writing) return; // the slices under way will take these too
-    this.#writing = true;
-    let written = 0;
-    const step = (): void => {
-      const slice = this.#closed ? [] : this.#nextSlice(SLICE_ROWS);
-      if (slice.length === 0) {
-        this.#writing = false;
-        done?.(written);
-        return;
+    void this.#enqueue(nowMs, SLICE_ROWS).then((n) => done?.(n));
+  }
+
+  #enqueue(nowMs: number, sliceRows: number): Promise<number> {
+    const next = this.#chain.then(async () => {
+      let written = 0;
+      for (let slice = this.#nextSlice(sliceRows); slice.length > 0; slice = this.#nextSlice(sliceRows)) {
+        written += await this.#write(slice, nowMs);
+        await new Promise<void>((ok) => setImmediate(ok)); // let queries in between slices
       }
-      written += this.#write(slice, nowMs);
-      setImmediate(step);
-    };
-    step();
+      return written;
+    });
+    this.#chain = next.catch(() => 0);
+    return next;
   }
 
   /** Ends the batch: its rows wait to be written, and a repeat of a query starts a new row. */
@@ -216,16 +225,21 @@ export class QueryLog implements QueryLogSink {
   }
 
   /** One transaction: the rows, then the bounds. A failure drops the rows (counted and logged), never throws. */
-  #write(batch: readonly Pending[], nowMs: number): number {
+  async #write(batch: readonly Pending[], nowMs: number): Promise<number> {
+    const cutoffMs = nowMs - this.#opts.maxAgeDays * 86_400_000;
     try {
-      this.#db.transaction(() => {
-        for (const r of batch) {
-          this.#insert.run(r.atMs, r.name, reversedName(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
-        }
-        // Bounded: the newest max_rows, none older than max_age_days (ids grow with time).
-        this.#trimById.run(this.#opts.maxRows);
-        this.#trimByAge.run(nowMs - this.#opts.maxAgeDays * 86_400_000);
-      })();
+      if (this.#worker !== undefined && this.#worker.alive) {
+        await this.#worker.write(batch, this.#opts.maxRows, cutoffMs);
+      } else {
+        this.#db.transaction(() => {
+          for (const r of batch) {
+            this.#insert.run(r.atMs, r.name, reversedName(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
+          }
+          // Bounded: the newest max_rows, none older than max_age_days (ids grow with time).
+          this.#trimById.run(this.#opts.maxRows);
+          this.#trimByAge.run(cutoffMs);
+        })();
+      }
       this.#written += batch.length;
       for (const r of batch) this.#queries += r.count;
       return batch.length;
@@ -237,8 +251,8 @@ export class QueryLog implements QueryLogSink {
   }
 
   /** Newest first. Flushes first, so a query answered a moment ago is found. */
-  search(f: QueryLogFilter): QueryLogRow[] {
-    this.flush();
+  async search(f: QueryLogFilter): Promise<QueryLogRow[]> {
+    await this.flush();
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (f.name !== undefined && f.name !== '') {
@@ -264,8 +278,8 @@ export class QueryLog implements QueryLogSink {
    * The last stretch of traffic: queries and blocks per minute since `sinceMs`, and the most blocked names with
    * their counts (the caller folds them into registrable domains). Flushes first.
    */
-  overview(sinceMs: number, topNames = 2000): { minutes: { minute: number; queries: number; blocked: number }[]; blockedNames: { name: string; count: number }[] } {
-    this.flush();
+  async overview(sinceMs: number, topNames = 2000): Promise<{ minutes: { minute: number; queries: number; blocked: number }[]; blockedNames: { name: string; count: number }[] }> {
+    await this.flush();
     const minutes = (this.#db.prepare(`SELECT at_ms / 60000 AS minute, SUM(count) AS queries, SUM(CASE WHEN result = 'blocked' THEN count ELSE 0 END) AS blocked FROM query_log
       WHERE at_ms >= ? GROUP BY minute ORDER BY minute`).all(sinceMs) as { minute: number; queries: number; blocked: number }[])
       .map((m) => ({ minute: Math.floor(m.minute) * 60_000, queries: m.queries, blocked: m.blocked }));
@@ -278,11 +292,85 @@ export class QueryLog implements QueryLogSink {
     return (this.#db.prepare('SELECT COUNT(*) AS n FROM query_log').get() as { n: number }).n;
   }
 
-  close(): void {
+  /** Writes what is buffered, then stops the writer thread and closes the file. */
+  async close(): Promise<void> {
     if (this.#closed) return;
-    this.flush();
+    await this.flush();
     this.#closed = true;
+    await this.#worker?.stop();
     this.#db.close();
+  }
+}
+
+// The writer thread's code: plain JS run with `eval` (the same from src/ under vitest and from dist/), given the
+// file and better-sqlite3's path; one message is one batch, one transaction, one answer.
+const WRITER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.sqlite);
+const db = new Database(workerData.file);
+db.pragma('busy_timeout = 2000');
+db.pragma('synchronous = NORMAL');
+const insert = db.prepare(workerData.insert);
+const trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?');
+const trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
+const reversed = (n) => n.toLowerCase().replace(/\\.$/, '').split('.').reverse().join('.');
+const write = db.transaction((m) => {
+  for (const r of m.rows) insert.run(r.atMs, r.name, reversed(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
+  trimById.run(m.maxRows);
+  trimByAge.run(m.cutoffMs);
+});
+parentPort.on('message', (m) => {
+  if (m.stop) { db.close(); parentPort.postMessage({ id: m.id }); return; }
+  try { write(m); parentPort.postMessage({ id: m.id }); } catch (err) { parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) }); }
+});
+`;
+const INSERT_SQL = `INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+/** The worker thread that writes the query log's batches; if it dies, the log writes on the event loop again. */
+class WriterThread {
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, { ok: () => void; fail: (err: Error) => void }>();
+  #nextId = 0;
+  alive = true;
+
+  constructor(file: string, log: Logger | undefined) {
+    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
+    this.#worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, sqlite, insert: INSERT_SQL } });
+    this.#worker.unref(); // never what keeps the process up
+    this.#worker.on('message', (m: { id: number; error?: string }) => {
+      const w = this.#waiting.get(m.id);
+      this.#waiting.delete(m.id);
+      if (m.error === undefined) w?.ok();
+      else w?.fail(new Error(m.error));
+    });
+    const dead = (why: string): void => {
+      if (!this.alive) return;
+      this.alive = false;
+      log?.error({ err: why }, 'the query log writer thread stopped; writing on the event loop from now on');
+      for (const w of this.#waiting.values()) w.fail(new Error(`writer thread stopped: ${why}`));
+      this.#waiting.clear();
+    };
+    this.#worker.on('error', (err) => dead(messageOf(err)));
+    this.#worker.on('exit', (code) => dead(`exit ${code}`));
+  }
+
+  #send(message: object): Promise<void> {
+    const id = ++this.#nextId;
+    return new Promise<void>((ok, fail) => {
+      this.#waiting.set(id, { ok, fail });
+      this.#worker.postMessage({ ...message, id });
+    });
+  }
+
+  write(rows: readonly Pending[], maxRows: number, cutoffMs: number): Promise<void> {
+    return this.#send({ rows, maxRows, cutoffMs });
+  }
+
+  async stop(): Promise<void> {
+    if (this.alive) await this.#send({ stop: true }).catch(() => undefined);
+    this.alive = false;
+    await this.#worker.terminate();
   }
 }
 

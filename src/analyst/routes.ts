@@ -256,7 +256,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
     // --- the query log: "who resolved X?" across live and ended sessions
     {
       method: 'GET', path: '/v1/queries', allow: READ,
-      handler: (req) => {
+      handler: async (req) => {
         if (d.queryLog === undefined) throw new WardenError('ERR_NOT_FOUND', 'the query log is off (query_log.enabled: false)');
         const format = req.query.get('format') ?? 'json';
         if (!['json', 'csv', 'jsonl'].includes(format)) throw new WardenError('ERR_BAD_REQUEST', 'format must be json, csv or jsonl');
@@ -268,7 +268,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         const str = (k: string): string | undefined => { const v = req.query.get(k); return v === null || v.trim() === '' ? undefined : v.trim(); };
         const name = str('name');
         if (name !== undefined && !/^[a-z0-9_*.-]{1,253}$/i.test(name)) throw new WardenError('ERR_BAD_REQUEST', 'name must be a domain name (a suffix: example.com finds every name under it)');
-        const rows = d.queryLog.search({
+        const rows = await d.queryLog.search({
           ...(name !== undefined ? { name: name.replace(/^\*\./, '') } : {}),
           ...(str('session') !== undefined ? { session: str('session')! } : {}),
           ...(str('user') !== undefined ? { user: str('user')! } : {}),
@@ -287,11 +287,11 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       // The console's overview: the last hour from the query log (queries and blocks per minute, the most blocked
       // registrable domains) and the quarantines raised in it.
       method: 'GET', path: '/v1/overview', allow: READ,
-      handler: () => {
+      handler: async () => {
         const nowMs = d.nowMs();
         const sinceMs = nowMs - 3_600_000;
         const raised = d.store.listQuarantines({ sinceMs });
-        const traffic = d.queryLog?.overview(sinceMs);
+        const traffic = await d.queryLog?.overview(sinceMs);
         const domains = new Map<string, number>();
         for (const n of traffic?.blockedNames ?? []) {
           const key = d.registrable?.(n.name) ?? n.name;

@@ -126,9 +126,9 @@ describe('GET /v1/queries', () => {
   it('writes the rows to its file within about a second (read by a second handle), and says so when the log is off', async () => {
     const reader = QueryLog.open(warden.storageDir, { maxRows: 1000, maxAgeDays: 30 });
     try {
-      await expect.poll(() => reader.search({ user: 'etl' }).length, { timeout: 10_000, interval: 100 }).toBe(2);
+      await expect.poll(async () => (await reader.search({ user: 'etl' })).length, { timeout: 10_000, interval: 100 }).toBe(2);
     } finally {
-      reader.close();
+      await reader.close();
     }
     const off = await startWarden({ query_log: { enabled: false } }, { upstream });
     try {
