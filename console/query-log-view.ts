@@ -80,10 +80,10 @@ export function QueryLogView() {
         <select name="verdict" value=${draft.verdict} onChange=${(e: Event) => setDraft({ ...draft, verdict: (e.target as HTMLSelectElement).value })}>
           <option value="">any</option><option value="answered">answered</option><option value="blocked">blocked</option>
           <option value="quarantine">quarantine</option><option value="threshold">threshold</option><option value="quarantined">quarantined (gate)</option>
-          <option value="failed">failed</option>
+          <option value="failed">failed</option><option value="refused">refused (unsupported type)</option>
         </select></label>
-      ${field('since', 'Since', 'datetime-local')}
-      ${field('until', 'Until', 'datetime-local')}
+      ${field('since', 'Since (local time)', 'datetime-local')}
+      ${field('until', 'Until (local time)', 'datetime-local')}
       ${field('limit', 'Limit', 'number')}
       <button type="submit">Search</button>
       <button type="button" class="secondary" onClick=${() => void exportAs('csv')}>Export CSV</button>
