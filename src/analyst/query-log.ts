@@ -337,10 +337,11 @@ class WriterThread {
   constructor(file: string, log: Logger | undefined) {
     const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
     this.#worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, sqlite, insert: INSERT_SQL } });
-    this.#worker.unref(); // never what keeps the process up
+    this.#worker.unref(); // idle, never what keeps the process up; while a batch is out, it is (see #send)
     this.#worker.on('message', (m: { id: number; error?: string }) => {
       const w = this.#waiting.get(m.id);
       this.#waiting.delete(m.id);
+      if (this.#waiting.size === 0) this.#worker.unref();
       if (m.error === undefined) w?.ok();
       else w?.fail(new Error(m.error));
     });
@@ -359,6 +360,7 @@ class WriterThread {
     const id = ++this.#nextId;
     return new Promise<void>((ok, fail) => {
       this.#waiting.set(id, { ok, fail });
+      this.#worker.ref(); // a batch in flight keeps the process up until it is on disk (the last one at a stop)
       this.#worker.postMessage({ ...message, id });
     });
   }

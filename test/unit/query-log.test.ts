@@ -126,6 +126,17 @@ describe('query log', () => {
     expect(await q.flush()).toBe(10);
   });
 
+  it('with a writer thread, close writes the last rows before it returns', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qlog-'));
+    dirs.push(dir);
+    const first = QueryLog.open(dir, { maxRows: 1000, maxAgeDays: 30, thread: true });
+    for (let i = 0; i < 50; i++) first.record(Date.now(), `last${i}.example`, 1, B, 'answered', 'answer', 'none', 0, undefined);
+    await first.close();
+    const again = QueryLog.open(dir, { maxRows: 1000, maxAgeDays: 30 });
+    logs.push(again);
+    expect(again.count()).toBe(50);
+  });
+
   it('survives close and reopen (rows are on disk)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qlog-'));
     dirs.push(dir);
