@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { query } from '../helpers/dns-client.js';
 import { startWarden, TEST_SESSION, type Warden } from '../helpers/warden.js';
+import { parseConfig } from '../../src/ops/config.js';
 import { base32Label } from '../helpers/exfil.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -268,6 +269,22 @@ describe('a viewer, then an analyst confirming', () => {
     await context.close();
     // leave nothing held for the next test
     expect((await warden.admin(`/v1/quarantines/${openId}/release`, { method: 'POST', body: { reason: 'test cleanup' } })).status).toBe(200);
+  });
+});
+
+describe('a token the server stops accepting', () => {
+  it('sends the page back to the login form at its next API call, and forgets the token', async () => {
+    const { context, page } = await newPage();
+    await page.goto(`${warden.adminUrl}/ui/#token=${VIEWER_TOKEN}`);
+    await page.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: 15_000 });
+    // The viewer token is revoked (the config reloaded without it, as SIGHUP does).
+    await warden.app.reload(parseConfig({ ...warden.config, admin: { ...(warden.config['admin'] as object), tokens: [{ name: 'alice', kind: 'analyst', token: ANALYST_TOKEN }] } }));
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    await page.getByText('The server no longer accepts this token. Sign in again.').waitFor({ timeout: 15_000 });
+    expect(await page.getByLabel('API token').isVisible()).toBe(true);
+    expect(await page.locator('table').count()).toBe(0);
+    expect(await page.evaluate(() => sessionStorage.getItem('dnswarden.token'))).toBeNull();
+    await context.close();
   });
 });
 
