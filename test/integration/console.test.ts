@@ -43,6 +43,9 @@ async function newPage(): Promise<{ context: BrowserContext; page: Page; cspViol
   return { context, page, cspViolations, consoleErrors };
 }
 
+/** Works at 1280 px: nothing wider than the viewport (no horizontal scrolling). */
+const fitsWidth = (page: Page): Promise<boolean> => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+
 async function login(page: Page, token: string): Promise<void> {
   await page.goto(`${warden.adminUrl}/ui/`);
   await page.getByLabel('API token').fill(token);
@@ -109,6 +112,7 @@ describe('the console shell', () => {
     await page.getByText('That token was not accepted.').waitFor({ timeout: 15_000 });
     expect(await page.evaluate(() => sessionStorage.getItem('dnswarden.token'))).toBeNull();
     await page.screenshot({ path: join(SHOTS, 'login.png') });
+    expect(await fitsWidth(page)).toBe(true);
     expect(cspViolations).toEqual([]);
     await context.close();
   });
@@ -153,6 +157,7 @@ describe('a quarantine raised by real DNS traffic, seen, understood and released
     expect(text).toMatch(/name_length|label_entropy|char_class/); // top signals
     expect(await page.getByText('1 open').isVisible()).toBe(true);
     await page.screenshot({ path: join(SHOTS, 'queue.png'), fullPage: true });
+    expect(await fitsWidth(page)).toBe(true);
   });
 
   it('filters the queue by user and session type without a reload', async () => {
@@ -190,6 +195,7 @@ describe('a quarantine raised by real DNS traffic, seen, understood and released
     expect(await page.getByRole('button', { name: 'Release' }).isVisible()).toBe(true);
     expect(await page.getByRole('button', { name: 'Confirm' }).isVisible()).toBe(true);
     await page.screenshot({ path: join(SHOTS, 'quarantine.png'), fullPage: true });
+    expect(await fitsWidth(page)).toBe(true);
     // Bookmarkable: a fresh load of the address shows the same page (the token is still in this tab).
     await page.reload();
     await page.locator('#trigger-name').waitFor({ timeout: 15_000 });
@@ -199,8 +205,13 @@ describe('a quarantine raised by real DNS traffic, seen, understood and released
     await page.getByRole('button', { name: 'Release' }).click();
     await page.getByText('A reason is required').waitFor({ timeout: 15_000 });
     expect((await query({ server: warden.dns, bind: '127.0.0.2', name: FIXTURE.a.name, type: 'A' })).rcode).toBe('NXDOMAIN'); // still held
-    await page.getByLabel('Reason').fill('false positive: package mirror hashes');
-    await page.getByRole('button', { name: 'Release' }).click();
+    // From the keyboard: the reason field, then Tab to Release and Enter.
+    await page.getByLabel('Reason').focus();
+    await page.keyboard.type('false positive: package mirror hashes');
+    await page.keyboard.press('Tab');
+    if (await page.getByRole('checkbox', { name: 'exfil-console.test' }).count() > 0) await page.keyboard.press('Tab'); // past the deny choice
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Release');
+    await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: `Quarantine ${quarantineId} is now released` }).waitFor({ timeout: 15_000 });
     const reply = await query({ server: warden.dns, bind: '127.0.0.2', name: FIXTURE.a.name, type: 'A' });
     expect(reply.rcode).toBe('NOERROR');
@@ -328,6 +339,7 @@ describe('the query log', () => {
     expect(blocked.length).toBeGreaterThanOrEqual(2);
     for (const r of blocked) expect(r).toContain(BATCH.id);
     await page.screenshot({ path: join(SHOTS, 'query-log.png'), fullPage: true });
+    expect(await fitsWidth(page)).toBe(true);
 
     await page.getByRole('link', { name: 'Sessions' }).click();
     await page.locator('table.sessions tbody tr').first().waitFor({ timeout: 15_000 });
@@ -335,6 +347,7 @@ describe('the query log', () => {
     expect(sessions).toContain(BATCH.id);
     expect(sessions).not.toContain('ephemeral-agent');
     await page.screenshot({ path: join(SHOTS, 'sessions.png'), fullPage: true });
+    expect(await fitsWidth(page)).toBe(true);
 
     // The overview: the last hour's traffic, its blocks and quarantines, and the most blocked domains.
     await page.getByRole('link', { name: 'Overview' }).click();
@@ -346,6 +359,7 @@ describe('the query log', () => {
     expect(tiles).toMatch(/\n2\s*\n?\s*quarantines raised/i);
     await page.locator('.chart canvas').first().waitFor({ timeout: 15_000 });
     await page.screenshot({ path: join(SHOTS, 'overview.png'), fullPage: true });
+    expect(await fitsWidth(page)).toBe(true);
     expect(cspViolations).toEqual([]);
     expect(consoleErrors).toEqual([]);
     await context.close();
