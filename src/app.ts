@@ -8,6 +8,7 @@ import { listenAdmin, type AdminServer, type ReadinessCheck } from './ops/admin-
 import { adminTokenFor } from './ops/admin-token.js';
 import { WebhookAlerts } from './analyst/alerts.js';
 import { apiRoutes } from './analyst/routes.js';
+import { QueryLog } from './analyst/query-log.js';
 import { CachingResolver } from './dns/cache.js';
 import { resolvConfUpstreams, type Config } from './ops/config.js';
 import { loadConfigReferences } from './sessions/credentials.js';
@@ -63,6 +64,7 @@ const REPEATS_FLUSH_MS = 1000;
 // How often the policy zones' files are checked for a change (mtime, size, inode); a change is loaded
 // once the file has held still for one more period (a feed being written is not read half-way).
 const RPZ_POLL_MS = 1000;
+const QUERY_LOG_FLUSH_MS = 1000;
 
 const SWEEP_MS = 10_000;
 // How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
@@ -222,6 +224,21 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       }
     });
     closers.push(() => rpzFiles.stop());
+    // The query log: rows buffered by the pipeline, written to disk in one transaction a second, off the query path.
+    const queryLog = config.query_log.enabled ? QueryLog.open(config.storage.dir, { maxRows: config.query_log.max_rows, maxAgeDays: config.query_log.max_age_days, thread: true }, log) : undefined;
+    if (queryLog !== undefined) {
+      let writtenSeen = 0;
+      let droppedSeen = 0;
+      const countQueryLog = (): void => {
+        if (queryLog.written > writtenSeen) metrics.queryLogRows.inc({ result: 'written' }, queryLog.written - writtenSeen);
+        if (queryLog.dropped > droppedSeen) metrics.queryLogRows.inc({ result: 'dropped' }, queryLog.dropped - droppedSeen);
+        writtenSeen = queryLog.written;
+        droppedSeen = queryLog.dropped;
+      };
+      const queryLogTimer = setInterval(() => queryLog.flushInSlices(nowMs(), countQueryLog), QUERY_LOG_FLUSH_MS);
+      queryLogTimer.unref();
+      closers.push(async () => { clearInterval(queryLogTimer); await queryLog.close(); countQueryLog(); });
+    }
 
     const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);
     closers.push(() => refusedLog.close());
@@ -238,6 +255,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       repeatWindowMs: () => current.logging.repeat_window_ms,
       // Read per query from the running config: a SIGHUP changes the limits at once (the buckets stay).
       sessionRates: new SessionRateLimiter((type) => rateLimitsOf(current.policy.session_types)[type]),
+      ...(queryLog === undefined ? {} : { queryLog }),
     });
     // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
     // run in reverse) whatever is still counted.
@@ -327,6 +345,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         ...(current.policy.deny_public_resolvers ? PUBLIC_RESOLVERS.map((domain) => ({ domain, reason: 'policy.deny_public_resolvers' })) : []),
       ],
       readinessChecks,
+      registrable: registrableOf,
+      blockAt: (type) => current.policy.session_types[type as keyof Config['policy']['session_types']]?.block_at,
+      ...(queryLog === undefined ? {} : { queryLog }),
       ...(worker === undefined ? {} : {
         liveHistory: (id: string) => gatheredHistory(worker, id),
         notDurable: async () => (await worker.gather({ op: 'unsaved_quarantines' })).flatMap((part) => (Array.isArray(part) ? (part as QuarantineRecord[]) : [])),

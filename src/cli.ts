@@ -245,6 +245,7 @@ async function main(argv: string[]): Promise<number> {
     case 'sessions':
     case 'deny':
     case 'audit':
+    case 'queries':
       return analystCommand(command, rest);
     case undefined:
     case '-h':

@@ -22,6 +22,7 @@ import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { SessionRateLimiter } from './sessions/rate-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
+import type { QueryLogSink } from './analyst/query-log.js';
 
 export type Outcome =
   | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined; /** A stale answer (RFC 8767): its TTLs. */ readonly staleTtlSec?: number | undefined }
@@ -62,6 +63,8 @@ export interface PipelineDeps {
    * a count (logging.repeat_window_ms): a flood costs no more per query than a cache hit. A function: SIGHUP.
    */
   readonly repeatWindowMs: () => number;
+  /** The searchable query log (query_log.enabled): one buffered row per query, written in batches elsewhere. */
+  readonly queryLog?: QueryLogSink;
 }
 
 /** Blocks of one kind (action, rule, mode, enforced) from one session in the current window, counted, not logged. */
@@ -264,6 +267,10 @@ export function createPipeline(d: PipelineDeps): {
       facts: verdict?.facts,
     });
     const eventId = outcome.kind === 'blocked' || outcome.kind === 'answered' ? outcome.eventId : undefined;
+    // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
+    const action = verdict?.action ?? (outcome.kind === 'answered' || outcome.kind === 'local' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused');
+    const rule = verdict?.rule ?? (outcome.kind === 'local' ? 'local_zone' : 'none');
+    d.queryLog?.record(q.atMs, q.name, q.type, session, outcome.kind, action, rule, rcode, verdict?.score?.total);
     // A block that can repeat without end (the closed gate, a list, anything in observe mode) is counted on the
     // history row of the one like it before, within the window, not added as a row of its own. An enforced scored
     // block is evidence of its own, and cannot flood: the session is quarantined after a few in a window.
@@ -276,9 +283,8 @@ export function createPipeline(d: PipelineDeps): {
       atMs: q.atMs,
       name: q.name,
       qtype: q.type,
-      // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
-      action: verdict?.action ?? (outcome.kind === 'answered' || outcome.kind === 'local' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused'),
-      rule: verdict?.rule ?? (outcome.kind === 'local' ? 'local_zone' : 'none'),
+      action,
+      rule,
       rcode,
       enforced: verdict?.enforced ?? true,
     };

@@ -18,6 +18,10 @@ export const ANALYST_USAGE = `
   sessions list | show ID | queries ID [--limit N]
   deny list | add DOMAIN --reason TEXT | remove DOMAIN
   audit [--limit N]
+  queries search [--name SUFFIX] [--session ID] [--user U] [--verdict V] [--since T] [--until T]
+                 [--limit N] [--format table|csv|jsonl]
+                           (the query log: every session's queries, live and ended; --name example.com
+                            finds every name under it; T is an ISO time or epoch ms)
 
   common options: --url URL (default $DNSWARDEN_URL or http://127.0.0.1:9153)
                   --token TOKEN (default $DNSWARDEN_TOKEN, else the file data/admin-token)
@@ -64,6 +68,8 @@ export function timeOption(option: string, raw: string, nowMs: number): string {
 
 interface Client {
   request(method: string, path: string, body?: unknown): Promise<unknown>;
+  /** The body as text (CSV, JSONL exports). */
+  requestText(method: string, path: string): Promise<string>;
 }
 
 const NO_TOKEN_HINT = 'no token was found: pass --token, set DNSWARDEN_TOKEN, or run where data/admin-token is';
@@ -78,33 +84,35 @@ function exitForStatus(status: number): number {
 }
 
 function client(url: string, token: string | undefined): Client {
+  const raw = async (method: string, path: string, body?: unknown): Promise<{ text: string; json: unknown }> => {
+    let res: globalThis.Response;
+    try {
+      res = await fetch(`${url}${path}`, {
+        method,
+        headers: { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch (err) {
+      throw new CliError('ERR_UNREACHABLE', `cannot reach dnswarden at ${url}: ${messageOf((err as { cause?: unknown }).cause ?? err)}`, EXIT.unavailable);
+    }
+    const text = await res.text();
+    let json: unknown = undefined;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (!res.ok) {
+      const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
+      const hint = res.status === 401 && token === undefined ? `; ${NO_TOKEN_HINT}` : '';
+      throw new CliError(e?.code ?? `HTTP_${res.status}`, `${`${res.status} ${e?.code ?? ''} ${e?.message ?? text}`.replace(/\s+/g, ' ').trim()}${hint}`, exitForStatus(res.status), res.status);
+    }
+    return { text, json };
+  };
   return {
-    async request(method, path, body) {
-      let res: globalThis.Response;
-      try {
-        res = await fetch(`${url}${path}`, {
-          method,
-          headers: { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-          signal: AbortSignal.timeout(10_000),
-        });
-      } catch (err) {
-        throw new CliError('ERR_UNREACHABLE', `cannot reach dnswarden at ${url}: ${messageOf((err as { cause?: unknown }).cause ?? err)}`, EXIT.unavailable);
-      }
-      const text = await res.text();
-      let json: unknown = undefined;
-      try {
-        json = text === '' ? undefined : JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      if (!res.ok) {
-        const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-        const hint = res.status === 401 && token === undefined ? `; ${NO_TOKEN_HINT}` : '';
-        throw new CliError(e?.code ?? `HTTP_${res.status}`, `${`${res.status} ${e?.code ?? ''} ${e?.message ?? text}`.replace(/\s+/g, ' ').trim()}${hint}`, exitForStatus(res.status), res.status);
-      }
-      return json;
-    },
+    request: async (method, path, body) => (await raw(method, path, body)).json,
+    requestText: async (method, path) => (await raw(method, path)).text,
   };
 }
 
@@ -146,7 +154,7 @@ export async function analystCommand(group: string, args: string[]): Promise<num
     options: {
       url: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' }, reason: { type: 'string' },
       deny: { type: 'boolean' }, yes: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, state: { type: 'string' }, user: { type: 'string' }, type: { type: 'string' }, limit: { type: 'string' },
-      since: { type: 'string' }, until: { type: 'string' },
+      name: { type: 'string' }, session: { type: 'string' }, verdict: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, format: { type: 'string' },
     },
   });
   // Checked before anything is sent: a typo is a usage error (64), not a server round trip.
@@ -267,6 +275,21 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       const r = (await api.request('GET', `/v1/audit${limit !== undefined ? `?limit=${limit}` : ''}`)) as { audit: { atMs: number; actor: string; action: string; target: string; reason: string }[] };
       if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
       out(table(['TIME', 'ACTOR', 'ACTION', 'TARGET', 'REASON'], r.audit.map((a) => [new Date(a.atMs).toISOString(), a.actor, a.action, a.target, a.reason])));
+      return 0;
+    }
+    case 'queries search': {
+      const qs = new URLSearchParams();
+      for (const k of ['name', 'session', 'user', 'verdict', 'since', 'until', 'limit'] as const) if (values[k] !== undefined) qs.set(k, values[k]);
+      const format = values.format ?? (json ? 'json' : 'table');
+      if (!['table', 'csv', 'jsonl', 'json'].includes(format)) throw new WardenError('ERR_BAD_REQUEST', 'queries search: --format must be table, csv or jsonl');
+      if (format === 'csv' || format === 'jsonl') {
+        qs.set('format', format);
+        return out(await api.requestText('GET', `/v1/queries?${qs}`)), 0;
+      }
+      const r = (await api.request('GET', `/v1/queries?${qs}`)) as { queries: { time: string; name: string; qtype: number; session: string; user: string; result: string; action: string; rule: string; rcode: number; score: number | null }[] };
+      if (format === 'json') return out(`${JSON.stringify(r, null, 2)}\n`), 0;
+      if (r.queries.length === 0) return out('no queries match\n'), 0;
+      out(table(['TIME', 'SESSION', 'USER', 'RESULT', 'RULE', 'SCORE', 'QTYPE', 'NAME'], r.queries.map((q) => [iso(q.time), q.session, q.user, q.result, q.rule, q.score?.toFixed(2) ?? '', String(q.qtype), q.name]), 90));
       return 0;
     }
     default:

@@ -14,6 +14,7 @@ import { renderRpz, type RpzExportEntry } from '../zones/rpz.js';
 
 /** The origin of the exported response policy zone (GET /v1/rpz); other resolvers load it under this name. */
 export const RPZ_EXPORT_ORIGIN = 'dnswarden.rpz';
+import { queryLogCsv, queryLogJson, queryLogJsonl, QUERY_LOG_MAX_LIMIT, type QueryLog } from './query-log.js';
 
 export interface ApiDeps {
   readonly sessions: SessionDirectory<SessionState>;
@@ -33,6 +34,12 @@ export interface ApiDeps {
   readonly readinessChecks: readonly ReadinessCheck[];
   /** With server.workers > 1: the quarantines every worker holds in memory only (this one knows only its own). */
   readonly notDurable?: () => Promise<QuarantineRecord[]>;
+  /** The session type's score threshold now (drawn as the line on the console's chart). */
+  readonly blockAt?: (sessionType: string) => number | undefined;
+  /** The searchable query log; absent when query_log.enabled is false. */
+  readonly queryLog?: QueryLog;
+  /** A name's registrable domain (for the overview's top blocked domains). */
+  readonly registrable?: (name: string) => string | undefined;
   /** The configured deny list as it runs now (policy.deny, and the public resolvers when denied), for GET /v1/rpz. */
   readonly configuredDeny: () => readonly RpzExportEntry[];
 }
@@ -204,7 +211,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         const type = req.query.get('session_type');
         if (user !== null) list = list.filter((q) => q.session.user === user || d.store.gatesOf(q.id).some((g) => g.session.user === user));
         if (type !== null) list = list.filter((q) => q.session.type === type);
-        return { status: 200, json: { quarantines: list.map((q) => quarantineJson(q, false, d, !held.has(q.id))) } };
+        return { status: 200, json: { quarantines: list.map((q) => ({ ...quarantineJson(q, false, d, !held.has(q.id)), attacker_domains: d.attackerDomains(q) })) } };
       },
     },
     {
@@ -216,7 +223,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         if (q === undefined) throw new WardenError('ERR_NOT_FOUND', `no quarantine with id "${id}"`);
         // The session's history around the quarantine: before it (in the evidence) and after it.
         const after = ((await historyOf(d, q.sessionId)) ?? []).filter((e) => e.atMs > q.raisedAtMs);
-        return { status: 200, json: { quarantine: quarantineJson(q, true, d, elsewhere === undefined && d.quarantines.isDurable(id)), history_since_raised: after, attacker_domains: d.attackerDomains(q) } };
+        return { status: 200, json: { quarantine: quarantineJson(q, true, d, elsewhere === undefined && d.quarantines.isDurable(id)), history_since_raised: after, attacker_domains: d.attackerDomains(q), block_at: d.blockAt?.(q.session.type) ?? null } };
       },
     },
     {
@@ -279,6 +286,69 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         })();
         d.learnedDenyChanged();
         return { status: 204 };
+      },
+    },
+
+    // Who the caller is (the console shows the analyst's name and hides what the token may not do).
+    { method: 'GET', path: '/v1/whoami', allow: [...READ, 'runtime'], handler: (req) => ({ status: 200, json: { name: req.caller.name, kind: req.caller.kind } }) },
+
+    // --- the query log: "who resolved X?" across live and ended sessions
+    {
+      method: 'GET', path: '/v1/queries', allow: READ,
+      handler: async (req) => {
+        if (d.queryLog === undefined) throw new WardenError('ERR_NOT_FOUND', 'the query log is off (query_log.enabled: false)');
+        const format = req.query.get('format') ?? 'json';
+        if (!['json', 'csv', 'jsonl'].includes(format)) throw new WardenError('ERR_BAD_REQUEST', 'format must be json, csv or jsonl');
+        const rawLimit = req.query.get('limit');
+        const limit = rawLimit === null ? 1000 : Number(rawLimit);
+        if (!Number.isInteger(limit) || limit < 1) throw new WardenError('ERR_BAD_REQUEST', `limit must be a whole number from 1 to ${QUERY_LOG_MAX_LIMIT}`);
+        const sinceMs = timeParam(req.query, 'since');
+        const untilMs = timeParam(req.query, 'until');
+        const str = (k: string): string | undefined => { const v = req.query.get(k); return v === null || v.trim() === '' ? undefined : v.trim(); };
+        const name = str('name');
+        if (name !== undefined && !/^[a-z0-9_*.-]{1,253}$/i.test(name)) throw new WardenError('ERR_BAD_REQUEST', 'name must be a domain name (a suffix: example.com finds every name under it)');
+        const rows = await d.queryLog.search({
+          ...(name !== undefined ? { name: name.replace(/^\*\./, '') } : {}),
+          ...(str('session') !== undefined ? { session: str('session')! } : {}),
+          ...(str('user') !== undefined ? { user: str('user')! } : {}),
+          ...(str('verdict') !== undefined ? { verdict: str('verdict')! } : {}),
+          ...(sinceMs !== undefined ? { sinceMs } : {}),
+          ...(untilMs !== undefined ? { untilMs } : {}),
+          limit: Math.min(limit, QUERY_LOG_MAX_LIMIT),
+        });
+        if (format === 'csv') return { status: 200, text: queryLogCsv(rows), contentType: 'text/csv; charset=utf-8' };
+        if (format === 'jsonl') return { status: 200, text: queryLogJsonl(rows), contentType: 'application/x-ndjson' };
+        return { status: 200, json: { queries: rows.map(queryLogJson), limit: Math.min(limit, QUERY_LOG_MAX_LIMIT) } };
+      },
+    },
+
+    {
+      // The console's overview: the last hour from the query log (queries and blocks per minute, the most blocked
+      // registrable domains) and the quarantines raised in it.
+      method: 'GET', path: '/v1/overview', allow: READ,
+      handler: async () => {
+        const nowMs = d.nowMs();
+        const sinceMs = nowMs - 3_600_000;
+        const raised = d.store.listQuarantines({ sinceMs });
+        const traffic = await d.queryLog?.overview(sinceMs);
+        const domains = new Map<string, number>();
+        for (const n of traffic?.blockedNames ?? []) {
+          const key = d.registrable?.(n.name) ?? n.name;
+          domains.set(key, (domains.get(key) ?? 0) + n.count);
+        }
+        const queries = (traffic?.minutes ?? []).reduce((sum, m) => sum + m.queries, 0);
+        const blocked = (traffic?.minutes ?? []).reduce((sum, m) => sum + m.blocked, 0);
+        return {
+          status: 200,
+          json: {
+            since: new Date(sinceMs).toISOString(), until: new Date(nowMs).toISOString(), query_log: d.queryLog !== undefined,
+            queries, blocked, queries_per_second: Math.round((queries / 3600) * 100) / 100,
+            quarantines_raised: raised.length, quarantines_open: d.store.listQuarantines({ state: 'open' }).length,
+            sessions_live: d.sessions.liveCount(nowMs),
+            per_minute: (traffic?.minutes ?? []).map((m) => ({ time: new Date(m.minute).toISOString(), queries: m.queries, blocked: m.blocked })),
+            top_blocked_domains: [...domains].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([domain, count]) => ({ domain, count })),
+          },
+        };
       },
     },
 

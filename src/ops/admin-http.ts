@@ -1,8 +1,13 @@
 // The admin HTTP API (node:http): a route table, bearer tokens by kind, JSON errors
 // `{ "error": { "code", "message" } }`, /metrics, /healthz (liveness) and /readyz (readiness checks).
 // Every analyst action is audited with its actor (the token's name). Never logs a token.
+// Also serves the analyst console's static shell and assets under /ui/ (public, holding no data: every data
+// call the page makes is an API call with the analyst's bearer token), under a strict Content-Security-Policy.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { splitHostPort } from './config.js';
 import { WardenError, messageOf, type ErrorCode } from '../errors.js';
@@ -85,8 +90,84 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export async function listenAdmin(address: string, routes: readonly Route[], tokens: () => readonly ApiToken[], log: Logger): Promise<AdminServer> {
+// The console: no inline script or style, no eval, nothing from elsewhere; API calls to this origin only.
+export const CONSOLE_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+  + "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const CONSOLE_HEADERS = {
+  'content-security-policy': CONSOLE_CSP,
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cache-control': 'no-store',
+};
+const ASSET_TYPES: Readonly<Record<string, string>> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8', '.svg': 'image/svg+xml' };
+
+/** The console as built by `npm run build` (esbuild → dist/console), found from the package root whether running from src/ or dist/. */
+export function consoleAssetsDir(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'dist', 'console');
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+interface ConsoleFiles {
+  readonly shell: Buffer | undefined;
+  readonly assets: ReadonlyMap<string, { readonly body: Buffer; readonly type: string }>;
+}
+
+/** Read once at start: the shell (index.html) and the flat list of assets beside it; nothing else is ever served. */
+function loadConsole(dir: string | undefined): ConsoleFiles {
+  const assets = new Map<string, { body: Buffer; type: string }>();
+  if (dir === undefined || !existsSync(join(dir, 'index.html'))) return { shell: undefined, assets };
+  for (const f of readdirSync(dir)) {
+    const type = ASSET_TYPES[f.slice(f.lastIndexOf('.'))];
+    if (type !== undefined && f !== 'index.html') assets.set(f, { body: readFileSync(join(dir, f)), type });
+  }
+  return { shell: readFileSync(join(dir, 'index.html')), assets };
+}
+
+/** GET /ui/assets/<file> → that asset; any other /ui/ path → the shell (every console address is bookmarkable). */
+function serveConsole(files: ConsoleFiles, pathname: string, method: string, res: ServerResponse): void {
+  if (method !== 'GET' && method !== 'HEAD') {
+    res.writeHead(405, { ...CONSOLE_HEADERS, allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
+    res.end('method not allowed\n');
+    return;
+  }
+  if (pathname === '/ui') {
+    res.writeHead(308, { ...CONSOLE_HEADERS, location: '/ui/' });
+    res.end();
+    return;
+  }
+  if (files.shell === undefined) {
+    res.writeHead(503, { ...CONSOLE_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
+    res.end('the console is not built: run `npm run build`\n');
+    return;
+  }
+  let body = files.shell;
+  let type = 'text/html; charset=utf-8';
+  if (pathname.startsWith('/ui/assets/')) {
+    const asset = files.assets.get(pathname.slice('/ui/assets/'.length));
+    if (asset === undefined) {
+      res.writeHead(404, { ...CONSOLE_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
+      res.end('no such asset\n');
+      return;
+    }
+    ({ body, type } = asset);
+  }
+  res.writeHead(200, { ...CONSOLE_HEADERS, 'content-type': type, 'content-length': body.length });
+  res.end(method === 'HEAD' ? undefined : body);
+}
+
+export interface AdminOptions {
+  /** Where the built console is (default: `consoleAssetsDir()`). */
+  readonly consoleDir?: string;
+}
+
+export async function listenAdmin(address: string, routes: readonly Route[], tokens: () => readonly ApiToken[], log: Logger, options: AdminOptions = {}): Promise<AdminServer> {
   const compiled = routes.map((r) => ({ ...r, parts: r.path.split('/').slice(1) }));
+  const consoleFiles = loadConsole(options.consoleDir ?? consoleAssetsDir());
 
   // Constant-time comparison over digests, so neither content nor length leaks through timing.
   function authenticate(header: string | undefined): Caller | undefined {
@@ -123,6 +204,11 @@ export async function listenAdmin(address: string, routes: readonly Route[], tok
   }
 
   const server: Server = createServer((req, res) => {
+    const pathname = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (pathname === '/ui' || pathname.startsWith('/ui/')) {
+      serveConsole(consoleFiles, pathname, req.method ?? 'GET', res);
+      return;
+    }
     dispatch(req).then(
       (response) => send(res, response),
       (err: unknown) => {

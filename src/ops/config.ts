@@ -164,6 +164,15 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    // The searchable on-disk log of every session's queries (src/analyst/query-log.ts).
+    query_log: z
+      .object({
+        enabled: z.boolean().default(true),
+        max_rows: z.number().int().min(1000).max(100_000_000).default(1_000_000),
+        max_age_days: z.number().int().min(1).max(3650).default(30),
+      })
+      .strict()
+      .prefault({}),
     upstreams: z.array(upstreamSchema).min(1).optional(),
     forward_zones: z.array(forwardZoneSchema).superRefine((zones, ctx) => {
       const seen = new Set<string>();

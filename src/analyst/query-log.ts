@@ -1,0 +1,401 @@
+// The query log: every query a session asked and what became of it, in its own bounded SQLite file
+// (`<storage.dir>/querylog.sqlite`), so "who resolved X?" is answered across live and ended sessions.
+// Owns that file and its one table. The per-query path only touches an in-memory buffer (`record`): a query
+// like the one its session asked last for the same name (same type, result, action, rule, rcode) within the
+// batch is counted on that row (`count`, `last_at_ms`) instead of adding one, so a flood of cache hits or of
+// gate-blocked queries costs a counter, not a row (`npm run bench:ab`: a row per query halved cache-hit QPS).
+// Rows reach the disk once a second (`flushInSlices`, from a timer), 2000 to a transaction, written by a worker
+// thread of their own (`thread: true`, as app.ts runs it: a cache-miss flood's unique names cost the event loop a
+// structured clone, not an insert) or in-thread with the loop free between slices; the table is trimmed to
+// `max_rows` and `max_age_days` there too. Writes are serialized on one chain, so `flush()` (before a search, at
+// close) resolves once every row taken before it is on disk. A full buffer drops rows and counts them.
+// Never judges and never reads sockets; a failed write is logged and counted, never thrown at a query.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { WardenError, messageOf } from '../errors.js';
+
+export interface QueryLogOptions {
+  readonly maxRows: number;
+  readonly maxAgeDays: number;
+  /** Rows held in memory between flushes; beyond it rows are dropped and counted. */
+  readonly maxBuffered?: number;
+  /** Write from a worker thread (the product does); false: on the event loop, a slice at a time (tests). */
+  readonly thread?: boolean;
+}
+
+export interface QueryLogRow {
+  readonly atMs: number;
+  readonly name: string;
+  readonly qtype: number;
+  readonly session: string;
+  readonly user: string;
+  readonly role: string;
+  readonly sessionType: string;
+  /** answered | blocked | failed | refused: what became of the query. */
+  readonly result: string;
+  /** The verdict's action and rule (answer/none without a verdict). */
+  readonly action: string;
+  readonly rule: string;
+  readonly rcode: number;
+  readonly score: number | null;
+  /** How many identical queries this row stands for (asked within one batch, about a second), and the last one's time. */
+  readonly count: number;
+  readonly lastAtMs: number;
+}
+
+export interface QueryLogFilter {
+  /** Suffix match on whole labels: `example.com` finds `example.com` and `a.b.example.com`, not `badexample.com`. */
+  readonly name?: string;
+  readonly session?: string;
+  readonly user?: string;
+  /** Matches the result (answered, blocked, failed, refused), the action (answer, nxdomain, quarantine) or the rule. */
+  readonly verdict?: string;
+  readonly sinceMs?: number;
+  readonly untilMs?: number;
+  readonly limit?: number;
+}
+
+/** What the pipeline's finish step calls, once per query. */
+export interface QueryLogSink {
+  record(atMs: number, name: string, qtype: number, session: { readonly id: string; readonly user: string; readonly role: string; readonly type: string }, result: string, action: string, rule: string, rcode: number, score: number | undefined): void;
+}
+
+export const QUERY_LOG_MAX_LIMIT = 10_000;
+const DEFAULT_MAX_BUFFERED = 100_000;
+// Rows per transaction when the timer writes: ~8 µs a row with its indexes, so one slice holds the loop ~15 ms.
+const SLICE_ROWS = 2000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS query_log (
+  id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, name TEXT NOT NULL, rname TEXT NOT NULL, qtype INTEGER NOT NULL,
+  session_id TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, session_type TEXT NOT NULL,
+  result TEXT NOT NULL, action TEXT NOT NULL, rule TEXT NOT NULL, rcode INTEGER NOT NULL, score REAL,
+  count INTEGER NOT NULL DEFAULT 1, last_at_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS query_log_rname ON query_log(rname);
+CREATE INDEX IF NOT EXISTS query_log_at ON query_log(at_ms);
+CREATE INDEX IF NOT EXISTS query_log_session ON query_log(session_id, at_ms);
+CREATE INDEX IF NOT EXISTS query_log_user ON query_log(user, at_ms);
+`;
+
+/** `a.example.com` → `com.example.a`: a name's suffix becomes a prefix, so the suffix search is an index range. */
+export function reversedName(name: string): string {
+  return name.toLowerCase().replace(/\.$/, '').split('.').reverse().join('.');
+}
+
+interface Pending {
+  atMs: number; name: string; qtype: number; session: string; user: string; role: string; sessionType: string;
+  result: string; action: string; rule: string; rcode: number; score: number | null; count: number; lastAtMs: number;
+}
+
+export class QueryLog implements QueryLogSink {
+  readonly #db: Database.Database;
+  readonly #insert: Database.Statement;
+  readonly #opts: Required<QueryLogOptions>;
+  readonly #log: Logger | undefined;
+  #buffer: Pending[] = [];
+  // Batches taken from the buffer and not written yet (the timer writes them a slice at a time).
+  #queue: Pending[][] = [];
+  #queued = 0;
+  // Every write, in order: a flush resolves once everything taken before it is written.
+  #chain: Promise<unknown> = Promise.resolve();
+  #worker: WriterThread | undefined;
+  readonly #trimById: Database.Statement;
+  readonly #trimByAge: Database.Statement;
+  // Per session id, per name: the row a repeat of the same query is counted on (this batch only).
+  #latest = new Map<string, Map<string, Pending>>();
+  #dropped = 0;
+  #written = 0;
+  #queries = 0;
+  #closed = false;
+
+  private constructor(db: Database.Database, opts: QueryLogOptions, log: Logger | undefined) {
+    this.#db = db;
+    this.#opts = { maxBuffered: DEFAULT_MAX_BUFFERED, thread: false, ...opts };
+    this.#log = log;
+    this.#insert = db.prepare(`INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.#trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?');
+    this.#trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
+  }
+
+  static open(dir: string, opts: QueryLogOptions, log?: Logger): QueryLog {
+    let db: Database.Database | undefined;
+    try {
+      mkdirSync(dir, { recursive: true });
+      db = new Database(join(dir, 'querylog.sqlite'));
+      // First: with server.workers > 1 every worker opens this file at once (each writes its own rows).
+      db.pragma('busy_timeout = 2000');
+      db.pragma('journal_mode = WAL');
+      // A log, not a record of decisions: a crash may lose the last batch, never the store's rows.
+      db.pragma('synchronous = NORMAL');
+      db.exec(SCHEMA);
+      const q = new QueryLog(db, opts, log);
+      if (opts.thread === true) q.#worker = new WriterThread(join(dir, 'querylog.sqlite'), log);
+      return q;
+    } catch (err) {
+      db?.close();
+      throw new WardenError('ERR_CONFIG', `cannot open the query log in ${dir} (query_log): ${messageOf(err)}`);
+    }
+  }
+
+  /** Rows dropped because the buffer was full, and rows written, since start. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+  get written(): number {
+    return this.#written;
+  }
+  /** Queries those written rows stand for (a row counts its repeats). */
+  get queriesWritten(): number {
+    return this.#queries;
+  }
+
+  record(atMs: number, name: string, qtype: number, session: { readonly id: string; readonly user: string; readonly role: string; readonly type: string }, result: string, action: string, rule: string, rcode: number, score: number | undefined): void {
+    let names = this.#latest.get(session.id);
+    const last = names?.get(name);
+    if (last !== undefined && last.qtype === qtype && last.result === result && last.rule === rule && last.action === action && last.rcode === rcode) {
+      last.count++;
+      last.lastAtMs = atMs;
+      if (score !== undefined && (last.score === null || score > last.score)) last.score = score;
+      return;
+    }
+    if (this.#buffer.length + this.#queued >= this.#opts.maxBuffered) {
+      this.#dropped++;
+      return;
+    }
+    const row: Pending = { atMs, name, qtype, session: session.id, user: session.user, role: session.role, sessionType: session.type, result, action, rule, rcode, score: score ?? null, count: 1, lastAtMs: atMs };
+    this.#buffer.push(row);
+    if (names === undefined) this.#latest.set(session.id, (names = new Map()));
+    names.set(name, row);
+  }
+
+  /** Writes every buffered row (before a search, at close); resolves once they and all taken before are on disk. */
+  flush(nowMs: number = Date.now()): Promise<number> {
+    if (this.#closed) return Promise.resolve(0);
+    this.#take();
+    return this.#enqueue(nowMs, SLICE_ROWS * 25);
+  }
+
+  /**
+   * From the timer: takes the buffer and writes it SLICE_ROWS to a transaction, the event loop free between
+   * slices, so a second of unique names (a cache-miss flood) never holds the queries for one long write.
+   * `done` gets how many rows were written.
+   */
+  flushInSlices(nowMs: number, done?: (written: number) => void): void {
+    if (this.#closed) return;
+    this.#take();
+    void this.#enqueue(nowMs, SLICE_ROWS).then((n) => done?.(n));
+  }
+
+  #enqueue(nowMs: number, sliceRows: number): Promise<number> {
+    const next = this.#chain.then(async () => {
+      let written = 0;
+      for (let slice = this.#nextSlice(sliceRows); slice.length > 0; slice = this.#nextSlice(sliceRows)) {
+        written += await this.#write(slice, nowMs);
+        await new Promise<void>((ok) => setImmediate(ok)); // let queries in between slices
+      }
+      return written;
+    });
+    this.#chain = next.catch(() => 0);
+    return next;
+  }
+
+  /** Ends the batch: its rows wait to be written, and a repeat of a query starts a new row. */
+  #take(): void {
+    if (this.#buffer.length === 0) return;
+    this.#queue.push(this.#buffer);
+    this.#queued += this.#buffer.length;
+    this.#buffer = [];
+    this.#latest = new Map();
+  }
+
+  #nextSlice(max: number): Pending[] {
+    const out: Pending[] = [];
+    while (out.length < max && this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      for (const r of head.splice(0, max - out.length)) out.push(r);
+      if (head.length === 0) this.#queue.shift();
+    }
+    this.#queued -= out.length;
+    return out;
+  }
+
+  /** One transaction: the rows, then the bounds. A failure drops the rows (counted and logged), never throws. */
+  async #write(batch: readonly Pending[], nowMs: number): Promise<number> {
+    const cutoffMs = nowMs - this.#opts.maxAgeDays * 86_400_000;
+    try {
+      if (this.#worker !== undefined && this.#worker.alive) {
+        await this.#worker.write(batch, this.#opts.maxRows, cutoffMs);
+      } else {
+        this.#db.transaction(() => {
+          for (const r of batch) {
+            this.#insert.run(r.atMs, r.name, reversedName(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
+          }
+          // Bounded: the newest max_rows, none older than max_age_days (ids grow with time).
+          this.#trimById.run(this.#opts.maxRows);
+          this.#trimByAge.run(cutoffMs);
+        })();
+      }
+      this.#written += batch.length;
+      for (const r of batch) this.#queries += r.count;
+      return batch.length;
+    } catch (err) {
+      this.#dropped += batch.length;
+      this.#log?.error({ err: messageOf(err), rows: batch.length }, 'could not write the query log; rows dropped');
+      return 0;
+    }
+  }
+
+  /** Newest first. Flushes first, so a query answered a moment ago is found. */
+  async search(f: QueryLogFilter): Promise<QueryLogRow[]> {
+    await this.flush();
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (f.name !== undefined && f.name !== '') {
+      const r = reversedName(f.name);
+      // The name itself, or any name under it: `com.example` and `com.example.` … `com.example/` ('/' follows '.').
+      where.push('(rname = ? OR (rname >= ? AND rname < ?))');
+      args.push(r, `${r}.`, `${r}/`);
+    }
+    if (f.session !== undefined && f.session !== '') where.push('session_id = ?'), args.push(f.session);
+    if (f.user !== undefined && f.user !== '') where.push('user = ?'), args.push(f.user);
+    if (f.verdict !== undefined && f.verdict !== '') where.push('(result = ? OR action = ? OR rule = ?)'), args.push(f.verdict, f.verdict, f.verdict);
+    if (f.sinceMs !== undefined) where.push('at_ms >= ?'), args.push(f.sinceMs);
+    if (f.untilMs !== undefined) where.push('at_ms < ?'), args.push(f.untilMs);
+    const limit = Math.max(1, Math.min(f.limit ?? 1000, QUERY_LOG_MAX_LIMIT));
+    const rows = this.#db.prepare(`SELECT at_ms, name, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms FROM query_log
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at_ms DESC, id DESC LIMIT ?`).all(...args, limit) as {
+      at_ms: number; name: string; qtype: number; session_id: string; user: string; role: string; session_type: string; result: string; action: string; rule: string; rcode: number; score: number | null; count: number; last_at_ms: number;
+    }[];
+    return rows.map((r) => ({ atMs: r.at_ms, name: r.name, qtype: r.qtype, session: r.session_id, user: r.user, role: r.role, sessionType: r.session_type, result: r.result, action: r.action, rule: r.rule, rcode: r.rcode, score: r.score, count: r.count, lastAtMs: r.last_at_ms }));
+  }
+
+  /**
+   * The last stretch of traffic: queries and blocks per minute since `sinceMs`, and the most blocked names with
+   * their counts (the caller folds them into registrable domains). Flushes first.
+   */
+  async overview(sinceMs: number, topNames = 2000): Promise<{ minutes: { minute: number; queries: number; blocked: number }[]; blockedNames: { name: string; count: number }[] }> {
+    await this.flush();
+    const minutes = (this.#db.prepare(`SELECT at_ms / 60000 AS minute, SUM(count) AS queries, SUM(CASE WHEN result = 'blocked' THEN count ELSE 0 END) AS blocked FROM query_log
+      WHERE at_ms >= ? GROUP BY minute ORDER BY minute`).all(sinceMs) as { minute: number; queries: number; blocked: number }[])
+      .map((m) => ({ minute: Math.floor(m.minute) * 60_000, queries: m.queries, blocked: m.blocked }));
+    const blockedNames = this.#db.prepare(`SELECT name, SUM(count) AS n FROM query_log WHERE at_ms >= ? AND result = 'blocked'
+      GROUP BY name ORDER BY n DESC LIMIT ?`).all(sinceMs, topNames) as { name: string; n: number }[];
+    return { minutes, blockedNames: blockedNames.map((b) => ({ name: b.name, count: b.n })) };
+  }
+
+  count(): number {
+    return (this.#db.prepare('SELECT COUNT(*) AS n FROM query_log').get() as { n: number }).n;
+  }
+
+  /** Writes what is buffered, then stops the writer thread and closes the file. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.flush();
+    this.#closed = true;
+    await this.#worker?.stop();
+    this.#db.close();
+  }
+}
+
+// The writer thread's code: plain JS run with `eval` (the same from src/ under vitest and from dist/), given the
+// file and better-sqlite3's path; one message is one batch, one transaction, one answer.
+const WRITER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.sqlite);
+const db = new Database(workerData.file);
+db.pragma('busy_timeout = 2000');
+db.pragma('synchronous = NORMAL');
+const insert = db.prepare(workerData.insert);
+const trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?');
+const trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
+const reversed = (n) => n.toLowerCase().replace(/\\.$/, '').split('.').reverse().join('.');
+const write = db.transaction((m) => {
+  for (const r of m.rows) insert.run(r.atMs, r.name, reversed(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
+  trimById.run(m.maxRows);
+  trimByAge.run(m.cutoffMs);
+});
+parentPort.on('message', (m) => {
+  if (m.stop) { db.close(); parentPort.postMessage({ id: m.id }); return; }
+  try { write(m); parentPort.postMessage({ id: m.id }); } catch (err) { parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) }); }
+});
+`;
+const INSERT_SQL = `INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+/** The worker thread that writes the query log's batches; if it dies, the log writes on the event loop again. */
+class WriterThread {
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, { ok: () => void; fail: (err: Error) => void }>();
+  #nextId = 0;
+  alive = true;
+
+  constructor(file: string, log: Logger | undefined) {
+    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
+    this.#worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, sqlite, insert: INSERT_SQL } });
+    this.#worker.unref(); // idle, never what keeps the process up; while a batch is out, it is (see #send)
+    this.#worker.on('message', (m: { id: number; error?: string }) => {
+      const w = this.#waiting.get(m.id);
+      this.#waiting.delete(m.id);
+      if (this.#waiting.size === 0) this.#worker.unref();
+      if (m.error === undefined) w?.ok();
+      else w?.fail(new Error(m.error));
+    });
+    const dead = (why: string): void => {
+      if (!this.alive) return;
+      this.alive = false;
+      log?.error({ err: why }, 'the query log writer thread stopped; writing on the event loop from now on');
+      for (const w of this.#waiting.values()) w.fail(new Error(`writer thread stopped: ${why}`));
+      this.#waiting.clear();
+    };
+    this.#worker.on('error', (err) => dead(messageOf(err)));
+    this.#worker.on('exit', (code) => dead(`exit ${code}`));
+  }
+
+  #send(message: object): Promise<void> {
+    const id = ++this.#nextId;
+    return new Promise<void>((ok, fail) => {
+      this.#waiting.set(id, { ok, fail });
+      this.#worker.ref(); // a batch in flight keeps the process up until it is on disk (the last one at a stop)
+      this.#worker.postMessage({ ...message, id });
+    });
+  }
+
+  write(rows: readonly Pending[], maxRows: number, cutoffMs: number): Promise<void> {
+    return this.#send({ rows, maxRows, cutoffMs });
+  }
+
+  async stop(): Promise<void> {
+    if (this.alive) await this.#send({ stop: true }).catch(() => undefined);
+    this.alive = false;
+    await this.#worker.terminate();
+  }
+}
+
+const CSV_COLUMNS = ['time', 'name', 'qtype', 'session', 'user', 'role', 'session_type', 'result', 'action', 'rule', 'rcode', 'score', 'count', 'last_time'] as const;
+
+/** One row as the API shows it (ISO time). */
+export function queryLogJson(r: QueryLogRow): Record<(typeof CSV_COLUMNS)[number], string | number | null> {
+  return {
+    time: new Date(r.atMs).toISOString(), name: r.name, qtype: r.qtype, session: r.session, user: r.user, role: r.role, session_type: r.sessionType,
+    result: r.result, action: r.action, rule: r.rule, rcode: r.rcode, score: r.score, count: r.count, last_time: new Date(r.lastAtMs).toISOString(),
+  };
+}
+
+/** RFC 4180 CSV with a header row; a cell starting with = + - @ is prefixed with ' so a spreadsheet never runs it. */
+export function queryLogCsv(rows: readonly QueryLogRow[]): string {
+  const cell = (v: string | number | null): string => {
+    let s = v === null ? '' : String(v);
+    if (/^[=+\-@]/.test(s) && typeof v === 'string') s = `'${s}`;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [CSV_COLUMNS.join(','), ...rows.map((r) => { const j = queryLogJson(r); return CSV_COLUMNS.map((c) => cell(j[c])).join(','); })].join('\r\n') + '\r\n';
+}
+
+export function queryLogJsonl(rows: readonly QueryLogRow[]): string {
+  return rows.map((r) => `${JSON.stringify(queryLogJson(r))}\n`).join('');
+}
