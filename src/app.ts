@@ -24,6 +24,7 @@ import { UpstreamPool } from './dns/upstream.js';
 import type { GatherOp, PeerEvent, WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
+import { RedisFleet } from './fleet/redis-fleet.js';
 
 export interface AppEnv {
   readonly nowMs: () => number;
@@ -182,6 +183,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const learnedDenyChanged = (): void => policy.setLearnedDeny(store.listLearnedDeny().map((e) => e.domain));
     learnedDenyChanged();
 
+    // fleet.redis (set below, once the sessions and quarantines it applies changes to exist).
+    let fleet: RedisFleet | undefined;
     const sessions = new SessionDirectory<SessionState>({
       newState: () => policy.newSessionState(),
       historyMax: config.sessions.history_per_session,
@@ -190,8 +193,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       hooks: {
         // A held quarantine follows the address and the user: gated before the session takes effect.
         registering: (m) => void quarantines.follow(m),
-        saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); },
-        deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); },
+        ...(config.fleet.redis === undefined ? {} : { claim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.claim(m) ?? Promise.resolve() }),
+        saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); fleet?.publish({ kind: 'session.put', meta: m }); },
+        deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); fleet?.publish({ kind: 'session.drop', id }); },
         loadHistory: (id) => store.history(id),
       },
     });
@@ -199,13 +203,35 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     sessions.restore(store.loadSessions(nowMs()), nowMs());
     metrics.sessionsLive.set(sessions.liveCount(nowMs()));
 
-    const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs, { delivers: worker?.isAdmin ?? true, enqueued: () => publish({ kind: 'alerts.enqueued' }) });
+    // fleet.redis: no replica posts its own alerts; they go to the fleet's queue, posted by the lease holder.
+    const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs, config.fleet.redis !== undefined
+      ? { delivers: false, enqueued: () => fleet?.alertsEnqueued() }
+      : { delivers: worker?.isAdmin ?? true, enqueued: () => publish({ kind: 'alerts.enqueued' }) });
     closers.push(() => alerts.close());
     const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => {
       const s = sessions.get(sessionId);
       if (s !== undefined) s.state = policy.newSessionState();
     }, (change) => publish({ kind: 'quarantine', change }), log);
     closers.push(() => quarantines.close());
+
+    // fleet.redis: this replica's changes go to the others, theirs come here — before the first query is answered.
+    if (config.fleet.redis !== undefined) {
+      const f = new RedisFleet(config.fleet, store, metrics, log, nowMs, {
+        putSession: (m) => { store.saveSession(m); sessions.adopt(m); metrics.sessionsLive.set(sessions.liveCount(nowMs())); },
+        dropSession: (id) => { store.deleteSession(id); sessions.drop(id); metrics.sessionsLive.set(sessions.liveCount(nowMs())); },
+        quarantine: (q) => quarantines.mirror(q),
+        gate: (g) => quarantines.mirrorGate(g),
+        denyList: (entries) => { store.replaceLearnedDeny(entries); learnedDenyChanged(); },
+        audit: (entry) => store.audit(entry, true),
+        held: () => quarantines.held(),
+        registered: () => sessions.list().filter((m) => m.origin === 'registered' && m.expiresAtMs > nowMs()).map(({ state: _state, history: _history, ...meta }) => meta),
+        learnedDeny: () => store.listLearnedDeny(),
+      }, alerts);
+      fleet = f;
+      quarantines.shared = { record: (record) => f.publish({ kind: 'quarantine.record', record }), gate: (gate) => f.publish({ kind: 'quarantine.gate', gate }) };
+      store.onAudit = (entry) => f.publish({ kind: 'audit', entry });
+      closers.push(() => { store.onAudit = undefined; return f.close(); });
+    }
 
     metrics.scrapeHooks.oldestOpenQuarantineAgeSec = () => {
       try {
@@ -216,6 +242,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         return undefined;
       }
     };
+
+    await fleet?.start();
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, metrics, nowMs);
     closers.push(() => upstreamPool.close());
@@ -341,7 +369,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
       sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
       attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
-      learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
+      learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); fleet?.publish({ kind: 'deny.list', entries: store.listLearnedDeny() }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       readinessChecks,
       ...(worker === undefined ? {} : {

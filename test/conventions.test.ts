@@ -43,6 +43,7 @@ const EVERYTHING = {
   upstreams: [{ address: '127.0.0.1:53' }],
   sessions: { signing_keys: [{ kid: 'k', alg: 'HS256', secret: 'z'.repeat(32) }] },
   alerts: { webhooks: [{ url: 'http://127.0.0.1:9/hook' }] },
+  fleet: { redis: { url: 'redis://127.0.0.1:6379/0', password_file: '/run/secrets/redis' } },
 };
 
 describe('README', () => {

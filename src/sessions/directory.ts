@@ -130,6 +130,8 @@ const ADDRESS_CACHE_MAX = 65_536;
 export interface SessionStoreHooks {
   /** A verified registration (or renewal), before it is stored or takes effect: a throw refuses it. */
   registering?(meta: SessionMeta): void;
+  /** Before `registering`: claims the addresses beyond this process (fleet.redis); a throw refuses it. */
+  claim?(meta: SessionMeta): Promise<void>;
   saveRegistered(meta: SessionMeta): void;
   deleteRegistered(id: string): void;
   /** The stored recent-query history of a session (so a restart keeps it). */
@@ -269,15 +271,22 @@ export class SessionDirectory<S> {
     const c = parsed.data;
     const expiresAtMs = Math.min(c.exp * 1000, nowMs + this.#maxTtlSec * 1000);
     const list = blockListOf(c.addresses);
-    for (const e of this.#entries) {
-      if (e.session.id === c.sid || e.session.expiresAtMs <= nowMs) continue;
-      if (overlaps(list, c.addresses, e.list, e.session.addresses)) {
-        throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(c.addresses)} is already owned by live session "${e.session.id}"`);
+    const checkOverlap = (): void => {
+      for (const e of this.#entries) {
+        if (e.session.id === c.sid || e.session.expiresAtMs <= nowMs) continue;
+        if (overlaps(list, c.addresses, e.list, e.session.addresses)) {
+          throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(c.addresses)} is already owned by live session "${e.session.id}"`);
+        }
       }
+      if (this.#byId.get(c.sid)?.session.origin === 'static') throw new WardenError('ERR_SESSION_CONFLICT', `session id "${c.sid}" is a static session`);
+    };
+    checkOverlap();
+    const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
+    if (this.#hooks?.claim !== undefined) {
+      await this.#hooks.claim(meta);
+      checkOverlap(); // sessions may have arrived from other replicas while the claim was in flight
     }
     const previous = this.#byId.get(c.sid);
-    if (previous?.session.origin === 'static') throw new WardenError('ERR_SESSION_CONFLICT', `session id "${c.sid}" is a static session`);
-    const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
     this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
     this.#hooks?.saveRegistered(meta); // persisted before it takes effect
     const session = this.#put(meta, previous?.session);
