@@ -10,6 +10,9 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** A new, empty redis-server on the same port. */
   restart(): Promise<void>;
+  /** SIGSTOP / SIGCONT: connections stay open but nothing answers (a partition without a reset). */
+  pause(): void;
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -24,9 +27,9 @@ function freePort(): Promise<number> {
   });
 }
 
-function launch(port: number): Promise<ChildProcess> {
+function launch(port: number, extraArgs: readonly string[]): Promise<ChildProcess> {
   return new Promise((ok, fail) => {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => { proc.kill('SIGKILL'); fail(new Error(`redis-server did not start on ${port}:\n${out}`)); }, 15_000);
     const onData = (c: Buffer): void => {
@@ -47,17 +50,21 @@ function gone(proc: ChildProcess | undefined, signal: NodeJS.Signals): Promise<v
   return new Promise((ok) => {
     proc.once('exit', () => ok());
     proc.kill(signal);
+    if (signal === 'SIGTERM') proc.kill('SIGCONT'); // a paused server must run to act on SIGTERM
   });
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** `extraArgs`: more redis-server options, e.g. ['--requirepass', 'secret']. */
+export async function startRedis(extraArgs: readonly string[] = []): Promise<RedisServer> {
   const port = await freePort();
-  let proc: ChildProcess | undefined = await launch(port);
+  let proc: ChildProcess | undefined = await launch(port, extraArgs);
   return {
     port,
     url: `redis://127.0.0.1:${port}/0`,
     async kill() { await gone(proc, 'SIGKILL'); proc = undefined; },
-    async restart() { await gone(proc, 'SIGKILL'); proc = await launch(port); },
+    async restart() { await gone(proc, 'SIGKILL'); proc = await launch(port, extraArgs); },
+    pause() { proc?.kill('SIGSTOP'); },
+    resume() { proc?.kill('SIGCONT'); },
     async stop() { await gone(proc, 'SIGTERM'); proc = undefined; },
   };
 }

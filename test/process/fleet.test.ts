@@ -54,7 +54,7 @@ const replicas = new Map<string, Replica>();
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-function configOf(name: string, dir: string): Record<string, unknown> {
+function configOf(name: string, dir: string, fleet: Record<string, unknown> = { name: 'fleettest', redis: { url: redis.url } }): Record<string, unknown> {
   return {
     listen: { dns: ['127.0.0.1:0'], admin: '127.0.0.1:0' },
     admin: { token: TOKEN },
@@ -66,7 +66,7 @@ function configOf(name: string, dir: string): Record<string, unknown> {
       signing_keys: [{ kid: 'runtime', alg: 'HS256', secret: HS_SECRET }],
     },
     alerts: { webhooks: [{ url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`, format: 'json' }], retry_initial_ms: 100, retry_max_ms: 500 },
-    fleet: { name: 'fleettest', redis: { url: redis.url } },
+    fleet,
     logging: { level: 'info' },
   };
 }
@@ -81,9 +81,9 @@ async function waitLine(r: Replica, msg: string, from: number, timeoutMs = 30_00
   throw new Error(`replica ${r.name}: no "${msg}" line:\n${r.output}`);
 }
 
-async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`))): Promise<Replica> {
+async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`)), fleet?: Record<string, unknown>): Promise<Replica> {
   const configPath = join(dir, 'dnswarden.yaml');
-  writeFileSync(configPath, stringify(configOf(name, dir)));
+  writeFileSync(configPath, stringify(configOf(name, dir, fleet)));
   const r: Replica = { name, dir, configPath, child: undefined as unknown as ChildProcess, output: '', dns: { address: '127.0.0.1', port: 0 }, adminUrl: '' };
   r.child = spawnServe(configPath, dir, (text) => void (r.output += text));
   const ready = await waitLine(r, 'dnswarden ready', 0);
@@ -324,6 +324,29 @@ describe('fleet.redis: three replicas sharing one Redis', () => {
     expect(rep('A').output).toContain('Redis lost the shared record');
   });
 
+  it('Redis stops answering with its connections open (SIGSTOP): noticed within seconds; a quarantine raised meanwhile does not wait for it, holds at once and reaches the others when Redis answers again', async () => {
+    expect((await register(rep('B'), 'pod-s', '127.0.0.25')).status).toBe(201);
+    for (const r of replicas.values()) await within(PROPAGATION_MS, `pod-s on ${r.name}`, async () => answered(await ask(r, '127.0.0.25')));
+    redis.pause();
+    try {
+      for (const r of replicas.values()) {
+        await within(15_000, `${r.name} sees Redis not answering`, async () => (await metric(r, 'dnswarden_fleet_redis_connected')) === 0);
+        expect((await fetch(`${r.adminUrl}/healthz`)).status).toBe(200);
+        expect(answered(await ask(r, '127.0.0.25'))).toBe(true);
+      }
+      const started = Date.now();
+      await quarantineFrom(rep('B'), '127.0.0.25', 's');
+      expect(Date.now() - started).toBeLessThan(1000); // two judged queries; nothing waited for Redis
+      expect(await metric(rep('B'), 'dnswarden_fleet_outbox_events')).toBeGreaterThanOrEqual(1);
+    } finally {
+      redis.resume();
+    }
+    for (const name of ['A', 'C']) await within(20_000, `quarantine reaches ${name}`, async () => quarantined(await ask(rep(name), '127.0.0.25')));
+    for (const r of replicas.values()) {
+      await within(20_000, `${r.name} answering again and drained`, async () => (await metric(r, 'dnswarden_fleet_redis_connected')) === 1 && (await metric(r, 'dnswarden_fleet_outbox_events')) === 0);
+    }
+  });
+
   it('a replica started later has caught up (quarantine gates, sessions, learned deny list) when it says it is ready', async () => {
     expect((await register(rep('B'), 'pod-n', '127.0.0.23')).status).toBe(201);
     await within(PROPAGATION_MS, 'pod-n on C', async () => answered(await ask(rep('C'), '127.0.0.23')));
@@ -372,5 +395,43 @@ describe('fleet.redis: three replicas sharing one Redis', () => {
     // Nothing the whole test raised or decided was posted twice (the outage and restarts included).
     const ids = hookBodies.map((b) => b.id);
     expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+  });
+});
+
+describe('fleet.redis with a password (requirepass)', () => {
+  let locked: RedisServer;
+  beforeAll(async () => { locked = await startRedis(['--requirepass', 'fleet-test-redis-password']); });
+  afterAll(async () => {
+    for (const name of ['P', 'W']) {
+      const r = replicas.get(name);
+      if (r !== undefined && r.child.exitCode === null) { r.child.kill('SIGKILL'); await exited(r.child, 5000).catch(() => undefined); }
+      replicas.delete(name);
+    }
+    await locked?.stop();
+  });
+
+  it('password_file gives the password: connected; a wrong one: not connected, DNS answered all the same; a missing file: the start fails naming the field', async () => {
+    const good = join(root, 'redis-password');
+    const bad = join(root, 'redis-password-wrong');
+    writeFileSync(good, 'fleet-test-redis-password\n');
+    writeFileSync(bad, 'not-the-password\n');
+    const p = await launch('P', undefined, { name: 'locked', redis: { url: locked.url, password_file: good } });
+    await within(10_000, 'P connected', async () => (await metric(p, 'dnswarden_fleet_redis_connected')) === 1);
+    const w = await launch('W', undefined, { name: 'locked', redis: { url: locked.url, password_file: bad } });
+    expect(await metric(w, 'dnswarden_fleet_redis_connected')).toBe(0);
+    // A registration through P reaches neither W (no access) nor fails W's answering.
+    expect((await register(p, 'pod-pw', '127.0.0.26')).status).toBe(201);
+    expect((await ask(w, '127.0.0.26')).rcode).toBe('REFUSED');
+    expect(w.output).not.toContain('not-the-password');
+    expect(w.output).not.toContain('fleet-test-redis-password');
+
+    const dir = mkdtempSync(join(root, 'M-'));
+    const configPath = join(dir, 'dnswarden.yaml');
+    writeFileSync(configPath, stringify(configOf('M', dir, { name: 'locked', redis: { url: locked.url, password_file: join(root, 'no-such-file') } })));
+    let out = '';
+    const m = spawnServe(configPath, dir, (text) => void (out += text));
+    const { code } = await exited(m, 20_000);
+    expect(code).not.toBe(0);
+    expect(out).toContain('fleet.redis.password_file');
   });
 });
