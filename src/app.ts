@@ -403,7 +403,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           tokens = nextTokens;
           policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
           log.level = next.logging.level;
-          const restartOnly = (['listen', 'storage', 'upstreams', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
+          const restartOnly = (['listen', 'storage', 'upstreams', 'resolver', 'cache', 'server', 'domain_age', 'alerts', 'fleet'] as const)
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;

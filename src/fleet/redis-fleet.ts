@@ -59,6 +59,13 @@ const CLAIM = `
 for i, k in ipairs(KEYS) do local v = redis.call('GET', k); if v and v ~= ARGV[1] then return v end end
 for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
 return false`;
+// Writes a quarantine record unless the shared one is already further on (open < confirmed < released), atomically.
+const PUT_RECORD = `
+local rank = { open = 0, confirmed = 1, released = 2 }
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and rank[cjson.decode(old).state] > rank[ARGV[3]] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`;
 const UNCLAIM = `for i, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end end return 0`;
 
 /** The URL and password (from password_file when given) for fleet.redis; a file that cannot be read names the field. */
@@ -273,13 +280,10 @@ export class RedisFleet {
         m.hdel(this.#k('sessions'), event.id);
         break;
       }
-      case 'quarantine.record': {
-        // A decision is never undone by an older state arriving later: open < confirmed < released.
-        const old = await this.#main.hget(this.#k('quarantines'), event.record.id);
-        if (old !== null && RANK[(JSON.parse(old) as QuarantineRecord).state] > RANK[event.record.state]) break;
-        m.hset(this.#k('quarantines'), event.record.id, JSON.stringify(event.record));
+      case 'quarantine.record':
+        // A decision is never undone by an older state written later (two replicas deciding at once).
+        m.eval(PUT_RECORD, 1, this.#k('quarantines'), event.record.id, JSON.stringify(event.record), event.record.state);
         break;
-      }
       case 'quarantine.gate':
         m.hset(this.#k('gates'), `${event.gate.sessionId} ${event.gate.quarantineId}`, JSON.stringify(event.gate));
         break;
@@ -384,7 +388,6 @@ export class RedisFleet {
       this.#main.get(this.#k('deny')),
     ]);
     const now = this.#nowMs();
-    for (const [id, until] of this.#tombstones) if (now - until > TOMBSTONE_MS) this.#tombstones.delete(id);
     for (const text of Object.values(quarantines)) this.#apply({ kind: 'quarantine.record', record: JSON.parse(text) as QuarantineRecord });
     for (const text of Object.values(gates)) this.#apply({ kind: 'quarantine.gate', gate: JSON.parse(text) as QuarantineGate });
     for (const text of Object.values(sessions)) {
@@ -423,6 +426,8 @@ export class RedisFleet {
       return;
     }
     if (this.queued() > 0) void this.flush();
+    const now = this.#nowMs();
+    for (const [id, at] of this.#tombstones) if (now - at > TOMBSTONE_MS) this.#tombstones.delete(id);
   }
 
   async close(): Promise<void> {
@@ -437,5 +442,3 @@ export class RedisFleet {
     this.#metrics.fleetConnected.set(0);
   }
 }
-
-const RANK: Readonly<Record<QuarantineRecord['state'], number>> = { open: 0, confirmed: 1, released: 2 };

@@ -119,8 +119,9 @@ const ask = (r: Replica, bind: string, name: string = FIXTURE.a.name, type = 'A'
 async function within(timeoutMs: number, what: string, check: () => Promise<boolean>): Promise<number> {
   const start = Date.now();
   for (;;) {
-    if (await check()) return Date.now() - start;
-    if (Date.now() - start > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    const at = Date.now() - start; // when the check that succeeds began: the state held by then
+    if (await check()) return at;
+    if (at > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await sleep(20);
   }
 }
