@@ -193,7 +193,10 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       hooks: {
         // A held quarantine follows the address and the user: gated before the session takes effect.
         registering: (m) => void quarantines.follow(m),
-        ...(config.fleet.redis === undefined ? {} : { claim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.claim(m) ?? Promise.resolve() }),
+        ...(config.fleet.redis === undefined ? {} : {
+          claim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.claim(m) ?? Promise.resolve(),
+          unclaim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.unclaim(m),
+        }),
         saveRegistered: (m) => { store.saveSession(m); publish({ kind: 'session.put', meta: m }); fleet?.publish({ kind: 'session.put', meta: m }); },
         deleteRegistered: (id) => { store.deleteSession(id); publish({ kind: 'session.drop', id }); fleet?.publish({ kind: 'session.drop', id }); },
         loadHistory: (id) => store.history(id),
@@ -222,11 +225,12 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         quarantine: (q) => quarantines.mirror(q),
         gate: (g) => quarantines.mirrorGate(g),
         denyList: (entries) => { store.replaceLearnedDeny(entries); learnedDenyChanged(); },
-        audit: (entry) => store.audit(entry, true),
+        // Workers share one store: one of them records another replica's audit row.
+        audit: (entry) => { if (worker?.isAdmin !== false) store.audit(entry, true); },
         held: () => quarantines.held(),
         registered: () => sessions.list().filter((m) => m.origin === 'registered' && m.expiresAtMs > nowMs()).map(({ state: _state, history: _history, ...meta }) => meta),
         learnedDeny: () => store.listLearnedDeny(),
-      }, alerts);
+      }, alerts, worker?.isAdmin !== false);
       fleet = f;
       quarantines.shared = { record: (record) => f.publish({ kind: 'quarantine.record', record }), gate: (gate) => f.publish({ kind: 'quarantine.gate', gate }) };
       store.onAudit = (entry) => f.publish({ kind: 'audit', entry });
@@ -362,6 +366,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         case 'cache.flush': cache.clear(); break;
         case 'alerts.enqueued': alerts.deliverNow(); break;
       }
+      // Another worker changed something: it is in the shared store's fleet queue, which this worker may send.
+      void fleet?.flush();
       metrics.sessionsLive.set(sessions.liveCount(nowMs()));
     }, (op) => answerGather(op, metrics, sessions, quarantines, worker.spec.index));
 

@@ -297,16 +297,18 @@ export class QuarantineBook {
    */
   mirror(record: QuarantineRecord): void {
     const local = this.#unsavedRows.get(record.id) ?? this.#store.getQuarantine(record.id);
-    if (local !== undefined && STATE_RANK[local.state] >= STATE_RANK[record.state]) {
-      if (local.state !== 'released' && !this.#open.has(record.sessionId)) this.adopt({ state: 'open', sessionId: record.sessionId, id: record.id });
-      return;
+    const newer = local === undefined || STATE_RANK[local.state] < STATE_RANK[record.state];
+    // The gate follows the furthest state known, even when the store has it already (server.workers > 1 share
+    // one store: another worker may have written this very change a moment ago).
+    const state = newer ? record.state : local.state;
+    if (state !== 'released') this.adopt({ state: 'open', sessionId: record.sessionId, id: record.id });
+    if (newer) {
+      this.#store.db.transaction(() => {
+        if (local === undefined) this.#store.insertQuarantine(record);
+        if (record.state !== 'open') this.#store.updateQuarantine(record);
+      })();
     }
-    if (record.state !== 'released') this.adopt({ state: 'open', sessionId: record.sessionId, id: record.id });
-    this.#store.db.transaction(() => {
-      if (local === undefined) this.#store.insertQuarantine(record);
-      if (record.state !== 'open') this.#store.updateQuarantine(record);
-    })();
-    if (record.state === 'released') this.adopt({ state: 'released', sessionId: record.sessionId, id: record.id });
+    if (state === 'released') this.adopt({ state: 'released', sessionId: record.sessionId, id: record.id });
   }
 
   /** A session another replica gated under a quarantine: held here too (before the record, if it comes later). */

@@ -96,7 +96,7 @@ export class FleetAlerts {
       throw err;
     }
     if (this.#held) void this.post();
-    if (this.#store.outboxSize() > 0) void this.ship();
+    void this.ship(); // what an earlier attempt left (one indexed read when the outbox is empty)
   }
 
   lost(): void {

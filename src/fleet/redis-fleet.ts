@@ -1,11 +1,11 @@
 // fleet.redis: replicas on several machines sharing what must hold everywhere — registered sessions, quarantine
 // records and gates, the learned deny list, the audit log — through Redis. Every change is first made and stored
 // here (SQLite, as with one node), then queued in the local store's `fleet_outbox` table (in the same
-// transaction when there is one), then written to Redis: the shared record (hashes under `{fleet.name}:…`) and a
-// PUBLISH on `{fleet.name}:events` that every replica applies. Redis down or partitioned: nothing here waits for
-// it; the queue grows on disk and drains in order when Redis is back, and every (re)connection reads the whole
-// shared record again (a replica misses what was published while it was away). Owns the Redis connections, the
-// outbox, the address claims (one winner per address across the fleet) and the alert lease.
+// transaction when there is one), then written to Redis (src/fleet/shared-record.ts: the shared record and a
+// PUBLISH every replica applies). Redis down or partitioned: nothing here waits for it; the queue grows on disk
+// and drains in order when Redis is back, and every (re)connection reads the whole shared record again (a replica
+// misses what was published while it was away). Owns the Redis connections, the queue, the heartbeat, the
+// catch-up and how received changes reach the replica.
 // Never touches the per-query path: no query, cached or judged, sends a Redis command.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -14,22 +14,11 @@ import type { Logger } from 'pino';
 import { Redis } from 'ioredis';
 import { ConfigError, WardenError, messageOf } from '../errors.js';
 import type { Config } from '../ops/config.js';
-import { parseCidr } from '../ops/config.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
 import type { SessionMeta } from '../sessions/directory.js';
-import type { PeerEvent } from './worker-link.js';
+import { SharedRecord, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
 import { FleetAlerts, type AlertPoster } from './fleet-alerts.js';
-
-export type LearnedDenyEntry = ReturnType<Store['listLearnedDeny']>[number];
-
-/** What replicas tell each other: the workers' session events, and the records the workers share through their common store. */
-export type FleetEvent =
-  | Extract<PeerEvent, { kind: 'session.put' | 'session.drop' }>
-  | { readonly kind: 'quarantine.record'; readonly record: QuarantineRecord }
-  | { readonly kind: 'quarantine.gate'; readonly gate: QuarantineGate }
-  | { readonly kind: 'deny.list'; readonly entries: readonly LearnedDenyEntry[] }
-  | { readonly kind: 'audit'; readonly entry: Omit<AuditEntry, 'id'> };
 
 /** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
 export interface Replica {
@@ -53,20 +42,6 @@ const TICK_MS = 1000;
 const COMMAND_TIMEOUT_MS = 2000;
 // A session dropped lately is not brought back by a snapshot read before the drop.
 const TOMBSTONE_MS = 60_000;
-
-// Claims every address key for one session, or none: the first claimant of an address wins until its session ends or expires.
-const CLAIM = `
-for i, k in ipairs(KEYS) do local v = redis.call('GET', k); if v and v ~= ARGV[1] then return v end end
-for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
-return false`;
-// Writes a quarantine record unless the shared one is already further on (open < confirmed < released), atomically.
-const PUT_RECORD = `
-local rank = { open = 0, confirmed = 1, released = 2 }
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old and rank[cjson.decode(old).state] > rank[ARGV[3]] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1`;
-const UNCLAIM = `for i, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end end return 0`;
 
 /** The URL and password (from password_file when given) for fleet.redis; a file that cannot be read names the field. */
 export function redisTarget(config: NonNullable<Config['fleet']['redis']>): { url: string; password: string | undefined } {
@@ -99,11 +74,16 @@ export class RedisFleet {
   #syncing: Promise<void> | undefined;
   #tick: NodeJS.Timeout | undefined;
   readonly #alerts: FleetAlerts | undefined;
+  readonly #record: SharedRecord;
   readonly #tombstones = new Map<string, number>();
   /** Events the outbox refused (the store failing): kept in order and written before anything newer. */
   readonly #unqueued: FleetEvent[] = [];
 
-  constructor(config: Config['fleet'], store: Store, metrics: Metrics, log: Logger, nowMs: () => number, replica: Replica, alerts?: AlertPoster) {
+  readonly #drains: boolean;
+
+  /** `drains`: this process sends the store's queue to Redis (false for all but one worker of server.workers > 1). */
+  constructor(config: Config['fleet'], store: Store, metrics: Metrics, log: Logger, nowMs: () => number, replica: Replica, alerts?: AlertPoster, drains = true) {
+    this.#drains = drains;
     const { url, password } = redisTarget(config.redis!);
     this.#store = store;
     this.#metrics = metrics;
@@ -118,6 +98,7 @@ export class RedisFleet {
     this.#main = this.#client(url, password, 'main');
     this.#sub = this.#client(url, password, 'sub');
     this.#lease = this.#client(url, password, 'lease');
+    this.#record = new SharedRecord(this.#main, this.#k, this.nodeId, nowMs, this.#log);
     this.#alerts = alerts === undefined ? undefined : new FleetAlerts(this.#main, this.#lease, this.nodeId, this.#k, store, alerts, metrics, this.#log);
     this.#sub.on('message', (_channel: string, text: string) => this.#received(text));
     this.#main.on('ready', () => { this.#healthy = true; this.#changed(); this.#resync(); });
@@ -185,7 +166,11 @@ export class RedisFleet {
 
   /** Changes in the local outbox not yet in Redis. */
   queued(): number {
-    return (this.#store.db.prepare('SELECT COUNT(*) AS n FROM fleet_outbox').get() as { n: number }).n + this.#unqueued.length;
+    try {
+      return (this.#store.db.prepare('SELECT COUNT(*) AS n FROM fleet_outbox').get() as { n: number }).n + this.#unqueued.length;
+    } catch {
+      return this.#unqueued.length; // the store failing is reported by /readyz; a gauge is no reason to throw
+    }
   }
 
   /**
@@ -214,27 +199,31 @@ export class RedisFleet {
    */
   async claim(meta: SessionMeta): Promise<void> {
     if (!this.connected) return;
-    let holder: unknown;
+    let holder: string | undefined;
     try {
-      holder = await this.#main.eval(CLAIM, meta.addresses.length, ...this.#claimKeys(meta), meta.id, String(Math.max(1, meta.expiresAtMs - this.#nowMs())));
+      holder = await this.#record.claim(meta);
     } catch (err) {
       this.#log.warn({ session: meta.id, err: messageOf(err) }, 'address claim not made (Redis did not answer): registering on what this replica knows');
       return;
     }
-    if (typeof holder === 'string') throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(meta.addresses)} is already owned by live session "${holder}" (on another replica)`);
+    if (holder !== undefined) throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(meta.addresses)} is already owned by live session "${holder}" (on another replica)`);
   }
 
-  #claimKeys(meta: Pick<SessionMeta, 'addresses'>): string[] {
-    return meta.addresses.map((a) => {
-      const c = parseCidr(a);
-      return this.#k(`addr:${c === undefined ? a : `${c.address}/${c.prefix}`}`);
-    });
+  /** A claimed registration this replica refused after all: its addresses are free again (best effort; they expire anyway). */
+  unclaim(meta: SessionMeta): void {
+    if (!this.connected) return;
+    this.#record.unclaim(meta).catch((err: unknown) => this.#log.warn({ session: meta.id, err: messageOf(err) }, 'address claim not given back (it expires with the session)'));
   }
 
   /** Writes the queued changes to Redis, oldest first; stops at the first failure (the rest wait for the next try). */
   flush(): Promise<void> {
+    // With server.workers > 1 the workers share one store and its queue: one worker sends it, so nothing goes twice.
+    if (!this.#drains) return Promise.resolve();
     if (this.#flushing !== undefined) return this.#flushing;
-    this.#flushing = this.#drain().finally(() => { this.#flushing = undefined; });
+    // A fault here (the store failing) is logged, never an unhandled rejection: the queue is retried on the next beat.
+    this.#flushing = this.#drain()
+      .catch((err: unknown) => this.#log.error({ err: messageOf(err) }, 'fleet queue not read (the store failed); retried'))
+      .finally(() => { this.#flushing = undefined; });
     return this.#flushing;
   }
 
@@ -252,7 +241,7 @@ export class RedisFleet {
       const row = this.#store.db.prepare('SELECT id, event FROM fleet_outbox ORDER BY id LIMIT 1').get() as { id: number; event: string } | undefined;
       if (row === undefined) break;
       try {
-        await this.#send(JSON.parse(row.event) as FleetEvent);
+        await this.#record.send(JSON.parse(row.event) as FleetEvent);
       } catch (err) {
         this.#log.warn({ err: messageOf(err), queued: this.queued() }, 'fleet change not sent to Redis: kept queued, retried');
         break;
@@ -261,45 +250,6 @@ export class RedisFleet {
       this.#metrics.fleetOutbox.set(this.queued());
     }
     this.#metrics.fleetOutbox.set(this.queued());
-  }
-
-  /** One change into the shared record and onto the channel, atomically. */
-  async #send(event: FleetEvent): Promise<void> {
-    const m = this.#main.multi();
-    switch (event.kind) {
-      case 'session.put': {
-        // Queued while Redis was away, the claim was not made then: made now; a conflict is the partition's (logged).
-        const holder = await this.#main.eval(CLAIM, event.meta.addresses.length, ...this.#claimKeys(event.meta), event.meta.id, String(Math.max(1, event.meta.expiresAtMs - this.#nowMs())));
-        if (typeof holder === 'string') this.#log.error({ session: event.meta.id, held_by: holder, addresses: event.meta.addresses }, 'a session registered during a partition shares an address with a session registered elsewhere: both hold until one ends');
-        m.hset(this.#k('sessions'), event.meta.id, JSON.stringify(event.meta));
-        break;
-      }
-      case 'session.drop': {
-        const meta = await this.#main.hget(this.#k('sessions'), event.id);
-        if (meta !== null) await this.#main.eval(UNCLAIM, (JSON.parse(meta) as SessionMeta).addresses.length, ...this.#claimKeys(JSON.parse(meta) as SessionMeta), event.id);
-        m.hdel(this.#k('sessions'), event.id);
-        break;
-      }
-      case 'quarantine.record':
-        // A decision is never undone by an older state written later (two replicas deciding at once).
-        m.eval(PUT_RECORD, 1, this.#k('quarantines'), event.record.id, JSON.stringify(event.record), event.record.state);
-        break;
-      case 'quarantine.gate':
-        m.hset(this.#k('gates'), `${event.gate.sessionId} ${event.gate.quarantineId}`, JSON.stringify(event.gate));
-        break;
-      case 'deny.list':
-        m.set(this.#k('deny'), JSON.stringify(event.entries));
-        break;
-      case 'audit':
-        // The shared audit log, newest last, bounded; every replica also keeps it in its own store.
-        m.rpush(this.#k('audit'), JSON.stringify(event.entry));
-        m.ltrim(this.#k('audit'), -100_000, -1);
-        break;
-    }
-    m.publish(this.#channel, JSON.stringify({ o: this.nodeId, e: event }));
-    const results = await m.exec();
-    const failed = results?.find(([err]) => err !== null);
-    if (results === null || failed !== undefined) throw new Error(`MULTI failed: ${failed === undefined ? 'aborted' : messageOf(failed[0])}`);
   }
 
   #received(text: string): void {
@@ -350,7 +300,7 @@ export class RedisFleet {
         await this.flush();
         void this.#alerts?.ship();
         try {
-          await this.#readAll();
+          await this.#readAll(); // a fault (Redis or the store) is logged; the record is read again next time
         } catch (err) {
           this.#log.warn({ err: messageOf(err) }, 'could not read the shared record from Redis; read again at the next reconnection');
         }
@@ -425,7 +375,7 @@ export class RedisFleet {
       this.#changed();
       return;
     }
-    if (this.queued() > 0) void this.flush();
+    void this.flush(); // what other workers queued, or what a failed send left (one indexed read when empty)
     const now = this.#nowMs();
     for (const [id, at] of this.#tombstones) if (now - at > TOMBSTONE_MS) this.#tombstones.delete(id);
   }

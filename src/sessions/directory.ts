@@ -132,6 +132,8 @@ export interface SessionStoreHooks {
   registering?(meta: SessionMeta): void;
   /** Before `registering`: claims the addresses beyond this process (fleet.redis); a throw refuses it. */
   claim?(meta: SessionMeta): Promise<void>;
+  /** A claimed registration refused after all (by a later check or the store): the claim is given back. */
+  unclaim?(meta: SessionMeta): void;
   saveRegistered(meta: SessionMeta): void;
   deleteRegistered(id: string): void;
   /** The stored recent-query history of a session (so a restart keeps it). */
@@ -284,11 +286,16 @@ export class SessionDirectory<S> {
     const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
     if (this.#hooks?.claim !== undefined) {
       await this.#hooks.claim(meta);
-      checkOverlap(); // sessions may have arrived from other replicas while the claim was in flight
     }
     const previous = this.#byId.get(c.sid);
-    this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
-    this.#hooks?.saveRegistered(meta); // persisted before it takes effect
+    try {
+      if (this.#hooks?.claim !== undefined) checkOverlap(); // sessions may have arrived from other replicas meanwhile
+      this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
+      this.#hooks?.saveRegistered(meta); // persisted before it takes effect
+    } catch (err) {
+      if (previous === undefined) this.#hooks?.unclaim?.(meta); // refused after all: its addresses are free again
+      throw err;
+    }
     const session = this.#put(meta, previous?.session);
     this.#rebuild();
     return session;

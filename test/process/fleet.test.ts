@@ -54,8 +54,9 @@ const replicas = new Map<string, Replica>();
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-function configOf(name: string, dir: string, fleet: Record<string, unknown> = { name: 'fleettest', redis: { url: redis.url } }): Record<string, unknown> {
+function configOf(name: string, dir: string, fleet: Record<string, unknown> = { name: 'fleettest', redis: { url: redis.url } }, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
+    ...extra,
     listen: { dns: ['127.0.0.1:0'], admin: '127.0.0.1:0' },
     admin: { token: TOKEN },
     storage: { dir: join(dir, 'data') },
@@ -81,9 +82,9 @@ async function waitLine(r: Replica, msg: string, from: number, timeoutMs = 30_00
   throw new Error(`replica ${r.name}: no "${msg}" line:\n${r.output}`);
 }
 
-async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`)), fleet?: Record<string, unknown>): Promise<Replica> {
+async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`)), fleet?: Record<string, unknown>, extra?: Record<string, unknown>): Promise<Replica> {
   const configPath = join(dir, 'dnswarden.yaml');
-  writeFileSync(configPath, stringify(configOf(name, dir, fleet)));
+  writeFileSync(configPath, stringify(configOf(name, dir, fleet, extra)));
   const r: Replica = { name, dir, configPath, child: undefined as unknown as ChildProcess, output: '', dns: { address: '127.0.0.1', port: 0 }, adminUrl: '' };
   r.child = spawnServe(configPath, dir, (text) => void (r.output += text));
   const ready = await waitLine(r, 'dnswarden ready', 0);
@@ -396,6 +397,32 @@ describe('fleet.redis: three replicas sharing one Redis', () => {
     // Nothing the whole test raised or decided was posted twice (the outage and restarts included).
     const ids = hookBodies.map((b) => b.id);
     expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+  });
+});
+
+describe('fleet.redis with server.workers: 2 (every worker a member of the fleet)', () => {
+  // Steered by the kernel to worker 1 and worker 0 of a two-worker replica (test/process/workers.test.ts checks it).
+  const ON_1 = '127.0.0.2';
+  const ON_0 = '127.0.0.3';
+  afterAll(async () => {
+    const r = replicas.get('W2');
+    if (r !== undefined && r.child.exitCode === null) { r.child.kill('SIGTERM'); await exited(r.child, 15_000).catch(() => r.child.kill('SIGKILL')); }
+    replicas.delete('W2');
+  });
+
+  it('registrations made elsewhere hold on both workers; a quarantine raised by a worker reaches the fleet; a release elsewhere lifts it on the worker', async () => {
+    const w2 = await launch('W2', undefined, undefined, { server: { workers: 2 } });
+    const a = rep('A');
+    expect((await register(a, 'pod-w1', ON_1)).status).toBe(201);
+    expect((await register(a, 'pod-w0', ON_0)).status).toBe(201);
+    for (const address of [ON_1, ON_0]) await within(PROPAGATION_MS, `registration of ${address} on W2`, async () => answered(await ask(w2, address)));
+    await quarantineFrom(w2, ON_1, 'w');
+    await within(PROPAGATION_MS, 'quarantine raised by worker 1 on A', async () => quarantined(await ask(a, ON_1)));
+    const q = (await admin(a, '/v1/sessions/pod-w1')).json.session.quarantine as string;
+    expect(q).toMatch(/^qr-/);
+    expect(answered(await ask(w2, ON_0))).toBe(true); // the other session is not touched
+    expect((await admin(a, `/v1/quarantines/${q}/release`, { method: 'POST', body: { reason: 'workers' } })).status).toBe(200);
+    await within(PROPAGATION_MS, 'release on W2 (worker 1)', async () => answered(await ask(w2, ON_1)));
   });
 });
 
