@@ -130,8 +130,8 @@ async function within(timeoutMs: number, what: string, check: () => Promise<bool
 const answered = (reply: DnsReply): boolean => reply.rcode === 'NOERROR' && reply.answers.some((a) => a.data === FIXTURE.a.address);
 const quarantined = (reply: DnsReply): boolean => reply.rcode === 'NXDOMAIN' && reply.ede?.code === 15 && /^session quarantined \(qr-/.test(reply.ede.text);
 
-async function token(sid: string, address: string, type = 'scheduled'): Promise<string> {
-  return new SignJWT({ sid, user: `user-${sid}`, role: 'agent', session_type: type, addresses: [`${address}/32`], exp: Math.floor(Date.now() / 1000) + 3600 })
+async function token(sid: string, address: string, type = 'scheduled', user = `user-${sid}`): Promise<string> {
+  return new SignJWT({ sid, user, role: 'agent', session_type: type, addresses: [`${address}/32`], exp: Math.floor(Date.now() / 1000) + 3600 })
     .setProtectedHeader({ alg: 'HS256', kid: 'runtime' })
     .sign(new TextEncoder().encode(HS_SECRET));
 }
@@ -244,12 +244,20 @@ describe('fleet.redis: three replicas sharing one Redis', () => {
     expect(shown.json.quarantine.evidence.recent.map((e: { name: string }) => e.name)).toContain(exfil('q', 0));
     expect(shown.json.quarantine.evidence.trigger.name).toBe(exfil('q', 1));
     expect((await admin(rep('B'), '/v1/sessions/pod-q')).json.session.quarantine).toBe(q.id);
+    // The same user registering anew through another replica is held under it, on every replica.
+    const again = await admin(rep('C'), '/v1/sessions', { method: 'POST', body: { token: await token('pod-q2', '127.0.0.27', 'scheduled', 'user-pod-q') } });
+    expect(again.status).toBe(201);
+    for (const name of ['A', 'B', 'C']) {
+      await within(PROPAGATION_MS, `pod-q2 held on ${name}`, async () => quarantined(await ask(rep(name), '127.0.0.27')));
+    }
+    expect((await admin(rep('A'), `/v1/quarantines/${q.id}`)).json.quarantine.gated_sessions.map((g: { id: string }) => g.id)).toEqual(['pod-q2']);
 
     const release = await admin(rep('C'), `/v1/quarantines/${q.id}/release`, { method: 'POST', body: { reason: 'fleet test' } });
     expect(release.status).toBe(200);
     for (const name of ['A', 'B', 'C']) {
       const took = await within(PROPAGATION_MS, `release on ${name}`, async () => answered(await ask(rep(name), '127.0.0.21')));
       expect(took).toBeLessThanOrEqual(PROPAGATION_MS);
+      await within(PROPAGATION_MS, `release of pod-q2 on ${name}`, async () => answered(await ask(rep(name), '127.0.0.27')));
     }
     for (const r of replicas.values()) {
       await within(PROPAGATION_MS, `released record on ${r.name}`, async () => (await admin(r, `/v1/quarantines/${q.id}`)).json.quarantine.state === 'released');
@@ -290,6 +298,14 @@ describe('fleet.redis: three replicas sharing one Redis', () => {
     expect(metricValue(after, 'dnswarden_cache_hits_total')! - metricValue(before, 'dnswarden_cache_hits_total')!).toBeGreaterThanOrEqual(300);
     for (const connection of ['main', 'sub']) {
       expect(metricValue(after, 'dnswarden_fleet_redis_commands_total', { connection })).toBe(metricValue(before, 'dnswarden_fleet_redis_commands_total', { connection }));
+    }
+    // Judged queries (cache misses, each scored and forwarded) send none either.
+    const beforeMisses = (await admin(a, '/metrics')).text;
+    for (let i = 0; i < 50; i++) expect((await ask(a, '127.0.0.30', `miss-${i}.nonexistent.dnswarden.test`)).rcode).toBe('NXDOMAIN');
+    const afterMisses = (await admin(a, '/metrics')).text;
+    expect(metricValue(afterMisses, 'dnswarden_cache_misses_total')! - metricValue(beforeMisses, 'dnswarden_cache_misses_total')!).toBeGreaterThanOrEqual(50);
+    for (const connection of ['main', 'sub']) {
+      expect(metricValue(afterMisses, 'dnswarden_fleet_redis_commands_total', { connection })).toBe(metricValue(beforeMisses, 'dnswarden_fleet_redis_commands_total', { connection }));
     }
     // The heartbeat: the lease (one command a second) and, on the holder, a look at the alert queue.
     const beats = metricValue(after, 'dnswarden_fleet_redis_commands_total', { connection: 'lease' })! - metricValue(before, 'dnswarden_fleet_redis_commands_total', { connection: 'lease' })!;
