@@ -287,7 +287,7 @@ describe('fleet.redis: three replicas sharing one Redis', () => {
     await within(PROPAGATION_MS, 'learned deny on A', async () => (await ask(rep('A'), '127.0.0.30', 'www.fleet-deny.test')).ede?.text.startsWith('learned_deny') === true);
   });
 
-  it('a burst of cache hits sends no Redis command (only the 1 s heartbeat runs meanwhile)', async () => {
+  it('a burst of cache hits, and of judged queries, sends no Redis command (only the heartbeat runs meanwhile)', async () => {
     const a = rep('A');
     expect(answered(await ask(a, '127.0.0.30'))).toBe(true); // cached now
     const before = (await admin(a, '/metrics')).text;
@@ -307,9 +307,10 @@ describe('fleet.redis: three replicas sharing one Redis', () => {
     for (const connection of ['main', 'sub']) {
       expect(metricValue(afterMisses, 'dnswarden_fleet_redis_commands_total', { connection })).toBe(metricValue(beforeMisses, 'dnswarden_fleet_redis_commands_total', { connection }));
     }
-    // The heartbeat: the lease (one command a second) and, on the holder, a look at the alert queue.
+    // The lease connection runs on its own clock (the 1 s heartbeat, and the holder posting queued alerts): a
+    // handful of commands over the burst, never one per query (that would be 300 or more).
     const beats = metricValue(after, 'dnswarden_fleet_redis_commands_total', { connection: 'lease' })! - metricValue(before, 'dnswarden_fleet_redis_commands_total', { connection: 'lease' })!;
-    expect(beats).toBeLessThanOrEqual(3 * Math.ceil(seconds) + 3);
+    expect(beats).toBeLessThan(30 + 5 * Math.ceil(seconds));
   });
 
   it('Redis killed: every replica keeps answering and stays live; a quarantine raised meanwhile holds at once where it was raised, is queued on disk (kept through kill -9), and reaches the others when Redis is back', async () => {
@@ -428,12 +429,13 @@ describe('fleet.redis with server.workers: 2 (every worker a member of the fleet
 
   it('registrations made elsewhere hold on both workers; a quarantine raised by a worker reaches the fleet; a release elsewhere lifts it on the worker', async () => {
     const w2 = await launch('W2', undefined, undefined, { server: { workers: 2 } });
-    const a = rep('A');
+    // Any replica still running (the lease test killed one of them).
+    const a = [...replicas.values()].find((r) => ['A', 'B', 'C', 'D'].includes(r.name))!;
     expect((await register(a, 'pod-w1', ON_1)).status).toBe(201);
     expect((await register(a, 'pod-w0', ON_0)).status).toBe(201);
     for (const address of [ON_1, ON_0]) await within(PROPAGATION_MS, `registration of ${address} on W2`, async () => answered(await ask(w2, address)));
     await quarantineFrom(w2, ON_1, 'w');
-    await within(PROPAGATION_MS, 'quarantine raised by worker 1 on A', async () => quarantined(await ask(a, ON_1)));
+    await within(PROPAGATION_MS, `quarantine raised by worker 1 on ${a.name}`, async () => quarantined(await ask(a, ON_1)));
     const q = (await admin(a, '/v1/sessions/pod-w1')).json.session.quarantine as string;
     expect(q).toMatch(/^qr-/);
     expect(answered(await ask(w2, ON_0))).toBe(true); // the other session is not touched
