@@ -61,10 +61,14 @@ export class SharedRecord {
     await this.#redis.eval(UNCLAIM, meta.addresses.length, ...this.#keys(meta), meta.id);
   }
 
+  /** One key per address, in one spelling: `10.0.0.1` is `10.0.0.1/32`, `fd00:0::1/128` is `fd00::1/128`. */
   #keys(meta: Pick<SessionMeta, 'addresses'>): string[] {
     return meta.addresses.map((a) => {
       const c = parseCidr(a);
-      return this.#k(`addr:${c === undefined ? a : `${c.address}/${c.prefix}`}`);
+      if (c === undefined) return this.#k(`addr:${a}`);
+      // The URL parser writes an IPv6 address in its canonical (RFC 5952) form.
+      const address = c.family === 6 ? new URL(`http://[${c.address}]/`).hostname.slice(1, -1) : c.address;
+      return this.#k(`addr:${address}/${c.prefix}`);
     });
   }
 
