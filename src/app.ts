@@ -3,7 +3,7 @@
 // the environment or the clock directly.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { aggregatedMetrics, answerGather, gatheredHistory, relayingToOwners } from './fleet/worker-runtime.js';
+import { aggregatedMetrics, answerGather, gatheredHistory, relayingToOwners, unsavedAcrossWorkers } from './fleet/worker-runtime.js';
 import { listenAdmin, type AdminServer, type ReadinessCheck } from './ops/admin-http.js';
 import { adminTokenFor } from './ops/admin-token.js';
 import { WebhookAlerts } from './analyst/alerts.js';
@@ -27,6 +27,7 @@ import { rateLimitsOf, SessionRateLimiter } from './sessions/rate-limit.js';
 import type { PeerEvent, WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
+import { RedisFleet } from './fleet/redis-fleet.js';
 import { declareZoneSeries, loadRpzSet, loadZoneFiles, pollFiles } from './zones/zone-set.js';
 
 export interface AppEnv {
@@ -132,6 +133,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const learnedDenyChanged = (): void => applyLearnedDeny(policy, store);
     learnedDenyChanged();
 
+    // fleet.redis (set below, once the sessions and quarantines it applies changes to exist).
+    let fleet: RedisFleet | undefined;
     const sessions = new SessionDirectory<SessionState>({
       newState: () => policy.newSessionState(),
       historyMax: config.sessions.history_per_session,
@@ -141,8 +144,12 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       hooks: {
         // A held quarantine follows the address and the user: gated before the session takes effect.
         registering: (m) => void quarantines.follow(m),
-        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); },
-        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); },
+        ...(config.fleet.redis === undefined ? {} : {
+          claim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.claim(m) ?? Promise.resolve(),
+          unclaim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.unclaim(m),
+        }),
+        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); fleet?.publish({ kind: 'session.put', meta: m }); },
+        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); fleet?.publish({ kind: 'session.drop', id }); },
         endedToken: (tokenId) => store.endedToken(tokenId),
         loadHistory: (id) => store.history(id),
       },
@@ -151,13 +158,36 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     sessions.restore(store.loadSessions(nowMs()), nowMs());
     metrics.sessionsLive.set(sessions.liveCount(nowMs()));
 
-    const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs, { delivers: worker?.isAdmin ?? true, enqueued: () => publish({ kind: 'alerts.enqueued' }) });
+    // fleet.redis: no replica posts its own alerts; they go to the fleet's queue, posted by the lease holder.
+    const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs, config.fleet.redis !== undefined
+      ? { delivers: false, enqueued: () => fleet?.alertsEnqueued() }
+      : { delivers: worker?.isAdmin ?? true, enqueued: () => publish({ kind: 'alerts.enqueued' }) });
     closers.push(() => alerts.close());
     const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => {
       const s = sessions.get(sessionId);
       if (s !== undefined) s.state = policy.newSessionState();
     }, (change) => publish({ kind: 'quarantine', change }), log);
     closers.push(() => quarantines.close());
+
+    // fleet.redis: this replica's changes go to the others, theirs come here — before the first query is answered.
+    if (config.fleet.redis !== undefined) {
+      const f = new RedisFleet(config.fleet, store, metrics, log, nowMs, {
+        putSession: (m) => { store.saveSession(m); sessions.adopt(m); metrics.sessionsLive.set(sessions.liveCount(nowMs())); },
+        dropSession: (id) => { store.deleteSession(id); sessions.drop(id); metrics.sessionsLive.set(sessions.liveCount(nowMs())); },
+        quarantine: (q) => quarantines.mirror(q),
+        gate: (g) => quarantines.mirrorGate(g),
+        denyList: (entries) => { store.replaceLearnedDeny(entries); learnedDenyChanged(); },
+        // Workers share one store: one of them records another replica's audit row.
+        audit: (entry) => { if (worker?.isAdmin !== false) store.audit(entry, true); },
+        held: () => quarantines.held(),
+        registered: () => sessions.list().filter((m) => m.origin === 'registered' && m.expiresAtMs > nowMs()).map(({ state: _state, history: _history, ...meta }) => meta),
+        learnedDeny: () => store.listLearnedDeny(),
+      }, alerts, worker?.isAdmin !== false);
+      fleet = f;
+      quarantines.shared = { record: (record) => f.publish({ kind: 'quarantine.record', record }), gate: (gate) => f.publish({ kind: 'quarantine.gate', gate }) };
+      store.onAudit = (entry) => f.publish({ kind: 'audit', entry });
+      closers.push(() => { store.onAudit = undefined; return f.close(); });
+    }
 
     metrics.scrapeHooks.oldestOpenQuarantineAgeSec = () => {
       try {
@@ -168,6 +198,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         return undefined;
       }
     };
+
+    await fleet?.start();
 
     const upstreamPool = new UpstreamPool(upstreams, config.resolver.total_timeout_ms, config.resolver.queries_per_socket, config.cache.max_ttl_s, metrics, nowMs);
     closers.push(() => upstreamPool.close());
@@ -300,26 +332,15 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     }, UPSTREAM_RECHECK_MS);
     upstreamRecheck.unref();
     closers.push(() => clearInterval(upstreamRecheck));
-    // With server.workers > 1 another worker may hold a quarantine its store write failed for: the admin
-    // worker gathers how many every worker holds, on the store probe's period (never per query).
-    let fleetUnsaved = 0;
-    if (worker?.isAdmin === true) {
-      const w = worker;
-      const gatherUnsaved = setInterval(() => {
-        void w.gather({ op: 'unsaved_quarantines' }).then(
-          (parts) => { fleetUnsaved = parts.reduce((n: number, part) => n + (Array.isArray(part) ? part.length : 0), 0); },
-          () => undefined, // a worker that does not answer is the supervisor's to restart; the next round counts again
-        );
-      }, STORE_PROBE_MS);
-      gatherUnsaved.unref();
-      closers.push(() => clearInterval(gatherUnsaved));
-    }
+    // With server.workers > 1 another worker may hold a quarantine its store write failed for: counted every period.
+    const fleetUnsaved = worker?.isAdmin === true ? unsavedAcrossWorkers(worker, STORE_PROBE_MS) : undefined;
+    if (fleetUnsaved !== undefined) closers.push(() => fleetUnsaved.stop());
     const readinessChecks: ReadinessCheck[] = [
       { name: 'listeners', check: () => (listening ? null : 'the DNS listeners are closed (shutting down)') },
       { name: 'upstreams', check: () => upstreamPool.unreachable() },
       { name: 'store', check: () => store.writeProblem() },
       // A quarantine (or its alert) the store refused is held in memory only: a restart now would lose it.
-      { name: 'quarantines', check: () => { const n = Math.max(quarantines.unsaved(), fleetUnsaved); return n === 0 ? null : `${n} quarantine write(s) not yet on disk (retrying)`; } },
+      { name: 'quarantines', check: () => { const n = Math.max(quarantines.unsaved(), fleetUnsaved?.count() ?? 0); return n === 0 ? null : `${n} quarantine write(s) not yet on disk (retrying)`; } },
     ];
 
     worker?.handle((event) => {
@@ -331,6 +352,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         case 'cache.flush': cache.clear(); break;
         case 'alerts.enqueued': alerts.deliverNow(); break;
       }
+      // Another worker changed something: it is in the shared store's fleet queue, which this worker may send.
+      void fleet?.flush();
       metrics.sessionsLive.set(sessions.liveCount(nowMs()));
     }, (op) => answerGather(op, metrics, sessions, quarantines, worker.spec.index));
 
@@ -338,7 +361,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
       sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
       attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
-      learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); },
+      learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); fleet?.publish({ kind: 'deny.list', entries: store.listLearnedDeny() }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       configuredDeny: () => [
         ...current.policy.deny.map((domain) => ({ domain, reason: 'policy.deny' })),
@@ -389,7 +412,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           rpz = nextZones.rpz;
           declareZoneSeries(metrics, next);
           log.level = next.logging.level;
-          const restartOnly = (['listen', 'storage', 'upstreams', 'forward_zones', 'resolver', 'cache', 'server', 'domain_age', 'alerts'] as const)
+          const restartOnly = (['listen', 'storage', 'upstreams', 'forward_zones', 'resolver', 'cache', 'server', 'domain_age', 'alerts', 'fleet'] as const)
             .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
           current = next;

@@ -182,6 +182,8 @@ async function checkConfig(args: string[]): Promise<number> {
   // The zone and policy zone files it names are part of it: parsed and checked the way serve loads them.
   const { loadZoneFiles } = await import('./zones/zone-set.js');
   loadZoneFiles(config);
+  // So is the fleet's Redis password file.
+  if (config.fleet.redis !== undefined) (await import('./fleet/redis-fleet.js')).redisTarget(config.fleet.redis);
   process.stdout.write(`${file}: valid\n`);
   return 0;
 }

@@ -342,8 +342,11 @@ export class Store {
   }
 
   // --- audit
-  audit(entry: Omit<AuditEntry, 'id'>): void {
+  /** Told of every audit row written here (inside its transaction): fleet.redis shares it. Not for rows that came from the fleet. */
+  onAudit: ((entry: Omit<AuditEntry, 'id'>) => void) | undefined;
+  audit(entry: Omit<AuditEntry, 'id'>, fromFleet = false): void {
     this.db.prepare('INSERT INTO audit (at_ms, actor, action, target, reason, detail) VALUES (?, ?, ?, ?, ?, ?)').run(entry.atMs, entry.actor, entry.action, entry.target, entry.reason, JSON.stringify(entry.detail ?? null));
+    if (!fromFleet) this.onAudit?.(entry);
   }
   listAudit(limit = 500): AuditEntry[] {
     return (this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as { id: number; at_ms: number; actor: string; action: string; target: string; reason: string; detail: string }[]).map((r) => ({
@@ -354,6 +357,13 @@ export class Store {
   // --- learned deny list (callers write the audit row in the same transaction)
   addLearnedDeny(domain: string, atMs: number, by: string, quarantineId: string | null, reason: string): void {
     this.db.prepare('INSERT OR REPLACE INTO learned_deny (domain, added_at_ms, added_by, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)').run(domain, atMs, by, quarantineId, reason);
+  }
+  /** The whole learned deny list at once (another replica's, with fleet.redis). */
+  replaceLearnedDeny(entries: readonly { domain: string; addedAtMs: number; addedBy: string; quarantineId: string | null; reason: string }[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM learned_deny').run();
+      for (const e of entries) this.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason);
+    })();
   }
   removeLearnedDeny(domain: string): boolean {
     return this.db.prepare('DELETE FROM learned_deny WHERE domain = ?').run(domain).changes > 0;
@@ -387,6 +397,11 @@ export class Store {
   headOfOutbox(sink: string): OutboxRow | undefined {
     const r = this.db.prepare('SELECT * FROM outbox WHERE sink = ? ORDER BY id LIMIT 1').get(sink) as { id: number; sink: string; body: string; attempts: number; next_attempt_ms: number } | undefined;
     return r === undefined ? undefined : { id: r.id, sink: r.sink, body: r.body, attempts: r.attempts, nextAttemptMs: r.next_attempt_ms };
+  }
+  /** The oldest outbox rows of every sink (fleet.redis moves them to the fleet's shared queues). */
+  outboxHead(limit: number): OutboxRow[] {
+    return (this.db.prepare('SELECT * FROM outbox ORDER BY id LIMIT ?').all(limit) as { id: number; sink: string; body: string; attempts: number; next_attempt_ms: number }[])
+      .map((r) => ({ id: r.id, sink: r.sink, body: r.body, attempts: r.attempts, nextAttemptMs: r.next_attempt_ms }));
   }
   outboxDelivered(id: number): void {
     this.db.prepare('DELETE FROM outbox WHERE id = ?').run(id);

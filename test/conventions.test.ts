@@ -46,6 +46,7 @@ const EVERYTHING = {
   alerts: { webhooks: [{ url: 'http://127.0.0.1:9/hook' }] },
   zones: [{ name: 'corp.example', file: 'corp.example.zone' }],
   policy: { rpz: [{ name: 'threat.rpz', file: 'threat.rpz' }] },
+  fleet: { redis: { url: 'redis://127.0.0.1:6379/0', password_file: '/run/secrets/redis' } },
 };
 
 describe('README', () => {

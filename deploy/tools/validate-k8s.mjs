@@ -33,6 +33,7 @@ const KINDS = {
   'v1/Pod': { module: 'kubernetes-models/v1/Pod', namespaced: true },
   'apps/v1/DaemonSet': { module: 'kubernetes-models/apps/v1/DaemonSet', namespaced: true },
   'apps/v1/Deployment': { module: 'kubernetes-models/apps/v1/Deployment', namespaced: true },
+  'apps/v1/StatefulSet': { module: 'kubernetes-models/apps/v1/StatefulSet', namespaced: true },
   'networking.k8s.io/v1/NetworkPolicy': { module: 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy', namespaced: true },
   'rbac.authorization.k8s.io/v1/Role': { module: 'kubernetes-models/rbac.authorization.k8s.io/v1/Role', namespaced: true },
   'rbac.authorization.k8s.io/v1/RoleBinding': { module: 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding', namespaced: true },
@@ -142,12 +143,13 @@ for (const o of objects) {
 // --- 3. consistency
 const all = objects.map((o) => o.obj);
 const named = (kind, ns, name) => all.some((x) => x.kind === kind && x.metadata?.name === name && x.metadata?.namespace === ns);
-const workloads = all.filter((x) => ['DaemonSet', 'Deployment'].includes(x.kind));
+const WORKLOAD_KINDS = ['DaemonSet', 'Deployment', 'StatefulSet'];
+const workloads = all.filter((x) => WORKLOAD_KINDS.includes(x.kind));
 const subset = (small = {}, big = {}) => Object.entries(small).every(([k, v]) => big[k] === v);
 for (const o of objects) {
   const x = o.obj;
   const ns = x.metadata?.namespace;
-  if (x.kind === 'DaemonSet' || x.kind === 'Deployment') {
+  if (WORKLOAD_KINDS.includes(x.kind)) {
     const labels = x.spec?.template?.metadata?.labels ?? {};
     if (!subset(x.spec?.selector?.matchLabels, labels)) problems.push(`${o.where}: spec.selector.matchLabels does not match spec.template.metadata.labels`);
     const pod = x.spec?.template?.spec ?? {};
@@ -155,7 +157,8 @@ for (const o of objects) {
       if (v.configMap && !v.configMap.optional && !named('ConfigMap', ns, v.configMap.name)) problems.push(`${o.where}: volume ${v.name}: no ConfigMap ${ns}/${v.configMap.name} in the manifests`);
       if (v.secret && !v.secret.optional && !named('Secret', ns, v.secret.secretName)) problems.push(`${o.where}: volume ${v.name}: no Secret ${ns}/${v.secret.secretName} in the manifests`);
     }
-    const volumeNames = new Set((pod.volumes ?? []).map((v) => v.name));
+    // A StatefulSet's volumeClaimTemplates are volumes of its pods too.
+    const volumeNames = new Set([...(pod.volumes ?? []), ...(x.spec?.volumeClaimTemplates ?? []).map((t) => t.metadata ?? {})].map((v) => v.name));
     for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
       for (const m of c.volumeMounts ?? []) if (!volumeNames.has(m.name)) problems.push(`${o.where}: container ${c.name} mounts unknown volume ${m.name}`);
     }

@@ -81,6 +81,24 @@ export class WebhookAlerts implements Alerts {
     else this.#enqueued();
   }
 
+  /** The outbox keys of the configured webhooks (fleet.redis: the shared queues are per key). */
+  sinkKeys(): string[] {
+    return this.#sinks.map((s) => s.key);
+  }
+
+  /**
+   * Posts one event from elsewhere (fleet.redis: the fleet's shared queue, when this replica holds the alert lease) to
+   * the webhook with this outbox key; counted like any delivery. undefined: no such webhook configured here.
+   */
+  async postTo(sinkKey: string, body: string): Promise<boolean | undefined> {
+    const sink = this.#sinks.find((s) => s.key === sinkKey);
+    if (sink === undefined || this.#closed) return undefined;
+    const ok = await this.#post(sink, body);
+    if (ok) this.#metrics.alertsSent.inc({ format: sink.format });
+    else this.#metrics.alertFailures.inc({ format: sink.format });
+    return ok;
+  }
+
   /** Drains every sink's outbox now (another worker enqueued an event). */
   deliverNow(): void {
     for (const s of this.#sinks) this.#schedule(s, 0);

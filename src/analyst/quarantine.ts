@@ -6,6 +6,8 @@
 // retried with backoff, listed as not durable, counted, logged, and `unsaved()` reports it for
 // readiness. A held quarantine follows its session's addresses and user: a new
 // registration sharing either is gated under it (ending the session and registering anew sheds nothing).
+// With fleet.redis, every record and gate made here is handed to `shared` (queued for the other replicas), and
+// `mirror`/`mirrorGate` apply theirs: a state only ever moves forward (open → confirmed → released).
 // Never judges a query.
 import { WardenError, messageOf } from '../errors.js';
 import type { AlertEvent, Alerts } from './alerts.js';
@@ -44,6 +46,8 @@ export class QuarantineBook {
   readonly #unsentAlerts: AlertEvent[] = [];
   #retryTimer: NodeJS.Timeout | undefined;
   #retryDelayMs = RETRY_INITIAL_MS;
+  /** fleet.redis: where records and gates made here go for the other replicas. */
+  shared: SharedQuarantines | undefined;
 
   constructor(
     store: Store,
@@ -127,6 +131,7 @@ export class QuarantineBook {
     }
     this.#open.set(session.id, record.id); // only now does the gate close
     this.#announce({ state: 'open', sessionId: session.id, id: record.id });
+    this.#share(() => this.shared?.record(record));
     this.#metrics.quarantinesRaised.inc({ session_type: session.type });
     this.#metrics.sessionsQuarantined.set(this.#open.size);
     if (saved) this.#emit({ type: 'quarantine_raised', atMs: q.atMs, quarantine: summaryOf(record) });
@@ -224,6 +229,7 @@ export class QuarantineBook {
         this.#store.updateQuarantine(decided);
         this.#store.audit({ atMs: nowMs, actor, action: `quarantine.${state === 'released' ? 'release' : 'confirm'}`, target: id, reason, detail });
         alsoWrite(nowMs);
+        this.shared?.record(decided); // queued for the fleet in the decision's transaction: both or neither
       })();
     } catch (err) {
       if (err instanceof WardenError) throw err;
@@ -266,12 +272,55 @@ export class QuarantineBook {
         }
         this.#open.set(meta.id, q.id);
         this.#announce({ state: 'open', sessionId: meta.id, id: q.id });
+        this.#share(() => this.shared?.gate(gate));
         this.#metrics.sessionsQuarantined.set(this.#open.size);
         this.#log?.warn({ quarantine: q.id, session: meta.id, user: meta.user, matched, held_session: holder.id }, 'registration gated under an existing quarantine');
         return gate;
       }
     }
     return undefined;
+  }
+
+  /** Queueing for the fleet is best effort after the fact: a failure is logged, never undoes the quarantine. */
+  #share(send: () => void): void {
+    try {
+      send();
+    } catch (err) {
+      this.#log?.error({ err: messageOf(err) }, 'quarantine change not queued for the fleet');
+    }
+  }
+
+  /**
+   * A quarantine record another replica raised or decided (fleet.redis): stored here and the gate set to match.
+   * Only a later state applies (open → confirmed → released), so the order records arrive in does not matter.
+   * A held one closes the gate first: if the store refuses the row, the session is stopped all the same.
+   */
+  mirror(record: QuarantineRecord): void {
+    const local = this.#unsavedRows.get(record.id) ?? this.#store.getQuarantine(record.id);
+    const newer = local === undefined || STATE_RANK[local.state] < STATE_RANK[record.state];
+    // The gate follows the furthest state known, even when the store has it already (server.workers > 1 share
+    // one store: another worker may have written this very change a moment ago).
+    const state = newer ? record.state : local.state;
+    if (state !== 'released') this.adopt({ state: 'open', sessionId: record.sessionId, id: record.id });
+    if (newer) {
+      this.#store.db.transaction(() => {
+        if (local === undefined) this.#store.insertQuarantine(record);
+        if (record.state !== 'open') this.#store.updateQuarantine(record);
+      })();
+    }
+    if (state === 'released') this.adopt({ state: 'released', sessionId: record.sessionId, id: record.id });
+  }
+
+  /** A session another replica gated under a quarantine: held here too (before the record, if it comes later). */
+  mirrorGate(gate: QuarantineGate): void {
+    const q = this.#store.getQuarantine(gate.quarantineId);
+    if (q?.state !== 'released' && !this.#open.has(gate.sessionId)) this.adopt({ state: 'open', sessionId: gate.sessionId, id: gate.quarantineId });
+    this.#store.insertGate(gate);
+  }
+
+  /** Held here (open or confirmed), from the store and those it refused. */
+  held(): QuarantineRecord[] {
+    return [...this.#unsavedRows.values(), ...this.#store.listQuarantines({ state: 'open', limit: 1_000_000 }), ...this.#store.listQuarantines({ state: 'confirmed', limit: 1_000_000 })];
   }
 
   /** A change another worker made (it is already on disk): the gate here opens or closes to match. */
@@ -289,6 +338,14 @@ export class QuarantineBook {
     this.#metrics.sessionsQuarantined.set(this.#open.size);
   }
 }
+
+/** fleet.redis: the records and gates this replica makes, queued for the others. */
+export interface SharedQuarantines {
+  record(q: QuarantineRecord): void;
+  gate(g: QuarantineGate): void;
+}
+
+const STATE_RANK: Readonly<Record<QuarantineRecord['state'], number>> = { open: 0, confirmed: 1, released: 2 };
 
 /** A gate change, as announced to the other workers (server.workers > 1). */
 export interface QuarantineChange {

@@ -67,3 +67,19 @@ export async function gatheredHistory(worker: WorkerLink, id: string): Promise<H
   }
   return out.sort((a, b) => a.atMs - b.atMs);
 }
+
+/**
+ * The admin worker's count of quarantines every worker holds in memory only (their store refused the write),
+ * gathered every `everyMs` for /readyz — never per query. A worker that does not answer is counted next round.
+ */
+export function unsavedAcrossWorkers(worker: WorkerLink, everyMs: number): { count(): number; stop(): void } {
+  let count = 0;
+  const timer = setInterval(() => {
+    void worker.gather({ op: 'unsaved_quarantines' }).then(
+      (parts) => { count = parts.reduce((n: number, part) => n + (Array.isArray(part) ? part.length : 0), 0); },
+      () => undefined,
+    );
+  }, everyMs);
+  timer.unref();
+  return { count: () => count, stop: () => clearInterval(timer) };
+}

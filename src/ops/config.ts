@@ -248,6 +248,20 @@ const configSchema = z
     scoring: scoringSchema.prefault({}),
     domain_age: domainAgeSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
+    // Replicas sharing sessions, quarantines and decisions through Redis (src/fleet/redis-fleet.ts); absent: one node.
+    fleet: z
+      .object({
+        name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." and "-" only (1–64): it prefixes every Redis key').default('dnswarden'),
+        redis: z
+          .object({
+            url: z.string().refine((u) => { try { const p = new URL(u); return (p.protocol === 'redis:' || p.protocol === 'rediss:') && p.hostname !== ''; } catch { return false; } }, 'must be redis://[user:password@]host:port/db or rediss://…'),
+            password_file: z.string().min(1).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .prefault({}),
     logging: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

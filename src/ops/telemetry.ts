@@ -202,6 +202,11 @@ export function createMetrics() {
     quarantineDecisions: new Counter({ name: 'dnswarden_quarantine_decisions_total', help: 'Analyst decisions on quarantines (released, confirmed).', labelNames: ['decision'] as const, registers }),
     blockAt: new Gauge({ name: 'dnswarden_policy_block_at', help: 'The score at which a query is blocked (policy.session_types.<type>.block_at), by session type.', labelNames: ['session_type'] as const, registers, aggregator: 'max' }),
     quarantineWritesUnsaved: new Gauge({ name: 'dnswarden_quarantine_writes_unsaved', help: 'Quarantines and their alerts the store refused to write (disk full, I/O error): held in memory, retried with backoff.', registers }),
+    fleetConnected: new Gauge({ name: 'dnswarden_fleet_redis_connected', help: 'fleet.redis: 1 while this replica is connected to Redis (and subscribed), else 0.', registers, aggregator: 'min' }),
+    fleetOutbox: new Gauge({ name: 'dnswarden_fleet_outbox_events', help: 'fleet.redis: changes made here and queued in the local store, not yet in Redis (they go when Redis is reachable).', registers, aggregator: 'max' }),
+    fleetCommands: new Counter({ name: 'dnswarden_fleet_redis_commands_total', help: 'fleet.redis: commands sent to Redis, by connection (main: changes and catch-up reads; sub: the subscription; lease: the 1 s heartbeat and alert lease). Never per query.', labelNames: ['connection'] as const, registers }),
+    fleetEventsReceived: new Counter({ name: 'dnswarden_fleet_events_received_total', help: 'fleet.redis: changes other replicas made, applied here, by kind.', labelNames: ['kind'] as const, registers }),
+    fleetAlertLease: new Gauge({ name: 'dnswarden_fleet_alert_lease', help: 'fleet.redis: 1 while this replica holds the lease to post alerts for the whole fleet.', registers }),
     sessionsQuarantined: new Gauge({ name: 'dnswarden_sessions_quarantined', help: 'Sessions currently quarantined.', registers, aggregator: 'max' }),
     oldestOpenQuarantineAge: new Gauge({
       name: 'dnswarden_oldest_open_quarantine_age_seconds', help: 'How long the oldest open quarantine has waited for an analyst (0 when none is open).', registers, aggregator: 'max',

@@ -236,3 +236,13 @@ export class AddressIndex<T> {
     else parent.one = next;
   }
 }
+
+/** How many addresses the CIDRs cover in all (2^128 is still a finite double); IPv4 sits at ::ffff:0:0/96. */
+export function addressCount(cidrs: readonly string[]): number {
+  let n = 0;
+  for (const c of cidrs) {
+    const k = cidrKey(c);
+    if (k !== undefined) n += 2 ** (128 - k.len);
+  }
+  return n;
+}

@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 // sessions never needs it (it costs ~10 MB of RSS).
 const jose = (): Promise<typeof import('jose')> => import('jose');
 import { z } from 'zod';
-import { AddressIndex, addressKey, cidrKey, type AddressKey } from './address-index.js';
-import { cidr, parseCidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from '../ops/config.js';
+import { AddressIndex, addressCount, addressKey, cidrKey, type AddressKey } from './address-index.js';
+import { cidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from '../ops/config.js';
 import { ConfigError, WardenError, messageOf } from '../errors.js';
 
 export type SessionType = z.infer<typeof sessionTypeSchema>;
@@ -129,22 +129,16 @@ export function addressesOverlap(a: readonly string[], b: readonly string[]): bo
 /** Default of sessions.max_addresses_per_session: one IPv4 /24 or IPv6 /120. */
 const DEFAULT_MAX_ADDRESSES = 256;
 
-/** How many addresses the CIDRs cover in all (2^128 is still a finite double). */
-export function addressCount(cidrs: readonly string[]): number {
-  let n = 0;
-  for (const c of cidrs) {
-    const p = parseCidr(c)!;
-    n += 2 ** ((p.family === 4 ? 32 : 128) - p.prefix);
-  }
-  return n;
-}
-
 // A cache from source address to session, so the hot path is one Map lookup; cleared on any change.
 const ADDRESS_CACHE_MAX = 65_536;
 
 export interface SessionStoreHooks {
   /** A verified registration (or renewal), before it is stored or takes effect: a throw refuses it. */
   registering?(meta: SessionMeta): void;
+  /** Before `registering`: claims the addresses beyond this process (fleet.redis); a throw refuses it. */
+  claim?(meta: SessionMeta): Promise<void>;
+  /** A claimed registration refused after all (by a later check or the store): the claim is given back. */
+  unclaim?(meta: SessionMeta): void;
   /** Stores a registration (or renewal) and the token that made it. */
   saveRegistered(meta: SessionMeta, token: RegistrationToken): void;
   /** Forgets a registered session: ended (endedAtMs: its tokens are refused from now on) or expired. */
@@ -347,17 +341,29 @@ export class SessionDirectory<S> {
     }
     const expiresAtMs = Math.min(c.exp * 1000, nowMs + this.#maxTtlSec * 1000);
     const others = (s: Session<S>): boolean => s.id !== c.sid && s.expiresAtMs > nowMs;
-    for (const k of keysOf(c.addresses)) {
-      const owner = this.#index.overlapping(k.key, k.len, others);
-      if (owner !== undefined) {
-        throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(c.addresses)} is already owned by live session "${owner.id}"`);
+    const checkOverlap = (): void => {
+      for (const k of keysOf(c.addresses)) {
+        const owner = this.#index.overlapping(k.key, k.len, others);
+        if (owner !== undefined) {
+          throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(c.addresses)} is already owned by live session "${owner.id}"`);
+        }
       }
+      if (this.#byId.get(c.sid)?.session.origin === 'static') throw new WardenError('ERR_SESSION_CONFLICT', `session id "${c.sid}" is a static session`);
+    };
+    checkOverlap();
+    const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
+    if (this.#hooks?.claim !== undefined) {
+      await this.#hooks.claim(meta);
     }
     const previous = this.#byId.get(c.sid);
-    if (previous?.session.origin === 'static') throw new WardenError('ERR_SESSION_CONFLICT', `session id "${c.sid}" is a static session`);
-    const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
-    this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
-    this.#hooks?.saveRegistered(meta, { id: tokenId, expiresAtMs: c.exp * 1000 }); // persisted before it takes effect
+    try {
+      if (this.#hooks?.claim !== undefined) checkOverlap(); // sessions may have arrived from other replicas meanwhile
+      this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
+      this.#hooks?.saveRegistered(meta, { id: tokenId, expiresAtMs: c.exp * 1000 }); // persisted before it takes effect
+    } catch (err) {
+      if (previous === undefined) this.#hooks?.unclaim?.(meta); // refused after all: its addresses are free again
+      throw err;
+    }
     const session = this.#put(meta, previous?.session);
     this.#changed();
     return session;

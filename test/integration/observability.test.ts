@@ -171,8 +171,11 @@ describe('deploy/prometheus/alerts.yml', () => {
       DnswardenQuarantineUnattended: 'dnswarden_oldest_open_quarantine_age_seconds',
       DnswardenServfailRatio: 'dnswarden_queries_total',
       DnswardenTransportFaults: 'dnswarden_transport_faults_total',
+      DnswardenFleetQueueStuck: 'dnswarden_fleet_outbox_events',
     };
-    expect([...byName.keys()].sort()).toEqual([...Object.keys(expected), 'DnswardenDown'].sort());
+    expect([...byName.keys()].sort()).toEqual([...Object.keys(expected), 'DnswardenDown', 'DnswardenFleetDisconnected'].sort());
+    // The command count only picks out the replicas that are members of a fleet.
+    expect(metricNames(byName.get('DnswardenFleetDisconnected')!.expr)).toEqual(['dnswarden_fleet_redis_commands_total', 'dnswarden_fleet_redis_connected']);
     for (const [alert, metric] of Object.entries(expected)) expect(metricNames(byName.get(alert)!.expr), alert).toEqual([metric]);
     // `up` is Prometheus's own; the dnswarden metric only picks out the jobs that are dnswarden.
     expect(metricNames(byName.get('DnswardenDown')!.expr)).toEqual(['dnswarden_process_start_time_seconds', 'up']);
@@ -297,6 +300,24 @@ describe('deploy/prometheus/alerts.yml', () => {
           },
           { eval_time: '3m', alertname: 'DnswardenAlertOutboxGrowing', exp_alerts: [] },
           { eval_time: '6m', alertname: 'DnswardenAlertOutboxGrowing', exp_alerts: [firing('DnswardenAlertOutboxGrowing', { instance: 'b' }, '150 quarantine alert events waiting in the outbox')] },
+        ],
+      },
+      {
+        name: 'fleet: a member cut off from Redis for 2 minutes fires, a single node (never a command) does not; a queue stuck 10 minutes warns',
+        interval: '1m',
+        input_series: [
+          { series: 'dnswarden_fleet_redis_connected{job="dns",instance="a"}', values: '1 1 0x10' },
+          { series: 'dnswarden_fleet_redis_commands_total{job="dns",instance="a",connection="main"}', values: '5x12' },
+          { series: 'dnswarden_fleet_redis_connected{job="dns",instance="single"}', values: '0x12' },
+          { series: 'dnswarden_fleet_redis_commands_total{job="dns",instance="single",connection="main"}', values: '0x12' },
+          { series: 'dnswarden_fleet_outbox_events{job="dns",instance="a"}', values: '0 0 1 2 2 2 2 2 2 2 2 2 2 2 2 2' },
+          { series: 'dnswarden_fleet_outbox_events{job="dns",instance="b"}', values: '0 3 3 0x13' },
+        ],
+        alert_rule_test: [
+          { eval_time: '3m', alertname: 'DnswardenFleetDisconnected', exp_alerts: [] },
+          { eval_time: '5m', alertname: 'DnswardenFleetDisconnected', exp_alerts: [firing('DnswardenFleetDisconnected', { job: 'dns', instance: 'a' }, 'dnswarden a is cut off from the fleet\'s Redis')] },
+          { eval_time: '10m', alertname: 'DnswardenFleetQueueStuck', exp_alerts: [] },
+          { eval_time: '13m', alertname: 'DnswardenFleetQueueStuck', exp_alerts: [firing('DnswardenFleetQueueStuck', { job: 'dns', instance: 'a' }, '2 fleet change(s) queued on a for 10 minutes')] },
         ],
       },
       {
@@ -480,7 +501,7 @@ describe('deploy/grafana/dashboard.json', () => {
     const types = metricTypes((await t.warden.admin('/metrics')).text);
     // `up` is not dnswarden's: Prometheus records it per target.
     const used = [...new Set(alertRules.flatMap((r) => metricNames(r.expr)))].filter((n) => n !== 'up').sort();
-    expect(used).toHaveLength(10);
+    expect(used).toHaveLength(13);
     expect(used.map((n) => missingReason(n, types)).filter((r) => r !== undefined)).toEqual([]);
   });
 

@@ -39,6 +39,11 @@ describe('make-secrets.sh', () => {
       expect(readFileSync(join(dir, 'compose/secrets', name), 'utf8')).toMatch(/^[0-9a-f]{64}$/);
     }
     expect((statSync(join(dir, 'compose/secrets')).mode & 0o777).toString(8)).toBe('700');
+    // The fleet's Redis password: the service user reads it, and the redis container's group (999), nobody else.
+    const redis = statSync(join(dir, 'compose/secrets/redis-password'));
+    expect((redis.mode & 0o777).toString(8)).toBe('640');
+    expect([redis.uid, redis.gid]).toEqual([SERVICE_UID, 999]);
+    expect(readFileSync(join(dir, 'compose/secrets/redis-password'), 'utf8')).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('keeps an existing secret but tightens a world-readable one', () => {

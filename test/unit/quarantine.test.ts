@@ -148,3 +148,65 @@ describe('QuarantineBook', () => {
     expect(new QuarantineBook(store, { emit: () => undefined }, createMetrics(), () => 6_000, () => undefined).holds('job-user')).toBeUndefined();
   });
 });
+
+describe('QuarantineBook with fleet.redis: what another replica raised or decided', () => {
+  // As it arrives over Redis: JSON.
+  const raisedElsewhere = { ...(JSON.parse(JSON.stringify(setupRecord())) as ReturnType<typeof setupRecord>), state: 'open' as const };
+  function setupRecord() {
+    const { store, book } = setup();
+    const r = book.raise(session, verdict, query, 'ev-remote');
+    store.close();
+    return r;
+  }
+
+  it('records made here are handed to the fleet: the raise, the decision (in its transaction) and a gate', () => {
+    const { book, store } = setup();
+    const shared: string[] = [];
+    book.shared = { record: (q) => shared.push(`record ${q.id} ${q.state}`), gate: (g) => shared.push(`gate ${g.sessionId} ${g.quarantineId}`) };
+    const q = book.raise(session, verdict, query, 'ev-9');
+    book.follow({ ...session, id: 'job-2', addresses: ['10.0.0.1/32'], origin: 'registered' });
+    book.confirm(q.id, 'alice', 'exfil');
+    expect(shared).toEqual([`record ${q.id} open`, `gate job-2 ${q.id}`, `record ${q.id} confirmed`]);
+    // A refusal to queue the decision rolls the decision back.
+    book.shared = { record: () => { throw new Error('SQLITE_FULL'); }, gate: () => undefined };
+    expect(() => book.release(q.id, 'alice', 'fine')).toThrow(/could not be stored/);
+    expect(store.getQuarantine(q.id)?.state).toBe('confirmed');
+    expect(book.holds('job-1')).toBe(q.id);
+  });
+
+  it('a raised record gates at once and is stored with its evidence; its release lifts every session held under it', () => {
+    const { book, store } = setup();
+    book.mirror(raisedElsewhere);
+    expect(book.holds('job-1')).toBe(raisedElsewhere.id);
+    expect(store.getQuarantine(raisedElsewhere.id)).toMatchObject({ state: 'open', evidence: raisedElsewhere.evidence });
+    book.mirrorGate({ sessionId: 'job-3', quarantineId: raisedElsewhere.id, session: { ...session, id: 'job-3' }, matched: 'user', atMs: 2_000 });
+    expect(book.holds('job-3')).toBe(raisedElsewhere.id);
+    book.mirror({ ...raisedElsewhere, state: 'released', decidedAtMs: 3_000, decidedBy: 'bob', decisionReason: 'benign' });
+    expect(book.holds('job-1')).toBeUndefined();
+    expect(book.holds('job-3')).toBeUndefined();
+    expect(store.getQuarantine(raisedElsewhere.id)).toMatchObject({ state: 'released', decidedBy: 'bob' });
+  });
+
+  it('states only move forward, whatever order they arrive in: a late "open" or "confirmed" never re-closes a released gate', () => {
+    const { book, store } = setup();
+    book.mirror({ ...raisedElsewhere, state: 'released', decidedAtMs: 3_000, decidedBy: 'bob', decisionReason: 'benign' });
+    expect(book.holds('job-1')).toBeUndefined();
+    book.mirror(raisedElsewhere);
+    book.mirror({ ...raisedElsewhere, state: 'confirmed', decidedAtMs: 2_000, decidedBy: 'carol', decisionReason: 'exfil' });
+    expect(book.holds('job-1')).toBeUndefined();
+    expect(store.getQuarantine(raisedElsewhere.id)).toMatchObject({ state: 'released', decidedBy: 'bob' });
+    // confirmed after open holds; a repeat changes nothing.
+    const other = { ...raisedElsewhere, id: 'qr-other', sessionId: 'job-4', session: { ...session, id: 'job-4' } };
+    book.mirror({ ...other, state: 'confirmed', decidedAtMs: 2_000, decidedBy: 'carol', decisionReason: 'exfil' });
+    book.mirror(other);
+    expect(book.holds('job-4')).toBe('qr-other');
+    expect(store.getQuarantine('qr-other')?.state).toBe('confirmed');
+  });
+
+  it('a gate that arrives before its record holds the session (fail closed)', () => {
+    const { book } = setup();
+    book.mirrorGate({ sessionId: 'job-5', quarantineId: 'qr-not-yet', session: { ...session, id: 'job-5' }, matched: 'address', atMs: 2_000 });
+    expect(book.holds('job-5')).toBe('qr-not-yet');
+    expect(book.held().map((q) => q.id)).toEqual([]);
+  });
+});

@@ -1,0 +1,394 @@
+// fleet.redis: replicas on several machines sharing what must hold everywhere — registered sessions, quarantine
+// records and gates, the learned deny list, the audit log — through Redis. Every change is first made and stored
+// here (SQLite, as with one node), then queued in the local store's `fleet_outbox` table (in the same
+// transaction when there is one), then written to Redis (src/fleet/shared-record.ts: the shared record and a
+// PUBLISH every replica applies). Redis down or partitioned: nothing here waits for it; the queue grows on disk
+// and drains in order when Redis is back, and every (re)connection reads the whole shared record again (a replica
+// misses what was published while it was away). Owns the Redis connections, the queue, the heartbeat, the
+// catch-up and how received changes reach the replica.
+// Never touches the per-query path: no query, cached or judged, sends a Redis command.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { Redis } from 'ioredis';
+import { ConfigError, WardenError, messageOf } from '../errors.js';
+import type { Config } from '../ops/config.js';
+import type { Metrics } from '../ops/telemetry.js';
+import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
+import type { SessionMeta } from '../sessions/directory.js';
+import { SharedRecord, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
+import { FleetAlerts, type AlertPoster } from './fleet-alerts.js';
+
+/** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
+export interface Replica {
+  putSession(meta: SessionMeta): void;
+  dropSession(id: string): void;
+  quarantine(record: QuarantineRecord): void;
+  gate(gate: QuarantineGate): void;
+  denyList(entries: readonly LearnedDenyEntry[]): void;
+  audit(entry: Omit<AuditEntry, 'id'>): void;
+  /** Quarantines held here (open or confirmed): written back to a shared record that lost them (Redis restarted empty). */
+  held(): QuarantineRecord[];
+  /** Live registered sessions and the learned deny list here: written back when Redis lost everything. */
+  registered(): SessionMeta[];
+  learnedDeny(): LearnedDenyEntry[];
+}
+
+// How long a starting replica waits for Redis before answering with what its own store has.
+const START_WAIT_MS = 5000;
+// The heartbeat: the alert lease is taken or renewed, and a Redis that stopped answering is noticed.
+const TICK_MS = 1000;
+const COMMAND_TIMEOUT_MS = 2000;
+// A session dropped lately is not brought back by a snapshot read before the drop.
+const TOMBSTONE_MS = 60_000;
+
+/** The URL and password (from password_file when given) for fleet.redis; a file that cannot be read names the field. */
+export function redisTarget(config: NonNullable<Config['fleet']['redis']>): { url: string; password: string | undefined } {
+  if (config.password_file === undefined) return { url: config.url, password: undefined };
+  try {
+    return { url: config.url, password: readFileSync(config.password_file, 'utf8').trim() };
+  } catch (err) {
+    throw new ConfigError('fleet.redis.password_file', `cannot read ${config.password_file}: ${messageOf(err)}`);
+  }
+}
+
+export class RedisFleet {
+  readonly nodeId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+  readonly #store: Store;
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #nowMs: () => number;
+  readonly #replica: Replica;
+  readonly #main: Redis;
+  readonly #sub: Redis;
+  /** The heartbeat's own connection: its steady commands are told apart from changes and reads in the metric. */
+  readonly #lease: Redis;
+  readonly #k: (suffix: string) => string;
+  readonly #channel: string;
+  #subscribed = false;
+  #healthy = false;
+  #closed = false;
+  #flushing: Promise<void> | undefined;
+  #syncAgain = false;
+  #syncing: Promise<void> | undefined;
+  #tick: NodeJS.Timeout | undefined;
+  readonly #alerts: FleetAlerts | undefined;
+  readonly #record: SharedRecord;
+  readonly #tombstones = new Map<string, number>();
+  /** Events the outbox refused (the store failing): kept in order and written before anything newer. */
+  readonly #unqueued: FleetEvent[] = [];
+
+  readonly #drains: boolean;
+
+  /** `drains`: this process sends the store's queue to Redis (false for all but one worker of server.workers > 1). */
+  constructor(config: Config['fleet'], store: Store, metrics: Metrics, log: Logger, nowMs: () => number, replica: Replica, alerts?: AlertPoster, drains = true) {
+    this.#drains = drains;
+    const { url, password } = redisTarget(config.redis!);
+    this.#store = store;
+    this.#metrics = metrics;
+    this.#log = log.child({ component: 'fleet' });
+    this.#nowMs = nowMs;
+    this.#replica = replica;
+    // A hash tag: every key of one fleet lands in one Redis Cluster slot, so the claim script may touch several.
+    this.#k = (suffix) => `{${config.name}}:${suffix}`;
+    this.#channel = this.#k('events');
+    store.db.exec(`CREATE TABLE IF NOT EXISTS fleet_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS fleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`);
+    this.#main = this.#client(url, password, 'main');
+    this.#sub = this.#client(url, password, 'sub');
+    this.#lease = this.#client(url, password, 'lease');
+    this.#record = new SharedRecord(this.#main, this.#k, this.nodeId, nowMs, this.#log);
+    this.#alerts = alerts === undefined ? undefined : new FleetAlerts(this.#main, this.#lease, this.nodeId, this.#k, store, alerts, metrics, this.#log);
+    this.#sub.on('message', (_channel: string, text: string) => this.#received(text));
+    this.#main.on('ready', () => { this.#healthy = true; this.#changed(); this.#resync(); });
+    this.#sub.on('ready', () => {
+      this.#sub.subscribe(this.#channel).then(() => { this.#subscribed = true; this.#changed(); this.#resync(); }, (err: unknown) => this.#log.warn({ err: messageOf(err) }, 'could not subscribe to the fleet channel; retrying on reconnect'));
+    });
+    this.#sub.on('close', () => { this.#subscribed = false; this.#changed(); });
+    this.#main.on('close', () => { this.#healthy = false; this.#changed(); });
+    this.#metrics.fleetOutbox.set(this.queued());
+  }
+
+  #client(url: string, password: string | undefined, role: string): Redis {
+    const client = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false, // a command while Redis is away fails at once: the outbox keeps it, not memory
+      maxRetriesPerRequest: 0,
+      connectTimeout: COMMAND_TIMEOUT_MS,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      autoResubscribe: false, // resubscribed (and the record re-read) on every 'ready'
+      retryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
+      keepAlive: 1000,
+      connectionName: `dnswarden-${role}`,
+      ...(password === undefined ? {} : { password }),
+    });
+    // Every command either connection sends is counted: the proof that queries send none.
+    const send = client.sendCommand.bind(client);
+    const counted = this.#metrics.fleetCommands.labels({ connection: role });
+    client.sendCommand = ((command, stream) => { counted.inc(); return send(command, stream); }) as typeof client.sendCommand;
+    let errorLogged = false;
+    client.on('error', (err: Error) => {
+      if (!errorLogged) this.#log.warn({ connection: role, err: messageOf(err) }, 'Redis unreachable: answering with what this replica knows; changes are queued on disk');
+      errorLogged = true;
+    });
+    client.on('ready', () => {
+      if (errorLogged) this.#log.info({ connection: role }, 'Redis reachable again');
+      errorLogged = false;
+    });
+    return client;
+  }
+
+  /** Connected to Redis and subscribed: changes made elsewhere reach this replica. */
+  get connected(): boolean {
+    return this.#healthy && this.#subscribed && this.#main.status === 'ready';
+  }
+
+  #changed(): void {
+    this.#metrics.fleetConnected.set(this.connected ? 1 : 0);
+  }
+
+  /** Connects and catches up on the shared record; resolves after at most START_WAIT_MS even if Redis is away. */
+  async start(): Promise<void> {
+    this.#main.connect().catch(() => undefined); // reconnects by itself (retryStrategy); errors are logged once
+    this.#sub.connect().catch(() => undefined);
+    this.#lease.connect().catch(() => undefined);
+    this.#tick = setInterval(() => void this.#heartbeat(), TICK_MS);
+    this.#tick.unref();
+    const deadline = Date.now() + START_WAIT_MS;
+    while (!this.connected && Date.now() < deadline && !this.#closed) await new Promise((ok) => setTimeout(ok, 20));
+    if (!this.connected) {
+      this.#log.warn({ waited_ms: START_WAIT_MS }, 'Redis not reachable at start: answering from the local store; catching up when it is');
+      return;
+    }
+    await this.#resync();
+  }
+
+  /** Changes in the local outbox not yet in Redis. */
+  queued(): number {
+    try {
+      return (this.#store.db.prepare('SELECT COUNT(*) AS n FROM fleet_outbox').get() as { n: number }).n + this.#unqueued.length;
+    } catch {
+      return this.#unqueued.length; // the store failing is reported by /readyz; a gauge is no reason to throw
+    }
+  }
+
+  /**
+   * Queues a change made here for the fleet: written to the local store at once (inside the caller's transaction,
+   * if any, so it is queued exactly when the change commits), sent when Redis is reachable.
+   */
+  publish(event: FleetEvent): void {
+    if (this.#closed) return;
+    if (this.#unqueued.length === 0) {
+      try {
+        this.#store.db.prepare('INSERT INTO fleet_outbox (event) VALUES (?)').run(JSON.stringify(event));
+      } catch (err) {
+        if (this.#store.db.inTransaction) throw err; // the caller's change rolls back with it
+        this.#log.error({ kind: event.kind, err: messageOf(err) }, 'fleet change not queued on disk (the store refused): kept in memory and retried');
+        this.#unqueued.push(event);
+      }
+    } else this.#unqueued.push(event);
+    this.#metrics.fleetOutbox.set(this.queued());
+    setImmediate(() => void this.flush());
+  }
+
+  /**
+   * Claims a registration's addresses across the fleet: the first session to claim an address holds it until it
+   * ends or expires; another gets ERR_SESSION_CONFLICT (409). Redis away: the claim cannot be made and the
+   * registration proceeds on what this replica knows (see README, "Running a fleet").
+   */
+  async claim(meta: SessionMeta): Promise<void> {
+    if (!this.connected) return;
+    let holder: string | undefined;
+    try {
+      holder = await this.#record.claim(meta);
+    } catch (err) {
+      this.#log.warn({ session: meta.id, err: messageOf(err) }, 'address claim not made (Redis did not answer): registering on what this replica knows');
+      return;
+    }
+    if (holder !== undefined) throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(meta.addresses)} is already owned by live session "${holder}" (on another replica)`);
+  }
+
+  /** A claimed registration this replica refused after all: its addresses are free again (best effort; they expire anyway). */
+  unclaim(meta: SessionMeta): void {
+    if (!this.connected) return;
+    this.#record.unclaim(meta).catch((err: unknown) => this.#log.warn({ session: meta.id, err: messageOf(err) }, 'address claim not given back (it expires with the session)'));
+  }
+
+  /** Writes the queued changes to Redis, oldest first; stops at the first failure (the rest wait for the next try). */
+  flush(): Promise<void> {
+    // With server.workers > 1 the workers share one store and its queue: one worker sends it, so nothing goes twice.
+    if (!this.#drains) return Promise.resolve();
+    if (this.#flushing !== undefined) return this.#flushing;
+    // A fault here (the store failing) is logged, never an unhandled rejection: the queue is retried on the next beat.
+    this.#flushing = this.#drain()
+      .catch((err: unknown) => this.#log.error({ err: messageOf(err) }, 'fleet queue not read (the store failed); retried'))
+      .finally(() => { this.#flushing = undefined; });
+    return this.#flushing;
+  }
+
+  async #drain(): Promise<void> {
+    while (!this.#closed && this.#main.status === 'ready') {
+      // What the store refused before goes to disk first, in order.
+      while (this.#unqueued.length > 0) {
+        try {
+          this.#store.db.prepare('INSERT INTO fleet_outbox (event) VALUES (?)').run(JSON.stringify(this.#unqueued[0]));
+          this.#unqueued.shift();
+        } catch {
+          break;
+        }
+      }
+      const row = this.#store.db.prepare('SELECT id, event FROM fleet_outbox ORDER BY id LIMIT 1').get() as { id: number; event: string } | undefined;
+      if (row === undefined) break;
+      try {
+        await this.#record.send(JSON.parse(row.event) as FleetEvent);
+      } catch (err) {
+        this.#log.warn({ err: messageOf(err), queued: this.queued() }, 'fleet change not sent to Redis: kept queued, retried');
+        break;
+      }
+      this.#store.db.prepare('DELETE FROM fleet_outbox WHERE id = ?').run(row.id);
+      this.#metrics.fleetOutbox.set(this.queued());
+    }
+    this.#metrics.fleetOutbox.set(this.queued());
+  }
+
+  #received(text: string): void {
+    let message: { o: string; e: FleetEvent };
+    try {
+      message = JSON.parse(text) as { o: string; e: FleetEvent };
+    } catch {
+      this.#log.error('unparsable message on the fleet channel: ignored');
+      return;
+    }
+    if (message.o === this.nodeId) return;
+    this.#apply(message.e);
+  }
+
+  #apply(event: FleetEvent): void {
+    try {
+      switch (event.kind) {
+        case 'session.put':
+          if (this.#tombstones.has(event.meta.id) && (this.#tombstones.get(event.meta.id)! > event.meta.registeredAtMs)) return;
+          this.#tombstones.delete(event.meta.id);
+          this.#replica.putSession(event.meta);
+          break;
+        case 'session.drop':
+          this.#tombstones.set(event.id, this.#nowMs());
+          this.#replica.dropSession(event.id);
+          break;
+        case 'quarantine.record': this.#replica.quarantine(event.record); break;
+        case 'quarantine.gate': this.#replica.gate(event.gate); break;
+        case 'deny.list': this.#replica.denyList(event.entries); break;
+        case 'audit': this.#replica.audit(event.entry); break;
+      }
+      this.#metrics.fleetEventsReceived.inc({ kind: event.kind });
+    } catch (err) {
+      this.#log.error({ kind: event.kind, err: messageOf(err) }, 'could not apply a change from another replica (it is read again at the next reconnection)');
+    }
+  }
+
+  /** Sends what is queued, then reads the whole shared record (on start and on every reconnection). */
+  #resync(): Promise<void> {
+    if (this.#syncing !== undefined) {
+      this.#syncAgain = true;
+      return this.#syncing;
+    }
+    this.#syncing = (async () => {
+      do {
+        this.#syncAgain = false;
+        if (!this.connected) return;
+        await this.flush();
+        void this.#alerts?.ship();
+        try {
+          await this.#readAll(); // a fault (Redis or the store) is logged; the record is read again next time
+        } catch (err) {
+          this.#log.warn({ err: messageOf(err) }, 'could not read the shared record from Redis; read again at the next reconnection');
+        }
+      } while (this.#syncAgain && !this.#closed);
+    })().finally(() => { this.#syncing = undefined; });
+    return this.#syncing;
+  }
+
+  /**
+   * Whether the Redis reached now is not the one this replica last synced with (restarted empty, or replaced): its
+   * `epoch` key is set once by whichever replica reaches it first and remembered in each replica's store.
+   */
+  async #redisLostItsRecord(): Promise<boolean> {
+    await this.#main.set(this.#k('epoch'), `${this.nodeId}-${this.#nowMs()}`, 'NX');
+    const epoch = await this.#main.get(this.#k('epoch'));
+    const row = this.#store.db.prepare("SELECT value FROM fleet_meta WHERE key = 'epoch'").get() as { value: string } | undefined;
+    if (epoch !== null) this.#store.db.prepare("INSERT OR REPLACE INTO fleet_meta (key, value) VALUES ('epoch', ?)").run(epoch);
+    return row !== undefined && row.value !== epoch;
+  }
+
+  async #readAll(): Promise<void> {
+    const lost = await this.#redisLostItsRecord();
+    if (lost) {
+      // Everything this replica knows goes back first (every replica does the same: the union is what held).
+      this.#log.warn('Redis lost the shared record (restarted empty or replaced): writing back what this replica holds');
+      for (const meta of this.#replica.registered()) this.publish({ kind: 'session.put', meta });
+      const deny = this.#replica.learnedDeny();
+      if (deny.length > 0) this.publish({ kind: 'deny.list', entries: deny });
+      await this.flush();
+    }
+    const [quarantines, gates, sessions, deny] = await Promise.all([
+      this.#main.hgetall(this.#k('quarantines')),
+      this.#main.hgetall(this.#k('gates')),
+      this.#main.hgetall(this.#k('sessions')),
+      this.#main.get(this.#k('deny')),
+    ]);
+    const now = this.#nowMs();
+    for (const text of Object.values(quarantines)) this.#apply({ kind: 'quarantine.record', record: JSON.parse(text) as QuarantineRecord });
+    for (const text of Object.values(gates)) this.#apply({ kind: 'quarantine.gate', gate: JSON.parse(text) as QuarantineGate });
+    for (const text of Object.values(sessions)) {
+      const meta = JSON.parse(text) as SessionMeta;
+      if (meta.expiresAtMs > now && !this.#tombstones.has(meta.id)) this.#apply({ kind: 'session.put', meta });
+    }
+    if (deny !== null) this.#apply({ kind: 'deny.list', entries: JSON.parse(deny) as LearnedDenyEntry[] });
+    // A shared record that lost a quarantine held here (Redis restarted empty) gets it back: a quarantine is never shed.
+    const missing = this.#replica.held().filter((q) => quarantines[q.id] === undefined);
+    for (const q of missing) this.publish({ kind: 'quarantine.record', record: q });
+    this.#log.info({ quarantines: Object.keys(quarantines).length, sessions: Object.keys(sessions).length, written_back: missing.length }, 'caught up with the fleet');
+  }
+
+  /** Whether this replica posts the fleet's alerts now. */
+  get leaseHeld(): boolean {
+    return this.#alerts?.held ?? false;
+  }
+
+  /** This replica enqueued an alert: it goes to the fleet's shared queue (posted by the lease holder). */
+  alertsEnqueued(): void {
+    void this.#alerts?.ship();
+  }
+
+  /** Every TICK_MS on its own connection: the alert lease is taken or renewed, and a Redis that stops answering is noticed. */
+  async #heartbeat(): Promise<void> {
+    if (this.#closed || this.#lease.status !== 'ready') return this.#alerts?.lost();
+    try {
+      await this.#alerts?.tick();
+      if (this.#alerts === undefined) await this.#lease.ping();
+      if (!this.#healthy && this.#main.status === 'ready') { this.#healthy = true; this.#changed(); void this.#resync(); }
+    } catch (err) {
+      // Partitioned without the socket closing: commands time out.
+      if (this.#healthy) this.#log.warn({ err: messageOf(err) }, 'Redis stopped answering: treated as disconnected');
+      this.#healthy = false;
+      this.#changed();
+      return;
+    }
+    void this.flush(); // what other workers queued, or what a failed send left (one indexed read when empty)
+    const now = this.#nowMs();
+    for (const [id, at] of this.#tombstones) if (now - at > TOMBSTONE_MS) this.#tombstones.delete(id);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    clearInterval(this.#tick);
+    await this.flush().catch(() => undefined);
+    await this.#alerts?.giveUp();
+    this.#closed = true;
+    this.#main.disconnect();
+    this.#sub.disconnect();
+    this.#lease.disconnect();
+    this.#metrics.fleetConnected.set(0);
+  }
+}

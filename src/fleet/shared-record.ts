@@ -1,0 +1,114 @@
+// fleet.redis: the shared record in Redis and the writes to it. Each change a replica makes goes into the record
+// (hashes `{fleet.name}:sessions`, `:quarantines`, `:gates`, the key `:deny`, the list `:audit`) and onto the
+// channel `{fleet.name}:events` in one MULTI; address claims (`{fleet.name}:addr:<cidr>`) are one Lua script for
+// all of a session's addresses, so one of two sessions claiming an address at once wins. Owns the key layout and
+// the scripts; never decides what changes (src/fleet/redis-fleet.ts queues and sends, the replicas apply).
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { messageOf } from '../errors.js';
+import { parseCidr } from '../ops/config.js';
+import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
+import type { SessionMeta } from '../sessions/directory.js';
+import type { PeerEvent } from './worker-link.js';
+
+export type LearnedDenyEntry = ReturnType<Store['listLearnedDeny']>[number];
+
+/** What replicas tell each other: the workers' session events, and the records the workers share through their common store. */
+export type FleetEvent =
+  | Extract<PeerEvent, { kind: 'session.put' | 'session.drop' }>
+  | { readonly kind: 'quarantine.record'; readonly record: QuarantineRecord }
+  | { readonly kind: 'quarantine.gate'; readonly gate: QuarantineGate }
+  | { readonly kind: 'deny.list'; readonly entries: readonly LearnedDenyEntry[] }
+  | { readonly kind: 'audit'; readonly entry: Omit<AuditEntry, 'id'> };
+
+// Claims every address key for one session, or none: the first claimant of an address wins until its session ends or expires.
+const CLAIM = `
+for i, k in ipairs(KEYS) do local v = redis.call('GET', k); if v and v ~= ARGV[1] then return v end end
+for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
+return false`;
+// Writes a quarantine record unless the shared one is already further on (open < confirmed < released), atomically.
+const PUT_RECORD = `
+local rank = { open = 0, confirmed = 1, released = 2 }
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and rank[cjson.decode(old).state] > rank[ARGV[3]] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`;
+const UNCLAIM = `for i, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end end return 0`;
+
+export class SharedRecord {
+  readonly #redis: Redis;
+  readonly #k: (suffix: string) => string;
+  readonly #nodeId: string;
+  readonly #nowMs: () => number;
+  readonly #log: Logger;
+
+  constructor(redis: Redis, key: (suffix: string) => string, nodeId: string, nowMs: () => number, log: Logger) {
+    this.#redis = redis;
+    this.#k = key;
+    this.#nodeId = nodeId;
+    this.#nowMs = nowMs;
+    this.#log = log;
+  }
+
+  /** Claims every address of the session until it expires; the id of the live session holding one already, else undefined. */
+  async claim(meta: SessionMeta): Promise<string | undefined> {
+    const holder = await this.#redis.eval(CLAIM, meta.addresses.length, ...this.#keys(meta), meta.id, String(Math.max(1, meta.expiresAtMs - this.#nowMs())));
+    return typeof holder === 'string' ? holder : undefined;
+  }
+
+  /** Gives back the session's claims (only those it still holds). */
+  async unclaim(meta: Pick<SessionMeta, 'id' | 'addresses'>): Promise<void> {
+    await this.#redis.eval(UNCLAIM, meta.addresses.length, ...this.#keys(meta), meta.id);
+  }
+
+  /** One key per address, in one spelling: `10.0.0.1` is `10.0.0.1/32`, `fd00:0::1/128` is `fd00::1/128`. */
+  #keys(meta: Pick<SessionMeta, 'addresses'>): string[] {
+    return meta.addresses.map((a) => {
+      const c = parseCidr(a);
+      if (c === undefined) return this.#k(`addr:${a}`);
+      // The URL parser writes an IPv6 address in its canonical (RFC 5952) form.
+      const address = c.family === 6 ? new URL(`http://[${c.address}]/`).hostname.slice(1, -1) : c.address;
+      return this.#k(`addr:${address}/${c.prefix}`);
+    });
+  }
+
+  /** One change into the shared record and onto the channel, atomically. */
+  async send(event: FleetEvent): Promise<void> {
+    const m = this.#redis.multi();
+    switch (event.kind) {
+      case 'session.put': {
+        // Queued while Redis was away, the claim was not made then: made now; a conflict is the partition's (logged).
+        const holder = await this.claim(event.meta);
+        if (holder !== undefined) this.#log.error({ session: event.meta.id, held_by: holder, addresses: event.meta.addresses }, 'a session registered during a partition shares an address with a session registered elsewhere: both hold until one ends');
+        m.hset(this.#k('sessions'), event.meta.id, JSON.stringify(event.meta));
+        break;
+      }
+      case 'session.drop': {
+        const meta = await this.#redis.hget(this.#k('sessions'), event.id);
+        if (meta !== null) await this.unclaim(JSON.parse(meta) as SessionMeta);
+        m.hdel(this.#k('sessions'), event.id);
+        break;
+      }
+      case 'quarantine.record':
+        // A decision is never undone by an older state written later (two replicas deciding at once).
+        m.eval(PUT_RECORD, 1, this.#k('quarantines'), event.record.id, JSON.stringify(event.record), event.record.state);
+        break;
+      case 'quarantine.gate':
+        m.hset(this.#k('gates'), `${event.gate.sessionId} ${event.gate.quarantineId}`, JSON.stringify(event.gate));
+        break;
+      case 'deny.list':
+        m.set(this.#k('deny'), JSON.stringify(event.entries));
+        break;
+      case 'audit':
+        // The shared audit log, newest last, bounded; every replica also keeps it in its own store.
+        m.rpush(this.#k('audit'), JSON.stringify(event.entry));
+        m.ltrim(this.#k('audit'), -100_000, -1);
+        break;
+    }
+    m.publish(this.#k('events'), JSON.stringify({ o: this.#nodeId, e: event }));
+    const results = await m.exec();
+    const failed = results?.find(([err]) => err !== null);
+    if (results === null || failed !== undefined) throw new Error(`MULTI failed: ${failed === undefined ? 'aborted' : messageOf(failed[0])}`);
+  }
+
+}

@@ -1,0 +1,89 @@
+// src/fleet/shared-record.ts against a real redis-server: the address claims (one winner, all or nothing,
+// given back only by their holder, gone with the session's expiry) and the writes (a quarantine record never
+// goes back a state; every change is published with its origin).
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SharedRecord, type FleetEvent } from '../../src/fleet/shared-record.js';
+import type { SessionMeta } from '../../src/sessions/directory.js';
+import type { QuarantineRecord } from '../../src/store.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+
+let redis: RedisServer;
+let client: Redis;
+let record: SharedRecord;
+const key = (suffix: string) => `{unit}:${suffix}`;
+let now = 1_000_000;
+
+const meta = (id: string, addresses: string[], ttlMs = 60_000): SessionMeta => ({
+  id, user: 'u', role: 'r', type: 'batch', addresses, origin: 'registered', expiresAtMs: now + ttlMs, registeredAtMs: now,
+});
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url, { lazyConnect: true });
+  await client.connect();
+  record = new SharedRecord(client, key, 'node-1', () => now, pino({ level: 'silent' }));
+});
+
+afterAll(async () => {
+  client?.disconnect();
+  await redis?.stop();
+});
+
+describe('SharedRecord', () => {
+  it('claims all of a session\'s addresses or none: a second session sharing one gets the holder and claims nothing', async () => {
+    expect(await record.claim(meta('s1', ['10.0.0.1/32', '10.0.0.2/32']))).toBeUndefined();
+    expect(await record.claim(meta('s2', ['10.0.0.2/32', '10.0.0.3/32']))).toBe('s1');
+    expect(await client.get(key('addr:10.0.0.3/32'))).toBeNull(); // nothing half-claimed
+    expect(await record.claim(meta('s3', ['10.0.0.3/32']))).toBeUndefined();
+    // The holder renews its own claim.
+    expect(await record.claim(meta('s1', ['10.0.0.1/32', '10.0.0.2/32']))).toBeUndefined();
+    // The same address written differently is the same key (an address without a prefix, IPv6 zero compression).
+    expect(await record.claim(meta('s4', ['10.0.0.1']))).toBe('s1');
+    expect(await record.claim(meta('s5', ['fd00::1/128']))).toBeUndefined();
+    expect(await record.claim(meta('s6', ['fd00:0:0::1/128']))).toBe('s5');
+  });
+
+  it('a claim is given back only by its holder, and lapses with the session', async () => {
+    await record.unclaim({ id: 's2', addresses: ['10.0.0.2/32'] });
+    expect(await record.claim(meta('s2', ['10.0.0.2/32']))).toBe('s1');
+    await record.unclaim({ id: 's1', addresses: ['10.0.0.1/32', '10.0.0.2/32'] });
+    expect(await record.claim(meta('s2', ['10.0.0.2/32']))).toBeUndefined();
+    expect(await record.claim(meta('brief', ['10.0.0.9/32'], 300))).toBeUndefined();
+    const deadline = Date.now() + 10_000;
+    while ((await client.get(key('addr:10.0.0.9/32'))) !== null && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
+    expect(await record.claim(meta('next', ['10.0.0.9/32']))).toBeUndefined();
+  });
+
+  it('a quarantine record never goes back a state in the shared record, whatever order the writes come in', async () => {
+    const q = { id: 'qr-1', sessionId: 's1', session: meta('s1', ['10.0.0.1/32']), state: 'open', raisedAtMs: now, evidence: {} } as QuarantineRecord;
+    await record.send({ kind: 'quarantine.record', record: { ...q, state: 'released', decidedAtMs: now + 2 } });
+    await record.send({ kind: 'quarantine.record', record: q });
+    await record.send({ kind: 'quarantine.record', record: { ...q, state: 'confirmed', decidedAtMs: now + 1 } });
+    expect(JSON.parse((await client.hget(key('quarantines'), 'qr-1'))!).state).toBe('released');
+    await record.send({ kind: 'quarantine.record', record: { ...q, id: 'qr-2', state: 'confirmed' } });
+    expect(JSON.parse((await client.hget(key('quarantines'), 'qr-2'))!).state).toBe('confirmed');
+  });
+
+  it('every change is published with its origin; a session\'s end gives its claims back', async () => {
+    const sub = new Redis(redis.url);
+    const got: { o: string; e: FleetEvent }[] = [];
+    sub.on('message', (_c: string, text: string) => got.push(JSON.parse(text) as { o: string; e: FleetEvent }));
+    await sub.subscribe(key('events'));
+    try {
+      const m = meta('s7', ['10.0.0.7/32']);
+      await record.send({ kind: 'session.put', meta: m });
+      expect(await client.get(key('addr:10.0.0.7/32'))).toBe('s7');
+      expect(JSON.parse((await client.hget(key('sessions'), 's7'))!).id).toBe('s7');
+      await record.send({ kind: 'session.drop', id: 's7' });
+      expect(await client.get(key('addr:10.0.0.7/32'))).toBeNull();
+      expect(await client.hget(key('sessions'), 's7')).toBeNull();
+      const deadline = Date.now() + 5000;
+      while (got.length < 2 && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
+      expect(got.map((g) => [g.o, g.e.kind])).toEqual([['node-1', 'session.put'], ['node-1', 'session.drop']]);
+    } finally {
+      sub.disconnect();
+    }
+  });
+});
