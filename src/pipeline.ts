@@ -13,24 +13,17 @@ import type { QuarantineBook } from './analyst/quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
 import { qtypeName, queryKey, rcodeName, SIGNAL_KEYS, verdictKey, type Metrics, qtypeText } from './ops/telemetry.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
-import { RCODE, decodeQuery, encodeForwardedReply, encodeLocalReply, encodeQuestion, encodeSlipReply, encodeSynthReply, type LocalReplyOptions, type Peer, type Query, type Reply } from './dns/wire.js';
+import { RCODE, encodeQuestion, encodeSlipReply, type LocalReplyOptions, type Peer, type Query } from './dns/wire.js';
 import type { ZoneSet } from './zones/zone-set.js';
 import type { Zone } from './zones/zone.js';
-import { rpzLocalRecords, rpzRedirect, type RpzMatch } from './zones/rpz.js';
+import { rpzRedirect } from './zones/rpz.js';
 import type { ZoneRecord } from './zones/master-file.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { SessionRateLimiter } from './sessions/rate-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
-
-export type Outcome =
-  | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined; /** A stale answer (RFC 8767): its TTLs. */ readonly staleTtlSec?: number | undefined }
-  /** Answered from a local zone (`zone`: its origin), never judged; `reply` may end in a forwarded CNAME target's answer. */
-  | { readonly kind: 'local'; readonly zone: string; readonly reply: LocalReplyOptions }
-  /** `rewrite`: an RPZ trigger's CNAME local data with its target's answer appended (answered, with the block's EDE). */
-  | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string; readonly rewrite?: LocalReplyOptions }
-  | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' | 'rate_limited' }
-  | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
+import type { Outcome } from './outcome/outcome.js';
+import { decodePacket, encodeOutcome, rcodeOf } from './outcome/edge.js';
 
 export interface DomainAgeLookup {
   lookup(registrableDomain: string, budgetMs?: number): Promise<number | undefined>;
@@ -89,8 +82,6 @@ export function newEventId(): string {
 // Zone transfers and meta queries are not for agents.
 const UNSUPPORTED_QTYPES: ReadonlySet<number> = new Set([251, 252, 253, 254]); // IXFR, AXFR, MAILB, MAILA
 const CLASS_IN = 1;
-// Blocked answers carry an SOA so stub resolvers cache them briefly (RFC 2308) but not past a release.
-const BLOCK_NEGATIVE_TTL_SEC = 5;
 // One outcome for every rate-limited query (read-only): a session over its limit allocates nothing here.
 const RATE_LIMITED: Outcome = Object.freeze({ kind: 'refused', reason: 'rate_limited' });
 // A CNAME chain that leaves one local zone for another (and back) is followed this many times, then SERVFAIL.
@@ -367,12 +358,8 @@ export function createPipeline(d: PipelineDeps): {
 
   function answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined> {
     const started = performance.now();
-    const decoded = decodeQuery(packet, peer, d.nowMs(), d.udpPayloadSize);
-    if (!decoded.ok) {
-      d.metrics.malformed.inc({ transport: peer.transport, reason: decoded.reason });
-      return decoded.reply;
-    }
-    const q = decoded.query;
+    const q = decodePacket(packet, peer, d.nowMs(), d.udpPayloadSize, m);
+    if ('reply' in q) return q.reply;
     let outcome: Outcome | Promise<Outcome>;
     try {
       outcome = handle(q);
@@ -409,7 +396,7 @@ export function createPipeline(d: PipelineDeps): {
         return encodeSlipReply(q, 'REFUSED');
       }
     }
-    const reply = encodeOutcome(q, outcome);
+    const reply = encodeOutcome(q, outcome, d.udpPayloadSize);
     m.queries.inc(queryKey(peer.transport, q.type, rcodeOf(outcome)));
     m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);
     if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
@@ -433,36 +420,6 @@ export function createPipeline(d: PipelineDeps): {
     failuresSuppressed = 0;
   }
 
-  function encodeOutcome(q: Query, outcome: Outcome): Buffer {
-    const size = d.udpPayloadSize;
-    switch (outcome.kind) {
-      case 'answered':
-        return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size, outcome.staleTtlSec);
-      case 'local':
-        return encodeLocalReply(q, outcome.reply, size);
-      case 'blocked': {
-        if (outcome.rewrite !== undefined) return encodeLocalReply(q, { ...outcome.rewrite, ede: { code: 17, text: outcome.text } }, size);
-        if (outcome.verdict.rpz !== undefined) return encodeRpzReply(q, outcome.verdict.rpz, outcome.text, size);
-        const code = outcome.verdict.rule === 'deny_list' || outcome.verdict.rule === 'learned_deny' ? 17 : 15; // 17 Filtered, 15 Blocked
-        return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede: { code, text: outcome.text }, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-      }
-      case 'refused': {
-        const text = outcome.reason === 'no_session' ? 'no session registered for this source address'
-          : outcome.reason === 'expired' ? 'session expired: no session registered for this source address'
-          : outcome.reason === 'rate_limited' ? 'rate limited: this session is over its query rate limit, slow down'
-          : 'query class or type not supported';
-        // 0 (Other) for a rate limit: RFC 8914 has no code for it, and the text says it.
-        const code = outcome.reason === 'unsupported' ? 21 : outcome.reason === 'rate_limited' ? 0 : 18;
-        return encodeSynthReply(q, { rcode: 'REFUSED', ede: { code, text } }, size);
-      }
-      case 'failed':
-        // The agent learns that the upstreams failed, not where they are; the log has the detail.
-        return encodeSynthReply(q, { rcode: 'SERVFAIL', ede: { code: outcome.ede, text: outcome.ede === 22 ? 'no upstream answered in time' : outcome.ede === 23 ? 'upstream unreachable' : outcome.error.message } }, size);
-      default:
-        return assertNever(outcome);
-    }
-  }
-
   return { handle, answerPacket, flushRepeats };
 }
 
@@ -477,43 +434,6 @@ export function registrableOf(name: string): string | undefined {
 
 function quarantinedVerdict(policy: Policy, type: SessionMeta['type']): Verdict {
   return { action: 'nxdomain', rule: 'quarantined', enforced: true, mode: policy.mode(type), reason: 'session quarantined' };
-}
-
-/**
- * What a policy zone's trigger answers, always with EDE 17 (Filtered) naming the zone: NXDOMAIN; NODATA;
- * DROP as REFUSED (an agent must never wait out a timeout); local data as a NOERROR answer with the
- * trigger's records of the asked type (or its CNAME) under the query's name, NODATA when it has none.
- */
-function encodeRpzReply(q: Query, rpz: RpzMatch, text: string, size: number): Buffer {
-  const ede = { code: 17, text };
-  switch (rpz.action.kind) {
-    case 'nxdomain': return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-    case 'nodata':
-    case 'passthru': // never blocked (judge scores it); here for completeness
-      return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-    case 'drop': return encodeSynthReply(q, { rcode: 'REFUSED', ede }, size);
-    case 'local': {
-      const records = rpzLocalRecords(rpz, q.type);
-      if (records.length === 0) return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-      return encodeLocalReply(q, { rcode: 'NOERROR', authoritative: false, answer: records.map((r) => ({ name: q.name, type: r.type, ttl: r.ttl, rdata: r.rdata })), authority: [], additional: [], ede }, size);
-    }
-    default: return assertNever(rpz.action);
-  }
-}
-
-export function rcodeOf(outcome: Outcome): number {
-  switch (outcome.kind) {
-    case 'answered': return outcome.reply.rcode;
-    case 'local': return outcome.reply.tail !== undefined ? outcome.reply.tail.reply.rcode : RCODE[outcome.reply.rcode];
-    case 'blocked': {
-      if (outcome.rewrite !== undefined) return outcome.rewrite.tail !== undefined ? outcome.rewrite.tail.reply.rcode : RCODE[outcome.rewrite.rcode];
-      const kind = outcome.verdict.rpz?.action.kind;
-      return kind === undefined || kind === 'nxdomain' ? RCODE.NXDOMAIN : kind === 'drop' ? RCODE.REFUSED : RCODE.NOERROR;
-    }
-    case 'refused': return RCODE.REFUSED;
-    case 'failed': return RCODE.SERVFAIL;
-    default: return assertNever(outcome);
-  }
 }
 
 /** The shape of the log line for every non-allow verdict; `replay` reads the same shape. */
@@ -580,4 +500,3 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-export { RCODE };
