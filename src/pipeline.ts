@@ -1,10 +1,7 @@
 // The query path, in the one fixed order the product has: admit → gate → judge → enforce →
 // resolve → re-judge the answer → finish. Each step either ends the query with an Outcome or
 // carries on. Stages return values; only transport.ts writes bytes. All decisions live in policy.ts.
-// Owns the verdict log: a block that can repeat without end is logged once per session, kind and window, then
-// counted (flushRepeats logs the count), so a flood costs no log line per query.
-// Why it is long: it still holds the DNS edge's outcome → reply table and the verdict log beside the path
-// itself; both are to move out (ARCHITECTURE.md, known debt).
+// The reply for an outcome is src/outcome/edge.ts's, the verdict log line src/outcome/verdict-log.ts's.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
@@ -24,6 +21,7 @@ import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
 import type { Outcome } from './outcome/outcome.js';
 import { decodePacket, encodeOutcome, rcodeOf } from './outcome/edge.js';
+import { createVerdictLog, signalValues } from './outcome/verdict-log.js';
 
 export interface DomainAgeLookup {
   lookup(registrableDomain: string, budgetMs?: number): Promise<number | undefined>;
@@ -57,20 +55,6 @@ export interface PipelineDeps {
   readonly repeatWindowMs: () => number;
 }
 
-/** Blocks of one kind (action, rule, mode, enforced) from one session in the current window, counted, not logged. */
-interface Repeats {
-  readonly session: SessionMeta;
-  readonly windowStartMs: number;
-  count: number;
-  firstTs: number;
-  lastTs: number;
-  firstEventId: string | undefined;
-  lastEventId: string | undefined;
-  lastName: string;
-  lastQtype: number;
-  verdict: Verdict;
-}
-
 // Event ids: a random per-process prefix and a counter, so an id is unique across restarts and
 // costs nothing per query. They appear in EDE text, logs and quarantine evidence.
 const EVENT_PREFIX = randomBytes(4).toString('hex');
@@ -96,9 +80,8 @@ export function createPipeline(d: PipelineDeps): {
 } {
   const m = d.metrics;
   // The closed gate's answer, built once per quarantine (and policy): a quarantined session's flood allocates nothing here.
+  const verdictLog = createVerdictLog({ log: d.log, nowMs: d.nowMs, repeatWindowMs: d.repeatWindowMs });
   const gated = new WeakMap<Session<SessionState>, { readonly id: string; readonly policy: Policy; readonly outcome: Outcome }>();
-  // Per session, per kind of block (verdictKey × enforced): the repeats counted in the current window.
-  const repeats = new Map<Session<SessionState>, Map<number, Repeats>>();
 
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
   // round trip makes a query asynchronous. Promise hops cost a measurable share of a cache hit
@@ -296,64 +279,7 @@ export function createPipeline(d: PipelineDeps): {
       const keys = SIGNAL_KEYS[verdict.action];
       for (const s of verdict.score.signals) m.signalValue.observe(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value);
     }
-    if (verdict.action !== 'answer') {
-      if (repeatable && isRepeat(q, session, verdict, eventId)) return;
-      d.log.warn(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
-    } else if (d.log.isLevelEnabled('debug')) {
-      d.log.debug(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
-    }
-  }
-
-  // The first block of a kind from a session is logged in full and opens a window; the blocks like it within
-  // the window are only counted (no log line, no allocation), and one line says how many when the window has
-  // passed. Metrics still count every query.
-  function isRepeat(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string | undefined): boolean {
-    const key = verdictKey(verdict.action, verdict.rule, verdict.mode, session.type) * 2 + (verdict.enforced ? 1 : 0);
-    let kinds = repeats.get(session);
-    const open = kinds?.get(key);
-    if (open !== undefined && q.atMs >= open.windowStartMs && q.atMs - open.windowStartMs < d.repeatWindowMs()) {
-      if (open.count === 0) {
-        open.firstTs = q.atMs;
-        open.firstEventId = eventId;
-      }
-      open.count++;
-      open.lastTs = q.atMs;
-      open.lastEventId = eventId;
-      open.lastName = q.name;
-      open.lastQtype = q.type;
-      open.verdict = verdict;
-      return true;
-    }
-    if (open !== undefined) logRepeats(open);
-    if (kinds === undefined) repeats.set(session, (kinds = new Map()));
-    kinds.set(key, { session, windowStartMs: q.atMs, count: 0, firstTs: q.atMs, lastTs: q.atMs, firstEventId: undefined, lastEventId: undefined, lastName: q.name, lastQtype: q.type, verdict });
-    return false;
-  }
-
-  function logRepeats(r: Repeats): void {
-    if (r.count === 0) return;
-    const v = r.verdict;
-    const s = r.session;
-    const line: VerdictRepeatLogLine = {
-      event: 'verdict_repeat', count: r.count, session: s.id, user: s.user, role: s.role, session_type: s.type,
-      action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,
-      first_ts: r.firstTs, last_ts: r.lastTs, first_event_id: r.firstEventId, last_event_id: r.lastEventId,
-      last_name: r.lastName, last_qtype: qtypeName(r.lastQtype), ts: r.lastTs,
-    };
-    d.log.warn(line, `${verdictMessage(v)}: ${r.count} more like this`);
-  }
-
-  function flushRepeats(all = false): void {
-    const nowMs = d.nowMs();
-    const windowMs = d.repeatWindowMs();
-    for (const [session, kinds] of repeats) {
-      for (const [key, r] of kinds) {
-        if (!all && nowMs >= r.windowStartMs && nowMs - r.windowStartMs < windowMs) continue;
-        logRepeats(r);
-        kinds.delete(key);
-      }
-      if (kinds.size === 0) repeats.delete(session);
-    }
+    verdictLog.record(q, session, verdict, eventId, repeatable);
   }
 
   function answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined> {
@@ -420,11 +346,7 @@ export function createPipeline(d: PipelineDeps): {
     failuresSuppressed = 0;
   }
 
-  return { handle, answerPacket, flushRepeats };
-}
-
-function verdictMessage(v: Verdict): string {
-  return v.enforced ? `query ${v.action}` : `query would ${v.action} (observe)`;
+  return { handle, answerPacket, flushRepeats: verdictLog.flush };
 }
 
 /** The ICANN registrable domain (what RDAP/WHOIS know and what a learned deny names). */
@@ -434,66 +356,6 @@ export function registrableOf(name: string): string | undefined {
 
 function quarantinedVerdict(policy: Policy, type: SessionMeta['type']): Verdict {
   return { action: 'nxdomain', rule: 'quarantined', enforced: true, mode: policy.mode(type), reason: 'session quarantined' };
-}
-
-/** The shape of the log line for every non-allow verdict; `replay` reads the same shape. */
-export interface VerdictLogLine {
-  readonly event: 'verdict';
-  readonly eventId: string | undefined;
-  readonly session: string;
-  readonly user: string;
-  readonly role: string;
-  readonly session_type: string;
-  readonly name: string;
-  readonly qtype: string;
-  readonly action: string;
-  readonly rule: string;
-  readonly enforced: boolean;
-  readonly mode: string;
-  readonly reason: string;
-  readonly score: number | undefined;
-  readonly signals: Record<string, number> | undefined;
-  readonly ts: number;
-}
-
-/**
- * The line for blocks counted within a window after the first one (logged in full as a VerdictLogLine): how many,
- * when, the event-id range (ids count up within a process), the last name asked, and the last verdict's fields.
- */
-export interface VerdictRepeatLogLine {
-  readonly event: 'verdict_repeat';
-  readonly count: number;
-  readonly session: string;
-  readonly user: string;
-  readonly role: string;
-  readonly session_type: string;
-  readonly action: string;
-  readonly rule: string;
-  readonly enforced: boolean;
-  readonly mode: string;
-  readonly reason: string;
-  readonly first_ts: number;
-  readonly last_ts: number;
-  readonly first_event_id: string | undefined;
-  readonly last_event_id: string | undefined;
-  readonly last_name: string;
-  readonly last_qtype: string;
-  readonly ts: number;
-}
-
-function signalValues(score: NonNullable<Verdict['score']>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const s of score.signals) out[s.id] = round(s.value);
-  return out;
-}
-
-export function verdictLogLine(q: Query, session: SessionMeta, v: Verdict, eventId: string | undefined): VerdictLogLine {
-  const signals = v.score === undefined ? undefined : signalValues(v.score);
-  return {
-    event: 'verdict', eventId, session: session.id, user: session.user, role: session.role, session_type: session.type,
-    name: q.name, qtype: qtypeText(q.type), action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,
-    score: v.score === undefined ? undefined : round(v.score.total), signals, ts: q.atMs,
-  };
 }
 
 function round(x: number): number {

@@ -28,7 +28,7 @@ const qtypeField = z.union([z.number(), z.string()]).transform((q, ctx) => {
   return n;
 });
 
-// dnswarden's verdict log lines (pipeline.ts VerdictLogLine) name the query `name`; query logs say `qname`.
+// dnswarden's verdict log lines (src/outcome/verdict-log.ts VerdictLogLine) name the query `name`; query logs say `qname`.
 const normalise = (raw: unknown): unknown => {
   if (raw !== null && typeof raw === 'object' && !('qname' in raw) && 'name' in raw) {
     const { name, ...rest } = raw as Record<string, unknown>;
@@ -162,7 +162,7 @@ export function parseJsonl(text: string): ReplayLine[] {
 
 /**
  * parseJsonl, and how many blocks dnswarden's verdict log recorded only as a count (`verdict_repeat` lines,
- * pipeline.ts): their names were not logged, so they cannot be re-scored; the report says how many there were.
+ * src/outcome/verdict-log.ts): their names were not logged, so they cannot be re-scored; the report says how many there were.
  */
 export function parseJsonlCounted(text: string): { lines: ReplayLine[]; repeatedBlocks: number } {
   const out: ReplayLine[] = [];
