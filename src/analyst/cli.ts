@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { messageOf, WardenError } from '../errors.js';
+import { qtypeText } from '../ops/qtypes.js';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 
 export const ANALYST_USAGE = `
@@ -41,9 +42,8 @@ export function analystHelp(group: string, verb: string | undefined): string {
 }
 
 // Names for the numbers in query history rows (a table is for a person; --json keeps the numbers).
-const QTYPE_NAMES: Readonly<Record<number, string>> = { 1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 10: 'NULL', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 35: 'NAPTR', 43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY', 257: 'CAA' };
 const RCODE_NAMES: readonly string[] = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
-export const qtypeLabel = (n: number): string => QTYPE_NAMES[n] ?? `TYPE${n}`;
+export const qtypeLabel = qtypeText;
 export const rcodeLabel = (n: number): string => RCODE_NAMES[n] ?? `RCODE${n}`;
 
 /** `--limit N`: a whole number from 1 on, or a usage error naming the option. */

@@ -4,7 +4,8 @@
 // when the window has passed (`flush`, from a timer, or all at close) — a flood costs no log line per query.
 // Never decides, never counts metrics (the pipeline does), never writes the store or sockets; never logs tokens.
 import type { Logger } from 'pino';
-import { qtypeName, qtypeText, verdictKey } from '../ops/telemetry.js';
+import { qtypeName, verdictKey } from '../ops/telemetry.js';
+import { qtypeText } from '../ops/qtypes.js';
 import type { Query } from '../dns/wire.js';
 import type { SessionMeta } from '../sessions/directory.js';
 import type { Verdict } from '../policy/judge.js';
