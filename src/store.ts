@@ -6,6 +6,7 @@
 // Why it is long: one SQLite schema (with its migrations) and the statements for every durable row the
 // product keeps; the tables share one connection and one transaction discipline.
 import Database from 'better-sqlite3';
+import { z } from 'zod';
 import { mkdirSync, statSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { WardenError, messageOf } from './errors.js';
@@ -23,7 +24,53 @@ export interface QuarantineRecord {
   decidedBy?: string;
   decisionReason?: string;
   /** The triggering queries with every signal's value and reason, and the verdict text. */
-  readonly evidence: unknown;
+  readonly evidence: QuarantineEvidence;
+}
+
+/** The query that raised a quarantine: its verdict, and every signal's value, weight and reason. */
+export interface EvidenceTrigger {
+  readonly eventId: string;
+  readonly atMs: number;
+  readonly name: string;
+  readonly qtype: number;
+  readonly action: string;
+  readonly rule: string;
+  readonly reason: string;
+  readonly score?: number | undefined;
+  readonly signals?: readonly { readonly id: string; readonly value: number; readonly weight: number; readonly reason: string }[] | undefined;
+}
+
+/**
+ * A quarantine's evidence: the trigger and the session's recent queries. `trigger` is null in rows from releases
+ * that did not record it; `unreadable` holds a row's evidence as stored when it does not validate (shown, never lost).
+ */
+export interface QuarantineEvidence {
+  readonly trigger: EvidenceTrigger | null;
+  readonly recent: readonly HistoryEntry[];
+  readonly unreadable?: { readonly error: string; readonly stored: unknown };
+}
+
+// Loose objects: a field a later release adds is kept, not stripped, when an older one reads the row.
+const evidenceSchema = z.looseObject({
+  trigger: z.looseObject({
+    eventId: z.string(), atMs: z.number(), name: z.string(), qtype: z.number().int(), action: z.string(), rule: z.string(), reason: z.string(),
+    score: z.number().optional(),
+    signals: z.array(z.looseObject({ id: z.string(), value: z.number(), weight: z.number(), reason: z.string() })).optional(),
+  }).nullable().default(null),
+  recent: z.array(z.looseObject({
+    atMs: z.number(), name: z.string(), qtype: z.number().int(), action: z.string(), rule: z.string(), rcode: z.number().int(), enforced: z.boolean(),
+    eventId: z.string().optional(), score: z.number().optional(), reason: z.string().optional(), signals: z.record(z.string(), z.number()).optional(),
+    count: z.number().optional(), lastAtMs: z.number().optional(),
+  })).default([]),
+});
+
+/** Evidence read back (from a store row, or from the API): validated; what does not validate is kept as `unreadable`. */
+export function evidenceOf(stored: unknown): QuarantineEvidence {
+  const parsed = evidenceSchema.safeParse(stored);
+  if (parsed.success) return parsed.data as QuarantineEvidence;
+  const issue = parsed.error.issues[0];
+  const error = issue === undefined ? 'invalid' : `evidence.${issue.path.join('.')}: ${issue.message}`;
+  return { trigger: null, recent: [], unreadable: { error, stored } };
 }
 
 /** A session registered after a quarantine and gated under it: it shares the quarantined session's address or user. */
@@ -446,7 +493,7 @@ function fromRow(r: QuarantineRow): QuarantineRecord {
     session: JSON.parse(r.session) as SessionMeta,
     state: r.state,
     raisedAtMs: r.raised_at_ms,
-    evidence: JSON.parse(r.evidence) as unknown,
+    evidence: evidenceOf(JSON.parse(r.evidence)),
   };
   if (r.decided_at_ms !== null) q.decidedAtMs = r.decided_at_ms;
   if (r.decided_by !== null) q.decidedBy = r.decided_by;

@@ -76,7 +76,7 @@ function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps, 
     gated_sessions: d.store.gatesOf(q.id).map((g) => ({ id: g.sessionId, user: g.session.user, addresses: g.session.addresses, matched: g.matched, gated_at: new Date(g.atMs).toISOString() })),
     decided_at: q.decidedAtMs === undefined ? null : new Date(q.decidedAtMs).toISOString(),
     decided_by: q.decidedBy ?? null, decision_reason: q.decisionReason ?? null,
-    ...(withEvidence ? { evidence: q.evidence } : { trigger: (q.evidence as { trigger?: unknown }).trigger ?? null }),
+    ...(withEvidence ? { evidence: q.evidence } : { trigger: q.evidence.trigger }),
   };
 }
 
