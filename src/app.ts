@@ -147,7 +147,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     });
     sessions.setStatic(config.sessions.static, nowMs());
     sessions.restore(store.loadSessions(nowMs()), nowMs());
-    metrics.sessionsLive.set(sessions.liveCount(nowMs()));
+    sessions.exposeLiveCount(metrics.sessionsLive, nowMs);
 
     const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs, { delivers: worker?.isAdmin ?? true, enqueued: () => publish({ kind: 'alerts.enqueued' }) });
     closers.push(() => alerts.close());
@@ -200,7 +200,6 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         const n = sessions.sweepExpired(nowMs());
         if (n > 0) log.info({ expired: n }, 'registered sessions expired');
         store.pruneRegistrationTokens(nowMs());
-        metrics.sessionsLive.set(sessions.liveCount(nowMs()));
         store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
       } catch (err) {
         log.error({ err: messageOf(err) }, 'periodic sweep failed; will retry');
@@ -313,7 +312,6 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         case 'cache.flush': cache.clear(); break;
         case 'alerts.enqueued': alerts.deliverNow(); break;
       }
-      metrics.sessionsLive.set(sessions.liveCount(nowMs()));
     }, (op) => answerGather(op, metrics, sessions, quarantines, worker.spec.index));
 
     const metricsText = worker === undefined ? (): Promise<string> => metrics.registry.metrics() : () => aggregatedMetrics(worker);
@@ -375,7 +373,6 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           rpzFiles.reset();
           exportBlockAt(next);
           metrics.configReloads.inc({ result: 'ok' });
-          metrics.sessionsLive.set(sessions.liveCount(nowMs()));
           log.info({ static_sessions: next.sessions.static.length, mode: next.policy.mode }, 'config reloaded');
         } catch (err) {
           reloadRejected(err);

@@ -153,7 +153,6 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         try {
           const session = await d.sessions.register(token, d.nowMs());
           d.metrics.registrations.inc({ result: 'ok' });
-          d.metrics.sessionsLive.set(d.sessions.liveCount(d.nowMs()));
           return { status: 201, json: { session: sessionJson(session, d) } };
         } catch (err) {
           d.metrics.registrations.inc({ result: err instanceof WardenError ? err.code.toLowerCase().replace(/^err_/, '') : 'error' });
@@ -165,7 +164,6 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'DELETE', path: '/v1/sessions/:id', allow: REGISTER,
       handler: (req) => {
         if (!d.sessions.deregister(req.params.id!, d.nowMs())) throw new WardenError('ERR_NOT_FOUND', `no registered session with id "${req.params.id}"`);
-        d.metrics.sessionsLive.set(d.sessions.liveCount(d.nowMs()));
         return { status: 204 };
       },
     },
