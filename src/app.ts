@@ -156,7 +156,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     });
     sessions.setStatic(config.sessions.static, nowMs());
     sessions.restore(store.loadSessions(nowMs()), nowMs());
-    metrics.sessionsLive.set(sessions.liveCount(nowMs()));
+    sessions.exposeLiveCount(metrics.sessionsLive, nowMs);
 
     // fleet.redis: no replica posts its own alerts; they go to the fleet's queue, posted by the lease holder.
     const alerts = new WebhookAlerts(config.alerts, store, log, metrics, nowMs, config.fleet.redis !== undefined
@@ -234,7 +234,6 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         const n = sessions.sweepExpired(nowMs());
         if (n > 0) log.info({ expired: n }, 'registered sessions expired');
         store.pruneRegistrationTokens(nowMs());
-        metrics.sessionsLive.set(sessions.liveCount(nowMs()));
         store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
       } catch (err) {
         log.error({ err: messageOf(err) }, 'periodic sweep failed; will retry');
@@ -354,7 +353,6 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       }
       // Another worker changed something: it is in the shared store's fleet queue, which this worker may send.
       void fleet?.flush();
-      metrics.sessionsLive.set(sessions.liveCount(nowMs()));
     }, (op) => answerGather(op, metrics, sessions, quarantines, worker.spec.index));
 
     const metricsText = worker === undefined ? (): Promise<string> => metrics.registry.metrics() : () => aggregatedMetrics(worker);
@@ -419,7 +417,6 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           rpzFiles.reset();
           exportBlockAt(next);
           metrics.configReloads.inc({ result: 'ok' });
-          metrics.sessionsLive.set(sessions.liveCount(nowMs()));
           log.info({ static_sessions: next.sessions.static.length, mode: next.policy.mode }, 'config reloaded');
         } catch (err) {
           reloadRejected(err);

@@ -1,37 +1,29 @@
 // The query path, in the one fixed order the product has: admit → gate → judge → enforce →
 // resolve → re-judge the answer → finish. Each step either ends the query with an Outcome or
 // carries on. Stages return values; only transport.ts writes bytes. All decisions live in policy.ts.
-// Owns the verdict log: a block that can repeat without end is logged once per session, kind and window, then
-// counted (flushRepeats logs the count), so a flood costs no log line per query.
-// Why it is long: it still holds the DNS edge's outcome → reply table and the verdict log beside the path
-// itself; both are to move out (ARCHITECTURE.md, known debt).
+// The reply for an outcome is src/outcome/edge.ts's, the verdict log line src/outcome/verdict-log.ts's.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './analyst/quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
-import { qtypeName, queryKey, rcodeName, SIGNAL_KEYS, verdictKey, type Metrics, qtypeText } from './ops/telemetry.js';
+import { qtypeName, queryKey, rcodeName, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
+import { qtypeText } from './ops/qtypes.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
-import { RCODE, decodeQuery, encodeForwardedReply, encodeLocalReply, encodeQuestion, encodeSlipReply, encodeSynthReply, type LocalReplyOptions, type Peer, type Query, type Reply } from './dns/wire.js';
+import { RCODE, encodeQuestion, encodeSlipReply, type LocalReplyOptions, type Peer, type Query } from './dns/wire.js';
 import type { ZoneSet } from './zones/zone-set.js';
 import type { Zone } from './zones/zone.js';
-import { rpzLocalRecords, rpzRedirect, type RpzMatch } from './zones/rpz.js';
+import { rpzRedirect } from './zones/rpz.js';
 import type { ZoneRecord } from './zones/master-file.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { SessionRateLimiter } from './sessions/rate-limit.js';
 import type { Policy, SessionState, Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
 import type { QueryLogSink } from './analyst/query-log.js';
-
-export type Outcome =
-  | { readonly kind: 'answered'; readonly via: 'cache' | 'upstream'; readonly reply: Reply; readonly ageSec: number; readonly verdict: Verdict | undefined; readonly eventId: string | undefined; /** A stale answer (RFC 8767): its TTLs. */ readonly staleTtlSec?: number | undefined }
-  /** Answered from a local zone (`zone`: its origin), never judged; `reply` may end in a forwarded CNAME target's answer. */
-  | { readonly kind: 'local'; readonly zone: string; readonly reply: LocalReplyOptions }
-  /** `rewrite`: an RPZ trigger's CNAME local data with its target's answer appended (answered, with the block's EDE). */
-  | { readonly kind: 'blocked'; readonly verdict: Verdict; readonly eventId: string; readonly text: string; readonly rewrite?: LocalReplyOptions }
-  | { readonly kind: 'refused'; readonly reason: 'no_session' | 'expired' | 'unsupported' | 'rate_limited' }
-  | { readonly kind: 'failed'; /** 22 No Reachable Authority, 23 Network Error, 0 Other (a fault of ours) */ readonly ede: 0 | 22 | 23; readonly error: WardenError };
+import type { Outcome } from './outcome/outcome.js';
+import { decodePacket, encodeOutcome, rcodeOf } from './outcome/edge.js';
+import { createVerdictLog, signalValues } from './outcome/verdict-log.js';
 
 export interface DomainAgeLookup {
   lookup(registrableDomain: string, budgetMs?: number): Promise<number | undefined>;
@@ -67,20 +59,6 @@ export interface PipelineDeps {
   readonly queryLog?: QueryLogSink;
 }
 
-/** Blocks of one kind (action, rule, mode, enforced) from one session in the current window, counted, not logged. */
-interface Repeats {
-  readonly session: SessionMeta;
-  readonly windowStartMs: number;
-  count: number;
-  firstTs: number;
-  lastTs: number;
-  firstEventId: string | undefined;
-  lastEventId: string | undefined;
-  lastName: string;
-  lastQtype: number;
-  verdict: Verdict;
-}
-
 // Event ids: a random per-process prefix and a counter, so an id is unique across restarts and
 // costs nothing per query. They appear in EDE text, logs and quarantine evidence.
 const EVENT_PREFIX = randomBytes(4).toString('hex');
@@ -92,8 +70,6 @@ export function newEventId(): string {
 // Zone transfers and meta queries are not for agents.
 const UNSUPPORTED_QTYPES: ReadonlySet<number> = new Set([251, 252, 253, 254]); // IXFR, AXFR, MAILB, MAILA
 const CLASS_IN = 1;
-// Blocked answers carry an SOA so stub resolvers cache them briefly (RFC 2308) but not past a release.
-const BLOCK_NEGATIVE_TTL_SEC = 5;
 // One outcome for every rate-limited query (read-only): a session over its limit allocates nothing here.
 const RATE_LIMITED: Outcome = Object.freeze({ kind: 'refused', reason: 'rate_limited' });
 // A CNAME chain that leaves one local zone for another (and back) is followed this many times, then SERVFAIL.
@@ -108,9 +84,8 @@ export function createPipeline(d: PipelineDeps): {
 } {
   const m = d.metrics;
   // The closed gate's answer, built once per quarantine (and policy): a quarantined session's flood allocates nothing here.
+  const verdictLog = createVerdictLog({ log: d.log, nowMs: d.nowMs, repeatWindowMs: d.repeatWindowMs });
   const gated = new WeakMap<Session<SessionState>, { readonly id: string; readonly policy: Policy; readonly outcome: Outcome }>();
-  // Per session, per kind of block (verdictKey × enforced): the repeats counted in the current window.
-  const repeats = new Map<Session<SessionState>, Map<number, Repeats>>();
 
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
   // round trip makes a query asynchronous. Promise hops cost a measurable share of a cache hit
@@ -311,74 +286,13 @@ export function createPipeline(d: PipelineDeps): {
       const keys = SIGNAL_KEYS[verdict.action];
       for (const s of verdict.score.signals) m.signalValue.observe(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value);
     }
-    if (verdict.action !== 'answer') {
-      if (repeatable && isRepeat(q, session, verdict, eventId)) return;
-      d.log.warn(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
-    } else if (d.log.isLevelEnabled('debug')) {
-      d.log.debug(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
-    }
-  }
-
-  // The first block of a kind from a session is logged in full and opens a window; the blocks like it within
-  // the window are only counted (no log line, no allocation), and one line says how many when the window has
-  // passed. Metrics still count every query.
-  function isRepeat(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string | undefined): boolean {
-    const key = verdictKey(verdict.action, verdict.rule, verdict.mode, session.type) * 2 + (verdict.enforced ? 1 : 0);
-    let kinds = repeats.get(session);
-    const open = kinds?.get(key);
-    if (open !== undefined && q.atMs >= open.windowStartMs && q.atMs - open.windowStartMs < d.repeatWindowMs()) {
-      if (open.count === 0) {
-        open.firstTs = q.atMs;
-        open.firstEventId = eventId;
-      }
-      open.count++;
-      open.lastTs = q.atMs;
-      open.lastEventId = eventId;
-      open.lastName = q.name;
-      open.lastQtype = q.type;
-      open.verdict = verdict;
-      return true;
-    }
-    if (open !== undefined) logRepeats(open);
-    if (kinds === undefined) repeats.set(session, (kinds = new Map()));
-    kinds.set(key, { session, windowStartMs: q.atMs, count: 0, firstTs: q.atMs, lastTs: q.atMs, firstEventId: undefined, lastEventId: undefined, lastName: q.name, lastQtype: q.type, verdict });
-    return false;
-  }
-
-  function logRepeats(r: Repeats): void {
-    if (r.count === 0) return;
-    const v = r.verdict;
-    const s = r.session;
-    const line: VerdictRepeatLogLine = {
-      event: 'verdict_repeat', count: r.count, session: s.id, user: s.user, role: s.role, session_type: s.type,
-      action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,
-      first_ts: r.firstTs, last_ts: r.lastTs, first_event_id: r.firstEventId, last_event_id: r.lastEventId,
-      last_name: r.lastName, last_qtype: qtypeName(r.lastQtype), ts: r.lastTs,
-    };
-    d.log.warn(line, `${verdictMessage(v)}: ${r.count} more like this`);
-  }
-
-  function flushRepeats(all = false): void {
-    const nowMs = d.nowMs();
-    const windowMs = d.repeatWindowMs();
-    for (const [session, kinds] of repeats) {
-      for (const [key, r] of kinds) {
-        if (!all && nowMs >= r.windowStartMs && nowMs - r.windowStartMs < windowMs) continue;
-        logRepeats(r);
-        kinds.delete(key);
-      }
-      if (kinds.size === 0) repeats.delete(session);
-    }
+    verdictLog.record(q, session, verdict, eventId, repeatable);
   }
 
   function answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined> {
     const started = performance.now();
-    const decoded = decodeQuery(packet, peer, d.nowMs(), d.udpPayloadSize);
-    if (!decoded.ok) {
-      d.metrics.malformed.inc({ transport: peer.transport, reason: decoded.reason });
-      return decoded.reply;
-    }
-    const q = decoded.query;
+    const q = decodePacket(packet, peer, d.nowMs(), d.udpPayloadSize, m);
+    if ('reply' in q) return q.reply;
     let outcome: Outcome | Promise<Outcome>;
     try {
       outcome = handle(q);
@@ -415,7 +329,7 @@ export function createPipeline(d: PipelineDeps): {
         return encodeSlipReply(q, 'REFUSED');
       }
     }
-    const reply = encodeOutcome(q, outcome);
+    const reply = encodeOutcome(q, outcome, d.udpPayloadSize);
     m.queries.inc(queryKey(peer.transport, q.type, rcodeOf(outcome)));
     m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);
     if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
@@ -439,41 +353,7 @@ export function createPipeline(d: PipelineDeps): {
     failuresSuppressed = 0;
   }
 
-  function encodeOutcome(q: Query, outcome: Outcome): Buffer {
-    const size = d.udpPayloadSize;
-    switch (outcome.kind) {
-      case 'answered':
-        return encodeForwardedReply(q, outcome.reply, outcome.ageSec, size, outcome.staleTtlSec);
-      case 'local':
-        return encodeLocalReply(q, outcome.reply, size);
-      case 'blocked': {
-        if (outcome.rewrite !== undefined) return encodeLocalReply(q, { ...outcome.rewrite, ede: { code: 17, text: outcome.text } }, size);
-        if (outcome.verdict.rpz !== undefined) return encodeRpzReply(q, outcome.verdict.rpz, outcome.text, size);
-        const code = outcome.verdict.rule === 'deny_list' || outcome.verdict.rule === 'learned_deny' ? 17 : 15; // 17 Filtered, 15 Blocked
-        return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede: { code, text: outcome.text }, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-      }
-      case 'refused': {
-        const text = outcome.reason === 'no_session' ? 'no session registered for this source address'
-          : outcome.reason === 'expired' ? 'session expired: no session registered for this source address'
-          : outcome.reason === 'rate_limited' ? 'rate limited: this session is over its query rate limit, slow down'
-          : 'query class or type not supported';
-        // 0 (Other) for a rate limit: RFC 8914 has no code for it, and the text says it.
-        const code = outcome.reason === 'unsupported' ? 21 : outcome.reason === 'rate_limited' ? 0 : 18;
-        return encodeSynthReply(q, { rcode: 'REFUSED', ede: { code, text } }, size);
-      }
-      case 'failed':
-        // The agent learns that the upstreams failed, not where they are; the log has the detail.
-        return encodeSynthReply(q, { rcode: 'SERVFAIL', ede: { code: outcome.ede, text: outcome.ede === 22 ? 'no upstream answered in time' : outcome.ede === 23 ? 'upstream unreachable' : outcome.error.message } }, size);
-      default:
-        return assertNever(outcome);
-    }
-  }
-
-  return { handle, answerPacket, flushRepeats };
-}
-
-function verdictMessage(v: Verdict): string {
-  return v.enforced ? `query ${v.action}` : `query would ${v.action} (observe)`;
+  return { handle, answerPacket, flushRepeats: verdictLog.flush };
 }
 
 /** The ICANN registrable domain (what RDAP/WHOIS know and what a learned deny names). */
@@ -485,105 +365,7 @@ function quarantinedVerdict(policy: Policy, type: SessionMeta['type']): Verdict 
   return { action: 'nxdomain', rule: 'quarantined', enforced: true, mode: policy.mode(type), reason: 'session quarantined' };
 }
 
-/**
- * What a policy zone's trigger answers, always with EDE 17 (Filtered) naming the zone: NXDOMAIN; NODATA;
- * DROP as REFUSED (an agent must never wait out a timeout); local data as a NOERROR answer with the
- * trigger's records of the asked type (or its CNAME) under the query's name, NODATA when it has none.
- */
-function encodeRpzReply(q: Query, rpz: RpzMatch, text: string, size: number): Buffer {
-  const ede = { code: 17, text };
-  switch (rpz.action.kind) {
-    case 'nxdomain': return encodeSynthReply(q, { rcode: 'NXDOMAIN', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-    case 'nodata':
-    case 'passthru': // never blocked (judge scores it); here for completeness
-      return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-    case 'drop': return encodeSynthReply(q, { rcode: 'REFUSED', ede }, size);
-    case 'local': {
-      const records = rpzLocalRecords(rpz, q.type);
-      if (records.length === 0) return encodeSynthReply(q, { rcode: 'NOERROR', ede, negativeTtlSec: BLOCK_NEGATIVE_TTL_SEC }, size);
-      return encodeLocalReply(q, { rcode: 'NOERROR', authoritative: false, answer: records.map((r) => ({ name: q.name, type: r.type, ttl: r.ttl, rdata: r.rdata })), authority: [], additional: [], ede }, size);
-    }
-    default: return assertNever(rpz.action);
-  }
-}
-
-export function rcodeOf(outcome: Outcome): number {
-  switch (outcome.kind) {
-    case 'answered': return outcome.reply.rcode;
-    case 'local': return outcome.reply.tail !== undefined ? outcome.reply.tail.reply.rcode : RCODE[outcome.reply.rcode];
-    case 'blocked': {
-      if (outcome.rewrite !== undefined) return outcome.rewrite.tail !== undefined ? outcome.rewrite.tail.reply.rcode : RCODE[outcome.rewrite.rcode];
-      const kind = outcome.verdict.rpz?.action.kind;
-      return kind === undefined || kind === 'nxdomain' ? RCODE.NXDOMAIN : kind === 'drop' ? RCODE.REFUSED : RCODE.NOERROR;
-    }
-    case 'refused': return RCODE.REFUSED;
-    case 'failed': return RCODE.SERVFAIL;
-    default: return assertNever(outcome);
-  }
-}
-
-/** The shape of the log line for every non-allow verdict; `replay` reads the same shape. */
-export interface VerdictLogLine {
-  readonly event: 'verdict';
-  readonly eventId: string | undefined;
-  readonly session: string;
-  readonly user: string;
-  readonly role: string;
-  readonly session_type: string;
-  readonly name: string;
-  readonly qtype: string;
-  readonly action: string;
-  readonly rule: string;
-  readonly enforced: boolean;
-  readonly mode: string;
-  readonly reason: string;
-  readonly score: number | undefined;
-  readonly signals: Record<string, number> | undefined;
-  readonly ts: number;
-}
-
-/**
- * The line for blocks counted within a window after the first one (logged in full as a VerdictLogLine): how many,
- * when, the event-id range (ids count up within a process), the last name asked, and the last verdict's fields.
- */
-export interface VerdictRepeatLogLine {
-  readonly event: 'verdict_repeat';
-  readonly count: number;
-  readonly session: string;
-  readonly user: string;
-  readonly role: string;
-  readonly session_type: string;
-  readonly action: string;
-  readonly rule: string;
-  readonly enforced: boolean;
-  readonly mode: string;
-  readonly reason: string;
-  readonly first_ts: number;
-  readonly last_ts: number;
-  readonly first_event_id: string | undefined;
-  readonly last_event_id: string | undefined;
-  readonly last_name: string;
-  readonly last_qtype: string;
-  readonly ts: number;
-}
-
-function signalValues(score: NonNullable<Verdict['score']>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const s of score.signals) out[s.id] = round(s.value);
-  return out;
-}
-
-export function verdictLogLine(q: Query, session: SessionMeta, v: Verdict, eventId: string | undefined): VerdictLogLine {
-  const signals = v.score === undefined ? undefined : signalValues(v.score);
-  return {
-    event: 'verdict', eventId, session: session.id, user: session.user, role: session.role, session_type: session.type,
-    name: q.name, qtype: qtypeText(q.type), action: v.action, rule: v.rule, enforced: v.enforced, mode: v.mode, reason: v.reason,
-    score: v.score === undefined ? undefined : round(v.score.total), signals, ts: q.atMs,
-  };
-}
-
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-export { RCODE };

@@ -6,6 +6,7 @@
 // Why it is long: one SQLite schema (with its migrations) and the statements for every durable row the
 // product keeps; the tables share one connection and one transaction discipline.
 import Database from 'better-sqlite3';
+import { z } from 'zod';
 import { mkdirSync, statSync, existsSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { WardenError, messageOf } from './errors.js';
@@ -23,7 +24,53 @@ export interface QuarantineRecord {
   decidedBy?: string;
   decisionReason?: string;
   /** The triggering queries with every signal's value and reason, and the verdict text. */
-  readonly evidence: unknown;
+  readonly evidence: QuarantineEvidence;
+}
+
+/** The query that raised a quarantine: its verdict, and every signal's value, weight and reason. */
+export interface EvidenceTrigger {
+  readonly eventId: string;
+  readonly atMs: number;
+  readonly name: string;
+  readonly qtype: number;
+  readonly action: string;
+  readonly rule: string;
+  readonly reason: string;
+  readonly score?: number | undefined;
+  readonly signals?: readonly { readonly id: string; readonly value: number; readonly weight: number; readonly reason: string }[] | undefined;
+}
+
+/**
+ * A quarantine's evidence: the trigger and the session's recent queries. `trigger` is null in rows from releases
+ * that did not record it; `unreadable` holds a row's evidence as stored when it does not validate (shown, never lost).
+ */
+export interface QuarantineEvidence {
+  readonly trigger: EvidenceTrigger | null;
+  readonly recent: readonly HistoryEntry[];
+  readonly unreadable?: { readonly error: string; readonly stored: unknown };
+}
+
+// Loose objects: a field a later release adds is kept, not stripped, when an older one reads the row.
+const evidenceSchema = z.looseObject({
+  trigger: z.looseObject({
+    eventId: z.string(), atMs: z.number(), name: z.string(), qtype: z.number().int(), action: z.string(), rule: z.string(), reason: z.string(),
+    score: z.number().optional(),
+    signals: z.array(z.looseObject({ id: z.string(), value: z.number(), weight: z.number(), reason: z.string() })).optional(),
+  }).nullable().default(null),
+  recent: z.array(z.looseObject({
+    atMs: z.number(), name: z.string(), qtype: z.number().int(), action: z.string(), rule: z.string(), rcode: z.number().int(), enforced: z.boolean(),
+    eventId: z.string().optional(), score: z.number().optional(), reason: z.string().optional(), signals: z.record(z.string(), z.number()).optional(),
+    count: z.number().optional(), lastAtMs: z.number().optional(),
+  })).default([]),
+});
+
+/** Evidence read back (from a store row, or from the API): validated; what does not validate is kept as `unreadable`. */
+export function evidenceOf(stored: unknown): QuarantineEvidence {
+  const parsed = evidenceSchema.safeParse(stored);
+  if (parsed.success) return parsed.data as QuarantineEvidence;
+  const issue = parsed.error.issues[0];
+  const error = issue === undefined ? 'invalid' : `evidence.${issue.path.join('.')}: ${issue.message}`;
+  return { trigger: null, recent: [], unreadable: { error, stored } };
 }
 
 /** A session registered after a quarantine and gated under it: it shares the quarantined session's address or user. */
@@ -195,9 +242,22 @@ export class Store {
   readonly db: Database.Database;
   readonly dir: string;
 
+  // Every statement is prepared once, on its first use, and reused: preparing costs more than running the small
+  // statements here. Keyed by SQL text; the only text built at run time (listQuarantines' filters) has 8 forms.
+  readonly #statements = new Map<string, Database.Statement>();
+
   private constructor(db: Database.Database, dir: string) {
     this.db = db;
     this.dir = dir;
+  }
+
+  private sql(text: string): Database.Statement {
+    let statement = this.#statements.get(text);
+    if (statement === undefined) {
+      statement = this.db.prepare(text);
+      this.#statements.set(text, statement);
+    }
+    return statement;
   }
 
   static open(dir: string): Store {
@@ -230,7 +290,7 @@ export class Store {
   /** Writes the heartbeat row; remembers and returns why that failed (disk full, I/O error, read-only), or null. */
   probeWritable(atMs: number): string | null {
     try {
-      this.db.prepare('INSERT OR REPLACE INTO heartbeat (id, at_ms) VALUES (1, ?)').run(atMs);
+      this.sql('INSERT OR REPLACE INTO heartbeat (id, at_ms) VALUES (1, ?)').run(atMs);
       this.#writeProblem = null;
     } catch (err) {
       this.#writeProblem = `the store cannot be written: ${messageOf(err)}`; // no path: /readyz is open
@@ -244,14 +304,14 @@ export class Store {
 
   // --- registered sessions
   saveSession(meta: SessionMeta): void {
-    this.db.prepare('INSERT OR REPLACE INTO sessions (id, meta, expires_at_ms) VALUES (?, ?, ?)').run(meta.id, JSON.stringify(meta), meta.expiresAtMs);
+    this.sql('INSERT OR REPLACE INTO sessions (id, meta, expires_at_ms) VALUES (?, ?, ?)').run(meta.id, JSON.stringify(meta), meta.expiresAtMs);
   }
   deleteSession(id: string): void {
-    this.db.prepare('DELETE FROM sessions WHERE id = ?').run(id);
+    this.sql('DELETE FROM sessions WHERE id = ?').run(id);
   }
   loadSessions(nowMs: number): SessionMeta[] {
-    this.db.prepare('DELETE FROM sessions WHERE expires_at_ms <= ?').run(nowMs);
-    return (this.db.prepare('SELECT meta FROM sessions').all() as { meta: string }[]).map((r) => JSON.parse(r.meta) as SessionMeta);
+    this.sql('DELETE FROM sessions WHERE expires_at_ms <= ?').run(nowMs);
+    return (this.sql('SELECT meta FROM sessions').all() as { meta: string }[]).map((r) => JSON.parse(r.meta) as SessionMeta);
   }
 
   // --- registration tokens: which token registered (or renewed) which session, so that a token whose
@@ -261,7 +321,7 @@ export class Store {
   saveRegisteredSession(meta: SessionMeta, token: { id: string; expiresAtMs: number }): void {
     this.db.transaction(() => {
       this.saveSession(meta);
-      this.db.prepare('INSERT INTO registration_tokens (token_id, session_id, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT (token_id) DO NOTHING').run(token.id, meta.id, token.expiresAtMs);
+      this.sql('INSERT INTO registration_tokens (token_id, session_id, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT (token_id) DO NOTHING').run(token.id, meta.id, token.expiresAtMs);
     })();
   }
   /**
@@ -272,31 +332,29 @@ export class Store {
   deleteRegisteredSession(id: string, endedAtMs: number | undefined): void {
     this.db.transaction(() => {
       this.deleteSession(id);
-      if (endedAtMs !== undefined) this.db.prepare('UPDATE registration_tokens SET ended_at_ms = ? WHERE session_id = ? AND ended_at_ms IS NULL').run(endedAtMs, id);
+      if (endedAtMs !== undefined) this.sql('UPDATE registration_tokens SET ended_at_ms = ? WHERE session_id = ? AND ended_at_ms IS NULL').run(endedAtMs, id);
     })();
   }
   /** The session a token registered and when that session was ended, if it was. */
   endedToken(tokenId: string): { sessionId: string; endedAtMs: number } | undefined {
-    const row = this.db.prepare('SELECT session_id, ended_at_ms FROM registration_tokens WHERE token_id = ? AND ended_at_ms IS NOT NULL').get(tokenId) as { session_id: string; ended_at_ms: number } | undefined;
+    const row = this.sql('SELECT session_id, ended_at_ms FROM registration_tokens WHERE token_id = ? AND ended_at_ms IS NOT NULL').get(tokenId) as { session_id: string; ended_at_ms: number } | undefined;
     return row === undefined ? undefined : { sessionId: row.session_id, endedAtMs: row.ended_at_ms };
   }
   pruneRegistrationTokens(nowMs: number): number {
-    return this.db.prepare('DELETE FROM registration_tokens WHERE expires_at_ms <= ?').run(nowMs).changes;
+    return this.sql('DELETE FROM registration_tokens WHERE expires_at_ms <= ?').run(nowMs).changes;
   }
 
   // --- quarantines
   insertQuarantine(q: QuarantineRecord): void {
-    this.db
-      .prepare('INSERT INTO quarantines (id, session_id, session, state, raised_at_ms, evidence) VALUES (?, ?, ?, ?, ?, ?)')
+    this.sql('INSERT INTO quarantines (id, session_id, session, state, raised_at_ms, evidence) VALUES (?, ?, ?, ?, ?, ?)')
       .run(q.id, q.sessionId, JSON.stringify(q.session), q.state, q.raisedAtMs, JSON.stringify(q.evidence));
   }
   updateQuarantine(q: QuarantineRecord): void {
-    this.db
-      .prepare('UPDATE quarantines SET state = ?, decided_at_ms = ?, decided_by = ?, decision_reason = ? WHERE id = ?')
+    this.sql('UPDATE quarantines SET state = ?, decided_at_ms = ?, decided_by = ?, decision_reason = ? WHERE id = ?')
       .run(q.state, q.decidedAtMs ?? null, q.decidedBy ?? null, q.decisionReason ?? null, q.id);
   }
   getQuarantine(id: string): QuarantineRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM quarantines WHERE id = ?').get(id) as QuarantineRow | undefined;
+    const row = this.sql('SELECT * FROM quarantines WHERE id = ?').get(id) as QuarantineRow | undefined;
     return row === undefined ? undefined : fromRow(row);
   }
   listQuarantines(filter: { state?: QuarantineState; sinceMs?: number; untilMs?: number; limit?: number } = {}): QuarantineRecord[] {
@@ -307,36 +365,36 @@ export class Store {
     if (filter.untilMs !== undefined) { where.push('raised_at_ms < ?'); args.push(filter.untilMs); }
     const sql = `SELECT * FROM quarantines ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY raised_at_ms DESC LIMIT ?`;
     args.push(filter.limit ?? 1000);
-    return (this.db.prepare(sql).all(...args) as QuarantineRow[]).map(fromRow);
+    return (this.sql(sql).all(...args) as QuarantineRow[]).map(fromRow);
   }
   /** When the oldest open quarantine was raised (undefined when none is open). */
   oldestOpenQuarantineMs(): number | undefined {
-    const row = this.db.prepare("SELECT MIN(raised_at_ms) AS at FROM quarantines WHERE state = 'open'").get() as { at: number | null };
+    const row = this.sql("SELECT MIN(raised_at_ms) AS at FROM quarantines WHERE state = 'open'").get() as { at: number | null };
     return row.at ?? undefined;
   }
   /** When the last release before `beforeMs` of a quarantine holding this session was decided (its evidence starts afresh there). */
   lastReleaseOf(sessionId: string, beforeMs: number): number | undefined {
-    const row = this.db.prepare(`SELECT MAX(decided_at_ms) AS at FROM quarantines WHERE state = 'released' AND decided_at_ms <= ?
+    const row = this.sql(`SELECT MAX(decided_at_ms) AS at FROM quarantines WHERE state = 'released' AND decided_at_ms <= ?
       AND (session_id = ? OR id IN (SELECT quarantine_id FROM quarantine_gates WHERE session_id = ?))`).get(beforeMs, sessionId, sessionId) as { at: number | null };
     return row.at ?? undefined;
   }
 
   // --- sessions gated under an existing quarantine (it follows the address and the user)
   insertGate(g: QuarantineGate): void {
-    this.db.prepare('INSERT OR REPLACE INTO quarantine_gates (session_id, quarantine_id, session, matched, at_ms) VALUES (?, ?, ?, ?, ?)').run(g.sessionId, g.quarantineId, JSON.stringify(g.session), g.matched, g.atMs);
+    this.sql('INSERT OR REPLACE INTO quarantine_gates (session_id, quarantine_id, session, matched, at_ms) VALUES (?, ?, ?, ?, ?)').run(g.sessionId, g.quarantineId, JSON.stringify(g.session), g.matched, g.atMs);
   }
   /** Gates of the quarantines that hold (open or confirmed). */
   heldGates(): QuarantineGate[] {
-    return (this.db.prepare("SELECT g.* FROM quarantine_gates g JOIN quarantines q ON q.id = g.quarantine_id WHERE q.state IN ('open', 'confirmed') ORDER BY g.at_ms").all() as GateRow[]).map(gateOf);
+    return (this.sql("SELECT g.* FROM quarantine_gates g JOIN quarantines q ON q.id = g.quarantine_id WHERE q.state IN ('open', 'confirmed') ORDER BY g.at_ms").all() as GateRow[]).map(gateOf);
   }
   gatesOf(quarantineId: string): QuarantineGate[] {
-    return (this.db.prepare('SELECT * FROM quarantine_gates WHERE quarantine_id = ? ORDER BY at_ms').all(quarantineId) as GateRow[]).map(gateOf);
+    return (this.sql('SELECT * FROM quarantine_gates WHERE quarantine_id = ? ORDER BY at_ms').all(quarantineId) as GateRow[]).map(gateOf);
   }
   /** Retention: only released quarantines go; open and confirmed ones hold (and are kept) until released. */
   deleteDecidedQuarantinesBefore(cutoffMs: number): number {
     return this.db.transaction(() => {
-      const n = this.db.prepare("DELETE FROM quarantines WHERE state = 'released' AND raised_at_ms < ?").run(cutoffMs).changes;
-      if (n > 0) this.db.prepare('DELETE FROM quarantine_gates WHERE quarantine_id NOT IN (SELECT id FROM quarantines)').run();
+      const n = this.sql("DELETE FROM quarantines WHERE state = 'released' AND raised_at_ms < ?").run(cutoffMs).changes;
+      if (n > 0) this.sql('DELETE FROM quarantine_gates WHERE quarantine_id NOT IN (SELECT id FROM quarantines)').run();
       return n;
     })();
   }
@@ -345,31 +403,31 @@ export class Store {
   /** Told of every audit row written here (inside its transaction): fleet.redis shares it. Not for rows that came from the fleet. */
   onAudit: ((entry: Omit<AuditEntry, 'id'>) => void) | undefined;
   audit(entry: Omit<AuditEntry, 'id'>, fromFleet = false): void {
-    this.db.prepare('INSERT INTO audit (at_ms, actor, action, target, reason, detail) VALUES (?, ?, ?, ?, ?, ?)').run(entry.atMs, entry.actor, entry.action, entry.target, entry.reason, JSON.stringify(entry.detail ?? null));
+    this.sql('INSERT INTO audit (at_ms, actor, action, target, reason, detail) VALUES (?, ?, ?, ?, ?, ?)').run(entry.atMs, entry.actor, entry.action, entry.target, entry.reason, JSON.stringify(entry.detail ?? null));
     if (!fromFleet) this.onAudit?.(entry);
   }
   listAudit(limit = 500): AuditEntry[] {
-    return (this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as { id: number; at_ms: number; actor: string; action: string; target: string; reason: string; detail: string }[]).map((r) => ({
+    return (this.sql('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as { id: number; at_ms: number; actor: string; action: string; target: string; reason: string; detail: string }[]).map((r) => ({
       id: r.id, atMs: r.at_ms, actor: r.actor, action: r.action, target: r.target, reason: r.reason, detail: JSON.parse(r.detail) as unknown,
     }));
   }
 
   // --- learned deny list (callers write the audit row in the same transaction)
   addLearnedDeny(domain: string, atMs: number, by: string, quarantineId: string | null, reason: string): void {
-    this.db.prepare('INSERT OR REPLACE INTO learned_deny (domain, added_at_ms, added_by, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)').run(domain, atMs, by, quarantineId, reason);
+    this.sql('INSERT OR REPLACE INTO learned_deny (domain, added_at_ms, added_by, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)').run(domain, atMs, by, quarantineId, reason);
   }
   /** The whole learned deny list at once (another replica's, with fleet.redis). */
   replaceLearnedDeny(entries: readonly { domain: string; addedAtMs: number; addedBy: string; quarantineId: string | null; reason: string }[]): void {
     this.db.transaction(() => {
-      this.db.prepare('DELETE FROM learned_deny').run();
+      this.sql('DELETE FROM learned_deny').run();
       for (const e of entries) this.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason);
     })();
   }
   removeLearnedDeny(domain: string): boolean {
-    return this.db.prepare('DELETE FROM learned_deny WHERE domain = ?').run(domain).changes > 0;
+    return this.sql('DELETE FROM learned_deny WHERE domain = ?').run(domain).changes > 0;
   }
   listLearnedDeny(): { domain: string; addedAtMs: number; addedBy: string; quarantineId: string | null; reason: string }[] {
-    return (this.db.prepare('SELECT * FROM learned_deny ORDER BY domain').all() as { domain: string; added_at_ms: number; added_by: string; quarantine_id: string | null; reason: string }[]).map((r) => ({
+    return (this.sql('SELECT * FROM learned_deny ORDER BY domain').all() as { domain: string; added_at_ms: number; added_by: string; quarantine_id: string | null; reason: string }[]).map((r) => ({
       domain: r.domain, addedAtMs: r.added_at_ms, addedBy: r.added_by, quarantineId: r.quarantine_id, reason: r.reason,
     }));
   }
@@ -381,36 +439,36 @@ export class Store {
    */
   rpzExportSerial(digest: string): number {
     return this.db.transaction(() => {
-      const row = this.db.prepare('SELECT digest, serial FROM rpz_export WHERE id = 1').get() as { digest: string; serial: number } | undefined;
+      const row = this.sql('SELECT digest, serial FROM rpz_export WHERE id = 1').get() as { digest: string; serial: number } | undefined;
       if (row !== undefined && row.digest === digest) return row.serial;
       const serial = row === undefined ? 1 : (row.serial % 0xffffffff) + 1;
-      this.db.prepare('INSERT OR REPLACE INTO rpz_export (id, digest, serial) VALUES (1, ?, ?)').run(digest, serial);
+      this.sql('INSERT OR REPLACE INTO rpz_export (id, digest, serial) VALUES (1, ?, ?)').run(digest, serial);
       return serial;
     })();
   }
 
   // --- alert outbox: one row per (sink, event), delivered in id order, deleted once delivered
   enqueueOutbox(sinks: readonly string[], body: string, atMs: number): void {
-    const insert = this.db.prepare('INSERT INTO outbox (sink, body, next_attempt_ms) VALUES (?, ?, ?)');
+    const insert = this.sql('INSERT INTO outbox (sink, body, next_attempt_ms) VALUES (?, ?, ?)');
     this.db.transaction(() => { for (const s of sinks) insert.run(s, body, atMs); })();
   }
   headOfOutbox(sink: string): OutboxRow | undefined {
-    const r = this.db.prepare('SELECT * FROM outbox WHERE sink = ? ORDER BY id LIMIT 1').get(sink) as { id: number; sink: string; body: string; attempts: number; next_attempt_ms: number } | undefined;
+    const r = this.sql('SELECT * FROM outbox WHERE sink = ? ORDER BY id LIMIT 1').get(sink) as { id: number; sink: string; body: string; attempts: number; next_attempt_ms: number } | undefined;
     return r === undefined ? undefined : { id: r.id, sink: r.sink, body: r.body, attempts: r.attempts, nextAttemptMs: r.next_attempt_ms };
   }
   /** The oldest outbox rows of every sink (fleet.redis moves them to the fleet's shared queues). */
   outboxHead(limit: number): OutboxRow[] {
-    return (this.db.prepare('SELECT * FROM outbox ORDER BY id LIMIT ?').all(limit) as { id: number; sink: string; body: string; attempts: number; next_attempt_ms: number }[])
+    return (this.sql('SELECT * FROM outbox ORDER BY id LIMIT ?').all(limit) as { id: number; sink: string; body: string; attempts: number; next_attempt_ms: number }[])
       .map((r) => ({ id: r.id, sink: r.sink, body: r.body, attempts: r.attempts, nextAttemptMs: r.next_attempt_ms }));
   }
   outboxDelivered(id: number): void {
-    this.db.prepare('DELETE FROM outbox WHERE id = ?').run(id);
+    this.sql('DELETE FROM outbox WHERE id = ?').run(id);
   }
   outboxFailed(id: number, nextAttemptMs: number): void {
-    this.db.prepare('UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ? WHERE id = ?').run(nextAttemptMs, id);
+    this.sql('UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ? WHERE id = ?').run(nextAttemptMs, id);
   }
   outboxSize(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n;
+    return (this.sql('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n;
   }
 
   // --- query history: one row per session holding its bounded ring of recent queries, written in
@@ -418,14 +476,14 @@ export class Store {
   // disk use is bounded by sessions × history_per_session.
   saveHistories(rows: readonly { sessionId: string; entries: readonly HistoryEntry[] }[], atMs: number, maxSessions: number): void {
     if (rows.length === 0) return;
-    const upsert = this.db.prepare('INSERT OR REPLACE INTO session_history (session_id, updated_at_ms, entries) VALUES (?, ?, ?)');
+    const upsert = this.sql('INSERT OR REPLACE INTO session_history (session_id, updated_at_ms, entries) VALUES (?, ?, ?)');
     this.db.transaction(() => {
       for (const r of rows) upsert.run(r.sessionId, atMs, JSON.stringify(r.entries));
-      this.db.prepare('DELETE FROM session_history WHERE session_id NOT IN (SELECT session_id FROM session_history ORDER BY updated_at_ms DESC LIMIT ?)').run(maxSessions);
+      this.sql('DELETE FROM session_history WHERE session_id NOT IN (SELECT session_id FROM session_history ORDER BY updated_at_ms DESC LIMIT ?)').run(maxSessions);
     })();
   }
   history(sessionId: string): HistoryEntry[] {
-    const row = this.db.prepare('SELECT entries FROM session_history WHERE session_id = ?').get(sessionId) as { entries: string } | undefined;
+    const row = this.sql('SELECT entries FROM session_history WHERE session_id = ?').get(sessionId) as { entries: string } | undefined;
     return row === undefined ? [] : (JSON.parse(row.entries) as HistoryEntry[]);
   }
 }
@@ -461,7 +519,7 @@ function fromRow(r: QuarantineRow): QuarantineRecord {
     session: JSON.parse(r.session) as SessionMeta,
     state: r.state,
     raisedAtMs: r.raised_at_ms,
-    evidence: JSON.parse(r.evidence) as unknown,
+    evidence: evidenceOf(JSON.parse(r.evidence)),
   };
   if (r.decided_at_ms !== null) q.decidedAtMs = r.decided_at_ms;
   if (r.decided_by !== null) q.decidedBy = r.decided_by;

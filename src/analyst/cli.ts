@@ -5,6 +5,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { messageOf, WardenError } from '../errors.js';
+import { qtypeText } from '../ops/qtypes.js';
+import { evidenceOf } from '../store.js';
 import { CliError, EXIT, usageError } from './exit-codes.js';
 
 export const ANALYST_USAGE = `
@@ -45,9 +47,8 @@ export function analystHelp(group: string, verb: string | undefined): string {
 }
 
 // Names for the numbers in query history rows (a table is for a person; --json keeps the numbers).
-const QTYPE_NAMES: Readonly<Record<number, string>> = { 1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 10: 'NULL', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 35: 'NAPTR', 43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY', 257: 'CAA' };
 const RCODE_NAMES: readonly string[] = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
-export const qtypeLabel = (n: number): string => QTYPE_NAMES[n] ?? `TYPE${n}`;
+export const qtypeLabel = qtypeText;
 export const rcodeLabel = (n: number): string => RCODE_NAMES[n] ?? `RCODE${n}`;
 
 /** `--limit N`: a whole number from 1 on, or a usage error naming the option. */
@@ -190,20 +191,22 @@ export async function analystCommand(group: string, args: string[]): Promise<num
       const r = (await api.request('GET', `/v1/quarantines/${enc(need(id, 'ID'))}`)) as {
         quarantine: { id: string; state: string; raised_at: string; decided_by: string | null; decision_reason: string | null; session: { id: string; user: string; role: string; type: string; addresses: string[] };
           gated_sessions?: { id: string; user: string; addresses: string[]; matched: string }[];
-          evidence: { trigger: { name: string; qtype: number; rule: string; reason: string; score?: number; signals?: { id: string; value: number; weight: number; reason: string }[] }; recent: { atMs: number; name: string; action: string; rule: string; score?: number; reason?: string; count?: number }[] } };
+          evidence: unknown };
         attacker_domains: string[];
       };
       if (json) return out(`${JSON.stringify(r, null, 2)}\n`), 0;
       const q = r.quarantine;
-      const t = q.evidence.trigger;
+      const evidence = evidenceOf(q.evidence); // the API's answer, validated as the store's rows are
+      const t = evidence.trigger;
       out(`quarantine ${q.id}  state ${q.state}  raised ${iso(q.raised_at)}${q.decided_by !== null ? `  decided by ${q.decided_by}: ${q.decision_reason ?? ''}` : ''}\n`);
       out(`session    ${q.session.id}  user ${q.session.user}  role ${q.session.role}  type ${q.session.type}  addresses ${q.session.addresses.join(', ')}\n`);
       for (const g of q.gated_sessions ?? []) out(`also holds ${g.id}  user ${g.user}  addresses ${g.addresses.join(', ')}  (registered later, same ${g.matched})\n`);
-      out(`trigger    ${t.name} (${qtypeLabel(t.qtype)})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
+      if (evidence.unreadable !== undefined) out(`evidence   unreadable (${evidence.unreadable.error}): see --json\n`);
+      out(t === null ? 'trigger    - (not recorded)\n' : `trigger    ${t.name} (${qtypeLabel(t.qtype)})  rule ${t.rule}: ${t.reason}${t.score !== undefined ? `  score ${t.score.toFixed(2)}` : ''}\n`);
       out(`domains    ${r.attacker_domains.join(', ') || '-'}\n\nsignals\n`);
-      out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
+      out(table(['SIGNAL', 'VALUE', 'WEIGHT', 'REASON'], (t?.signals ?? []).map((s) => [s.id, s.value.toFixed(2), s.weight.toFixed(2), s.reason])));
       out('\nrecent queries (oldest first)\n');
-      out(table(['TIME', 'ACTION', 'RULE', 'SCORE', 'NAME', 'REASON'], q.evidence.recent.map((e) => [new Date(e.atMs).toISOString().slice(11, 23), actionText(e), e.rule, e.score?.toFixed(2) ?? '', e.name, e.action === 'answer' ? '' : (e.reason ?? '')]), 90));
+      out(table(['TIME', 'ACTION', 'RULE', 'SCORE', 'NAME', 'REASON'], evidence.recent.map((e) => [new Date(e.atMs).toISOString().slice(11, 23), actionText(e), e.rule, e.score?.toFixed(2) ?? '', e.name, e.action === 'answer' ? '' : (e.reason ?? '')]), 90));
       return 0;
     }
     case 'quarantine release':

@@ -15,6 +15,5 @@ export interface QuarantineSummary {
 }
 
 export function summaryOf(q: QuarantineRecord): QuarantineSummary {
-  const evidence = q.evidence as { trigger?: unknown };
-  return { id: q.id, state: q.state, sessionId: q.sessionId, user: q.session.user, role: q.session.role, sessionType: q.session.type, raisedAtMs: q.raisedAtMs, trigger: evidence.trigger };
+  return { id: q.id, state: q.state, sessionId: q.sessionId, user: q.session.user, role: q.session.role, sessionType: q.session.type, raisedAtMs: q.raisedAtMs, trigger: q.evidence.trigger };
 }

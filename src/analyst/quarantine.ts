@@ -369,9 +369,9 @@ const EXFILTRATION_RULES: ReadonlySet<string> = new Set(['threshold', 'accumulat
  * before was judged benign by an analyst). Ordinary lookups, even ones blocked while quarantined, never count.
  */
 export function exfiltrationDomains(q: QuarantineRecord, sinceMs: number | undefined, registrableOf: (name: string) => string | undefined): string[] {
-  const e = q.evidence as { trigger?: { name?: string; rule?: string; atMs?: number }; recent?: { atMs: number; name: string; action: string; rule: string }[] };
+  const e = q.evidence;
   const after = sinceMs ?? -Infinity;
-  const evidence = [...(e.recent ?? []), ...(e.trigger === undefined ? [] : [{ atMs: e.trigger.atMs ?? q.raisedAtMs, name: e.trigger.name ?? '', action: 'quarantine', rule: e.trigger.rule ?? '' }])];
+  const evidence = [...e.recent, ...(e.trigger === null ? [] : [{ atMs: e.trigger.atMs, name: e.trigger.name, action: 'quarantine', rule: e.trigger.rule }])];
   const out = new Set<string>();
   for (const r of evidence) {
     if (r.action === 'answer' || !EXFILTRATION_RULES.has(r.rule) || r.atMs <= after) continue;

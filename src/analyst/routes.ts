@@ -83,7 +83,7 @@ function quarantineJson(q: QuarantineRecord, withEvidence: boolean, d: ApiDeps, 
     gated_sessions: d.store.gatesOf(q.id).map((g) => ({ id: g.sessionId, user: g.session.user, addresses: g.session.addresses, matched: g.matched, gated_at: new Date(g.atMs).toISOString() })),
     decided_at: q.decidedAtMs === undefined ? null : new Date(q.decidedAtMs).toISOString(),
     decided_by: q.decidedBy ?? null, decision_reason: q.decisionReason ?? null,
-    ...(withEvidence ? { evidence: q.evidence } : { trigger: (q.evidence as { trigger?: unknown }).trigger ?? null }),
+    ...(withEvidence ? { evidence: q.evidence } : { trigger: q.evidence.trigger }),
   };
 }
 
@@ -160,7 +160,6 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         try {
           const session = await d.sessions.register(token, d.nowMs());
           d.metrics.registrations.inc({ result: 'ok' });
-          d.metrics.sessionsLive.set(d.sessions.liveCount(d.nowMs()));
           return { status: 201, json: { session: sessionJson(session, d) } };
         } catch (err) {
           d.metrics.registrations.inc({ result: err instanceof WardenError ? err.code.toLowerCase().replace(/^err_/, '') : 'error' });
@@ -172,7 +171,6 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'DELETE', path: '/v1/sessions/:id', allow: REGISTER,
       handler: (req) => {
         if (!d.sessions.deregister(req.params.id!, d.nowMs())) throw new WardenError('ERR_NOT_FOUND', `no registered session with id "${req.params.id}"`);
-        d.metrics.sessionsLive.set(d.sessions.liveCount(d.nowMs()));
         return { status: 204 };
       },
     },

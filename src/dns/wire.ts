@@ -6,9 +6,10 @@
 // Why it is long: one codec for one wire format — the parser, the raw-reply reader with its bailiwick check
 // and our encoders share the name reader, header layout and OPT writer, and the hot path reads them in one file.
 import { WardenError } from '../errors.js';
+import { QTYPE } from '../ops/qtypes.js';
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
-export const QTYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, DNAME: 39, OPT: 41, ANY: 255 } as const;
+export { QTYPE }; // the one table of type names (src/ops/qtypes.ts), re-exported for the codec's callers
 const CLASS_IN = 1;
 const HEADER_BYTES = 12;
 const OPT_CODE_EDE = 15;

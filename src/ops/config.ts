@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, messageOf } from '../errors.js';
-import { policySchema, scoringSchema, zoneFileSchema } from '../policy/schema.js';
+import { policySchema, scoringSchema, SESSION_TYPES, zoneFileSchema } from '../policy/schema.js';
 import { domainAgeSchema } from '../domain-age/schema.js';
 import { alertsSchema } from '../analyst/alerts-schema.js';
 
@@ -45,7 +45,7 @@ export const cidr = z.string().refine((v) => parseCidr(v) !== undefined, {
   message: 'expected an IP address or CIDR, e.g. "10.0.0.0/8" or "::1"',
 });
 
-export const sessionTypeSchema = z.enum(['interactive', 'batch', 'scheduled']);
+export const sessionTypeSchema = z.enum(SESSION_TYPES);
 
 const staticSessionSchema = z
   .object({

@@ -5,19 +5,18 @@ import { pino, type Logger } from 'pino';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { SIGNAL_IDS } from '../../scoring/index.js';
 import { FastCounter, FastHistogram } from './fast-histogram.js';
+import { QTYPE, type QtypeMnemonic } from './qtypes.js';
+import { SESSION_TYPES } from '../policy/schema.js';
 
-const QTYPE_NAMES: ReadonlyMap<number, string> = new Map([
-  [1, 'A'], [2, 'NS'], [5, 'CNAME'], [6, 'SOA'], [10, 'NULL'], [12, 'PTR'], [15, 'MX'], [16, 'TXT'],
-  [28, 'AAAA'], [33, 'SRV'], [35, 'NAPTR'], [43, 'DS'], [48, 'DNSKEY'], [64, 'SVCB'], [65, 'HTTPS'], [99, 'SPF'], [255, 'ANY'],
-]);
+// The query types with a label of their own on dnswarden_queries_total (a closed set: every other type is
+// `other`); their names come from the one table in qtypes.ts.
+const METRIC_QTYPES = ['A', 'NS', 'CNAME', 'SOA', 'NULL', 'PTR', 'MX', 'TXT', 'AAAA', 'SRV', 'NAPTR', 'DS', 'DNSKEY', 'SVCB', 'HTTPS', 'SPF', 'ANY'] as const satisfies readonly QtypeMnemonic[];
+const QTYPE_NAMES: ReadonlyMap<number, string> = new Map(METRIC_QTYPES.map((name) => [QTYPE[name], name]));
 const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 
+/** For metric labels: the name of a type in the closed label set, else `other`. */
 export function qtypeName(type: number): string {
   return QTYPE_NAMES.get(type) ?? 'other';
-}
-/** For log lines (not metric labels): the name, else RFC 3597's `TYPE<n>`, so `dnswarden replay` can read it back. */
-export function qtypeText(type: number): string {
-  return QTYPE_NAMES.get(type) ?? `TYPE${type}`;
 }
 export function rcodeName(rcode: number): string {
   return RCODE_NAMES[rcode] ?? 'other';
@@ -46,7 +45,7 @@ function queryLabels(key: number): Record<string, string> {
 const VERDICT_ACTIONS = ['answer', 'nxdomain', 'quarantine'] as const;
 const VERDICT_RULES = ['none', 'allow_list', 'deny_list', 'learned_deny', 'rpz', 'threshold', 'accumulation', 'sticky', 'bandwidth', 'rebinding', 'quarantined'] as const;
 const VERDICT_MODES = ['enforce', 'observe'] as const;
-const VERDICT_SESSION_TYPES = ['interactive', 'batch', 'scheduled'] as const;
+const VERDICT_SESSION_TYPES = SESSION_TYPES;
 const slotsOf = <T extends string>(values: readonly T[]): Readonly<Record<T, number>> => Object.fromEntries(values.map((v, i) => [v, i])) as Record<T, number>;
 const ACTION_SLOT = slotsOf(VERDICT_ACTIONS);
 const RULE_SLOT = slotsOf(VERDICT_RULES);

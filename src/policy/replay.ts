@@ -10,17 +10,18 @@ import { deflateRawSync } from 'node:zlib';
 import { z } from 'zod';
 import { SIGNAL_IDS, splitName, platformSet, type SignalId } from '../../scoring/index.js';
 import { WardenError } from '../errors.js';
+import { qtypeOf } from '../ops/qtypes.js';
 import { loadRpzSet } from '../zones/zone-set.js';
 import type { RpzSet } from '../zones/rpz.js';
+import { SESSION_TYPES } from './schema.js';
 import { Policy, type PolicyConfig, type ScoringConfig, type SessionInfo, type SessionState, type SessionType, type Verdict } from './judge.js';
 
-// Query types by name, for dnswarden's own verdict log lines (`qtype: "TXT"`).
-const QTYPE_BY_NAME: Readonly<Record<string, number>> = {
-  A: 1, NS: 2, CNAME: 5, SOA: 6, NULL: 10, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35, DS: 43, DNSKEY: 48, SVCB: 64, HTTPS: 65, SPF: 99, CAA: 257, ANY: 255, PRIVATE: 65399,
-};
+// Query types by name (`qtype: "TXT"`, `TYPE65399`) through the one table (src/ops/qtypes.ts); `PRIVATE` is the
+// corpus generator's name for 65399 (fixtures/corpora/generate.mjs), read here only.
+const INPUT_ALIASES: Readonly<Record<string, number>> = { PRIVATE: 65399 };
 const qtypeField = z.union([z.number(), z.string()]).transform((q, ctx) => {
   const upper = typeof q === 'string' ? q.toUpperCase() : '';
-  const n = typeof q === 'number' ? q : (QTYPE_BY_NAME[upper] ?? (upper.startsWith('TYPE') ? Number(upper.slice(4)) : NaN));
+  const n = typeof q === 'number' ? q : (INPUT_ALIASES[upper] ?? qtypeOf(upper) ?? (upper.startsWith('TYPE') ? Number(upper.slice(4)) : NaN));
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
     ctx.addIssue({ code: 'custom', message: `unknown query type "${String(q)}"` });
     return z.NEVER;
@@ -28,7 +29,7 @@ const qtypeField = z.union([z.number(), z.string()]).transform((q, ctx) => {
   return n;
 });
 
-// dnswarden's verdict log lines (pipeline.ts VerdictLogLine) name the query `name`; query logs say `qname`.
+// dnswarden's verdict log lines (src/outcome/verdict-log.ts VerdictLogLine) name the query `name`; query logs say `qname`.
 const normalise = (raw: unknown): unknown => {
   if (raw !== null && typeof raw === 'object' && !('qname' in raw) && 'name' in raw) {
     const { name, ...rest } = raw as Record<string, unknown>;
@@ -40,7 +41,7 @@ const normalise = (raw: unknown): unknown => {
 const lineSchema = z.object({
   ts: z.number(),
   session: z.string().min(1),
-  session_type: z.enum(['interactive', 'batch', 'scheduled']).optional(),
+  session_type: z.enum(SESSION_TYPES).optional(),
   qname: z.string().min(1),
   qtype: qtypeField,
   label: z.enum(['benign', 'exfil']).optional(),
@@ -162,7 +163,7 @@ export function parseJsonl(text: string): ReplayLine[] {
 
 /**
  * parseJsonl, and how many blocks dnswarden's verdict log recorded only as a count (`verdict_repeat` lines,
- * pipeline.ts): their names were not logged, so they cannot be re-scored; the report says how many there were.
+ * src/outcome/verdict-log.ts): their names were not logged, so they cannot be re-scored; the report says how many there were.
  */
 export function parseJsonlCounted(text: string): { lines: ReplayLine[]; repeatedBlocks: number } {
   const out: ReplayLine[] = [];
@@ -651,7 +652,7 @@ export function formatReport(r: ReplayReport): string {
   if (r.changes !== undefined) {
     const c = r.changes;
     out.push('', `against the logged verdicts (${c.compared} lines): newly blocked ${c.newlyBlocked}, newly allowed ${c.newlyAllowed}`);
-    for (const type of ['interactive', 'batch', 'scheduled'] as const) {
+    for (const type of SESSION_TYPES) {
       const t = c.bySessionType[type];
       if (t.newlyBlocked + t.newlyAllowed > 0) out.push(`  ${type.padEnd(12)} newly blocked ${t.newlyBlocked}, newly allowed ${t.newlyAllowed}`);
     }

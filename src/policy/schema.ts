@@ -4,6 +4,13 @@
 import { z } from 'zod';
 import { DEFAULT_WEIGHTS } from '../../scoring/index.js';
 
+/**
+ * The session types: the one list (config, registration claims, replay input and the metric labels are validated
+ * against it, through `sessionTypeSchema` in src/ops/config.ts or z.enum of this list).
+ */
+export const SESSION_TYPES = ['interactive', 'batch', 'scheduled'] as const;
+export type SessionType = (typeof SESSION_TYPES)[number];
+
 /** A zone or host name as written in config: lower-cased, one trailing dot dropped. */
 const zoneName = z
   .string()
@@ -36,7 +43,7 @@ interface TypeDefaults {
 // Budgets are in *estimated* compressed bytes (scoring/window.ts), which runs 7–30% above deflate on the
 // exfiltration corpus; interactive 960 leaves a margin below 1 KB of deflated information.
 // Measured on fixtures/corpora (see fixtures/corpora/README.md).
-export const SESSION_TYPE_DEFAULTS: Readonly<Record<'interactive' | 'batch' | 'scheduled', TypeDefaults>> = {
+export const SESSION_TYPE_DEFAULTS: Readonly<Record<SessionType, TypeDefaults>> = {
   interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768 },
   batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640 },
   scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640 },

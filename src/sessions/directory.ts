@@ -280,6 +280,14 @@ export class SessionDirectory<S> {
     return [...this.#byId.values()].map((e) => e.session);
   }
 
+  /**
+   * Makes the gauge (dnswarden_sessions_live) read liveCount when it is scraped: the directory is the one owner of
+   * that number, so nothing that adds, ends or expires a session has to remember to set it.
+   */
+  exposeLiveCount(gauge: { collect?: () => void; set(value: number): void }, nowMs: () => number): void {
+    gauge.collect = () => gauge.set(this.liveCount(nowMs()));
+  }
+
   /** Sessions not expired at nowMs; a scan only once a session may have expired since the last one. */
   liveCount(nowMs: number): number {
     if (this.#live === null || nowMs >= this.#live.untilMs) this.#live = this.#countLive(nowMs);
