@@ -61,9 +61,20 @@ export const STREAM_MIN = 4;
 /** Encoded-looking names to one domain from which all its new long labels count as encoded (DomainWindow.encodedNames). */
 export const ENCODED_STREAM = 3;
 
+/** A short all-digit label (`0042`): a sequence counter, which the receiver could predict: it carries next to nothing. */
+function counter(label: string): boolean {
+  if (label.length >= ENCODED_MIN) return false;
+  for (let i = 0; i < label.length; i++) {
+    const c = label.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 /**
  * The literal bytes (`lit` a character) of `sub`'s labels that are new to the session (`known`) and look encoded —
- * or, when `stream` (the domain carries an encoded stream), of every new label of STREAM_MIN+ characters.
+ * or, when `stream` (the domain carries an encoded stream), of every new label of STREAM_MIN+ characters but a
+ * sequence counter.
  */
 export function encodedLabelBytes(known: Readonly<Record<string, 1>>, sub: string, lit: number, stream: boolean): number {
   let bytes = 0;
@@ -72,7 +83,7 @@ export function encodedLabelBytes(known: Readonly<Record<string, 1>>, sub: strin
     if (i < sub.length && sub.charCodeAt(i) !== 46 /* . */) continue;
     if (i - start >= (stream ? STREAM_MIN : ENCODED_MIN)) {
       const label = sub.slice(start, i);
-      if (known[label] !== 1 && (stream || looksEncoded(label))) bytes += label.length * lit;
+      if (known[label] !== 1 && (stream ? !counter(label) : looksEncoded(label))) bytes += label.length * lit;
     }
     start = i + 1;
   }

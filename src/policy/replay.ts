@@ -50,6 +50,8 @@ const lineSchema = z.object({
   data: z.boolean().optional(),
   /** Stream kind, for figures per kind. */
   kind: z.string().optional(),
+  /** Secret bytes the query carries (generated exfiltration streams): what left is counted in these. */
+  payload: z.number().int().min(0).optional(),
   /** The verdict the server logged for this query (dnswarden's verdict log lines): replay reports what changes. */
   action: z.enum(['answer', 'nxdomain', 'quarantine']).optional(),
 });
@@ -102,6 +104,9 @@ export interface SessionResult {
   readonly maxBytesPerMinute: number;
   /** Highest estimated bytes of encoded-looking labels (the encoded-label budget's account). */
   readonly maxEncodedEstimate: number;
+  /** Σ `payload` of the lines forwarded before the quarantine (or in all) / before the first block. */
+  readonly payloadBeforeQuarantine: number;
+  readonly payloadBeforeBlock: number;
 }
 
 export interface ReplayReport {
@@ -225,7 +230,7 @@ interface Tracker {
   sentChars: number;
   info1: Info | undefined;
   maxScore: number;
-  maxFresh: number; maxRate: number; maxEncoded: number; // highest freshVolumeBytes, rateBytes and encodedBytes after a forwarded query
+  maxFresh: number; maxRate: number; maxEncoded: number; payload: number; payloadBeforeBlock: number | undefined; // highest freshVolumeBytes, rateBytes and encodedBytes after a forwarded query
 }
 
 /** Forwarded subdomain characters a session keeps for the information figures (a floor beyond it). */
@@ -320,7 +325,7 @@ export class Replayer {
       t = {
         info, state: policy.newSessionState(), label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0, blockedWhileQuarantined: 0,
         firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, quarantineReason: undefined, dataAtQuarantine: undefined,
-        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0, maxEncoded: 0,
+        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0, maxEncoded: 0, payload: 0, payloadBeforeBlock: undefined,
       };
       this.sessions.set(l.session, t);
     }
@@ -334,6 +339,7 @@ export class Replayer {
       if (l.data === true) tr.firstDataBlockAt ??= tr.dataQueries;
       tr.forwardedBeforeBlock ??= tr.forwarded;
       tr.bytesBeforeBlock ??= tr.bytes;
+      tr.payloadBeforeBlock ??= tr.payload;
     };
     if (tr.quarantineAt !== undefined) {
       this.verdicts['nxdomain/quarantined'] = (this.verdicts['nxdomain/quarantined'] ?? 0) + 1;
@@ -378,6 +384,7 @@ export class Replayer {
       if (this.cache.size % 4096 === 0) this.expireCache();
       tr.forwarded++;
       tr.bytes += name.length;
+      tr.payload += l.payload ?? 0;
       if (this.detail) this.noteSent(tr, name, l.age_days);
     }
     policy.observe(tr.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
@@ -431,7 +438,7 @@ export class Replayer {
         forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
         forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
         maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
-        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate, maxEncodedEstimate: t.maxEncoded,
+        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate, maxEncodedEstimate: t.maxEncoded, payloadBeforeQuarantine: t.payload, payloadBeforeBlock: t.payloadBeforeBlock ?? t.payload,
       });
     }
     const policy = this.policy;

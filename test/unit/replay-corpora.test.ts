@@ -122,6 +122,23 @@ describe('adaptive attacks (issue 14): one short label a query, one domain or te
   it('covers 16 streams', () => expect(adaptive).toHaveLength(16));
 });
 
+describe('adaptive shapes (issue 14): 6–16-char labels of hex/base32/36/58/62/64url and dictionary words, varying lengths, sequence counters, one domain to fifty, old domains, paced under benign cover', () => {
+  const shapes = results.filter((r) => r.kind?.startsWith('shape-'));
+  it.each(shapes.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
+    if (kind === 'shape-words-b2to3-d10-old-paced') {
+      // the gap left: dictionary words over established domains, paced under the bandwidth cap, look like names
+      // and fill no budget; the per-domain budgets bound each domain, nothing bounds the session (README)
+      expect(r.quarantineAt).toBeUndefined();
+      return;
+    }
+    expect(r.quarantineRule).toBe('accumulation');
+    expect(r.payloadBeforeQuarantine).toBeLessThanOrEqual(512);
+    expect(r.payloadBeforeQuarantine).toBeGreaterThan(200); // the stream did run: it is the budget that stopped it
+    if (!kind?.startsWith('shape-words')) expect(r.quarantineReason).toMatch(/encoded-looking labels/);
+  });
+  it('covers 16 streams', () => expect(shapes).toHaveLength(16));
+});
+
 describe('benign', () => {
   it('popularity corpus: ≤ 0.01% of the 200,000 names blocked by the per-query rule (strictest session type)', () => {
     const names = readCorpus('benign-fqdn.txt');
@@ -182,9 +199,12 @@ describe('figures', () => {
     say('exfiltration per kind (each stream replayed alone)', figuresByKind({ perSession: results } as unknown as ReplayReport)
       .map((k) => `${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | fwd before block ${k.maxQueriesBeforeBlock} q, ${k.maxBytesBeforeBlock} B | before quarantine ${k.maxQueriesBeforeQuarantine} q, ${k.maxBytesBeforeQuarantine} B | deflate at quarantine ${k.maxInfoAtQuarantine} B`)
       .join('\n'));
+    say('adaptive shapes (issue 14): payload bytes forwarded before quarantine (or in all)', results.filter((r) => r.kind?.startsWith('shape-'))
+      .map((r) => `${(r.kind ?? '').padEnd(40)} ${r.type.padEnd(11)} ${r.quarantineAt === undefined ? `not quarantined, ${r.payloadBeforeQuarantine} B in all (${r.forwardedBeforeQuarantine} q)` : `${r.payloadBeforeQuarantine} B (${r.quarantineReason})`}`)
+      .join('\n'));
     say('adaptive streams (issue 14): payload bytes forwarded before quarantine or first block', results.filter((r) => /^adaptive-(hex|base32|base64url)-l\d+-d\d+/.test(r.kind ?? ''))
       .map((r) => `${(r.kind ?? '').padEnd(30)} ${r.type.padEnd(11)} ${r.quarantineAt === undefined ? `not quarantined, ${Math.round(payloadBeforeQuarantine({ ...r, forwardedBeforeQuarantine: r.forwardedBeforeBlock }))} B before the first block (${r.forwardedBeforeQuarantine} q forwarded in all)` : `${payloadBeforeQuarantine(r)} B before quarantine (${r.quarantineRule}), deflate of all sent ${r.sessionInfoBytes} B`}`)
       .join('\n'));
-    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(94);
+    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(110);
   });
 });

@@ -46,5 +46,7 @@ describe('encodedLabelBytes', () => {
     expect(encodedLabelBytes({ '3k9xq7mz2v': 1 }, 'www.3k9xq7mz2v', 0.5, false)).toBe(0);
     expect(encodedLabelBytes({}, 'download.docs', 0.5, false)).toBe(0);
     expect(encodedLabelBytes({}, 'abcd.www.download', 0.5, true)).toBe(6);
+    // a sequence counter in front of a stream's label carries next to nothing: not counted
+    expect(encodedLabelBytes({}, '0042.3k9xq7mz2v', 0.5, true)).toBe(5);
   });
 });
