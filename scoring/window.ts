@@ -34,11 +34,7 @@ export interface DomainWindow {
   sessionBytes: number;
   /** Time (ms) of the last exfiltration-like block of a query to this domain (sticky blocks), or -1. */
   blockedAtMs: number;
-  /**
-   * Novel names with an encoded-looking label forwarded to this domain. From ENCODED_STREAM on, when they are at
-   * least three quarters of its names, the domain carries an encoded stream, and every new label of STREAM_MIN+ characters to it counts toward the encoded-label budget, those
-   * that happen to look plain too (a random base32 label without digits or with vowels enough).
-   */
+  /** Novel names with an encoded-looking label sent here: from ENCODED_STREAM of them (¾ of its names) the domain is a stream (encoded.ts). */
   encodedNames: number;
 }
 
@@ -70,11 +66,10 @@ export interface SessionState {
    */
   rateBytes: number;
   rateAtMs: number;
-  /**
-   * Novel bytes in encoded-looking labels (looksEncoded) to any domain but a platform apex, old or fresh, for the
-   * life of the session: the encoded-label budget's account. Plain names (words, `node21`) never count here.
-   */
+  /** Novel bytes of encoded-looking labels to any domain but a platform apex, old ones too, for the session's life (encoded.ts). */
   encodedBytes: number;
+  /** Novel label bytes (as the session-wide estimate counts them) to any domain but a platform apex, old ones included, for the life of the session. */
+  allVolumeBytes: number;
   /** Labels the session has sent to any domain (bounded by `max_names_per_session`): a label used again is cheap. */
   labels: Record<string, 1>;
   labelCount: number;
@@ -117,6 +112,7 @@ export function newSessionState(): SessionState {
     rateBytes: 0,
     rateAtMs: 0,
     encodedBytes: 0,
+    allVolumeBytes: 0,
     labels: Object.create(null) as Record<string, 1>,
     labelCount: 0,
     blocks: [],
@@ -358,6 +354,7 @@ export function observeForwarded(state: SessionState, e: ForwardEvent, p: Window
   if (e.platform !== true) {
     state.rateBytes = bytesPerMinute(state, e.atMs) + shared;
     state.rateAtMs = e.atMs;
+    state.allVolumeBytes += shared;
     const encoded = encodedNovelBytes(state, w, sub, e.alphabet, added);
     state.encodedBytes += encoded;
     if (encoded > 0) w.encodedNames++;

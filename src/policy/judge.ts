@@ -273,14 +273,18 @@ export class Policy {
     let young = state.youngVolumeBytes;
     let fresh = state.freshVolumeBytes;
     let encoded = state.encodedBytes;
+    let all = state.allVolumeBytes;
     let added = -1; // this query's novel bytes to its domain, computed only near a budget: keeps the hot path cheap
     if (novel && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes || fresh * 2 >= t.session_volume_budget_bytes
-      || encoded * 2 >= t.encoded_volume_budget_bytes)) {
+      || encoded * 2 >= t.encoded_volume_budget_bytes || all * 2 >= t.total_volume_budget_bytes)) {
       added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
       volume += added;
       if (win.young) young += added;
       if (win.fresh) fresh += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
-      if (!split.platform) encoded += encodedNovelBytes(state, win, split.subdomain, stats.alphabet, added);
+      if (!split.platform) {
+        encoded += encodedNovelBytes(state, win, split.subdomain, stats.alphabet, added);
+        all += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
+      }
     }
     const blocking = score.total >= t.block_at;
     // Sticky: a novel name to a domain blocked for exfiltration-like traffic within the block window is blocked
@@ -303,6 +307,9 @@ export class Policy {
     }
     if (encoded >= t.encoded_volume_budget_bytes) {
       return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(encoded)} B of encoded-looking labels (any domain)`), facts };
+    }
+    if (all >= t.total_volume_budget_bytes) {
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(all)} B of unique labels to any domain (session total)`), facts };
     }
     if (!blocking && !sticky) {
       // The last line: new label bytes a minute, to any domain but a platform apex, whatever the score.

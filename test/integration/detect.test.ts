@@ -24,7 +24,7 @@ describe('session-wide information budget', () => {
   it('quarantines a secret sent round-robin over ten domains of unknown age before ~1 KB leaves', async () => {
     // sent as fast as the socket goes: the bandwidth cap and the encoded-label budget (which would catch these hex
     // labels first, see below) are lifted here to see the session-wide budget on its own
-    const warden = await startWarden({ sessions: session('batch'), policy: { session_types: { batch: { bandwidth_bytes_per_min: 1e9, encoded_volume_budget_bytes: 1e9 } } } }, { upstream });
+    const warden = await startWarden({ sessions: session('batch'), policy: { session_types: { batch: { bandwidth_bytes_per_min: 1e9, encoded_volume_budget_bytes: 1e9, total_volume_budget_bytes: 1e9 } } } }, { upstream });
     onTestFinished(() => warden.close());
     const r = prng(1414);
     const before = await upstream.queryCount();

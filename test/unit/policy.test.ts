@@ -6,8 +6,8 @@ import { DEFAULT_PLATFORMS } from '../../scoring/index.js';
 
 const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
 const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));
-/** The encoded-label budget off (batch), to see one of the other budgets on its own: it fires first on hex labels. */
-const NO_ENCODED = { session_types: { batch: { encoded_volume_budget_bytes: 1e9 } } };
+/** The encoded-label and session-total budgets off (batch), to see one of the other budgets on its own: they fire first on hex labels. */
+const NO_ENCODED = { session_types: { batch: { encoded_volume_budget_bytes: 1e9, total_volume_budget_bytes: 1e9 } } };
 const bulkName = (seed: number) => {
   const h = hex(prng(seed).bytes(100));
   return `${h.slice(0, 63)}.${h.slice(63, 126)}.${h.slice(126, 189)}.${h.slice(189)}.xfl-cdn.net`;
@@ -17,8 +17,8 @@ describe('config schema', () => {
   it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
     const p = policySchema.parse({});
     expect(p.mode).toBe('enforce');
-    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, rate_limit: { qps: 0, burst: 0 } });
-    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, total_volume_budget_bytes: 2048, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280, rate_limit: { qps: 0, burst: 0 } });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
     expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, deny_callback_services: true, callback_services: [], rebinding: { enabled: true, allow: [], block_cgnat: true } });
     const s = scoringSchema.parse({});
@@ -161,7 +161,7 @@ describe('threshold and quarantine', () => {
 
   it('sums volume over young domains: spread across ten domains still quarantines', () => {
     // the session-wide budget (domains of unknown or young age) is off here, to see the young sum on its own
-    const p = make({ session_types: { batch: { session_volume_budget_bytes: 1e9, encoded_volume_budget_bytes: 1e9 } } });
+    const p = make({ session_types: { batch: { session_volume_budget_bytes: 1e9, encoded_volume_budget_bytes: 1e9, total_volume_budget_bytes: 1e9 } } });
     const state = p.newSessionState();
     const r = prng(6);
     let quarantinedAt: number | undefined;
@@ -309,6 +309,42 @@ describe('encoded-label budget (issue 14)', () => {
     const before = s.encodedBytes;
     p.observe(s, { name: '3k9xq7mz2v.other.example', qtype: 1, atMs: 1, forwarded: true, rcode: 0, blocked: false });
     expect(s.encodedBytes).toBe(before);
+  });
+});
+
+describe('session total (issue 14)', () => {
+  it('bounds words over old domains, paced under the bandwidth cap: quarantined once the total reaches the budget', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const r = prng(42);
+    const w = ['able', 'acid', 'area', 'army', 'baby', 'back', 'ball', 'band', 'bank', 'base', 'bath', 'bear', 'beat', 'beer', 'bell', 'belt'];
+    let at: number | undefined;
+    for (let i = 0; i < 3000 && at === undefined; i++) {
+      const name = `${w[r.int(16)]}-${w[r.int(16)]}-${w[r.int(16)]}.d${i % 10}-old.net`;
+      const v = p.judge({ name, qtype: 1, session: session('batch'), state, ageDays: 900, atMs: i * 20_000 });
+      if (v.action === 'quarantine') {
+        expect(v.rule).toBe('accumulation');
+        expect(v.reason).toMatch(/^~\d+ B of unique labels to any domain \(session total\)$/);
+        at = i;
+      } else {
+        expect(v.action).toBe('answer'); // plain-looking, paced: nothing else stops it
+        p.observe(state, { name, qtype: 1, atMs: i * 20_000, forwarded: true, rcode: 0, blocked: false });
+      }
+    }
+    expect(at).toBeDefined();
+    expect(state.allVolumeBytes).toBeLessThan(1280);
+    expect(state.allVolumeBytes).toBeGreaterThan(1100);
+  });
+
+  it('does not count a platform apex, nor labels the session already sent', () => {
+    const p = make();
+    const state = p.newSessionState();
+    for (let i = 0; i < 300; i++) p.observe(state, { name: `${hex(prng(i).bytes(8))}.t${i}.cloudfront.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    expect(state.allVolumeBytes).toBe(0);
+    p.observe(state, { name: 'www.site0.org', qtype: 1, atMs: 1000, forwarded: true, rcode: 0, blocked: false });
+    const once = state.allVolumeBytes;
+    for (let i = 1; i < 100; i++) p.observe(state, { name: `www.site${i}.org`, qtype: 1, atMs: 1000 + i, forwarded: true, rcode: 0, blocked: false });
+    expect(state.allVolumeBytes - once).toBeLessThan(100 * 1.2); // `www` again: ~log2(labels known) bits each
   });
 });
 
