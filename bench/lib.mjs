@@ -390,12 +390,12 @@ function baselineMode(dir, cli = CLI) {
 const FLEET_SOURCES = ['127.0.0.2', '127.0.0.3'];
 
 function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket, workers, mode }) {
-  // Scoring on: every per-query signal and window runs as in production, but the session-wide budget and the
+  // Scoring on: every per-query signal and window runs as in production, but the session-wide budgets and the
   // bandwidth cap are lifted — the miss rounds and the RSS flood send tens of thousands of never-seen names a
   // second from one session, which is exactly what those stop (they would turn the run into a blocked-query
   // benchmark); their accounting is still done on every forwarded query.
-  let policy = 'policy: { session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15 } } }\n';
-  if (mode !== undefined) policy = `policy: { mode: ${mode}, session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15 } } }\n`;
+  let policy = 'policy: { session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15 } } }\n';
+  if (mode !== undefined) policy = `policy: { mode: ${mode}, session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15 } } }\n`;
   if (!scoring) {
     policy = baseline === 'policy.enabled=false'
       ? 'policy: { enabled: false }\n'

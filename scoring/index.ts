@@ -9,9 +9,10 @@ import { domainWindow, fanoutSignal, nxSignal, volumeSignal, type SessionState, 
 export type { Score, Signal, SignalId, Weights } from './types.js';
 export { SIGNAL_IDS } from './types.js';
 export { DEFAULT_PLATFORMS, platformSet, splitName, trimName, type SplitName } from './names.js';
+export { ENCODED_MIN, ENCODED_STREAM, looksEncoded, STREAM_MIN } from './encoded.js';
 export { charStats, qtypeName, ramp, type Alphabet, type CharStats } from './lexical.js';
 export {
-  BLOCK_HISTORY, blocksSince, bytesPerMinute, RATE_TAU_MS, domainWindow, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
+  BLOCK_HISTORY, blocksSince, bytesPerMinute, encodedNovelBytes, RATE_TAU_MS, domainWindow, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
   type DomainWindow, type ForwardEvent, type SessionState, type WindowParams,
 } from './window.js';
 

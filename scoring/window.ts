@@ -1,9 +1,11 @@
 // scoring/window.ts — per-session behaviour as plain, JSON-serialisable data with hard memory bounds, and the
 // behavioural signals read from it: subdomain fan-out, information volume (Paxson et al., USENIX Security 2013:
-// compressed bytes of unique label content per registrable domain) and the NXDOMAIN ratio.
+// compressed bytes of unique label content per registrable domain) and the NXDOMAIN ratio; and the session-wide
+// accounts the budgets read (domains not established, young domains, bytes a minute, encoded-looking labels).
 // Pure: every time is an argument; nothing here reads a clock or does I/O.
 import { ramp, type Alphabet } from './lexical.js';
 import type { Signal } from './types.js';
+import { ENCODED_STREAM, encodedLabelBytes } from './encoded.js';
 
 /** What the session has sent below one registrable domain. */
 export interface DomainWindow {
@@ -32,6 +34,8 @@ export interface DomainWindow {
   sessionBytes: number;
   /** Time (ms) of the last exfiltration-like block of a query to this domain (sticky blocks), or -1. */
   blockedAtMs: number;
+  /** Novel names with an encoded-looking label sent here: from ENCODED_STREAM of them (¾ of its names) the domain is a stream (encoded.ts). */
+  encodedNames: number;
 }
 
 /** Everything the policy remembers about a session: plain data (Redis can hold it as JSON later). */
@@ -62,6 +66,10 @@ export interface SessionState {
    */
   rateBytes: number;
   rateAtMs: number;
+  /** Novel bytes of encoded-looking labels to any domain but a platform apex, old ones too, for the session's life (encoded.ts). */
+  encodedBytes: number;
+  /** Novel label bytes (as the session-wide estimate counts them) to any domain but a platform apex, old ones included, for the life of the session. */
+  allVolumeBytes: number;
   /** Labels the session has sent to any domain (bounded by `max_names_per_session`): a label used again is cheap. */
   labels: Record<string, 1>;
   labelCount: number;
@@ -103,6 +111,8 @@ export function newSessionState(): SessionState {
     freshVolumeBytes: 0,
     rateBytes: 0,
     rateAtMs: 0,
+    encodedBytes: 0,
+    allVolumeBytes: 0,
     labels: Object.create(null) as Record<string, 1>,
     labelCount: 0,
     blocks: [],
@@ -167,7 +177,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
   }
   // A negative restored volume was a fresh domain's: its session bytes stayed in freshVolumeBytes when it was
   // evicted and stay there for good (sessionBytes starts at 0, so nothing is counted twice or taken back).
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1 };
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -189,6 +199,7 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
     w.grams = Object.create(null) as Record<string, 1>;
     w.sessionBytes = 0;
     w.blockedAtMs = -1;
+    w.encodedNames = 0;
   }
 }
 
@@ -290,6 +301,16 @@ export function sessionNovelBytes(state: SessionState, sub: string, alphabet: Al
   return Math.min(bytes, domainBytes);
 }
 
+/**
+ * What `sub`'s encoded-looking labels add to the session's encoded-label account (encoded.ts): each such label
+ * new to the session costs its literal bytes, no more in all than `domainBytes` (what its domain's estimate says).
+ */
+export function encodedNovelBytes(state: SessionState, w: DomainWindow, sub: string, alphabet: Alphabet, domainBytes: number): number {
+  // a stream: several encoded names, and at least three quarters of the domain's names (a tracker's ids mixed with words are not)
+  const stream = w.encodedNames >= ENCODED_STREAM && w.encodedNames * 4 >= w.nameCount * 3;
+  return Math.min(encodedLabelBytes(state.labels, sub, LITERAL_BYTES[alphabet], stream), domainBytes);
+}
+
 export interface ForwardEvent {
   readonly registrable: string;
   readonly subdomain: string;
@@ -333,6 +354,10 @@ export function observeForwarded(state: SessionState, e: ForwardEvent, p: Window
   if (e.platform !== true) {
     state.rateBytes = bytesPerMinute(state, e.atMs) + shared;
     state.rateAtMs = e.atMs;
+    state.allVolumeBytes += shared;
+    const encoded = encodedNovelBytes(state, w, sub, e.alphabet, added);
+    state.encodedBytes += encoded;
+    if (encoded > 0) w.encodedNames++;
   }
   rememberLabels(state, sub, p);
   // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.

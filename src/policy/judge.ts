@@ -4,7 +4,7 @@
 // (times arrive as arguments), no logging — the pipeline records what this returns.
 import { parse } from 'tldts';
 import {
-  blocksSince, bytesPerMinute, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
+  blocksSince, bytesPerMinute, encodedNovelBytes, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
   nameFacts, platformSet, scoreQuery, splitName, topSignals, trimName, type NameFacts,
   type Score, type ScoringParams, type SessionState,
 } from '../../scoring/index.js';
@@ -272,12 +272,19 @@ export class Policy {
     let volume = win.volumeBytes;
     let young = state.youngVolumeBytes;
     let fresh = state.freshVolumeBytes;
+    let encoded = state.encodedBytes;
+    let all = state.allVolumeBytes;
     let added = -1; // this query's novel bytes to its domain, computed only near a budget: keeps the hot path cheap
-    if (novel && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes || fresh * 2 >= t.session_volume_budget_bytes)) {
+    if (novel && (volume * 2 >= t.volume_budget_bytes || young * 2 >= t.young_volume_budget_bytes || fresh * 2 >= t.session_volume_budget_bytes
+      || encoded * 2 >= t.encoded_volume_budget_bytes || all * 2 >= t.total_volume_budget_bytes)) {
       added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
       volume += added;
       if (win.young) young += added;
       if (win.fresh) fresh += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
+      if (!split.platform) {
+        encoded += encodedNovelBytes(state, win, split.subdomain, stats.alphabet, added);
+        all += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
+      }
     }
     const blocking = score.total >= t.block_at;
     // Sticky: a novel name to a domain blocked for exfiltration-like traffic within the block window is blocked
@@ -297,6 +304,12 @@ export class Policy {
     }
     if (fresh >= t.session_volume_budget_bytes) {
       return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), facts };
+    }
+    if (encoded >= t.encoded_volume_budget_bytes) {
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(encoded)} B of encoded-looking labels (any domain)`), facts };
+    }
+    if (all >= t.total_volume_budget_bytes) {
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(all)} B of unique labels to any domain (session total)`), facts };
     }
     if (!blocking && !sticky) {
       // The last line: new label bytes a minute, to any domain but a platform apex, whatever the score.

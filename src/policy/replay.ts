@@ -51,6 +51,8 @@ const lineSchema = z.object({
   data: z.boolean().optional(),
   /** Stream kind, for figures per kind. */
   kind: z.string().optional(),
+  /** Secret bytes the query carries (generated exfiltration streams): what left is counted in these. */
+  payload: z.number().int().min(0).optional(),
   /** The verdict the server logged for this query (dnswarden's verdict log lines): replay reports what changes. */
   action: z.enum(['answer', 'nxdomain', 'quarantine']).optional(),
 });
@@ -78,6 +80,8 @@ export interface SessionResult {
   /** 1-based index of the quarantining query; undefined = never quarantined. */
   readonly quarantineAt: number | undefined;
   readonly quarantineRule: string | undefined;
+  /** The quarantining verdict's reason (which budget, how many bytes). */
+  readonly quarantineReason: string | undefined;
   /** Data-carrying queries judged up to and including the quarantining one; undefined = never quarantined. */
   readonly dataQueriesAtQuarantine: number | undefined;
   /** Queries forwarded before the first block / before the quarantine (or in all, if none). */
@@ -99,6 +103,11 @@ export interface SessionResult {
   readonly sessionInfoBytes: number;
   /** Highest novel label bytes a minute (the bandwidth cap's account). */
   readonly maxBytesPerMinute: number;
+  /** Highest estimated bytes of encoded-looking labels (the encoded-label budget's account). */
+  readonly maxEncodedEstimate: number;
+  /** Σ `payload` of the lines forwarded before the quarantine (or in all) / before the first block. */
+  readonly payloadBeforeQuarantine: number;
+  readonly payloadBeforeBlock: number;
 }
 
 export interface ReplayReport {
@@ -211,6 +220,7 @@ interface Tracker {
   firstDataBlockAt: number | undefined;
   quarantineAt: number | undefined;
   quarantineRule: string | undefined;
+  quarantineReason: string | undefined;
   dataAtQuarantine: number | undefined;
   forwarded: number;
   bytes: number;
@@ -221,7 +231,7 @@ interface Tracker {
   sentChars: number;
   info1: Info | undefined;
   maxScore: number;
-  maxFresh: number; maxRate: number; // highest freshVolumeBytes and rateBytes after a forwarded query
+  maxFresh: number; maxRate: number; maxEncoded: number; payload: number; payloadBeforeBlock: number | undefined; // highest freshVolumeBytes, rateBytes and encodedBytes after a forwarded query
 }
 
 /** Forwarded subdomain characters a session keeps for the information figures (a floor beyond it). */
@@ -315,8 +325,8 @@ export class Replayer {
       const info: SessionInfo = { id: l.session, user: 'replay', role: 'replay', type: l.session_type ?? 'interactive' };
       t = {
         info, state: policy.newSessionState(), label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0, blockedWhileQuarantined: 0,
-        firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, dataAtQuarantine: undefined,
-        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0,
+        firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, quarantineReason: undefined, dataAtQuarantine: undefined,
+        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0, maxEncoded: 0, payload: 0, payloadBeforeBlock: undefined,
       };
       this.sessions.set(l.session, t);
     }
@@ -330,6 +340,7 @@ export class Replayer {
       if (l.data === true) tr.firstDataBlockAt ??= tr.dataQueries;
       tr.forwardedBeforeBlock ??= tr.forwarded;
       tr.bytesBeforeBlock ??= tr.bytes;
+      tr.payloadBeforeBlock ??= tr.payload;
     };
     if (tr.quarantineAt !== undefined) {
       this.verdicts['nxdomain/quarantined'] = (this.verdicts['nxdomain/quarantined'] ?? 0) + 1;
@@ -358,6 +369,7 @@ export class Replayer {
       if (v.action === 'quarantine') {
         tr.quarantineAt = tr.queries;
         tr.quarantineRule = v.rule;
+        tr.quarantineReason = v.reason;
         tr.dataAtQuarantine = tr.dataQueries;
         if (this.detail) tr.info1 = infoOf(tr);
       }
@@ -373,11 +385,13 @@ export class Replayer {
       if (this.cache.size % 4096 === 0) this.expireCache();
       tr.forwarded++;
       tr.bytes += name.length;
+      tr.payload += l.payload ?? 0;
       if (this.detail) this.noteSent(tr, name, l.age_days);
     }
     policy.observe(tr.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
     if (tr.state.freshVolumeBytes > tr.maxFresh) tr.maxFresh = tr.state.freshVolumeBytes;
     if (tr.state.rateBytes > tr.maxRate) tr.maxRate = tr.state.rateBytes;
+    if (tr.state.encodedBytes > tr.maxEncoded) tr.maxEncoded = tr.state.encodedBytes;
   }
 
   /** Keeps the forwarded subdomain per registrable for the information figures, within MAX_SENT_CHARS. */
@@ -421,11 +435,11 @@ export class Replayer {
       const info = t.info1 ?? (this.detail ? infoOf(t) : { max: 0, young: 0, all: 0 });
       perSession.push({
         session: t.info.id, type: t.info.type, label: t.label, kind: t.kind, queries: t.queries, blocked: t.blocked, blockedWhileQuarantined: t.blockedWhileQuarantined,
-        firstBlockAt: t.firstBlockAt, firstDataBlockAt: t.firstDataBlockAt, quarantineAt: t.quarantineAt, quarantineRule: t.quarantineRule, dataQueriesAtQuarantine: t.dataAtQuarantine,
+        firstBlockAt: t.firstBlockAt, firstDataBlockAt: t.firstDataBlockAt, quarantineAt: t.quarantineAt, quarantineRule: t.quarantineRule, quarantineReason: t.quarantineReason, dataQueriesAtQuarantine: t.dataAtQuarantine,
         forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
         forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
         maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
-        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate,
+        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(t.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate, maxEncodedEstimate: t.maxEncoded, payloadBeforeQuarantine: t.payload, payloadBeforeBlock: t.payloadBeforeBlock ?? t.payload,
       });
     }
     const policy = this.policy;

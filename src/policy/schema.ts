@@ -37,6 +37,8 @@ interface TypeDefaults {
   readonly young_volume_budget_bytes: number;
   readonly session_volume_budget_bytes: number;
   readonly bandwidth_bytes_per_min: number;
+  readonly encoded_volume_budget_bytes: number;
+  readonly total_volume_budget_bytes: number;
 }
 
 // Interactive research is looser; batch and scheduled jobs have no human watching and get tighter budgets.
@@ -44,9 +46,9 @@ interface TypeDefaults {
 // exfiltration corpus; interactive 960 leaves a margin below 1 KB of deflated information.
 // Measured on fixtures/corpora (see fixtures/corpora/README.md).
 export const SESSION_TYPE_DEFAULTS: Readonly<Record<SessionType, TypeDefaults>> = {
-  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768 },
-  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640 },
-  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640 },
+  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, total_volume_budget_bytes: 2048 },
+  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280 },
+  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280 },
 };
 
 const sessionTypePolicy = (d: TypeDefaults) =>
@@ -68,6 +70,8 @@ const sessionTypePolicy = (d: TypeDefaults) =>
         .prefault({}),
       session_volume_budget_bytes: z.number().positive().default(d.session_volume_budget_bytes),
       bandwidth_bytes_per_min: z.number().positive().default(d.bandwidth_bytes_per_min),
+      encoded_volume_budget_bytes: z.number().positive().default(d.encoded_volume_budget_bytes),
+      total_volume_budget_bytes: z.number().positive().default(d.total_volume_budget_bytes),
     })
     .strict();
 

@@ -5,7 +5,7 @@
 // labels, a query is blocked whatever its score (the bandwidth cap); known callback services are denied. The
 // upstream's query count is what left.
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { hex, prng } from '../../fixtures/corpora/generate.mjs';
+import { base32, hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { query } from '../helpers/dns-client.js';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { metricValue, startWarden } from '../helpers/warden.js';
@@ -22,8 +22,9 @@ const session = (type: string) => ({ static: [{ id: 'job-14', addresses: ['127.0
 
 describe('session-wide information budget', () => {
   it('quarantines a secret sent round-robin over ten domains of unknown age before ~1 KB leaves', async () => {
-    // sent as fast as the socket goes: the bandwidth cap is lifted here to see the session-wide budget on its own
-    const warden = await startWarden({ sessions: session('batch'), policy: { session_types: { batch: { bandwidth_bytes_per_min: 1e9 } } } }, { upstream });
+    // sent as fast as the socket goes: the bandwidth cap and the encoded-label budget (which would catch these hex
+    // labels first, see below) are lifted here to see the session-wide budget on its own
+    const warden = await startWarden({ sessions: session('batch'), policy: { session_types: { batch: { bandwidth_bytes_per_min: 1e9, encoded_volume_budget_bytes: 1e9, total_volume_budget_bytes: 1e9 } } } }, { upstream });
     onTestFinished(() => warden.close());
     const r = prng(1414);
     const before = await upstream.queryCount();
@@ -49,6 +50,31 @@ describe('session-wide information budget', () => {
     const next = await query({ server: warden.dns, name: FIXTURE.a.name, type: 'A' });
     expect(next.ede?.text).toMatch(/^session quarantined/);
     expect(metricValue(await warden.app.metricsText(), 'dnswarden_verdicts_total', { action: 'quarantine', rule: 'accumulation', mode: 'enforce', session_type: 'batch' })).toBe(1);
+  }, 60_000);
+});
+
+describe('encoded-label budget', () => {
+  it('quarantines short base32 labels to one domain before 512 payload bytes leave (counted at the upstream)', async () => {
+    const warden = await startWarden({ sessions: session('batch'), policy: { session_types: { batch: { bandwidth_bytes_per_min: 1e9 } } } }, { upstream });
+    onTestFinished(() => warden.close());
+    const r = prng(1415);
+    const before = await upstream.queryCount();
+    let quarantinedAt: number | undefined;
+    let ede: string | undefined;
+    let payload = 0;
+    for (let i = 0; i < 400 && quarantinedAt === undefined; i++) {
+      const chunk = r.bytes(5 + (i % 6)); // 8–16 base32 chars a query, one label: far below every per-query rule
+      const reply = await query({ server: warden.dns, name: `${base32(chunk)}.one-domain.test`, type: 'A' });
+      if (reply.ede?.code === 15) {
+        quarantinedAt = i;
+        ede = reply.ede.text;
+      } else payload += chunk.length;
+    }
+    expect(quarantinedAt).toBeDefined();
+    expect(ede).toMatch(/^session quarantined \(qr-[0-9a-f]{8}-[0-9a-z]+\): ~\d+ B of encoded-looking labels \(any domain\)/);
+    expect((await upstream.queryCount()) - before).toBe(quarantinedAt); // what left is what the upstream saw
+    expect(payload).toBeLessThanOrEqual(512);
+    expect(payload).toBeGreaterThan(300);
   }, 60_000);
 });
 

@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { hex, prng } from '../../fixtures/corpora/generate.mjs';
+import { base32, base64url, hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy/schema.js';
 import { CALLBACK_SERVICES, inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy/judge.js';
 import { DEFAULT_PLATFORMS } from '../../scoring/index.js';
 
 const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
 const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));
+/** The encoded-label and session-total budgets off (batch), to see one of the other budgets on its own: they fire first on hex labels. */
+const NO_ENCODED = { session_types: { batch: { encoded_volume_budget_bytes: 1e9, total_volume_budget_bytes: 1e9 } } };
 const bulkName = (seed: number) => {
   const h = hex(prng(seed).bytes(100));
   return `${h.slice(0, 63)}.${h.slice(63, 126)}.${h.slice(126, 189)}.${h.slice(189)}.xfl-cdn.net`;
@@ -15,8 +17,8 @@ describe('config schema', () => {
   it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
     const p = policySchema.parse({});
     expect(p.mode).toBe('enforce');
-    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, rate_limit: { qps: 0, burst: 0 } });
-    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, total_volume_budget_bytes: 2048, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280, rate_limit: { qps: 0, burst: 0 } });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
     expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, deny_callback_services: true, callback_services: [], rebinding: { enabled: true, allow: [], block_cgnat: true } });
     const s = scoringSchema.parse({});
@@ -123,7 +125,7 @@ describe('threshold and quarantine', () => {
   });
 
   it('quarantines on the information volume to one domain, before the crossing query leaves', () => {
-    const p = make();
+    const p = make(NO_ENCODED);
     const state = p.newSessionState();
     const r = prng(5);
     let at: number | undefined;
@@ -159,7 +161,7 @@ describe('threshold and quarantine', () => {
 
   it('sums volume over young domains: spread across ten domains still quarantines', () => {
     // the session-wide budget (domains of unknown or young age) is off here, to see the young sum on its own
-    const p = make({ session_types: { batch: { session_volume_budget_bytes: 1e9 } } });
+    const p = make({ session_types: { batch: { session_volume_budget_bytes: 1e9, encoded_volume_budget_bytes: 1e9, total_volume_budget_bytes: 1e9 } } });
     const state = p.newSessionState();
     const r = prng(6);
     let quarantinedAt: number | undefined;
@@ -198,7 +200,7 @@ describe('session-wide information budget (issue 14)', () => {
   it('spreading over ten domains of unknown age buys nothing: quarantined once the sum reaches the budget', () => {
     const r = prng(14);
     const labels = Array.from({ length: 2000 }, () => hex(r.bytes(6)));
-    const got = spread(make(), (i) => `${labels[i]}.d${i % 10}-attacker.net`, undefined);
+    const got = spread(make(NO_ENCODED), (i) => `${labels[i]}.d${i % 10}-attacker.net`, undefined);
     expect(got.v).toMatchObject({ action: 'quarantine', rule: 'accumulation' });
     expect(got.v!.reason).toMatch(/domains of unknown or young age$/);
     // no single domain is near its own budget (768): it was the session-wide sum
@@ -210,14 +212,14 @@ describe('session-wide information budget (issue 14)', () => {
   it('established domains (old, or a platform apex) are not in the session-wide account', () => {
     const r = prng(15);
     const labels = Array.from({ length: 400 }, () => hex(r.bytes(6)));
-    expect(spread(make(), (i) => `${labels[i]}.d${i % 10}-old.net`, 900, 400).at).toBeUndefined();
-    const platform = spread(make(), (i) => `${labels[i]}.d${i % 10}.cloudfront.net`, undefined, 400);
+    expect(spread(make(NO_ENCODED), (i) => `${labels[i]}.d${i % 10}-old.net`, 900, 400).at).toBeUndefined();
+    const platform = spread(make(NO_ENCODED), (i) => `${labels[i]}.d${i % 10}.cloudfront.net`, undefined, 400);
     expect(platform.at).toBeUndefined();
     expect(platform.state.freshVolumeBytes).toBe(0);
   });
 
   it('evicting domains cannot wipe the account: a flood of other domains between bursts changes nothing', () => {
-    const p = make({}, { max_domains_per_session: 16 });
+    const p = make(NO_ENCODED, { max_domains_per_session: 16 });
     const state = p.newSessionState();
     const r = prng(16);
     let t = 0;
@@ -252,6 +254,100 @@ describe('session-wide information budget (issue 14)', () => {
   });
 });
 
+describe('encoded-label budget (issue 14)', () => {
+  const feed = (p: Policy, name: (i: number) => string, ageDays: number | undefined, max = 2000, gapMs = 1000) => {
+    const state = p.newSessionState();
+    for (let i = 0; i < max; i++) {
+      const v = p.judge({ name: name(i), qtype: 1, session: session('batch'), state, ageDays, atMs: i * gapMs });
+      if (v.action !== 'answer') return { at: i, v, state };
+      p.observe(state, { name: name(i), qtype: 1, atMs: i * gapMs, forwarded: true, rcode: 0, blocked: false });
+    }
+    return { at: undefined, v: undefined, state };
+  };
+  const r = prng(41);
+  const codecs = { hex, base32, base64url } as const;
+
+  it.each(Object.keys(codecs) as (keyof typeof codecs)[])('%s labels of 8–16 chars, one domain or ten, old or of unknown age: quarantined before 512 payload bytes leave', (codec) => {
+    for (const [domains, age] of [[1, undefined], [10, undefined], [10, 900], [1, 900]] as const) {
+      let payload = 0;
+      const sizes: number[] = [];
+      const labels = Array.from({ length: 400 }, (_, i) => {
+        const bytes = 5 + (i % 6); // 5–10 bytes: 8–16 encoded chars
+        sizes.push(bytes);
+        return codecs[codec](r.bytes(bytes)).toLowerCase();
+      });
+      const got = feed(make(), (i) => `${labels[i]}.d${i % domains}-x.net`, age, 400);
+      expect(got.v).toMatchObject({ action: 'quarantine', rule: 'accumulation' });
+      expect(got.v!.reason).toMatch(/^~\d+ B of encoded-looking labels \(any domain\)$/);
+      for (let i = 0; i < got.at!; i++) payload += sizes[i]!;
+      expect(payload).toBeLessThanOrEqual(512);
+      expect(got.state.encodedBytes).toBeLessThan(432); // the query that would cross the budget did not leave
+    }
+  });
+
+  it('plain names, words, region names and UUIDs do not count; a platform apex does not count', () => {
+    const p = make();
+    const words = ['download', 'assets-prod', 'us-east-1', 'eu-west-2', 'kubernetes', 'node21', 'prod-eu-frankfurt', 'yahoovpaidtwoint'];
+    const uuid = () => {
+      const h = hex(r.bytes(16));
+      return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+    };
+    const got = feed(p, (i) => (i % 2 === 0 ? `${words[(i / 2) % words.length]}${i}.site${i % 50}.com` : `${uuid()}.tracker.example`), undefined, 60);
+    expect(got.state.encodedBytes).toBe(0);
+    const platform = feed(p, (i) => `${hex(r.bytes(8))}.t${i}.cloudfront.net`, undefined, 200);
+    expect(platform.at).toBeUndefined();
+    expect(platform.state.encodedBytes).toBe(0);
+  });
+
+  it('is not wiped by a release: the account is the session state\'s, a fresh state starts at 0', () => {
+    const p = make();
+    const s = p.newSessionState();
+    expect(s.encodedBytes).toBe(0);
+    p.observe(s, { name: '3k9xq7mz2v.attacker.example', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
+    expect(s.encodedBytes).toBeGreaterThan(5);
+    // the same label again (to another domain too) costs nothing more: only new content counts
+    const before = s.encodedBytes;
+    p.observe(s, { name: '3k9xq7mz2v.other.example', qtype: 1, atMs: 1, forwarded: true, rcode: 0, blocked: false });
+    expect(s.encodedBytes).toBe(before);
+  });
+});
+
+describe('session total (issue 14)', () => {
+  it('bounds words over old domains, paced under the bandwidth cap: quarantined once the total reaches the budget', () => {
+    const p = make();
+    const state = p.newSessionState();
+    const r = prng(42);
+    const w = ['able', 'acid', 'area', 'army', 'baby', 'back', 'ball', 'band', 'bank', 'base', 'bath', 'bear', 'beat', 'beer', 'bell', 'belt'];
+    let at: number | undefined;
+    for (let i = 0; i < 3000 && at === undefined; i++) {
+      const name = `${w[r.int(16)]}-${w[r.int(16)]}-${w[r.int(16)]}.d${i % 10}-old.net`;
+      const v = p.judge({ name, qtype: 1, session: session('batch'), state, ageDays: 900, atMs: i * 20_000 });
+      if (v.action === 'quarantine') {
+        expect(v.rule).toBe('accumulation');
+        expect(v.reason).toMatch(/^~\d+ B of unique labels to any domain \(session total\)$/);
+        at = i;
+      } else {
+        expect(v.action).toBe('answer'); // plain-looking, paced: nothing else stops it
+        p.observe(state, { name, qtype: 1, atMs: i * 20_000, forwarded: true, rcode: 0, blocked: false });
+      }
+    }
+    expect(at).toBeDefined();
+    expect(state.allVolumeBytes).toBeLessThan(1280);
+    expect(state.allVolumeBytes).toBeGreaterThan(1100);
+  });
+
+  it('does not count a platform apex, nor labels the session already sent', () => {
+    const p = make();
+    const state = p.newSessionState();
+    for (let i = 0; i < 300; i++) p.observe(state, { name: `${hex(prng(i).bytes(8))}.t${i}.cloudfront.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    expect(state.allVolumeBytes).toBe(0);
+    p.observe(state, { name: 'www.site0.org', qtype: 1, atMs: 1000, forwarded: true, rcode: 0, blocked: false });
+    const once = state.allVolumeBytes;
+    for (let i = 1; i < 100; i++) p.observe(state, { name: `www.site${i}.org`, qtype: 1, atMs: 1000 + i, forwarded: true, rcode: 0, blocked: false });
+    expect(state.allVolumeBytes - once).toBeLessThan(100 * 1.2); // `www` again: ~log2(labels known) bits each
+  });
+});
+
 describe('bandwidth cap (issue 14)', () => {
   const feed = (p: Policy, state: ReturnType<Policy['newSessionState']>, names: readonly string[], startMs: number, gapMs: number, ageDays: number | undefined = 900) => {
     const out = [];
@@ -267,7 +363,7 @@ describe('bandwidth cap (issue 14)', () => {
   const burst = (n: number, domain: (i: number) => string) => Array.from({ length: n }, (_, i) => `${hex(r.bytes(8))}.${domain(i)}`);
 
   it('blocks new names past the bytes a minute of the session type, whatever the score, and lets them through after a quiet minute', () => {
-    const p = make();
+    const p = make(NO_ENCODED);
     const state = p.newSessionState();
     // 10 old domains (no per-domain or session-wide budget applies), 16 hex chars a query, 4 queries a second
     const names = burst(200, (i) => `d${i % 10}-old.net`);

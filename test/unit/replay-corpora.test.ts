@@ -52,12 +52,26 @@ describe('bulk tunnels: first data query blocked, quarantined by the 3rd, ≤ 51
   it('covers 46 streams', () => expect(bulk).toHaveLength(46));
 });
 
+/** Payload bytes forwarded before the quarantine by a `slow-<codec>-l<len>-…` stream (as generate.mjs sizes its chunks). */
+function slowPayloadBeforeQuarantine(r: SessionResult): number {
+  if (r.kind === 'slow-spread10-base32-young') return r.forwardedBeforeQuarantine * 10;
+  const [, codec, len] = /^slow-(hex|base32|base64url|base64)-l(\d+)-/.exec(r.kind ?? '') ?? [];
+  const perQuery = Math.min(16, Math.max(4, Math.floor(Number(len) / (codec === 'hex' ? 2 : 1.6))));
+  return r.forwardedBeforeQuarantine * perQuery;
+}
+
 describe('slow exfiltration: quarantined before 1 KB (one domain) / 2 KB (young domains) of deflated information', () => {
   const slow = results.filter((r) => r.kind?.startsWith('slow-'));
   it.each(slow.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
     expect(r.quarantineRule).toBe('accumulation');
     // deflate of the unique subdomains sent, measured at the moment of quarantine
-    if (kind?.startsWith('slow-spread10')) {
+    if (/encoded-looking labels/.test(r.quarantineReason ?? '')) {
+      // encoded codecs (hex, base32, base64): the encoded-label budget (432/448 estimated bytes, issue 14) caught it,
+      // well before the other budgets: deflate of everything the session sent stays near the 512 B target
+      expect(kind).not.toMatch(/dictionary/);
+      expect(slowPayloadBeforeQuarantine(r)).toBeLessThanOrEqual(512);
+      expect(r.sessionInfoBytes).toBeLessThan(700); // deflate of the names sent, sequence counters included
+    } else if (kind?.startsWith('slow-spread10')) {
       expect(r.maxDomainInfoBytes).toBeLessThan(1024);
       expect(r.youngInfoBytes).toBeLessThan(2048);
       expect(r.youngInfoBytes).toBeGreaterThan(1000); // it was the sum over young domains (the session-wide budget) that caught it
@@ -80,10 +94,13 @@ describe('adaptive attacks (issue 14): one short label a query, one domain or te
   const adaptive = results.filter((r) => r.kind?.startsWith('adaptive-'));
   it.each(adaptive.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
     if (kind?.endsWith('-old')) {
-      // established domains: no budget but each domain's own applies, so the bandwidth cap is what bites
-      // (~640 B a minute of new labels); 18 (base32) / 14 (hex) payload bytes a query
+      // established domains: the session-wide budget does not apply, the encoded-label budget does (any domain
+      // but a platform apex): quarantined, not just rate-capped as before
       expect(r.firstDataBlockAt).toBeDefined();
       expect(r.forwardedBeforeBlock).toBeLessThan(60);
+      expect(r.quarantineRule).toBe('accumulation');
+      expect(r.quarantineReason).toMatch(/encoded-looking labels/);
+      expect(payloadBeforeQuarantine(r)).toBeLessThanOrEqual(512);
       return;
     }
     expect(r.quarantineAt).toBeDefined();
@@ -97,10 +114,26 @@ describe('adaptive attacks (issue 14): one short label a query, one domain or te
     // (before issue 14 the ten-domain spread sent all 4 KiB)
     // (the budgets in estimated bytes: batch/scheduled 896, interactive 1024 session-wide; ~0.94 of them is payload)
     expect(payloadBeforeQuarantine(r)).toBeLessThanOrEqual(r.type === 'interactive' ? 960 : 850);
+    // issue 14's target: the encoded-label budget (432 batch/scheduled, 448 interactive) holds it to ≤ 512 B
+    expect(payloadBeforeQuarantine(r)).toBeLessThanOrEqual(512);
     expect(r.sessionInfoBytes).toBeLessThan(1100); // deflate of every unique subdomain forwarded to any domain
     if (kind?.endsWith('-d10')) expect(r.maxDomainInfoBytes).toBeLessThan(256); // the session-wide sum caught it
   });
   it('covers 16 streams', () => expect(adaptive).toHaveLength(16));
+});
+
+describe('adaptive shapes (issue 14): 6–16-char labels of hex/base32/36/58/62/64url and dictionary words, varying lengths, sequence counters, one domain to fifty, old domains, paced under benign cover', () => {
+  const shapes = results.filter((r) => r.kind?.startsWith('shape-'));
+  it.each(shapes.map((r) => [r.kind, r.type, r] as const))('%s (%s)', (kind, _type, r) => {
+    expect(r.quarantineRule).toBe('accumulation');
+    expect(r.payloadBeforeQuarantine).toBeLessThanOrEqual(512);
+    expect(r.payloadBeforeQuarantine).toBeGreaterThan(200); // the stream did run: it is the budget that stopped it
+    if (!kind?.startsWith('shape-words')) expect(r.quarantineReason).toMatch(/encoded-looking labels/);
+    // dictionary words over established domains, paced under the bandwidth cap, look like names and are old:
+    // only the session total (every domain but a platform apex) bounds them
+    if (kind === 'shape-words-b2to3-d10-old-paced') expect(r.quarantineReason).toMatch(/to any domain \(session total\)$/);
+  });
+  it('covers 16 streams', () => expect(shapes).toHaveLength(16));
 });
 
 describe('benign', () => {
@@ -137,6 +170,11 @@ describe('benign', () => {
     const maxSession = Math.max(...r.perSession.map((s) => s.maxSessionVolumeEstimate));
     say('agent sessions, session-wide', `max estimated volume to domains of unknown or young age ${Math.round(maxSession)} B`);
     expect(maxSession).toBeLessThan(256);
+    // (every domain of these sessions is of unknown age, so this is also their session total: far below 1280)
+    // and far below the encoded-label budget (432 batch/scheduled): agents' ids sit below platform apexes or are UUIDs
+    const maxEncoded = Math.max(...r.perSession.map((s) => s.maxEncodedEstimate));
+    say('agent sessions, encoded-looking labels', `max estimated bytes of encoded-looking labels ${Math.round(maxEncoded)} B`);
+    expect(maxEncoded).toBeLessThan(108);
   }, 60_000);
 
   it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', () => {
@@ -146,6 +184,10 @@ describe('benign', () => {
     expect(r.benign.sessions).toBe(2000);
     expect(r.benign.sessionsWithBlock).toBeLessThanOrEqual(20); // ≤ 1%: many blocks here are deny-listed DoH names
     expect(r.benign.sessionsQuarantined).toBeLessThanOrEqual(2);
+    // the encoded-label budget (432/448) keeps a margin over every session it did not quarantine
+    const encoded = r.perSession.filter((s) => s.quarantineAt === undefined).map((s) => s.maxEncodedEstimate);
+    say('popularity sessions, encoded-looking labels', `max estimated bytes of encoded-looking labels ${Math.round(Math.max(...encoded))} B`);
+    expect(Math.max(...encoded)).toBeLessThan(400);
   }, 60_000);
 });
 
@@ -155,9 +197,12 @@ describe('figures', () => {
     say('exfiltration per kind (each stream replayed alone)', figuresByKind({ perSession: results } as unknown as ReplayReport)
       .map((k) => `${k.kind.padEnd(30)} ${k.quarantined}/${k.streams} | fwd before block ${k.maxQueriesBeforeBlock} q, ${k.maxBytesBeforeBlock} B | before quarantine ${k.maxQueriesBeforeQuarantine} q, ${k.maxBytesBeforeQuarantine} B | deflate at quarantine ${k.maxInfoAtQuarantine} B`)
       .join('\n'));
+    say('adaptive shapes (issue 14): payload bytes forwarded before quarantine (or in all)', results.filter((r) => r.kind?.startsWith('shape-'))
+      .map((r) => `${(r.kind ?? '').padEnd(40)} ${r.type.padEnd(11)} ${r.quarantineAt === undefined ? `not quarantined, ${r.payloadBeforeQuarantine} B in all (${r.forwardedBeforeQuarantine} q)` : `${r.payloadBeforeQuarantine} B (${r.quarantineReason})`}`)
+      .join('\n'));
     say('adaptive streams (issue 14): payload bytes forwarded before quarantine or first block', results.filter((r) => /^adaptive-(hex|base32|base64url)-l\d+-d\d+/.test(r.kind ?? ''))
       .map((r) => `${(r.kind ?? '').padEnd(30)} ${r.type.padEnd(11)} ${r.quarantineAt === undefined ? `not quarantined, ${Math.round(payloadBeforeQuarantine({ ...r, forwardedBeforeQuarantine: r.forwardedBeforeBlock }))} B before the first block (${r.forwardedBeforeQuarantine} q forwarded in all)` : `${payloadBeforeQuarantine(r)} B before quarantine (${r.quarantineRule}), deflate of all sent ${r.sessionInfoBytes} B`}`)
       .join('\n'));
-    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(94);
+    expect(byType('interactive') + byType('batch') + byType('scheduled')).toBe(110);
   });
 });
