@@ -24,3 +24,25 @@ export function exited(proc: ChildProcess, timeoutMs: number): Promise<{ code: n
     });
   });
 }
+
+/**
+ * Polls GET /healthz on the admin port until it answers 200, bounded by `timeoutMs`. The admin server starts
+ * after the DNS listeners, so a DNS answer does not mean the admin port is open yet (under load the gap
+ * is long enough for a request in between to get ECONNREFUSED).
+ */
+export async function waitAdmin(adminPort: number, proc: ChildProcess, output: () => string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`serve exited (${proc.exitCode ?? proc.signalCode}):\n${output()}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/healthz`, { signal: AbortSignal.timeout(2000) });
+      if (res.status === 200) return;
+      last = res.status;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  throw new Error(`the admin API on 127.0.0.1:${adminPort} did not answer /healthz 200 within ${timeoutMs} ms; last: ${String(last)}\n${output()}`);
+}

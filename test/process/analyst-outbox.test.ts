@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
-import { exited, spawnServe } from '../helpers/serve-process.js';
+import { exited, spawnServe, waitAdmin } from '../helpers/serve-process.js';
 import { query, type DnsReply } from '../helpers/dns-client.js';
 import { metricValue } from '../helpers/warden.js';
 import { base32Label } from '../helpers/exfil.js';
@@ -36,21 +36,23 @@ function serve(): ChildProcess {
   return spawnServe(configPath, dir, (text) => void (output += text));
 }
 
+/** Waits until the server answers DNS, then until its admin API answers (it starts after the DNS listeners). */
 async function waitAnswering(timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  while (Date.now() < deadline) {
+  for (;;) {
+    if (Date.now() >= deadline) throw new Error(`dnswarden did not answer within ${timeoutMs} ms; last: ${String(last)}\n${output}`);
     if (child !== undefined && child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode}:\n${output}`);
     try {
       const reply = await query({ server: { address: '127.0.0.1', port: dnsPort }, name: FIXTURE.a.name, type: 'A', timeoutMs: 500 });
-      if (reply.rcode === 'NOERROR') return;
+      if (reply.rcode === 'NOERROR') break;
       last = reply.rcode;
     } catch (err) {
       last = err;
     }
     await sleep(100);
   }
-  throw new Error(`dnswarden did not answer within ${timeoutMs} ms; last: ${String(last)}\n${output}`);
+  await waitAdmin(adminPort, child!, () => output, timeoutMs);
 }
 
 /** Exfiltration-shaped TXT queries from `bind` until its session is quarantined (at most 8); the quarantine id. */

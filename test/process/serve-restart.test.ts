@@ -10,7 +10,7 @@ import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
-import { exited, spawnServe } from '../helpers/serve-process.js';
+import { exited, spawnServe, waitAdmin } from '../helpers/serve-process.js';
 import { query, type DnsReply } from '../helpers/dns-client.js';
 
 const ADMIN_TOKEN = 'process-test-admin-token-0123456789';
@@ -88,6 +88,7 @@ describe('dnswarden serve', () => {
     expect(reply.answers.map((r) => r.data)).toEqual([FIXTURE.a.address]);
     const refused = await query({ server: { address: '127.0.0.1', port: dnsPort }, bind: '127.0.0.2', name: FIXTURE.a.name, type: 'A' });
     expect(refused.rcode).toBe('REFUSED');
+    await waitAdmin(adminPort, child, () => output); // the admin API starts after the DNS listeners
     const health = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
     expect(health.status).toBe(200);
   });
@@ -114,6 +115,7 @@ describe('dnswarden serve', () => {
     child = serve();
     const reply = await waitAnswering();
     expect(reply.answers.map((r) => r.data)).toEqual([FIXTURE.a.address]);
+    await waitAdmin(adminPort, child, () => output); // the later tests read /metrics
     const tcp = await query({ server: { address: '127.0.0.1', port: dnsPort }, transport: 'tcp', name: FIXTURE.cnameChain.name, type: 'A' });
     expect(tcp.answers.at(-1)?.data).toBe(FIXTURE.cnameChain.address);
   });
