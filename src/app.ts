@@ -172,8 +172,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     // fleet.redis: this replica's changes go to the others, theirs come here — before the first query is answered.
     if (config.fleet.redis !== undefined) {
       const f = new RedisFleet(config.fleet, store, metrics, log, nowMs, {
-        putSession: (m) => { store.saveSession(m); sessions.adopt(m); metrics.sessionsLive.set(sessions.liveCount(nowMs())); },
-        dropSession: (id) => { store.deleteSession(id); sessions.drop(id); metrics.sessionsLive.set(sessions.liveCount(nowMs())); },
+        putSession: (m) => { store.saveSession(m); sessions.adopt(m); },
+        dropSession: (id) => { store.deleteSession(id); sessions.drop(id); },
         quarantine: (q) => quarantines.mirror(q),
         gate: (g) => quarantines.mirrorGate(g),
         denyList: (entries) => { store.replaceLearnedDeny(entries); learnedDenyChanged(); },

@@ -1,6 +1,6 @@
 // The query path, in the one fixed order the product has: admit → gate → judge → enforce →
 // resolve → re-judge the answer → finish. Each step either ends the query with an Outcome or
-// carries on. Stages return values; only transport.ts writes bytes. All decisions live in policy.ts.
+// carries on. Stages return values; only transport.ts writes bytes. All decisions live in src/policy/judge.ts.
 // The reply for an outcome is src/outcome/edge.ts's, the verdict log line src/outcome/verdict-log.ts's.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -106,14 +106,7 @@ export function createPipeline(d: PipelineDeps): {
     // 2 gate: a quarantined session gets nothing until an analyst releases it. First and cheapest: one map
     // lookup, and the blocking outcome is the same object for every query while the quarantine lasts.
     const quarantineId = d.quarantines.holds(session.id);
-    if (quarantineId !== undefined) {
-      let g = gated.get(session);
-      if (g === undefined || g.id !== quarantineId || g.policy !== policy) {
-        g = { id: quarantineId, policy, outcome: { kind: 'blocked', verdict: quarantinedVerdict(policy, session.type), eventId: quarantineId, text: `session quarantined (${quarantineId})` } };
-        gated.set(session, g);
-      }
-      return finish(q, session, g.outcome);
-    }
+    if (quarantineId !== undefined) return gateBlocked(q, session, policy, quarantineId);
 
     // Local zones: answered here, authoritatively, and never scored (the name never leaves the node). A
     // name at or below a delegation inside the zone goes on like any other query.
@@ -163,7 +156,21 @@ export function createPipeline(d: PipelineDeps): {
     }
   }
 
+  /** The quarantine gate's answer: the same outcome object for every query while the quarantine lasts. */
+  function gateBlocked(q: Query, session: Session<SessionState>, policy: Policy, quarantineId: string): Outcome {
+    let g = gated.get(session);
+    if (g === undefined || g.id !== quarantineId || g.policy !== policy) {
+      g = { id: quarantineId, policy, outcome: { kind: 'blocked', verdict: quarantinedVerdict(policy, session.type), eventId: quarantineId, text: `session quarantined (${quarantineId})` } };
+      gated.set(session, g);
+    }
+    return finish(q, session, g.outcome);
+  }
+
   function judgeAndAct(q: Query, session: Session<SessionState>, policy: Policy, ageDays: number | undefined, hops: number): Outcome | Promise<Outcome> {
+    // The gate again: a query that waited for its domain's age may have been overtaken by one that quarantined
+    // the session meanwhile; it must not be judged (and possibly answered) as if the session were free.
+    const heldBy = d.quarantines.holds(session.id);
+    if (heldBy !== undefined) return gateBlocked(q, session, policy, heldBy);
     const verdict = policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays, atMs: q.atMs });
 
     // 4 enforce: the quarantine is on disk before the blocking answer leaves.
@@ -317,7 +324,9 @@ export function createPipeline(d: PipelineDeps): {
     // slipped (TC=1, no EDE text, no bigger than the query) or dropped, so we amplify nothing toward a victim.
     // A session's rate-limited query is answered in full: its source is a registered one, and a drop would cost
     // the agent a timeout instead of telling it to slow down.
-    if (outcome.kind === 'refused' && outcome.reason !== 'rate_limited' && peer.transport === 'udp' && d.refusals !== undefined) {
+    // Only sources without a session are rate-limited here (the amplification a spoofed source could buy); a
+    // session's own refusals (its rate limit, a zone transfer) are always answered in full.
+    if (outcome.kind === 'refused' && (outcome.reason === 'no_session' || outcome.reason === 'expired') && peer.transport === 'udp' && d.refusals !== undefined) {
       const decision = d.refusals.decide(peer.address, q.atMs);
       if (decision === 'drop') {
         m.refusedLimited.inc({ action: 'dropped' });

@@ -180,7 +180,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'GET', path: '/v1/sessions/:id/queries', allow: READ,
       handler: async (req) => {
         const id = req.params.id!;
-        const limit = Math.min(Number(req.query.get('limit') ?? d.historyLimit) || d.historyLimit, d.historyLimit);
+        const limit = Math.max(1, Math.min(Number(req.query.get('limit') ?? d.historyLimit) || d.historyLimit, d.historyLimit));
         const history = await historyOf(d, id);
         if (history === undefined) throw new WardenError('ERR_NOT_FOUND', `no session or history with id "${id}"`);
         return { status: 200, json: { session: id, queries: history.slice(-limit) } };
@@ -350,7 +350,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       },
     },
 
-    { method: 'GET', path: '/v1/audit', allow: READ, handler: (req) => ({ status: 200, json: { audit: d.store.listAudit(Math.min(Number(req.query.get('limit') ?? 500) || 500, 5000)) } }) },
+    { method: 'GET', path: '/v1/audit', allow: READ, handler: (req) => ({ status: 200, json: { audit: d.store.listAudit(Math.max(1, Math.min(Math.trunc(Number(req.query.get('limit') ?? 500)) || 500, 5000))) } }) },
     {
       method: 'POST', path: '/v1/cache/flush', allow: ['admin'],
       handler: (req) => {

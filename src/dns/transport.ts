@@ -157,12 +157,17 @@ function bindUdp(host: string, where: BindOptions, handler: PacketHandler, fault
     const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER, ipv6Only: host.includes(':'), lookup: literalLookup });
     socket.once('error', reject);
     const udpFault = (err: unknown): void => fault('udp', err);
+    // A reply that finishes after close() (an upstream answered late during shutdown) has nowhere to go.
+    let closed = false;
+    socket.once('close', () => { closed = true; });
     socket.on('message', (packet, rinfo) => {
       const peer: Peer = { address: rinfo.address, port: rinfo.port, transport: 'udp' };
       // No per-send callback: a send error reaches the socket's 'error' handler (counted there).
       // A reply at hand (a cache hit) is sent at once; only a pending one needs a closure to come back to.
       const result = callSafely(handler, packet, peer, udpFault);
-      if (result instanceof Promise) result.then((reply) => { if (reply !== undefined) socket.send(reply, rinfo.port, rinfo.address); }, udpFault);
+      if (result instanceof Promise) {
+        result.then((reply) => { if (reply !== undefined && !closed) socket.send(reply, rinfo.port, rinfo.address); }).catch(udpFault);
+      }
       else if (result !== undefined) socket.send(result, rinfo.port, rinfo.address);
     });
     socket.bind(where, () => {

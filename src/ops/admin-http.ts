@@ -204,7 +204,14 @@ export async function listenAdmin(address: string, routes: readonly Route[], tok
   }
 
   const server: Server = createServer((req, res) => {
-    const pathname = new URL(req.url ?? '/', 'http://admin').pathname;
+    // A request target URL() cannot read ("//", "//[") is the client's error, never a crash of the process.
+    let pathname: string;
+    try {
+      pathname = new URL(req.url ?? '/', 'http://admin').pathname;
+    } catch {
+      send(res, { status: 400, json: { error: { code: 'ERR_BAD_REQUEST', message: 'the request target is not a valid path' } } });
+      return;
+    }
     if (pathname === '/ui' || pathname.startsWith('/ui/')) {
       serveConsole(consoleFiles, pathname, req.method ?? 'GET', res);
       return;

@@ -19,8 +19,9 @@ export { ipv4Number } from './rebinding.js';
 export type { SessionState } from '../../scoring/index.js';
 export type { PolicyConfig, ScoringConfig } from './schema.js';
 
-export type SessionType = 'interactive' | 'batch' | 'scheduled';
-export const SESSION_TYPES: readonly SessionType[] = ['interactive', 'batch', 'scheduled'];
+// One definition of the session types (src/policy/schema.ts), re-exported for the judge's callers.
+export { SESSION_TYPES, type SessionType } from './schema.js';
+import type { SessionType } from './schema.js';
 export interface SessionInfo {
   readonly id: string;
   readonly user: string;

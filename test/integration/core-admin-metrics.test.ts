@@ -21,6 +21,20 @@ const METRIC_NAMES = [
 ] as const;
 
 describe('access', () => {
+  it('a request target URL() cannot read ("//", "//[") is a 400, and the server keeps answering', async () => {
+    const { request } = await import('node:http');
+    const { hostname, port } = new URL(t.warden.adminUrl);
+    for (const path of ['//', '//[']) {
+      const status = await new Promise<number>((ok, fail) => {
+        const req = request({ host: hostname, port, path, method: 'GET' }, (res) => { res.resume(); ok(res.statusCode ?? 0); });
+        req.on('error', fail);
+        req.end();
+      });
+      expect(status, path).toBe(400);
+    }
+    expect((await t.warden.admin('/healthz', { token: null })).status).toBe(200);
+  });
+
   it('/healthz answers without a token', async () => {
     const res = await t.warden.admin('/healthz', { token: null });
     expect(res.status).toBe(200);

@@ -292,3 +292,21 @@ describe('closing the server drains TCP connections (close), or aborts them (des
     expect(r.frames()).toBe(0);
   });
 });
+
+describe('closing the server while UDP answers are pending', () => {
+  it('a reply that finishes after close() is dropped quietly: no unhandled rejection, no crash', async () => {
+    const rejections: unknown[] = [];
+    const onRejection = (err: unknown): void => void rejections.push(err);
+    process.on('unhandledRejection', onRejection);
+    cleanups.push(() => process.off('unhandledRejection', onRejection));
+    const server = await listenDns(['127.0.0.1:0'], () => new Promise<Buffer>((ok) => setTimeout(() => ok(Buffer.alloc(12, 7)), 200)), OPTS, createMetrics(), createLogger('silent'));
+    const { createSocket } = await import('node:dgram');
+    const client = createSocket('udp4');
+    cleanups.push(() => client.close());
+    await new Promise<void>((ok) => client.send(Buffer.alloc(12), server.listeners[0]!.port, '127.0.0.1', () => ok()));
+    await new Promise((ok) => setTimeout(ok, 50)); // the query is in the handler, its reply 150 ms away
+    await server.close(100);
+    await new Promise((ok) => setTimeout(ok, 400)); // the reply has finished by now
+    expect(rejections).toEqual([]);
+  });
+});
