@@ -9,6 +9,7 @@
 //   BENCH_FLOOD_NAMES (500000)  BENCH_FLOOD_SECOND_BEFORE_S (480: skip the 600k-cache flood after this)  BENCH_PROFILE (1: CPU-profile dnswarden hit/miss runs; 0: skip)
 //   BENCH_LATENCY_QPS (5000: fixed-rate probe for p50/p99)  BENCH_NO_WRITE (1: print only, write nothing)
 //   BENCH_ONLY (blocked: only the blocked-traffic rounds, printed, nothing written — a quick before/after)
+//   BENCH_FLEET_QUARANTINES (50) BENCH_FLEET_BACKGROUND_QPS (2000): the fleet-over-Redis section (bench/fleet.mjs)
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
