@@ -9,6 +9,7 @@
 //   BENCH_FLOOD_NAMES (500000)  BENCH_FLOOD_SECOND_BEFORE_S (480: skip the 600k-cache flood after this)  BENCH_PROFILE (1: CPU-profile dnswarden hit/miss runs; 0: skip)
 //   BENCH_LATENCY_QPS (5000: fixed-rate probe for p50/p99)  BENCH_NO_WRITE (1: print only, write nothing)
 //   BENCH_ONLY (blocked: only the blocked-traffic rounds, printed, nothing written — a quick before/after)
+//   BENCH_FLEET_QUARANTINES (50) BENCH_FLEET_BACKGROUND_QPS (2000): the fleet-over-Redis section (bench/fleet.mjs)
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import { summarizeProfile } from './cpuprofile.mjs';
 import { shardOf } from '../dist/src/fleet/shard.js';
 import { localZoneRounds } from './local-zones.mjs';
 import { sessionsMarkdown } from './sessions.mjs';
-import { shardOf } from '../dist/src/shard.js';
+import { fleetMarkdown, fleetRedisBench } from './fleet.mjs';
 import {
   T0, BENCH_DIR, P, ZONE, HOSTS, log, start, stop, stopAll, run, freePort, cpuPerQuery, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES,
   round1, round3, median, dnsperf, hitNames, blockFloodNames, writeMissFile, startNsd, startUnbound, baselineMode, startWarden, metrics, machine, sleep,
@@ -146,6 +147,10 @@ async function main() {
     // Local-zone answers (issue 16) against cache hits, one dnswarden with a 1,000-name local zone, alternating runs.
     result.local_zone = await localZoneRounds(tmp, { nsdPort, hitFile, rounds: 3, seconds: P.hitSeconds });
     log(`local zone vs cache hit: ${JSON.stringify(result.local_zone.median)}`);
+
+    // A fleet (issue 15): quarantine propagation between three replicas over a real Redis, and cache-hit QPS with
+    // fleet.redis on vs off (bench/fleet.mjs).
+    result.fleet_redis = await fleetRedisBench(tmp, { nsdPort, hitFile, rounds: 3, seconds: P.hitSeconds });
 
     result.median.ratios = Object.fromEntries(Object.keys(result.rounds[0].ratios).map((k) => [k, round3(median(result.rounds.map((r) => r.ratios[k])))]));
     const nonNoerror = [];
@@ -458,6 +463,7 @@ function markdown(r) {
       `| local zone (\`zones:\`, never scored) | ${z.local_qps} | ${z.local_us_per_query} |`, `| cache hit (scored) | ${z.cache_hit_qps} | ${z.cache_hit_us_per_query} |`,
       '', `Ratio local / hit (median of same-round ratios): ${z.ratio_local_to_hit}; every local answer NOERROR: ${z.local_noerror}.`);
   }
+  if (r.fleet_redis) L.push('', '## A fleet over Redis (three replicas, `fleet.redis`; bench/fleet.mjs)', '', fleetMarkdown(r.fleet_redis).trimEnd());
   if (r.cpu_per_hit_query_us) {
     const c = r.cpu_per_hit_query_us;
     L.push('', '## CPU per cache-hit query at a fixed 20,000 q/s (median of 3 rounds; /proc/PID/stat user+system)', '', '| server | CPU µs per query | vs Unbound | vs Node ceiling |', '|---|---|---|---|');
