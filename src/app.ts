@@ -3,7 +3,7 @@
 // the environment or the clock directly.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { aggregatedMetrics, answerGather, gatheredHistory, relayingToOwners, unsavedAcrossWorkers } from './fleet/worker-runtime.js';
+import { aggregatedMetrics, answerGather, confirmedPublisher, gatheredHistory, relayingToOwners, unsavedAcrossWorkers } from './fleet/worker-runtime.js';
 import { listenAdmin, type AdminServer, type ReadinessCheck } from './ops/admin-http.js';
 import { adminTokenFor } from './ops/admin-token.js';
 import { WebhookAlerts } from './analyst/alerts.js';
@@ -24,7 +24,7 @@ import { listenDns, type DnsListener, type DnsServer } from './dns/transport.js'
 import { UpstreamPool } from './dns/upstream.js';
 import { ForwardingResolver } from './dns/forward.js';
 import { rateLimitsOf, SessionRateLimiter } from './sessions/rate-limit.js';
-import type { PeerEvent, WorkerLink } from './fleet/worker-link.js';
+import type { WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
 import { RedisFleet } from './fleet/redis-fleet.js';
@@ -107,8 +107,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
   const worker = env.worker;
   const baseLog = env.logger ?? createLogger(config.logging.level);
   const log = worker === undefined ? baseLog : baseLog.child({ worker: worker.spec.index });
-  const publish = (event: PeerEvent): void => worker?.publish(event);
   const metrics = createMetrics();
+  // An admin API change answers once every other worker applied it (bounded); the DNS path never waits.
+  const { publish, othersApplied } = confirmedPublisher(worker, metrics, log);
   const upstreams = upstreamsFor(config, env.resolvConfPath);
   // Every referenced file is read before anything is created: a config check-config calls valid starts.
   const refs = await loadConfigReferences(config, config.admin.token);
@@ -373,7 +374,10 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         liveHistory: (id: string) => gatheredHistory(worker, id),
         notDurable: async () => (await worker.gather({ op: 'unsaved_quarantines' })).flatMap((part) => (Array.isArray(part) ? (part as QuarantineRecord[]) : [])),
       }),
-    }, metricsText), () => tokens, log);
+    }, metricsText).map((route) => (route.method === 'GET' || worker === undefined ? route : {
+      // A change answers only once every worker holds it: a DELETEd session is refused everywhere after its 204.
+      ...route, handler: async (req: Parameters<typeof route.handler>[0]) => { const res = await route.handler(req); await othersApplied(); return res; },
+    })), () => tokens, log);
     if (admin !== undefined) closers.push(() => admin.close());
 
     log.info({

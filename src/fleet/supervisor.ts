@@ -10,7 +10,7 @@ import { adminTokenFor } from '../ops/admin-token.js';
 import type { Config } from '../ops/config.js';
 import { closeShardedListeners, openShardedListeners, type ShardedListener } from './shard.js';
 import { Store } from '../store.js';
-import { WORKER_ENV, type SupervisorMessage, type WorkerMessage, type WorkerSpec } from './worker-link.js';
+import { APPLY_TIMEOUT_MS, WORKER_ENV, type PeerEvent, type SupervisorMessage, type WorkerMessage, type WorkerSpec } from './worker-link.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const GATHER_TIMEOUT_MS = 2000;
@@ -38,6 +38,20 @@ interface Gathering {
   readonly timer: NodeJS.Timeout;
 }
 
+/** An event relayed to the other workers, waiting for each to say it applied it. */
+interface Delivery {
+  readonly key: number;
+  readonly from: Slot;
+  readonly id: number;
+  readonly kind: PeerEvent['kind'];
+  readonly waiting: Set<number>;
+  readonly timer: NodeJS.Timeout;
+}
+
+// Test-only: holds every event this long before relaying it, to make the race an unacknowledged
+// publish would lose deterministic (test/process/workers-ack.test.ts). Unset in production.
+const TEST_EVENT_DELAY_ENV = 'DNSWARDEN_TEST_PEER_EVENT_DELAY_MS';
+
 export interface Supervisor {
   /** Resolves once every worker has started (rejects if one exits before). */
   readonly started: Promise<void>;
@@ -57,6 +71,9 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
   const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, proc: undefined, startedAtMs: 0, restartDelayMs: RESTART_MIN_MS, ready: false }));
   const gatherings = new Map<number, Gathering>();
   let nextGatherId = 1;
+  const deliveries = new Map<number, Delivery>();
+  let nextDeliveryId = 1;
+  const eventDelayMs = Math.max(0, Number(process.env[TEST_EVENT_DELAY_ENV] ?? 0) || 0);
   let stopping = false;
   let adminUrl: string | undefined;
   let startedOk: () => void = () => undefined;
@@ -80,6 +97,28 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
     if (g.waiting.size === 0) finishGathering(g);
   };
 
+  const finishDelivery = (d: Delivery): void => {
+    clearTimeout(d.timer);
+    deliveries.delete(d.key);
+    const missing = [...d.waiting];
+    // The change is in the store: a worker that missed it here reads it there when it restarts.
+    if (missing.length > 0) log.warn({ event: d.kind, workers: missing, timeout_ms: APPLY_TIMEOUT_MS }, 'workers did not confirm a change in time; answering anyway');
+    send(d.from, { t: 'applied', id: d.id, missing });
+  };
+  /** A worker applied the event or is gone. */
+  const settleDelivery = (d: Delivery, index: number): void => {
+    if (!d.waiting.delete(index)) return;
+    if (d.waiting.size === 0) finishDelivery(d);
+  };
+  const deliver = (slot: Slot, id: number, event: PeerEvent): void => {
+    // Only live, started workers are waited for; one still starting loads from the store.
+    const live = slots.filter((s) => s !== slot && s.ready && s.proc?.connected === true);
+    const d: Delivery = { key: nextDeliveryId++, from: slot, id, kind: event.kind, waiting: new Set(live.map((s) => s.index)), timer: setTimeout(() => finishDelivery(d), APPLY_TIMEOUT_MS) };
+    deliveries.set(d.key, d);
+    for (const other of slots) if (other !== slot) send(other, { t: 'event', id: d.key, event });
+    if (live.length === 0) finishDelivery(d);
+  };
+
   let current = config;
   const onMessage = (slot: Slot, m: WorkerMessage): void => {
     switch (m.t) {
@@ -98,8 +137,14 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
         break;
       }
       case 'event':
-        for (const other of slots) if (other !== slot) send(other, { t: 'event', event: m.event });
+        if (eventDelayMs > 0) setTimeout(() => deliver(slot, m.id, m.event), eventDelayMs);
+        else deliver(slot, m.id, m.event);
         break;
+      case 'applied': {
+        const d = deliveries.get(m.id);
+        if (d !== undefined) settleDelivery(d, slot.index);
+        break;
+      }
       case 'gather': {
         // Each gathering gets its own key here; the asking worker's id travels back with the answer.
         const live = slots.filter((s) => s.ready && s.proc?.connected === true);
@@ -149,6 +194,7 @@ export function supervise(config: Config, serveArgs: readonly string[], log: Log
       slot.proc = undefined;
       slot.ready = false;
       for (const g of [...gatherings.values()]) settle(g, slot.index);
+      for (const d of [...deliveries.values()]) settleDelivery(d, slot.index);
       if (stopping) return;
       if (!allReady) {
         startedFail(new Error(`worker ${slot.index} exited during start (code ${code}, signal ${signal})`));

@@ -2,6 +2,8 @@
 // what one changes that the others must see (a registration, a quarantine gate, the deny list, a
 // cache flush) is published as a PeerEvent, which the supervisor relays to every other worker. The
 // admin worker gathers per-worker answers (metrics, a session's live history) the same way.
+// Every event is acknowledged: each other worker answers once it has applied it, so an admin API change
+// can answer only when every worker holds it (a bounded wait: see publish()). Never waits per query.
 import type { Config } from '../ops/config.js';
 import type { QuarantineChange } from '../analyst/quarantine.js';
 import type { SessionMeta } from '../sessions/directory.js';
@@ -22,7 +24,8 @@ export type GatherOp = { readonly op: 'metrics' } | { readonly op: 'history'; re
 export type WorkerMessage =
   | { readonly t: 'hello' }
   | { readonly t: 'ready'; readonly adminUrl: string | undefined }
-  | { readonly t: 'event'; readonly event: PeerEvent }
+  | { readonly t: 'event'; readonly id: number; readonly event: PeerEvent }
+  | { readonly t: 'applied'; readonly id: number }
   | { readonly t: 'gather'; readonly id: number; readonly op: GatherOp }
   | { readonly t: 'gathered'; readonly id: number; readonly value: unknown }
   | { readonly t: 'relay'; readonly id: number; readonly to: number; readonly packet: Uint8Array; readonly peer: Peer }
@@ -32,7 +35,9 @@ export type WorkerMessage =
 export type SupervisorMessage =
   | { readonly t: 'config'; readonly config: Config }
   | { readonly t: 'reload-rejected' }
-  | { readonly t: 'event'; readonly event: PeerEvent }
+  | { readonly t: 'event'; readonly id: number; readonly event: PeerEvent }
+  /** Every other live worker applied event `id`, or (`missing`) these did not say so within the bound. */
+  | { readonly t: 'applied'; readonly id: number; readonly missing: readonly number[] }
   | { readonly t: 'gather'; readonly id: number; readonly op: GatherOp }
   | { readonly t: 'gathered'; readonly id: number; readonly values: readonly unknown[] }
   | { readonly t: 'relay'; readonly id: number; readonly from: number; readonly packet: Uint8Array; readonly peer: Peer }
@@ -52,6 +57,15 @@ export interface WorkerSpec {
 export const WORKER_ENV = 'DNSWARDEN_WORKER';
 // Longer than any answer takes (resolver.total_timeout_ms is at most a few seconds).
 const RELAY_TIMEOUT_MS = 10_000;
+/** How long the supervisor waits for the other workers to apply an event (then it answers anyway). */
+export const APPLY_TIMEOUT_MS = 1000;
+// The publisher's own bound, past the supervisor's: a supervisor that never answers cannot hang the API.
+const PUBLISH_TIMEOUT_MS = APPLY_TIMEOUT_MS + 500;
+
+/** How a published event ended: `missing` lists the workers that did not confirm it in time (empty: all did). */
+export interface Published {
+  readonly missing: readonly number[];
+}
 
 /** The spec of this process if the supervisor forked it as a worker, else undefined. */
 export function workerSpecFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerSpec | undefined {
@@ -72,6 +86,7 @@ export class WorkerLink {
   /** The config the supervisor validated: every worker runs the same one, whatever the file says now. */
   readonly firstConfig: Promise<Config>;
   readonly #relays = new Map<number, (result: RelayResult) => void>();
+  readonly #published = new Map<number, (result: Published) => void>();
 
   constructor(spec: WorkerSpec) {
     this.spec = spec;
@@ -84,7 +99,13 @@ export class WorkerLink {
           first = undefined;
         } else this.#onConfig(m.config);
       } else if (m.t === 'reload-rejected') this.#onReloadRejected();
-      else if (m.t === 'event') this.#onEvent(m.event);
+      else if (m.t === 'event') {
+        // Applied before it is acknowledged: the ack means this worker answers with the change in force.
+        try { this.#onEvent(m.event); } finally { this.#send({ t: 'applied', id: m.id }); }
+      } else if (m.t === 'applied') {
+        this.#published.get(m.id)?.({ missing: m.missing });
+        this.#published.delete(m.id);
+      }
       else if (m.t === 'gather') {
         Promise.resolve()
           .then(() => this.#onGather(m.op))
@@ -149,8 +170,25 @@ export class WorkerLink {
     });
   }
 
-  publish(event: PeerEvent): void {
-    this.#send({ t: 'event', event });
+  /**
+   * Sends `event` to every other worker; resolves once each live one has applied it, or after the bound
+   * (about 1 s) with the ones that did not. Never rejects. A worker restarting is not waited for: it
+   * loads from the store when it comes back. The DNS path never awaits this; the admin API does.
+   */
+  publish(event: PeerEvent): Promise<Published> {
+    if (!process.connected) return Promise.resolve({ missing: [] });
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#published.delete(id);
+        resolve({ missing: [-1] }); // -1: the supervisor itself did not answer
+      }, PUBLISH_TIMEOUT_MS);
+      this.#published.set(id, (result) => {
+        clearTimeout(timer);
+        resolve(result);
+      });
+      this.#send({ t: 'event', id, event });
+    });
   }
 
   /** Every live worker's answer to `op` (this one's included), in no particular order. */

@@ -1,7 +1,9 @@
 // A worker's side of `server.workers > 1` that the composition root wires in: queries relayed to the worker
 // that owns their session, this worker's answers to the admin worker's gatherings, and the admin worker's
-// merge of them (metrics summed, a session's history from every worker). Never judges a query (the owner's
+// merge of them (metrics summed, a session's history from every worker), and the publisher whose changes the
+// admin API waits to see applied by every worker. Never judges a query (the owner's
 // pipeline does) and holds no state beyond a per-session owner memo.
+import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { QuarantineBook } from '../analyst/quarantine.js';
 import type { PacketHandler } from '../dns/transport.js';
@@ -9,7 +11,7 @@ import { parseCidr } from '../ops/config.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { HistoryEntry, Session, SessionDirectory } from '../sessions/directory.js';
 import { shardOf } from './shard.js';
-import type { GatherOp, WorkerLink } from './worker-link.js';
+import type { GatherOp, PeerEvent, WorkerLink } from './worker-link.js';
 
 /**
  * With server.workers > 1 every session is judged by one worker, its owner: the shard of its first address
@@ -82,4 +84,27 @@ export function unsavedAcrossWorkers(worker: WorkerLink, everyMs: number): { cou
   }, everyMs);
   timer.unref();
   return { count: () => count, stop: () => clearInterval(timer) };
+}
+
+/**
+ * publish() sends a change to the other workers without waiting (the DNS path calls it while answering);
+ * othersApplied() resolves once every change published so far is applied by every live worker, or its
+ * bound (~1 s) passed, counted and logged. Never rejects. Without workers both do nothing.
+ */
+export function confirmedPublisher(worker: WorkerLink | undefined, metrics: Metrics, log: Logger): { publish: (event: PeerEvent) => void; othersApplied: () => Promise<void> } {
+  const unconfirmed = new Set<Promise<void>>();
+  return {
+    publish(event) {
+      if (worker === undefined) return;
+      const done: Promise<void> = worker.publish(event).then(({ missing }) => {
+        unconfirmed.delete(done);
+        if (missing.length > 0) {
+          metrics.workerSyncTimeouts.inc({ kind: event.kind });
+          log.warn({ event: event.kind, workers: missing }, 'other workers did not confirm a change in time; answering anyway');
+        }
+      });
+      unconfirmed.add(done);
+    },
+    othersApplied: async () => { await Promise.all([...unconfirmed]); },
+  };
 }
