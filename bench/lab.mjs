@@ -5,6 +5,8 @@
 // lab prints the secret bytes the attacker decoded per class. Never leaves the machine: loopback only, the
 // attacker's answers point at TEST-NET-2.
 //   npm run build && node bench/lab.mjs            (LAB_CLASSES=shape-hex,adaptive-base32 to pick classes)
+//   LAB_ATTACKER=silent|late  the attacker's nameserver never answers (it only wants the labels), or answers 1.5 s
+//                             late; LAB_PARALLEL=N keeps N queries in flight (default 1: one after another)
 // Owns its child processes and sockets; stops them on exit. Writes nothing but a temp dir it removes.
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -15,6 +17,8 @@ import { exfilStreams } from '../fixtures/corpora/generate.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const TOKEN = 'lab-admin-token-not-secret-0123456789';
+const ATTACKER = process.env.LAB_ATTACKER ?? 'answers';
+const PARALLEL = Math.max(1, Number(process.env.LAB_PARALLEL ?? 1));
 
 // ---------- wire ----------
 function encodeQuery(id, name, qtype) {
@@ -106,7 +110,10 @@ function startAttacker() {
     head.writeUInt16BE(0, 10);
     head.writeUInt16BE(msg.readUInt16BE(end - 4) === 1 ? 1 : 0, 6);
     const rr = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 198, 51, 100, 7]);
-    sock.send(msg.readUInt16BE(end - 4) === 1 ? Buffer.concat([head, rr]) : head, rinfo.port, rinfo.address);
+    const reply = msg.readUInt16BE(end - 4) === 1 ? Buffer.concat([head, rr]) : head;
+    if (ATTACKER === 'silent') return;
+    if (ATTACKER === 'late') setTimeout(() => sock.send(reply, rinfo.port, rinfo.address), 1500);
+    else sock.send(reply, rinfo.port, rinfo.address);
   });
   return new Promise((ok) => sock.bind(0, '127.0.0.1', () => ok({ port: sock.address().port, seen, close: () => sock.close() })));
 }
@@ -164,7 +171,7 @@ async function main() {
     listen: { dns: [`127.0.0.1:${dnsPort}`], admin: `127.0.0.1:${adminPort}` },
     admin: { token: TOKEN },
     storage: { dir: join(dir, 'data') },
-    upstreams: [{ address: `127.0.0.1:${attacker.port}`, timeout_ms: 1000 }],
+    upstreams: [{ address: `127.0.0.1:${attacker.port}`, timeout_ms: ATTACKER === 'late' ? 3000 : 1000 }],
     // one session per stream, from its own loopback address; the type the corpus gave it
     sessions: { static: streams.map((ls, i) => ({ id: `lab-${i}`, addresses: [`127.0.1.${i + 1}/32`], type: ls[0].session_type, user: 'lab', role: 'attacker' })) },
     // played as fast as the socket goes: the per-minute bandwidth cap would only block (never quarantine); lifted
@@ -201,12 +208,15 @@ async function main() {
       let sent = 0;
       let answered = 0;
       let quarantined = false;
-      for (const l of lines) {
-        if (quarantined || sent >= 1500) break;
-        const r = await query(client, dnsPort, l.qname, l.qtype, (id = (id + 1) & 0xffff));
-        sent++;
-        if (r.rcode === 0) answered++;
-        if (r.quarantined) quarantined = true;
+      client.setMaxListeners(PARALLEL + 10);
+      for (let k = 0; k < lines.length && !quarantined && sent < 1500; k += PARALLEL) {
+        const batch = lines.slice(k, k + PARALLEL);
+        const replies = await Promise.all(batch.map((l) => query(client, dnsPort, l.qname, l.qtype, (id = (id + 1) & 0xffff))));
+        for (const r of replies) {
+          sent++;
+          if (r.rcode === 0) answered++;
+          if (r.quarantined) quarantined = true;
+        }
       }
       client.close();
       const domains = [...new Set(lines.filter((l) => l.data === true).map((l) => l.qname.split('.').slice(-2).join('.').toLowerCase()))];

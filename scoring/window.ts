@@ -305,20 +305,57 @@ export function sessionNovelBytes(state: SessionState, sub: string, alphabet: Al
  * What `sub`'s encoded-looking labels add to the session's encoded-label account (encoded.ts): each such label
  * new to the session costs its literal bytes, no more in all than `domainBytes` (what its domain's estimate says).
  */
-export function encodedNovelBytes(state: SessionState, w: DomainWindow, sub: string, alphabet: Alphabet, domainBytes: number): number {
+export function encodedNovelBytes(state: SessionState, w: DomainWindow | undefined, sub: string, alphabet: Alphabet, domainBytes: number): number {
   // a stream: several encoded names, and at least three quarters of the domain's names (a tracker's ids mixed with words are not)
-  const stream = w.encodedNames >= ENCODED_STREAM && w.encodedNames * 4 >= w.nameCount * 3;
+  const stream = w !== undefined && w.encodedNames >= ENCODED_STREAM && w.encodedNames * 4 >= w.nameCount * 3;
   return Math.min(encodedLabelBytes(state.labels, sub, LITERAL_BYTES[alphabet], stream), domainBytes);
 }
 
-export interface ForwardEvent {
+/**
+ * What judging reads of `registrable` before this query, without changing anything: the window as accounting
+ * would open it (undefined when the session sent nothing there, or it was idle long enough to start afresh),
+ * and the domain's and the session's volumes with the age flags this query's age would give it (noteAge's
+ * arithmetic, projected). The judge is pure; only accounting (noteAge, noteSent, noteBlock) writes.
+ */
+export interface DomainView {
+  readonly window: DomainWindow | undefined;
+  readonly volumeBytes: number;
+  readonly young: boolean;
+  readonly fresh: boolean;
+  readonly youngVolumeBytes: number;
+  readonly freshVolumeBytes: number;
+}
+
+export function viewDomain(state: SessionState, registrable: string, ageDays: number | undefined, atMs: number, p: WindowParams, established = false): DomainView {
+  const raw = state.domains[registrable];
+  const idle = raw !== undefined && atMs - raw.lastMs > p.volume_idle_ms;
+  const restored = raw === undefined ? state.evicted[registrable] : undefined;
+  const volume = raw === undefined ? (restored === undefined ? 0 : Math.abs(restored)) : idle ? 0 : raw.volumeBytes;
+  const sessionBytes = raw !== undefined && !idle ? raw.sessionBytes : 0;
+  const wasYoung = raw?.young ?? false;
+  const wasFresh = raw?.fresh ?? true;
+  let youngVolume = state.youngVolumeBytes - (idle && wasYoung ? raw.volumeBytes : 0);
+  let freshVolume = state.freshVolumeBytes - (idle && wasFresh ? raw.sessionBytes : 0);
+  const age = ageDays ?? raw?.ageDays ?? null;
+  const fresh = !established && (age === null || age < p.young_domain_days);
+  if (fresh !== wasFresh) freshVolume += fresh ? sessionBytes : -sessionBytes;
+  const young = ageDays === undefined ? wasYoung : ageDays < p.young_domain_days;
+  if (young !== wasYoung) youngVolume += young ? volume : -volume;
+  return { window: idle ? undefined : raw, volumeBytes: volume, young, fresh, youngVolumeBytes: youngVolume, freshVolumeBytes: freshVolume };
+}
+
+/** One query that left for an upstream (a cache miss): what it carried to its domain's nameservers. */
+export interface SentEvent {
   readonly registrable: string;
   readonly subdomain: string;
   readonly alphabet: Alphabet;
   readonly atMs: number;
-  readonly rcode: number;
   /** Below a platform apex (tenants run no nameserver): not counted by the bandwidth cap. */
   readonly platform?: boolean;
+}
+
+export interface ForwardEvent extends SentEvent {
+  readonly rcode: number;
 }
 
 /** The time constant of the bandwidth account (`rateBytes`): one minute. */
@@ -330,14 +367,27 @@ export function bytesPerMinute(state: SessionState, atMs: number): number {
   return dt <= 0 ? state.rateBytes : state.rateBytes * Math.exp(-dt / RATE_TAU_MS);
 }
 
-/** Account one forwarded query (a cache miss that went upstream): fan-out, information volume, NXDOMAIN ratio. */
+/** A forwarded query and its answer at once (noteSent then noteAnswer): what replays and tests use. */
 export function observeForwarded(state: SessionState, e: ForwardEvent, p: WindowParams): void {
-  state.version++;
-  // NXDOMAIN ratio: decayed over the fan-out window, session-wide.
-  state.answers = decay(state.answers, state.answersAtMs, e.atMs, p.fanout_window_ms) + 1;
-  state.nxAnswers = decay(state.nxAnswers, state.answersAtMs, e.atMs, p.fanout_window_ms) + (e.rcode === 3 ? 1 : 0);
-  state.answersAtMs = e.atMs;
+  noteSent(state, e, p);
+  noteAnswer(state, e.rcode, e.atMs, p);
+}
 
+/** An upstream's answer came back: the session-wide NXDOMAIN ratio, decayed over the fan-out window. */
+export function noteAnswer(state: SessionState, rcode: number, atMs: number, p: WindowParams): void {
+  state.version++;
+  state.answers = decay(state.answers, state.answersAtMs, atMs, p.fanout_window_ms) + 1;
+  state.nxAnswers = decay(state.nxAnswers, state.answersAtMs, atMs, p.fanout_window_ms) + (rcode === 3 ? 1 : 0);
+  state.answersAtMs = atMs;
+}
+
+/**
+ * Account one query as it leaves for an upstream: fan-out and information volume. Counted when it is sent, not
+ * when (or whether) an answer comes back: the labels reached the domain's nameservers either way, and an
+ * attacker's nameserver that never answers (or answers late, with many queries in flight) must pay in full.
+ */
+export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): void {
+  state.version++;
   const w = openWindow(state, e.registrable, e.atMs, p);
   const fanout = decay(w.fanout, w.lastMs, e.atMs, p.fanout_window_ms);
   w.lastMs = e.atMs;

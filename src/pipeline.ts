@@ -76,6 +76,21 @@ const RATE_LIMITED: Outcome = Object.freeze({ kind: 'refused', reason: 'rate_lim
 const MAX_LOCAL_HOPS = 4;
 const QTYPE_CNAME = 5;
 
+/**
+ * One query on its way through the steps: built once by handle() after admission, read by every step after it.
+ * The steps fill in what they learn (the domain's age, the verdict, its event id), each field written once.
+ */
+interface QueryContext {
+  readonly q: Query;
+  readonly session: Session<SessionState>;
+  readonly policy: Policy;
+  /** Local-zone CNAMEs and RPZ redirects followed so far (each target is a query of its own). */
+  readonly hops: number;
+  ageDays: number | undefined;
+  verdict: Verdict | undefined;
+  eventId: string | undefined;
+}
+
 export function createPipeline(d: PipelineDeps): {
   handle(q: Query): Outcome | Promise<Outcome>;
   answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined>;
@@ -100,55 +115,60 @@ export function createPipeline(d: PipelineDeps): {
       m.sessionRateLimited.inc({ session_type: session.type });
       return RATE_LIMITED;
     }
-    if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type)) return finish(q, session, { kind: 'refused', reason: 'unsupported' });
+    // The policy is read once: a SIGHUP while this query waits judges and accounts it on one policy, not two.
+    const c: QueryContext = { q, session, policy: d.policy(), hops, ageDays: undefined, verdict: undefined, eventId: undefined };
+    if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type)) return finish(c, { kind: 'refused', reason: 'unsupported' });
 
-    const policy = d.policy();
     // 2 gate: a quarantined session gets nothing until an analyst releases it. First and cheapest: one map
     // lookup, and the blocking outcome is the same object for every query while the quarantine lasts.
     const quarantineId = d.quarantines.holds(session.id);
-    if (quarantineId !== undefined) return gateBlocked(q, session, policy, quarantineId);
+    if (quarantineId !== undefined) return gateBlocked(c, quarantineId);
 
     // Local zones: answered here, authoritatively, and never scored (the name never leaves the node). A
     // name at or below a delegation inside the zone goes on like any other query.
     const zone = d.zones?.().find(q.name);
     if (zone !== undefined) {
-      const local = answerLocally(q, session, zone, hops);
+      const local = answerLocally(c, zone);
       if (local !== undefined) return local;
     }
 
-    if (!d.judging()) return resolveAndCheck(q, session, policy, undefined, undefined);
+    if (!d.judging()) return resolveAndCheck(c);
 
     // 3 judge: lists, then the score against the session type's thresholds. The domain-age wait is
     // the only wait here, and it is bounded by the budget.
     const registrable = d.domainAge === undefined ? undefined : registrableOf(q.name);
     if (registrable !== undefined) {
-      return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => judgeAndAct(q, session, policy, ageDays, hops));
+      return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => {
+        c.ageDays = ageDays;
+        return judgeAndAct(c);
+      });
     }
-    return judgeAndAct(q, session, policy, undefined, hops);
+    return judgeAndAct(c);
   }
 
-  function answerLocally(q: Query, session: Session<SessionState>, zone: Zone, hops: number): Outcome | Promise<Outcome> | undefined {
+  function answerLocally(c: QueryContext, zone: Zone): Outcome | Promise<Outcome> | undefined {
+    const q = c.q;
     const r = zone.lookup(q.name, q.type);
     switch (r.kind) {
       case 'delegated':
         return undefined;
       case 'answer':
-        return finish(q, session, { kind: 'local', zone: zone.origin, reply: { rcode: 'NOERROR', authoritative: true, answer: r.answer, authority: r.authority, additional: r.additional } });
+        return finish(c, { kind: 'local', zone: zone.origin, reply: { rcode: 'NOERROR', authoritative: true, answer: r.answer, authority: r.authority, additional: r.additional } });
       case 'nxdomain':
-        return finish(q, session, { kind: 'local', zone: zone.origin, reply: { rcode: 'NXDOMAIN', authoritative: true, answer: r.answer, authority: r.authority, additional: [] } });
+        return finish(c, { kind: 'local', zone: zone.origin, reply: { rcode: 'NXDOMAIN', authoritative: true, answer: r.answer, authority: r.authority, additional: [] } });
       case 'cname-out': {
         // The target is asked like any query of this session (admitted, gated, judged, resolved, remembered);
         // its answer is appended to the chain, and a block or failure of the target is the answer to all of it.
-        if (hops >= MAX_LOCAL_HOPS) return finish(q, session, { kind: 'failed', ede: 0, error: new WardenError('ERR_INTERNAL', `CNAME chain through local zones longer than ${MAX_LOCAL_HOPS} zones`) });
+        if (c.hops >= MAX_LOCAL_HOPS) return finish(c, { kind: 'failed', ede: 0, error: new WardenError('ERR_INTERNAL', `CNAME chain through local zones longer than ${MAX_LOCAL_HOPS} zones`) });
         const target: Query = { ...q, name: r.target, question: encodeQuestion(r.target, q.type), maxReplyBytes: 65_535 };
         const then = (o: Outcome): Outcome => {
           let reply: LocalReplyOptions;
           if (o.kind === 'answered') reply = { rcode: 'NOERROR', authoritative: true, answer: r.answer, authority: [], additional: [], tail: { query: target, reply: o.reply, ageSec: o.ageSec } };
           else if (o.kind === 'local') reply = { ...o.reply, authoritative: true, answer: [...r.answer, ...o.reply.answer] };
           else return o; // blocked or failed: the target's own finish recorded it (once)
-          return finish(q, session, { kind: 'local', zone: zone.origin, reply });
+          return finish(c, { kind: 'local', zone: zone.origin, reply });
         };
-        const outcome = handle(target, hops + 1);
+        const outcome = handle(target, c.hops + 1);
         return outcome instanceof Promise ? outcome.then(then) : then(outcome);
       }
       default:
@@ -157,38 +177,53 @@ export function createPipeline(d: PipelineDeps): {
   }
 
   /** The quarantine gate's answer: the same outcome object for every query while the quarantine lasts. */
-  function gateBlocked(q: Query, session: Session<SessionState>, policy: Policy, quarantineId: string): Outcome {
+  function gateBlocked(c: QueryContext, quarantineId: string): Outcome {
+    const { session, policy } = c;
     let g = gated.get(session);
     if (g === undefined || g.id !== quarantineId || g.policy !== policy) {
       g = { id: quarantineId, policy, outcome: { kind: 'blocked', verdict: quarantinedVerdict(policy, session.type), eventId: quarantineId, text: `session quarantined (${quarantineId})` } };
       gated.set(session, g);
     }
-    return finish(q, session, g.outcome);
+    return finish(c, g.outcome);
   }
 
-  function judgeAndAct(q: Query, session: Session<SessionState>, policy: Policy, ageDays: number | undefined, hops: number): Outcome | Promise<Outcome> {
+  function judgeAndAct(c: QueryContext): Outcome | Promise<Outcome> {
+    const { q, session } = c;
     // The gate again: a query that waited for its domain's age may have been overtaken by one that quarantined
     // the session meanwhile; it must not be judged (and possibly answered) as if the session were free.
     const heldBy = d.quarantines.holds(session.id);
-    if (heldBy !== undefined) return gateBlocked(q, session, policy, heldBy);
-    const verdict = policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays, atMs: q.atMs });
+    if (heldBy !== undefined) return gateBlocked(c, heldBy);
+    const verdict = c.policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays: c.ageDays, atMs: q.atMs });
+    c.verdict = verdict;
 
-    // 4 enforce: the quarantine is on disk before the blocking answer leaves.
+    // 4 enforce: the block is accounted, and the quarantine on disk, before the blocking answer leaves.
     if (verdict.action !== 'answer') {
       const eventId = newEventId();
-      if (verdict.action === 'quarantine' && verdict.enforced) {
+      c.eventId = eventId;
+      if (!verdict.enforced) return resolveAndCheck(c); // observe mode: answer, but log as would-block
+      account(c, false);
+      if (verdict.action === 'quarantine') {
         const record = d.quarantines.raise(session, verdict, q, eventId);
-        return finish(q, session, { kind: 'blocked', verdict, eventId, text: `session quarantined (${record.id}): ${verdict.reason}` });
+        return finish(c, { kind: 'blocked', verdict, eventId, text: `session quarantined (${record.id}): ${verdict.reason}` });
       }
       const text = `${verdict.rule}: ${verdict.reason} (${eventId})`;
-      if (verdict.enforced && verdict.rpz !== undefined) {
+      if (verdict.rpz !== undefined) {
         const redirect = rpzRedirect(verdict.rpz, q.type);
-        if (redirect !== undefined) return followRpzRedirect(q, session, verdict, eventId, text, redirect, hops);
+        if (redirect !== undefined) return followRpzRedirect(c, verdict, eventId, text, redirect);
       }
-      if (verdict.enforced) return finish(q, session, { kind: 'blocked', verdict, eventId, text });
-      return resolveAndCheck(q, session, policy, verdict, eventId); // observe mode: answer, but log as would-block
+      return finish(c, { kind: 'blocked', verdict, eventId, text });
     }
-    return resolveAndCheck(q, session, policy, verdict, undefined);
+    return resolveAndCheck(c);
+  }
+
+  /**
+   * Step 4½, the window's one input: what became of the judged query (it left for an upstream, or its block is
+   * evidence). Told at once — when the query is sent, not when an answer comes — so an attacker's nameserver that
+   * never answers, or many queries in flight at once, cannot keep labels out of the accounts.
+   */
+  function account(c: QueryContext, sent: boolean): void {
+    if (!sent && c.verdict?.block === undefined && c.ageDays === undefined) return; // a cache hit or a list block: nothing to note, nothing allocated
+    c.policy.account(c.session.state, { kind: 'query', name: c.q.name, atMs: c.q.atMs, ageDays: c.ageDays, verdict: c.verdict, sent });
   }
 
   /**
@@ -196,58 +231,54 @@ export function createPipeline(d: PipelineDeps): {
    * this session and its answer appended after the CNAME, as BIND does; the reply carries the block's EDE.
    * A blocked or failed target leaves the CNAME alone.
    */
-  function followRpzRedirect(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string, text: string, cname: ZoneRecord, hops: number): Outcome | Promise<Outcome> {
+  function followRpzRedirect(c: QueryContext, verdict: Verdict, eventId: string, text: string, cname: ZoneRecord): Outcome | Promise<Outcome> {
+    const q = c.q;
     const chain = [{ name: q.name, type: QTYPE_CNAME, ttl: cname.ttl, rdata: cname.rdata }];
     const bare: LocalReplyOptions = { rcode: 'NOERROR', authoritative: false, answer: chain, authority: [], additional: [] };
-    if (hops >= MAX_LOCAL_HOPS || cname.target === undefined) return finish(q, session, { kind: 'blocked', verdict, eventId, text, rewrite: bare });
+    if (c.hops >= MAX_LOCAL_HOPS || cname.target === undefined) return finish(c, { kind: 'blocked', verdict, eventId, text, rewrite: bare });
     const target: Query = { ...q, name: cname.target, question: encodeQuestion(cname.target, q.type), maxReplyBytes: 65_535 };
     const then = (o: Outcome): Outcome => {
       const rewrite: LocalReplyOptions = o.kind === 'answered' ? { ...bare, tail: { query: target, reply: o.reply, ageSec: o.ageSec } }
         : o.kind === 'local' ? { ...o.reply, authoritative: false, answer: [...chain, ...o.reply.answer] }
         : o.kind === 'blocked' && o.rewrite !== undefined ? { ...o.rewrite, answer: [...chain, ...o.rewrite.answer] }
         : bare;
-      return finish(q, session, { kind: 'blocked', verdict, eventId, text, rewrite });
+      return finish(c, { kind: 'blocked', verdict, eventId, text, rewrite });
     };
-    const outcome = handle(target, hops + 1);
+    const outcome = handle(target, c.hops + 1);
     return outcome instanceof Promise ? outcome.then(then) : then(outcome);
   }
 
-  function resolveAndCheck(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict | undefined, eventId: string | undefined): Outcome | Promise<Outcome> {
-    // 5 resolve: cache → upstreams; an upstream failure is a value.
-    const resolution = d.resolver.resolve(q);
-    if (resolution instanceof Promise) return resolution.then((r) => checkAnswer(q, session, policy, verdict, eventId, r));
-    return checkAnswer(q, session, policy, verdict, eventId, resolution);
+  function resolveAndCheck(c: QueryContext): Outcome | Promise<Outcome> {
+    // 5 resolve: cache → upstreams; an upstream failure is a value. A promise means the query went out.
+    const resolution = d.resolver.resolve(c.q);
+    const sent = resolution instanceof Promise;
+    if (c.verdict !== undefined) account(c, sent);
+    if (sent) return resolution.then((r) => checkAnswer(c, r));
+    return checkAnswer(c, resolution);
   }
 
-  function checkAnswer(q: Query, session: Session<SessionState>, policy: Policy, verdict: Verdict | undefined, eventId: string | undefined, resolution: Resolution): Outcome {
-    if (!resolution.ok) return finish(q, session, { kind: 'failed', ede: resolution.ede, error: resolution.error });
+  function checkAnswer(c: QueryContext, resolution: Resolution): Outcome {
+    const { q, session, verdict, eventId } = c;
+    if (!resolution.ok) return finish(c, { kind: 'failed', ede: resolution.ede, error: resolution.error });
+    // An upstream's answer feeds the session's NXDOMAIN ratio (a cache hit left nothing new).
+    if (verdict !== undefined && resolution.via === 'upstream') c.policy.account(session.state, { kind: 'answer', atMs: q.atMs, rcode: resolution.reply.rcode });
     // 6 re-judge the answer: a public name pointing at private or link-local space is rebinding/SSRF.
     if (verdict !== undefined && resolution.reply.addresses.length > 0) {
-      const answerVerdict = policy.judgeAnswer(q.name, resolution.reply.addresses, session);
+      const answerVerdict = c.policy.judgeAnswer(q.name, resolution.reply.addresses, session);
       if (answerVerdict !== undefined) {
         const id = eventId ?? newEventId();
-        if (answerVerdict.enforced) return finish(q, session, { kind: 'blocked', verdict: answerVerdict, eventId: id, text: `${answerVerdict.rule}: ${answerVerdict.reason} (${id})` });
-        return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict: answerVerdict, eventId: id, staleTtlSec: resolution.staleTtlSec });
+        if (answerVerdict.enforced) return finish(c, { kind: 'blocked', verdict: answerVerdict, eventId: id, text: `${answerVerdict.rule}: ${answerVerdict.reason} (${id})` });
+        return finish(c, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict: answerVerdict, eventId: id, staleTtlSec: resolution.staleTtlSec });
       }
     }
-    return finish(q, session, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict, eventId, staleTtlSec: resolution.staleTtlSec });
+    return finish(c, { kind: 'answered', via: resolution.via, reply: resolution.reply, ageSec: resolution.ageSec, verdict, eventId, staleTtlSec: resolution.staleTtlSec });
   }
 
-  // 7 finish: feed the session's window, remember the query, record the outcome — in one place.
-  function finish(q: Query, session: Session<SessionState>, outcome: Outcome): Outcome {
-    const policy = d.policy();
+  // 7 finish: remember the query, record the outcome — in one place. (The window was accounted already.)
+  function finish(c: QueryContext, outcome: Outcome): Outcome {
+    const { q, session } = c;
     const rcode = rcodeOf(outcome);
     const verdict = outcome.kind === 'answered' || outcome.kind === 'blocked' ? outcome.verdict : undefined;
-    // Only what was forwarded upstream changes the session's window (a cache hit left nothing new).
-    if (outcome.kind === 'answered' && outcome.via === 'upstream' && d.judging()) policy.observe(session.state, {
-      name: q.name,
-      qtype: q.type,
-      atMs: q.atMs,
-      forwarded: true,
-      rcode,
-      blocked: false,
-      facts: verdict?.facts,
-    });
     const eventId = outcome.kind === 'blocked' || outcome.kind === 'answered' ? outcome.eventId : undefined;
     // Without a verdict (policy.enabled: false) an answered query is still an answer, not a refusal.
     const action = verdict?.action ?? (outcome.kind === 'answered' || outcome.kind === 'local' ? 'answer' : outcome.kind === 'failed' ? 'failed' : 'refused');

@@ -1,10 +1,12 @@
 // src/policy/judge.ts — every decision about a query lives here: allow/deny/learned-deny zones, the score against the
 // session type's threshold, the quarantine evidence (blocks in a window, information volume per domain and over
-// young domains), observe mode, and the answer check against DNS rebinding. Pure CPU: no sockets, no clock
-// (times arrive as arguments), no logging — the pipeline records what this returns.
+// young domains), observe mode, and the answer check against DNS rebinding; and `account()`, the one writer of a
+// session's window (scoring/window.ts), told by the pipeline what became of each judged query. `judge()` reads the
+// window and never writes it. Pure CPU: no sockets, no clock (times arrive as arguments), no logging — the pipeline
+// records what this returns.
 import { parse } from 'tldts';
 import {
-  blocksSince, bytesPerMinute, encodedNovelBytes, estimateNovelBytes, newSessionState, noteAge, noteBlock, noteDomainBlock, observeForwarded, sessionNovelBytes, stuck,
+  blocksSince, bytesPerMinute, domainWindow, encodedNovelBytes, estimateNovelBytes, newSessionState, noteAge, noteAnswer, noteBlock, noteDomainBlock, noteSent, sessionNovelBytes, stuck, viewDomain,
   nameFacts, platformSet, scoreQuery, splitName, topSignals, trimName, type NameFacts,
   type Score, type ScoringParams, type SessionState,
 } from '../../scoring/index.js';
@@ -40,8 +42,13 @@ export interface Verdict {
   readonly score?: Score;
   /** Short (≤ 80 chars), for the EDE extra text and the log line: the deciding signals or evidence. */
   readonly reason: string;
-  /** The name's scoring facts, handed to observe() of the same query so it need not recompute them (scored verdicts only). */
+  /** The name's scoring facts, handed to account() of the same query so it need not recompute them (scored verdicts only). */
   readonly facts?: NameFacts;
+  /**
+   * A block that is quarantine evidence, for account() to note: 'scored' (the score reached block_at; the domain
+   * turns sticky) or 'sticky' (a new name to a domain blocked a moment ago). Absent: not evidence.
+   */
+  readonly block?: 'scored' | 'sticky' | undefined;
   /** Rule 'rpz': the policy zone, trigger and action (NXDOMAIN, NODATA, DROP or local data) the answer is built from. */
   readonly rpz?: RpzMatch;
 }
@@ -56,17 +63,21 @@ export interface JudgeInput {
   readonly atMs: number;
 }
 
-export interface ObserveEvent {
-  readonly name: string;
-  readonly qtype: number;
-  readonly atMs: number;
-  /** A cache miss that went upstream: only these carry information to a domain's nameservers. */
-  readonly forwarded: boolean;
-  readonly rcode: number;
-  readonly blocked: boolean;
-  /** The verdict's facts for this name (Verdict.facts), when the same query was just judged. */
-  readonly facts?: NameFacts | undefined;
-}
+/** What became of a judged query, or of its upstream answer: the only input that changes a session's window. */
+export type AccountEvent =
+  | {
+    readonly kind: 'query';
+    /** Lower-case, no trailing dot. */
+    readonly name: string;
+    readonly atMs: number;
+    readonly ageDays: number | undefined;
+    /** The verdict judge() gave this query (its block is noted, its facts reused); undefined: none was given. */
+    readonly verdict: Verdict | undefined;
+    /** The query left for an upstream (a cache miss): its labels reached the domain's nameservers. */
+    readonly sent: boolean;
+  }
+  /** An upstream's answer to a query that was sent: the NXDOMAIN ratio. */
+  | { readonly kind: 'answer'; readonly atMs: number; readonly rcode: number };
 
 const MAX_REASON = 80;
 const clip = (s: string): string => (s.length <= MAX_REASON ? s : `${s.slice(0, MAX_REASON - 1)}…`);
@@ -91,8 +102,6 @@ interface ReusableAnswer {
   readonly state: SessionState;
   /** The window's version the verdict was judged (or, for a block, last noted) against. */
   version: number;
-  /** A (would-be) quarantine whose score was a block: each reuse notes the block, as judging afresh would. */
-  readonly blocking: boolean;
   readonly qtype: number;
   readonly ageDays: number | undefined;
   readonly type: SessionType;
@@ -249,11 +258,7 @@ export class Policy {
     const reuse = memo?.answered;
     if (reuse !== undefined && reuse.state === state && reuse.version === state.version && reuse.qtype === input.qtype && reuse.ageDays === input.ageDays
       && reuse.type === type && input.atMs >= reuse.atMs && input.atMs - reuse.atMs < this.answerReuseMs) {
-      if (reuse.blocking) {
-        noteBlock(state, input.atMs);
-        reuse.version = state.version;
-      }
-      return reuse.verdict;
+      return reuse.verdict; // a blocking one carries block: 'scored', which account() notes as judging afresh would
     }
 
     const p = this.params;
@@ -268,11 +273,12 @@ export class Policy {
     // Quarantine evidence 1: information volume to this domain, over young domains and over every domain not
     // established for the session (unknown or young age, not a platform apex: spreading over N domains buys
     // nothing), including what this query would add — so the query that crosses a budget is the one that does not leave.
-    const win = noteAge(state, split.registrable, input.ageDays, input.atMs, p, split.platform);
-    const novel = split.subdomain.length > 0 && win.names[split.subdomain] !== 1;
-    let volume = win.volumeBytes;
-    let young = state.youngVolumeBytes;
-    let fresh = state.freshVolumeBytes;
+    const view = viewDomain(state, split.registrable, input.ageDays, input.atMs, p, split.platform);
+    const win = view.window;
+    const novel = split.subdomain.length > 0 && win?.names[split.subdomain] !== 1;
+    let volume = view.volumeBytes;
+    let young = view.youngVolumeBytes;
+    let fresh = view.freshVolumeBytes;
     let encoded = state.encodedBytes;
     let all = state.allVolumeBytes;
     let added = -1; // this query's novel bytes to its domain, computed only near a budget: keeps the hot path cheap
@@ -280,8 +286,8 @@ export class Policy {
       || encoded * 2 >= t.encoded_volume_budget_bytes || all * 2 >= t.total_volume_budget_bytes)) {
       added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
       volume += added;
-      if (win.young) young += added;
-      if (win.fresh) fresh += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
+      if (view.young) young += added;
+      if (view.fresh) fresh += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
       if (!split.platform) {
         encoded += encodedNovelBytes(state, win, split.subdomain, stats.alphabet, added);
         all += sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
@@ -290,27 +296,27 @@ export class Policy {
     const blocking = score.total >= t.block_at;
     // Sticky: a novel name to a domain blocked for exfiltration-like traffic within the block window is blocked
     // too, whatever its own score (a tunnel's next chunk must not slip out between two blocks).
-    const sticky = !blocking && novel && stuck(win, input.atMs, t.block_window_ms);
-    const blockedAtMs = win.blockedAtMs;
-    if (blocking || sticky) noteBlock(state, input.atMs);
-    if (blocking) noteDomainBlock(state, win, input.atMs); // the window runs from the last scored block, not from sticky ones
+    const sticky = !blocking && novel && win !== undefined && stuck(win, input.atMs, t.block_window_ms);
+    const blockedAtMs = win?.blockedAtMs ?? -1;
+    // account() notes it: the block window runs from the last scored block, not from sticky ones
+    const block = blocking ? 'scored' : sticky ? 'sticky' : undefined;
     // A quarantine verdict stays one for as long as a reuse lasts (its volume and its blocks in the window only grow
     // meanwhile), so a repeated name gets it again, its block still noted: an observe-mode flood of cached names, or
     // queries racing the closing gate, cost no re-scoring. An nxdomain is never reused: the next block may quarantine.
     if (volume >= t.volume_budget_bytes) {
-      return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), facts });
+      return this.remember(memo, input, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), facts, block });
     }
     if (young >= t.young_volume_budget_bytes) {
-      return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts });
+      return this.remember(memo, input, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts, block });
     }
     if (fresh >= t.session_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), facts };
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), facts, block };
     }
     if (encoded >= t.encoded_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(encoded)} B of encoded-looking labels (any domain)`), facts };
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(encoded)} B of encoded-looking labels (any domain)`), facts, block };
     }
     if (all >= t.total_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(all)} B of unique labels to any domain (session total)`), facts };
+      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(all)} B of unique labels to any domain (session total)`), facts, block };
     }
     if (!blocking && !sticky) {
       // The last line: new label bytes a minute, to any domain but a platform apex, whatever the score.
@@ -323,40 +329,69 @@ export class Policy {
       }
       const verdict: Verdict = score.total !== 0 ? { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON, facts }
         : memo === undefined ? { ...fixed.answer, facts } : fixed.answer;
-      return this.remember(memo, input, blocking, verdict);
+      return this.remember(memo, input, verdict);
     }
     // Quarantine evidence 2: repeated blocks in a window (a tunnel keeps trying; a stray false positive does not).
-    const blocks = blocksSince(state, input.atMs - t.block_window_ms);
+    const blocks = blocksSince(state, input.atMs - t.block_window_ms) + 1; // and this one
     if (blocks >= t.quarantine_after_blocks) {
-      return this.remember(memo, input, blocking, { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts });
+      return this.remember(memo, input, { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts, block });
     }
     if (sticky) {
-      return { action: 'nxdomain', rule: 'sticky', enforced, mode, score, reason: clip(`new name to ${split.registrable}, blocked ${Math.round((input.atMs - blockedAtMs) / 1000)} s ago`), facts };
+      return { action: 'nxdomain', rule: 'sticky', enforced, mode, score, reason: clip(`new name to ${split.registrable}, blocked ${Math.round((input.atMs - blockedAtMs) / 1000)} s ago`), facts, block };
     }
-    return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), facts };
+    return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), facts, block };
   }
 
   /** Keeps `verdict` on the name's memo for reuse (see judge), and returns it. */
-  private remember(memo: NameMemo | undefined, input: JudgeInput, blocking: boolean, verdict: Verdict): Verdict {
+  private remember(memo: NameMemo | undefined, input: JudgeInput, verdict: Verdict): Verdict {
     if (memo !== undefined) {
-      memo.answered = { verdict, state: input.state, version: input.state.version, blocking, qtype: input.qtype, ageDays: input.ageDays, type: input.session.type, atMs: input.atMs };
+      memo.answered = { verdict, state: input.state, version: input.state.version, qtype: input.qtype, ageDays: input.ageDays, type: input.session.type, atMs: input.atMs };
     }
     return verdict;
   }
 
-  observe(state: SessionState, event: ObserveEvent): void {
-    if (!event.forwarded || event.blocked) return; // nothing left the resolver
-    let facts = event.facts;
+  /**
+   * The one writer of a session's window: told, right after a query was judged, whether it left for an upstream
+   * (its information reached the domain's nameservers: counted now, whether or not an answer ever comes) and
+   * whether its block is quarantine evidence; and, later, the rcode of an upstream's answer.
+   */
+  account(state: SessionState, event: AccountEvent): void {
+    if (event.kind === 'answer') {
+      noteAnswer(state, event.rcode, event.atMs, this.params);
+      return;
+    }
+    const verdict = event.verdict;
+    const block = verdict?.block;
+    // a cache hit, a local answer, a list block: nothing to note, unless the domain's age was learnt
+    if (block === undefined && !event.sent && event.ageDays === undefined) return;
+    let facts = verdict?.facts;
     if (facts === undefined) {
-      // No facts came with the verdict (a list or rebinding verdict, a memoised name's shared zero-score answer, a
-      // caller that judged elsewhere): look the name up again, without counting a sighting.
+      // No facts came with the verdict (a list verdict, a memoised name's shared zero-score answer): look the name
+      // up again, without counting a sighting. Allow-listed names leave nothing in the window.
       const memo = this.names.get(event.name);
       if (this.listOf(event.name, memo) === 'allow') return;
       facts = this.factsOf(event.name, memo);
     }
     const { split, stats } = facts;
-    const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
-    observeForwarded(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, rcode: event.rcode, platform: split.platform }, this.params);
+    const p = this.params;
+    const before = state.version;
+    if (block !== undefined) {
+      noteBlock(state, event.atMs);
+      if (block === 'scored') noteDomainBlock(state, noteAge(state, split.registrable, event.ageDays, event.atMs, p, split.platform), event.atMs);
+    }
+    if (event.sent) {
+      noteAge(state, split.registrable, event.ageDays, event.atMs, p, split.platform);
+      const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
+      noteSent(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, platform: split.platform }, p);
+    } else if (block === undefined) {
+      // Only the age was learnt: a domain the session sent to changes account if it turns out old (or young).
+      if (domainWindow(state, split.registrable) !== undefined) noteAge(state, split.registrable, event.ageDays, event.atMs, p, split.platform);
+    } else {
+      // A reused blocking verdict stays reusable after its own block is noted (judging afresh would give the same):
+      // an observe-mode flood of cached names, or queries racing the closing gate, cost no re-scoring.
+      const reuse = this.names.get(event.name)?.answered;
+      if (reuse !== undefined && reuse.verdict === verdict && reuse.state === state && reuse.version === before) reuse.version = state.version;
+    }
   }
 
   /** DNS rebinding / SSRF: a public name whose A/AAAA answer points inside. undefined = fine. */

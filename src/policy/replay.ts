@@ -373,7 +373,7 @@ export class Replayer {
         tr.dataAtQuarantine = tr.dataQueries;
         if (this.detail) tr.info1 = infoOf(tr);
       }
-      policy.observe(tr.state, { name, qtype: l.qtype, atMs: l.ts, forwarded: false, rcode: 3, blocked: true });
+      policy.account(tr.state, { kind: 'query', name, atMs: l.ts, ageDays: l.age_days, verdict: v, sent: false });
       return;
     }
     const key = `${l.qtype}/${name}`;
@@ -388,7 +388,8 @@ export class Replayer {
       tr.payload += l.payload ?? 0;
       if (this.detail) this.noteSent(tr, name, l.age_days);
     }
-    policy.observe(tr.state, { name, qtype: l.qtype, atMs: l.ts, forwarded, rcode: l.rcode ?? 0, blocked: false, facts: v.facts });
+    policy.account(tr.state, { kind: 'query', name, atMs: l.ts, ageDays: l.age_days, verdict: v, sent: forwarded });
+    if (forwarded) policy.account(tr.state, { kind: 'answer', atMs: l.ts, rcode: l.rcode ?? 0 });
     if (tr.state.freshVolumeBytes > tr.maxFresh) tr.maxFresh = tr.state.freshVolumeBytes;
     if (tr.state.rateBytes > tr.maxRate) tr.maxRate = tr.state.rateBytes;
     if (tr.state.encodedBytes > tr.maxEncoded) tr.maxEncoded = tr.state.encodedBytes;

