@@ -3,6 +3,8 @@
 // compressed bytes of unique label content per registrable domain) and the NXDOMAIN ratio; and the session-wide
 // accounts the budgets read (domains not established, young domains, bytes a minute, encoded-looking labels).
 // Pure: every time is an argument; nothing here reads a clock or does I/O.
+// Why it is long: one data structure and every operation on it — the read-only view the judge takes, the
+// accounting that writes it (sent, answered, blocked, aged), eviction within its memory bounds, and the signals.
 import { ramp, type Alphabet } from './lexical.js';
 import type { Signal } from './types.js';
 import { ENCODED_STREAM, encodedLabelBytes } from './encoded.js';

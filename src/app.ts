@@ -164,10 +164,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       ? { delivers: false, enqueued: () => fleet?.alertsEnqueued() }
       : { delivers: worker?.isAdmin ?? true, enqueued: () => publish({ kind: 'alerts.enqueued' }) });
     closers.push(() => alerts.close());
-    const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => {
-      const s = sessions.get(sessionId);
-      if (s !== undefined) s.state = policy.newSessionState();
-    }, (change) => publish({ kind: 'quarantine', change }), log);
+    const quarantines = new QuarantineBook(store, alerts, metrics, nowMs, (sessionId) => sessions.resetWindow(sessionId), (change) => publish({ kind: 'quarantine', change }), log);
     closers.push(() => quarantines.close());
 
     // fleet.redis: this replica's changes go to the others, theirs come here — before the first query is answered.

@@ -1,7 +1,10 @@
 // Who may resolve: static sessions from config and sessions registered by the agent runtime with a
 // signed JWT. Maps a source address to its live session (through an address index, so neither a
-// lookup nor a registration's overlap check grows with the number of sessions); owns each session's
-// per-session state (the policy's window) and its bounded recent-query history. Never decides a verdict.
+// lookup nor a registration's overlap check grows with the number of sessions); holds each session's window
+// (written only by the policy's account(); started afresh by resetWindow on a release) and owns its bounded
+// recent-query history. Never decides a verdict.
+// Why it is long: one owner of who may resolve — static sessions, signed registrations with their renewals and
+// ended tokens, the address claims and each session's history; split, two modules would share the claims.
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 // jose is loaded when a registration key or token is first handled: a resolver without dynamic
@@ -44,8 +47,11 @@ export interface SessionMeta {
 }
 
 export interface Session<S> extends SessionMeta {
-  /** Per-session behaviour window owned by the policy (plain data). */
-  state: S;
+  /**
+   * Per-session behaviour window (plain data): written only by the policy's account() through the pipeline, and
+   * replaced whole only by resetWindow() (an analyst's release).
+   */
+  readonly state: S;
   readonly history: HistoryEntry[];
 }
 
@@ -274,6 +280,13 @@ export class SessionDirectory<S> {
 
   get(id: string): Session<S> | undefined {
     return this.#byId.get(id)?.session;
+  }
+
+  /** Starts the session's window afresh (an analyst released it: what led to the quarantine is forgiven). */
+  resetWindow(id: string): void {
+    const entry = this.#byId.get(id);
+    // the same session object (the address index, the rate limiter and queries in flight hold it), a new window
+    if (entry !== undefined) (entry.session as { state: S }).state = this.#newState();
   }
 
   list(): Session<S>[] {
