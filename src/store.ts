@@ -246,6 +246,11 @@ export class Store {
   // statements here. Keyed by SQL text; the only text built at run time (listQuarantines' filters) has 8 forms.
   readonly #statements = new Map<string, Database.Statement>();
 
+  /** Runs `fn` in one transaction: every write in it lands, or none (a throw rolls back and is rethrown). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
   private constructor(db: Database.Database, dir: string) {
     this.db = db;
     this.dir = dir;

@@ -222,15 +222,14 @@ export class QuarantineBook {
     if (record.state === 'released' || record.state === state) throw new WardenError('ERR_BAD_REQUEST', `quarantine "${id}" is already ${record.state}`);
     const nowMs = this.#nowMs();
     const decided: QuarantineRecord = { ...record, state, decidedAtMs: nowMs, decidedBy: actor, decisionReason: reason };
-    const db = this.#store.db;
     try {
-      db.transaction(() => {
+      this.#store.transaction(() => {
         if (unsaved !== undefined) this.#store.insertQuarantine(unsaved); // a decision on one not yet on disk saves it too
         this.#store.updateQuarantine(decided);
         this.#store.audit({ atMs: nowMs, actor, action: `quarantine.${state === 'released' ? 'release' : 'confirm'}`, target: id, reason, detail });
         alsoWrite(nowMs);
         this.shared?.record(decided); // queued for the fleet in the decision's transaction: both or neither
-      })();
+      });
     } catch (err) {
       if (err instanceof WardenError) throw err;
       throw new WardenError('ERR_STORE', `the decision on quarantine "${id}" could not be stored, nothing changed: ${messageOf(err)}`, { cause: err });
@@ -303,10 +302,10 @@ export class QuarantineBook {
     const state = newer ? record.state : local.state;
     if (state !== 'released') this.adopt({ state: 'open', sessionId: record.sessionId, id: record.id });
     if (newer) {
-      this.#store.db.transaction(() => {
+      this.#store.transaction(() => {
         if (local === undefined) this.#store.insertQuarantine(record);
         if (record.state !== 'open') this.#store.updateQuarantine(record);
-      })();
+      });
     }
     if (state === 'released') this.adopt({ state: 'released', sessionId: record.sessionId, id: record.id });
   }

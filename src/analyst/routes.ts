@@ -266,10 +266,10 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
         const domain = denyableDomain(objectBody(req.body, '"domain" and "reason"').domain);
         const reason = reasonOf(req.body);
         const nowMs = d.nowMs();
-        d.store.db.transaction(() => {
+        d.store.transaction(() => {
           d.store.addLearnedDeny(domain, nowMs, req.caller.name, null, reason);
           d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain, reason, detail: {} });
-        })();
+        });
         d.learnedDenyChanged();
         return { status: 201, json: { domain } };
       },
@@ -278,10 +278,10 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'DELETE', path: '/v1/deny/:domain', allow: DECIDE,
       handler: (req) => {
         const domain = req.params.domain!.toLowerCase();
-        d.store.db.transaction(() => {
+        d.store.transaction(() => {
           if (!d.store.removeLearnedDeny(domain)) throw new WardenError('ERR_NOT_FOUND', `"${domain}" is not on the learned deny list`);
           d.store.audit({ atMs: d.nowMs(), actor: req.caller.name, action: 'deny.remove', target: domain, reason: req.query.get('reason') ?? '', detail: {} });
-        })();
+        });
         d.learnedDenyChanged();
         return { status: 204 };
       },
