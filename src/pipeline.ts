@@ -1,17 +1,18 @@
-// The query path, in the one fixed order the product has: admit → gate → judge → enforce →
-// resolve → re-judge the answer → finish. Each step either ends the query with an Outcome or
-// carries on. Stages return values; only transport.ts writes bytes. All decisions live in src/policy/judge.ts.
-// The reply for an outcome is src/outcome/edge.ts's, the verdict log line src/outcome/verdict-log.ts's.
+// The query path, in the one fixed order the product has: admit → gate → judge → enforce → resolve (and account)
+// → re-judge the answer → finish. Each step either ends the query with an Outcome or carries on. Stages return
+// values; only transport.ts writes bytes. All decisions live in src/policy/judge.ts; the session's window is
+// written only through Policy.account, from the account step. The reply for an outcome is src/outcome/edge.ts's;
+// its metrics and log lines src/outcome/record.ts's.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { getDomain } from 'tldts';
 import { assertNever, WardenError } from './errors.js';
 import type { QuarantineBook } from './analyst/quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
-import { qtypeName, queryKey, rcodeName, SIGNAL_KEYS, verdictKey, type Metrics } from './ops/telemetry.js';
+import type { Metrics } from './ops/telemetry.js';
 import { qtypeText } from './ops/qtypes.js';
 import type { Resolution, Resolver } from './dns/upstream.js';
-import { RCODE, encodeQuestion, encodeSlipReply, type LocalReplyOptions, type Peer, type Query } from './dns/wire.js';
+import { encodeQuestion, encodeSlipReply, type LocalReplyOptions, type Peer, type Query } from './dns/wire.js';
 import type { ZoneSet } from './zones/zone-set.js';
 import type { Zone } from './zones/zone.js';
 import { rpzRedirect } from './zones/rpz.js';
@@ -23,7 +24,8 @@ import type { RefusedLog } from './ops/refused-log.js';
 import type { QueryLogSink } from './analyst/query-log.js';
 import type { Outcome } from './outcome/outcome.js';
 import { decodePacket, encodeOutcome, rcodeOf } from './outcome/edge.js';
-import { createVerdictLog, signalValues } from './outcome/verdict-log.js';
+import { signalValues } from './outcome/verdict-log.js';
+import { createOutcomeRecorder } from './outcome/record.js';
 
 export interface DomainAgeLookup {
   lookup(registrableDomain: string, budgetMs?: number): Promise<number | undefined>;
@@ -99,7 +101,7 @@ export function createPipeline(d: PipelineDeps): {
 } {
   const m = d.metrics;
   // The closed gate's answer, built once per quarantine (and policy): a quarantined session's flood allocates nothing here.
-  const verdictLog = createVerdictLog({ log: d.log, nowMs: d.nowMs, repeatWindowMs: d.repeatWindowMs });
+  const rec = createOutcomeRecorder({ metrics: m, log: d.log, refusedLog: d.refusedLog, nowMs: d.nowMs, repeatWindowMs: d.repeatWindowMs });
   const gated = new WeakMap<Session<SessionState>, { readonly id: string; readonly policy: Policy; readonly outcome: Outcome }>();
 
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
@@ -289,7 +291,7 @@ export function createPipeline(d: PipelineDeps): {
     // block is evidence of its own, and cannot flood: the session is quarantined after a few in a window.
     const repeatable = verdict !== undefined && verdict.action !== 'answer' && (verdict.score === undefined || !verdict.enforced);
     if (repeatable && d.sessions.repeatLast(session, verdict.action, verdict.rule, verdict.enforced, rcode, q.atMs, d.repeatWindowMs())) {
-      recordVerdict(q, session, verdict, eventId, true);
+      rec.verdict(q, session, verdict, eventId, true);
       return outcome;
     }
     const entry: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] } = {
@@ -308,23 +310,9 @@ export function createPipeline(d: PipelineDeps): {
       if (verdict.score !== undefined) entry.signals = signalValues(verdict.score);
     }
     d.sessions.remember(session, entry);
-    if (verdict !== undefined) recordVerdict(q, session, verdict, eventId, repeatable);
-    else if (outcome.kind === 'local') {
-      m.localAnswers.inc(m.localAnswerKey(outcome.zone, rcode));
-      if (d.log.isLevelEnabled('debug')) d.log.debug({ session: session.id, name: q.name, qtype: qtypeName(q.type), zone: outcome.zone, rcode: rcodeName(rcode) }, 'local zone answer');
-    }
+    if (verdict !== undefined) rec.verdict(q, session, verdict, eventId, repeatable);
+    else if (outcome.kind === 'local') rec.local(q, session, outcome.zone, rcode);
     return outcome;
-  }
-
-  function recordVerdict(q: Query, session: Session<SessionState>, verdict: Verdict, eventId: string | undefined, repeatable: boolean): void {
-    m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
-    if (verdict.rpz !== undefined) m.rpzHits.inc({ zone: verdict.rpz.zone, action: verdict.rpz.action.kind });
-    if (verdict.score !== undefined) {
-      m.scoreTotal.observe(session.type, verdict.score.total);
-      const keys = SIGNAL_KEYS[verdict.action];
-      for (const s of verdict.score.signals) m.signalValue.observe(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value);
-    }
-    verdictLog.record(q, session, verdict, eventId, repeatable);
   }
 
   function answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined> {
@@ -360,40 +348,20 @@ export function createPipeline(d: PipelineDeps): {
     if (outcome.kind === 'refused' && (outcome.reason === 'no_session' || outcome.reason === 'expired') && peer.transport === 'udp' && d.refusals !== undefined) {
       const decision = d.refusals.decide(peer.address, q.atMs);
       if (decision === 'drop') {
-        m.refusedLimited.inc({ action: 'dropped' });
+        rec.limited(q, 'dropped');
         return undefined;
       }
       if (decision === 'slip') {
-        m.refusedLimited.inc({ action: 'slipped' });
-        m.queries.inc(queryKey(peer.transport, q.type, RCODE.REFUSED));
+        rec.limited(q, 'slipped');
         return encodeSlipReply(q, 'REFUSED');
       }
     }
     const reply = encodeOutcome(q, outcome, d.udpPayloadSize);
-    m.queries.inc(queryKey(peer.transport, q.type, rcodeOf(outcome)));
-    m.queryDuration.observe(outcome.kind, (performance.now() - started) / 1000);
-    if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
-    else if (outcome.kind === 'refused') {
-      m.refused.inc({ reason: outcome.reason });
-      d.refusedLog.note(peer.address, outcome.reason, q.atMs);
-    }
+    rec.reply(q, outcome, performance.now() - started);
     return reply;
   }
 
-  // During an outage every query fails: one log line per second says so, with how many were suppressed.
-  let failureLogAtMs = -Infinity;
-  let failuresSuppressed = 0;
-  function logUpstreamFailure(q: Query, error: WardenError): void {
-    if (q.atMs - failureLogAtMs < 1000) {
-      failuresSuppressed++;
-      return;
-    }
-    d.log.warn({ name: q.name, qtype: qtypeText(q.type), err: error.message, suppressed: failuresSuppressed }, 'upstream failure');
-    failureLogAtMs = q.atMs;
-    failuresSuppressed = 0;
-  }
-
-  return { handle, answerPacket, flushRepeats: verdictLog.flush };
+  return { handle, answerPacket, flushRepeats: rec.flushRepeats };
 }
 
 /** The ICANN registrable domain (what RDAP/WHOIS know and what a learned deny names). */

@@ -2,7 +2,7 @@
 // Owns the repeat aggregation: a block that can repeat without end (the closed gate, a list, anything in observe
 // mode) is logged once per session, kind and window, then counted, and one `verdict_repeat` line says how many
 // when the window has passed (`flush`, from a timer, or all at close) — a flood costs no log line per query.
-// Never decides, never counts metrics (the pipeline does), never writes the store or sockets; never logs tokens.
+// Never decides, never counts metrics (src/outcome/record.ts does), never writes the store or sockets; never logs tokens.
 import type { Logger } from 'pino';
 import { qtypeName, verdictKey } from '../ops/telemetry.js';
 import { qtypeText } from '../ops/qtypes.js';
