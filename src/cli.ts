@@ -193,7 +193,7 @@ async function replay(args: string[]): Promise<number> {
   const file = positionals[0];
   if (file === undefined || positionals.length > 1) throw usageError('usage: dnswarden replay FILE|- [--config FILE] [--json]');
   const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
-  const { formatReport, replayFile } = await import('./policy/replay.js');
+  const { formatReport, replayFile } = await import('./replay/replay.js');
   // A progress line for a person watching a large file; never in a pipe or a log.
   const tty = process.stderr.isTTY === true;
   const report = await replayFile(file, config, tty ? {
