@@ -78,6 +78,15 @@ describe('replayLines', () => {
     expect(figuresByKind(r)).toEqual([{ kind: 'bulk', streams: 1, quarantined: 1, maxQueriesBeforeBlock: 0, maxBytesBeforeBlock: 0, maxQueriesBeforeQuarantine: 0, maxBytesBeforeQuarantine: 0, maxInfoAtQuarantine: 0 }]);
   });
 
+  it('simulates enforcement in observe mode: the pipeline closes the gate as an enforcing server would; the report names the mode', async () => {
+    const observe = new Policy(policySchema.parse({ mode: 'observe' }), config.scoring);
+    const lines = [0, 1, 2, 3, 4].map((i) => ({ ts: i * 100, session: 'bad', session_type: 'batch' as const, qname: bulk(i), qtype: 16 }));
+    const r = await replayLines(lines, observe);
+    expect(r.modes.batch).toBe('observe');
+    expect(r.verdicts).toEqual({ 'nxdomain/threshold': 1, 'quarantine/threshold': 1, 'nxdomain/quarantined': 3 });
+    expect(r.perSession[0]).toMatchObject({ quarantineAt: 2, blockedWhileQuarantined: 3 });
+  });
+
   it('formatReport prints verdicts, signals and the labelled figures', async () => {
     const r = await replayLines([{ ts: 0, session: 'x', qname: bulk(9), qtype: 1, label: 'exfil', kind: 'bulk' }], policy());
     const text = formatReport(r);
