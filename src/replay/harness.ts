@@ -93,21 +93,25 @@ export function createReplayHarness(policy: Policy, options: HarnessOptions = {}
 
   // The upstream: the logged rcode (NOERROR when the line has none), a failure for a row the query log says failed;
   // a (qtype, name) forwarded within the cache TTL, by the lines' own times, is a cache hit and leaves nothing new.
-  const replies = new Map<number, Reply>();
+  // One resolution per (rcode, cache or upstream), made once: ageSec only sets the TTLs of a reply replay never encodes.
+  const resolutions = new Map<number, { readonly cache: Resolution; readonly upstream: Resolution }>();
   const cache = new Map<string, number>(); // `qtype/name` → ts last forwarded, oldest first, so expiry is from the front
   const resolver: Resolver = {
     resolve(q: Query): Resolution {
       if (line?.result === 'failed') return { ok: false, ede: 22, error: new WardenError('ERR_NO_UPSTREAM', 'the upstream failed (as logged)') };
       const rcode = line?.rcode ?? 0;
-      let reply = replies.get(rcode);
-      if (reply === undefined) replies.set(rcode, (reply = emptyReply(rcode)));
+      let r = resolutions.get(rcode);
+      if (r === undefined) {
+        const reply = emptyReply(rcode);
+        resolutions.set(rcode, (r = { cache: { ok: true, via: 'cache', reply, ageSec: 0 }, upstream: { ok: true, via: 'upstream', reply, ageSec: 0 } }));
+      }
       const key = `${q.type}/${q.name}`;
       const last = cache.get(key);
-      if (last !== undefined && q.atMs - last < cacheTtlMs) return { ok: true, via: 'cache', reply, ageSec: Math.floor((q.atMs - last) / 1000) };
+      if (last !== undefined && q.atMs - last < cacheTtlMs) return r.cache;
       cache.delete(key);
       cache.set(key, q.atMs);
       if (cache.size % 4096 === 0) expireCache();
-      return { ok: true, via: 'upstream', reply, ageSec: 0 };
+      return r.upstream;
     },
   };
   function expireCache(): void {
