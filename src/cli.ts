@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { loadConfigFile, parseConfig, type Config } from './ops/config.js';
+import { SESSION_TYPES } from './policy/schema.js';
 import { WardenError, messageOf } from './errors.js';
 import { analystCommand, analystHelp, ANALYST_USAGE } from './analyst/cli.js';
 import { EXIT, exitOf, usageError } from './analyst/exit-codes.js';
@@ -41,10 +42,12 @@ const HELP: Readonly<Record<string, string>> = {
 
   Validates FILE: prints "FILE: valid" and exits 0, or prints one line naming the field and exits 2.
 `,
-  replay: `usage: dnswarden replay FILE|- [--config FILE] [--json]
+  replay: `usage: dnswarden replay FILE|- [--config FILE] [--session-type TYPE] [--json]
 
-  Re-scores a JSONL query log or dnswarden's own log (- reads stdin) under the policy of --config (the
-  embedded defaults without it). Lines that are neither queries nor verdicts are skipped and counted.
+  Re-scores a JSONL query log, dnswarden's own log or its query log export (- reads stdin) under the
+  policy of --config (the embedded defaults without it), through the server's own query path. Lines
+  that are neither queries nor verdicts are skipped and counted. --session-type: the type of a session
+  whose lines do not say (interactive, batch or scheduled; default interactive).
 `,
 };
 
@@ -189,20 +192,26 @@ async function checkConfig(args: string[]): Promise<number> {
 }
 
 async function replay(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, 'session-type': { type: 'string' } }, allowPositionals: true, strict: true });
   const file = positionals[0];
-  if (file === undefined || positionals.length > 1) throw usageError('usage: dnswarden replay FILE|- [--config FILE] [--json]');
+  if (file === undefined || positionals.length > 1) throw usageError('usage: dnswarden replay FILE|- [--config FILE] [--session-type TYPE] [--json]');
+  const type = values['session-type'];
+  const sessionType = type === undefined ? undefined : SESSION_TYPES.find((t) => t === type);
+  if (type !== undefined && sessionType === undefined) throw usageError(`--session-type: "${type}" is not one of ${SESSION_TYPES.join(', ')}`);
   const config = values.config === undefined ? parseConfig({}) : loadConfigFile(values.config);
-  const { formatReport, replayFile } = await import('./policy/replay.js');
+  const { formatReport, replayFile } = await import('./replay/replay.js');
   // A progress line for a person watching a large file; never in a pipe or a log.
   const tty = process.stderr.isTTY === true;
-  const report = await replayFile(file, config, tty ? {
-    onProgress: (p) => {
-      const mib = (n: number): string => (n / 1048576).toFixed(0);
-      const read = p.totalBytes === undefined ? `${mib(p.bytes)} MiB` : `${mib(p.bytes)} of ${mib(p.totalBytes)} MiB`;
-      process.stderr.write(`\rreplay: ${p.lines} lines read (${read}), ${p.queries} queries, ${p.skipped} skipped…`);
-    },
-  } : {});
+  const report = await replayFile(file, config, {
+    ...(sessionType === undefined ? {} : { sessionType }),
+    ...(tty ? {
+      onProgress: (p) => {
+        const mib = (n: number): string => (n / 1048576).toFixed(0);
+        const read = p.totalBytes === undefined ? `${mib(p.bytes)} MiB` : `${mib(p.bytes)} of ${mib(p.totalBytes)} MiB`;
+        process.stderr.write(`\rreplay: ${p.lines} lines read (${read}), ${p.queries} queries, ${p.skipped} skipped…`);
+      },
+    } : {}),
+  });
   if (tty) process.stderr.write('\r\x1b[K');
   process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return 0;

@@ -251,11 +251,12 @@ export function createPipeline(d: PipelineDeps): {
   }
 
   function resolveAndCheck(c: QueryContext): Outcome | Promise<Outcome> {
-    // 5 resolve: cache → upstreams; an upstream failure is a value. A promise means the query went out.
+    // 5 resolve: cache → upstreams; an upstream failure is a value. A promise means the query went out (so does an
+    // answer at hand that says it came from upstream: a stand-in such as replay's answers at once).
     const resolution = d.resolver.resolve(c.q);
-    const sent = resolution instanceof Promise;
+    const sent = resolution instanceof Promise || (resolution.ok && resolution.via === 'upstream');
     if (c.verdict !== undefined) account(c, sent);
-    if (sent) return resolution.then((r) => checkAnswer(c, r));
+    if (resolution instanceof Promise) return resolution.then((r) => checkAnswer(c, r));
     return checkAnswer(c, resolution);
   }
 

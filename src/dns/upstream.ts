@@ -16,7 +16,10 @@ export type Resolution =
   | { readonly ok: false; readonly error: WardenError; /** RFC 8914: 22 No Reachable Authority, 23 Network Error */ readonly ede: 22 | 23 };
 
 export interface Resolver {
-  /** Synchronous when the answer is at hand (a cache hit), a promise when it has to be fetched. */
+  /**
+   * Synchronous when the answer is at hand (a cache hit), a promise when it has to be fetched: the pipeline counts a
+   * promise (or an answer that says `via: 'upstream'`) as a query that went out.
+   */
   resolve(q: Query): Resolution | Promise<Resolution>;
 }
 

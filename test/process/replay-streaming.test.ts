@@ -92,6 +92,17 @@ describe('replay streams a large file in bounded memory', () => {
     expect(r.stderr).toBe(''); // no progress line when stderr is not a terminal
     expect(JSON.parse(r.stdout)).toMatchObject({ queries: 3, sessions: 1, skippedLines: 0 });
   });
+
+  it('--session-type gives the sessions whose lines do not say their type; a type that is not one is a usage error', async () => {
+    const lines = [JSON.stringify({ ts: 0, session: 's', qname: 'www.site0.com', qtype: 1 }), JSON.stringify({ ts: 1, session: 't', session_type: 'scheduled', qname: 'www.site1.com', qtype: 1 })].join('\n');
+    const r = await run(process.execPath, [CLI, 'replay', '-', '--json', '--session-type', 'batch'], { input: `${lines}\n` });
+    expect(r.code, r.stderr).toBe(0);
+    const types = (JSON.parse(r.stdout) as { perSession: { session: string; type: string }[] }).perSession.map((p) => [p.session, p.type]);
+    expect(types).toEqual([['s', 'batch'], ['t', 'scheduled']]);
+    const bad = await run(process.execPath, [CLI, 'replay', '-', '--session-type', 'cron'], { input: `${lines}\n` });
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toContain('--session-type: "cron" is not one of interactive, batch, scheduled');
+  });
 });
 
 describe('replay reads a real server\'s log', () => {

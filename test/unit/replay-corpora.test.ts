@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { agentSessions, exfilStreams, popularitySessions, readCorpus, toJsonl, type CorpusLine } from '../../fixtures/corpora/generate.mjs';
 import { policySchema, scoringSchema } from '../../src/policy/schema.js';
 import { Policy, type SessionType } from '../../src/policy/judge.js';
-import { figuresByKind, formatReport, replayLines, type ReplayReport, type SessionResult } from '../../src/policy/replay.js';
+import { figuresByKind, formatReport, replayLines, type ReplayReport, type SessionResult } from '../../src/replay/replay.js';
 
 const here = new URL('../../fixtures/corpora/', import.meta.url);
 const policy = () => new Policy(policySchema.parse({}), scoringSchema.parse({}));
@@ -16,12 +16,12 @@ const say = (title: string, text: string) => {
 
 const exfil = exfilStreams();
 /** Each stream replayed on its own (its own cache), so streams sharing a secret prefix cannot shield each other. */
-function replayEach(lines: readonly CorpusLine[]): SessionResult[] {
+async function replayEach(lines: readonly CorpusLine[]): Promise<SessionResult[]> {
   const by = new Map<string, CorpusLine[]>();
   for (const l of lines) by.get(l.session)?.push(l) ?? by.set(l.session, [l]);
-  return [...by.values()].map((ls) => replayLines(ls, policy()).perSession[0]!);
+  return Promise.all([...by.values()].map(async (ls) => (await replayLines(ls, policy())).perSession[0]!));
 }
-const results = replayEach(exfil);
+const results = await replayEach(exfil);
 
 describe('generated corpora', () => {
   it('the committed JSONL files are what the generator makes (node fixtures/corpora/generate.mjs)', () => {
@@ -154,9 +154,9 @@ describe('benign', () => {
     expect(deny).toBeGreaterThan(10); // the corpus holds public DoH endpoints; they are denied by the list, not by the score
   }, 60_000);
 
-  it('realistic agent sessions: ≤ 0.1% of 2,000 sessions see any block, none quarantined', () => {
+  it('realistic agent sessions: ≤ 0.1% of 2,000 sessions see any block, none quarantined', async () => {
     const web = readCorpus('benign-domains.txt').slice(0, 5000);
-    const r = replayLines(agentSessions(2000, 11, web), policy());
+    const r = await replayLines(agentSessions(2000, 11, web), policy());
     const maxScore = Math.max(...r.perSession.map((s) => s.maxScore));
     const maxVolume = Math.max(...r.perSession.map((s) => s.maxVolumeEstimate));
     say('agent sessions', `${formatReport(r)}\nmax score ${maxScore.toFixed(2)}, max estimated volume to one domain ${Math.round(maxVolume)} B`);
@@ -177,9 +177,9 @@ describe('benign', () => {
     expect(maxEncoded).toBeLessThan(108);
   }, 60_000);
 
-  it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', () => {
+  it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', async () => {
     const names = readCorpus('benign-fqdn.txt');
-    const r: ReplayReport = replayLines(popularitySessions(names, 2000, 5), policy());
+    const r: ReplayReport = await replayLines(popularitySessions(names, 2000, 5), policy());
     say('popularity sessions', formatReport(r));
     expect(r.benign.sessions).toBe(2000);
     expect(r.benign.sessionsWithBlock).toBeLessThanOrEqual(20); // ≤ 1%: many blocks here are deny-listed DoH names

@@ -7,7 +7,7 @@ import { hex, prng } from '../../fixtures/corpora/generate.mjs';
 import { WardenError } from '../../src/errors.js';
 import { policySchema, scoringSchema } from '../../src/policy/schema.js';
 import { Policy } from '../../src/policy/judge.js';
-import { figuresByKind, formatReport, parseJsonl, parseJsonlCounted, readLine, replayFile, replayLines, replayStream } from '../../src/policy/replay.js';
+import { figuresByKind, formatReport, parseJsonl, parseJsonlCounted, readLine, replayFile, replayLines, replayStream } from '../../src/replay/replay.js';
 
 const config = { policy: policySchema.parse({}), scoring: scoringSchema.parse({}) };
 const policy = () => new Policy(config.policy, config.scoring);
@@ -52,14 +52,14 @@ describe('parseJsonlCounted', () => {
 });
 
 describe('replayLines', () => {
-  it('counts verdicts, simulates the quarantine gate and the cache, and reports labelled figures', () => {
+  it('counts verdicts, simulates the quarantine gate and the cache, and reports labelled figures', async () => {
     const lines = [
       { ts: 0, session: 'good', session_type: 'batch' as const, qname: 'www.github.com', qtype: 1, label: 'benign' as const },
       { ts: 1000, session: 'good', session_type: 'batch' as const, qname: 'www.github.com', qtype: 1, label: 'benign' as const }, // cache hit
       { ts: 2000, session: 'good', session_type: 'batch' as const, qname: 'dns.google', qtype: 1, label: 'benign' as const },
       ...[0, 1, 2, 3].map((i) => ({ ts: i * 100, session: 'bad', session_type: 'batch' as const, qname: bulk(i), qtype: 16, label: 'exfil' as const, data: true, kind: 'bulk' })),
     ];
-    const r = replayLines(lines, policy());
+    const r = await replayLines(lines, policy());
     expect(r.queries).toBe(7);
     expect(r.sessions).toBe(2);
     expect(r.verdicts).toEqual({ 'answer/none': 2, 'nxdomain/deny_list': 1, 'nxdomain/threshold': 1, 'quarantine/threshold': 1, 'nxdomain/quarantined': 2 });
@@ -78,8 +78,17 @@ describe('replayLines', () => {
     expect(figuresByKind(r)).toEqual([{ kind: 'bulk', streams: 1, quarantined: 1, maxQueriesBeforeBlock: 0, maxBytesBeforeBlock: 0, maxQueriesBeforeQuarantine: 0, maxBytesBeforeQuarantine: 0, maxInfoAtQuarantine: 0 }]);
   });
 
-  it('formatReport prints verdicts, signals and the labelled figures', () => {
-    const r = replayLines([{ ts: 0, session: 'x', qname: bulk(9), qtype: 1, label: 'exfil', kind: 'bulk' }], policy());
+  it('simulates enforcement in observe mode: the pipeline closes the gate as an enforcing server would; the report names the mode', async () => {
+    const observe = new Policy(policySchema.parse({ mode: 'observe' }), config.scoring);
+    const lines = [0, 1, 2, 3, 4].map((i) => ({ ts: i * 100, session: 'bad', session_type: 'batch' as const, qname: bulk(i), qtype: 16 }));
+    const r = await replayLines(lines, observe);
+    expect(r.modes.batch).toBe('observe');
+    expect(r.verdicts).toEqual({ 'nxdomain/threshold': 1, 'quarantine/threshold': 1, 'nxdomain/quarantined': 3 });
+    expect(r.perSession[0]).toMatchObject({ quarantineAt: 2, blockedWhileQuarantined: 3 });
+  });
+
+  it('formatReport prints verdicts, signals and the labelled figures', async () => {
+    const r = await replayLines([{ ts: 0, session: 'x', qname: bulk(9), qtype: 1, label: 'exfil', kind: 'bulk' }], policy());
     const text = formatReport(r);
     expect(text).toContain('1 queries, 1 sessions; modes: interactive enforce, batch enforce, scheduled enforce');
     expect(text).toMatch(/\n {2}nxdomain\/threshold +1\n/);
@@ -108,6 +117,30 @@ describe('readLine: what a streamed log line is', () => {
     expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"other","action":"nxdomain","msg":"q"}', 9)).toBe('unknown-qtype');
     expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"TYPE65399","action":"nxdomain","msg":"q"}', 10)).toMatchObject({ qtype: 65399 });
     expect(readLine('{"event":"verdict","ts":2,"session":"b","name":"x.example.com","qtype":"SPF","action":"nxdomain","msg":"q"}', 11)).toMatchObject({ qtype: 99 });
+  });
+});
+
+describe('the query log as exported (GET /v1/queries?format=jsonl)', () => {
+  const row = (over: Record<string, unknown>) => JSON.stringify({ time: '2026-12-06T10:00:00.000Z', name: 'www.example.com', qtype: 1, session: 's', user: 'u', role: 'r', session_type: 'batch', result: 'answered', action: 'answer', rule: 'none', rcode: 0, score: 0.1, count: 1, last_time: '2026-12-06T10:00:00.000Z', ...over });
+
+  it('reads a row: its time, name, rcode and count; a refused or failed row has no verdict to compare', () => {
+    expect(readLine(row({ rcode: 3, count: 4, last_time: '2026-12-06T10:00:02.500Z' }), 1)).toMatchObject({ ts: Date.parse('2026-12-06T10:00:00.000Z'), last_ts: Date.parse('2026-12-06T10:00:02.500Z'), qname: 'www.example.com', qtype: 1, session_type: 'batch', rcode: 3, count: 4, action: 'answer', result: 'answered' });
+    const failed = readLine(row({ result: 'failed', action: 'failed', rule: 'none', rcode: 2 }), 2);
+    expect(failed).toMatchObject({ result: 'failed' });
+    expect(failed).not.toHaveProperty('action');
+    expect(() => readLine(row({ time: 'yesterday' }), 3)).toThrow(/^line 3: ts: /);
+  });
+
+  it('replays a row as `count` queries through the pipeline, a failed one as an upstream failure (not observed, not blocked)', async () => {
+    const lines = parseJsonl([row({ count: 3, last_time: '2026-12-06T10:00:01.000Z' }), row({ name: 'api.example.com', result: 'failed', action: 'failed', rcode: 2 })].join('\n'));
+    const seen: string[] = [];
+    const r = await replayLines(lines, policy(), { onDecision: (l, action, rule) => seen.push(`${l.qname} ${action}/${rule}`) });
+    expect(r.queries).toBe(4);
+    expect(r.verdicts).toEqual({ 'answer/none': 3, 'failed/upstream': 1 });
+    expect(seen).toEqual(['www.example.com answer/none', 'www.example.com answer/none', 'www.example.com answer/none', 'api.example.com failed/upstream']);
+    expect(r.blocked.queries).toBe(0);
+    expect(r.perSession[0]).toMatchObject({ forwardedBeforeQuarantine: 1 }); // the repeats within 60 s were cache hits; the failure left nothing
+    expect(r.changes).toMatchObject({ compared: 3, newlyBlocked: 0, newlyAllowed: 0 });
   });
 });
 
