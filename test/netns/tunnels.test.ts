@@ -279,7 +279,7 @@ async function runIodine(resolver: string, clientArgs: readonly string[], guarde
   }
   if (!guarded) expect(client.output, client.output).toContain('Connection setup complete');
   const sender = await send(TUN_SERVER, SINK_PORT);
-  const arrived = await settle(sink.bytes, PAYLOAD_BYTES, guarded ? 5_000 : 60_000, 60_000);
+  const arrived = await settle(sink.bytes, PAYLOAD_BYTES, guarded ? 5_000 : 60_000, guarded ? 15_000 : 60_000);
   const tunRx = await tunRxBytes(ns().upstream, 'dns0');
   return { arrived, sender, client: client.output, server: server.output, tunRx, seconds: (Date.now() - t0) / 1000 };
 }
@@ -302,10 +302,10 @@ async function runDns2tcp(resolver: string, attempts: number, guarded: boolean):
   const senders: string[] = [];
   for (let i = 0; i < attempts; i++) {
     senders.push(await send('127.0.0.1', LOCAL_PORT));
-    const arrived = await settle(sink.bytes, PAYLOAD_BYTES, guarded ? 5_000 : 60_000, 60_000);
+    const arrived = await settle(sink.bytes, PAYLOAD_BYTES, guarded ? 5_000 : 60_000, guarded ? 15_000 : 60_000);
     if (arrived >= PAYLOAD_BYTES || (guarded && (await openQuarantine()) !== undefined)) break;
   }
-  const arrived = guarded ? await settle(sink.bytes, PAYLOAD_BYTES, 5_000, 30_000) : sink.bytes();
+  const arrived = guarded ? await settle(sink.bytes, PAYLOAD_BYTES, 5_000, 15_000) : sink.bytes();
   return { arrived, sender: senders.map((s, i) => `#${i + 1}: ${s}`).join(' | '), client: client.output, server: server.output, seconds: (Date.now() - t0) / 1000 };
 }
 
