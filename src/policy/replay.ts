@@ -373,7 +373,7 @@ export class Replayer {
         tr.dataAtQuarantine = tr.dataQueries;
         if (this.detail) tr.info1 = infoOf(tr);
       }
-      policy.account(tr.state, { kind: 'query', name, atMs: l.ts, ageDays: l.age_days, verdict: v, sent: false });
+      policy.account(tr.state, { kind: 'query', name, qtype: l.qtype, atMs: l.ts, ageDays: l.age_days, verdict: v, sent: false });
       return;
     }
     const key = `${l.qtype}/${name}`;
@@ -388,7 +388,7 @@ export class Replayer {
       tr.payload += l.payload ?? 0;
       if (this.detail) this.noteSent(tr, name, l.age_days);
     }
-    policy.account(tr.state, { kind: 'query', name, atMs: l.ts, ageDays: l.age_days, verdict: v, sent: forwarded });
+    policy.account(tr.state, { kind: 'query', name, qtype: l.qtype, atMs: l.ts, ageDays: l.age_days, verdict: v, sent: forwarded });
     if (forwarded) policy.account(tr.state, { kind: 'answer', atMs: l.ts, rcode: l.rcode ?? 0 });
     if (tr.state.freshVolumeBytes > tr.maxFresh) tr.maxFresh = tr.state.freshVolumeBytes;
     if (tr.state.rateBytes > tr.maxRate) tr.maxRate = tr.state.rateBytes;
