@@ -78,8 +78,8 @@ describe('the query type', () => {
     expect(recorder.seen.map((s) => s.type)).toEqual([16, 15, 52, 257]);
   });
 
-  it('policy.refuse_unknown_qtypes: false lets any type through', async () => {
-    const { warden, recorder } = await start({ refuse_unknown_qtypes: false });
+  it('policy.refuse_uncommon_qtypes: false lets any type through', async () => {
+    const { warden, recorder } = await start({ refuse_uncommon_qtypes: false });
     expect((await query({ server: warden.dns, name: 'x.chan-lab.test', type: 4660 })).rcode).toBe('NOERROR');
     expect(recorder.seen).toEqual([{ name: 'x.chan-lab.test', type: 4660 }]);
   });
