@@ -354,7 +354,17 @@ export interface SentEvent {
   readonly atMs: number;
   /** Below a platform apex (tenants run no nameserver): not counted by the bandwidth cap. */
   readonly platform?: boolean;
+  /** The query type: a name already sent, asked with a type it was not asked with before, costs QTYPE_CHOICE_BYTES. */
+  readonly qtype?: number;
 }
+
+/**
+ * What a name the session already sent costs when it is asked again with a query type it was not asked with before
+ * (A, AAAA and HTTPS are free: browsers and agents ask those together): the choice among the types a resolver lets
+ * through is a few bits an attacker's nameserver reads off a name it already knows, one query after another.
+ */
+export const QTYPE_CHOICE_BYTES = 0.75;
+const FREE_QTYPES: ReadonlySet<number> = new Set([1, 28, 65]);
 
 export interface ForwardEvent extends SentEvent {
   readonly rcode: number;
@@ -395,7 +405,12 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   w.lastMs = e.atMs;
   w.fanout = fanout;
   const sub = e.subdomain;
-  if (sub.length === 0 || w.names[sub] === 1) return; // only unique content carries information
+  if (sub.length === 0) return;
+  if (w.names[sub] === 1) {
+    // only unique content carries information: a repeat, unless asked with a new type
+    if (e.qtype !== undefined && !FREE_QTYPES.has(e.qtype)) noteQtypeChoice(state, w, sub, e, p);
+    return;
+  }
   w.fanout = fanout + 1;
   const added = estimateNovelBytes(w, sub, e.alphabet);
   w.volumeBytes += added;
@@ -425,6 +440,27 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
       w.gramCount++;
       state.gramCount++;
     }
+  }
+}
+
+/** A known name asked with a type it was not asked with before: QTYPE_CHOICE_BYTES to every account the name feeds. */
+function noteQtypeChoice(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams): void {
+  const key = `${e.qtype}\u0000${sub}`; // NUL: no name read off the wire as text holds one next to a type number
+  if (w.names[key] === 1) return;
+  if (state.nameCount < p.max_names_per_session) {
+    w.names[key] = 1;
+    w.nameCount++;
+    state.nameCount++;
+  }
+  const bytes = QTYPE_CHOICE_BYTES;
+  w.volumeBytes += bytes;
+  if (w.young) state.youngVolumeBytes += bytes;
+  w.sessionBytes += bytes;
+  if (w.fresh) state.freshVolumeBytes += bytes;
+  if (e.platform !== true) {
+    state.rateBytes = bytesPerMinute(state, e.atMs) + bytes;
+    state.rateAtMs = e.atMs;
+    state.allVolumeBytes += bytes;
   }
 }
 

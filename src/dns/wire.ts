@@ -378,7 +378,12 @@ function writeOptHeader(buf: Buffer, offset: number, udpSize: number, extRcode: 
 // ---------------------------------------------------------------------------------------------
 // Upstream side: our query to an upstream, and the upstream's reply kept as raw bytes.
 
-/** A query for `q` as we send it upstream: fresh ID, RD, the client's question bytes, our EDNS. */
+/**
+ * A query for `q` as we send it upstream: fresh ID, RD, the client's question with its name in lower case, our
+ * EDNS. Lower case because the letters' case is a channel of its own: `aBc.attacker.tld` and `AbC.attacker.tld`
+ * are one name to the cache and the judge, but an attacker's nameserver would read a bit per letter from every
+ * repeat. The reply to the client echoes its own question, case and all.
+ */
 export function encodeUpstreamQuery(q: Query, id: number, udpSize: number): Buffer {
   const out = Buffer.alloc(HEADER_BYTES + q.question.length + 11);
   out.writeUInt16BE(id, 0);
@@ -386,6 +391,13 @@ export function encodeUpstreamQuery(q: Query, id: number, udpSize: number): Buff
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(1, 10);
   q.question.copy(out, HEADER_BYTES);
+  // label by label (a length byte is ≤ 63; a compression pointer, should a client send one, is left alone)
+  for (let i = HEADER_BYTES, end = HEADER_BYTES + q.question.length - 4; i < end && out[i]! > 0 && out[i]! < 64; i += out[i]! + 1) {
+    for (let j = i + 1, last = Math.min(end, i + 1 + out[i]!); j < last; j++) {
+      const c = out[j]!;
+      if (c >= 0x41 && c <= 0x5a) out[j] = c | 0x20;
+    }
+  }
   writeOptHeader(out, HEADER_BYTES + q.question.length, udpSize, 0, q.edns?.dnssecOk ?? false, 0);
   return out;
 }

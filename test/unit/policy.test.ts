@@ -15,7 +15,7 @@ class Judged extends Policy {
   override judge(input: JudgeInput): Verdict {
     const v = super.judge(input);
     this.ages.set(input.name, input.ageDays);
-    this.account(input.state, { kind: 'query', name: input.name, atMs: input.atMs, ageDays: input.ageDays, verdict: v, sent: false });
+    this.account(input.state, { kind: 'query', name: input.name, qtype: input.qtype, atMs: input.atMs, ageDays: input.ageDays, verdict: v, sent: false });
     return v;
   }
 }
@@ -24,7 +24,7 @@ const make = (policy: unknown = {}, scoring: unknown = {}) => new Judged(policyS
 function observe(p: Policy, state: SessionState, e: { name: string; qtype: number; atMs: number; forwarded: boolean; rcode: number; blocked: boolean; facts?: NameFacts | undefined }): void {
   if (!e.forwarded || e.blocked) return;
   const verdict: Verdict | undefined = e.facts === undefined ? undefined : { action: 'answer', rule: 'none', enforced: true, mode: 'enforce', reason: '', facts: e.facts };
-  p.account(state, { kind: 'query', name: e.name, atMs: e.atMs, ageDays: p instanceof Judged ? p.ages.get(e.name) : undefined, verdict, sent: true });
+  p.account(state, { kind: 'query', name: e.name, qtype: e.qtype, atMs: e.atMs, ageDays: p instanceof Judged ? p.ages.get(e.name) : undefined, verdict, sent: true });
   p.account(state, { kind: 'answer', atMs: e.atMs, rcode: e.rcode });
 }
 /** The encoded-label and session-total budgets off (batch), to see one of the other budgets on its own: they fire first on hex labels. */

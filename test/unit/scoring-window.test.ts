@@ -2,7 +2,7 @@ import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { charStats } from '../../scoring/lexical.js';
 import {
-  blocksSince, bytesPerMinute, estimateNovelBytes, fanoutSignal, newSessionState, noteAge, noteBlock, nxSignal, observeForwarded, sessionNovelBytes, volumeSignal,
+  blocksSince, bytesPerMinute, estimateNovelBytes, fanoutSignal, newSessionState, noteAge, noteBlock, nxSignal, observeForwarded, QTYPE_CHOICE_BYTES, sessionNovelBytes, volumeSignal,
   type SessionState, type WindowParams,
 } from '../../scoring/window.js';
 import { base32, base64url, dictionary, hex, prng } from '../../fixtures/corpora/generate.mjs';
@@ -15,6 +15,37 @@ const P: WindowParams = {
 function send(state: SessionState, registrable: string, sub: string, atMs: number, p = P, rcode = 0): void {
   observeForwarded(state, { registrable, subdomain: sub, alphabet: charStats(sub).alphabet, atMs, rcode }, p);
 }
+
+describe('a known name asked with a new query type', () => {
+  const sendType = (s: SessionState, sub: string, qtype: number, atMs: number) =>
+    observeForwarded(s, { registrable: 'chan.example', subdomain: sub, alphabet: charStats(sub).alphabet, atMs, rcode: 0, qtype }, P);
+
+  it('costs QTYPE_CHOICE_BYTES once per (name, type), A / AAAA / HTTPS free, a repeat of a pair nothing', () => {
+    const s = newSessionState();
+    sendType(s, 'mail', 1, 0);
+    const first = s.domains['chan.example']!.volumeBytes;
+    const fresh = s.freshVolumeBytes;
+    expect(first).toBeGreaterThan(0);
+    for (const t of [28, 65, 1, 28]) sendType(s, 'mail', t, 1); // A, AAAA, HTTPS: what browsers and agents ask together
+    expect(s.domains['chan.example']!.volumeBytes).toBe(first);
+    sendType(s, 'mail', 15, 2); // MX
+    sendType(s, 'mail', 16, 3); // TXT
+    expect(s.domains['chan.example']!.volumeBytes).toBeCloseTo(first + 2 * QTYPE_CHOICE_BYTES, 9);
+    expect(s.freshVolumeBytes).toBeCloseTo(fresh + 2 * QTYPE_CHOICE_BYTES, 9);
+    expect(s.allVolumeBytes).toBeGreaterThan(0);
+    for (let i = 0; i < 20; i++) sendType(s, 'mail', 16, 10 + i); // the same pair again: a repeat
+    expect(s.domains['chan.example']!.volumeBytes).toBeCloseTo(first + 2 * QTYPE_CHOICE_BYTES, 9);
+  });
+
+  it('a name cycled through every known type pays for each: 29 types after the first cost ~21 B', () => {
+    const s = newSessionState();
+    const types = [2, 5, 6, 12, 13, 15, 16, 29, 33, 35, 37, 39, 43, 44, 46, 47, 48, 50, 51, 52, 53, 59, 60, 61, 64, 99, 255, 256, 257];
+    sendType(s, 'x', 1, 0);
+    const before = s.domains['chan.example']!.volumeBytes;
+    types.forEach((t, i) => sendType(s, 'x', t, i + 1));
+    expect(s.domains['chan.example']!.volumeBytes - before).toBeCloseTo(types.length * QTYPE_CHOICE_BYTES, 9);
+  });
+});
 
 describe('information volume', () => {
   it('counts only unique label content', () => {
