@@ -1,7 +1,7 @@
 // The composition root: builds every component from a Config, starts them in order and closes
 // them in reverse. Every other module receives what it needs; nothing else reads the config file,
 // the environment or the clock directly.
-import { readFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { aggregatedMetrics, answerGather, confirmedPublisher, gatheredHistory, relayingToOwners, unsavedAcrossWorkers } from './fleet/worker-runtime.js';
 import { listenAdmin, type AdminServer, type ReadinessCheck } from './ops/admin-http.js';
@@ -10,10 +10,10 @@ import { WebhookAlerts } from './analyst/alerts.js';
 import { apiRoutes } from './analyst/routes.js';
 import { QueryLog } from './analyst/query-log.js';
 import { CachingResolver } from './dns/cache.js';
-import { resolvConfUpstreams, type Config } from './ops/config.js';
-import { loadConfigReferences } from './sessions/credentials.js';
+import { upstreamsFor, type Config } from './ops/config.js';
+import { loadConfigReferences, type ConfigReferences } from './sessions/credentials.js';
 import { DomainAges } from './domain-age/ages.js';
-import { ConfigError, messageOf } from './errors.js';
+import { messageOf } from './errors.js';
 import { createPipeline, registrableOf } from './pipeline.js';
 import { Policy, PUBLIC_RESOLVERS, type SessionState } from './policy/judge.js';
 import { exfiltrationDomains, QuarantineBook } from './analyst/quarantine.js';
@@ -28,7 +28,8 @@ import type { WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
 import { RedisFleet } from './fleet/redis-fleet.js';
-import { declareZoneSeries, loadRpzSet, loadZoneFiles, pollFiles } from './zones/zone-set.js';
+import { declareZoneSeries, loadRpzSet, loadZoneFiles, pollFiles, type ZoneSet } from './zones/zone-set.js';
+import type { RpzSet } from './zones/rpz.js';
 
 export interface AppEnv {
   readonly nowMs: () => number;
@@ -65,8 +66,20 @@ const REPEATS_FLUSH_MS = 1000;
 // How often the policy zones' files are checked for a change (mtime, size, inode); a change is loaded
 // once the file has held still for one more period (a feed being written is not read half-way).
 const RPZ_POLL_MS = 1000;
-const QUERY_LOG_FLUSH_MS = 1000;
 
+/** What SIGHUP swaps, as one snapshot: the config and what was built from it. */
+interface Running {
+  readonly config: Config;
+  readonly policy: Policy;
+  readonly zones: ZoneSet;
+  readonly rpz: RpzSet;
+  readonly tokens: ConfigReferences['tokens'];
+}
+
+/** Config sections a reload does not apply (listeners, stores, upstream pools … are built once): logged when changed. */
+const RESTART_ONLY = ['listen', 'storage', 'upstreams', 'forward_zones', 'resolver', 'cache', 'server', 'domain_age', 'alerts', 'fleet'] as const;
+
+const QUERY_LOG_FLUSH_MS = 1000;
 const SWEEP_MS = 10_000;
 // How often the store's writability is probed for /readyz (one row rewritten; fsync'd).
 const STORE_PROBE_MS = 2000;
@@ -77,19 +90,6 @@ const UPSTREAM_RECHECK_MS = 3000;
 function applyLearnedDeny(policy: Policy, store: Store): void {
   const entries = store.listLearnedDeny();
   policy.setLearnedDeny(entries.filter((e) => e.quarantineId !== null).map((e) => e.domain), entries.filter((e) => e.quarantineId === null).map((e) => e.domain));
-}
-
-function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams'] & object {
-  if (config.upstreams !== undefined) return config.upstreams;
-  let text = '';
-  try {
-    text = readFileSync(resolvConfPath, 'utf8');
-  } catch (err) {
-    throw new ConfigError('upstreams', `none configured and ${resolvConfPath} cannot be read: ${messageOf(err)}`);
-  }
-  const found = resolvConfUpstreams(text);
-  if (found.length === 0) throw new ConfigError('upstreams', `none configured and ${resolvConfPath} lists no nameserver`);
-  return found.map((address) => ({ address, timeout_ms: 1000 }));
 }
 
 /**
@@ -114,30 +114,32 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
   // Every referenced file is read before anything is created: a config check-config calls valid starts.
   const refs = await loadConfigReferences(config, config.admin.token);
   // Zone files before anything opens: a bad one fails the start with file:line.
-  let { zones, rpz } = loadZoneFiles(config);
+  const loaded = loadZoneFiles(config);
   declareZoneSeries(metrics, config);
   const store = Store.open(config.storage.dir);
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const adminToken = adminTokenFor(config, config.storage.dir, env.announce);
     const keys = refs.keys;
-    let tokens = config.admin.token === undefined ? (await loadConfigReferences(config, adminToken)).tokens : refs.tokens;
-    let current = config;
+    const tokens = config.admin.token === undefined ? (await loadConfigReferences(config, adminToken)).tokens : refs.tokens;
 
     // Exported so dashboards can draw the block_at line over the score distribution.
     const exportBlockAt = (c: Config): void => {
       for (const [type, t] of Object.entries(c.policy.session_types)) metrics.blockAt.set({ session_type: type }, t.block_at);
     };
     exportBlockAt(config);
-    let policy = policyFor(config);
-    policy.setRpz(rpz);
-    const learnedDenyChanged = (): void => applyLearnedDeny(policy, store);
+    const policy = policyFor(config);
+    policy.setRpz(loaded.rpz);
+    // What SIGHUP swaps: one snapshot, replaced whole (never field by field), so every reader sees one config with
+    // its own policy, zones and tokens. In-flight queries finish on the snapshot they started with.
+    let running: Running = { config, policy, zones: loaded.zones, rpz: loaded.rpz, tokens };
+    const learnedDenyChanged = (): void => applyLearnedDeny(running.policy, store);
     learnedDenyChanged();
 
     // fleet.redis (set below, once the sessions and quarantines it applies changes to exist).
     let fleet: RedisFleet | undefined;
     const sessions = new SessionDirectory<SessionState>({
-      newState: () => policy.newSessionState(),
+      newState: () => running.policy.newSessionState(),
       historyMax: config.sessions.history_per_session,
       keys,
       maxTtlSec: config.sessions.max_ttl_s,
@@ -218,7 +220,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const flushHistory = (): void => {
       const dirty = sessions.takeDirty();
       try {
-        store.saveHistories(dirty.map((s) => ({ sessionId: s.id, entries: s.history })), nowMs(), current.storage.history_max_sessions);
+        store.saveHistories(dirty.map((s) => ({ sessionId: s.id, entries: s.history })), nowMs(), running.config.storage.history_max_sessions);
       } catch (err) {
         log.error({ err: messageOf(err), sessions: dirty.length }, 'could not write query history');
       }
@@ -232,7 +234,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         const n = sessions.sweepExpired(nowMs());
         if (n > 0) log.info({ expired: n }, 'registered sessions expired');
         store.pruneRegistrationTokens(nowMs());
-        store.deleteDecidedQuarantinesBefore(nowMs() - current.storage.quarantine_retention_days * 86_400_000);
+        store.deleteDecidedQuarantinesBefore(nowMs() - running.config.storage.quarantine_retention_days * 86_400_000);
       } catch (err) {
         log.error({ err: messageOf(err) }, 'periodic sweep failed; will retry');
       }
@@ -241,10 +243,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     closers.push(() => clearInterval(sweep));
 
     // Policy zones are feeds: reloaded when their files change, without a SIGHUP. A bad file keeps the zones that ran.
-    const rpzFiles = pollFiles(() => current.policy.rpz, RPZ_POLL_MS, () => {
+    const rpzFiles = pollFiles(() => running.config.policy.rpz, RPZ_POLL_MS, () => {
       try {
-        rpz = loadRpzSet(current.policy.rpz);
-        policy.setRpz(rpz);
+        const rpz = loadRpzSet(running.config.policy.rpz);
+        running.policy.setRpz(rpz);
+        running = { ...running, rpz };
         metrics.rpzReloads.inc({ result: 'ok' });
         log.info({ zones: rpz.zones.map((z) => z.stats) }, 'policy zones reloaded');
       } catch (err) {
@@ -272,8 +275,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const refusedLog = new RefusedLog(log, config.logging.refused_interval_s * 1000, nowMs);
     closers.push(() => refusedLog.close());
     const pipeline = createPipeline({
-      sessions, quarantines, resolver: cache, policy: () => policy, judging: () => current.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
-      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size, zones: () => zones,
+      sessions, quarantines, resolver: cache, policy: () => running.policy, judging: () => running.config.policy.enabled, domainAge, ageBudgetMs: config.domain_age.budget_ms,
+      metrics, log, refusedLog, nowMs, udpPayloadSize: config.server.udp_payload_size, zones: () => running.zones,
       refusals: new RefusalLimiter({
         perSecond: config.server.refused_rate_limit.per_second,
         slip: config.server.refused_rate_limit.slip,
@@ -281,9 +284,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         ipv6Prefix: config.server.refused_rate_limit.ipv6_prefix,
         maxPrefixes: config.server.refused_rate_limit.max_prefixes,
       }),
-      repeatWindowMs: () => current.logging.repeat_window_ms,
+      repeatWindowMs: () => running.config.logging.repeat_window_ms,
       // Read per query from the running config: a SIGHUP changes the limits at once (the buckets stay).
-      sessionRates: new SessionRateLimiter((type) => rateLimitsOf(current.policy.session_types)[type]),
+      sessionRates: new SessionRateLimiter((type) => rateLimitsOf(running.config.policy.session_types)[type]),
       ...(queryLog === undefined ? {} : { queryLog }),
     });
     // Counts of repeated blocks are logged once their window has passed; at close (after the listeners, as closers
@@ -360,12 +363,12 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); fleet?.publish({ kind: 'deny.list', entries: store.listLearnedDeny() }); },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       configuredDeny: () => [
-        ...current.policy.deny.map((domain) => ({ domain, reason: 'policy.deny' })),
-        ...(current.policy.deny_public_resolvers ? PUBLIC_RESOLVERS.map((domain) => ({ domain, reason: 'policy.deny_public_resolvers' })) : []),
+        ...running.config.policy.deny.map((domain) => ({ domain, reason: 'policy.deny' })),
+        ...(running.config.policy.deny_public_resolvers ? PUBLIC_RESOLVERS.map((domain) => ({ domain, reason: 'policy.deny_public_resolvers' })) : []),
       ],
       readinessChecks,
       registrable: registrableOf,
-      blockAt: (type) => current.policy.session_types[type as keyof Config['policy']['session_types']]?.block_at,
+      blockAt: (type) => running.config.policy.session_types[type as keyof Config['policy']['session_types']]?.block_at,
       ...(queryLog === undefined ? {} : { queryLog }),
       ...(worker === undefined ? {} : {
         liveHistory: (id: string) => gatheredHistory(worker, id),
@@ -374,13 +377,13 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     }, metricsText).map((route) => (route.method === 'GET' || worker === undefined ? route : {
       // A change answers only once every worker holds it: a DELETEd session is refused everywhere after its 204.
       ...route, handler: async (req: Parameters<typeof route.handler>[0]) => { const res = await route.handler(req); await othersApplied(); return res; },
-    })), () => tokens, log);
+    })), () => running.tokens, log);
     if (admin !== undefined) closers.push(() => admin.close());
 
     log.info({
       dns: dns.listeners.map((l) => `${l.address}:${l.port}`), admin: admin?.url, upstreams: upstreams.map((u) => u.address), forward_zones: config.forward_zones.map((z) => z.name),
       static_sessions: config.sessions.static.length, registered_sessions: sessions.list().length - config.sessions.static.length,
-      mode: config.policy.mode, zones: zones.zones.map((z) => z.describe()), rpz: rpz.zones.map((z) => z.stats),
+      mode: config.policy.mode, zones: loaded.zones.zones.map((z) => z.describe()), rpz: loaded.rpz.zones.map((z) => z.stats),
     }, worker === undefined ? 'dnswarden ready' : 'worker ready');
     worker?.ready(admin?.url);
 
@@ -394,7 +397,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
       dns: dns.listeners,
       adminUrl: admin?.url ?? '',
       adminToken,
-      get config() { return current; },
+      get config() { return running.config; },
       metricsText,
       async reload(next: Config) {
         try {
@@ -405,16 +408,12 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
           nextPolicy.setRpz(nextZones.rpz);
           sessions.setStatic(next.sessions.static, nowMs());
           sessions.setKeys(nextKeys, next.sessions.max_ttl_s, next.sessions.max_addresses_per_session);
-          tokens = nextTokens;
-          policy = nextPolicy; // the next query sees the new policy; in-flight ones finish on the old one
-          zones = nextZones.zones;
-          rpz = nextZones.rpz;
+          const restartOnly = RESTART_ONLY.filter((k) => !isDeepStrictEqual(next[k], running.config[k]));
+          // the next query sees the new policy; in-flight ones finish on the old one
+          running = { config: next, policy: nextPolicy, zones: nextZones.zones, rpz: nextZones.rpz, tokens: nextTokens };
           declareZoneSeries(metrics, next);
           log.level = next.logging.level;
-          const restartOnly = (['listen', 'storage', 'upstreams', 'forward_zones', 'resolver', 'cache', 'server', 'domain_age', 'alerts', 'fleet'] as const)
-            .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
           if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config sections changed that take effect only after a restart');
-          current = next;
           rpzFiles.reset();
           exportBlockAt(next);
           metrics.configReloads.inc({ result: 'ok' });

@@ -31,9 +31,13 @@ export interface DomainAgeLookup {
   lookup(registrableDomain: string, budgetMs?: number): Promise<number | undefined>;
 }
 
+/** What the pipeline needs of the quarantines: whether a session is held, and raising one. */
+export type QuarantineGate = Pick<QuarantineBook, 'holds' | 'raise'>;
+
 export interface PipelineDeps {
   readonly sessions: SessionDirectory<SessionState>;
-  readonly quarantines: QuarantineBook;
+  /** The quarantine gate: what the pipeline asks and raises (a QuarantineBook; replay's stand-in). */
+  readonly quarantines: QuarantineGate;
   readonly resolver: Resolver;
   readonly policy: () => Policy; // a function: SIGHUP swaps the policy without dropping queries
   /** false: skip judging (benchmark baseline). */
@@ -42,8 +46,8 @@ export interface PipelineDeps {
   readonly ageBudgetMs: number;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** Where refused sources are logged (rate-limited per source). */
-  readonly refusedLog: RefusedLog;
+  /** Where refused sources are logged (rate-limited per source); undefined: not logged (replay). */
+  readonly refusedLog?: RefusedLog;
   readonly nowMs: () => number;
   readonly udpPayloadSize: number;
   /** Rate limit of REFUSED answers over UDP per source prefix; undefined: none. */

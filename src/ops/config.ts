@@ -346,6 +346,20 @@ export function loadConfigFile(path: string): Config {
   return parseConfigText(text, path, dirname(resolve(path)));
 }
 
+/** The configured upstreams, else the embedded default: resolv.conf's nameservers (a clear error when there are none). */
+export function upstreamsFor(config: Config, resolvConfPath: string): Config['upstreams'] & object {
+  if (config.upstreams !== undefined) return config.upstreams;
+  let text = '';
+  try {
+    text = readFileSync(resolvConfPath, 'utf8');
+  } catch (err) {
+    throw new ConfigError('upstreams', `none configured and ${resolvConfPath} cannot be read: ${messageOf(err)}`);
+  }
+  const found = resolvConfUpstreams(text);
+  if (found.length === 0) throw new ConfigError('upstreams', `none configured and ${resolvConfPath} lists no nameserver`);
+  return found.map((address) => ({ address, timeout_ms: 1000 }));
+}
+
 /** `nameserver` lines of resolv.conf, as "ip:53" upstream entries; the embedded default for upstreams. */
 export function resolvConfUpstreams(text: string): string[] {
   const out: string[] = [];

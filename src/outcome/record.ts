@@ -17,7 +17,8 @@ import { createVerdictLog } from './verdict-log.js';
 export interface OutcomeRecorderDeps {
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly refusedLog: RefusedLog;
+  /** undefined: refused sources are not logged (replay). */
+  readonly refusedLog: RefusedLog | undefined;
   readonly nowMs: () => number;
   /** logging.repeat_window_ms (a function: SIGHUP). */
   readonly repeatWindowMs: () => number;
@@ -74,7 +75,7 @@ export function createOutcomeRecorder(d: OutcomeRecorderDeps): OutcomeRecorder {
       if (outcome.kind === 'failed') logUpstreamFailure(q, outcome.error);
       else if (outcome.kind === 'refused') {
         m.refused.inc({ reason: outcome.reason });
-        d.refusedLog.note(q.peer.address, outcome.reason, q.atMs);
+        d.refusedLog?.note(q.peer.address, outcome.reason, q.atMs);
       }
     },
     limited(q, action) {

@@ -9,15 +9,13 @@ import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { WardenError } from '../errors.js';
 import { createLogger, createMetrics } from '../ops/telemetry.js';
-import { RefusedLog } from '../ops/refused-log.js';
 import type { Query, Reply } from '../dns/wire.js';
 import type { Resolution, Resolver } from '../dns/upstream.js';
 import { SessionDirectory, type Session, type SessionMeta } from '../sessions/directory.js';
-import type { QuarantineBook } from '../analyst/quarantine.js';
 import type { Policy, SessionState, SessionType, Verdict } from '../policy/judge.js';
 import type { ReplayLine } from '../policy/replay-lines.js';
 import type { Outcome } from '../outcome/outcome.js';
-import { createPipeline, type DomainAgeLookup, type PipelineDeps } from '../pipeline.js';
+import { createPipeline, type DomainAgeLookup, type PipelineDeps, type QuarantineGate } from '../pipeline.js';
 
 export interface HarnessOptions {
   /** A (name, qtype) forwarded within this long is a cache hit and does not leave again. Default 60 s. */
@@ -27,7 +25,6 @@ export interface HarnessOptions {
 }
 
 /** What the pipeline asks of its quarantine book: the gate (`holds`) and closing it (`raise`). */
-type PipelineQuarantines = Pick<QuarantineBook, 'holds' | 'raise'>;
 
 const CLASS_IN = 1;
 const NO_QUESTION = Buffer.alloc(0);
@@ -78,7 +75,7 @@ export function createReplayHarness(policy: Policy, options: HarnessOptions = {}
 
   // The gate: session id → quarantine id. Nothing is stored, alerted or shared (a replay decides, it never acts).
   const held = new Map<string, string>();
-  const quarantines: PipelineQuarantines = {
+  const quarantines: QuarantineGate = {
     holds: (sessionId) => held.get(sessionId),
     raise(session, verdict: Verdict, q, eventId) {
       const id = held.get(session.id) ?? `qr-${eventId}`;
@@ -128,11 +125,9 @@ export function createReplayHarness(policy: Policy, options: HarnessOptions = {}
   const ages: DomainAgeLookup = { lookup: () => Promise.resolve(line?.age_days) };
   const log: Logger = createLogger('silent', new Writable({ write: (_chunk, _encoding, done) => done() }));
   const nowMs = (): number => line?.ts ?? 0;
-  const refusedLog = new RefusedLog(log, 60_000, nowMs);
   const deps: PipelineDeps = {
     sessions,
-    // The pipeline uses only holds and raise of its QuarantineBook (PipelineQuarantines checks that they match).
-    quarantines: quarantines as unknown as QuarantineBook,
+    quarantines,
     resolver,
     policy: () => policy,
     judging: () => true,
@@ -142,7 +137,6 @@ export function createReplayHarness(policy: Policy, options: HarnessOptions = {}
     ageBudgetMs: 0,
     metrics: createMetrics(),
     log,
-    refusedLog,
     nowMs,
     udpPayloadSize: 1232,
     repeatWindowMs: () => 0,
@@ -158,6 +152,6 @@ export function createReplayHarness(policy: Policy, options: HarnessOptions = {}
       return pipeline.handle(q);
     },
     session: (id) => replayed.get(id)?.session,
-    close: () => refusedLog.close(),
+    close: () => undefined,
   };
 }
