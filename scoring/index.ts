@@ -12,7 +12,7 @@ export { DEFAULT_PLATFORMS, platformSet, splitName, trimName, type SplitName } f
 export { ENCODED_MIN, ENCODED_STREAM, looksEncoded, STREAM_MIN } from './encoded.js';
 export { charStats, qtypeName, ramp, type Alphabet, type CharStats } from './lexical.js';
 export {
-  BLOCK_HISTORY, blocksSince, bytesPerMinute, encodedNovelBytes, RATE_TAU_MS, domainWindow, estimateNovelBytes, newSessionState, noteAge, noteAnswer, noteBlock, noteDomainBlock, noteSent, observeForwarded, QTYPE_CHOICE_BYTES, sessionNovelBytes, stuck, viewDomain,
+  BLOCK_HISTORY, blocksSince, bytesPerMinute, encodedNovelBytes, RATE_TAU_MS, domainWindow, estimateNovelBytes, newSessionState, noteAge, noteAnswer, noteBlock, noteDomainBlock, noteSent, observeForwarded, QTYPE_CHOICE_BYTES, RARE_QTYPE_CHOICE_BYTES, COMMON_QTYPES, sessionNovelBytes, stuck, viewDomain,
   type DomainView, type DomainWindow, type ForwardEvent, type SentEvent, type SessionState, type WindowParams,
 } from './window.js';
 

@@ -360,11 +360,20 @@ export interface SentEvent {
 
 /**
  * What a name the session already sent costs when it is asked again with a query type it was not asked with before
- * (A, AAAA and HTTPS are free: browsers and agents ask those together): the choice among the types a resolver lets
- * through is a few bits an attacker's nameserver reads off a name it already knows, one query after another.
+ * (A, AAAA and HTTPS are free: browsers and agents ask those together): the type is the client's choice and reaches
+ * the domain's nameserver, a few bits off a name it already knows among the ~30 types agents ask (COMMON_QTYPES), a
+ * whole 16-bit number for any other (an unassigned or private type, as tunnels use).
  */
 export const QTYPE_CHOICE_BYTES = 0.75;
+export const RARE_QTYPE_CHOICE_BYTES = 2;
 const FREE_QTYPES: ReadonlySet<number> = new Set([1, 28, 65]);
+/** The query types agents ask (RFC 1035, 3596, 2782, 3403, 4034, 6698, 6844, 7344, 9460 …); NULL is scored, not here. */
+export const COMMON_QTYPES: ReadonlySet<number> = new Set([
+  1 /* A */, 2 /* NS */, 5 /* CNAME */, 6 /* SOA */, 12 /* PTR */, 13 /* HINFO */, 15 /* MX */, 16 /* TXT */, 28 /* AAAA */,
+  29 /* LOC */, 33 /* SRV */, 35 /* NAPTR */, 37 /* CERT */, 39 /* DNAME */, 43 /* DS */, 44 /* SSHFP */, 46 /* RRSIG */,
+  47 /* NSEC */, 48 /* DNSKEY */, 50 /* NSEC3 */, 51 /* NSEC3PARAM */, 52 /* TLSA */, 53 /* SMIMEA */, 59 /* CDS */,
+  60 /* CDNSKEY */, 61 /* OPENPGPKEY */, 64 /* SVCB */, 65 /* HTTPS */, 99 /* SPF */, 255 /* ANY */, 256 /* URI */, 257 /* CAA */,
+]);
 
 export interface ForwardEvent extends SentEvent {
   readonly rcode: number;
@@ -443,7 +452,7 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   }
 }
 
-/** A known name asked with a type it was not asked with before: QTYPE_CHOICE_BYTES to every account the name feeds. */
+/** A known name asked with a type it was not asked with before: the choice's bytes to every account the name feeds. */
 function noteQtypeChoice(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams): void {
   const key = `${e.qtype}\u0000${sub}`; // NUL: no name read off the wire as text holds one next to a type number
   if (w.names[key] === 1) return;
@@ -452,7 +461,7 @@ function noteQtypeChoice(state: SessionState, w: DomainWindow, sub: string, e: S
     w.nameCount++;
     state.nameCount++;
   }
-  const bytes = QTYPE_CHOICE_BYTES;
+  const bytes = COMMON_QTYPES.has(e.qtype!) ? QTYPE_CHOICE_BYTES : RARE_QTYPE_CHOICE_BYTES;
   w.volumeBytes += bytes;
   if (w.young) state.youngVolumeBytes += bytes;
   w.sessionBytes += bytes;

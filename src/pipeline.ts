@@ -123,7 +123,7 @@ export function createPipeline(d: PipelineDeps): {
     }
     // The policy is read once: a SIGHUP while this query waits judges and accounts it on one policy, not two.
     const c: QueryContext = { q, session, policy: d.policy(), hops, ageDays: undefined, verdict: undefined, eventId: undefined };
-    if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type) || (d.judging() && c.policy.refusesQtype(q.type, session.type))) return finish(c, { kind: 'refused', reason: 'unsupported' });
+    if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type)) return finish(c, { kind: 'refused', reason: 'unsupported' });
 
     // 2 gate: a quarantined session gets nothing until an analyst releases it. First and cheapest: one map
     // lookup, and the blocking outcome is the same object for every query while the quarantine lasts.

@@ -12,7 +12,7 @@ import {
 } from '../../scoring/index.js';
 import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './schema.js';
 import { RpzSet, type RpzMatch } from '../zones/rpz.js';
-import { CALLBACK_SERVICES, COMMON_QTYPES, inZones, PUBLIC_RESOLVERS } from './lists.js';
+import { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
 import { isBlockedAddress, rebindingRanges, type RebindingRanges } from './rebinding.js';
 
 export { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
@@ -129,7 +129,6 @@ export class Policy {
   private deniedByHand: ReadonlySet<string> = new Set();
   private rpz: RpzSet = new RpzSet([]);
   private readonly platforms: ReadonlySet<string>;
-  private readonly refuseUncommonQtypes: boolean;
   private readonly params: ScoringParams;
   private readonly answerReuseMs: number;
   private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly ranges: RebindingRanges };
@@ -148,7 +147,6 @@ export class Policy {
     this.deny = new Set([...(policy.deny_public_resolvers ? PUBLIC_RESOLVERS : []), ...policy.deny.map(trimName)]);
     this.callbacks = policy.deny_callback_services ? new Set([...CALLBACK_SERVICES, ...policy.callback_services.map(trimName)]) : new Set();
     this.platforms = platformSet(scoring.platforms, scoring.platform_defaults);
-    this.refuseUncommonQtypes = policy.refuse_uncommon_qtypes;
     this.params = scoring;
     this.answerReuseMs = Math.min(ANSWER_REUSE_MAX_MS, scoring.fanout_window_ms / 100);
     this.rebinding = {
@@ -219,14 +217,6 @@ export class Policy {
   private factsOf(name: string, memo?: NameMemo): NameFacts {
     if (memo === undefined) return nameFacts(splitName(name, this.platforms), this.params.weights);
     return (memo.facts ??= nameFacts(splitName(name, this.platforms), this.params.weights));
-  }
-
-  /**
-   * A query type refused before anything else (policy.refuse_uncommon_qtypes): not one agents ask. Not in observe
-   * mode, which changes no answer.
-   */
-  refusesQtype(qtype: number, type: SessionType): boolean {
-    return this.refuseUncommonQtypes && this.modes[type] === 'enforce' && !COMMON_QTYPES.has(qtype);
   }
 
   newSessionState(): SessionState {

@@ -50,17 +50,3 @@ export function inZones(name: string, zones: ReadonlySet<string>): boolean {
     suffix = suffix.slice(dot + 1);
   }
 }
-
-/**
- * The query types agents ask (RFC 1035, 3596, 2782, 3403, 4034, 6698, 6844, 7344, 9460 …): what
- * `policy.refuse_uncommon_qtypes` lets through, NULL (10) among them: only tunnels ask it, and the score weighs it
- * (a refusal would keep a tunnel out of the quarantine an analyst sees). Anything else — an unassigned or
- * experimental number — is REFUSED: the type is chosen by the client and reaches the domain's nameserver, up to
- * 16 bits a query on a name it already knows.
- */
-export const COMMON_QTYPES: ReadonlySet<number> = new Set([
-  1 /* A */, 2 /* NS */, 5 /* CNAME */, 6 /* SOA */, 10 /* NULL */, 12 /* PTR */, 13 /* HINFO */, 15 /* MX */, 16 /* TXT */, 28 /* AAAA */,
-  29 /* LOC */, 33 /* SRV */, 35 /* NAPTR */, 37 /* CERT */, 39 /* DNAME */, 43 /* DS */, 44 /* SSHFP */, 46 /* RRSIG */,
-  47 /* NSEC */, 48 /* DNSKEY */, 50 /* NSEC3 */, 51 /* NSEC3PARAM */, 52 /* TLSA */, 53 /* SMIMEA */, 59 /* CDS */,
-  60 /* CDNSKEY */, 61 /* OPENPGPKEY */, 64 /* SVCB */, 65 /* HTTPS */, 99 /* SPF */, 255 /* ANY */, 256 /* URI */, 257 /* CAA */,
-]);

@@ -94,9 +94,6 @@ export const policySchema = z
     deny_public_resolvers: z.boolean().default(true),
     // Response policy zones, applied in this order (first match wins); `name` labels metrics and EDE text.
     rpz: z.array(zoneFileSchema).default([]).refine((zs) => new Set(zs.map((z) => z.name)).size === zs.length, { message: 'each policy zone name may appear only once' }),
-    // Query types agents do not ask (not in COMMON_QTYPES): REFUSED + EDE 21 in enforce mode. The type is a 16-bit
-    // number an attacker's nameserver reads off each repeat of a name it already knows.
-    refuse_uncommon_qtypes: z.boolean().default(true),
     deny_callback_services: z.boolean().default(true),
     callback_services: z.array(zoneName).default([]),
     rebinding: z

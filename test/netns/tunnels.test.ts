@@ -7,7 +7,8 @@
 //   control:  client → tunnel server directly         → the whole payload arrives (the harness counts right);
 //   control:  client → dnswarden, policy.mode observe → tunnel server → the whole payload arrives (the resolver
 //             path carries every query type, codec and name length the tools use; only the verdicts stop them),
-//             and a would-be quarantine is counted;
+//             and a would-be quarantine is counted — for iodine; dns2tcp's base64 labels are case-sensitive and
+//             dnswarden sends names in lower case, so its queries are forwarded but carry nothing even unblocked;
 //   guarded:  client → dnswarden (serve, built CLI, enforce) → tunnel server → fewer than 512 payload bytes
 //             arrive, and the session is quarantined (GET /v1/quarantines), with the rule, reason and the number
 //             of queries before it printed as "tunnel figures" (bench/README.md, "Real tunnels").
@@ -357,12 +358,15 @@ describe.skipIf(skip)('real DNS tunnels (iodine, dns2tcp) with and without dnswa
   // hint suggests when a relay gets in the way (A queries, Base32, shorter names, fixed small fragments, no lazy
   // mode; `-M 100` would not carry data even without dnswarden); dns2tcp as shipped.
   const TUNED = ['-T', 'A', '-O', 'Base32', '-M', '200', '-m', '100', '-L', '0'];
-  const TUNNELS: ReadonlyArray<{ label: string; run: (resolver: string, guarded: boolean) => Promise<TunnelRun> }> = [
-    { label: 'iodine', run: (resolver, guarded) => runIodine(resolver, [], guarded) },
-    { label: `iodine tuned (${TUNED.join(' ')})`, run: (resolver, guarded) => runIodine(resolver, TUNED, guarded) },
-    { label: 'dns2tcp', run: (resolver, guarded) => runDns2tcp(resolver, guarded ? 4 : 1, guarded) },
+  // caseSensitive: the tool's labels are base64 with both cases (dns2tcp); iodine probes whether case survives and
+  // falls back to a case-free codec. dnswarden sends every name in lower case (the case is a channel of its own), so a
+  // case-sensitive tunnel carries nothing through it even when nothing is blocked.
+  const TUNNELS: ReadonlyArray<{ label: string; caseSensitive: boolean; run: (resolver: string, guarded: boolean) => Promise<TunnelRun> }> = [
+    { label: 'iodine', caseSensitive: false, run: (resolver, guarded) => runIodine(resolver, [], guarded) },
+    { label: `iodine tuned (${TUNED.join(' ')})`, caseSensitive: false, run: (resolver, guarded) => runIodine(resolver, TUNED, guarded) },
+    { label: 'dns2tcp', caseSensitive: true, run: (resolver, guarded) => runDns2tcp(resolver, guarded ? 4 : 1, guarded) },
   ];
-  for (const { label, run: runTunnel } of TUNNELS) {
+  for (const { label, caseSensitive, run: runTunnel } of TUNNELS) {
     it(`control — ${label} straight to the tunnel server: the whole 8 KiB arrives`, async () => {
       const r = await runTunnel(NET.upstream, false);
       console.log(`tunnel figures ${JSON.stringify({ tool: label, through: 'nothing', payload_sent: PAYLOAD_BYTES, payload_arrived: r.arrived, server_tun_rx_bytes: r.tunRx, seconds: r.seconds })}`);
@@ -372,13 +376,21 @@ describe.skipIf(skip)('real DNS tunnels (iodine, dns2tcp) with and without dnswa
 
     // The same path through dnswarden with nothing blocked: what stops the tunnel below is the verdicts, not the
     // forwarding (query types, EDNS, long names and odd answers all pass), and the verdicts would have quarantined it.
-    it(`control — ${label} through dnswarden in observe mode: the whole 8 KiB arrives, and a quarantine is counted as would-be`, async () => {
+    it(caseSensitive
+      ? `control — ${label} through dnswarden in observe mode: its queries are forwarded, but in lower case its base64 carries nothing`
+      : `control — ${label} through dnswarden in observe mode: the whole 8 KiB arrives, and a quarantine is counted as would-be`, async () => {
       await startWarden('observe');
       const r = await runTunnel(NET.agentGw, false);
-      const wouldQuarantine = verdicts(await metricsText(), 'quarantine', 'observe');
+      const text = await metricsText();
+      const wouldQuarantine = verdicts(text, 'quarantine', 'observe');
       console.log(`tunnel figures ${JSON.stringify({ tool: label, through: 'dnswarden (observe)', payload_sent: PAYLOAD_BYTES, payload_arrived: r.arrived, server_tun_rx_bytes: r.tunRx, would_be_quarantine_verdicts: wouldQuarantine, seconds: r.seconds })}`);
-      expect(r.arrived, `sender: ${r.sender}\n${r.client}\n${r.server}`).toBe(PAYLOAD_BYTES);
-      expect(wouldQuarantine).toBeGreaterThan(0);
+      if (caseSensitive) {
+        expect(verdicts(text, 'answer', 'observe') + verdicts(text, 'nxdomain', 'observe'), 'queries judged and forwarded').toBeGreaterThan(0);
+        expect(r.arrived, `sender: ${r.sender}\n${r.client}\n${r.server}`).toBe(0);
+      } else {
+        expect(r.arrived, `sender: ${r.sender}\n${r.client}\n${r.server}`).toBe(PAYLOAD_BYTES);
+        expect(wouldQuarantine).toBeGreaterThan(0);
+      }
       expect(await openQuarantine()).toBeUndefined(); // observe: nothing raised
     }, 180_000);
 

@@ -2,7 +2,7 @@ import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { charStats } from '../../scoring/lexical.js';
 import {
-  blocksSince, bytesPerMinute, estimateNovelBytes, fanoutSignal, newSessionState, noteAge, noteBlock, nxSignal, observeForwarded, QTYPE_CHOICE_BYTES, sessionNovelBytes, volumeSignal,
+  blocksSince, bytesPerMinute, estimateNovelBytes, fanoutSignal, newSessionState, noteAge, noteBlock, nxSignal, observeForwarded, QTYPE_CHOICE_BYTES, RARE_QTYPE_CHOICE_BYTES, sessionNovelBytes, volumeSignal,
   type SessionState, type WindowParams,
 } from '../../scoring/window.js';
 import { base32, base64url, dictionary, hex, prng } from '../../fixtures/corpora/generate.mjs';
@@ -35,6 +35,15 @@ describe('a known name asked with a new query type', () => {
     expect(s.allVolumeBytes).toBeGreaterThan(0);
     for (let i = 0; i < 20; i++) sendType(s, 'mail', 16, 10 + i); // the same pair again: a repeat
     expect(s.domains['chan.example']!.volumeBytes).toBeCloseTo(first + 2 * QTYPE_CHOICE_BYTES, 9);
+  });
+
+  it('a private or unassigned type costs RARE_QTYPE_CHOICE_BYTES (its 16 bits), once per pair', () => {
+    const s = newSessionState();
+    sendType(s, 'y', 1, 0);
+    const before = s.domains['chan.example']!.volumeBytes;
+    for (let i = 0; i < 10; i++) sendType(s, 'y', 65280 + i, i + 1);
+    for (let i = 0; i < 10; i++) sendType(s, 'y', 65280 + i, i + 20); // the same pairs again
+    expect(s.domains['chan.example']!.volumeBytes - before).toBeCloseTo(10 * RARE_QTYPE_CHOICE_BYTES, 9);
   });
 
   it('a name cycled through every known type pays for each: 29 types after the first cost ~21 B', () => {
