@@ -422,26 +422,14 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   }
   w.fanout = fanout + 1;
   const added = estimateNovelBytes(w, sub, e.alphabet);
-  w.volumeBytes += added;
-  if (w.young) state.youngVolumeBytes += added;
-  const shared = sessionNovelBytes(state, sub, e.alphabet, added);
-  w.sessionBytes += shared;
-  if (w.fresh) state.freshVolumeBytes += shared;
+  addBytes(state, w, added, sessionNovelBytes(state, sub, e.alphabet, added), e);
   if (e.platform !== true) {
-    state.rateBytes = bytesPerMinute(state, e.atMs) + shared;
-    state.rateAtMs = e.atMs;
-    state.allVolumeBytes += shared;
     const encoded = encodedNovelBytes(state, w, sub, e.alphabet, added);
     state.encodedBytes += encoded;
     if (encoded > 0) w.encodedNames++;
   }
   rememberLabels(state, sub, p);
-  // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
-  if (state.nameCount < p.max_names_per_session) {
-    w.names[sub] = 1;
-    w.nameCount++;
-    state.nameCount++;
-  }
+  rememberName(state, w, sub, p);
   for (let i = 0; i + GRAM <= sub.length && state.gramCount < p.max_grams_per_session; i++) {
     const g = sub.substr(i, GRAM);
     if (w.grams[g] !== 1) {
@@ -456,21 +444,30 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
 function noteQtypeChoice(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams): void {
   const key = `${e.qtype}\u0000${sub}`; // NUL: no name read off the wire as text holds one next to a type number
   if (w.names[key] === 1) return;
-  if (state.nameCount < p.max_names_per_session) {
-    w.names[key] = 1;
-    w.nameCount++;
-    state.nameCount++;
-  }
+  rememberName(state, w, key, p);
   const bytes = COMMON_QTYPES.has(e.qtype!) ? QTYPE_CHOICE_BYTES : RARE_QTYPE_CHOICE_BYTES;
-  w.volumeBytes += bytes;
-  if (w.young) state.youngVolumeBytes += bytes;
-  w.sessionBytes += bytes;
-  if (w.fresh) state.freshVolumeBytes += bytes;
+  addBytes(state, w, bytes, bytes, e);
+}
+
+/** New information sent to `w`'s domain: `domainBytes` to its own accounts, `sessionBytes` to the session-wide ones. */
+function addBytes(state: SessionState, w: DomainWindow, domainBytes: number, sessionBytes: number, e: SentEvent): void {
+  w.volumeBytes += domainBytes;
+  if (w.young) state.youngVolumeBytes += domainBytes;
+  w.sessionBytes += sessionBytes;
+  if (w.fresh) state.freshVolumeBytes += sessionBytes;
   if (e.platform !== true) {
-    state.rateBytes = bytesPerMinute(state, e.atMs) + bytes;
+    state.rateBytes = bytesPerMinute(state, e.atMs) + sessionBytes;
     state.rateAtMs = e.atMs;
-    state.allVolumeBytes += bytes;
+    state.allVolumeBytes += sessionBytes;
   }
+}
+
+// Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
+function rememberName(state: SessionState, w: DomainWindow, key: string, p: WindowParams): void {
+  if (state.nameCount >= p.max_names_per_session) return;
+  w.names[key] = 1;
+  w.nameCount++;
+  state.nameCount++;
 }
 
 function rememberLabels(state: SessionState, sub: string, p: WindowParams): void {
