@@ -177,7 +177,9 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         dropSession: (id) => { store.deleteSession(id); sessions.drop(id); },
         quarantine: (q) => quarantines.mirror(q),
         gate: (g) => quarantines.mirrorGate(g),
-        denyList: (entries) => { store.replaceLearnedDeny(entries); learnedDenyChanged(); },
+        denyPut: (e) => { store.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason); learnedDenyChanged(); },
+        denyDrop: (domain) => { store.removeLearnedDeny(domain); learnedDenyChanged(); },
+        denyEntry: (domain) => store.learnedDenyEntry(domain),
         // Workers share one store: one of them records another replica's audit row.
         audit: (entry) => { if (worker?.isAdmin !== false) store.audit(entry, true); },
         held: () => quarantines.held(),
@@ -360,7 +362,16 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
       sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
       attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
-      learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); fleet?.publish({ kind: 'deny.list', entries: store.listLearnedDeny() }); },
+      learnedDenyChanged: (change) => {
+        learnedDenyChanged();
+        publish({ kind: 'deny.changed' });
+        // fleet.redis: entry by entry, so changes made on two replicas at once all hold.
+        for (const domain of change.added) {
+          const entry = store.learnedDenyEntry(domain);
+          if (entry !== undefined) fleet?.publish({ kind: 'deny.put', entry });
+        }
+        for (const r of change.removed) fleet?.publish({ kind: 'deny.drop', domain: r.domain, atMs: r.atMs });
+      },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       configuredDeny: () => [
         ...current.policy.deny.map((domain) => ({ domain, reason: 'policy.deny' })),

@@ -17,7 +17,7 @@ import type { Config } from '../ops/config.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
 import type { SessionMeta } from '../sessions/directory.js';
-import { SharedRecord, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
+import { SharedRecord, type DenyTombstone, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
 import { FleetAlerts, type AlertPoster } from './fleet-alerts.js';
 
 /** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
@@ -26,7 +26,10 @@ export interface Replica {
   dropSession(id: string): void;
   quarantine(record: QuarantineRecord): void;
   gate(gate: QuarantineGate): void;
-  denyList(entries: readonly LearnedDenyEntry[]): void;
+  /** One learned deny entry added (or replaced) / removed here, as another replica decided it. */
+  denyPut(entry: LearnedDenyEntry): void;
+  denyDrop(domain: string): void;
+  denyEntry(domain: string): LearnedDenyEntry | undefined;
   audit(entry: Omit<AuditEntry, 'id'>): void;
   /** Quarantines held here (open or confirmed): written back to a shared record that lost them (Redis restarted empty). */
   held(): QuarantineRecord[];
@@ -76,6 +79,8 @@ export class RedisFleet {
   readonly #alerts: FleetAlerts | undefined;
   readonly #record: SharedRecord;
   readonly #tombstones = new Map<string, number>();
+  /** Learned deny entries removed lately (domain → when): an older add read in a snapshot does not bring one back. */
+  readonly #denyTombstones = new Map<string, number>();
   /** Events the outbox refused (the store failing): kept in order and written before anything newer. */
   readonly #unqueued: FleetEvent[] = [];
 
@@ -278,13 +283,44 @@ export class RedisFleet {
           break;
         case 'quarantine.record': this.#replica.quarantine(event.record); break;
         case 'quarantine.gate': this.#replica.gate(event.gate); break;
-        case 'deny.list': this.#replica.denyList(event.entries); break;
+        case 'deny.put': this.#denyPut(event.entry); break;
+        case 'deny.drop': this.#denyDrop(event.domain, event.atMs); break;
+        case 'deny.list': for (const entry of event.entries) this.#denyPut(entry); break; // an older replica's snapshot: adds only
         case 'audit': this.#replica.audit(event.entry); break;
       }
       this.#metrics.fleetEventsReceived.inc({ kind: event.kind });
     } catch (err) {
       this.#log.error({ kind: event.kind, err: messageOf(err) }, 'could not apply a change from another replica (it is read again at the next reconnection)');
     }
+  }
+
+  // Per entry, the later change wins, and at the same instant an add (as in the shared record's script).
+  #denyPut(entry: LearnedDenyEntry): void {
+    const removedAt = this.#denyTombstones.get(entry.domain);
+    if (removedAt !== undefined && removedAt > entry.addedAtMs) return;
+    const here = this.#replica.denyEntry(entry.domain);
+    if (here !== undefined && here.addedAtMs > entry.addedAtMs) return;
+    this.#denyTombstones.delete(entry.domain);
+    this.#replica.denyPut(entry);
+  }
+
+  #denyDrop(domain: string, atMs: number): void {
+    const here = this.#replica.denyEntry(domain);
+    if (here !== undefined && here.addedAtMs >= atMs) return;
+    this.#denyTombstones.set(domain, Math.max(atMs, this.#denyTombstones.get(domain) ?? 0));
+    if (here !== undefined) this.#replica.denyDrop(domain);
+  }
+
+  /** Domains whose add or removal made here (by any worker of this replica) is still queued: newer than the record. */
+  #denyQueued(): Set<string> {
+    const out = new Set<string>();
+    const rows = this.#store.db.prepare("SELECT event FROM fleet_outbox WHERE event LIKE '%\"kind\":\"deny.%'").all() as { event: string }[];
+    for (const e of [...rows.map((r) => JSON.parse(r.event) as FleetEvent), ...this.#unqueued]) {
+      if (e.kind === 'deny.put') out.add(e.entry.domain);
+      else if (e.kind === 'deny.drop') out.add(e.domain);
+      else if (e.kind === 'deny.list') for (const x of e.entries) out.add(x.domain);
+    }
+    return out;
   }
 
   /** Sends what is queued, then reads the whole shared record (on start and on every reconnection). */
@@ -327,15 +363,13 @@ export class RedisFleet {
       // Everything this replica knows goes back first (every replica does the same: the union is what held).
       this.#log.warn('Redis lost the shared record (restarted empty or replaced): writing back what this replica holds');
       for (const meta of this.#replica.registered()) this.publish({ kind: 'session.put', meta });
-      const deny = this.#replica.learnedDeny();
-      if (deny.length > 0) this.publish({ kind: 'deny.list', entries: deny });
-      await this.flush();
+      await this.flush(); // the learned deny list is written back below, entry by entry, as on every catch-up
     }
     const [quarantines, gates, sessions, deny] = await Promise.all([
       this.#main.hgetall(this.#k('quarantines')),
       this.#main.hgetall(this.#k('gates')),
       this.#main.hgetall(this.#k('sessions')),
-      this.#main.get(this.#k('deny')),
+      this.#main.hgetall(this.#k('deny-entries')),
     ]);
     const now = this.#nowMs();
     for (const text of Object.values(quarantines)) this.#apply({ kind: 'quarantine.record', record: JSON.parse(text) as QuarantineRecord });
@@ -344,11 +378,20 @@ export class RedisFleet {
       const meta = JSON.parse(text) as SessionMeta;
       if (meta.expiresAtMs > now && !this.#tombstones.has(meta.id)) this.#apply({ kind: 'session.put', meta });
     }
-    if (deny !== null) this.#apply({ kind: 'deny.list', entries: JSON.parse(deny) as LearnedDenyEntry[] });
+    // The learned deny list entry by entry; what is still queued here is newer than the record and stays.
+    const queued = this.#denyQueued();
+    for (const [domain, text] of Object.entries(deny)) {
+      if (queued.has(domain)) continue;
+      const entry = JSON.parse(text) as LearnedDenyEntry | DenyTombstone;
+      this.#apply('removedAtMs' in entry ? { kind: 'deny.drop', domain, atMs: entry.removedAtMs } : { kind: 'deny.put', entry });
+    }
+    // An entry the record never heard of (added before this replica joined, or Redis lost its data) goes back.
+    const unknown = this.#replica.learnedDeny().filter((e) => deny[e.domain] === undefined && !queued.has(e.domain));
+    for (const entry of unknown) this.publish({ kind: 'deny.put', entry });
     // A shared record that lost a quarantine held here (Redis restarted empty) gets it back: a quarantine is never shed.
     const missing = this.#replica.held().filter((q) => quarantines[q.id] === undefined);
     for (const q of missing) this.publish({ kind: 'quarantine.record', record: q });
-    this.#log.info({ quarantines: Object.keys(quarantines).length, sessions: Object.keys(sessions).length, written_back: missing.length }, 'caught up with the fleet');
+    this.#log.info({ quarantines: Object.keys(quarantines).length, sessions: Object.keys(sessions).length, deny_entries: Object.keys(deny).length, written_back: missing.length + unknown.length }, 'caught up with the fleet');
   }
 
   /** Whether this replica posts the fleet's alerts now. */
@@ -378,6 +421,7 @@ export class RedisFleet {
     void this.flush(); // what other workers queued, or what a failed send left (one indexed read when empty)
     const now = this.#nowMs();
     for (const [id, at] of this.#tombstones) if (now - at > TOMBSTONE_MS) this.#tombstones.delete(id);
+    for (const [domain, at] of this.#denyTombstones) if (now - at > TOMBSTONE_MS) this.#denyTombstones.delete(domain);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 // fleet.redis: the shared record in Redis and the writes to it. Each change a replica makes goes into the record
-// (hashes `{fleet.name}:sessions`, `:quarantines`, `:gates`, the key `:deny`, the list `:audit`) and onto the
-// channel `{fleet.name}:events` in one MULTI; address claims (`{fleet.name}:addr:<cidr>`) are one Lua script for
+// (hashes `{fleet.name}:sessions`, `:quarantines`, `:gates`, `:deny-entries`, the list `:audit`) and onto the
+// channel `{fleet.name}:events` in one MULTI; the learned deny list is written entry by entry (an add or a
+// removal of one domain, the later one winning, so concurrent changes of different entries all hold); address claims (`{fleet.name}:addr:<cidr>`) are one Lua script for
 // all of a session's addresses, so one of two sessions claiming an address at once wins. Owns the key layout and
 // the scripts; never decides what changes (src/fleet/redis-fleet.ts queues and sends, the replicas apply).
 import type { Redis } from 'ioredis';
@@ -18,6 +19,9 @@ export type FleetEvent =
   | Extract<PeerEvent, { kind: 'session.put' | 'session.drop' }>
   | { readonly kind: 'quarantine.record'; readonly record: QuarantineRecord }
   | { readonly kind: 'quarantine.gate'; readonly gate: QuarantineGate }
+  | { readonly kind: 'deny.put'; readonly entry: LearnedDenyEntry }
+  | { readonly kind: 'deny.drop'; readonly domain: string; readonly atMs: number }
+  /** The whole list as one snapshot: what releases before per-entry changes queued; sent as one deny.put per entry. */
   | { readonly kind: 'deny.list'; readonly entries: readonly LearnedDenyEntry[] }
   | { readonly kind: 'audit'; readonly entry: Omit<AuditEntry, 'id'> };
 
@@ -33,6 +37,25 @@ local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and rank[cjson.decode(old).state] > rank[ARGV[3]] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`;
+// One learned deny entry added (ARGV[4] = '1') or removed ('0', kept as a tombstone with its time): written and
+// published only if it is not older than what the record holds for that domain; at the same instant an add wins
+// (a deny list errs on the side of blocking). So every replica, applying the channel in order, ends where Redis is.
+const DENY_ENTRY = `
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local o = cjson.decode(old)
+  local at = tonumber(o.removedAtMs or o.addedAtMs)
+  local stamp = tonumber(ARGV[3])
+  if at > stamp or (at == stamp and ARGV[4] == '0' and o.removedAtMs == nil) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1`;
+/** A removed learned deny entry as the shared record keeps it (so an older add arriving later does not bring it back). */
+export interface DenyTombstone {
+  readonly domain: string;
+  readonly removedAtMs: number;
+}
 const UNCLAIM = `for i, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end end return 0`;
 
 export class SharedRecord {
@@ -75,6 +98,7 @@ export class SharedRecord {
   /** One change into the shared record and onto the channel, atomically. */
   async send(event: FleetEvent): Promise<void> {
     const m = this.#redis.multi();
+    let published = false;
     switch (event.kind) {
       case 'session.put': {
         // Queued while Redis was away, the claim was not made then: made now; a conflict is the partition's (logged).
@@ -96,16 +120,27 @@ export class SharedRecord {
       case 'quarantine.gate':
         m.hset(this.#k('gates'), `${event.gate.sessionId} ${event.gate.quarantineId}`, JSON.stringify(event.gate));
         break;
-      case 'deny.list':
-        m.set(this.#k('deny'), JSON.stringify(event.entries));
+      case 'deny.put':
+      case 'deny.drop':
+      case 'deny.list': {
+        // Published by the script, only when it changed the record.
+        const puts = event.kind === 'deny.list' ? event.entries.map((entry) => ({ kind: 'deny.put' as const, entry })) : [event];
+        for (const e of puts) {
+          const [domain, value, stamp] = e.kind === 'deny.put'
+            ? [e.entry.domain, JSON.stringify(e.entry), e.entry.addedAtMs]
+            : [e.domain, JSON.stringify({ domain: e.domain, removedAtMs: e.atMs } satisfies DenyTombstone), e.atMs];
+          m.eval(DENY_ENTRY, 1, this.#k('deny-entries'), domain, value, String(stamp), e.kind === 'deny.put' ? '1' : '0', this.#k('events'), JSON.stringify({ o: this.#nodeId, e }));
+        }
+        published = true;
         break;
+      }
       case 'audit':
         // The shared audit log, newest last, bounded; every replica also keeps it in its own store.
         m.rpush(this.#k('audit'), JSON.stringify(event.entry));
         m.ltrim(this.#k('audit'), -100_000, -1);
         break;
     }
-    m.publish(this.#k('events'), JSON.stringify({ o: this.#nodeId, e: event }));
+    if (!published) m.publish(this.#k('events'), JSON.stringify({ o: this.#nodeId, e: event }));
     const results = await m.exec();
     const failed = results?.find(([err]) => err !== null);
     if (results === null || failed !== undefined) throw new Error(`MULTI failed: ${failed === undefined ? 'aborted' : messageOf(failed[0])}`);
