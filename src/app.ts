@@ -28,6 +28,7 @@ import type { WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
 import { RedisFleet } from './fleet/redis-fleet.js';
+import { denyChangeEvents, replicaOf } from './fleet/replica.js';
 import { declareZoneSeries, loadRpzSet, loadZoneFiles, pollFiles } from './zones/zone-set.js';
 
 export interface AppEnv {
@@ -172,20 +173,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
 
     // fleet.redis: this replica's changes go to the others, theirs come here — before the first query is answered.
     if (config.fleet.redis !== undefined) {
-      const f = new RedisFleet(config.fleet, store, metrics, log, nowMs, {
-        putSession: (m) => { store.saveSession(m); sessions.adopt(m); },
-        dropSession: (id) => { store.deleteSession(id); sessions.drop(id); },
-        quarantine: (q) => quarantines.mirror(q),
-        gate: (g) => quarantines.mirrorGate(g),
-        denyPut: (e) => { store.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason); learnedDenyChanged(); },
-        denyDrop: (domain) => { store.removeLearnedDeny(domain); learnedDenyChanged(); },
-        denyEntry: (domain) => store.learnedDenyEntry(domain),
-        // Workers share one store: one of them records another replica's audit row.
-        audit: (entry) => { if (worker?.isAdmin !== false) store.audit(entry, true); },
-        held: () => quarantines.held(),
-        registered: () => sessions.list().filter((m) => m.origin === 'registered' && m.expiresAtMs > nowMs()).map(({ state: _state, history: _history, ...meta }) => meta),
-        learnedDeny: () => store.listLearnedDeny(),
-      }, alerts, worker?.isAdmin !== false);
+      const replica = replicaOf({ store, sessions, quarantines, metrics, log, nowMs, recordsAudit: worker?.isAdmin !== false, learnedDenyChanged });
+      const f = new RedisFleet(config.fleet, store, metrics, log, nowMs, replica, alerts, worker?.isAdmin !== false);
       fleet = f;
       quarantines.shared = { record: (record) => f.publish({ kind: 'quarantine.record', record }), gate: (gate) => f.publish({ kind: 'quarantine.gate', gate }) };
       store.onAudit = (entry) => f.publish({ kind: 'audit', entry });
@@ -366,11 +355,7 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         learnedDenyChanged();
         publish({ kind: 'deny.changed' });
         // fleet.redis: entry by entry, so changes made on two replicas at once all hold.
-        for (const domain of change.added) {
-          const entry = store.learnedDenyEntry(domain);
-          if (entry !== undefined) fleet?.publish({ kind: 'deny.put', entry });
-        }
-        for (const r of change.removed) fleet?.publish({ kind: 'deny.drop', domain: r.domain, atMs: r.atMs });
+        if (fleet !== undefined) for (const event of denyChangeEvents(store, change)) fleet.publish(event);
       },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       configuredDeny: () => [

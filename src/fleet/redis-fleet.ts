@@ -15,28 +15,11 @@ import { Redis } from 'ioredis';
 import { ConfigError, WardenError, messageOf } from '../errors.js';
 import type { Config } from '../ops/config.js';
 import type { Metrics } from '../ops/telemetry.js';
-import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
+import type { QuarantineGate, QuarantineRecord, Store } from '../store.js';
 import type { SessionMeta } from '../sessions/directory.js';
 import { SharedRecord, type DenyTombstone, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
 import { FleetAlerts, type AlertPoster } from './fleet-alerts.js';
-
-/** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
-export interface Replica {
-  putSession(meta: SessionMeta): void;
-  dropSession(id: string): void;
-  quarantine(record: QuarantineRecord): void;
-  gate(gate: QuarantineGate): void;
-  /** One learned deny entry added (or replaced) / removed here, as another replica decided it. */
-  denyPut(entry: LearnedDenyEntry): void;
-  denyDrop(domain: string): void;
-  denyEntry(domain: string): LearnedDenyEntry | undefined;
-  audit(entry: Omit<AuditEntry, 'id'>): void;
-  /** Quarantines held here (open or confirmed): written back to a shared record that lost them (Redis restarted empty). */
-  held(): QuarantineRecord[];
-  /** Live registered sessions and the learned deny list here: written back when Redis lost everything. */
-  registered(): SessionMeta[];
-  learnedDeny(): LearnedDenyEntry[];
-}
+import { DenyMerge, type Replica } from './replica.js';
 
 // How long a starting replica waits for Redis before answering with what its own store has.
 const START_WAIT_MS = 5000;
@@ -79,8 +62,7 @@ export class RedisFleet {
   readonly #alerts: FleetAlerts | undefined;
   readonly #record: SharedRecord;
   readonly #tombstones = new Map<string, number>();
-  /** Learned deny entries removed lately (domain → when): an older add read in a snapshot does not bring one back. */
-  readonly #denyTombstones = new Map<string, number>();
+  readonly #deny: DenyMerge;
   /** Events the outbox refused (the store failing): kept in order and written before anything newer. */
   readonly #unqueued: FleetEvent[] = [];
 
@@ -95,6 +77,7 @@ export class RedisFleet {
     this.#log = log.child({ component: 'fleet' });
     this.#nowMs = nowMs;
     this.#replica = replica;
+    this.#deny = new DenyMerge(replica);
     // A hash tag: every key of one fleet lands in one Redis Cluster slot, so the claim script may touch several.
     this.#k = (suffix) => `{${config.name}}:${suffix}`;
     this.#channel = this.#k('events');
@@ -283,9 +266,9 @@ export class RedisFleet {
           break;
         case 'quarantine.record': this.#replica.quarantine(event.record); break;
         case 'quarantine.gate': this.#replica.gate(event.gate); break;
-        case 'deny.put': this.#denyPut(event.entry); break;
-        case 'deny.drop': this.#denyDrop(event.domain, event.atMs); break;
-        case 'deny.list': for (const entry of event.entries) this.#denyPut(entry); break; // an older replica's snapshot: adds only
+        case 'deny.put': this.#deny.put(event.entry); break;
+        case 'deny.drop': this.#deny.drop(event.domain, event.atMs); break;
+        case 'deny.list': for (const entry of event.entries) this.#deny.put(entry); break; // an older replica's snapshot: adds only
         case 'audit': this.#replica.audit(event.entry); break;
       }
       this.#metrics.fleetEventsReceived.inc({ kind: event.kind });
@@ -294,33 +277,10 @@ export class RedisFleet {
     }
   }
 
-  // Per entry, the later change wins, and at the same instant an add (as in the shared record's script).
-  #denyPut(entry: LearnedDenyEntry): void {
-    const removedAt = this.#denyTombstones.get(entry.domain);
-    if (removedAt !== undefined && removedAt > entry.addedAtMs) return;
-    const here = this.#replica.denyEntry(entry.domain);
-    if (here !== undefined && here.addedAtMs > entry.addedAtMs) return;
-    this.#denyTombstones.delete(entry.domain);
-    this.#replica.denyPut(entry);
-  }
-
-  #denyDrop(domain: string, atMs: number): void {
-    const here = this.#replica.denyEntry(domain);
-    if (here !== undefined && here.addedAtMs >= atMs) return;
-    this.#denyTombstones.set(domain, Math.max(atMs, this.#denyTombstones.get(domain) ?? 0));
-    if (here !== undefined) this.#replica.denyDrop(domain);
-  }
-
   /** Domains whose add or removal made here (by any worker of this replica) is still queued: newer than the record. */
   #denyQueued(): Set<string> {
-    const out = new Set<string>();
     const rows = this.#store.db.prepare("SELECT event FROM fleet_outbox WHERE event LIKE '%\"kind\":\"deny.%'").all() as { event: string }[];
-    for (const e of [...rows.map((r) => JSON.parse(r.event) as FleetEvent), ...this.#unqueued]) {
-      if (e.kind === 'deny.put') out.add(e.entry.domain);
-      else if (e.kind === 'deny.drop') out.add(e.domain);
-      else if (e.kind === 'deny.list') for (const x of e.entries) out.add(x.domain);
-    }
-    return out;
+    return DenyMerge.domainsOf([...rows.map((r) => JSON.parse(r.event) as FleetEvent), ...this.#unqueued]);
   }
 
   /** Sends what is queued, then reads the whole shared record (on start and on every reconnection). */
@@ -421,7 +381,7 @@ export class RedisFleet {
     void this.flush(); // what other workers queued, or what a failed send left (one indexed read when empty)
     const now = this.#nowMs();
     for (const [id, at] of this.#tombstones) if (now - at > TOMBSTONE_MS) this.#tombstones.delete(id);
-    for (const [domain, at] of this.#denyTombstones) if (now - at > TOMBSTONE_MS) this.#denyTombstones.delete(domain);
+    this.#deny.prune(now);
   }
 
   async close(): Promise<void> {

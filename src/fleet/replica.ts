@@ -1,0 +1,118 @@
+// fleet.redis: how this replica takes in what the other replicas changed — into its store, its session directory,
+// its quarantine book and its learned deny list — and what it writes back when the shared record lacks it. Owns
+// the learned deny list's rule per entry here (the later add or removal of a domain wins; at the same instant an
+// add) and what is applied of a session another replica registered.
+// Never talks to Redis (src/fleet/redis-fleet.ts receives and sends, src/fleet/shared-record.ts writes) and never
+// decides a change itself: every change it applies was decided and stored on another replica.
+import type { Logger } from 'pino';
+import type { QuarantineBook } from '../analyst/quarantine.js';
+import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
+import type { SessionDirectory, SessionMeta } from '../sessions/directory.js';
+import type { Metrics } from '../ops/telemetry.js';
+import type { FleetEvent, LearnedDenyEntry } from './shared-record.js';
+
+/** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
+export interface Replica {
+  putSession(meta: SessionMeta): void;
+  dropSession(id: string): void;
+  quarantine(record: QuarantineRecord): void;
+  gate(gate: QuarantineGate): void;
+  /** One learned deny entry added (or replaced) / removed here, as another replica decided it. */
+  denyPut(entry: LearnedDenyEntry): void;
+  denyDrop(domain: string): void;
+  denyEntry(domain: string): LearnedDenyEntry | undefined;
+  audit(entry: Omit<AuditEntry, 'id'>): void;
+  /** Quarantines held here (open or confirmed): written back to a shared record that lost them (Redis restarted empty). */
+  held(): QuarantineRecord[];
+  /** Live registered sessions and the learned deny list here: written back when Redis lost everything. */
+  registered(): SessionMeta[];
+  learnedDeny(): LearnedDenyEntry[];
+}
+
+export interface ReplicaDeps<S> {
+  readonly store: Store;
+  readonly sessions: SessionDirectory<S>;
+  readonly quarantines: QuarantineBook;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly nowMs: () => number;
+  /** With server.workers > 1, false on all but the admin worker (the workers share one store). */
+  readonly recordsAudit: boolean;
+  /** The learned deny list changed in the store: re-read into the policy. */
+  readonly learnedDenyChanged: () => void;
+}
+
+/** This replica's store, sessions and quarantines as a Replica. */
+export function replicaOf<S>(d: ReplicaDeps<S>): Replica {
+  const { store, sessions, quarantines } = d;
+  return {
+    putSession: (m) => { store.saveSession(m); sessions.adopt(m); },
+    dropSession: (id) => { store.deleteSession(id); sessions.drop(id); },
+    quarantine: (q) => quarantines.mirror(q),
+    gate: (g) => quarantines.mirrorGate(g),
+    denyPut: (e) => { store.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason); d.learnedDenyChanged(); },
+    denyDrop: (domain) => { store.removeLearnedDeny(domain); d.learnedDenyChanged(); },
+    denyEntry: (domain) => store.learnedDenyEntry(domain),
+    // Workers share one store: one of them records another replica's audit row.
+    audit: (entry) => { if (d.recordsAudit) store.audit(entry, true); },
+    held: () => quarantines.held(),
+    registered: () => sessions.list().filter((m) => m.origin === 'registered' && m.expiresAtMs > d.nowMs()).map(({ state: _state, history: _history, ...meta }) => meta),
+    learnedDeny: () => store.listLearnedDeny(),
+  };
+}
+
+// A removal is remembered this long here: a snapshot read before it (answered after it arrived) does not undo it.
+const DENY_TOMBSTONE_MS = 60_000;
+
+/** The learned deny list's rule per entry, as the shared record's script applies it: the later change of a domain wins. */
+export class DenyMerge {
+  readonly #replica: Replica;
+  readonly #tombstones = new Map<string, number>();
+
+  constructor(replica: Replica) {
+    this.#replica = replica;
+  }
+
+  put(entry: LearnedDenyEntry): void {
+    const removedAt = this.#tombstones.get(entry.domain);
+    if (removedAt !== undefined && removedAt > entry.addedAtMs) return;
+    const here = this.#replica.denyEntry(entry.domain);
+    if (here !== undefined && here.addedAtMs > entry.addedAtMs) return;
+    this.#tombstones.delete(entry.domain);
+    this.#replica.denyPut(entry);
+  }
+
+  drop(domain: string, atMs: number): void {
+    const here = this.#replica.denyEntry(domain);
+    if (here !== undefined && here.addedAtMs >= atMs) return; // added again since (or at the same instant)
+    this.#tombstones.set(domain, Math.max(atMs, this.#tombstones.get(domain) ?? 0));
+    if (here !== undefined) this.#replica.denyDrop(domain);
+  }
+
+  /** Forgets removals older than DENY_TOMBSTONE_MS (the shared record keeps them). */
+  prune(nowMs: number): void {
+    for (const [domain, at] of this.#tombstones) if (nowMs - at > DENY_TOMBSTONE_MS) this.#tombstones.delete(domain);
+  }
+
+  /** The domains a queued change (not yet in Redis) touches: newer than the record, so the record's entry is skipped. */
+  static domainsOf(queued: readonly FleetEvent[]): Set<string> {
+    const out = new Set<string>();
+    for (const e of queued) {
+      if (e.kind === 'deny.put') out.add(e.entry.domain);
+      else if (e.kind === 'deny.drop') out.add(e.domain);
+      else if (e.kind === 'deny.list') for (const x of e.entries) out.add(x.domain);
+    }
+    return out;
+  }
+}
+
+/** A learned deny change made here (already in the store) as the fleet's changes: one per entry added or removed. */
+export function denyChangeEvents(store: Store, change: { readonly added: readonly string[]; readonly removed: readonly { readonly domain: string; readonly atMs: number }[] }): FleetEvent[] {
+  const out: FleetEvent[] = [];
+  for (const domain of change.added) {
+    const entry = store.learnedDenyEntry(domain);
+    if (entry !== undefined) out.push({ kind: 'deny.put', entry });
+  }
+  for (const r of change.removed) out.push({ kind: 'deny.drop', domain: r.domain, atMs: r.atMs });
+  return out;
+}
