@@ -147,11 +147,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         // A held quarantine follows the address and the user: gated before the session takes effect.
         registering: (m) => void quarantines.follow(m),
         ...(config.fleet.redis === undefined ? {} : {
-          claim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.claim(m) ?? Promise.resolve(),
+          claim: (m: Parameters<RedisFleet['claim']>[0], token: Parameters<RedisFleet['claim']>[1]) => fleet?.claim(m, token) ?? Promise.resolve(),
           unclaim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.unclaim(m),
         }),
-        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); fleet?.publish({ kind: 'session.put', meta: m }); },
-        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); fleet?.publish({ kind: 'session.drop', id }); },
+        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); fleet?.registered(m, token); },
+        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); fleet?.publish({ kind: 'session.drop', id, ...(endedAtMs === undefined ? {} : { endedAtMs }) }); },
         endedToken: (tokenId) => store.endedToken(tokenId),
         loadHistory: (id) => store.history(id),
       },

@@ -16,7 +16,7 @@ import { ConfigError, WardenError, messageOf } from '../errors.js';
 import type { Config } from '../ops/config.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { QuarantineGate, QuarantineRecord, Store } from '../store.js';
-import type { SessionMeta } from '../sessions/directory.js';
+import type { RegistrationToken, SessionMeta } from '../sessions/directory.js';
 import { SharedRecord, type DenyTombstone, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
 import { FleetAlerts, type AlertPoster } from './fleet-alerts.js';
 import { DenyMerge, type Replica } from './replica.js';
@@ -63,6 +63,8 @@ export class RedisFleet {
   readonly #record: SharedRecord;
   readonly #tombstones = new Map<string, number>();
   readonly #deny: DenyMerge;
+  /** Tokens of registrations accepted here while Redis could not be asked: their session.put says so. */
+  readonly #unchecked = new Set<string>();
   /** Events the outbox refused (the store failing): kept in order and written before anything newer. */
   readonly #unqueued: FleetEvent[] = [];
 
@@ -96,6 +98,7 @@ export class RedisFleet {
     this.#sub.on('close', () => { this.#subscribed = false; this.#changed(); });
     this.#main.on('close', () => { this.#healthy = false; this.#changed(); });
     this.#metrics.fleetOutbox.set(this.queued());
+    for (const result of ['ok', 'revoked', 'unchecked', 'replayed']) this.#metrics.fleetTokenChecks.inc({ result }, 0);
   }
 
   #client(url: string, password: string | undefined, role: string): Redis {
@@ -181,20 +184,44 @@ export class RedisFleet {
   }
 
   /**
-   * Claims a registration's addresses across the fleet: the first session to claim an address holds it until it
-   * ends or expires; another gets ERR_SESSION_CONFLICT (409). Redis away: the claim cannot be made and the
-   * registration proceeds on what this replica knows (see README, "Running a fleet").
+   * Checks a registration's token against the fleet's record of ended sessions (refused with ERR_TOKEN_REVOKED if
+   * its session was ended on any replica), then claims its addresses across the fleet: the first session to claim
+   * an address holds it until it ends or expires; another gets ERR_SESSION_CONFLICT (409). Redis away: neither can
+   * be asked; the registration proceeds on what this replica knows (fail-open: agents register through an outage),
+   * counted and logged, and its token is checked when the registration reaches Redis (README, "Running a fleet").
    */
-  async claim(meta: SessionMeta): Promise<void> {
-    if (!this.connected) return;
+  async claim(meta: SessionMeta, token?: RegistrationToken): Promise<void> {
+    const unchecked = (why: string): void => {
+      if (token === undefined) return;
+      this.#unchecked.add(token.id);
+      this.#metrics.fleetTokenChecks.inc({ result: 'unchecked' });
+      this.#log.warn({ session: meta.id, why }, 'registration accepted without the fleet\'s record of ended sessions (a token of a session ended on another replica would get through here): checked when Redis is back');
+    };
+    if (!this.connected) return unchecked('Redis not connected');
     let holder: string | undefined;
     try {
+      if (token !== undefined) {
+        const endedAtMs = await this.#record.useToken(token, meta.id, meta.registeredAtMs);
+        if (endedAtMs !== undefined) {
+          this.#metrics.fleetTokenChecks.inc({ result: 'revoked' });
+          this.#log.warn({ session: meta.id, ended_at: new Date(endedAtMs).toISOString() }, 'registration refused: its token registered a session since ended (on some replica of the fleet)');
+          throw new WardenError('ERR_TOKEN_REVOKED', `this token registered session "${meta.id}", which was ended at ${new Date(endedAtMs).toISOString()} (on a replica of the fleet); sign a new token to register again`);
+        }
+        this.#metrics.fleetTokenChecks.inc({ result: 'ok' });
+      }
       holder = await this.#record.claim(meta);
     } catch (err) {
+      if (err instanceof WardenError) throw err;
       this.#log.warn({ session: meta.id, err: messageOf(err) }, 'address claim not made (Redis did not answer): registering on what this replica knows');
-      return;
+      return unchecked('Redis did not answer');
     }
     if (holder !== undefined) throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(meta.addresses)} is already owned by live session "${holder}" (on another replica)`);
+  }
+
+  /** A registration (or renewal) stored here, for the fleet: with its token, marked if Redis could not check it. */
+  registered(meta: SessionMeta, token: RegistrationToken): void {
+    const unchecked = this.#unchecked.delete(token.id);
+    this.publish({ kind: 'session.put', meta, token, ...(unchecked ? { unchecked: true as const } : {}) });
   }
 
   /** A claimed registration this replica refused after all: its addresses are free again (best effort; they expire anyway). */
@@ -229,7 +256,8 @@ export class RedisFleet {
       const row = this.#store.db.prepare('SELECT id, event FROM fleet_outbox ORDER BY id LIMIT 1').get() as { id: number; event: string } | undefined;
       if (row === undefined) break;
       try {
-        await this.#record.send(JSON.parse(row.event) as FleetEvent);
+        const { replayed } = await this.#record.send(JSON.parse(row.event) as FleetEvent);
+        if (replayed !== undefined) this.#replayed(replayed.meta, replayed.endedAtMs);
       } catch (err) {
         this.#log.warn({ err: messageOf(err), queued: this.queued() }, 'fleet change not sent to Redis: kept queued, retried');
         break;
@@ -238,6 +266,17 @@ export class RedisFleet {
       this.#metrics.fleetOutbox.set(this.queued());
     }
     this.#metrics.fleetOutbox.set(this.queued());
+  }
+
+  /** A registration accepted while Redis was away turned out to use the token of a session ended before: ended now. */
+  #replayed(meta: SessionMeta, endedAtMs: number): void {
+    this.#metrics.fleetTokenChecks.inc({ result: 'replayed' });
+    this.#log.error({ session: meta.id, registered_at: new Date(meta.registeredAtMs).toISOString(), ended_at: new Date(endedAtMs).toISOString() }, 'a registration accepted while Redis was away used the token of a session ended before (a replay): the session is ended');
+    try {
+      this.#replica.replayed(meta);
+    } catch (err) {
+      this.#log.error({ session: meta.id, err: messageOf(err) }, 'could not end the replayed session (end it with DELETE /v1/sessions/:id)');
+    }
   }
 
   #received(text: string): void {
@@ -258,11 +297,11 @@ export class RedisFleet {
         case 'session.put':
           if (this.#tombstones.has(event.meta.id) && (this.#tombstones.get(event.meta.id)! > event.meta.registeredAtMs)) return;
           this.#tombstones.delete(event.meta.id);
-          this.#replica.putSession(event.meta);
+          this.#replica.putSession(event.meta, event.token);
           break;
         case 'session.drop':
           this.#tombstones.set(event.id, this.#nowMs());
-          this.#replica.dropSession(event.id);
+          this.#replica.dropSession(event.id, event.endedAtMs);
           break;
         case 'quarantine.record': this.#replica.quarantine(event.record); break;
         case 'quarantine.gate': this.#replica.gate(event.gate); break;

@@ -7,14 +7,18 @@
 import type { Logger } from 'pino';
 import type { QuarantineBook } from '../analyst/quarantine.js';
 import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
-import type { SessionDirectory, SessionMeta } from '../sessions/directory.js';
+import type { RegistrationToken, SessionDirectory, SessionMeta } from '../sessions/directory.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { FleetEvent, LearnedDenyEntry } from './shared-record.js';
 
 /** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
 export interface Replica {
-  putSession(meta: SessionMeta): void;
-  dropSession(id: string): void;
+  /** With its token when known: this replica's own record then refuses the token once the session is ended. */
+  putSession(meta: SessionMeta, token?: RegistrationToken): void;
+  /** `endedAtMs`: ended (its tokens refused from then on), not expired. */
+  dropSession(id: string, endedAtMs?: number): void;
+  /** A registration this replica accepted while Redis was away used the token of a session ended before: end it. */
+  replayed(meta: SessionMeta): void;
   quarantine(record: QuarantineRecord): void;
   gate(gate: QuarantineGate): void;
   /** One learned deny entry added (or replaced) / removed here, as another replica decided it. */
@@ -46,8 +50,14 @@ export interface ReplicaDeps<S> {
 export function replicaOf<S>(d: ReplicaDeps<S>): Replica {
   const { store, sessions, quarantines } = d;
   return {
-    putSession: (m) => { store.saveSession(m); sessions.adopt(m); },
-    dropSession: (id) => { store.deleteSession(id); sessions.drop(id); },
+    putSession: (m, token) => {
+      if (token === undefined) store.saveSession(m);
+      else store.saveRegisteredSession(m, token);
+      sessions.adopt(m);
+    },
+    dropSession: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); sessions.drop(id); },
+    // Only if it is still that registration (a later renewal here with another token stands).
+    replayed: (m) => { if (sessions.get(m.id)?.registeredAtMs === m.registeredAtMs) sessions.deregister(m.id, d.nowMs()); },
     quarantine: (q) => quarantines.mirror(q),
     gate: (g) => quarantines.mirrorGate(g),
     denyPut: (e) => { store.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason); d.learnedDenyChanged(); },

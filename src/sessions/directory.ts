@@ -135,8 +135,8 @@ const ADDRESS_CACHE_MAX = 65_536;
 export interface SessionStoreHooks {
   /** A verified registration (or renewal), before it is stored or takes effect: a throw refuses it. */
   registering?(meta: SessionMeta): void;
-  /** Before `registering`: claims the addresses beyond this process (fleet.redis); a throw refuses it. */
-  claim?(meta: SessionMeta): Promise<void>;
+  /** Before `registering`: checks the token and claims the addresses beyond this process (fleet.redis); a throw refuses it. */
+  claim?(meta: SessionMeta, token: RegistrationToken): Promise<void>;
   /** A claimed registration refused after all (by a later check or the store): the claim is given back. */
   unclaim?(meta: SessionMeta): void;
   /** Stores a registration (or renewal) and the token that made it. */
@@ -361,7 +361,7 @@ export class SessionDirectory<S> {
     checkOverlap();
     const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
     if (this.#hooks?.claim !== undefined) {
-      await this.#hooks.claim(meta);
+      await this.#hooks.claim(meta, { id: tokenId, expiresAtMs: c.exp * 1000 });
     }
     const previous = this.#byId.get(c.sid);
     try {

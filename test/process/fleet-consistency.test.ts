@@ -2,16 +2,22 @@
 // built CLI, each with its own store and ports), a real NSD upstream, clients on loopback addresses. Checks
 // (README, "Running a fleet"):
 // - the learned deny list is shared entry by entry: adds and removals made on two replicas at once, interleaved,
-//   all hold; every replica (and one started afterwards) ends with exactly the union of the adds minus the removals.
+//   all hold; every replica (and one started afterwards) ends with exactly the union of the adds minus the removals;
+// - a registration token whose session was ended through one replica is refused by every other (401
+//   ERR_TOKEN_REVOKED), also by one that saw the end while Redis is away (its own record); one that could not know
+//   (down when the session was ended, Redis away when the token is replayed) accepts it (fail-open, counted and
+//   logged) and ends the session once Redis is back.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exited, spawnServe } from '../helpers/serve-process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-import { query } from '../helpers/dns-client.js';
+import { query, type DnsReply } from '../helpers/dns-client.js';
+import { FIXTURE } from '../helpers/upstream.js';
 import { metricValue } from '../helpers/warden.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 
@@ -60,8 +66,7 @@ async function waitLine(r: Replica, msg: string, from: number, timeoutMs = 30_00
   throw new Error(`replica ${r.name}: no "${msg}" line:\n${r.output}`);
 }
 
-async function launch(name: string): Promise<Replica> {
-  const dir = mkdtempSync(join(root, `${name}-`));
+async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`))): Promise<Replica> {
   const configPath = join(dir, 'dnswarden.yaml');
   writeFileSync(configPath, stringify(configOf(name, dir)));
   const r: Replica = { name, dir, child: undefined as unknown as ChildProcess, output: '', dns: { address: '127.0.0.1', port: 0 }, adminUrl: '' };
@@ -112,6 +117,23 @@ async function inParallel<T>(jobs: readonly (() => Promise<T>)[], width: number)
     }
   }));
   return out;
+}
+
+const ask = (r: Replica, bind: string, name: string = FIXTURE.a.name): Promise<DnsReply> => query({ server: r.dns, bind, name, type: 'A', transport: 'udp' });
+const answered = (reply: DnsReply): boolean => reply.rcode === 'NOERROR' && reply.answers.some((a) => a.data === FIXTURE.a.address);
+
+/** A registration token for one address; `jti` tells it from every other token of the session. */
+function token(sid: string, addresses: readonly string[], jti: string): Promise<string> {
+  return new SignJWT({ sid, user: `user-${sid}`, role: 'agent', session_type: 'batch', addresses, jti, exp: Math.floor(Date.now() / 1000) + 3600 })
+    .setProtectedHeader({ alg: 'HS256', kid: 'runtime' })
+    .sign(new TextEncoder().encode(HS_SECRET));
+}
+
+const post = (r: Replica, jwt: string) => admin(r, '/v1/sessions', { method: 'POST', body: { token: jwt } });
+
+async function kill9(r: Replica): Promise<void> {
+  r.child.kill('SIGKILL');
+  await exited(r.child, 10_000);
 }
 
 const firstFew = (list: readonly string[]): string => `${list.length}: ${list.slice(0, 5).join(' ')}${list.length > 5 ? ' …' : ''}`;
@@ -189,4 +211,87 @@ describe('fleet.redis: the learned deny list, entry by entry', () => {
     expect((await query({ server: a.dns, bind: '127.0.3.30', name: 'www.c1.deny-race.test', type: 'A', transport: 'udp' })).ede?.text).toMatch(/^learned_deny/);
     expect((await query({ server: a.dns, bind: '127.0.3.30', name: 'www.b0.deny-race.test', type: 'A', transport: 'udp' })).ede?.text ?? '').not.toMatch(/^learned_deny/);
   }, 120_000);
+});
+
+describe('fleet.redis: a registration token of an ended session is refused on every replica', () => {
+  it('ended through A: the same token posted to B, or to a replica started since, is refused (401 ERR_TOKEN_REVOKED) and registers nothing', async () => {
+    const [a, b] = [rep('A'), rep('B')];
+    const jwt = await token('pod-t', ['127.0.3.40/32'], 't-1');
+    expect((await post(a, jwt)).status).toBe(201);
+    await within(5000, 'pod-t on B', async () => answered(await ask(b, '127.0.3.40')));
+    expect((await admin(a, '/v1/sessions/pod-t', { method: 'DELETE' })).status).toBe(204);
+    await within(5000, 'end of pod-t on B', async () => (await ask(b, '127.0.3.40')).rcode === 'REFUSED');
+    // B saw the registration and its end (its own record refuses the token too); D, started now, saw neither: the
+    // fleet's shared record refuses it there.
+    const d = await launch('D');
+    for (const r of [b, a, d]) {
+      const replay = await post(r, jwt);
+      expect(replay.status, `${r.name}: ${replay.text}`).toBe(401);
+      expect(replay.json.error.code).toBe('ERR_TOKEN_REVOKED');
+      expect(replay.json.error.message).toContain('pod-t');
+      expect((await ask(r, '127.0.3.40')).rcode).toBe('REFUSED');
+    }
+    expect(await metric(d, 'dnswarden_fleet_token_checks_total', { result: 'revoked' })).toBe(1);
+    await kill9(d);
+    replicas.delete('D');
+    // A new token for the same session is a new registration, on either replica.
+    expect((await post(b, await token('pod-t', ['127.0.3.40/32'], 't-2'))).status).toBe(201);
+    expect((await admin(b, '/v1/sessions/pod-t', { method: 'DELETE' })).status).toBe(204);
+    for (const r of [a, b, d]) expect(r.output).not.toContain(jwt);
+  });
+
+  it('Redis away: a replica that saw the end refuses the token on its own record; a fresh registration is accepted, counted as unchecked and logged', async () => {
+    const [a, b] = [rep('A'), rep('B')];
+    const jwt = await token('pod-u', ['127.0.3.41/32'], 'u-1');
+    expect((await post(a, jwt)).status).toBe(201);
+    await within(5000, 'pod-u on B', async () => answered(await ask(b, '127.0.3.41')));
+    expect((await admin(a, '/v1/sessions/pod-u', { method: 'DELETE' })).status).toBe(204);
+    await within(5000, 'end of pod-u on B', async () => (await ask(b, '127.0.3.41')).rcode === 'REFUSED');
+    redis.pause();
+    try {
+      for (const r of [a, b]) await within(15_000, `${r.name} sees Redis not answering`, async () => (await metric(r, 'dnswarden_fleet_redis_connected')) === 0);
+      const replay = await post(b, jwt);
+      expect(replay.status, replay.text).toBe(401);
+      expect(replay.json.error.code).toBe('ERR_TOKEN_REVOKED');
+      const uncheckedBefore = (await metric(b, 'dnswarden_fleet_token_checks_total', { result: 'unchecked' })) ?? 0;
+      const from = b.output.length;
+      expect((await post(b, await token('pod-v', ['127.0.3.42/32'], 'v-1'))).status).toBe(201);
+      expect(await metric(b, 'dnswarden_fleet_token_checks_total', { result: 'unchecked' })).toBe(uncheckedBefore + 1);
+      const warned = await waitLine(b, "registration accepted without the fleet's record of ended sessions (a token of a session ended on another replica would get through here): checked when Redis is back", from, 5000);
+      expect(warned['session']).toBe('pod-v');
+    } finally {
+      redis.resume();
+    }
+    for (const r of [a, b]) await within(20_000, `${r.name} reconnected and drained`, async () => (await metric(r, 'dnswarden_fleet_redis_connected')) === 1 && (await metric(r, 'dnswarden_fleet_outbox_events')) === 0);
+    await within(5000, 'pod-v on A', async () => answered(await ask(a, '127.0.3.42')));
+    expect(await metric(b, 'dnswarden_fleet_token_checks_total', { result: 'replayed' })).toBe(0);
+    expect((await admin(b, '/v1/sessions/pod-v', { method: 'DELETE' })).status).toBe(204);
+  }, 90_000);
+
+  it('a replica that could not know (down when the session was ended, Redis away when the token is replayed) accepts it, then ends the session once Redis is back', async () => {
+    const a = rep('A');
+    const jwt = await token('pod-w', ['127.0.3.43/32'], 'w-1');
+    expect((await post(a, jwt)).status).toBe(201);
+    await within(5000, 'pod-w on B', async () => answered(await ask(rep('B'), '127.0.3.43')));
+    const bDir = rep('B').dir;
+    await kill9(rep('B'));
+    expect((await admin(a, '/v1/sessions/pod-w', { method: 'DELETE' })).status).toBe(204);
+    redis.pause();
+    let b: Replica;
+    try {
+      b = await launch('B', bDir); // waits for Redis (5 s), then starts from its own store: pod-w live there
+      expect(answered(await ask(b, '127.0.3.43'))).toBe(true);
+      const replay = await post(b, jwt);
+      expect(replay.status, replay.text).toBe(201); // fail-open: nothing here says it was ended
+      expect(await metric(b, 'dnswarden_fleet_token_checks_total', { result: 'unchecked' })).toBe(1);
+    } finally {
+      redis.resume();
+    }
+    await within(20_000, 'the replayed session ended on B', async () => (await ask(b, '127.0.3.43')).rcode === 'REFUSED');
+    expect(await metric(b, 'dnswarden_fleet_token_checks_total', { result: 'replayed' })).toBe(1);
+    const line = await waitLine(b, 'a registration accepted while Redis was away used the token of a session ended before (a replay): the session is ended', 0, 5000);
+    expect(line['session']).toBe('pod-w');
+    expect((await ask(a, '127.0.3.43')).rcode).toBe('REFUSED');
+    for (const r of [a, b]) expect((await post(r, jwt)).status).toBe(401);
+  }, 90_000);
 });
