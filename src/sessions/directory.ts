@@ -2,14 +2,13 @@
 // signed JWT. Maps a source address to its live session (through an address index, so neither a
 // lookup nor a registration's overlap check grows with the number of sessions); owns each session's
 // per-session state (the policy's window) and its bounded recent-query history. Never decides a verdict.
-import { createSecretKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 // jose is loaded when a registration key or token is first handled: a resolver without dynamic
 // sessions never needs it (it costs ~10 MB of RSS).
 const jose = (): Promise<typeof import('jose')> => import('jose');
 import { z } from 'zod';
 import { AddressIndex, addressCount, addressKey, cidrKey, type AddressKey } from './address-index.js';
-import { cidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from '../ops/config.js';
+import { cidr, sessionTypeSchema, type StaticSession } from '../ops/config.js';
+import type { VerifyKey } from './credentials.js';
 import { ConfigError, WardenError, messageOf } from '../errors.js';
 
 export type SessionType = z.infer<typeof sessionTypeSchema>;
@@ -76,40 +75,6 @@ function tokenIdOf(kid: string, c: z.infer<typeof claimsSchema>): string {
   return JSON.stringify(c.jti !== undefined ? [kid, c.sid, 'jti', c.jti] : [kid, c.sid, 'iat', c.iat ?? null, 'exp', c.exp]);
 }
 
-export interface VerifyKey {
-  readonly alg: 'HS256' | 'EdDSA';
-  readonly key: KeyObject | CryptoKey;
-}
-
-/** Loads signing keys once at start (files read, PEM parsed): bad keys fail the start, naming the field. */
-export async function loadSigningKeys(keys: readonly SigningKeyConfig[]): Promise<ReadonlyMap<string, VerifyKey>> {
-  const out = new Map<string, VerifyKey>();
-  for (const [i, k] of keys.entries()) {
-    const path = `sessions.signing_keys[${i}]`;
-    if (out.has(k.kid)) throw new ConfigError(`${path}.kid`, `duplicate key id "${k.kid}"`);
-    const read = (file: string, field: string): string => {
-      try {
-        return readFileSync(file, 'utf8').trim();
-      } catch (err) {
-        throw new ConfigError(`${path}.${field}`, `cannot read ${file}: ${messageOf(err)}`);
-      }
-    };
-    if (k.alg === 'HS256') {
-      const secret = k.secret ?? read(k.secret_file!, 'secret_file');
-      if (secret.length < 32) throw new ConfigError(`${path}.secret`, 'HS256 secrets must be at least 32 characters');
-      out.set(k.kid, { alg: 'HS256', key: createSecretKey(Buffer.from(secret, 'utf8')) });
-    } else {
-      const pem = k.public_key ?? read(k.public_key_file!, 'public_key_file');
-      try {
-        out.set(k.kid, { alg: 'EdDSA', key: await (await jose()).importSPKI(pem, 'EdDSA') });
-      } catch (err) {
-        throw new ConfigError(`${path}.public_key`, `not an Ed25519 public key in PEM (SPKI): ${messageOf(err)}`);
-      }
-    }
-  }
-  return out;
-}
-
 /** A session's CIDRs as index keys (validated CIDRs: config and claims are checked before they get here). */
 function keysOf(cidrs: readonly string[]): { key: AddressKey; len: number }[] {
   return cidrs.map((c) => {
@@ -117,6 +82,14 @@ function keysOf(cidrs: readonly string[]): { key: AddressKey; len: number }[] {
     if (k === undefined) throw new WardenError('ERR_BAD_CLAIMS', `not a CIDR: ${JSON.stringify(c)}`);
     return k;
   });
+}
+
+/** The CIDRs of `a` that `b` does not list (the same CIDR however it is spelled counts as listed). */
+function cidrsNotIn(a: readonly string[], b: readonly string[]): string[] {
+  const id = (k: { key: AddressKey; len: number }): string => `${k.key.join('.')}/${k.len}`;
+  const listed = new Set(keysOf(b).map(id));
+  const keys = keysOf(a);
+  return a.filter((_, i) => !listed.has(id(keys[i]!)));
 }
 
 /** Whether two address lists (CIDRs) share an address (a quarantine follows its session's addresses). */
@@ -369,9 +342,14 @@ export class SessionDirectory<S> {
       this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
       this.#hooks?.saveRegistered(meta, { id: tokenId, expiresAtMs: c.exp * 1000 }); // persisted before it takes effect
     } catch (err) {
-      if (previous === undefined) this.#hooks?.unclaim?.(meta); // refused after all: its addresses are free again
+      // Refused after all: what this registration claimed anew is free again (a renewal's old addresses stay its own).
+      const added = previous === undefined ? meta.addresses : cidrsNotIn(meta.addresses, previous.session.addresses);
+      if (added.length > 0) this.#hooks?.unclaim?.({ ...meta, addresses: added });
       throw err;
     }
+    // A renewal that left addresses out gives them back.
+    const left = previous === undefined || previous.session.origin !== 'registered' ? [] : cidrsNotIn(previous.session.addresses, meta.addresses);
+    if (left.length > 0) this.#hooks?.unclaim?.({ ...meta, addresses: left });
     const session = this.#put(meta, previous?.session);
     this.#changed();
     return session;

@@ -6,11 +6,15 @@
 // - a registration token whose session was ended through one replica is refused by every other (401
 //   ERR_TOKEN_REVOKED), also by one that saw the end while Redis is away (its own record); one that could not know
 //   (down when the session was ended, Redis away when the token is replayed) accepts it (fail-open, counted and
-//   logged) and ends the session once Redis is back.
+//   logged) and ends the session once Redis is back;
+// - a renewal refused after its addresses were claimed (the store refused it) gives back the addresses it claimed
+//   anew, and keeps its old ones; a renewal that leaves an address out gives that one back.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -294,4 +298,43 @@ describe('fleet.redis: a registration token of an ended session is refused on ev
     expect((await ask(a, '127.0.3.43')).rcode).toBe('REFUSED');
     for (const r of [a, b]) expect((await post(r, jwt)).status).toBe(401);
   }, 90_000);
+});
+
+describe('fleet.redis: a renewal gives back what it claimed when refused, and what it left out', () => {
+  it('a renewal the store refuses after the claim leaves its new address free and its old one claimed; a renewal without an address frees it', async () => {
+    const [a, b] = [rep('A'), rep('B')];
+    const client = new Redis(redis.url);
+    try {
+      const holder = (address: string) => client.get(`{${FLEET}}:addr:${address}`);
+      expect((await post(a, await token('pod-x', ['127.0.3.50/32'], 'x-1'))).status).toBe(201);
+      expect(await holder('127.0.3.50/32')).toBe('pod-x');
+      // A writer holding A's store: A's next write waits for it (busy_timeout), then fails.
+      const lock = new Database(join(a.dir, 'data', 'dnswarden.sqlite'));
+      let refused: { status: number; text: string };
+      try {
+        lock.pragma('busy_timeout = 5000');
+        lock.exec('BEGIN IMMEDIATE');
+        refused = await post(a, await token('pod-x', ['127.0.3.50/32', '127.0.3.51/32'], 'x-2'));
+      } finally {
+        if (lock.inTransaction) lock.exec('ROLLBACK');
+        lock.close();
+      }
+      expect(refused.status, refused.text).toBeGreaterThanOrEqual(500);
+      let held: string | null = null;
+      await within(5000, 'the new address given back', async () => (held = await holder('127.0.3.51/32')) === null, () => held);
+      expect(await holder('127.0.3.50/32')).toBe('pod-x');
+      expect((await admin(a, '/v1/sessions/pod-x')).json.session.addresses).toEqual(['127.0.3.50/32']);
+      // The address the refused renewal wanted is anyone's: registered through B at once.
+      expect((await post(b, await token('pod-y', ['127.0.3.51/32'], 'y-1'))).status).toBe(201);
+
+      // A renewal that moves to another address gives the old one back at once (not when the session expires).
+      expect((await post(a, await token('pod-x', ['127.0.3.52/32'], 'x-3'))).status).toBe(201);
+      await within(5000, 'the renewal on B', async () => answered(await ask(b, '127.0.3.52')));
+      expect(await holder('127.0.3.50/32')).toBeNull();
+      expect((await post(b, await token('pod-z', ['127.0.3.50/32'], 'z-1'))).status).toBe(201);
+      for (const id of ['pod-x', 'pod-y', 'pod-z']) expect((await admin(b, `/v1/sessions/${id}`, { method: 'DELETE' })).status).toBe(204);
+    } finally {
+      client.disconnect();
+    }
+  }, 60_000);
 });

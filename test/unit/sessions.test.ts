@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/errors.js';
-import { loadSigningKeys, SessionDirectory } from '../../src/sessions/directory.js';
+import { SessionDirectory } from '../../src/sessions/directory.js';
+import { loadSigningKeys } from '../../src/sessions/credentials.js';
 import { Store } from '../../src/store.js';
 
 const SECRET = 'unit-test-registration-secret-0123456789';
