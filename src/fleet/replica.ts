@@ -1,7 +1,7 @@
 // fleet.redis: how this replica takes in what the other replicas changed — into its store, its session directory,
 // its quarantine book and its learned deny list — and what it writes back when the shared record lacks it. Owns
 // the learned deny list's rule per entry here (the later add or removal of a domain wins; at the same instant an
-// add) and what is applied of a session another replica registered.
+// add) and what is applied of a session another replica registered (never an address a static session here holds).
 // Never talks to Redis (src/fleet/redis-fleet.ts receives and sends, src/fleet/shared-record.ts writes) and never
 // decides a change itself: every change it applies was decided and stored on another replica.
 import type { Logger } from 'pino';
@@ -51,9 +51,20 @@ export function replicaOf<S>(d: ReplicaDeps<S>): Replica {
   const { store, sessions, quarantines } = d;
   return {
     putSession: (m, token) => {
-      if (token === undefined) store.saveSession(m);
-      else store.saveRegisteredSession(m, token);
-      sessions.adopt(m);
+      // An address a static session here overlaps stays the static session's: left out here, counted and logged.
+      const { meta, refused } = sessions.withoutStatic(m);
+      if (refused.length > 0) {
+        d.metrics.fleetAdoptionsRefused.inc(refused.length);
+        d.log.warn({ session: m.id, refused }, 'a session registered on another replica overlaps a static session here: those addresses stay the static session\'s on this replica');
+      }
+      if (meta === undefined) {
+        store.deleteSession(m.id);
+        sessions.drop(m.id);
+        return;
+      }
+      if (token === undefined) store.saveSession(meta);
+      else store.saveRegisteredSession(meta, token);
+      sessions.adopt(meta);
     },
     dropSession: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); sessions.drop(id); },
     // Only if it is still that registration (a later renewal here with another token stands).

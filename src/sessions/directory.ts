@@ -355,11 +355,32 @@ export class SessionDirectory<S> {
     return session;
   }
 
-  /** A registration (or renewal) another worker verified and stored: takes effect here too, its state kept. */
+  /**
+   * A registration made elsewhere, without the addresses a static session here overlaps (this process's config is
+   * never shadowed by another replica's registration): what is left (undefined if nothing), and what was left out.
+   */
+  withoutStatic(meta: SessionMeta): { meta: SessionMeta | undefined; refused: { address: string; staticId: string }[] } {
+    const refused: { address: string; staticId: string }[] = [];
+    const keys = keysOf(meta.addresses);
+    const kept = meta.addresses.filter((address, i) => {
+      const owner = this.#index.overlapping(keys[i]!.key, keys[i]!.len, (s) => s.origin === 'static');
+      if (owner !== undefined) refused.push({ address, staticId: owner.id });
+      return owner === undefined;
+    });
+    return { meta: kept.length === 0 ? undefined : kept.length === meta.addresses.length ? meta : { ...meta, addresses: kept }, refused };
+  }
+
+  /**
+   * A registration (or renewal) another worker or replica verified and stored: takes effect here too, its state
+   * kept, without the addresses a static session here overlaps (see withoutStatic; left with none, it is dropped).
+   */
   adopt(meta: SessionMeta): void {
     const previous = this.#byId.get(meta.id)?.session;
     if (previous?.origin === 'static') return;
-    this.#put(meta, previous);
+    const adopted = this.withoutStatic(meta).meta;
+    if (adopted === undefined) {
+      if (previous !== undefined) this.#remove(meta.id);
+    } else this.#put(adopted, previous);
     this.#changed();
   }
 

@@ -8,7 +8,9 @@
 //   (down when the session was ended, Redis away when the token is replayed) accepts it (fail-open, counted and
 //   logged) and ends the session once Redis is back;
 // - a renewal refused after its addresses were claimed (the store refused it) gives back the addresses it claimed
-//   anew, and keeps its old ones; a renewal that leaves an address out gives that one back.
+//   anew, and keeps its old ones; a renewal that leaves an address out gives that one back;
+// - a session registered on another replica that overlaps a static session here does not shadow it: the
+//   overlapping address is left out here (counted, logged); its other addresses are adopted as usual.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -336,5 +338,33 @@ describe('fleet.redis: a renewal gives back what it claimed when refused, and wh
     } finally {
       client.disconnect();
     }
+  }, 60_000);
+});
+
+describe('fleet.redis: a session from another replica never shadows a static session here', () => {
+  it('registered on B with an address of A\'s static session: A keeps that address for its static session (counted, logged), adopts the rest', async () => {
+    const [a, b] = [rep('A'), rep('B')];
+    const from = a.output.length;
+    const refusedBefore = (await metric(a, 'dnswarden_fleet_adoptions_refused_total')) ?? 0;
+    expect((await post(b, await token('pod-s', ['127.0.3.30/32', '127.0.3.60/32'], 's-1'))).status).toBe(201);
+    await within(5000, 'pod-s on A', async () => answered(await ask(a, '127.0.3.60')));
+    expect((await admin(b, '/v1/sessions/pod-s')).json.session.addresses).toEqual(['127.0.3.30/32', '127.0.3.60/32']);
+    expect((await admin(a, '/v1/sessions/pod-s')).json.session.addresses).toEqual(['127.0.3.60/32']);
+    expect(await metric(a, 'dnswarden_fleet_adoptions_refused_total')).toBe(refusedBefore + 1);
+    const line = await waitLine(a, "a session registered on another replica overlaps a static session here: those addresses stay the static session's on this replica", from, 5000);
+    expect(line['session']).toBe('pod-s');
+    expect(line['refused']).toEqual([{ address: '127.0.3.30/32', staticId: 'static-a' }]);
+    // A query from the static address on A is the static session's.
+    expect((await ask(a, '127.0.3.30', 'probe-static.dnswarden.test')).rcode).toBe('NXDOMAIN');
+    const names = async (id: string): Promise<string[]> => ((await admin(a, `/v1/sessions/${id}/queries`)).json?.queries ?? []).map((q: { name: string }) => q.name);
+    await within(5000, 'the query in static-a\'s history', async () => (await names('static-a')).includes('probe-static.dnswarden.test'));
+    expect(await names('pod-s')).not.toContain('probe-static.dnswarden.test');
+    // A renewal only inside the static address is not adopted on A at all (and pod-s's old addresses go with it).
+    expect((await post(b, await token('pod-s', ['127.0.3.30/32'], 's-2'))).status).toBe(201);
+    await within(5000, 'pod-s gone from A', async () => (await admin(a, '/v1/sessions/pod-s')).status === 404);
+    expect((await ask(a, '127.0.3.60')).rcode).toBe('REFUSED');
+    expect(answered(await ask(a, '127.0.3.30'))).toBe(true);
+    expect(await metric(a, 'dnswarden_fleet_adoptions_refused_total')).toBe(refusedBefore + 2);
+    expect((await admin(b, '/v1/sessions/pod-s', { method: 'DELETE' })).status).toBe(204);
   }, 60_000);
 });
