@@ -197,6 +197,7 @@ export class RedisFleet {
       this.#metrics.fleetTokenChecks.inc({ result: 'unchecked' });
       this.#log.warn({ session: meta.id, why }, 'registration accepted without the fleet\'s record of ended sessions (a token of a session ended on another replica would get through here): checked when Redis is back');
     };
+    if (token !== undefined) this.#unchecked.delete(token.id); // each registration with it is decided afresh
     if (!this.connected) return unchecked('Redis not connected');
     let holder: string | undefined;
     try {
