@@ -145,17 +145,17 @@ export class SharedRecord {
   async send(event: FleetEvent): Promise<SendResult> {
     const m = this.#redis.multi();
     let published = false;
-    let result: SendResult = {};
     switch (event.kind) {
       case 'session.put': {
+        // Posted while Redis could not be asked: was its token one of a session ended elsewhere? Then it is not
+        // shared (no other replica takes it in); the sender ends it.
+        if (event.token !== undefined && event.unchecked === true) {
+          const endedAtMs = await this.useToken(event.token, event.meta.id, event.meta.registeredAtMs);
+          if (endedAtMs !== undefined) return { replayed: { meta: event.meta, endedAtMs } };
+        }
         // Queued while Redis was away, the claim was not made then: made now; a conflict is the partition's (logged).
         const holder = await this.claim(event.meta);
         if (holder !== undefined) this.#log.error({ session: event.meta.id, held_by: holder, addresses: event.meta.addresses }, 'a session registered during a partition shares an address with a session registered elsewhere: both hold until one ends');
-        // Posted while Redis could not be asked: was its token one of a session ended elsewhere?
-        if (event.token !== undefined && event.unchecked === true) {
-          const endedAtMs = await this.useToken(event.token, event.meta.id, event.meta.registeredAtMs);
-          if (endedAtMs !== undefined) result = { replayed: { meta: event.meta, endedAtMs } };
-        }
         m.hset(this.#k('sessions'), event.meta.id, JSON.stringify(event.meta));
         break;
       }
@@ -197,7 +197,7 @@ export class SharedRecord {
     const results = await m.exec();
     const failed = results?.find(([err]) => err !== null);
     if (results === null || failed !== undefined) throw new Error(`MULTI failed: ${failed === undefined ? 'aborted' : messageOf(failed[0])}`);
-    return result;
+    return {};
   }
 
 }

@@ -1,7 +1,8 @@
 // src/fleet/shared-record.ts against a real redis-server: the address claims (one winner, all or nothing,
 // given back only by their holder, gone with the session's expiry) and the writes (a quarantine record never
 // goes back a state; every change is published with its origin; a learned deny entry is written and published
-// only if it is not older than what the record holds for its domain).
+// only if it is not older than what the record holds for its domain; a registration token is refused once its
+// session was ended at or after its first use, and only then).
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,5 +119,27 @@ describe('SharedRecord', () => {
     } finally {
       sub.disconnect();
     }
+  });
+
+  it('a token is refused once its session was ended at or after its first use; a new token for the session is not; both records lapse', async () => {
+    const t1 = { id: '["k","s9","jti","1"]', expiresAtMs: now + 3_600_000 };
+    const t2 = { id: '["k","s9","jti","2"]', expiresAtMs: now + 7_200_000 };
+    expect(await record.useToken(t1, 's9', now)).toBeUndefined();
+    expect(await record.useToken(t1, 's9', now + 5)).toBeUndefined(); // posted again while live (a renewal)
+    await record.send({ kind: 'session.drop', id: 's9', endedAtMs: now + 10 });
+    expect(await record.useToken(t1, 's9', now + 20)).toBe(now + 10); // its first use (now) was before the end
+    expect(await record.useToken(t2, 's9', now + 30)).toBeUndefined(); // first used after the end
+    // An expiry (no endedAtMs) revokes nothing; a later end revokes the new token too.
+    await record.send({ kind: 'session.drop', id: 's9' });
+    expect(await record.useToken(t2, 's9', now + 40)).toBeUndefined();
+    await record.send({ kind: 'session.drop', id: 's9', endedAtMs: now + 50 });
+    expect(await record.useToken(t2, 's9', now + 60)).toBe(now + 50);
+    // The records lapse: the token's with its expiry, the end's with the latest token of the session (a day at least).
+    const keys = (await client.keys('{unit}:*')).filter((k) => /:(token|ended|tokens-until):/.test(k));
+    expect(keys.length).toBe(4);
+    for (const k of keys) expect(await client.pttl(k)).toBeGreaterThan(0);
+    expect(await client.pttl(key('ended:s9'))).toBeGreaterThan(86_000_000);
+    // The token's id is not in Redis as such (a hash of it is).
+    expect(keys.some((k) => k.includes('jti'))).toBe(false);
   });
 });

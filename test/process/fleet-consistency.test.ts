@@ -282,6 +282,8 @@ describe('fleet.redis: a registration token of an ended session is refused on ev
     const bDir = rep('B').dir;
     await kill9(rep('B'));
     expect((await admin(a, '/v1/sessions/pod-w', { method: 'DELETE' })).status).toBe(204);
+    // The end is in Redis (A's queue drained) before Redis stops answering.
+    await within(5000, 'the end of pod-w sent by A', async () => (await metric(a, 'dnswarden_fleet_outbox_events')) === 0);
     redis.pause();
     let b: Replica;
     try {
