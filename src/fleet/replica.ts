@@ -40,7 +40,10 @@ export interface ReplicaDeps<S> {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly nowMs: () => number;
-  /** With server.workers > 1, false on all but the admin worker (the workers share one store). */
+  /**
+   * With server.workers > 1, false on all but the admin worker (the workers share one store): that one records
+   * another replica's audit rows, and counts and logs what every worker refused to adopt.
+   */
   readonly recordsAudit: boolean;
   /** The learned deny list changed in the store: re-read into the policy. */
   readonly learnedDenyChanged: () => void;
@@ -53,7 +56,7 @@ export function replicaOf<S>(d: ReplicaDeps<S>): Replica {
     putSession: (m, token) => {
       // An address a static session here overlaps stays the static session's: left out here, counted and logged.
       const { meta, refused } = sessions.withoutStatic(m);
-      if (refused.length > 0) {
+      if (refused.length > 0 && d.recordsAudit) { // every worker applies it; one counts and logs it
         d.metrics.fleetAdoptionsRefused.inc(refused.length);
         d.log.warn({ session: m.id, refused }, 'a session registered on another replica overlaps a static session here: those addresses stay the static session\'s on this replica');
       }
