@@ -17,7 +17,7 @@ import type { Config } from '../ops/config.js';
 import type { Metrics } from '../ops/telemetry.js';
 import type { QuarantineGate, QuarantineRecord, Store } from '../store.js';
 import type { RegistrationToken, SessionMeta } from '../sessions/directory.js';
-import { SharedRecord, type DenyTombstone, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
+import { SharedRecord, type FleetEvent } from './shared-record.js';
 import { FleetAlerts, type AlertPoster } from './fleet-alerts.js';
 import { DenyMerge, type Replica } from './replica.js';
 
@@ -306,9 +306,11 @@ export class RedisFleet {
           break;
         case 'quarantine.record': this.#replica.quarantine(event.record); break;
         case 'quarantine.gate': this.#replica.gate(event.gate); break;
-        case 'deny.put': this.#deny.put(event.entry); break;
-        case 'deny.drop': this.#deny.drop(event.domain, event.atMs); break;
-        case 'deny.list': for (const entry of event.entries) this.#deny.put(entry); break; // an older replica's snapshot: adds only
+        case 'deny.put': if (this.#deny.put(event.entry)) this.#replica.denyChanged(); break;
+        case 'deny.drop': if (this.#deny.drop(event.domain, event.atMs)) this.#replica.denyChanged(); break;
+        case 'deny.list': // an older replica's snapshot: adds only
+          if (event.entries.map((entry) => this.#deny.put(entry)).includes(true)) this.#replica.denyChanged();
+          break;
         case 'audit': this.#replica.audit(event.entry); break;
       }
       this.#metrics.fleetEventsReceived.inc({ kind: event.kind });
@@ -317,10 +319,10 @@ export class RedisFleet {
     }
   }
 
-  /** Domains whose add or removal made here (by any worker of this replica) is still queued: newer than the record. */
-  #denyQueued(): Set<string> {
+  /** Learned deny changes made here (by any worker of this replica) still queued: newer than the record. */
+  #denyQueued(): FleetEvent[] {
     const rows = this.#store.db.prepare("SELECT event FROM fleet_outbox WHERE event LIKE '%\"kind\":\"deny.%'").all() as { event: string }[];
-    return DenyMerge.domainsOf([...rows.map((r) => JSON.parse(r.event) as FleetEvent), ...this.#unqueued]);
+    return [...rows.map((r) => JSON.parse(r.event) as FleetEvent), ...this.#unqueued];
   }
 
   /** Sends what is queued, then reads the whole shared record (on start and on every reconnection). */
@@ -378,15 +380,9 @@ export class RedisFleet {
       const meta = JSON.parse(text) as SessionMeta;
       if (meta.expiresAtMs > now && !this.#tombstones.has(meta.id)) this.#apply({ kind: 'session.put', meta });
     }
-    // The learned deny list entry by entry; what is still queued here is newer than the record and stays.
-    const queued = this.#denyQueued();
-    for (const [domain, text] of Object.entries(deny)) {
-      if (queued.has(domain)) continue;
-      const entry = JSON.parse(text) as LearnedDenyEntry | DenyTombstone;
-      this.#apply('removedAtMs' in entry ? { kind: 'deny.drop', domain, atMs: entry.removedAtMs } : { kind: 'deny.put', entry });
-    }
-    // An entry the record never heard of (added before this replica joined, or Redis lost its data) goes back.
-    const unknown = this.#replica.learnedDeny().filter((e) => deny[e.domain] === undefined && !queued.has(e.domain));
+    // The learned deny list entry by entry; an entry the record never heard of (added before this replica joined,
+    // or Redis lost its data) goes back.
+    const unknown = this.#deny.catchUp(deny, this.#denyQueued());
     for (const entry of unknown) this.publish({ kind: 'deny.put', entry });
     // A shared record that lost a quarantine held here (Redis restarted empty) gets it back: a quarantine is never shed.
     const missing = this.#replica.held().filter((q) => quarantines[q.id] === undefined);

@@ -9,7 +9,7 @@ import type { QuarantineBook } from '../analyst/quarantine.js';
 import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
 import type { RegistrationToken, SessionDirectory, SessionMeta } from '../sessions/directory.js';
 import type { Metrics } from '../ops/telemetry.js';
-import type { FleetEvent, LearnedDenyEntry } from './shared-record.js';
+import type { DenyTombstone, FleetEvent, LearnedDenyEntry } from './shared-record.js';
 
 /** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
 export interface Replica {
@@ -21,9 +21,11 @@ export interface Replica {
   replayed(meta: SessionMeta): void;
   quarantine(record: QuarantineRecord): void;
   gate(gate: QuarantineGate): void;
-  /** One learned deny entry added (or replaced) / removed here, as another replica decided it. */
+  /** One learned deny entry added (or replaced) / removed in the store here, as another replica decided it. */
   denyPut(entry: LearnedDenyEntry): void;
   denyDrop(domain: string): void;
+  /** The learned deny list in the store changed: read into the policy (once for a whole catch-up). */
+  denyChanged(): void;
   denyEntry(domain: string): LearnedDenyEntry | undefined;
   audit(entry: Omit<AuditEntry, 'id'>): void;
   /** Quarantines held here (open or confirmed): written back to a shared record that lost them (Redis restarted empty). */
@@ -74,8 +76,9 @@ export function replicaOf<S>(d: ReplicaDeps<S>): Replica {
     replayed: (m) => { if (sessions.get(m.id)?.registeredAtMs === m.registeredAtMs) sessions.deregister(m.id, d.nowMs()); },
     quarantine: (q) => quarantines.mirror(q),
     gate: (g) => quarantines.mirrorGate(g),
-    denyPut: (e) => { store.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason); d.learnedDenyChanged(); },
-    denyDrop: (domain) => { store.removeLearnedDeny(domain); d.learnedDenyChanged(); },
+    denyPut: (e) => store.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason),
+    denyDrop: (domain) => void store.removeLearnedDeny(domain),
+    denyChanged: () => d.learnedDenyChanged(),
     denyEntry: (domain) => store.learnedDenyEntry(domain),
     // Workers share one store: one of them records another replica's audit row.
     audit: (entry) => { if (d.recordsAudit) store.audit(entry, true); },
@@ -97,20 +100,26 @@ export class DenyMerge {
     this.#replica = replica;
   }
 
-  put(entry: LearnedDenyEntry): void {
+  /** Whether the store changed (an entry it already holds as is changes nothing). */
+  put(entry: LearnedDenyEntry): boolean {
     const removedAt = this.#tombstones.get(entry.domain);
-    if (removedAt !== undefined && removedAt > entry.addedAtMs) return;
+    if (removedAt !== undefined && removedAt > entry.addedAtMs) return false;
     const here = this.#replica.denyEntry(entry.domain);
-    if (here !== undefined && here.addedAtMs > entry.addedAtMs) return;
+    if (here !== undefined && here.addedAtMs > entry.addedAtMs) return false;
     this.#tombstones.delete(entry.domain);
+    if (here !== undefined && here.addedAtMs === entry.addedAtMs && here.addedBy === entry.addedBy && here.quarantineId === entry.quarantineId && here.reason === entry.reason) return false;
     this.#replica.denyPut(entry);
+    return true;
   }
 
-  drop(domain: string, atMs: number): void {
+  /** Whether the store changed. */
+  drop(domain: string, atMs: number): boolean {
     const here = this.#replica.denyEntry(domain);
-    if (here !== undefined && here.addedAtMs >= atMs) return; // added again since (or at the same instant)
+    if (here !== undefined && here.addedAtMs >= atMs) return false; // added again since (or at the same instant)
     this.#tombstones.set(domain, Math.max(atMs, this.#tombstones.get(domain) ?? 0));
-    if (here !== undefined) this.#replica.denyDrop(domain);
+    if (here === undefined) return false;
+    this.#replica.denyDrop(domain);
+    return true;
   }
 
   /** Forgets removals older than DENY_TOMBSTONE_MS (the shared record keeps them). */
@@ -118,15 +127,26 @@ export class DenyMerge {
     for (const [domain, at] of this.#tombstones) if (nowMs - at > DENY_TOMBSTONE_MS) this.#tombstones.delete(domain);
   }
 
-  /** The domains a queued change (not yet in Redis) touches: newer than the record, so the record's entry is skipped. */
-  static domainsOf(queued: readonly FleetEvent[]): Set<string> {
-    const out = new Set<string>();
+  /**
+   * A catch-up: the shared record's entries and tombstones (domain → JSON) applied here, except for domains a change
+   * still queued here touches (newer than the record); the policy re-reads the list once. Returns the entries here
+   * the record never heard of (to be written back).
+   */
+  catchUp(record: Readonly<Record<string, string>>, queued: readonly FleetEvent[]): LearnedDenyEntry[] {
+    const pending = new Set<string>();
     for (const e of queued) {
-      if (e.kind === 'deny.put') out.add(e.entry.domain);
-      else if (e.kind === 'deny.drop') out.add(e.domain);
-      else if (e.kind === 'deny.list') for (const x of e.entries) out.add(x.domain);
+      if (e.kind === 'deny.put') pending.add(e.entry.domain);
+      else if (e.kind === 'deny.drop') pending.add(e.domain);
+      else if (e.kind === 'deny.list') for (const x of e.entries) pending.add(x.domain);
     }
-    return out;
+    let changed = false;
+    for (const [domain, text] of Object.entries(record)) {
+      if (pending.has(domain)) continue;
+      const entry = JSON.parse(text) as LearnedDenyEntry | DenyTombstone;
+      if ('removedAtMs' in entry ? this.drop(domain, entry.removedAtMs) : this.put(entry)) changed = true;
+    }
+    if (changed) this.#replica.denyChanged();
+    return this.#replica.learnedDeny().filter((e) => record[e.domain] === undefined && !pending.has(e.domain));
   }
 }
 
