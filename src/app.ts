@@ -28,6 +28,7 @@ import type { WorkerLink } from './fleet/worker-link.js';
 import { RefusedLog } from './ops/refused-log.js';
 import { RefusalLimiter } from './dns/refusal-limit.js';
 import { RedisFleet } from './fleet/redis-fleet.js';
+import { denyChangeEvents, replicaOf } from './fleet/replica.js';
 import { declareZoneSeries, loadRpzSet, loadZoneFiles, pollFiles, type ZoneSet } from './zones/zone-set.js';
 import type { RpzSet } from './zones/rpz.js';
 
@@ -148,11 +149,11 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
         // A held quarantine follows the address and the user: gated before the session takes effect.
         registering: (m) => void quarantines.follow(m),
         ...(config.fleet.redis === undefined ? {} : {
-          claim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.claim(m) ?? Promise.resolve(),
+          claim: (m: Parameters<RedisFleet['claim']>[0], token: Parameters<RedisFleet['claim']>[1]) => fleet?.claim(m, token) ?? Promise.resolve(),
           unclaim: (m: Parameters<RedisFleet['claim']>[0]) => fleet?.unclaim(m),
         }),
-        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); fleet?.publish({ kind: 'session.put', meta: m }); },
-        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); fleet?.publish({ kind: 'session.drop', id }); },
+        saveRegistered: (m, token) => { store.saveRegisteredSession(m, token); publish({ kind: 'session.put', meta: m }); fleet?.registered(m, token); },
+        deleteRegistered: (id, endedAtMs) => { store.deleteRegisteredSession(id, endedAtMs); publish({ kind: 'session.drop', id }); fleet?.publish({ kind: 'session.drop', id, ...(endedAtMs === undefined ? {} : { endedAtMs }) }); },
         endedToken: (tokenId) => store.endedToken(tokenId),
         loadHistory: (id) => store.history(id),
       },
@@ -171,18 +172,8 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
 
     // fleet.redis: this replica's changes go to the others, theirs come here — before the first query is answered.
     if (config.fleet.redis !== undefined) {
-      const f = new RedisFleet(config.fleet, store, metrics, log, nowMs, {
-        putSession: (m) => { store.saveSession(m); sessions.adopt(m); },
-        dropSession: (id) => { store.deleteSession(id); sessions.drop(id); },
-        quarantine: (q) => quarantines.mirror(q),
-        gate: (g) => quarantines.mirrorGate(g),
-        denyList: (entries) => { store.replaceLearnedDeny(entries); learnedDenyChanged(); },
-        // Workers share one store: one of them records another replica's audit row.
-        audit: (entry) => { if (worker?.isAdmin !== false) store.audit(entry, true); },
-        held: () => quarantines.held(),
-        registered: () => sessions.list().filter((m) => m.origin === 'registered' && m.expiresAtMs > nowMs()).map(({ state: _state, history: _history, ...meta }) => meta),
-        learnedDeny: () => store.listLearnedDeny(),
-      }, alerts, worker?.isAdmin !== false);
+      const replica = replicaOf({ store, sessions, quarantines, metrics, log, nowMs, recordsAudit: worker?.isAdmin !== false, learnedDenyChanged });
+      const f = new RedisFleet(config.fleet, store, metrics, log, nowMs, replica, alerts, worker?.isAdmin !== false);
       fleet = f;
       quarantines.shared = { record: (record) => f.publish({ kind: 'quarantine.record', record }), gate: (gate) => f.publish({ kind: 'quarantine.gate', gate }) };
       store.onAudit = (entry) => f.publish({ kind: 'audit', entry });
@@ -360,7 +351,12 @@ export async function startApp(config: Config, envOverrides: Partial<AppEnv> = {
     const admin: AdminServer | undefined = worker !== undefined && !worker.isAdmin ? undefined : await listenAdmin(config.listen.admin, apiRoutes({
       sessions, quarantines, store, metrics, nowMs, historyLimit: Math.max(1, config.sessions.history_per_session),
       attackerDomains: (q) => exfiltrationDomains(q, store.lastReleaseOf(q.sessionId, q.raisedAtMs), registrableOf),
-      learnedDenyChanged: () => { learnedDenyChanged(); publish({ kind: 'deny.changed' }); fleet?.publish({ kind: 'deny.list', entries: store.listLearnedDeny() }); },
+      learnedDenyChanged: (change) => {
+        learnedDenyChanged();
+        publish({ kind: 'deny.changed' });
+        // fleet.redis: entry by entry, so changes made on two replicas at once all hold.
+        if (fleet !== undefined) for (const event of denyChangeEvents(store, change)) fleet.publish(event);
+      },
       flushCache: () => { cache.clear(); publish({ kind: 'cache.flush' }); },
       configuredDeny: () => [
         ...running.config.policy.deny.map((domain) => ({ domain, reason: 'policy.deny' })),

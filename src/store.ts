@@ -421,12 +421,10 @@ export class Store {
   addLearnedDeny(domain: string, atMs: number, by: string, quarantineId: string | null, reason: string): void {
     this.sql('INSERT OR REPLACE INTO learned_deny (domain, added_at_ms, added_by, quarantine_id, reason) VALUES (?, ?, ?, ?, ?)').run(domain, atMs, by, quarantineId, reason);
   }
-  /** The whole learned deny list at once (another replica's, with fleet.redis). */
-  replaceLearnedDeny(entries: readonly { domain: string; addedAtMs: number; addedBy: string; quarantineId: string | null; reason: string }[]): void {
-    this.db.transaction(() => {
-      this.sql('DELETE FROM learned_deny').run();
-      for (const e of entries) this.addLearnedDeny(e.domain, e.addedAtMs, e.addedBy, e.quarantineId, e.reason);
-    })();
+  /** One entry of the learned deny list, if the domain is on it. */
+  learnedDenyEntry(domain: string): { domain: string; addedAtMs: number; addedBy: string; quarantineId: string | null; reason: string } | undefined {
+    const r = this.sql('SELECT * FROM learned_deny WHERE domain = ?').get(domain) as { domain: string; added_at_ms: number; added_by: string; quarantine_id: string | null; reason: string } | undefined;
+    return r === undefined ? undefined : { domain: r.domain, addedAtMs: r.added_at_ms, addedBy: r.added_by, quarantineId: r.quarantine_id, reason: r.reason };
   }
   removeLearnedDeny(domain: string): boolean {
     return this.sql('DELETE FROM learned_deny WHERE domain = ?').run(domain).changes > 0;

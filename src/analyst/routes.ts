@@ -25,8 +25,11 @@ export interface ApiDeps {
   readonly historyLimit: number;
   /** Registrable domains the quarantine's evidence points at (for confirm --deny). */
   readonly attackerDomains: (q: QuarantineRecord) => string[];
-  /** Re-reads the learned deny list into the policy after a change. */
-  readonly learnedDenyChanged: () => void;
+  /**
+   * Re-reads the learned deny list into the policy after a change (made in the store): the domains added, and
+   * those removed with when (later than the entry's own time, so the removal is the newer change everywhere).
+   */
+  readonly learnedDenyChanged: (change: { readonly added: readonly string[]; readonly removed: readonly { readonly domain: string; readonly atMs: number }[] }) => void;
   readonly flushCache: () => void;
   /** With server.workers > 1: a session's live history gathered from every worker (this one holds only its own). */
   readonly liveHistory?: (id: string) => Promise<readonly HistoryEntry[]>;
@@ -250,7 +253,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
             d.store.audit({ atMs: nowMs, actor, action: 'deny.add', target: domain, reason, detail: { quarantine: existing.id } });
           }
         });
-        if (domains.length > 0) d.learnedDenyChanged();
+        if (domains.length > 0) d.learnedDenyChanged({ added: domains, removed: [] });
         return { status: 200, json: { quarantine: quarantineJson(q, false, d), denied_domains: domains } };
       },
     },
@@ -270,7 +273,7 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
           d.store.addLearnedDeny(domain, nowMs, req.caller.name, null, reason);
           d.store.audit({ atMs: nowMs, actor: req.caller.name, action: 'deny.add', target: domain, reason, detail: {} });
         });
-        d.learnedDenyChanged();
+        d.learnedDenyChanged({ added: [domain], removed: [] });
         return { status: 201, json: { domain } };
       },
     },
@@ -278,11 +281,15 @@ export function apiRoutes(d: ApiDeps, metricsText: () => Promise<string>): Route
       method: 'DELETE', path: '/v1/deny/:domain', allow: DECIDE,
       handler: (req) => {
         const domain = req.params.domain!.toLowerCase();
+        let atMs = d.nowMs();
         d.store.transaction(() => {
-          if (!d.store.removeLearnedDeny(domain)) throw new WardenError('ERR_NOT_FOUND', `"${domain}" is not on the learned deny list`);
-          d.store.audit({ atMs: d.nowMs(), actor: req.caller.name, action: 'deny.remove', target: domain, reason: req.query.get('reason') ?? '', detail: {} });
+          const entry = d.store.learnedDenyEntry(domain);
+          if (entry === undefined || !d.store.removeLearnedDeny(domain)) throw new WardenError('ERR_NOT_FOUND', `"${domain}" is not on the learned deny list`);
+          // Later than the entry it removes, even within the same millisecond (the later change wins fleet-wide).
+          atMs = Math.max(atMs, entry.addedAtMs + 1);
+          d.store.audit({ atMs, actor: req.caller.name, action: 'deny.remove', target: domain, reason: req.query.get('reason') ?? '', detail: {} });
         });
-        d.learnedDenyChanged();
+        d.learnedDenyChanged({ added: [], removed: [{ domain, atMs }] });
         return { status: 204 };
       },
     },

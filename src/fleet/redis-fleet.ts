@@ -15,25 +15,11 @@ import { Redis } from 'ioredis';
 import { ConfigError, WardenError, messageOf } from '../errors.js';
 import type { Config } from '../ops/config.js';
 import type { Metrics } from '../ops/telemetry.js';
-import type { AuditEntry, QuarantineGate, QuarantineRecord, Store } from '../store.js';
-import type { SessionMeta } from '../sessions/directory.js';
-import { SharedRecord, type FleetEvent, type LearnedDenyEntry } from './shared-record.js';
+import type { QuarantineGate, QuarantineRecord, Store } from '../store.js';
+import type { RegistrationToken, SessionMeta } from '../sessions/directory.js';
+import { SharedRecord, type FleetEvent } from './shared-record.js';
 import { FleetAlerts, type AlertPoster } from './fleet-alerts.js';
-
-/** How a replica applies what others changed (already decided and stored there): into its own store and gates. */
-export interface Replica {
-  putSession(meta: SessionMeta): void;
-  dropSession(id: string): void;
-  quarantine(record: QuarantineRecord): void;
-  gate(gate: QuarantineGate): void;
-  denyList(entries: readonly LearnedDenyEntry[]): void;
-  audit(entry: Omit<AuditEntry, 'id'>): void;
-  /** Quarantines held here (open or confirmed): written back to a shared record that lost them (Redis restarted empty). */
-  held(): QuarantineRecord[];
-  /** Live registered sessions and the learned deny list here: written back when Redis lost everything. */
-  registered(): SessionMeta[];
-  learnedDeny(): LearnedDenyEntry[];
-}
+import { DenyMerge, type Replica } from './replica.js';
 
 // How long a starting replica waits for Redis before answering with what its own store has.
 const START_WAIT_MS = 5000;
@@ -76,6 +62,9 @@ export class RedisFleet {
   readonly #alerts: FleetAlerts | undefined;
   readonly #record: SharedRecord;
   readonly #tombstones = new Map<string, number>();
+  readonly #deny: DenyMerge;
+  /** Tokens of registrations accepted here while Redis could not be asked: their session.put says so. */
+  readonly #unchecked = new Set<string>();
   /** Events the outbox refused (the store failing): kept in order and written before anything newer. */
   readonly #unqueued: FleetEvent[] = [];
 
@@ -90,6 +79,7 @@ export class RedisFleet {
     this.#log = log.child({ component: 'fleet' });
     this.#nowMs = nowMs;
     this.#replica = replica;
+    this.#deny = new DenyMerge(replica);
     // A hash tag: every key of one fleet lands in one Redis Cluster slot, so the claim script may touch several.
     this.#k = (suffix) => `{${config.name}}:${suffix}`;
     this.#channel = this.#k('events');
@@ -108,6 +98,7 @@ export class RedisFleet {
     this.#sub.on('close', () => { this.#subscribed = false; this.#changed(); });
     this.#main.on('close', () => { this.#healthy = false; this.#changed(); });
     this.#metrics.fleetOutbox.set(this.queued());
+    for (const result of ['ok', 'revoked', 'unchecked', 'replayed']) this.#metrics.fleetTokenChecks.inc({ result }, 0);
   }
 
   #client(url: string, password: string | undefined, role: string): Redis {
@@ -193,20 +184,45 @@ export class RedisFleet {
   }
 
   /**
-   * Claims a registration's addresses across the fleet: the first session to claim an address holds it until it
-   * ends or expires; another gets ERR_SESSION_CONFLICT (409). Redis away: the claim cannot be made and the
-   * registration proceeds on what this replica knows (see README, "Running a fleet").
+   * Checks a registration's token against the fleet's record of ended sessions (refused with ERR_TOKEN_REVOKED if
+   * its session was ended on any replica), then claims its addresses across the fleet: the first session to claim
+   * an address holds it until it ends or expires; another gets ERR_SESSION_CONFLICT (409). Redis away: neither can
+   * be asked; the registration proceeds on what this replica knows (fail-open: agents register through an outage),
+   * counted and logged, and its token is checked when the registration reaches Redis (README, "Running a fleet").
    */
-  async claim(meta: SessionMeta): Promise<void> {
-    if (!this.connected) return;
+  async claim(meta: SessionMeta, token?: RegistrationToken): Promise<void> {
+    const unchecked = (why: string): void => {
+      if (token === undefined) return;
+      this.#unchecked.add(token.id);
+      this.#metrics.fleetTokenChecks.inc({ result: 'unchecked' });
+      this.#log.warn({ session: meta.id, why }, 'registration accepted without the fleet\'s record of ended sessions (a token of a session ended on another replica would get through here): checked when Redis is back');
+    };
+    if (token !== undefined) this.#unchecked.delete(token.id); // each registration with it is decided afresh
+    if (!this.connected) return unchecked('Redis not connected');
     let holder: string | undefined;
     try {
+      if (token !== undefined) {
+        const endedAtMs = await this.#record.useToken(token, meta.id, meta.registeredAtMs);
+        if (endedAtMs !== undefined) {
+          this.#metrics.fleetTokenChecks.inc({ result: 'revoked' });
+          this.#log.warn({ session: meta.id, ended_at: new Date(endedAtMs).toISOString() }, 'registration refused: its token registered a session since ended (on some replica of the fleet)');
+          throw new WardenError('ERR_TOKEN_REVOKED', `this token registered session "${meta.id}", which was ended at ${new Date(endedAtMs).toISOString()} (on a replica of the fleet); sign a new token to register again`);
+        }
+        this.#metrics.fleetTokenChecks.inc({ result: 'ok' });
+      }
       holder = await this.#record.claim(meta);
     } catch (err) {
+      if (err instanceof WardenError) throw err;
       this.#log.warn({ session: meta.id, err: messageOf(err) }, 'address claim not made (Redis did not answer): registering on what this replica knows');
-      return;
+      return unchecked('Redis did not answer');
     }
     if (holder !== undefined) throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(meta.addresses)} is already owned by live session "${holder}" (on another replica)`);
+  }
+
+  /** A registration (or renewal) stored here, for the fleet: with its token, marked if Redis could not check it. */
+  registered(meta: SessionMeta, token: RegistrationToken): void {
+    const unchecked = this.#unchecked.delete(token.id);
+    this.publish({ kind: 'session.put', meta, token, ...(unchecked ? { unchecked: true as const } : {}) });
   }
 
   /** A claimed registration this replica refused after all: its addresses are free again (best effort; they expire anyway). */
@@ -241,7 +257,8 @@ export class RedisFleet {
       const row = this.#store.db.prepare('SELECT id, event FROM fleet_outbox ORDER BY id LIMIT 1').get() as { id: number; event: string } | undefined;
       if (row === undefined) break;
       try {
-        await this.#record.send(JSON.parse(row.event) as FleetEvent);
+        const { replayed } = await this.#record.send(JSON.parse(row.event) as FleetEvent);
+        if (replayed !== undefined) this.#replayed(replayed.meta, replayed.endedAtMs);
       } catch (err) {
         this.#log.warn({ err: messageOf(err), queued: this.queued() }, 'fleet change not sent to Redis: kept queued, retried');
         break;
@@ -250,6 +267,17 @@ export class RedisFleet {
       this.#metrics.fleetOutbox.set(this.queued());
     }
     this.#metrics.fleetOutbox.set(this.queued());
+  }
+
+  /** A registration accepted while Redis was away turned out to use the token of a session ended before: ended now. */
+  #replayed(meta: SessionMeta, endedAtMs: number): void {
+    this.#metrics.fleetTokenChecks.inc({ result: 'replayed' });
+    this.#log.error({ session: meta.id, registered_at: new Date(meta.registeredAtMs).toISOString(), ended_at: new Date(endedAtMs).toISOString() }, 'a registration accepted while Redis was away used the token of a session ended before (a replay): the session is ended');
+    try {
+      this.#replica.replayed(meta);
+    } catch (err) {
+      this.#log.error({ session: meta.id, err: messageOf(err) }, 'could not end the replayed session (end it with DELETE /v1/sessions/:id)');
+    }
   }
 
   #received(text: string): void {
@@ -270,21 +298,31 @@ export class RedisFleet {
         case 'session.put':
           if (this.#tombstones.has(event.meta.id) && (this.#tombstones.get(event.meta.id)! > event.meta.registeredAtMs)) return;
           this.#tombstones.delete(event.meta.id);
-          this.#replica.putSession(event.meta);
+          this.#replica.putSession(event.meta, event.token);
           break;
         case 'session.drop':
           this.#tombstones.set(event.id, this.#nowMs());
-          this.#replica.dropSession(event.id);
+          this.#replica.dropSession(event.id, event.endedAtMs);
           break;
         case 'quarantine.record': this.#replica.quarantine(event.record); break;
         case 'quarantine.gate': this.#replica.gate(event.gate); break;
-        case 'deny.list': this.#replica.denyList(event.entries); break;
+        case 'deny.put': if (this.#deny.put(event.entry)) this.#replica.denyChanged(); break;
+        case 'deny.drop': if (this.#deny.drop(event.domain, event.atMs)) this.#replica.denyChanged(); break;
+        case 'deny.list': // an older replica's snapshot: adds only
+          if (event.entries.map((entry) => this.#deny.put(entry)).includes(true)) this.#replica.denyChanged();
+          break;
         case 'audit': this.#replica.audit(event.entry); break;
       }
       this.#metrics.fleetEventsReceived.inc({ kind: event.kind });
     } catch (err) {
       this.#log.error({ kind: event.kind, err: messageOf(err) }, 'could not apply a change from another replica (it is read again at the next reconnection)');
     }
+  }
+
+  /** Learned deny changes made here (by any worker of this replica) still queued: newer than the record. */
+  #denyQueued(): FleetEvent[] {
+    const rows = this.#store.db.prepare("SELECT event FROM fleet_outbox WHERE event LIKE '%\"kind\":\"deny.%'").all() as { event: string }[];
+    return [...rows.map((r) => JSON.parse(r.event) as FleetEvent), ...this.#unqueued];
   }
 
   /** Sends what is queued, then reads the whole shared record (on start and on every reconnection). */
@@ -327,15 +365,13 @@ export class RedisFleet {
       // Everything this replica knows goes back first (every replica does the same: the union is what held).
       this.#log.warn('Redis lost the shared record (restarted empty or replaced): writing back what this replica holds');
       for (const meta of this.#replica.registered()) this.publish({ kind: 'session.put', meta });
-      const deny = this.#replica.learnedDeny();
-      if (deny.length > 0) this.publish({ kind: 'deny.list', entries: deny });
-      await this.flush();
+      await this.flush(); // the learned deny list is written back below, entry by entry, as on every catch-up
     }
     const [quarantines, gates, sessions, deny] = await Promise.all([
       this.#main.hgetall(this.#k('quarantines')),
       this.#main.hgetall(this.#k('gates')),
       this.#main.hgetall(this.#k('sessions')),
-      this.#main.get(this.#k('deny')),
+      this.#main.hgetall(this.#k('deny-entries')),
     ]);
     const now = this.#nowMs();
     for (const text of Object.values(quarantines)) this.#apply({ kind: 'quarantine.record', record: JSON.parse(text) as QuarantineRecord });
@@ -344,11 +380,14 @@ export class RedisFleet {
       const meta = JSON.parse(text) as SessionMeta;
       if (meta.expiresAtMs > now && !this.#tombstones.has(meta.id)) this.#apply({ kind: 'session.put', meta });
     }
-    if (deny !== null) this.#apply({ kind: 'deny.list', entries: JSON.parse(deny) as LearnedDenyEntry[] });
+    // The learned deny list entry by entry; an entry the record never heard of (added before this replica joined,
+    // or Redis lost its data) goes back.
+    const unknown = this.#deny.catchUp(deny, this.#denyQueued());
+    for (const entry of unknown) this.publish({ kind: 'deny.put', entry });
     // A shared record that lost a quarantine held here (Redis restarted empty) gets it back: a quarantine is never shed.
     const missing = this.#replica.held().filter((q) => quarantines[q.id] === undefined);
     for (const q of missing) this.publish({ kind: 'quarantine.record', record: q });
-    this.#log.info({ quarantines: Object.keys(quarantines).length, sessions: Object.keys(sessions).length, written_back: missing.length }, 'caught up with the fleet');
+    this.#log.info({ quarantines: Object.keys(quarantines).length, sessions: Object.keys(sessions).length, deny_entries: Object.keys(deny).length, written_back: missing.length + unknown.length }, 'caught up with the fleet');
   }
 
   /** Whether this replica posts the fleet's alerts now. */
@@ -378,6 +417,7 @@ export class RedisFleet {
     void this.flush(); // what other workers queued, or what a failed send left (one indexed read when empty)
     const now = this.#nowMs();
     for (const [id, at] of this.#tombstones) if (now - at > TOMBSTONE_MS) this.#tombstones.delete(id);
+    this.#deny.prune(now);
   }
 
   async close(): Promise<void> {

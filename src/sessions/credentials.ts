@@ -2,11 +2,49 @@
 // token_file), read and checked as serve needs them. The one function for serve (start and SIGHUP) and
 // `check-config`, so check-config calls valid exactly what serve accepts. Reads only the files the
 // config names; never writes, never opens the store or a socket; never puts a token in a message.
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ApiToken } from '../ops/admin-http.js';
-import type { Config } from '../ops/config.js';
+import type { Config, SigningKeyConfig } from '../ops/config.js';
 import { ConfigError, messageOf } from '../errors.js';
-import { loadSigningKeys, type VerifyKey } from './directory.js';
+
+// jose is loaded when a registration key is first read: a resolver without dynamic sessions never needs it.
+const jose = (): Promise<typeof import('jose')> => import('jose');
+
+export interface VerifyKey {
+  readonly alg: 'HS256' | 'EdDSA';
+  readonly key: KeyObject | CryptoKey;
+}
+
+/** Loads signing keys once at start (files read, PEM parsed): bad keys fail the start, naming the field. */
+export async function loadSigningKeys(keys: readonly SigningKeyConfig[]): Promise<ReadonlyMap<string, VerifyKey>> {
+  const out = new Map<string, VerifyKey>();
+  for (const [i, k] of keys.entries()) {
+    const path = `sessions.signing_keys[${i}]`;
+    if (out.has(k.kid)) throw new ConfigError(`${path}.kid`, `duplicate key id "${k.kid}"`);
+    const read = (file: string, field: string): string => {
+      try {
+        return readFileSync(file, 'utf8').trim();
+      } catch (err) {
+        throw new ConfigError(`${path}.${field}`, `cannot read ${file}: ${messageOf(err)}`);
+      }
+    };
+    if (k.alg === 'HS256') {
+      const secret = k.secret ?? read(k.secret_file!, 'secret_file');
+      if (secret.length < 32) throw new ConfigError(`${path}.secret`, 'HS256 secrets must be at least 32 characters');
+      out.set(k.kid, { alg: 'HS256', key: createSecretKey(Buffer.from(secret, 'utf8')) });
+    } else {
+      const pem = k.public_key ?? read(k.public_key_file!, 'public_key_file');
+      try {
+        out.set(k.kid, { alg: 'EdDSA', key: await (await jose()).importSPKI(pem, 'EdDSA') });
+      } catch (err) {
+        throw new ConfigError(`${path}.public_key`, `not an Ed25519 public key in PEM (SPKI): ${messageOf(err)}`);
+      }
+    }
+  }
+  return out;
+}
+
 
 export interface ConfigReferences {
   readonly keys: ReadonlyMap<string, VerifyKey>;

@@ -5,14 +5,13 @@
 // recent-query history. Never decides a verdict.
 // Why it is long: one owner of who may resolve — static sessions, signed registrations with their renewals and
 // ended tokens, the address claims and each session's history; split, two modules would share the claims.
-import { createSecretKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 // jose is loaded when a registration key or token is first handled: a resolver without dynamic
 // sessions never needs it (it costs ~10 MB of RSS).
 const jose = (): Promise<typeof import('jose')> => import('jose');
 import { z } from 'zod';
 import { AddressIndex, addressCount, addressKey, cidrKey, type AddressKey } from './address-index.js';
-import { cidr, sessionTypeSchema, type SigningKeyConfig, type StaticSession } from '../ops/config.js';
+import { cidr, sessionTypeSchema, type StaticSession } from '../ops/config.js';
+import type { VerifyKey } from './credentials.js';
 import { ConfigError, WardenError, messageOf } from '../errors.js';
 
 export type SessionType = z.infer<typeof sessionTypeSchema>;
@@ -82,40 +81,6 @@ function tokenIdOf(kid: string, c: z.infer<typeof claimsSchema>): string {
   return JSON.stringify(c.jti !== undefined ? [kid, c.sid, 'jti', c.jti] : [kid, c.sid, 'iat', c.iat ?? null, 'exp', c.exp]);
 }
 
-export interface VerifyKey {
-  readonly alg: 'HS256' | 'EdDSA';
-  readonly key: KeyObject | CryptoKey;
-}
-
-/** Loads signing keys once at start (files read, PEM parsed): bad keys fail the start, naming the field. */
-export async function loadSigningKeys(keys: readonly SigningKeyConfig[]): Promise<ReadonlyMap<string, VerifyKey>> {
-  const out = new Map<string, VerifyKey>();
-  for (const [i, k] of keys.entries()) {
-    const path = `sessions.signing_keys[${i}]`;
-    if (out.has(k.kid)) throw new ConfigError(`${path}.kid`, `duplicate key id "${k.kid}"`);
-    const read = (file: string, field: string): string => {
-      try {
-        return readFileSync(file, 'utf8').trim();
-      } catch (err) {
-        throw new ConfigError(`${path}.${field}`, `cannot read ${file}: ${messageOf(err)}`);
-      }
-    };
-    if (k.alg === 'HS256') {
-      const secret = k.secret ?? read(k.secret_file!, 'secret_file');
-      if (secret.length < 32) throw new ConfigError(`${path}.secret`, 'HS256 secrets must be at least 32 characters');
-      out.set(k.kid, { alg: 'HS256', key: createSecretKey(Buffer.from(secret, 'utf8')) });
-    } else {
-      const pem = k.public_key ?? read(k.public_key_file!, 'public_key_file');
-      try {
-        out.set(k.kid, { alg: 'EdDSA', key: await (await jose()).importSPKI(pem, 'EdDSA') });
-      } catch (err) {
-        throw new ConfigError(`${path}.public_key`, `not an Ed25519 public key in PEM (SPKI): ${messageOf(err)}`);
-      }
-    }
-  }
-  return out;
-}
-
 /** A session's CIDRs as index keys (validated CIDRs: config and claims are checked before they get here). */
 function keysOf(cidrs: readonly string[]): { key: AddressKey; len: number }[] {
   return cidrs.map((c) => {
@@ -123,6 +88,14 @@ function keysOf(cidrs: readonly string[]): { key: AddressKey; len: number }[] {
     if (k === undefined) throw new WardenError('ERR_BAD_CLAIMS', `not a CIDR: ${JSON.stringify(c)}`);
     return k;
   });
+}
+
+/** The CIDRs of `a` that `b` does not list (the same CIDR however it is spelled counts as listed). */
+function cidrsNotIn(a: readonly string[], b: readonly string[]): string[] {
+  const id = (k: { key: AddressKey; len: number }): string => `${k.key.join('.')}/${k.len}`;
+  const listed = new Set(keysOf(b).map(id));
+  const keys = keysOf(a);
+  return a.filter((_, i) => !listed.has(id(keys[i]!)));
 }
 
 /** Whether two address lists (CIDRs) share an address (a quarantine follows its session's addresses). */
@@ -141,8 +114,8 @@ const ADDRESS_CACHE_MAX = 65_536;
 export interface SessionStoreHooks {
   /** A verified registration (or renewal), before it is stored or takes effect: a throw refuses it. */
   registering?(meta: SessionMeta): void;
-  /** Before `registering`: claims the addresses beyond this process (fleet.redis); a throw refuses it. */
-  claim?(meta: SessionMeta): Promise<void>;
+  /** Before `registering`: checks the token and claims the addresses beyond this process (fleet.redis); a throw refuses it. */
+  claim?(meta: SessionMeta, token: RegistrationToken): Promise<void>;
   /** A claimed registration refused after all (by a later check or the store): the claim is given back. */
   unclaim?(meta: SessionMeta): void;
   /** Stores a registration (or renewal) and the token that made it. */
@@ -374,7 +347,7 @@ export class SessionDirectory<S> {
     checkOverlap();
     const meta: SessionMeta = { id: c.sid, user: c.user, role: c.role, type: c.session_type, addresses: c.addresses, origin: 'registered', expiresAtMs, registeredAtMs: nowMs };
     if (this.#hooks?.claim !== undefined) {
-      await this.#hooks.claim(meta);
+      await this.#hooks.claim(meta, { id: tokenId, expiresAtMs: c.exp * 1000 });
     }
     const previous = this.#byId.get(c.sid);
     try {
@@ -382,19 +355,45 @@ export class SessionDirectory<S> {
       this.#hooks?.registering?.(meta); // e.g. gated under a quarantine before its first query
       this.#hooks?.saveRegistered(meta, { id: tokenId, expiresAtMs: c.exp * 1000 }); // persisted before it takes effect
     } catch (err) {
-      if (previous === undefined) this.#hooks?.unclaim?.(meta); // refused after all: its addresses are free again
+      // Refused after all: what this registration claimed anew is free again (a renewal's old addresses stay its own).
+      const added = previous === undefined ? meta.addresses : cidrsNotIn(meta.addresses, previous.session.addresses);
+      if (added.length > 0) this.#hooks?.unclaim?.({ ...meta, addresses: added });
       throw err;
     }
+    // A renewal that left addresses out gives them back.
+    const left = previous === undefined || previous.session.origin !== 'registered' ? [] : cidrsNotIn(previous.session.addresses, meta.addresses);
+    if (left.length > 0) this.#hooks?.unclaim?.({ ...meta, addresses: left });
     const session = this.#put(meta, previous?.session);
     this.#changed();
     return session;
   }
 
-  /** A registration (or renewal) another worker verified and stored: takes effect here too, its state kept. */
+  /**
+   * A registration made elsewhere, without the addresses a static session here overlaps (this process's config is
+   * never shadowed by another replica's registration): what is left (undefined if nothing), and what was left out.
+   */
+  withoutStatic(meta: SessionMeta): { meta: SessionMeta | undefined; refused: { address: string; staticId: string }[] } {
+    const refused: { address: string; staticId: string }[] = [];
+    const keys = keysOf(meta.addresses);
+    const kept = meta.addresses.filter((address, i) => {
+      const owner = this.#index.overlapping(keys[i]!.key, keys[i]!.len, (s) => s.origin === 'static');
+      if (owner !== undefined) refused.push({ address, staticId: owner.id });
+      return owner === undefined;
+    });
+    return { meta: kept.length === 0 ? undefined : kept.length === meta.addresses.length ? meta : { ...meta, addresses: kept }, refused };
+  }
+
+  /**
+   * A registration (or renewal) another worker or replica verified and stored: takes effect here too, its state
+   * kept, without the addresses a static session here overlaps (see withoutStatic; left with none, it is dropped).
+   */
   adopt(meta: SessionMeta): void {
     const previous = this.#byId.get(meta.id)?.session;
     if (previous?.origin === 'static') return;
-    this.#put(meta, previous);
+    const adopted = this.withoutStatic(meta).meta;
+    if (adopted === undefined) {
+      if (previous !== undefined) this.#remove(meta.id);
+    } else this.#put(adopted, previous);
     this.#changed();
   }
 

@@ -1,6 +1,8 @@
 // src/fleet/shared-record.ts against a real redis-server: the address claims (one winner, all or nothing,
 // given back only by their holder, gone with the session's expiry) and the writes (a quarantine record never
-// goes back a state; every change is published with its origin).
+// goes back a state; every change is published with its origin; a learned deny entry is written and published
+// only if it is not older than what the record holds for its domain; a registration token is refused once its
+// session was ended at or after its first use, and only then).
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,5 +87,59 @@ describe('SharedRecord', () => {
     } finally {
       sub.disconnect();
     }
+  });
+
+  it('a learned deny entry: the later add or removal wins per domain, an add wins a tie, and only a change is published', async () => {
+    const sub = new Redis(redis.url);
+    const got: FleetEvent[] = [];
+    sub.on('message', (_c: string, text: string) => got.push((JSON.parse(text) as { e: FleetEvent }).e));
+    await sub.subscribe(key('events'));
+    try {
+      const entry = (domain: string, addedAtMs: number) => ({ domain, addedAtMs, addedBy: 'analyst', quarantineId: null, reason: 'r' });
+      const stored = async (domain: string) => JSON.parse((await client.hget(key('deny-entries'), domain))!) as { addedAtMs?: number; removedAtMs?: number };
+      await record.send({ kind: 'deny.put', entry: entry('x.test', 100) });
+      await record.send({ kind: 'deny.drop', domain: 'x.test', atMs: 100 }); // a tie: the add stays
+      expect(await stored('x.test')).toMatchObject({ addedAtMs: 100 });
+      await record.send({ kind: 'deny.drop', domain: 'x.test', atMs: 101 });
+      expect(await stored('x.test')).toEqual({ domain: 'x.test', removedAtMs: 101 });
+      await record.send({ kind: 'deny.put', entry: entry('x.test', 99) }); // older than the removal: stays removed
+      expect(await stored('x.test')).toEqual({ domain: 'x.test', removedAtMs: 101 });
+      await record.send({ kind: 'deny.put', entry: entry('x.test', 101) }); // added again at the removal's instant
+      expect(await stored('x.test')).toMatchObject({ addedAtMs: 101 });
+      // Another domain is not touched by any of it; an old snapshot is sent as one add per entry.
+      await record.send({ kind: 'deny.list', entries: [entry('y.test', 5), entry('x.test', 50)] });
+      expect(await stored('y.test')).toMatchObject({ addedAtMs: 5 });
+      expect(await stored('x.test')).toMatchObject({ addedAtMs: 101 });
+      const deadline = Date.now() + 5000;
+      while (got.length < 4 && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
+      await new Promise((ok) => setTimeout(ok, 200)); // nothing more arrives: the refused writes were not published
+      expect(got.map((e) => (e.kind === 'deny.put' ? `put ${e.entry.domain} ${e.entry.addedAtMs}` : e.kind === 'deny.drop' ? `drop ${e.domain} ${e.atMs}` : e.kind))).toEqual([
+        'put x.test 100', 'drop x.test 101', 'put x.test 101', 'put y.test 5',
+      ]);
+    } finally {
+      sub.disconnect();
+    }
+  });
+
+  it('a token is refused once its session was ended at or after its first use; a new token for the session is not; both records lapse', async () => {
+    const t1 = { id: '["k","s9","jti","1"]', expiresAtMs: now + 3_600_000 };
+    const t2 = { id: '["k","s9","jti","2"]', expiresAtMs: now + 7_200_000 };
+    expect(await record.useToken(t1, 's9', now)).toBeUndefined();
+    expect(await record.useToken(t1, 's9', now + 5)).toBeUndefined(); // posted again while live (a renewal)
+    await record.send({ kind: 'session.drop', id: 's9', endedAtMs: now + 10 });
+    expect(await record.useToken(t1, 's9', now + 20)).toBe(now + 10); // its first use (now) was before the end
+    expect(await record.useToken(t2, 's9', now + 30)).toBeUndefined(); // first used after the end
+    // An expiry (no endedAtMs) revokes nothing; a later end revokes the new token too.
+    await record.send({ kind: 'session.drop', id: 's9' });
+    expect(await record.useToken(t2, 's9', now + 40)).toBeUndefined();
+    await record.send({ kind: 'session.drop', id: 's9', endedAtMs: now + 50 });
+    expect(await record.useToken(t2, 's9', now + 60)).toBe(now + 50);
+    // The records lapse: the token's with its expiry, the end's with the latest token of the session (a day at least).
+    const keys = (await client.keys('{unit}:*')).filter((k) => /:(token|ended|tokens-until):/.test(k));
+    expect(keys.length).toBe(4);
+    for (const k of keys) expect(await client.pttl(k)).toBeGreaterThan(0);
+    expect(await client.pttl(key('ended:s9'))).toBeGreaterThan(86_000_000);
+    // The token's id is not in Redis as such (a hash of it is).
+    expect(keys.some((k) => k.includes('jti'))).toBe(false);
   });
 });

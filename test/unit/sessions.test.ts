@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/errors.js';
-import { loadSigningKeys, SessionDirectory } from '../../src/sessions/directory.js';
+import { SessionDirectory } from '../../src/sessions/directory.js';
+import { loadSigningKeys } from '../../src/sessions/credentials.js';
 import { Store } from '../../src/store.js';
 
 const SECRET = 'unit-test-registration-secret-0123456789';
@@ -23,6 +24,23 @@ function token(sid: string, addresses: string[], expSec: number): Promise<string
 }
 
 describe('SessionDirectory', () => {
+  it('adopts a session registered elsewhere without the addresses a static session here overlaps (nested either way, any spelling)', async () => {
+    const d = await directory();
+    const t0 = Date.now();
+    d.setStatic([{ id: 'st', addresses: ['10.20.0.0/24', '::ffff:10.21.0.7/128'], type: 'batch', user: 'u', role: 'r' }], t0);
+    const meta = { id: 'r1', user: 'u', role: 'r', type: 'batch' as const, origin: 'registered' as const, expiresAtMs: t0 + 60_000, registeredAtMs: t0 };
+    const { meta: kept, refused } = d.withoutStatic({ ...meta, addresses: ['10.20.0.5/32', '10.21.0.7', '10.0.0.0/8', '10.22.0.1/32'] });
+    expect(kept?.addresses).toEqual(['10.22.0.1/32']);
+    expect(refused).toEqual([{ address: '10.20.0.5/32', staticId: 'st' }, { address: '10.21.0.7', staticId: 'st' }, { address: '10.0.0.0/8', staticId: 'st' }]);
+    d.adopt({ ...meta, addresses: ['10.20.0.5/32', '10.22.0.1/32'] });
+    expect(d.admit('10.20.0.5', t0)).toMatchObject({ session: { id: 'st' } });
+    expect(d.admit('10.22.0.1', t0)).toMatchObject({ session: { id: 'r1' } });
+    // A renewal left with nothing here drops what was adopted before.
+    d.adopt({ ...meta, addresses: ['10.20.0.6/32'] });
+    expect(d.get('r1')).toBeUndefined();
+    expect(d.admit('10.22.0.1', t0)).toEqual({ refused: 'no_session' });
+  });
+
   it('hands an address to a new session once the old one has expired, even if the old was looked up before', async () => {
     const d = await directory();
     const t0 = 1_800_000_000_000;
