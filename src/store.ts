@@ -140,6 +140,13 @@ export interface Migration {
  */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'sessions, quarantines, audit, outbox, learned deny list, query history', sql: SCHEMA_V1 },
+  // fleet.redis's outbox and meta were created by src/fleet/redis-fleet.ts itself until this version (IF NOT EXISTS:
+  // a store that has them keeps their rows).
+  {
+    version: 2, what: 'the fleet outbox and fleet meta (fleet.redis)',
+    sql: `CREATE TABLE IF NOT EXISTS fleet_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  },
 ];
 
 /** The schema version this build writes. */
@@ -245,6 +252,44 @@ export class Store {
   // Every statement is prepared once, on its first use, and reused: preparing costs more than running the small
   // statements here. Keyed by SQL text; the only text built at run time (listQuarantines' filters) has 8 forms.
   readonly #statements = new Map<string, Database.Statement>();
+
+  // ---- fleet.redis: changes made here, queued for Redis (in the change's own transaction when there is one) ----
+
+  /** Queues a fleet event (JSON) at the end of the outbox. */
+  fleetOutboxAppend(event: string): void {
+    this.sql('INSERT INTO fleet_outbox (event) VALUES (?)').run(event);
+  }
+
+  /** The oldest queued fleet event, or undefined when the outbox is empty. */
+  fleetOutboxHead(): { readonly id: number; readonly event: string } | undefined {
+    return this.sql('SELECT id, event FROM fleet_outbox ORDER BY id LIMIT 1').get() as { id: number; event: string } | undefined;
+  }
+
+  fleetOutboxDelete(id: number): void {
+    this.sql('DELETE FROM fleet_outbox WHERE id = ?').run(id);
+  }
+
+  fleetOutboxCount(): number {
+    return (this.sql('SELECT COUNT(*) AS n FROM fleet_outbox').get() as { n: number }).n;
+  }
+
+  /** Queued fleet events whose JSON `kind` starts with `prefix` (e.g. "deny."), oldest first. */
+  fleetOutboxOfKind(prefix: string): string[] {
+    return (this.sql("SELECT event FROM fleet_outbox WHERE event LIKE ? ESCAPE '\\' ORDER BY id").all(`%"kind":"${prefix.replace(/[\\%_]/g, '\\$&')}%`) as { event: string }[]).map((r) => r.event);
+  }
+
+  fleetMeta(key: string): string | undefined {
+    return (this.sql('SELECT value FROM fleet_meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  setFleetMeta(key: string, value: string): void {
+    this.sql('INSERT OR REPLACE INTO fleet_meta (key, value) VALUES (?, ?)').run(key, value);
+  }
+
+  /** True while a transaction is open (a fleet event queued inside it rolls back with the change). */
+  get inTransaction(): boolean {
+    return this.db.inTransaction;
+  }
 
   /** Runs `fn` in one transaction: every write in it lands, or none (a throw rolls back and is rethrown). */
   transaction<T>(fn: () => T): T {

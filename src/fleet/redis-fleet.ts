@@ -83,8 +83,6 @@ export class RedisFleet {
     // A hash tag: every key of one fleet lands in one Redis Cluster slot, so the claim script may touch several.
     this.#k = (suffix) => `{${config.name}}:${suffix}`;
     this.#channel = this.#k('events');
-    store.db.exec(`CREATE TABLE IF NOT EXISTS fleet_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS fleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`);
     this.#main = this.#client(url, password, 'main');
     this.#sub = this.#client(url, password, 'sub');
     this.#lease = this.#client(url, password, 'lease');
@@ -158,7 +156,7 @@ export class RedisFleet {
   /** Changes in the local outbox not yet in Redis. */
   queued(): number {
     try {
-      return (this.#store.db.prepare('SELECT COUNT(*) AS n FROM fleet_outbox').get() as { n: number }).n + this.#unqueued.length;
+      return this.#store.fleetOutboxCount() + this.#unqueued.length;
     } catch {
       return this.#unqueued.length; // the store failing is reported by /readyz; a gauge is no reason to throw
     }
@@ -172,9 +170,9 @@ export class RedisFleet {
     if (this.#closed) return;
     if (this.#unqueued.length === 0) {
       try {
-        this.#store.db.prepare('INSERT INTO fleet_outbox (event) VALUES (?)').run(JSON.stringify(event));
+        this.#store.fleetOutboxAppend(JSON.stringify(event));
       } catch (err) {
-        if (this.#store.db.inTransaction) throw err; // the caller's change rolls back with it
+        if (this.#store.inTransaction) throw err; // the caller's change rolls back with it
         this.#log.error({ kind: event.kind, err: messageOf(err) }, 'fleet change not queued on disk (the store refused): kept in memory and retried');
         this.#unqueued.push(event);
       }
@@ -248,13 +246,13 @@ export class RedisFleet {
       // What the store refused before goes to disk first, in order.
       while (this.#unqueued.length > 0) {
         try {
-          this.#store.db.prepare('INSERT INTO fleet_outbox (event) VALUES (?)').run(JSON.stringify(this.#unqueued[0]));
+          this.#store.fleetOutboxAppend(JSON.stringify(this.#unqueued[0]));
           this.#unqueued.shift();
         } catch {
           break;
         }
       }
-      const row = this.#store.db.prepare('SELECT id, event FROM fleet_outbox ORDER BY id LIMIT 1').get() as { id: number; event: string } | undefined;
+      const row = this.#store.fleetOutboxHead();
       if (row === undefined) break;
       try {
         const { replayed } = await this.#record.send(JSON.parse(row.event) as FleetEvent);
@@ -263,7 +261,7 @@ export class RedisFleet {
         this.#log.warn({ err: messageOf(err), queued: this.queued() }, 'fleet change not sent to Redis: kept queued, retried');
         break;
       }
-      this.#store.db.prepare('DELETE FROM fleet_outbox WHERE id = ?').run(row.id);
+      this.#store.fleetOutboxDelete(row.id);
       this.#metrics.fleetOutbox.set(this.queued());
     }
     this.#metrics.fleetOutbox.set(this.queued());
@@ -321,8 +319,7 @@ export class RedisFleet {
 
   /** Learned deny changes made here (by any worker of this replica) still queued: newer than the record. */
   #denyQueued(): FleetEvent[] {
-    const rows = this.#store.db.prepare("SELECT event FROM fleet_outbox WHERE event LIKE '%\"kind\":\"deny.%'").all() as { event: string }[];
-    return [...rows.map((r) => JSON.parse(r.event) as FleetEvent), ...this.#unqueued];
+    return [...this.#store.fleetOutboxOfKind('deny.').map((e) => JSON.parse(e) as FleetEvent), ...this.#unqueued];
   }
 
   /** Sends what is queued, then reads the whole shared record (on start and on every reconnection). */
@@ -354,9 +351,9 @@ export class RedisFleet {
   async #redisLostItsRecord(): Promise<boolean> {
     await this.#main.set(this.#k('epoch'), `${this.nodeId}-${this.#nowMs()}`, 'NX');
     const epoch = await this.#main.get(this.#k('epoch'));
-    const row = this.#store.db.prepare("SELECT value FROM fleet_meta WHERE key = 'epoch'").get() as { value: string } | undefined;
-    if (epoch !== null) this.#store.db.prepare("INSERT OR REPLACE INTO fleet_meta (key, value) VALUES ('epoch', ?)").run(epoch);
-    return row !== undefined && row.value !== epoch;
+    const known = this.#store.fleetMeta('epoch');
+    if (epoch !== null) this.#store.setFleetMeta('epoch', epoch);
+    return known !== undefined && known !== epoch;
   }
 
   async #readAll(): Promise<void> {
