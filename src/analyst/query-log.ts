@@ -68,6 +68,11 @@ export const QUERY_LOG_MAX_LIMIT = 10_000;
 const DEFAULT_MAX_BUFFERED = 100_000;
 // Rows per transaction when the timer writes: ~8 µs a row with its indexes, so one slice holds the loop ~15 ms.
 const SLICE_ROWS = 2000;
+// SQLite's page cache per connection, in KiB. better-sqlite3 builds SQLite with a 16 MB default, which the writer
+// fills within seconds of a cache-miss flood (four indexes over a million rows): it was 16–18 MB of the RSS
+// after 500,000 unique names (bench/rss.mjs). SQLite's own default (2 MB) writes as fast here: the pages it
+// misses are in the OS's file cache, and the writer is off the event loop.
+const PAGE_CACHE_KIB = 2000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS query_log (
@@ -132,6 +137,7 @@ export class QueryLog implements QueryLogSink {
       db.pragma('journal_mode = WAL');
       // A log, not a record of decisions: a crash may lose the last batch, never the store's rows.
       db.pragma('synchronous = NORMAL');
+      db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
       db.exec(SCHEMA);
       const q = new QueryLog(db, opts, log);
       if (opts.thread === true) q.#worker = new WriterThread(join(dir, 'querylog.sqlite'), log);
@@ -310,6 +316,7 @@ const Database = require(workerData.sqlite);
 const db = new Database(workerData.file);
 db.pragma('busy_timeout = 2000');
 db.pragma('synchronous = NORMAL');
+db.pragma('cache_size = -' + workerData.pageCacheKib);
 const insert = db.prepare(workerData.insert);
 const trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?');
 const trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
@@ -336,7 +343,7 @@ class WriterThread {
 
   constructor(file: string, log: Logger | undefined) {
     const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.#worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, sqlite, insert: INSERT_SQL } });
+    this.#worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, sqlite, insert: INSERT_SQL, pageCacheKib: PAGE_CACHE_KIB } });
     this.#worker.unref(); // idle, never what keeps the process up; while a batch is out, it is (see #send)
     this.#worker.on('message', (m: { id: number; error?: string }) => {
       const w = this.#waiting.get(m.id);
