@@ -4,6 +4,9 @@
 // like the one its session asked last for the same name (same type, result, action, rule, rcode) within the
 // batch is counted on that row (`count`, `last_at_ms`) instead of adding one, so a flood of cache hits or of
 // gate-blocked queries costs a counter, not a row (`npm run bench:ab`: a row per query halved cache-hit QPS).
+// Buffered rows are held column by column (`Rows`: typed arrays and arrays of shared strings), not as an object
+// each: a cache-miss flood buffers ~20,000 rows a second, and objects living that long were promoted and
+// collected as old garbage (bench/rss.mjs).
 // Rows reach the disk once a second (`flushInSlices`, from a timer), 2000 to a transaction, written by a worker
 // thread of their own (`thread: true`, as app.ts runs it: a cache-miss flood's unique names cost the event loop a
 // structured clone, not an insert) or in-thread with the loop free between slices; the table is trimmed to
@@ -91,27 +94,129 @@ export function reversedName(name: string): string {
   return name.toLowerCase().replace(/\.$/, '').split('.').reverse().join('.');
 }
 
-interface Pending {
-  atMs: number; name: string; qtype: number; session: string; user: string; role: string; sessionType: string;
-  result: string; action: string; rule: string; rcode: number; score: number | null; count: number; lastAtMs: number;
+interface SessionFields { readonly id: string; readonly user: string; readonly role: string; readonly type: string }
+
+/** One batch of rows, column by column; `score` NaN is "no score". Grows by doubling; one batch, never reused. */
+class Rows {
+  n = 0;
+  atMs: Float64Array;
+  lastAtMs: Float64Array;
+  score: Float64Array;
+  qtype: Uint16Array;
+  rcode: Uint16Array;
+  count: Uint32Array;
+  readonly name: string[] = [];
+  readonly session: SessionFields[] = [];
+  readonly result: string[] = [];
+  readonly action: string[] = [];
+  readonly rule: string[] = [];
+
+  constructor(capacity: number) {
+    this.atMs = new Float64Array(capacity);
+    this.lastAtMs = new Float64Array(capacity);
+    this.score = new Float64Array(capacity);
+    this.qtype = new Uint16Array(capacity);
+    this.rcode = new Uint16Array(capacity);
+    this.count = new Uint32Array(capacity);
+  }
+
+  push(atMs: number, name: string, qtype: number, session: SessionFields, result: string, action: string, rule: string, rcode: number, score: number | undefined): number {
+    const i = this.n++;
+    if (i === this.atMs.length) this.#grow();
+    this.atMs[i] = atMs;
+    this.lastAtMs[i] = atMs;
+    this.score[i] = score ?? NaN;
+    this.qtype[i] = qtype;
+    this.rcode[i] = rcode;
+    this.count[i] = 1;
+    this.name.push(name);
+    this.session.push(session);
+    this.result.push(result);
+    this.action.push(action);
+    this.rule.push(rule);
+    return i;
+  }
+
+  #grow(): void {
+    const cap = this.atMs.length * 2;
+    const f64 = (a: Float64Array): Float64Array => { const b = new Float64Array(cap); b.set(a); return b; };
+    const u16 = (a: Uint16Array): Uint16Array => { const b = new Uint16Array(cap); b.set(a); return b; };
+    this.atMs = f64(this.atMs);
+    this.lastAtMs = f64(this.lastAtMs);
+    this.score = f64(this.score);
+    this.qtype = u16(this.qtype);
+    this.rcode = u16(this.rcode);
+    const count = new Uint32Array(cap);
+    count.set(this.count);
+    this.count = count;
+  }
 }
+
+/** Rows `start` (inclusive) to `end` of one batch: what one transaction writes. */
+interface Slice { readonly rows: Rows; readonly start: number; readonly end: number }
+
+/**
+ * A slice as the writer thread gets it: the numbers copied out of the columns, every string but the names once
+ * in `strings`, and each row's session id, user, role, type, result, action and rule as indexes into it.
+ */
+interface SliceMessage {
+  readonly n: number;
+  readonly atMs: Float64Array; readonly lastAtMs: Float64Array; readonly score: Float64Array;
+  readonly qtype: Uint16Array; readonly rcode: Uint16Array; readonly count: Uint32Array;
+  readonly name: string[];
+  readonly strings: string[];
+  readonly refs: Uint32Array;
+}
+const REFS_PER_ROW = 7; // WRITER_SOURCE reads them in this order
+
+function sliceMessage({ rows, start, end }: Slice): SliceMessage {
+  const n = end - start;
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const refs = new Uint32Array(n * REFS_PER_ROW);
+  const ref = (v: string): number => {
+    let k = index.get(v);
+    if (k === undefined) index.set(v, (k = strings.push(v) - 1));
+    return k;
+  };
+  for (let i = 0; i < n; i++) {
+    const s = rows.session[start + i]!;
+    const o = i * REFS_PER_ROW;
+    refs[o] = ref(s.id);
+    refs[o + 1] = ref(s.user);
+    refs[o + 2] = ref(s.role);
+    refs[o + 3] = ref(s.type);
+    refs[o + 4] = ref(rows.result[start + i]!);
+    refs[o + 5] = ref(rows.action[start + i]!);
+    refs[o + 6] = ref(rows.rule[start + i]!);
+  }
+  return {
+    n, strings, refs, name: rows.name.slice(start, end),
+    atMs: rows.atMs.slice(start, end), lastAtMs: rows.lastAtMs.slice(start, end), score: rows.score.slice(start, end),
+    qtype: rows.qtype.slice(start, end), rcode: rows.rcode.slice(start, end), count: rows.count.slice(start, end),
+  };
+}
+
+const FIRST_CAPACITY = 1024;
 
 export class QueryLog implements QueryLogSink {
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
   readonly #opts: Required<QueryLogOptions>;
   readonly #log: Logger | undefined;
-  #buffer: Pending[] = [];
-  // Batches taken from the buffer and not written yet (the timer writes them a slice at a time).
-  #queue: Pending[][] = [];
+  #buffer = new Rows(FIRST_CAPACITY);
+  // Batches taken from the buffer and not written yet (the timer writes them a slice at a time); the first
+  // `#headDone` rows of the head batch are written.
+  #queue: Rows[] = [];
+  #headDone = 0;
   #queued = 0;
   // Every write, in order: a flush resolves once everything taken before it is written.
   #chain: Promise<unknown> = Promise.resolve();
   #worker: WriterThread | undefined;
   readonly #trimById: Database.Statement;
   readonly #trimByAge: Database.Statement;
-  // Per session id, per name: the row a repeat of the same query is counted on (this batch only).
-  #latest = new Map<string, Map<string, Pending>>();
+  // Per session id, per name: the row (index in #buffer) a repeat of the same query is counted on (this batch only).
+  #latest = new Map<string, Map<string, number>>();
   #dropped = 0;
   #written = 0;
   #queries = 0;
@@ -160,21 +265,22 @@ export class QueryLog implements QueryLogSink {
     return this.#queries;
   }
 
-  record(atMs: number, name: string, qtype: number, session: { readonly id: string; readonly user: string; readonly role: string; readonly type: string }, result: string, action: string, rule: string, rcode: number, score: number | undefined): void {
+  record(atMs: number, name: string, qtype: number, session: SessionFields, result: string, action: string, rule: string, rcode: number, score: number | undefined): void {
     let names = this.#latest.get(session.id);
     const last = names?.get(name);
-    if (last !== undefined && last.qtype === qtype && last.result === result && last.rule === rule && last.action === action && last.rcode === rcode) {
-      last.count++;
-      last.lastAtMs = atMs;
-      if (score !== undefined && (last.score === null || score > last.score)) last.score = score;
+    const b = this.#buffer;
+    if (last !== undefined && b.qtype[last] === qtype && b.result[last] === result && b.rule[last] === rule && b.action[last] === action && b.rcode[last] === rcode) {
+      b.count[last]!++;
+      b.lastAtMs[last] = atMs;
+      // NaN (no score yet) compares false: any score replaces it.
+      if (score !== undefined && !(b.score[last]! >= score)) b.score[last] = score;
       return;
     }
-    if (this.#buffer.length + this.#queued >= this.#opts.maxBuffered) {
+    if (b.n + this.#queued >= this.#opts.maxBuffered) {
       this.#dropped++;
       return;
     }
-    const row: Pending = { atMs, name, qtype, session: session.id, user: session.user, role: session.role, sessionType: session.type, result, action, rule, rcode, score: score ?? null, count: 1, lastAtMs: atMs };
-    this.#buffer.push(row);
+    const row = b.push(atMs, name, qtype, session, result, action, rule, rcode, score);
     if (names === undefined) this.#latest.set(session.id, (names = new Map()));
     names.set(name, row);
   }
@@ -200,7 +306,7 @@ export class QueryLog implements QueryLogSink {
   #enqueue(nowMs: number, sliceRows: number): Promise<number> {
     const next = this.#chain.then(async () => {
       let written = 0;
-      for (let slice = this.#nextSlice(sliceRows); slice.length > 0; slice = this.#nextSlice(sliceRows)) {
+      for (let slice = this.#nextSlice(sliceRows); slice !== undefined; slice = this.#nextSlice(sliceRows)) {
         written += await this.#write(slice, nowMs);
         await new Promise<void>((ok) => setImmediate(ok)); // let queries in between slices
       }
@@ -212,46 +318,55 @@ export class QueryLog implements QueryLogSink {
 
   /** Ends the batch: its rows wait to be written, and a repeat of a query starts a new row. */
   #take(): void {
-    if (this.#buffer.length === 0) return;
+    if (this.#buffer.n === 0) return;
     this.#queue.push(this.#buffer);
-    this.#queued += this.#buffer.length;
-    this.#buffer = [];
+    this.#queued += this.#buffer.n;
+    this.#buffer = new Rows(FIRST_CAPACITY);
     this.#latest = new Map();
   }
 
-  #nextSlice(max: number): Pending[] {
-    const out: Pending[] = [];
-    while (out.length < max && this.#queue.length > 0) {
-      const head = this.#queue[0]!;
-      for (const r of head.splice(0, max - out.length)) out.push(r);
-      if (head.length === 0) this.#queue.shift();
+  /** At most `max` rows of the oldest batch not written yet (a slice never spans two batches). */
+  #nextSlice(max: number): Slice | undefined {
+    const rows = this.#queue[0];
+    if (rows === undefined) return undefined;
+    const start = this.#headDone;
+    const end = Math.min(rows.n, start + max);
+    if (end === rows.n) {
+      this.#queue.shift();
+      this.#headDone = 0;
+    } else {
+      this.#headDone = end;
     }
-    this.#queued -= out.length;
-    return out;
+    this.#queued -= end - start;
+    return { rows, start, end };
   }
 
   /** One transaction: the rows, then the bounds. A failure drops the rows (counted and logged), never throws. */
-  async #write(batch: readonly Pending[], nowMs: number): Promise<number> {
+  async #write(slice: Slice, nowMs: number): Promise<number> {
     const cutoffMs = nowMs - this.#opts.maxAgeDays * 86_400_000;
+    const { rows, start, end } = slice;
     try {
       if (this.#worker !== undefined && this.#worker.alive) {
-        await this.#worker.write(batch, this.#opts.maxRows, cutoffMs);
+        await this.#worker.write(sliceMessage(slice), this.#opts.maxRows, cutoffMs);
       } else {
         this.#db.transaction(() => {
-          for (const r of batch) {
-            this.#insert.run(r.atMs, r.name, reversedName(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
+          for (let i = start; i < end; i++) {
+            const s = rows.session[i]!;
+            const score = rows.score[i]!;
+            this.#insert.run(rows.atMs[i], rows.name[i], reversedName(rows.name[i]!), rows.qtype[i], s.id, s.user, s.role, s.type,
+              rows.result[i], rows.action[i], rows.rule[i], rows.rcode[i], Number.isNaN(score) ? null : score, rows.count[i], rows.lastAtMs[i]);
           }
           // Bounded: the newest max_rows, none older than max_age_days (ids grow with time).
           this.#trimById.run(this.#opts.maxRows);
           this.#trimByAge.run(cutoffMs);
         })();
       }
-      this.#written += batch.length;
-      for (const r of batch) this.#queries += r.count;
-      return batch.length;
+      this.#written += end - start;
+      for (let i = start; i < end; i++) this.#queries += rows.count[i]!;
+      return end - start;
     } catch (err) {
-      this.#dropped += batch.length;
-      this.#log?.error({ err: messageOf(err), rows: batch.length }, 'could not write the query log; rows dropped');
+      this.#dropped += end - start;
+      this.#log?.error({ err: messageOf(err), rows: end - start }, 'could not write the query log; rows dropped');
       return 0;
     }
   }
@@ -322,7 +437,14 @@ const trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) F
 const trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
 const reversed = (n) => n.toLowerCase().replace(/\\.$/, '').split('.').reverse().join('.');
 const write = db.transaction((m) => {
-  for (const r of m.rows) insert.run(r.atMs, r.name, reversed(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
+  const r = m.rows;
+  const t = r.strings;
+  for (let i = 0; i < r.n; i++) {
+    const o = i * 7;
+    const score = r.score[i];
+    insert.run(r.atMs[i], r.name[i], reversed(r.name[i]), r.qtype[i], t[r.refs[o]], t[r.refs[o + 1]], t[r.refs[o + 2]], t[r.refs[o + 3]],
+      t[r.refs[o + 4]], t[r.refs[o + 5]], t[r.refs[o + 6]], r.rcode[i], Number.isNaN(score) ? null : score, r.count[i], r.lastAtMs[i]);
+  }
   trimById.run(m.maxRows);
   trimByAge.run(m.cutoffMs);
 });
@@ -372,7 +494,7 @@ class WriterThread {
     });
   }
 
-  write(rows: readonly Pending[], maxRows: number, cutoffMs: number): Promise<void> {
+  write(rows: SliceMessage, maxRows: number, cutoffMs: number): Promise<void> {
     return this.#send({ rows, maxRows, cutoffMs });
   }
 
