@@ -91,7 +91,6 @@ export function reversedName(name: string): string {
   return name.toLowerCase().replace(/\.$/, '').split('.').reverse().join('.');
 }
 
-
 export class QueryLog implements QueryLogSink {
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
