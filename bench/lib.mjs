@@ -389,7 +389,7 @@ function baselineMode(dir, cli = CLI) {
 // The fleet runs' client addresses: two agents, each its own session, steered to different workers (run.mjs checks).
 const FLEET_SOURCES = ['127.0.0.2', '127.0.0.3'];
 
-function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket, workers, mode }) {
+function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline, cacheEntries, queriesPerSocket, workers, mode, extraYaml }) {
   // Scoring on: every per-query signal and window runs as in production, but the session-wide budgets and the
   // bandwidth cap are lifted — the miss rounds and the RSS flood send tens of thousands of never-seen names a
   // second from one session, which is exactly what those stop (they would turn the run into a blocked-query
@@ -412,7 +412,7 @@ ${cacheEntries === undefined ? '' : `cache: { max_entries: ${cacheEntries} }\n`}
     // One session per agent address, as registrations give them: a session is judged by one worker.
     : `sessions: { static: [ ${['127.0.0.1', ...FLEET_SOURCES].map((a, i) => `{ id: bench-${i}, addresses: ["${a}/32"], type: interactive, user: bench, role: bench }`).join(', ')} ] }`}
 logging: { level: warn }
-${workers === undefined ? '' : `server: { workers: ${workers} }\n`}${policy}`;
+${workers === undefined ? '' : `server: { workers: ${workers} }\n`}${policy}${extraYaml === undefined ? '' : `${extraYaml}\n`}`;
 }
 
 // dnswarden runs as `npm start` and the container run it: with the V8 heap flags of src/cli.ts's shebang.

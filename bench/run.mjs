@@ -8,7 +8,8 @@
 //   BENCH_ROUNDS (5)  BENCH_HIT_SECONDS (5)  BENCH_MISS_SECONDS (4)  BENCH_MISS_NAMES (150000)
 //   BENCH_FLOOD_NAMES (500000)  BENCH_FLOOD_SECOND_BEFORE_S (480: skip the 600k-cache flood after this)  BENCH_PROFILE (1: CPU-profile dnswarden hit/miss runs; 0: skip)
 //   BENCH_LATENCY_QPS (5000: fixed-rate probe for p50/p99)  BENCH_NO_WRITE (1: print only, write nothing)
-//   BENCH_ONLY (blocked: only the blocked-traffic rounds, printed, nothing written — a quick before/after)
+//   BENCH_ONLY (blocked: only the blocked-traffic rounds, printed, nothing written — a quick before/after;
+//     the RSS flood and the query log's cost run alone as `node bench/rss.mjs` and `node bench/query-log.mjs`)
 //   BENCH_FLEET_QUARANTINES (50) BENCH_FLEET_BACKGROUND_QPS (2000): the fleet-over-Redis section (bench/fleet.mjs)
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,8 @@ import { shardOf } from '../dist/src/fleet/shard.js';
 import { localZoneRounds } from './local-zones.mjs';
 import { sessionsMarkdown } from './sessions.mjs';
 import { fleetMarkdown, fleetRedisBench } from './fleet.mjs';
+import { queryLogMarkdown, queryLogRounds } from './query-log.mjs';
+import { floodRss } from './rss.mjs';
 import {
   T0, BENCH_DIR, P, ZONE, HOSTS, log, start, stop, stopAll, run, freePort, cpuPerQuery, dnsperfWithCpu, dnsperfFrom, rssKb, rssTreeKb, FLEET_SOURCES,
   round1, round3, median, dnsperf, hitNames, blockFloodNames, writeMissFile, startNsd, startUnbound, baselineMode, startWarden, metrics, machine, sleep,
@@ -148,6 +151,10 @@ async function main() {
     result.local_zone = await localZoneRounds(tmp, { nsdPort, hitFile, rounds: 3, seconds: P.hitSeconds });
     log(`local zone vs cache hit: ${JSON.stringify(result.local_zone.median)}`);
 
+    // The query log's cost on cache hits (issue 17): query_log on vs off, same rounds (bench/query-log.mjs).
+    result.query_log = await queryLogRounds(tmp, { nsdPort, baseline, hitFile, rounds: P.rounds, seconds: P.hitSeconds });
+    log(`query log on/off (cache hits): ${JSON.stringify(result.query_log.median)}`);
+
     // A fleet (issue 15): quarantine propagation between three replicas over a real Redis, and cache-hit QPS with
     // fleet.redis on vs off (bench/fleet.mjs).
     result.fleet_redis = await fleetRedisBench(tmp, { nsdPort, hitFile, rounds: 3, seconds: P.hitSeconds });
@@ -208,35 +215,7 @@ async function main() {
         log(`flood ${label}: skipped (time budget)`);
         continue;
       }
-      const w = await startWarden(tmp, `flood-${label}`, { nsdPort, scoring: true, baseline, cacheEntries, workers });
-      const rssOf = workers === undefined ? rssKb : rssTreeKb;
-      const before = rssOf(w.pid);
-      const chunks = 5;
-      const per = Math.ceil(P.floodNames / chunks);
-      const curve = [];
-      const total = { sent: 0, completed: 0, lost: 0, run_s: 0, rcodes: {} };
-      for (let c = 0; c < chunks; c++) {
-        const sources = workers === undefined ? [undefined] : FLEET_SOURCES;
-        const files = sources.map((_, j) => join(tmp, `flood-${j}.txt`));
-        const lines = files.map(() => []);
-        // Ten names per registrable domain; with two sources each domain's names go to one of them.
-        for (let i = c * per; i < Math.min(P.floodNames, (c + 1) * per); i++) lines[Math.floor(i / 10) % files.length].push(`${HOSTS[i % 10]}.f${Math.floor(i / 10).toString(36)}.${ZONE} A`);
-        files.forEach((f, j) => writeFileSync(f, `${lines[j].join('\n')}\n`));
-        const perf = workers === undefined
-          ? dnsperf(w.port, files[0], { seconds: P.floodChunkSeconds, maxRuns: 1 })
-          : await dnsperfFrom(FLEET_SOURCES, w.port, files, { seconds: P.floodChunkSeconds, maxRuns: 1 });
-        files.forEach((f) => rmSync(f));
-        total.sent += perf.sent; total.completed += perf.completed; total.lost += perf.lost; total.run_s = round3(total.run_s + perf.run_s);
-        for (const [k, v] of Object.entries(perf.rcodes)) total.rcodes[k] = (total.rcodes[k] ?? 0) + v;
-        curve.push({ names_sent: total.sent, qps: perf.qps, ...rssOf(w.pid) });
-      }
-      await sleep(3000);
-      const settled = rssOf(w.pid);
-      const m = await metrics(w.adminPort);
-      const after = curve[curve.length - 1];
-      result.flood[label] = { names: P.floodNames, cache_max_entries: cacheEntries, workers: workers ?? 1, rss_before: before, rss_after: { rss_mb: after.rss_mb, hwm_mb: after.hwm_mb }, rss_after_3s: settled, curve, dnsperf: total, metrics_after: m };
-      log(`flood ${label}: ${total.completed}/${total.sent} in ${total.run_s}s, rss ${before.rss_mb} → ${curve.map((x) => x.rss_mb).join(' → ')} MB (hwm ${after.hwm_mb}), rcodes ${JSON.stringify(total.rcodes)}`);
-      await stop(w.rec);
+      result.flood[label] = await floodRss(tmp, { nsdPort, baseline, cacheEntries, workers, label: `flood-${label}` });
     }
     await stop(nsd);
 
@@ -463,6 +442,7 @@ function markdown(r) {
       `| local zone (\`zones:\`, never scored) | ${z.local_qps} | ${z.local_us_per_query} |`, `| cache hit (scored) | ${z.cache_hit_qps} | ${z.cache_hit_us_per_query} |`,
       '', `Ratio local / hit (median of same-round ratios): ${z.ratio_local_to_hit}; every local answer NOERROR: ${z.local_noerror}.`);
   }
+  if (r.query_log) L.push('', '## The query log\'s cost on cache hits (two dnswardens, scoring on, `query_log` on vs `{ enabled: false }`, alternating runs; bench/query-log.mjs)', '', queryLogMarkdown(r.query_log).trimEnd());
   if (r.fleet_redis) L.push('', '## A fleet over Redis (three replicas, `fleet.redis`; bench/fleet.mjs)', '', fleetMarkdown(r.fleet_redis).trimEnd());
   if (r.cpu_per_hit_query_us) {
     const c = r.cpu_per_hit_query_us;

@@ -1,6 +1,7 @@
 // House rules that must hold without a linter: the README tells the truth about every config field
 // and metric, every yaml block in it validates, scoring stays pure, and only wire.ts touches
-// dns-packet.
+// dns-packet, and every bench script parses (nothing in CI runs the bench).
+import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -246,4 +247,18 @@ describe('architecture', () => {
     const long = files.filter((f) => readFileSync(f, 'utf8').split('\n').length > 450 && !/^\/\/ .*Why (this|it) is long/m.test(readFileSync(f, 'utf8').slice(0, 2000)));
     expect(long).toEqual([]);
   });
+});
+
+describe('bench', () => {
+  // Nothing in CI runs the bench (13 minutes, and it needs the whole machine): a script that no longer parses
+  // would otherwise be found by the next person who runs it.
+  it('every bench/*.mjs parses (node --check)', () => {
+    const scripts = readdirSync('bench').filter((f) => f.endsWith('.mjs')).map((f) => join('bench', f));
+    expect(scripts.length).toBeGreaterThanOrEqual(10);
+    const broken = scripts
+      .map((f) => ({ f, r: spawnSync(process.execPath, ['--check', f], { encoding: 'utf8', timeout: 60_000 }) }))
+      .filter(({ r }) => r.status !== 0)
+      .map(({ f, r }) => `${f}: ${(r.stderr || String(r.error ?? r.signal)).trim().split('\n').slice(0, 5).join(' | ')}`);
+    expect(broken).toEqual([]);
+  }, 120_000);
 });

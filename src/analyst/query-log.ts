@@ -4,6 +4,7 @@
 // like the one its session asked last for the same name (same type, result, action, rule, rcode) within the
 // batch is counted on that row (`count`, `last_at_ms`) instead of adding one, so a flood of cache hits or of
 // gate-blocked queries costs a counter, not a row (`npm run bench:ab`: a row per query halved cache-hit QPS).
+// Buffered rows are held column by column, not as an object each (`Rows`, src/analyst/query-log-rows.ts).
 // Rows reach the disk once a second (`flushInSlices`, from a timer), 2000 to a transaction, written by a worker
 // thread of their own (`thread: true`, as app.ts runs it: a cache-miss flood's unique names cost the event loop a
 // structured clone, not an insert) or in-thread with the loop free between slices; the table is trimmed to
@@ -13,10 +14,9 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { WardenError, messageOf } from '../errors.js';
+import { FIRST_CAPACITY, INSERT_SQL, Rows, WriterThread, sliceMessage, type SessionFields, type Slice } from './query-log-rows.js';
 
 export interface QueryLogOptions {
   readonly maxRows: number;
@@ -68,6 +68,11 @@ export const QUERY_LOG_MAX_LIMIT = 10_000;
 const DEFAULT_MAX_BUFFERED = 100_000;
 // Rows per transaction when the timer writes: ~8 µs a row with its indexes, so one slice holds the loop ~15 ms.
 const SLICE_ROWS = 2000;
+// SQLite's page cache per connection, in KiB. better-sqlite3 builds SQLite with a 16 MB default, which the writer
+// fills within seconds of a cache-miss flood (four indexes over a million rows): it was 16–18 MB of the RSS
+// after 500,000 unique names (bench/rss.mjs). SQLite's own default (2 MB) writes as fast here: the pages it
+// misses are in the OS's file cache, and the writer is off the event loop.
+const PAGE_CACHE_KIB = 2000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS query_log (
@@ -86,27 +91,24 @@ export function reversedName(name: string): string {
   return name.toLowerCase().replace(/\.$/, '').split('.').reverse().join('.');
 }
 
-interface Pending {
-  atMs: number; name: string; qtype: number; session: string; user: string; role: string; sessionType: string;
-  result: string; action: string; rule: string; rcode: number; score: number | null; count: number; lastAtMs: number;
-}
-
 export class QueryLog implements QueryLogSink {
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
   readonly #opts: Required<QueryLogOptions>;
   readonly #log: Logger | undefined;
-  #buffer: Pending[] = [];
-  // Batches taken from the buffer and not written yet (the timer writes them a slice at a time).
-  #queue: Pending[][] = [];
+  #buffer = new Rows(FIRST_CAPACITY);
+  // Batches taken from the buffer and not written yet (the timer writes them a slice at a time); the first
+  // `#headDone` rows of the head batch are written.
+  #queue: Rows[] = [];
+  #headDone = 0;
   #queued = 0;
   // Every write, in order: a flush resolves once everything taken before it is written.
   #chain: Promise<unknown> = Promise.resolve();
   #worker: WriterThread | undefined;
   readonly #trimById: Database.Statement;
   readonly #trimByAge: Database.Statement;
-  // Per session id, per name: the row a repeat of the same query is counted on (this batch only).
-  #latest = new Map<string, Map<string, Pending>>();
+  // Per session id, per name: the row (index in #buffer) a repeat of the same query is counted on (this batch only).
+  #latest = new Map<string, Map<string, number>>();
   #dropped = 0;
   #written = 0;
   #queries = 0;
@@ -116,8 +118,7 @@ export class QueryLog implements QueryLogSink {
     this.#db = db;
     this.#opts = { maxBuffered: DEFAULT_MAX_BUFFERED, thread: false, ...opts };
     this.#log = log;
-    this.#insert = db.prepare(`INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.#insert = db.prepare(INSERT_SQL);
     this.#trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?');
     this.#trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
   }
@@ -132,9 +133,10 @@ export class QueryLog implements QueryLogSink {
       db.pragma('journal_mode = WAL');
       // A log, not a record of decisions: a crash may lose the last batch, never the store's rows.
       db.pragma('synchronous = NORMAL');
+      db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
       db.exec(SCHEMA);
       const q = new QueryLog(db, opts, log);
-      if (opts.thread === true) q.#worker = new WriterThread(join(dir, 'querylog.sqlite'), log);
+      if (opts.thread === true) q.#worker = new WriterThread(join(dir, 'querylog.sqlite'), PAGE_CACHE_KIB, log);
       return q;
     } catch (err) {
       db?.close();
@@ -154,21 +156,22 @@ export class QueryLog implements QueryLogSink {
     return this.#queries;
   }
 
-  record(atMs: number, name: string, qtype: number, session: { readonly id: string; readonly user: string; readonly role: string; readonly type: string }, result: string, action: string, rule: string, rcode: number, score: number | undefined): void {
+  record(atMs: number, name: string, qtype: number, session: SessionFields, result: string, action: string, rule: string, rcode: number, score: number | undefined): void {
     let names = this.#latest.get(session.id);
     const last = names?.get(name);
-    if (last !== undefined && last.qtype === qtype && last.result === result && last.rule === rule && last.action === action && last.rcode === rcode) {
-      last.count++;
-      last.lastAtMs = atMs;
-      if (score !== undefined && (last.score === null || score > last.score)) last.score = score;
+    const b = this.#buffer;
+    if (last !== undefined && b.qtype[last] === qtype && b.result[last] === result && b.rule[last] === rule && b.action[last] === action && b.rcode[last] === rcode) {
+      b.count[last]!++;
+      b.lastAtMs[last] = atMs;
+      // NaN (no score yet) compares false: any score replaces it.
+      if (score !== undefined && !(b.score[last]! >= score)) b.score[last] = score;
       return;
     }
-    if (this.#buffer.length + this.#queued >= this.#opts.maxBuffered) {
+    if (b.n + this.#queued >= this.#opts.maxBuffered) {
       this.#dropped++;
       return;
     }
-    const row: Pending = { atMs, name, qtype, session: session.id, user: session.user, role: session.role, sessionType: session.type, result, action, rule, rcode, score: score ?? null, count: 1, lastAtMs: atMs };
-    this.#buffer.push(row);
+    const row = b.push(atMs, name, qtype, session, result, action, rule, rcode, score);
     if (names === undefined) this.#latest.set(session.id, (names = new Map()));
     names.set(name, row);
   }
@@ -194,7 +197,7 @@ export class QueryLog implements QueryLogSink {
   #enqueue(nowMs: number, sliceRows: number): Promise<number> {
     const next = this.#chain.then(async () => {
       let written = 0;
-      for (let slice = this.#nextSlice(sliceRows); slice.length > 0; slice = this.#nextSlice(sliceRows)) {
+      for (let slice = this.#nextSlice(sliceRows); slice !== undefined; slice = this.#nextSlice(sliceRows)) {
         written += await this.#write(slice, nowMs);
         await new Promise<void>((ok) => setImmediate(ok)); // let queries in between slices
       }
@@ -206,46 +209,55 @@ export class QueryLog implements QueryLogSink {
 
   /** Ends the batch: its rows wait to be written, and a repeat of a query starts a new row. */
   #take(): void {
-    if (this.#buffer.length === 0) return;
+    if (this.#buffer.n === 0) return;
     this.#queue.push(this.#buffer);
-    this.#queued += this.#buffer.length;
-    this.#buffer = [];
+    this.#queued += this.#buffer.n;
+    this.#buffer = new Rows(FIRST_CAPACITY);
     this.#latest = new Map();
   }
 
-  #nextSlice(max: number): Pending[] {
-    const out: Pending[] = [];
-    while (out.length < max && this.#queue.length > 0) {
-      const head = this.#queue[0]!;
-      for (const r of head.splice(0, max - out.length)) out.push(r);
-      if (head.length === 0) this.#queue.shift();
+  /** At most `max` rows of the oldest batch not written yet (a slice never spans two batches). */
+  #nextSlice(max: number): Slice | undefined {
+    const rows = this.#queue[0];
+    if (rows === undefined) return undefined;
+    const start = this.#headDone;
+    const end = Math.min(rows.n, start + max);
+    if (end === rows.n) {
+      this.#queue.shift();
+      this.#headDone = 0;
+    } else {
+      this.#headDone = end;
     }
-    this.#queued -= out.length;
-    return out;
+    this.#queued -= end - start;
+    return { rows, start, end };
   }
 
   /** One transaction: the rows, then the bounds. A failure drops the rows (counted and logged), never throws. */
-  async #write(batch: readonly Pending[], nowMs: number): Promise<number> {
+  async #write(slice: Slice, nowMs: number): Promise<number> {
     const cutoffMs = nowMs - this.#opts.maxAgeDays * 86_400_000;
+    const { rows, start, end } = slice;
     try {
       if (this.#worker !== undefined && this.#worker.alive) {
-        await this.#worker.write(batch, this.#opts.maxRows, cutoffMs);
+        await this.#worker.write(sliceMessage(slice), this.#opts.maxRows, cutoffMs);
       } else {
         this.#db.transaction(() => {
-          for (const r of batch) {
-            this.#insert.run(r.atMs, r.name, reversedName(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
+          for (let i = start; i < end; i++) {
+            const s = rows.session[i]!;
+            const score = rows.score[i]!;
+            this.#insert.run(rows.atMs[i], rows.name[i], reversedName(rows.name[i]!), rows.qtype[i], s.id, s.user, s.role, s.type,
+              rows.result[i], rows.action[i], rows.rule[i], rows.rcode[i], Number.isNaN(score) ? null : score, rows.count[i], rows.lastAtMs[i]);
           }
           // Bounded: the newest max_rows, none older than max_age_days (ids grow with time).
           this.#trimById.run(this.#opts.maxRows);
           this.#trimByAge.run(cutoffMs);
         })();
       }
-      this.#written += batch.length;
-      for (const r of batch) this.#queries += r.count;
-      return batch.length;
+      this.#written += end - start;
+      for (let i = start; i < end; i++) this.#queries += rows.count[i]!;
+      return end - start;
     } catch (err) {
-      this.#dropped += batch.length;
-      this.#log?.error({ err: messageOf(err), rows: batch.length }, 'could not write the query log; rows dropped');
+      this.#dropped += end - start;
+      this.#log?.error({ err: messageOf(err), rows: end - start }, 'could not write the query log; rows dropped');
       return 0;
     }
   }
@@ -299,80 +311,6 @@ export class QueryLog implements QueryLogSink {
     this.#closed = true;
     await this.#worker?.stop();
     this.#db.close();
-  }
-}
-
-// The writer thread's code: plain JS run with `eval` (the same from src/ under vitest and from dist/), given the
-// file and better-sqlite3's path; one message is one batch, one transaction, one answer.
-const WRITER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.sqlite);
-const db = new Database(workerData.file);
-db.pragma('busy_timeout = 2000');
-db.pragma('synchronous = NORMAL');
-const insert = db.prepare(workerData.insert);
-const trimById = db.prepare('DELETE FROM query_log WHERE id <= (SELECT MAX(id) FROM query_log) - ?');
-const trimByAge = db.prepare('DELETE FROM query_log WHERE at_ms < ?');
-const reversed = (n) => n.toLowerCase().replace(/\\.$/, '').split('.').reverse().join('.');
-const write = db.transaction((m) => {
-  for (const r of m.rows) insert.run(r.atMs, r.name, reversed(r.name), r.qtype, r.session, r.user, r.role, r.sessionType, r.result, r.action, r.rule, r.rcode, r.score, r.count, r.lastAtMs);
-  trimById.run(m.maxRows);
-  trimByAge.run(m.cutoffMs);
-});
-parentPort.on('message', (m) => {
-  if (m.stop) { db.close(); parentPort.postMessage({ id: m.id }); return; }
-  try { write(m); parentPort.postMessage({ id: m.id }); } catch (err) { parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) }); }
-});
-`;
-const INSERT_SQL = `INSERT INTO query_log (at_ms, name, rname, qtype, session_id, user, role, session_type, result, action, rule, rcode, score, count, last_at_ms)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
-
-/** The worker thread that writes the query log's batches; if it dies, the log writes on the event loop again. */
-class WriterThread {
-  readonly #worker: Worker;
-  readonly #waiting = new Map<number, { ok: () => void; fail: (err: Error) => void }>();
-  #nextId = 0;
-  alive = true;
-
-  constructor(file: string, log: Logger | undefined) {
-    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.#worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { file, sqlite, insert: INSERT_SQL } });
-    this.#worker.unref(); // idle, never what keeps the process up; while a batch is out, it is (see #send)
-    this.#worker.on('message', (m: { id: number; error?: string }) => {
-      const w = this.#waiting.get(m.id);
-      this.#waiting.delete(m.id);
-      if (this.#waiting.size === 0) this.#worker.unref();
-      if (m.error === undefined) w?.ok();
-      else w?.fail(new Error(m.error));
-    });
-    const dead = (why: string): void => {
-      if (!this.alive) return;
-      this.alive = false;
-      log?.error({ err: why }, 'the query log writer thread stopped; writing on the event loop from now on');
-      for (const w of this.#waiting.values()) w.fail(new Error(`writer thread stopped: ${why}`));
-      this.#waiting.clear();
-    };
-    this.#worker.on('error', (err) => dead(messageOf(err)));
-    this.#worker.on('exit', (code) => dead(`exit ${code}`));
-  }
-
-  #send(message: object): Promise<void> {
-    const id = ++this.#nextId;
-    return new Promise<void>((ok, fail) => {
-      this.#waiting.set(id, { ok, fail });
-      this.#worker.ref(); // a batch in flight keeps the process up until it is on disk (the last one at a stop)
-      this.#worker.postMessage({ ...message, id });
-    });
-  }
-
-  write(rows: readonly Pending[], maxRows: number, cutoffMs: number): Promise<void> {
-    return this.#send({ rows, maxRows, cutoffMs });
-  }
-
-  async stop(): Promise<void> {
-    if (this.alive) await this.#send({ stop: true }).catch(() => undefined);
-    this.alive = false;
-    await this.#worker.terminate();
   }
 }
 

@@ -82,6 +82,31 @@ describe('query log', () => {
     expect(o.blockedNames).toEqual([{ name: 'hot.example', count: 3 }]);
   });
 
+  it('a row keeps the highest score of its repeats (none until one comes), through the writer thread and without it', async () => {
+    for (const thread of [false, true]) {
+      const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qlog-'));
+      dirs.push(dir);
+      const q = QueryLog.open(dir, { maxRows: 1000, maxAgeDays: 30, thread });
+      logs.push(q);
+      const t = Date.now();
+      q.record(t, 'unscored.example', 1, A, 'answered', 'answer', 'none', 0, undefined);
+      q.record(t, 'late.example', 1, A, 'answered', 'answer', 'none', 0, undefined);
+      q.record(t + 1, 'late.example', 1, A, 'answered', 'answer', 'none', 0, 0.25);
+      q.record(t + 2, 'late.example', 1, A, 'answered', 'answer', 'none', 0, undefined);
+      q.record(t, 'max.example', 1, B, 'blocked', 'nxdomain', 'threshold', 3, 0.5);
+      q.record(t + 1, 'max.example', 1, B, 'blocked', 'nxdomain', 'threshold', 3, 0.9);
+      q.record(t + 2, 'max.example', 1, B, 'blocked', 'nxdomain', 'threshold', 3, 0.7);
+      q.record(t, 'zero.example', 1, B, 'answered', 'answer', 'none', 0, 0);
+      expect(await q.flush(t)).toBe(4);
+      const rows = new Map((await q.search({})).map((r) => [r.name, r]));
+      expect([...rows.keys()].sort()).toEqual(['late.example', 'max.example', 'unscored.example', 'zero.example']);
+      expect(rows.get('unscored.example')!.score).toBeNull();
+      expect([rows.get('late.example')!.score, rows.get('late.example')!.count]).toEqual([0.25, 3]);
+      expect([rows.get('max.example')!.score, rows.get('max.example')!.count, rows.get('max.example')!.user]).toEqual([0.9, 3, 'bob']);
+      expect(rows.get('zero.example')!.score).toBe(0);
+    }
+  });
+
   it('the timer writes a large batch in slices, yielding to the event loop between them, and loses no row', async () => {
     const q = open(100_000);
     const t = Date.now();
