@@ -5,9 +5,11 @@
 // triggering query, the signals and the chart, releases it with a reason, and the session is answered again (a
 // DNS query) and the audit entry is shown; a viewer (token from a #token= fragment, removed from the address bar)
 // sees no decision buttons; the query log finds a name queried by a session that has ended.
-// Screenshots of each view are written to docs/screenshots/. Needs `npm run build` first (the console is built
-// by esbuild into dist/console).
-import { mkdirSync, readFileSync } from 'node:fs';
+// Screenshots of each view are written to a temporary folder, or to docs/screenshots/ with
+// DNSWARDEN_SCREENSHOTS=docs (so a test run leaves the checkout as it was). Needs `npm run build` first (the console
+// is built by esbuild into dist/console).
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SignJWT } from 'jose';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -19,7 +21,7 @@ import { parseConfig } from '../../src/ops/config.js';
 import { base32Label } from '../helpers/exfil.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const SHOTS = join(ROOT, 'docs/screenshots');
+const SHOTS = process.env['DNSWARDEN_SCREENSHOTS'] === 'docs' ? join(ROOT, 'docs/screenshots') : mkdtempSync(join(tmpdir(), 'dnswarden-screenshots-'));
 const ANALYST_TOKEN = 'console-analyst-alice-0123456789abcdef';
 const VIEWER_TOKEN = 'console-viewer-victor-0123456789abcdef';
 const HS_SECRET = 'console-test-hs256-secret-0123456789abcdef';
