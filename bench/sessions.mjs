@@ -14,7 +14,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { loadSigningKeys, SessionDirectory } from '../dist/src/sessions/directory.js';
+import { SessionDirectory } from '../dist/src/sessions/directory.js';
+import { loadSigningKeys } from '../dist/src/sessions/credentials.js';
 
 const BENCH_DIR = new URL('.', import.meta.url).pathname;
 const SIZES = (process.env.BENCH_SESSIONS_SIZES ?? '10,10000,100000').split(',').map(Number);

@@ -261,4 +261,21 @@ describe('bench', () => {
       .map(({ f, r }) => `${f}: ${(r.stderr || String(r.error ?? r.signal)).trim().split('\n').slice(0, 5).join(' | ')}`);
     expect(broken).toEqual([]);
   }, 120_000);
+
+  it("every name a bench script imports from the build is exported by that module's source", () => {
+    // node --check does not resolve imports: a module that moves an export (loadSigningKeys went to credentials.ts)
+    // breaks `npm run bench` at its first line without this.
+    const missing: string[] = [];
+    for (const f of readdirSync('bench').filter((n) => n.endsWith('.mjs'))) {
+      const text = readFileSync(join('bench', f), 'utf8');
+      for (const m of text.matchAll(/import\s*\{([^}]*)\}\s*from\s*'\.\.\/dist\/(src\/[\w/.-]+)\.js'/g)) {
+        const source = readFileSync(`${m[2]}.ts`, 'utf8');
+        for (const name of m[1]!.split(',').map((n) => n.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]!).filter(Boolean)) {
+          const exported = new RegExp(`export\\s+(?:async\\s+)?(?:function|class|const|let|interface|type|enum)\\s+${name}\\b|export\\s*\\{[^}]*\\b${name}\\b`).test(source);
+          if (!exported) missing.push(`bench/${f}: ${name} from ${m[2]}.ts`);
+        }
+      }
+    }
+    expect(missing).toEqual([]);
+  });
 });
