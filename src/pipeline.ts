@@ -103,9 +103,8 @@ export function createPipeline(d: PipelineDeps): {
   /** Logs the counts of repeated blocks whose window has passed (every window, from a timer), or all of them (`all`: at close). */
   flushRepeats(all?: boolean): void;
 } {
-  const m = d.metrics;
   // The closed gate's answer, built once per quarantine (and policy): a quarantined session's flood allocates nothing here.
-  const rec = createOutcomeRecorder({ metrics: m, log: d.log, refusedLog: d.refusedLog, nowMs: d.nowMs, repeatWindowMs: d.repeatWindowMs });
+  const rec = createOutcomeRecorder({ metrics: d.metrics, log: d.log, refusedLog: d.refusedLog, nowMs: d.nowMs, repeatWindowMs: d.repeatWindowMs });
   const gated = new WeakMap<Session<SessionState>, { readonly id: string; readonly policy: Policy; readonly outcome: Outcome }>();
 
   // The decide phase is synchronous, and so is a cache hit: only a domain-age wait or an upstream
@@ -118,7 +117,7 @@ export function createPipeline(d: PipelineDeps): {
     const session = admission.session;
     // Over its session's rate limit: REFUSED at once (never dropped), before any other work; not in its history.
     if (d.sessionRates !== undefined && !d.sessionRates.take(session, q.atMs)) {
-      m.sessionRateLimited.inc({ session_type: session.type });
+      rec.rateLimited(session.type);
       return RATE_LIMITED;
     }
     // The policy is read once: a SIGHUP while this query waits judges and accounts it on one policy, not two.
@@ -145,6 +144,10 @@ export function createPipeline(d: PipelineDeps): {
     const registrable = d.domainAge === undefined ? undefined : registrableOf(q.name);
     if (registrable !== undefined) {
       return d.domainAge!.lookup(registrable, d.ageBudgetMs).then((ageDays) => {
+        // The gate again: while this query waited for its domain's age, another may have quarantined the session;
+        // it must not be judged (and possibly answered) as if the session were free.
+        const heldBy = d.quarantines.holds(session.id);
+        if (heldBy !== undefined) return gateBlocked(c, heldBy);
         c.ageDays = ageDays;
         return judgeAndAct(c);
       });
@@ -195,10 +198,6 @@ export function createPipeline(d: PipelineDeps): {
 
   function judgeAndAct(c: QueryContext): Outcome | Promise<Outcome> {
     const { q, session } = c;
-    // The gate again: a query that waited for its domain's age may have been overtaken by one that quarantined
-    // the session meanwhile; it must not be judged (and possibly answered) as if the session were free.
-    const heldBy = d.quarantines.holds(session.id);
-    if (heldBy !== undefined) return gateBlocked(c, heldBy);
     const verdict = c.policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays: c.ageDays, atMs: q.atMs });
     c.verdict = verdict;
 
@@ -322,7 +321,7 @@ export function createPipeline(d: PipelineDeps): {
 
   function answerPacket(packet: Buffer, peer: Peer): Buffer | undefined | Promise<Buffer | undefined> {
     const started = performance.now();
-    const q = decodePacket(packet, peer, d.nowMs(), d.udpPayloadSize, m);
+    const q = decodePacket(packet, peer, d.nowMs(), d.udpPayloadSize, d.metrics);
     if ('reply' in q) return q.reply;
     let outcome: Outcome | Promise<Outcome>;
     try {

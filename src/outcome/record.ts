@@ -1,13 +1,13 @@
 // What a finished query leaves behind besides its reply: the metrics of its verdict, local answer and reply, the
 // verdict log line (src/outcome/verdict-log.ts, with repeats aggregated), the refused-sources log, and one line a
 // second for upstream failures during an outage. The pipeline calls it; it is the only place query metrics are
-// counted. Never decides, never changes a session, never writes the store or sockets; never logs tokens.
+// counted (a packet that never became a query is counted by the edge, src/outcome/edge.ts). Never decides, never changes a session, never writes the store or sockets; never logs tokens.
 import type { Logger } from 'pino';
 import { WardenError } from '../errors.js';
 import { qtypeName, queryKey, rcodeName, SIGNAL_KEYS, verdictKey, type Metrics } from '../ops/telemetry.js';
 import { qtypeText } from '../ops/qtypes.js';
 import type { RefusedLog } from '../ops/refused-log.js';
-import type { Query } from '../dns/wire.js';
+import { RCODE, type Query } from '../dns/wire.js';
 import type { SessionMeta } from '../sessions/directory.js';
 import type { Verdict } from '../policy/judge.js';
 import type { Outcome } from './outcome.js';
@@ -33,6 +33,8 @@ export interface OutcomeRecorder {
   reply(q: Query, outcome: Outcome, elapsedMs: number): void;
   /** A refusal to a source without a session, slipped (TC=1) or dropped by the REFUSED rate limit. */
   limited(q: Query, action: 'slipped' | 'dropped'): void;
+  /** A session's query refused for its rate limit (policy.session_types.<type>.rate_limit). */
+  rateLimited(sessionType: SessionMeta['type']): void;
   /** Logs the counts of repeated blocks whose window has passed, or all of them (`all`: at close). */
   flushRepeats(all?: boolean): void;
 }
@@ -78,9 +80,12 @@ export function createOutcomeRecorder(d: OutcomeRecorderDeps): OutcomeRecorder {
         d.refusedLog?.note(q.peer.address, outcome.reason, q.atMs);
       }
     },
+    rateLimited(sessionType) {
+      m.sessionRateLimited.inc({ session_type: sessionType });
+    },
     limited(q, action) {
       m.refusedLimited.inc({ action });
-      if (action === 'slipped') m.queries.inc(queryKey(q.peer.transport, q.type, 5 /* REFUSED */));
+      if (action === 'slipped') m.queries.inc(queryKey(q.peer.transport, q.type, RCODE.REFUSED));
     },
     flushRepeats: verdictLog.flush,
   };
