@@ -46,3 +46,38 @@ export async function waitAdmin(adminPort: number, proc: ChildProcess, output: (
   }
   throw new Error(`the admin API on 127.0.0.1:${adminPort} did not answer /healthz 200 within ${timeoutMs} ms; last: ${String(last)}\n${output()}`);
 }
+
+export interface AdminReply {
+  readonly status: number;
+  /** The parsed JSON body (each test reads the shape its endpoint answers), undefined when it is not JSON. */
+  readonly json: any;
+  readonly text: string;
+}
+
+/** One request to a served admin API with a bearer token; a JSON body is sent as JSON, the reply parsed when it is JSON. */
+export async function adminRequest(adminUrl: string, token: string, path: string, init: { method?: string; body?: unknown } = {}): Promise<AdminReply> {
+  const res = await fetch(`${adminUrl}${path}`, {
+    method: init.method ?? 'GET',
+    headers: { authorization: `Bearer ${token}`, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+  });
+  const text = await res.text();
+  let json: unknown;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, json, text };
+}
+
+/**
+ * The first JSON log line whose msg is `msg` in `output()` past its first `from` characters, parsed; polled every
+ * `pollMs`, bounded by `timeoutMs`; fails at once, with the output, when the process exits first.
+ */
+export async function waitLogLine(proc: ChildProcess, output: () => string, msg: string, opts: { from?: number; timeoutMs?: number; pollMs?: number; label?: string } = {}): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  const label = opts.label ?? 'serve';
+  while (Date.now() < deadline) {
+    for (const line of output().slice(opts.from ?? 0).split('\n')) if (line.includes(`"msg":"${msg}"`)) return JSON.parse(line) as Record<string, unknown>;
+    if (proc.exitCode !== null) throw new Error(`${label} exited:\n${output()}`);
+    await new Promise((ok) => setTimeout(ok, opts.pollMs ?? 50));
+  }
+  throw new Error(`${label}: no "${msg}" line:\n${output()}`);
+}

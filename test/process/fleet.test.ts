@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exited, spawnServe } from '../helpers/serve-process.js';
+import { adminRequest, exited, spawnServe, waitLogLine, type AdminReply } from '../helpers/serve-process.js';
 import { query, type DnsReply, type Server } from '../helpers/dns-client.js';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { metricValue } from '../helpers/warden.js';
@@ -72,15 +72,8 @@ function configOf(name: string, dir: string, fleet: Record<string, unknown> = { 
   };
 }
 
-async function waitLine(r: Replica, msg: string, from: number, timeoutMs = 30_000): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    for (const line of r.output.slice(from).split('\n')) if (line.includes(`"msg":"${msg}"`)) return JSON.parse(line) as Record<string, unknown>;
-    if (r.child.exitCode !== null) throw new Error(`replica ${r.name} exited:\n${r.output}`);
-    await sleep(20);
-  }
-  throw new Error(`replica ${r.name}: no "${msg}" line:\n${r.output}`);
-}
+const waitLine = (r: Replica, msg: string, from: number, timeoutMs = 30_000): Promise<Record<string, unknown>> =>
+  waitLogLine(r.child, () => r.output, msg, { from, timeoutMs, pollMs: 20, label: `replica ${r.name}` });
 
 async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`)), fleet?: Record<string, unknown>, extra?: Record<string, unknown>): Promise<Replica> {
   const configPath = join(dir, 'dnswarden.yaml');
@@ -98,17 +91,7 @@ function rep(name: string): Replica {
   return replicas.get(name)!;
 }
 
-async function admin(r: Replica, path: string, init: { method?: string; body?: unknown } = {}): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(`${r.adminUrl}${path}`, {
-    method: init.method ?? 'GET',
-    headers: { authorization: `Bearer ${TOKEN}`, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-  const text = await res.text();
-  let json: unknown;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: res.status, json, text };
-}
+const admin = (r: Replica, path: string, init: { method?: string; body?: unknown } = {}): Promise<AdminReply> => adminRequest(r.adminUrl, TOKEN, path, init);
 
 async function metric(r: Replica, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
   return metricValue((await admin(r, '/metrics')).text, name, labels);

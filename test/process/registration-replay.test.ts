@@ -9,7 +9,7 @@ import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, freePort, startUpstream, type Upstream } from '../helpers/upstream.js';
-import { exited, spawnServe } from '../helpers/serve-process.js';
+import { exited, spawnServe, waitAdmin } from '../helpers/serve-process.js';
 import { query } from '../helpers/dns-client.js';
 
 const ADMIN_TOKEN = 'replay-test-admin-token-0123456789';
@@ -23,7 +23,6 @@ let adminPort: number;
 let child: ChildProcess | undefined;
 let output = '';
 
-const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const nowS = (): number => Math.floor(Date.now() / 1000);
 
 function sign(claims: Record<string, unknown>): Promise<string> {
@@ -48,21 +47,6 @@ async function rcodeFrom(bind: string): Promise<string> {
   return (await query({ server: { address: '127.0.0.1', port: dnsPort }, bind, name: FIXTURE.a.name, type: 'A', timeoutMs: 2000 })).rcode;
 }
 
-/** Polls (bounded) until the admin API answers /healthz. */
-async function waitUp(timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child !== undefined && child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode}:\n${output}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${adminPort}/healthz`)).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`admin API not up within ${timeoutMs} ms:\n${output}`);
-}
-
 beforeAll(async () => {
   upstream = await startUpstream();
   dir = mkdtempSync(join(tmpdir(), 'dnswarden-replay-'));
@@ -78,7 +62,7 @@ beforeAll(async () => {
     logging: { level: 'warn' },
   }));
   child = spawnServe(configPath, dir, (text) => void (output += text));
-  await waitUp();
+  await waitAdmin(adminPort, child, () => output);
 });
 
 afterAll(async () => {
@@ -112,7 +96,7 @@ describe('replaying the registration token of an ended session', () => {
     child!.kill('SIGKILL');
     expect((await exited(child!, 5000)).signal).toBe('SIGKILL');
     child = spawnServe(configPath, dir, (text) => void (output += text));
-    await waitUp();
+    await waitAdmin(adminPort, child, () => output);
 
     const replay = await register(endedBefore);
     expect(replay.status).toBe(401);

@@ -11,7 +11,7 @@ import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardOf } from '../../src/fleet/shard.js';
-import { exited, spawnServe } from '../helpers/serve-process.js';
+import { adminRequest, exited, spawnServe, waitLogLine, type AdminReply } from '../helpers/serve-process.js';
 import { query, type Server } from '../helpers/dns-client.js';
 import { FIXTURE, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { metricValue } from '../helpers/warden.js';
@@ -36,27 +36,9 @@ let workerPids: number[];
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-async function logLine(msg: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    for (const line of output.split('\n')) if (line.includes(`"msg":"${msg}"`)) return JSON.parse(line) as Record<string, unknown>;
-    if (child.exitCode !== null) throw new Error(`serve exited:\n${output}`);
-    await sleep(50);
-  }
-  throw new Error(`no "${msg}" line:\n${output}`);
-}
+const logLine = (msg: string, timeoutMs = 20_000): Promise<Record<string, unknown>> => waitLogLine(child, () => output, msg, { timeoutMs });
 
-async function admin(path: string, init: { method?: string; body?: unknown } = {}): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(`${adminUrl}${path}`, {
-    method: init.method ?? 'GET',
-    headers: { authorization: `Bearer ${TOKEN}`, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-  });
-  const text = await res.text();
-  let json: unknown;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: res.status, json, text };
-}
+const admin = (path: string, init: { method?: string; body?: unknown } = {}): Promise<AdminReply> => adminRequest(adminUrl, TOKEN, path, init);
 
 const ask = (bind: string, name: string = FIXTURE.a.name) => query({ server: dns, bind, name, type: 'A' });
 
