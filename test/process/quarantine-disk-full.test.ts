@@ -156,10 +156,13 @@ function scenario(workers: 1 | 2, agent: string): void {
       expect(list.quarantines).toEqual([expect.objectContaining({ id, state: 'open', durable: false, session: expect.objectContaining({ id: 'disk-full-agent' }) })]);
       expect((await api(`/v1/quarantines/${id}`)).quarantine).toMatchObject({ id, durable: false });
       expect(await unsavedMetric()).toBe(1);
-      // Not ready: a restart now would lose the decision.
-      const failing = await until('not ready', async () => {
+      // Not ready: a restart now would lose the decision. The store's own probe may fail first (the disk is full) and
+      // the unsaved quarantine be listed a moment later (with workers, gathered from each): wait for that listing.
+      const failing = await until('not ready, listing the unsaved quarantine', async () => {
         const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
-        return ready.status === 503 ? ((await ready.json()) as { failing: { check: string }[] }).failing.map((f) => f.check) : undefined;
+        if (ready.status !== 503) return undefined;
+        const checks = ((await ready.json()) as { failing: { check: string }[] }).failing.map((f) => f.check);
+        return checks.includes('quarantines') ? checks : undefined;
       });
       expect(failing).toContain('quarantines');
       expect(output).toContain('quarantine not saved (the store refused the write)');
