@@ -19,7 +19,7 @@ import { rpzRedirect } from './zones/rpz.js';
 import type { ZoneRecord } from './zones/master-file.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { SessionRateLimiter } from './sessions/rate-limit.js';
-import type { Policy, SessionState, Verdict } from './policy/judge.js';
+import { verdictOf, type Policy, type SessionState, type Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
 import type { QueryLogSink } from './analyst/query-log.js';
 import type { Outcome } from './outcome/outcome.js';
@@ -374,7 +374,7 @@ export function registrableOf(name: string): string | undefined {
 }
 
 function quarantinedVerdict(policy: Policy, type: SessionMeta['type']): Verdict {
-  return { action: 'nxdomain', rule: 'quarantined', enforced: true, mode: policy.mode(type), reason: 'session quarantined' };
+  return verdictOf('nxdomain', 'quarantined', true, policy.mode(type), 'session quarantined');
 }
 
 function round(x: number): number {

@@ -86,17 +86,23 @@ export class FastHistogram<K extends string> {
   }
 }
 
+// A counter key is a slot, not an id (telemetry.ts's largest is a few thousand): a larger one is a caller's bug.
+const MAX_COUNTER_KEY = 1 << 16;
+
 /**
  * A labelled Prometheus counter for per-query counts: the caller encodes its label values as one small
- * integer, so a count is one Map lookup by number (no label hashing, no key string, no closure per
- * call); `labelsOf` turns a key back into its labels the first time the key is seen.
+ * non-negative integer (a slot: telemetry.ts's keys are a few hundred at most), so a count is one array index —
+ * no label hashing, no key string, no hash-table probe (a Map by number was one per query per counter);
+ * `labelsOf` turns a key back into its labels the first time the key is seen.
  */
 export class FastCounter {
   readonly name: string;
   readonly help: string;
   readonly type = 'counter';
   readonly aggregator = 'sum';
-  readonly #series = new Map<number, { labels: Record<string, string>; value: number }>();
+  // By key (a holey array: only the keys seen), and in the order first seen (the exposition's order).
+  readonly #byKey: ({ labels: Record<string, string>; value: number } | undefined)[] = [];
+  readonly #series: { labels: Record<string, string>; value: number }[] = [];
   readonly #labelsOf: (key: number) => Record<string, string>;
 
   /** `initialKeys`: series exported as 0 before their first count (e.g. the one series of a label-less counter). */
@@ -104,27 +110,35 @@ export class FastCounter {
     this.name = opts.name;
     this.help = opts.help;
     this.#labelsOf = opts.labelsOf;
-    for (const key of opts.initialKeys ?? []) this.#series.set(key, { labels: this.#labelsOf(key), value: 0 });
+    for (const key of opts.initialKeys ?? []) this.declare(key);
     opts.registry.registerMetric(this as never);
   }
 
   /** Exports `key`'s series (0) from now on, before its first count. */
   declare(key: number): void {
-    if (!this.#series.has(key)) this.#series.set(key, { labels: this.#labelsOf(key), value: 0 });
+    if (this.#byKey[key] === undefined) this.#add(key, 0);
   }
 
   /** Adds 1 to the series `key`. */
   inc(key: number): void {
-    const series = this.#series.get(key);
+    const series = this.#byKey[key];
     if (series !== undefined) series.value += 1;
-    else this.#series.set(key, { labels: this.#labelsOf(key), value: 1 });
+    else this.#add(key, 1);
+  }
+
+  #add(key: number, value: number): void {
+    if (!Number.isInteger(key) || key < 0 || key > MAX_COUNTER_KEY) throw new RangeError(`${this.name}: counter key ${key} is not a slot in 0..${MAX_COUNTER_KEY}`);
+    const series = { labels: this.#labelsOf(key), value };
+    this.#byKey[key] = series;
+    this.#series.push(series);
   }
 
   get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string>; value: number }[] } {
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.#series.values()].map((s) => ({ labels: s.labels, value: s.value })) };
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.#series.map((s) => ({ labels: s.labels, value: s.value })) };
   }
 
   reset(): void {
-    this.#series.clear();
+    this.#byKey.length = 0;
+    this.#series.length = 0;
   }
 }

@@ -44,12 +44,15 @@ interface Repeats {
 export function createVerdictLog(d: VerdictLogDeps): VerdictLog {
   // Per session, per kind of block (verdictKey × enforced): the repeats counted in the current window.
   const repeats = new Map<SessionMeta, Map<number, Repeats>>();
+  // The answer's debug line is asked for on every answered query: the level's number read and compared (a SIGHUP
+  // may change log.level), not pino's isLevelEnabled (a name lookup and a comparator call per query).
+  const debugLevel = d.log.levels.values.debug ?? 20;
 
   function record(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined, repeatable: boolean): void {
     if (verdict.action !== 'answer') {
       if (repeatable && isRepeat(q, session, verdict, eventId)) return;
       d.log.warn(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
-    } else if (d.log.isLevelEnabled('debug')) {
+    } else if (d.log.levelVal <= debugLevel) {
       d.log.debug(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
     }
   }

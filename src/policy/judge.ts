@@ -39,18 +39,27 @@ export interface Verdict {
   /** False in observe mode: `action` is what would have happened, the query is answered anyway. */
   readonly enforced: boolean;
   readonly mode: Mode;
-  readonly score?: Score;
+  readonly score?: Score | undefined;
   /** Short (≤ 80 chars), for the EDE extra text and the log line: the deciding signals or evidence. */
   readonly reason: string;
   /** The name's scoring facts, handed to account() of the same query so it need not recompute them (scored verdicts only). */
-  readonly facts?: NameFacts;
+  readonly facts?: NameFacts | undefined;
   /**
    * A block that is quarantine evidence, for account() to note: 'scored' (the score reached block_at; the domain
    * turns sticky) or 'sticky' (a new name to a domain blocked a moment ago). Absent: not evidence.
    */
   readonly block?: 'scored' | 'sticky' | undefined;
   /** Rule 'rpz': the policy zone, trigger and action (NXDOMAIN, NODATA, DROP or local data) the answer is built from. */
-  readonly rpz?: RpzMatch;
+  readonly rpz?: RpzMatch | undefined;
+}
+
+/**
+ * Every verdict is built here, every field present and in one order (absent ones undefined): the pipeline, the
+ * outcome recorder and account() read a verdict's fields on every query, and the judge's dozen literal shapes made
+ * those reads megamorphic (a shape-dispatching load per field per query, on every cache hit: `npm run bench`).
+ */
+export function verdictOf(action: Action, rule: RuleId, enforced: boolean, mode: Mode, reason: string, score?: Score, facts?: NameFacts, block?: 'scored' | 'sticky', rpz?: RpzMatch): Verdict {
+  return { action, rule, enforced, mode, score, reason, facts, block, rpz };
 }
 
 export interface JudgeInput {
@@ -158,13 +167,13 @@ export class Policy {
       const mode = this.modes[t];
       const enforced = mode === 'enforce';
       return {
-        allow: { action: 'answer', rule: 'allow_list', enforced, mode, reason: 'allow list' },
-        deny: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'deny list' },
-        callback: { action: 'nxdomain', rule: 'deny_list', enforced, mode, reason: 'known callback service (policy.callback_services)' },
+        allow: verdictOf('answer', 'allow_list', enforced, mode, 'allow list'),
+        deny: verdictOf('nxdomain', 'deny_list', enforced, mode, 'deny list'),
+        callback: verdictOf('nxdomain', 'deny_list', enforced, mode, 'known callback service (policy.callback_services)'),
         // The EDE text says where a learned-deny entry came from: an analyst's confirmed quarantine, or by hand.
-        learned: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain confirmed as exfiltration in a quarantine' },
-        denied_by_hand: { action: 'nxdomain', rule: 'learned_deny', enforced, mode, reason: 'domain denied by hand by an analyst' },
-        answer: { action: 'answer', rule: 'none', enforced, mode, reason: ANSWER_REASON },
+        learned: verdictOf('nxdomain', 'learned_deny', enforced, mode, 'domain confirmed as exfiltration in a quarantine'),
+        denied_by_hand: verdictOf('nxdomain', 'learned_deny', enforced, mode, 'domain denied by hand by an analyst'),
+        answer: verdictOf('answer', 'none', enforced, mode, ANSWER_REASON),
       } as const;
     };
     this.fixed = { interactive: fixedFor('interactive'), batch: fixedFor('batch'), scheduled: fixedFor('scheduled') };
@@ -183,6 +192,9 @@ export class Policy {
    */
   private readonly names = new Map<string, NameMemo>();
   private readonly seen = new Set<string>();
+  /** The name judge() last looked up and its memo: the answer check of the same query finds it without a second lookup. */
+  private lastName: string | undefined;
+  private lastMemo: NameMemo | undefined;
 
   /** The memo of a name judged before (created on its second sighting), or undefined on a first sighting. */
   private memoOf(name: string): NameMemo | undefined {
@@ -248,11 +260,13 @@ export class Policy {
     const fixed = this.fixed[type];
     const name = input.name;
     const memo = this.memoOf(name);
+    this.lastName = name;
+    this.lastMemo = memo;
     const listed = this.listOf(name, memo);
     if (listed !== null) {
       if (typeof listed === 'string') return fixed[listed];
       const mode = this.modes[type];
-      return { action: 'nxdomain', rule: 'rpz', enforced: mode === 'enforce', mode, reason: clip(`${listed.zone}: ${listed.trigger}`), rpz: listed };
+      return verdictOf('nxdomain', 'rpz', mode === 'enforce', mode, clip(`${listed.zone}: ${listed.trigger}`), undefined, undefined, undefined, listed);
     }
 
     const state = input.state;
@@ -305,19 +319,19 @@ export class Policy {
     // meanwhile), so a repeated name gets it again, its block still noted: an observe-mode flood of cached names, or
     // queries racing the closing gate, cost no re-scoring. An nxdomain is never reused: the next block may quarantine.
     if (volume >= t.volume_budget_bytes) {
-      return this.remember(memo, input, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), facts, block });
+      return this.remember(memo, input, verdictOf('quarantine', 'accumulation', enforced, mode, clip(`~${Math.round(volume)} B of unique labels to ${split.registrable}`), score, facts, block));
     }
     if (young >= t.young_volume_budget_bytes) {
-      return this.remember(memo, input, { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(young)} B of unique labels to young domains`), facts, block });
+      return this.remember(memo, input, verdictOf('quarantine', 'accumulation', enforced, mode, clip(`~${Math.round(young)} B of unique labels to young domains`), score, facts, block));
     }
     if (fresh >= t.session_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), facts, block };
+      return verdictOf('quarantine', 'accumulation', enforced, mode, clip(`~${Math.round(fresh)} B of unique labels to domains of unknown or young age`), score, facts, block);
     }
     if (encoded >= t.encoded_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(encoded)} B of encoded-looking labels (any domain)`), facts, block };
+      return verdictOf('quarantine', 'accumulation', enforced, mode, clip(`~${Math.round(encoded)} B of encoded-looking labels (any domain)`), score, facts, block);
     }
     if (all >= t.total_volume_budget_bytes) {
-      return { action: 'quarantine', rule: 'accumulation', enforced, mode, score, reason: clip(`~${Math.round(all)} B of unique labels to any domain (session total)`), facts, block };
+      return verdictOf('quarantine', 'accumulation', enforced, mode, clip(`~${Math.round(all)} B of unique labels to any domain (session total)`), score, facts, block);
     }
     if (!blocking && !sticky) {
       // The last line: new label bytes a minute, to any domain but a platform apex, whatever the score.
@@ -325,22 +339,22 @@ export class Policy {
         if (added < 0) added = estimateNovelBytes(win, split.subdomain, stats.alphabet);
         const rate = bytesPerMinute(state, input.atMs) + sessionNovelBytes(state, split.subdomain, stats.alphabet, added);
         if (rate >= t.bandwidth_bytes_per_min) {
-          return { action: 'nxdomain', rule: 'bandwidth', enforced, mode, score, reason: clip(`~${Math.round(rate)} B of new labels a minute (cap ${t.bandwidth_bytes_per_min})`), facts };
+          return verdictOf('nxdomain', 'bandwidth', enforced, mode, clip(`~${Math.round(rate)} B of new labels a minute (cap ${t.bandwidth_bytes_per_min})`), score, facts);
         }
       }
-      const verdict: Verdict = score.total !== 0 ? { action: 'answer', rule: 'none', enforced, mode, score, reason: ANSWER_REASON, facts }
-        : memo === undefined ? { ...fixed.answer, facts } : fixed.answer;
+      const verdict: Verdict = score.total !== 0 ? verdictOf('answer', 'none', enforced, mode, ANSWER_REASON, score, facts)
+        : memo === undefined ? verdictOf('answer', 'none', enforced, mode, ANSWER_REASON, undefined, facts) : fixed.answer;
       return this.remember(memo, input, verdict);
     }
     // Quarantine evidence 2: repeated blocks in a window (a tunnel keeps trying; a stray false positive does not).
     const blocks = blocksSince(state, input.atMs - t.block_window_ms) + 1; // and this one
     if (blocks >= t.quarantine_after_blocks) {
-      return this.remember(memo, input, { action: 'quarantine', rule: 'threshold', enforced, mode, score, reason: clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), facts, block });
+      return this.remember(memo, input, verdictOf('quarantine', 'threshold', enforced, mode, clip(`${blocks} blocked in window; ${topSignals(score, 2)}`), score, facts, block));
     }
     if (sticky) {
-      return { action: 'nxdomain', rule: 'sticky', enforced, mode, score, reason: clip(`new name to ${split.registrable}, blocked ${Math.round((input.atMs - blockedAtMs) / 1000)} s ago`), facts, block };
+      return verdictOf('nxdomain', 'sticky', enforced, mode, clip(`new name to ${split.registrable}, blocked ${Math.round((input.atMs - blockedAtMs) / 1000)} s ago`), score, facts, block);
     }
-    return { action: 'nxdomain', rule: 'threshold', enforced, mode, score, reason: clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), facts, block };
+    return verdictOf('nxdomain', 'threshold', enforced, mode, clip(`score ${score.total.toFixed(2)}: ${topSignals(score)}`), score, facts, block);
   }
 
   /** Keeps `verdict` on the name's memo for reuse (see judge), and returns it. */
@@ -398,7 +412,7 @@ export class Policy {
   /** DNS rebinding / SSRF: a public name whose A/AAAA answer points inside. undefined = fine. */
   judgeAnswer(name: string, addresses: readonly string[], session: SessionInfo): Verdict | undefined {
     if (!this.rebinding.enabled || addresses.length === 0) return undefined;
-    const memo = this.names.get(name);
+    const memo = name === this.lastName ? this.lastMemo : this.names.get(name);
     let inside: string | null;
     if (memo?.checked?.addresses === addresses) {
       inside = memo.checked.inside;
@@ -411,7 +425,7 @@ export class Policy {
     // Only public names (an ICANN suffix) are suspect: `printer.lan` or `db.internal` may point inside.
     if (parse(name).isIcann !== true) return undefined;
     const mode = this.modes[session.type];
-    return { action: 'nxdomain', rule: 'rebinding', enforced: mode === 'enforce', mode, reason: clip(`public name points at ${inside}`) };
+    return verdictOf('nxdomain', 'rebinding', mode === 'enforce', mode, clip(`public name points at ${inside}`));
   }
 
   /** The first address inside private/loopback/link-local space, or null (IPv4 by number: cheap enough per query). */
