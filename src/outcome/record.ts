@@ -43,6 +43,10 @@ export function createOutcomeRecorder(d: OutcomeRecorderDeps): OutcomeRecorder {
   const m = d.metrics;
   const verdictLog = createVerdictLog({ log: d.log, nowMs: d.nowMs, repeatWindowMs: d.repeatWindowMs });
 
+  let lastVerdict: Verdict | undefined;
+  let lastType: SessionMeta['type'] | undefined;
+  let lastKey = 0;
+
   // During an outage every query fails: one log line per second says so, with how many were suppressed.
   let failureLogAtMs = -Infinity;
   let failuresSuppressed = 0;
@@ -58,7 +62,14 @@ export function createOutcomeRecorder(d: OutcomeRecorderDeps): OutcomeRecorder {
 
   return {
     verdict(q, session, verdict, eventId, repeatable) {
-      m.verdicts.inc(verdictKey(verdict.action, verdict.rule, verdict.mode, session.type));
+      // Cache hits of one session type mostly hand back the same verdict object (a list's, a zero score's, a reused
+      // answer): its series is remembered rather than encoded again from four strings on every query.
+      if (verdict !== lastVerdict || session.type !== lastType) {
+        lastVerdict = verdict;
+        lastType = session.type;
+        lastKey = verdictKey(verdict.action, verdict.rule, verdict.mode, session.type);
+      }
+      m.verdicts.inc(lastKey);
       if (verdict.rpz !== undefined) m.rpzHits.inc({ zone: verdict.rpz.zone, action: verdict.rpz.action.kind });
       if (verdict.score !== undefined) {
         m.scoreTotal.observe(session.type, verdict.score.total);
