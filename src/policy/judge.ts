@@ -96,26 +96,28 @@ const ANSWER_REASON = 'below threshold';
 
 type Listed = 'allow' | 'deny' | 'callback' | 'learned' | 'denied_by_hand' | RpzMatch | null;
 
-/** Which list a name is on (allow wins, then the policy zones, deny, callback services, learned), and its scoring facts once computed. */
+/**
+ * Which list a name is on (allow wins, then the policy zones, deny, callback services, learned), its scoring facts
+ * once computed, its last reusable verdict and its last rebinding check — in one flat object: a cache hit reads
+ * the memo and nothing behind it (a separate object per reuse and per check was two more pointers chased, and
+ * cache lines missed, per query).
+ */
 interface NameMemo {
   /** An RpzMatch: a policy zone's trigger decides (a PASSTHRU trigger reads null: scored, deny lists skipped). */
   readonly listed: Listed;
   facts: NameFacts | undefined;
-  /** The last answer (or quarantine) verdict for this name, reusable while its inputs hold (see judge). */
-  answered: ReusableAnswer | undefined;
-  /** The rebinding check of the last answer's addresses: a cached answer hands every hit the same array. */
-  checked: { readonly addresses: readonly string[]; readonly inside: string | null } | undefined;
-}
-
-interface ReusableAnswer {
-  readonly verdict: Verdict;
-  readonly state: SessionState;
+  /** The last answer (or quarantine) verdict for this name, reusable while the inputs below hold (see judge). */
+  verdict: Verdict | undefined;
+  state: SessionState | undefined;
   /** The window's version the verdict was judged (or, for a block, last noted) against. */
   version: number;
-  readonly qtype: number;
-  readonly ageDays: number | undefined;
-  readonly type: SessionType;
-  readonly atMs: number;
+  qtype: number;
+  ageDays: number | undefined;
+  type: SessionType | undefined;
+  atMs: number;
+  /** The rebinding check of the last answer's addresses (a cached answer hands every hit the same array), and its result. */
+  checkedAddresses: readonly string[] | undefined;
+  checkedInside: string | null;
 }
 
 /**
@@ -205,7 +207,10 @@ export class Policy {
       this.seen.add(name);
       return undefined;
     }
-    const created: NameMemo = { listed: this.listOf(name), facts: undefined, answered: undefined, checked: undefined };
+    const created: NameMemo = {
+      listed: this.listOf(name), facts: undefined, verdict: undefined, state: undefined, version: -1, qtype: -1, ageDays: undefined, type: undefined, atMs: -Infinity,
+      checkedAddresses: undefined, checkedInside: null,
+    };
     if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
     this.names.set(name, created);
     return created;
@@ -270,10 +275,9 @@ export class Policy {
     }
 
     const state = input.state;
-    const reuse = memo?.answered;
-    if (reuse !== undefined && reuse.state === state && reuse.version === state.version && reuse.qtype === input.qtype && reuse.ageDays === input.ageDays
-      && reuse.type === type && input.atMs >= reuse.atMs && input.atMs - reuse.atMs < this.answerReuseMs) {
-      return reuse.verdict; // a blocking one carries block: 'scored', which account() notes as judging afresh would
+    if (memo !== undefined && memo.verdict !== undefined && memo.state === state && memo.version === state.version && memo.qtype === input.qtype
+      && memo.ageDays === input.ageDays && memo.type === type && input.atMs >= memo.atMs && input.atMs - memo.atMs < this.answerReuseMs) {
+      return memo.verdict; // a blocking one carries block: 'scored', which account() notes as judging afresh would
     }
 
     const p = this.params;
@@ -360,7 +364,13 @@ export class Policy {
   /** Keeps `verdict` on the name's memo for reuse (see judge), and returns it. */
   private remember(memo: NameMemo | undefined, input: JudgeInput, verdict: Verdict): Verdict {
     if (memo !== undefined) {
-      memo.answered = { verdict, state: input.state, version: input.state.version, qtype: input.qtype, ageDays: input.ageDays, type: input.session.type, atMs: input.atMs };
+      memo.verdict = verdict;
+      memo.state = input.state;
+      memo.version = input.state.version;
+      memo.qtype = input.qtype;
+      memo.ageDays = input.ageDays;
+      memo.type = input.session.type;
+      memo.atMs = input.atMs;
     }
     return verdict;
   }
@@ -404,8 +414,8 @@ export class Policy {
     } else {
       // A reused blocking verdict stays reusable after its own block is noted (judging afresh would give the same):
       // an observe-mode flood of cached names, or queries racing the closing gate, cost no re-scoring.
-      const reuse = this.names.get(event.name)?.answered;
-      if (reuse !== undefined && reuse.verdict === verdict && reuse.state === state && reuse.version === before) reuse.version = state.version;
+      const memo = this.names.get(event.name);
+      if (memo !== undefined && memo.verdict === verdict && memo.state === state && memo.version === before) memo.version = state.version;
     }
   }
 
@@ -414,11 +424,14 @@ export class Policy {
     if (!this.rebinding.enabled || addresses.length === 0) return undefined;
     const memo = name === this.lastName ? this.lastMemo : this.names.get(name);
     let inside: string | null;
-    if (memo?.checked?.addresses === addresses) {
-      inside = memo.checked.inside;
+    if (memo !== undefined && memo.checkedAddresses === addresses) {
+      inside = memo.checkedInside;
     } else {
       inside = this.firstInsideAddress(addresses);
-      if (memo !== undefined) memo.checked = { addresses, inside };
+      if (memo !== undefined) {
+        memo.checkedAddresses = addresses;
+        memo.checkedInside = inside;
+      }
     }
     if (inside === null) return undefined;
     if (inZones(name, this.rebinding.allow)) return undefined;
