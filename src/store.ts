@@ -319,9 +319,11 @@ export class Store {
       throw new WardenError('ERR_STORE', `cannot open the store in storage.dir "${dir}": ${messageOf(err)}`, { cause: err });
     }
     try {
+      // busy_timeout first: with server.workers > 1 every worker opens the store at once, and the pragmas after it
+      // must wait for another's lock rather than fail the start at once.
+      db.pragma('busy_timeout = 2000');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
-      db.pragma('busy_timeout = 2000');
       migrate(db, dir);
     } catch (err) {
       db.close();

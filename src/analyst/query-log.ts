@@ -73,6 +73,8 @@ const SLICE_ROWS = 2000;
 // after 500,000 unique names (bench/rss.mjs). SQLite's own default (2 MB) writes as fast here: the pages it
 // misses are in the OS's file cache, and the writer is off the event loop.
 const PAGE_CACHE_KIB = 2000;
+// How long a busy query log file is tried again at open (other workers opening it at the same moment).
+const OPEN_BUSY_MS = 10_000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS query_log (
@@ -124,11 +126,29 @@ export class QueryLog implements QueryLogSink {
   }
 
   static open(dir: string, opts: QueryLogOptions, log?: Logger): QueryLog {
+    // With server.workers > 1 every worker opens this file at once (each writes its own rows). SQLite answers
+    // SQLITE_BUSY to some of that without waiting out busy_timeout (switching to WAL, creating the schema, another
+    // connection recovering the WAL index): a worker then failed to start at random (`database is locked`, seen in
+    // the suite under load). A busy file is tried again, a few ms apart, for OPEN_BUSY_MS; anything else fails at once.
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return QueryLog.#openOnce(dir, opts, log);
+      } catch (err) {
+        const busy = typeof (err as { code?: unknown }).code === 'string' && (err as { code: string }).code.startsWith('SQLITE_BUSY');
+        if (!busy || Date.now() - started >= OPEN_BUSY_MS) {
+          throw new WardenError('ERR_CONFIG', `cannot open the query log in ${dir} (query_log): ${messageOf(err)}${busy ? ` (busy after ${attempt} attempts)` : ''}`);
+        }
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10 + Math.floor(Math.random() * 40)); // at start only: nothing else to run
+      }
+    }
+  }
+
+  static #openOnce(dir: string, opts: QueryLogOptions, log?: Logger): QueryLog {
     let db: Database.Database | undefined;
     try {
       mkdirSync(dir, { recursive: true });
       db = new Database(join(dir, 'querylog.sqlite'));
-      // First: with server.workers > 1 every worker opens this file at once (each writes its own rows).
       db.pragma('busy_timeout = 2000');
       db.pragma('journal_mode = WAL');
       // A log, not a record of decisions: a crash may lose the last batch, never the store's rows.
@@ -140,7 +160,7 @@ export class QueryLog implements QueryLogSink {
       return q;
     } catch (err) {
       db?.close();
-      throw new WardenError('ERR_CONFIG', `cannot open the query log in ${dir} (query_log): ${messageOf(err)}`);
+      throw err;
     }
   }
 

@@ -3,9 +3,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QueryLog, queryLogCsv, reversedName } from '../../src/analyst/query-log.js';
 
+const require = createRequire(import.meta.url);
 const A = { id: 's-a', user: 'alice', role: 'dev', type: 'interactive' };
 const B = { id: 's-b', user: 'bob', role: 'ci', type: 'batch' };
 const dirs: string[] = [];
@@ -180,4 +183,39 @@ describe('query log', () => {
     expect(lines[0]).toBe('time,name,qtype,session,user,role,session_type,result,action,rule,rcode,score,count,last_time');
     expect(lines[1]).toBe(`1970-01-01T00:00:00.000Z,"a,b.example",1,'=cmd(),"u""x",r,batch,answered,answer,none,0,,1,1970-01-01T00:00:00.000Z`);
   });
+});
+
+describe('query log opened while another process holds its file', () => {
+  // server.workers > 1: every worker opens the file at the same moment, and one may hold it for longer than
+  // SQLite's busy_timeout (2 s) on a loaded machine; the worker then failed to start (`database is locked`).
+  it('waits for the file (within its bound) instead of failing the start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dnswarden-qlog-busy-'));
+    dirs.push(dir);
+    const file = join(dir, 'querylog.sqlite');
+    const holder = spawn(process.execPath, ['-e', `
+      const Database = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+      const db = new Database(${JSON.stringify(file)});
+      db.exec('CREATE TABLE held (a)');
+      db.exec('BEGIN EXCLUSIVE');
+      db.exec('INSERT INTO held VALUES (1)');
+      process.stdout.write('locked\\n');
+      setTimeout(() => { db.exec('COMMIT'); db.close(); }, 2500);
+      setTimeout(() => process.exit(0), 2600);
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((ok, fail) => {
+        holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('locked')) ok(); });
+        holder.on('exit', (code) => fail(new Error(`lock holder exited early (${code})`)));
+      });
+      const t0 = Date.now();
+      const q = QueryLog.open(dir, { maxRows: 100, maxAgeDays: 1 });
+      logs.push(q);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(2000); // it did wait past one busy_timeout
+      q.record(Date.now(), 'www.example.com', 1, A, 'answered', 'answer', 'none', 0, undefined);
+      await q.flush();
+      expect((await q.search({ name: 'example.com' })).map((r) => r.name)).toEqual(['www.example.com']);
+    } finally {
+      holder.kill();
+    }
+  }, 15_000);
 });
