@@ -13,7 +13,7 @@ import { Policy, type PolicyConfig, type ScoringConfig } from '../policy/judge.j
 import { readLine, type ReplayLine } from '../policy/replay-lines.js';
 import type { ReplayReport, SweepRow } from '../policy/replay-report.js';
 import type { HarnessOptions } from './harness.js';
-import { Replayer, type ReplayOptions } from './replayer.js';
+import { pushAll, Replayer, type ReplayOptions } from './replayer.js';
 
 export { parseJsonl, parseJsonlCounted, readLine, type ReplayLine } from '../policy/replay-lines.js';
 export { figuresByKind, formatReport, type ChangeFigures, type KindFigures, type LabelFigures, type ReplayReport, type SessionResult, type SweepRow } from '../policy/replay-report.js';
@@ -67,10 +67,7 @@ export class Sweep {
 export async function sweepThresholds(lines: Iterable<ReplayLine>, config: Config, options: HarnessOptions = {}): Promise<SweepRow[]> {
   const sweep = new Sweep(config, options);
   try {
-    for (const l of lines) {
-      const pending = sweep.push(l);
-      if (pending !== undefined) await pending;
-    }
+    await pushAll(lines, sweep);
     return sweep.rows();
   } finally {
     sweep.close();

@@ -7,6 +7,7 @@ import { listenDns, type DnsServer, type TransportOptions } from '../../src/dns/
 import { createLogger, createMetrics } from '../../src/ops/telemetry.js';
 import { decodeReply, encodeQuery, TcpConnection } from '../helpers/dns-client.js';
 import { metricValue, startWarden } from '../helpers/warden.js';
+import { settled } from '../helpers/settled.js';
 
 const OPTS: TransportOptions = { tcpIdleTimeoutMs: 60_000, tcpFrameTimeoutMs: 60_000, tcpMaxConnections: 16, tcpMaxConnectionsPerSource: 16, tcpMaxInflightPerConnection: 64 };
 
@@ -22,22 +23,6 @@ function connectTo(port: number, host = '127.0.0.1', bind?: string): Promise<Soc
     sock.once('error', fail);
     cleanups.push(() => sock.destroy());
   });
-}
-
-/** Resolves once `read()` has not changed for `quietMs` (or `limitMs` passed), with its last value. */
-async function settled(read: () => number, quietMs: number, limitMs: number): Promise<number> {
-  const deadline = Date.now() + limitMs;
-  let last = read();
-  let since = Date.now();
-  while (Date.now() < deadline) {
-    await new Promise((ok) => setTimeout(ok, 100));
-    const now = read();
-    if (now !== last) {
-      last = now;
-      since = Date.now();
-    } else if (Date.now() - since >= quietMs) break;
-  }
-  return last;
 }
 
 /** `count` tiny framed messages in one buffer (the transport does not parse them). */
@@ -62,7 +47,7 @@ describe('TCP back-pressure: a client that never reads its answers', () => {
     client.pause();
     client.write(pipelined(QUERIES));
 
-    const answered = await settled(() => calls, 1500, 60_000);
+    const answered = await settled(() => calls, { quietMs: 1500, limitMs: 60_000 });
     // Without back-pressure every query is answered and its reply held in the server's memory.
     expect(answered).toBeLessThan(QUERIES / 2);
     const paused = (await metrics.tcpWritePaused.get()).values[0]?.value ?? 0;

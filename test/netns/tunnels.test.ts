@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createTopology, NET, nsRun, nsRunOk, run, startDaemon, waitOrStop, type Daemon, type Topology } from '../helpers/netns.js';
+import { settled } from '../helpers/settled.js';
 
 const CLI = resolve('dist/src/cli.js');
 const ZONE = 't.attacker.test';
@@ -121,25 +122,6 @@ const SEND = `
 async function send(host: string, port: number): Promise<string> {
   const r = await nsRun(ns().agent, process.execPath, ['--input-type=module', '-e', SEND, host, String(port), String(PAYLOAD_BYTES)], { timeoutMs: 30_000 });
   return `${r.stdout}${r.stderr}`.trim().replace(/\n/g, '; ');
-}
-
-/** Polls `bytes()` until it reaches `want` (control) or stops moving for `quietMs` (guarded); bounded by `maxMs`. */
-async function settle(bytes: () => number, want: number, quietMs: number, maxMs: number): Promise<number> {
-  const deadline = Date.now() + maxMs;
-  let last = bytes();
-  let since = Date.now();
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 250));
-    const now = bytes();
-    if (now >= want) return now;
-    if (now !== last) {
-      last = now;
-      since = Date.now();
-    } else if (Date.now() - since >= quietMs) {
-      return now;
-    }
-  }
-  return bytes();
 }
 
 /** An admin API call made inside the warden namespace (the admin API listens on its loopback). */
@@ -280,7 +262,7 @@ async function runIodine(resolver: string, clientArgs: readonly string[], guarde
   }
   if (!guarded) expect(client.output, client.output).toContain('Connection setup complete');
   const sender = await send(TUN_SERVER, SINK_PORT);
-  const arrived = await settle(sink.bytes, PAYLOAD_BYTES, guarded ? 5_000 : 60_000, guarded ? 15_000 : 60_000);
+  const arrived = await settled(sink.bytes, { reach: PAYLOAD_BYTES, quietMs: guarded ? 5_000 : 60_000, limitMs: guarded ? 15_000 : 60_000, everyMs: 250 });
   const tunRx = await tunRxBytes(ns().upstream, 'dns0');
   return { arrived, sender, client: client.output, server: server.output, tunRx, seconds: (Date.now() - t0) / 1000 };
 }
@@ -303,10 +285,10 @@ async function runDns2tcp(resolver: string, attempts: number, guarded: boolean):
   const senders: string[] = [];
   for (let i = 0; i < attempts; i++) {
     senders.push(await send('127.0.0.1', LOCAL_PORT));
-    const arrived = await settle(sink.bytes, PAYLOAD_BYTES, guarded ? 5_000 : 60_000, guarded ? 15_000 : 60_000);
+    const arrived = await settled(sink.bytes, { reach: PAYLOAD_BYTES, quietMs: guarded ? 5_000 : 60_000, limitMs: guarded ? 15_000 : 60_000, everyMs: 250 });
     if (arrived >= PAYLOAD_BYTES || (guarded && (await openQuarantine()) !== undefined)) break;
   }
-  const arrived = guarded ? await settle(sink.bytes, PAYLOAD_BYTES, 5_000, 15_000) : sink.bytes();
+  const arrived = guarded ? await settled(sink.bytes, { reach: PAYLOAD_BYTES, quietMs: 5_000, limitMs: 15_000, everyMs: 250 }) : sink.bytes();
   return { arrived, sender: senders.map((s, i) => `#${i + 1}: ${s}`).join(' | '), client: client.output, server: server.output, seconds: (Date.now() - t0) / 1000 };
 }
 

@@ -125,6 +125,16 @@ async function kill9(r: Replica): Promise<void> {
   await exited(r.child, 10_000);
 }
 
+/** Registers `sid` on A with a fresh token, waits until B answers it, ends it through A and waits until B refuses it: the token, now spent. */
+async function registeredThenEnded(a: Replica, b: Replica, sid: string, address: string, jti: string): Promise<string> {
+  const jwt = await token(sid, [`${address}/32`], jti);
+  expect((await post(a, jwt)).status).toBe(201);
+  await within(5000, `${sid} on B`, async () => answered(await ask(b, address)));
+  expect((await admin(a, `/v1/sessions/${sid}`, { method: 'DELETE' })).status).toBe(204);
+  await within(5000, `end of ${sid} on B`, async () => (await ask(b, address)).rcode === 'REFUSED');
+  return jwt;
+}
+
 const firstFew = (list: readonly string[]): string => `${list.length}: ${list.slice(0, 5).join(' ')}${list.length > 5 ? ' …' : ''}`;
 const denied = async (r: Replica): Promise<string[]> => ((await admin(r, '/v1/deny')).json.domains as { domain: string }[]).map((d) => d.domain).sort();
 
@@ -205,11 +215,7 @@ describe('fleet.redis: the learned deny list, entry by entry', () => {
 describe('fleet.redis: a registration token of an ended session is refused on every replica', () => {
   it('ended through A: the same token posted to B, or to a replica started since, is refused (401 ERR_TOKEN_REVOKED) and registers nothing', async () => {
     const [a, b] = [rep('A'), rep('B')];
-    const jwt = await token('pod-t', ['127.0.3.40/32'], 't-1');
-    expect((await post(a, jwt)).status).toBe(201);
-    await within(5000, 'pod-t on B', async () => answered(await ask(b, '127.0.3.40')));
-    expect((await admin(a, '/v1/sessions/pod-t', { method: 'DELETE' })).status).toBe(204);
-    await within(5000, 'end of pod-t on B', async () => (await ask(b, '127.0.3.40')).rcode === 'REFUSED');
+    const jwt = await registeredThenEnded(a, b, 'pod-t', '127.0.3.40', 't-1');
     // B saw the registration and its end (its own record refuses the token too); D, started now, saw neither: the
     // fleet's shared record refuses it there.
     const d = await launch('D');
@@ -231,11 +237,7 @@ describe('fleet.redis: a registration token of an ended session is refused on ev
 
   it('Redis away: a replica that saw the end refuses the token on its own record; a fresh registration is accepted, counted as unchecked and logged', async () => {
     const [a, b] = [rep('A'), rep('B')];
-    const jwt = await token('pod-u', ['127.0.3.41/32'], 'u-1');
-    expect((await post(a, jwt)).status).toBe(201);
-    await within(5000, 'pod-u on B', async () => answered(await ask(b, '127.0.3.41')));
-    expect((await admin(a, '/v1/sessions/pod-u', { method: 'DELETE' })).status).toBe(204);
-    await within(5000, 'end of pod-u on B', async () => (await ask(b, '127.0.3.41')).rcode === 'REFUSED');
+    const jwt = await registeredThenEnded(a, b, 'pod-u', '127.0.3.41', 'u-1');
     redis.pause();
     try {
       for (const r of [a, b]) await within(15_000, `${r.name} sees Redis not answering`, async () => (await metric(r, 'dnswarden_fleet_redis_connected')) === 0);
