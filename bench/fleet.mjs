@@ -30,7 +30,7 @@ const POLL_MS = 2;
 const POLL_CAP_MS = 5000;
 const BACKGROUND_QPS = Number(process.env.BENCH_FLEET_BACKGROUND_QPS ?? 2000); // per replica (B and C)
 const SECRET = 'bench-fleet-registration-secret-0123456789';
-const LIFTED = '{ session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15 }';
+const LIFTED = '{ session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15, repeat_volume_budget_bytes: 1e15 }';
 // Session i (registered, scheduled: quarantined after 2 blocks) owns 127.0.1.(i+1); the load comes from 127.0.0.1.
 const addressOf = (i) => `127.0.1.${i + 1}`;
 

@@ -394,8 +394,8 @@ function wardenConfig({ dnsPort, adminPort, nsdPort, dataDir, scoring, baseline,
   // bandwidth cap are lifted — the miss rounds and the RSS flood send tens of thousands of never-seen names a
   // second from one session, which is exactly what those stop (they would turn the run into a blocked-query
   // benchmark); their accounting is still done on every forwarded query.
-  let policy = 'policy: { session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15 } } }\n';
-  if (mode !== undefined) policy = `policy: { mode: ${mode}, session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15 } } }\n`;
+  let policy = 'policy: { session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15, repeat_volume_budget_bytes: 1e15 } } }\n';
+  if (mode !== undefined) policy = `policy: { mode: ${mode}, session_types: { interactive: { session_volume_budget_bytes: 1e15, bandwidth_bytes_per_min: 1e15, encoded_volume_budget_bytes: 1e15, total_volume_budget_bytes: 1e15, repeat_volume_budget_bytes: 1e15 } } }\n`;
   if (!scoring) {
     policy = baseline === 'policy.enabled=false'
       ? 'policy: { enabled: false }\n'

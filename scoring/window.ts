@@ -17,8 +17,16 @@ export interface DomainWindow {
   fanout: number;
   /** Estimated compressed bytes of unique label content forwarded since the domain was last idle. */
   volumeBytes: number;
-  /** Unique subdomains forwarded (bounded by `max_names_per_session`). */
-  names: Record<string, 1>;
+  /**
+   * Unique subdomains forwarded (bounded by `max_names_per_session`), each with the number of times it left (a
+   * known name asked with a new query type is a key of its own, `qtype NUL name`, with 1).
+   */
+  names: Record<string, number>;
+  /** Σ departures of the plain names in `names`, and how many plain names there are: the repeat channel's model (noteRepeat). */
+  departures: number;
+  choices: number;
+  /** When each (query type, name) last left (ms), key `qtype/name`: a repeat within `repeat_floor_ms` had no cached answer. */
+  leftAtMs: Record<string, number>;
   /** 4-grams of the unique content: the compressor's "dictionary" for the estimate. */
   grams: Record<string, 1>;
   /** Entries in `names` and `grams`. */
@@ -72,6 +80,12 @@ export interface SessionState {
   encodedBytes: number;
   /** Novel label bytes (as the session-wide estimate counts them) to any domain but a platform apex, old ones included, for the life of the session. */
   allVolumeBytes: number;
+  /**
+   * Bytes carried by repeats of known names (which of its domain's names left, as an adaptive model prices it) to
+   * domains not established for the session, and to any other when the repeat left within `repeat_floor_ms` of
+   * its last departure (uncached); never platform apexes or internal suffixes. For the life of the session (noteRepeat).
+   */
+  repeatBytes: number;
   /** Labels the session has sent to any domain (bounded by `max_names_per_session`): a label used again is cheap. */
   labels: Record<string, 1>;
   labelCount: number;
@@ -95,6 +109,7 @@ export interface WindowParams {
   readonly max_domains_per_session: number;
   readonly max_names_per_session: number;
   readonly max_grams_per_session: number;
+  readonly repeat_floor_ms: number;
 }
 
 export const BLOCK_HISTORY = 16;
@@ -115,6 +130,7 @@ export function newSessionState(): SessionState {
     rateAtMs: 0,
     encodedBytes: 0,
     allVolumeBytes: 0,
+    repeatBytes: 0,
     labels: Object.create(null) as Record<string, 1>,
     labelCount: 0,
     blocks: [],
@@ -179,7 +195,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
   }
   // A negative restored volume was a fresh domain's: its session bytes stayed in freshVolumeBytes when it was
   // evicted and stay there for good (sessionBytes starts at 0, so nothing is counted twice or taken back).
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, number>, departures: 0, choices: 0, leftAtMs: Object.create(null) as Record<string, number>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -197,7 +213,10 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
     w.fanout = 0;
     w.nameCount = 0;
     w.gramCount = 0;
-    w.names = Object.create(null) as Record<string, 1>;
+    w.names = Object.create(null) as Record<string, number>;
+    w.departures = 0;
+    w.choices = 0;
+    w.leftAtMs = Object.create(null) as Record<string, number>;
     w.grams = Object.create(null) as Record<string, 1>;
     w.sessionBytes = 0;
     w.blockedAtMs = -1;
@@ -354,6 +373,8 @@ export interface SentEvent {
   readonly atMs: number;
   /** Below a platform apex (tenants run no nameserver): not counted by the bandwidth cap. */
   readonly platform?: boolean;
+  /** Under a suffix only the operator's DNS answers (`scoring.internal_suffixes`): its repeats are not charged. */
+  readonly internal?: boolean;
   /** The query type: a name already sent, asked with a type it was not asked with before, costs QTYPE_CHOICE_BYTES. */
   readonly qtype?: number;
 }
@@ -415,9 +436,12 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   w.fanout = fanout;
   const sub = e.subdomain;
   if (sub.length === 0) return;
-  if (w.names[sub] === 1) {
-    // only unique content carries information: a repeat, unless asked with a new type
-    if (e.qtype !== undefined && !FREE_QTYPES.has(e.qtype)) noteQtypeChoice(state, w, sub, e, p);
+  if (w.names[sub] !== undefined) {
+    // a repeat carries no new content: only which of the known names left (and its type, if new for it)
+    const free = e.qtype === undefined || FREE_QTYPES.has(e.qtype);
+    if (!free) noteQtypeChoice(state, w, sub, e, p);
+    // a type's departure time is kept only for a (type, name) the window remembers: memory stays bounded by names
+    noteRepeat(state, w, sub, e, p, free || w.names[`${e.qtype}\u0000${sub}`] !== undefined);
     return;
   }
   w.fanout = fanout + 1;
@@ -429,7 +453,11 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
     if (encoded > 0) w.encodedNames++;
   }
   rememberLabels(state, sub, p);
-  rememberName(state, w, sub, p);
+  if (rememberName(state, w, sub, p)) {
+    w.choices++;
+    w.departures++;
+    w.leftAtMs[`${e.qtype ?? 1}/${sub}`] = e.atMs;
+  }
   for (let i = 0; i + GRAM <= sub.length && state.gramCount < p.max_grams_per_session; i++) {
     const g = sub.substr(i, GRAM);
     if (w.grams[g] !== 1) {
@@ -440,10 +468,39 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   }
 }
 
+/**
+ * A known name left again. The repeat channel: an attacker asks names it already sent, one of k per symbol, and
+ * *which* name left is the data — no new label ever leaves (bench/lab.mjs LAB_CLASSES=codebook: 16 two-letter
+ * names, a nibble a query, an attacker nameserver answering with TTL 0, got 504 of 512 secret bytes out before
+ * this); paced at its answers' TTL, a permutation of k names a period carries log2(k!) bits. What a departure
+ * carries is priced by an adaptive order-0 model of the domain's departures (Krichevsky–Trofimov:
+ * -log2((c + ½) / (N + k/2)), c this name's departures so far, N all of them, k the names known): a sequence of
+ * choices carries no more than this charges it, give or take the model's own cost, while one name polled again
+ * and again, or a few in steady proportions, costs next to nothing. Charged to the session's lifetime
+ * `repeatBytes` for a domain not established for the session (`fresh`), and for any other when the same
+ * (type, name) left within `repeat_floor_ms` of its last departure — no answer was cached in between (TTL 0 or
+ * shorter than the floor). Platform apexes and internal suffixes are never charged. Benign sessions pay little:
+ * a name leaves again only when its cached answer expired (replayed agent sessions peak at 2.6 B).
+ */
+function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams, keepTime: boolean): void {
+  const c = w.names[sub]!;
+  const bits = w.choices <= 1 ? 0 : -Math.log2((c + 0.5) / (w.departures + w.choices / 2));
+  w.names[sub] = c + 1;
+  w.departures++;
+  const key = `${e.qtype ?? 1}/${sub}`;
+  const last = w.leftAtMs[key];
+  if (keepTime) w.leftAtMs[key] = e.atMs;
+  const uncached = last !== undefined && e.atMs - last < p.repeat_floor_ms;
+  if (bits > 0 && e.platform !== true && e.internal !== true && (w.fresh || uncached)) {
+    state.repeatBytes += bits / 8;
+    state.version++;
+  }
+}
+
 /** A known name asked with a type it was not asked with before: the choice's bytes to every account the name feeds. */
 function noteQtypeChoice(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams): void {
   const key = `${e.qtype}\u0000${sub}`; // NUL: no name read off the wire as text holds one next to a type number
-  if (w.names[key] === 1) return;
+  if (w.names[key] !== undefined) return;
   rememberName(state, w, key, p);
   const bytes = COMMON_QTYPES.has(e.qtype!) ? QTYPE_CHOICE_BYTES : RARE_QTYPE_CHOICE_BYTES;
   addBytes(state, w, bytes, bytes, e);
@@ -463,11 +520,12 @@ function addBytes(state: SessionState, w: DomainWindow, domainBytes: number, ses
 }
 
 // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
-function rememberName(state: SessionState, w: DomainWindow, key: string, p: WindowParams): void {
-  if (state.nameCount >= p.max_names_per_session) return;
+function rememberName(state: SessionState, w: DomainWindow, key: string, p: WindowParams): boolean {
+  if (state.nameCount >= p.max_names_per_session) return false;
   w.names[key] = 1;
   w.nameCount++;
   state.nameCount++;
+  return true;
 }
 
 function rememberLabels(state: SessionState, sub: string, p: WindowParams): void {

@@ -13,7 +13,7 @@ import {
 import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './schema.js';
 import { RpzSet, type RpzMatch } from '../zones/rpz.js';
 import { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
-import { isBlockedAddress, rebindingRanges, type RebindingRanges } from './rebinding.js';
+import { firstInsideAddress, rebindingRanges, type RebindingRanges } from './rebinding.js';
 
 export { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
 export { ipv4Number } from './rebinding.js';
@@ -140,6 +140,7 @@ export class Policy {
   private deniedByHand: ReadonlySet<string> = new Set();
   private rpz: RpzSet = new RpzSet([]);
   private readonly platforms: ReadonlySet<string>;
+  private readonly internal: ReadonlySet<string>;
   private readonly params: ScoringParams;
   private readonly answerReuseMs: number;
   private readonly rebinding: { readonly enabled: boolean; readonly allow: ReadonlySet<string>; readonly ranges: RebindingRanges };
@@ -158,6 +159,7 @@ export class Policy {
     this.deny = new Set([...(policy.deny_public_resolvers ? PUBLIC_RESOLVERS : []), ...policy.deny.map(trimName)]);
     this.callbacks = policy.deny_callback_services ? new Set([...CALLBACK_SERVICES, ...policy.callback_services.map(trimName)]) : new Set();
     this.platforms = platformSet(scoring.platforms, scoring.platform_defaults);
+    this.internal = new Set(scoring.internal_suffixes.map(trimName));
     this.params = scoring;
     this.answerReuseMs = Math.min(ANSWER_REUSE_MAX_MS, scoring.fanout_window_ms / 100);
     this.rebinding = {
@@ -294,7 +296,7 @@ export class Policy {
     // nothing), including what this query would add — so the query that crosses a budget is the one that does not leave.
     const view = viewDomain(state, split.registrable, input.ageDays, input.atMs, p, split.platform);
     const win = view.window;
-    const novel = split.subdomain.length > 0 && win?.names[split.subdomain] !== 1;
+    const novel = split.subdomain.length > 0 && win?.names[split.subdomain] === undefined;
     let volume = view.volumeBytes;
     let young = view.youngVolumeBytes;
     let fresh = view.freshVolumeBytes;
@@ -336,6 +338,9 @@ export class Policy {
     }
     if (all >= t.total_volume_budget_bytes) {
       return verdictOf('quarantine', 'accumulation', enforced, mode, clip(`~${Math.round(all)} B of unique labels to any domain (session total)`), score, facts, block);
+    }
+    if (state.repeatBytes >= t.repeat_volume_budget_bytes) {
+      return verdictOf('quarantine', 'accumulation', enforced, mode, clip(`~${Math.round(state.repeatBytes)} B in which known names were asked again`), score, facts, block);
     }
     if (!blocking && !sticky) {
       // The last line: new label bytes a minute, to any domain but a platform apex, whatever the score.
@@ -407,7 +412,7 @@ export class Policy {
     if (event.sent) {
       noteAge(state, split.registrable, event.ageDays, event.atMs, p, split.platform);
       const alphabet = split.subdomain.length === 0 ? 'letters' : stats.alphabet;
-      noteSent(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, platform: split.platform, qtype: event.qtype }, p);
+      noteSent(state, { registrable: split.registrable, subdomain: split.subdomain, alphabet, atMs: event.atMs, platform: split.platform, internal: inZones(split.registrable, this.internal), qtype: event.qtype }, p);
     } else if (block === undefined) {
       // Only the age was learnt: a domain the session sent to changes account if it turns out old (or young).
       if (domainWindow(state, split.registrable) !== undefined) noteAge(state, split.registrable, event.ageDays, event.atMs, p, split.platform);
@@ -427,7 +432,7 @@ export class Policy {
     if (memo !== undefined && memo.checkedAddresses === addresses) {
       inside = memo.checkedInside;
     } else {
-      inside = this.firstInsideAddress(addresses);
+      inside = firstInsideAddress(this.rebinding.ranges, addresses);
       if (memo !== undefined) {
         memo.checkedAddresses = addresses;
         memo.checkedInside = inside;
@@ -439,11 +444,5 @@ export class Policy {
     if (parse(name).isIcann !== true) return undefined;
     const mode = this.modes[session.type];
     return verdictOf('nxdomain', 'rebinding', mode === 'enforce', mode, clip(`public name points at ${inside}`));
-  }
-
-  /** The first address inside private/loopback/link-local space, or null (IPv4 by number: cheap enough per query). */
-  private firstInsideAddress(addresses: readonly string[]): string | null {
-    for (const address of addresses) if (isBlockedAddress(this.rebinding.ranges, address)) return address;
-    return null;
   }
 }

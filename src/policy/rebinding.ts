@@ -49,6 +49,12 @@ export function ipv4Number(address: string): number | undefined {
   return value * 256 + octet;
 }
 
+/** The first address inside private/loopback/link-local space, or null (IPv4 by number: cheap enough per query). */
+export function firstInsideAddress(ranges: RebindingRanges, addresses: readonly string[]): string | null {
+  for (const address of addresses) if (isBlockedAddress(ranges, address)) return address;
+  return null;
+}
+
 export function isBlockedAddress(ranges: RebindingRanges, address: string): boolean {
   const v4 = ipv4Number(address);
   if (v4 !== undefined) return insideV4(ranges, v4);

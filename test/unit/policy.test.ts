@@ -38,8 +38,8 @@ describe('config schema', () => {
   it('defaults every field from an empty object, with tighter batch/scheduled budgets', () => {
     const p = policySchema.parse({});
     expect(p.mode).toBe('enforce');
-    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, total_volume_budget_bytes: 2048, rate_limit: { qps: 0, burst: 0 } });
-    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.interactive).toEqual({ mode: 'inherit', block_at: 0.75, quarantine_after_blocks: 3, block_window_ms: 600_000, volume_budget_bytes: 960, young_volume_budget_bytes: 1920, session_volume_budget_bytes: 1024, bandwidth_bytes_per_min: 768, encoded_volume_budget_bytes: 448, total_volume_budget_bytes: 2048, repeat_volume_budget_bytes: 448, rate_limit: { qps: 0, burst: 0 } });
+    expect(p.session_types.batch).toEqual({ mode: 'inherit', block_at: 0.7, quarantine_after_blocks: 2, block_window_ms: 600_000, volume_budget_bytes: 768, young_volume_budget_bytes: 1536, session_volume_budget_bytes: 896, bandwidth_bytes_per_min: 640, encoded_volume_budget_bytes: 432, total_volume_budget_bytes: 1280, repeat_volume_budget_bytes: 432, rate_limit: { qps: 0, burst: 0 } });
     expect(p.session_types.scheduled).toEqual(p.session_types.batch);
     expect(p).toMatchObject({ allow: [], deny: [], deny_public_resolvers: true, deny_callback_services: true, callback_services: [], rebinding: { enabled: true, allow: [], block_cgnat: true } });
     const s = scoringSchema.parse({});

@@ -175,6 +175,20 @@ describe('benign', () => {
     const maxEncoded = Math.max(...r.perSession.map((s) => s.maxEncodedEstimate));
     say('agent sessions, encoded-looking labels', `max estimated bytes of encoded-looking labels ${Math.round(maxEncoded)} B`);
     expect(maxEncoded).toBeLessThan(108);
+    // and the repeat budget (432/448): repeats of known names to domains of unknown age, as a 60 s cache lets them leave
+    const maxRepeat = Math.max(...r.perSession.map((s) => s.maxRepeatEstimate));
+    say('agent sessions, repeats', `max estimated bytes in which known names were asked again ${maxRepeat.toFixed(1)} B`);
+    expect(maxRepeat).toBeGreaterThan(0); // the account does see their repeats
+    expect(maxRepeat).toBeLessThan(16);
+  }, 60_000);
+
+  it('realistic agent sessions with nothing cached (every repeat leaves, as if every answer had TTL 0): the repeat budget keeps its margin', async () => {
+    const web = readCorpus('benign-domains.txt').slice(0, 5000);
+    const r = await replayLines(agentSessions(2000, 11, web), policy(), { cacheTtlMs: 0 });
+    const maxRepeat = Math.max(...r.perSession.map((s) => s.maxRepeatEstimate));
+    say('agent sessions, nothing cached, repeats', `max estimated bytes in which known names were asked again ${maxRepeat.toFixed(1)} B`);
+    expect(r.benign.sessionsQuarantined).toBe(0);
+    expect(maxRepeat).toBeLessThan(32);
   }, 60_000);
 
   it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', async () => {
@@ -188,6 +202,9 @@ describe('benign', () => {
     const encoded = r.perSession.filter((s) => s.quarantineAt === undefined).map((s) => s.maxEncodedEstimate);
     say('popularity sessions, encoded-looking labels', `max estimated bytes of encoded-looking labels ${Math.round(Math.max(...encoded))} B`);
     expect(Math.max(...encoded)).toBeLessThan(400);
+    const repeats = Math.max(...r.perSession.map((s) => s.maxRepeatEstimate));
+    say('popularity sessions, repeats', `max estimated bytes in which known names were asked again ${repeats.toFixed(1)} B`);
+    expect(repeats).toBeLessThan(64);
   }, 60_000);
 });
 
