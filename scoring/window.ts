@@ -25,8 +25,6 @@ export interface DomainWindow {
   /** Σ departures of the plain names in `names`, and how many plain names there are: the repeat channel's model (noteRepeat). */
   departures: number;
   choices: number;
-  /** When each (query type, name) last left (ms), key `qtype/name`: a repeat within `repeat_floor_ms` had no cached answer. */
-  leftAtMs: Record<string, number>;
   /** 4-grams of the unique content: the compressor's "dictionary" for the estimate. */
   grams: Record<string, 1>;
   /** Entries in `names` and `grams`. */
@@ -81,9 +79,8 @@ export interface SessionState {
   /** Novel label bytes (as the session-wide estimate counts them) to any domain but a platform apex, old ones included, for the life of the session. */
   allVolumeBytes: number;
   /**
-   * Bytes carried by repeats of known names (which of its domain's names left, as an adaptive model prices it) to
-   * domains not established for the session, and to any other when the repeat left within `repeat_floor_ms` of
-   * its last departure (uncached); never platform apexes or internal suffixes. For the life of the session (noteRepeat).
+   * Bytes carried by repeats of known names that left again (which of its domain's names left, as an adaptive model
+   * prices it), to any domain but a platform apex or an internal suffix, for the life of the session (noteRepeat).
    */
   repeatBytes: number;
   /** Labels the session has sent to any domain (bounded by `max_names_per_session`): a label used again is cheap. */
@@ -109,7 +106,6 @@ export interface WindowParams {
   readonly max_domains_per_session: number;
   readonly max_names_per_session: number;
   readonly max_grams_per_session: number;
-  readonly repeat_floor_ms: number;
 }
 
 export const BLOCK_HISTORY = 16;
@@ -195,7 +191,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
   }
   // A negative restored volume was a fresh domain's: its session bytes stayed in freshVolumeBytes when it was
   // evicted and stay there for good (sessionBytes starts at 0, so nothing is counted twice or taken back).
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, number>, departures: 0, choices: 0, leftAtMs: Object.create(null) as Record<string, number>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, number>, departures: 0, choices: 0, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -216,7 +212,6 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
     w.names = Object.create(null) as Record<string, number>;
     w.departures = 0;
     w.choices = 0;
-    w.leftAtMs = Object.create(null) as Record<string, number>;
     w.grams = Object.create(null) as Record<string, 1>;
     w.sessionBytes = 0;
     w.blockedAtMs = -1;
@@ -438,10 +433,8 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   if (sub.length === 0) return;
   if (w.names[sub] !== undefined) {
     // a repeat carries no new content: only which of the known names left (and its type, if new for it)
-    const free = e.qtype === undefined || FREE_QTYPES.has(e.qtype);
-    if (!free) noteQtypeChoice(state, w, sub, e, p);
-    // a type's departure time is kept only for a (type, name) the window remembers: memory stays bounded by names
-    noteRepeat(state, w, sub, e, p, free || w.names[`${e.qtype}\u0000${sub}`] !== undefined);
+    noteRepeat(state, w, sub, e);
+    if (e.qtype !== undefined && !FREE_QTYPES.has(e.qtype)) noteQtypeChoice(state, w, sub, e, p);
     return;
   }
   w.fanout = fanout + 1;
@@ -456,7 +449,6 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   if (rememberName(state, w, sub, p)) {
     w.choices++;
     w.departures++;
-    w.leftAtMs[`${e.qtype ?? 1}/${sub}`] = e.atMs;
   }
   for (let i = 0; i + GRAM <= sub.length && state.gramCount < p.max_grams_per_session; i++) {
     const g = sub.substr(i, GRAM);
@@ -469,29 +461,24 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
 }
 
 /**
- * A known name left again. The repeat channel: an attacker asks names it already sent, one of k per symbol, and
- * *which* name left is the data — no new label ever leaves (bench/lab.mjs LAB_CLASSES=codebook: 16 two-letter
- * names, a nibble a query, an attacker nameserver answering with TTL 0, got 504 of 512 secret bytes out before
- * this); paced at its answers' TTL, a permutation of k names a period carries log2(k!) bits. What a departure
- * carries is priced by an adaptive order-0 model of the domain's departures (Krichevsky–Trofimov:
- * -log2((c + ½) / (N + k/2)), c this name's departures so far, N all of them, k the names known): a sequence of
- * choices carries no more than this charges it, give or take the model's own cost, while one name polled again
- * and again, or a few in steady proportions, costs next to nothing. Charged to the session's lifetime
- * `repeatBytes` for a domain not established for the session (`fresh`), and for any other when the same
- * (type, name) left within `repeat_floor_ms` of its last departure — no answer was cached in between (TTL 0 or
- * shorter than the floor). Platform apexes and internal suffixes are never charged. Benign sessions pay little:
- * a name leaves again only when its cached answer expired (replayed agent sessions peak at 2.6 B).
+ * A known name left again (a cache miss: its answer expired, or was never cached). The repeat channel: an
+ * attacker asks names it already sent, one of k per symbol, and *which* name left is the data — no new label ever
+ * leaves (bench/lab.mjs LAB_CLASSES=codebook: 16 two-letter names, a nibble a query, an attacker nameserver
+ * answering with TTL 0, got 504 of 512 secret bytes out before this); paced at its answers' TTL, a permutation of
+ * k names a period still carries log2(k!) bits. What a departure carries is priced by an adaptive order-0 model of
+ * the domain's departures (Krichevsky–Trofimov: -log2((c + ½) / (N + k/2)), c this name's departures so far, N
+ * all of them, k the names known): a sequence of choices carries no more than this charges it, give or take the
+ * model's own cost, however it is paced, while one name polled again and again, or a few in steady proportions,
+ * costs next to nothing — and a benign name leaves again only when its cached answer expired (replayed agent
+ * sessions peak at 2.6 B, fixtures/corpora). Charged to the session's lifetime `repeatBytes`; platform apexes and
+ * internal suffixes (only the operator's DNS answers them) are not.
  */
-function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams, keepTime: boolean): void {
+function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent): void {
   const c = w.names[sub]!;
   const bits = w.choices <= 1 ? 0 : -Math.log2((c + 0.5) / (w.departures + w.choices / 2));
   w.names[sub] = c + 1;
   w.departures++;
-  const key = `${e.qtype ?? 1}/${sub}`;
-  const last = w.leftAtMs[key];
-  if (keepTime) w.leftAtMs[key] = e.atMs;
-  const uncached = last !== undefined && e.atMs - last < p.repeat_floor_ms;
-  if (bits > 0 && e.platform !== true && e.internal !== true && (w.fresh || uncached)) {
+  if (bits > 0 && e.platform !== true && e.internal !== true) {
     state.repeatBytes += bits / 8;
     state.version++;
   }
