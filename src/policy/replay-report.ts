@@ -144,6 +144,16 @@ export function figuresByKind(report: ReplayReport): KindFigures[] {
 
 const pct = (n: number, d: number): string => (d === 0 ? '-' : `${((100 * n) / d).toFixed(n === 0 ? 0 : 3)}%`);
 
+/**
+ * The highest value each information budget's account reached in any one session (estimated bytes), so a budget
+ * can be set from an operator's own traffic: the budgets are in policy.session_types.<type>.
+ */
+function accountPeaks(sessions: readonly SessionResult[]): string {
+  const peak = (f: (s: SessionResult) => number): number => Math.round(sessions.reduce((m, s) => Math.max(m, f(s)), 0));
+  return `one domain ${peak((s) => s.maxVolumeEstimate)} B, not established ${peak((s) => s.maxSessionVolumeEstimate)} B, a minute ${peak((s) => s.maxBytesPerMinute)} B, `
+    + `encoded-looking ${peak((s) => s.maxEncodedEstimate)} B, repeats ${peak((s) => s.maxRepeatEstimate)} B`;
+}
+
 /** The report as terminal text. */
 export function formatReport(r: ReplayReport): string {
   const out: string[] = [];
@@ -164,6 +174,7 @@ export function formatReport(r: ReplayReport): string {
     out.push(`  unique names blocked      ${f.uniqueNamesBlocked} of ${f.uniqueNames} (${pct(f.uniqueNamesBlocked, f.uniqueNames)})`);
     out.push(`  sessions with any block   ${f.sessionsWithBlock} (${pct(f.sessionsWithBlock, f.sessions)})`);
     out.push(`  sessions quarantined      ${f.sessionsQuarantined} (${pct(f.sessionsQuarantined, f.sessions)})`);
+    out.push(`  highest budget accounts   ${accountPeaks(r.perSession.filter((s) => s.label === label))}`);
   }
   if (r.changes !== undefined) {
     const c = r.changes;

@@ -87,6 +87,16 @@ describe('replayLines', () => {
     expect(r.perSession[0]).toMatchObject({ quarantineAt: 2, blockedWhileQuarantined: 3 });
   });
 
+  it('formatReport prints the highest budget accounts of a label\'s sessions: a codebook\'s repeats show', async () => {
+    const codebook = ['ab', 'cd', 'ef', 'gh'];
+    const lines = [];
+    for (let i = 0; i < 400; i++) lines.push({ ts: i * 10, session: 'cb', qname: `${codebook[(i * 7 + (i >> 3)) % 4]}.cbook.example`, qtype: 1, label: 'exfil' as const, kind: 'codebook' });
+    const r = await replayLines(lines, policy(), { cacheTtlMs: 0 }); // nothing cached: every repeat leaves
+    const repeats = Number(/highest budget accounts .*repeats (\d+) B/.exec(formatReport(r))?.[1]);
+    expect(repeats).toBe(Math.round(r.perSession[0]!.maxRepeatEstimate));
+    expect(repeats).toBeGreaterThan(60); // ~2 bits a repeat of 4 names
+  });
+
   it('formatReport prints verdicts, signals and the labelled figures', async () => {
     const r = await replayLines([{ ts: 0, session: 'x', qname: bulk(9), qtype: 1, label: 'exfil', kind: 'bulk' }], policy());
     const text = formatReport(r);
@@ -97,6 +107,7 @@ describe('replayLines', () => {
     expect(text).toContain('  sessions with any block   1 (100.000%)');
     expect(text).toContain('blocked 1 queries: 1 by a rule or list, 0 while the session was quarantined\n');
     expect(text).toContain('  queries blocked           1 (100.000%): 1 by a rule or list, 0 while quarantined\n');
+    expect(text).toMatch(/\n {2}highest budget accounts {3}one domain 0 B, not established 0 B, a minute 0 B, encoded-looking 0 B, repeats 0 B\n/);
     // Queries and bytes apart: "0,0 B" read as one number.
     expect(text).toMatch(/\n {2}bulk +0\/1 \| 0 queries 0 B \| 0 queries 0 B \| 0 B\n$/);
   });
