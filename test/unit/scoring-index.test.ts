@@ -8,7 +8,7 @@ import { charClassSignal, entropySignal, lengthSignal } from '../../scoring/lexi
 
 const P: ScoringParams = {
   weights: DEFAULT_WEIGHTS, unknown_age_value: 0.3, fanout_window_ms: 600_000, fanout_high: 60, volume_idle_ms: 86_400_000,
-  volume_high_bytes: 1024, young_domain_days: 30, max_domains_per_session: 256, max_names_per_session: 4096, max_grams_per_session: 16_384,
+  volume_high_bytes: 1024, young_domain_days: 30, max_domains_per_session: 256, max_names_per_session: 4096, max_grams_per_session: 16_384, repeat_floor_ms: 30_000,
 };
 const platforms = platformSet();
 const score = (name: string, qtype: number, ageDays: number | undefined) => {

@@ -9,7 +9,7 @@ import { base32, base64url, dictionary, hex, prng } from '../../fixtures/corpora
 
 const P: WindowParams = {
   fanout_window_ms: 600_000, fanout_high: 60, volume_idle_ms: 86_400_000, volume_high_bytes: 1024, young_domain_days: 30,
-  max_domains_per_session: 256, max_names_per_session: 4096, max_grams_per_session: 16_384,
+  max_domains_per_session: 256, max_names_per_session: 4096, max_grams_per_session: 16_384, repeat_floor_ms: 30_000,
 };
 
 function send(state: SessionState, registrable: string, sub: string, atMs: number, p = P, rcode = 0): void {
@@ -110,6 +110,34 @@ describe('repeats of known names (the repeat channel)', () => {
     }
     expect(s.repeatBytes * 8).toBeLessThan(1000 * 0.75);
     expect(s.repeatBytes * 8).toBeGreaterThan(1000 * 0.4); // the entropy of those proportions: ~0.62 bits
+  });
+
+  it('the choice of domain: 16 bare domains, or one name under each, asked at wire speed (TTL 0) cost ~4 bits a query', () => {
+    for (const sub of ['', 'www']) {
+      const s = newSessionState();
+      const r = prng(19);
+      const send = (d: number, atMs: number) => observeForwarded(s, { registrable: `${CODEBOOK[d]}-cb.example`, subdomain: sub, alphabet: 'letters', atMs, rcode: 0, qtype: 1 }, P);
+      for (let d = 0; d < 16; d++) send(d, 0);
+      expect(s.repeatBytes).toBe(0);
+      for (let i = 0; i < 1000; i++) send(r.bytes(1)[0]! & 15, 100 + i * 10);
+      expect(s.repeatBytes).toBeGreaterThan(460);
+      expect(s.repeatBytes).toBeLessThan(540);
+    }
+  });
+
+  it('the choice of domain is charged only for a repeat that left again within repeat_floor_ms (benign sessions re-ask tens of domains as answers expire)', () => {
+    const s = newSessionState();
+    const r = prng(20);
+    const last = new Map<number, number>();
+    for (let t = 0; t < 3_600_000; t += 1_000) {
+      const d = r.bytes(1)[0]! % 30;
+      if (t - (last.get(d) ?? -Infinity) < 60_000) continue; // a 60 s answer still cached: nothing leaves
+      last.set(d, t);
+      observeForwarded(s, { registrable: `site${d}.example`, subdomain: '', alphabet: 'letters', atMs: t, rcode: 0, qtype: 1 }, P);
+    }
+    expect(s.left).toBeGreaterThan(1000);
+    expect(s.leftDomains).toBe(30);
+    expect(s.repeatBytes).toBe(0);
   });
 
   it('platform apexes and internal suffixes are not charged', () => {
@@ -274,6 +302,16 @@ describe('memory bounds', () => {
     }
     expect(names).toBe(s.nameCount);
     expect(grams).toBe(s.gramCount);
+    // the departure times are kept for remembered names only, and the domain model's sums match the windows
+    let times = 0;
+    let left = 0;
+    for (const k in s.domains) {
+      times += Object.keys(s.domains[k]!.leftAtMs).length;
+      left += s.domains[k]!.left;
+    }
+    expect(times).toBeLessThanOrEqual(names);
+    expect(left).toBe(s.left);
+    expect(s.leftDomains).toBe(Object.values(s.domains).filter((w) => w.left > 0).length);
     expect(names).toBeLessThanOrEqual(2000);
     expect(grams).toBeLessThanOrEqual(8000);
     expect(JSON.stringify(s).length).toBeLessThan(400_000);
