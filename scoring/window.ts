@@ -17,18 +17,20 @@ export interface DomainWindow {
   fanout: number;
   /** Estimated compressed bytes of unique label content forwarded since the domain was last idle. */
   volumeBytes: number;
+  /** Unique subdomains forwarded (bounded by `max_names_per_session`); a known name asked with a new query type is a key of its own (`qtype NUL name`). */
+  names: Record<string, 1>;
   /**
-   * Unique subdomains forwarded (bounded by `max_names_per_session`), each with the number of times it left (a
-   * known name asked with a new query type is a key of its own, `qtype NUL name`, with 1).
+   * The repeat channel's model (noteRepeat): every (query type, name) that left, with the times it left — key
+   * `a/name` for A, AAAA and HTTPS, `qtype/name` for any other type, the bare domain as name '' — at most
+   * `max_names_per_session` a session; and when each exact (type, name) last left (`qtype/name`, ≤ 3 a symbol).
    */
-  names: Record<string, number>;
-  /** Σ departures of the plain names in `names`, and how many plain names there are: the repeat channel's model (noteRepeat). */
+  symbols: Record<string, number>;
+  leftAtMs: Record<string, number>;
+  /** Σ departures in `symbols`, and how many symbols there are. */
   departures: number;
   choices: number;
-  /** Queries that left for this domain while the window lives, the bare domain's included (the choice of domain, noteSent). */
+  /** Queries that left for this domain while the window lives, remembered symbols or not (the choice of domain). */
   left: number;
-  /** When each name the window remembers (or the bare domain, '') last left (ms), by type (`qtype/name`, every type but A, AAAA and HTTPS as 0): a repeat within `repeat_floor_ms` was not cached. */
-  leftAtMs: Record<string, number>;
   /** 4-grams of the unique content: the compressor's "dictionary" for the estimate. */
   grams: Record<string, 1>;
   /** Entries in `names` and `grams`. */
@@ -82,9 +84,13 @@ export interface SessionState {
   encodedBytes: number;
   /** Novel label bytes (as the session-wide estimate counts them) to any domain but a platform apex, old ones included, for the life of the session. */
   allVolumeBytes: number;
-  /** Σ `left` over the live windows, and how many of them have any: the model of which domain a query left for (noteSent). */
+  /** Σ `left` over the live windows, and how many of them have any: the model of which domain a query left for (noteRepeat). */
   left: number;
   leftDomains: number;
+  /** Σ `choices` over the live windows (the symbols' memory bound). */
+  symbolCount: number;
+  /** A, AAAA and HTTPS among the repeats that left within `repeat_floor_ms` (uncached): which one was asked is priced by these. */
+  addressTypes: [number, number, number];
   /**
    * Bytes carried by repeats of known names that left again (which of its domain's names left, as an adaptive model
    * prices it), to any domain but a platform apex or an internal suffix, for the life of the session (noteRepeat).
@@ -136,6 +142,8 @@ export function newSessionState(): SessionState {
     allVolumeBytes: 0,
     left: 0,
     leftDomains: 0,
+    symbolCount: 0,
+    addressTypes: [0, 0, 0],
     repeatBytes: 0,
     labels: Object.create(null) as Record<string, 1>,
     labelCount: 0,
@@ -201,7 +209,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
   }
   // A negative restored volume was a fresh domain's: its session bytes stayed in freshVolumeBytes when it was
   // evicted and stay there for good (sessionBytes starts at 0, so nothing is counted twice or taken back).
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, number>, departures: 0, choices: 0, left: 0, leftAtMs: Object.create(null) as Record<string, number>, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, symbols: Object.create(null) as Record<string, number>, leftAtMs: Object.create(null) as Record<string, number>, departures: 0, choices: 0, left: 0, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -216,14 +224,16 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
   state.gramCount -= w.gramCount;
   state.left -= w.left;
   if (w.left > 0) state.leftDomains--;
+  state.symbolCount -= w.choices;
   if (keep) {
     w.left = 0;
+    w.symbols = Object.create(null) as Record<string, number>;
     w.leftAtMs = Object.create(null) as Record<string, number>;
     w.volumeBytes = 0;
     w.fanout = 0;
     w.nameCount = 0;
     w.gramCount = 0;
-    w.names = Object.create(null) as Record<string, number>;
+    w.names = Object.create(null) as Record<string, 1>;
     w.departures = 0;
     w.choices = 0;
     w.grams = Object.create(null) as Record<string, 1>;
@@ -444,17 +454,11 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
   w.lastMs = e.atMs;
   w.fanout = fanout;
   const sub = e.subdomain;
-  const domainBits = domainChoiceBits(state, w, sub, e, p);
-  if (w.left++ === 0) state.leftDomains++;
-  state.left++;
-  if (sub.length === 0) {
-    chargeRepeat(state, domainBits, e);
-    return;
-  }
-  if (w.names[sub] !== undefined) {
-    // a repeat carries no new content: only which of the known names left (and its type, if new for it)
-    noteRepeat(state, w, sub, e, domainBits);
-    if (e.qtype !== undefined && !FREE_QTYPES.has(e.qtype)) noteQtypeChoice(state, w, sub, e, p);
+  const novel = sub.length > 0 && w.names[sub] !== 1;
+  // a known name, or the bare domain, carries no new content: only which (type, name) left, and when
+  noteRepeat(state, w, sub, e, p, !novel);
+  if (!novel) {
+    if (sub.length > 0 && e.qtype !== undefined && !FREE_QTYPES.has(e.qtype)) noteQtypeChoice(state, w, sub, e, p);
     return;
   }
   w.fanout = fanout + 1;
@@ -466,11 +470,7 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
     if (encoded > 0) w.encodedNames++;
   }
   rememberLabels(state, sub, p);
-  if (rememberName(state, w, sub, p)) {
-    w.choices++;
-    w.departures++;
-    w.leftAtMs[leftKey(sub, e)] = e.atMs;
-  }
+  rememberName(state, w, sub, p);
   for (let i = 0; i + GRAM <= sub.length && state.gramCount < p.max_grams_per_session; i++) {
     const g = sub.substr(i, GRAM);
     if (w.grams[g] !== 1) {
@@ -482,46 +482,66 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
 }
 
 /**
- * Which domain a query left for is a choice too: a codebook of bare domains, or of one name under each of 16
- * domains, carries its data in it. Priced like the choice of name (noteRepeat), among the domains the session sent
- * to, for a repeat (of a known name or of the bare domain: a new name pays for its labels) that left again within
- * `repeat_floor_ms` of its own last departure — nothing was cached in between. Only then: benign sessions spread
- * their queries over tens of domains, and the choice among them every time a cached answer expires added up to
- * 54 B in a 40-minute replayed agent session (2.6 B without it). Records this departure's time; call before `left` counts it.
- */
-function domainChoiceBits(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams): number {
-  const key = leftKey(sub, e);
-  const lastLeft = w.leftAtMs[key];
-  const known = sub.length === 0 ? w.left > 0 : w.names[sub] !== undefined;
-  if (known) w.leftAtMs[key] = e.atMs; // a new name's time is kept once the window remembers it (noteSent)
-  if (!known || lastLeft === undefined || e.atMs - lastLeft >= p.repeat_floor_ms || state.leftDomains <= 1) return 0;
-  return -Math.log2((w.left + 0.5) / (state.left + state.leftDomains / 2));
-}
-
-/** A departure-time key: the name by type, A, AAAA and HTTPS apart and every other type as one (at most 4 a name). */
-function leftKey(sub: string, e: SentEvent): string {
-  return `${e.qtype === undefined ? 1 : FREE_QTYPES.has(e.qtype) ? e.qtype : 0}/${sub}`;
-}
-
-/**
- * A known name left again (a cache miss: its answer expired, or was never cached). The repeat channel: an
+ * One query left for `w`'s domain: the repeat channel's model learns it, and a repeat (`charge`: a known name or
+ * the bare domain; a new name pays for its labels instead) is charged what its choice carries. The channel: an
  * attacker asks names it already sent, one of k per symbol, and *which* name left is the data — no new label ever
  * leaves (bench/lab.mjs LAB_CLASSES=codebook: 16 two-letter names, a nibble a query, an attacker nameserver
  * answering with TTL 0, got 504 of 512 secret bytes out before this); paced at its answers' TTL, a permutation of
- * k names a period still carries log2(k!) bits. What a departure carries is priced by an adaptive order-0 model of
- * the domain's departures (Krichevsky–Trofimov: -log2((c + ½) / (N + k/2)), c this name's departures so far, N
- * all of them, k the names known): a sequence of choices carries no more than this charges it, give or take the
- * model's own cost, however it is paced, while one name polled again and again, or a few in steady proportions,
- * costs next to nothing — and a benign name leaves again only when its cached answer expired (replayed agent
- * sessions peak at 2.6 B, fixtures/corpora). Charged to the session's lifetime `repeatBytes`; platform apexes and
- * internal suffixes (only the operator's DNS answers them) are not.
+ * k names a period still carries log2(k!) bits. Priced by an adaptive order-0 model of the domain's departures by
+ * symbol — (type, name), A/AAAA/HTTPS as one type (Krichevsky–Trofimov: -log2((c + ½) / (N + k/2)), c this
+ * symbol's departures so far, N all of them, k the symbols known; a symbol not seen before costs log2(k + 1)): a
+ * sequence of choices carries no more than this charges it, give or take the model's own cost, however it is
+ * paced, while one name polled again and again, or a few in steady proportions, costs next to nothing — and a
+ * benign name leaves again only when its cached answer expired (replayed agent sessions: a few bytes).
+ * A repeat that left again within `repeat_floor_ms` of the same (type, name)'s last departure (nothing was cached
+ * in between: TTL 0, or an attacker's short one) also pays the choice of *domain* among the session's domains,
+ * priced the same way (16 bare domains, or one name under each), and which of A, AAAA and HTTPS it asked.
+ * Only then: charged every time a cached answer expires, the choice of domain added up to 54 B in a 40-minute
+ * replayed agent session (2.6 B without it), which a day-long session would carry past the budget.
+ * Charged to the session's lifetime `repeatBytes`; platform apexes and internal suffixes never are.
  */
-function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, domainBits: number): void {
-  const c = w.names[sub]!;
-  const bits = w.choices <= 1 ? 0 : -Math.log2((c + 0.5) / (w.departures + w.choices / 2));
-  w.names[sub] = c + 1;
+function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams, charge: boolean): void {
+  // A, AAAA and HTTPS are one symbol (asked together, each cached apart); every other type is a symbol of its own
+  const address = e.qtype === undefined || FREE_QTYPES.has(e.qtype);
+  const key = `${address ? 'a' : e.qtype}/${sub}`;
+  const timeKey = `${e.qtype ?? 1}/${sub}`; // when this exact (type, name) last left: at most 3 per symbol
+  // typeof: the records are plain data; one restored from JSON would answer `constructor` from its prototype
+  const seen = w.symbols[key];
+  const c = typeof seen === 'number' ? seen : 0;
+  const last = w.leftAtMs[timeKey];
+  if (charge) {
+    let bits = c > 0 ? (w.choices <= 1 ? 0 : -Math.log2((c + 0.5) / (w.departures + w.choices / 2)))
+      // a symbol not seen before: which, among those known and one more, and for a type but A/AAAA/HTTPS which type
+      : Math.log2(w.choices + 1) + (address ? 0 : COMMON_QTYPES.has(e.qtype!) ? COMMON_TYPE_BITS : 16);
+    if (c > 0 && typeof last === 'number' && e.atMs - last < p.repeat_floor_ms) {
+      // nothing was cached in between: the choice of domain, and which of A, AAAA and HTTPS, are data too
+      if (state.leftDomains > 1) bits -= Math.log2((w.left + 0.5) / (state.left + state.leftDomains / 2));
+      if (address) bits += addressTypeBits(state, e.qtype === 28 ? 1 : e.qtype === 65 ? 2 : 0);
+    }
+    chargeRepeat(state, bits, e);
+  }
+  if (w.left++ === 0) state.leftDomains++;
+  state.left++;
+  // past the bound a symbol is not remembered: each of its departures is charged as a new one
+  if (c === 0) {
+    if (state.symbolCount >= p.max_names_per_session) return;
+    w.choices++;
+    state.symbolCount++;
+  }
+  w.symbols[key] = c + 1;
+  w.leftAtMs[timeKey] = e.atMs;
   w.departures++;
-  chargeRepeat(state, domainBits + bits, e);
+}
+
+/** Which of the ~30 types agents ask (COMMON_QTYPES) a new symbol asked; any other type is a whole 16-bit number. */
+const COMMON_TYPE_BITS = Math.log2(32);
+
+/** Which of A, AAAA and HTTPS an uncached repeat asked, priced by what the session's uncached repeats asked (KT). */
+function addressTypeBits(state: SessionState, t: 0 | 1 | 2): number {
+  const n = state.addressTypes;
+  const bits = -Math.log2((n[t] + 0.5) / (n[0] + n[1] + n[2] + 1.5));
+  n[t]++;
+  return bits;
 }
 
 /** A repeat's choice, in bits, to the session's repeat account (never for a platform apex or an internal suffix). */
@@ -532,7 +552,7 @@ function chargeRepeat(state: SessionState, bits: number, e: SentEvent): void {
 /** A known name asked with a type it was not asked with before: the choice's bytes to every account the name feeds. */
 function noteQtypeChoice(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams): void {
   const key = `${e.qtype}\u0000${sub}`; // NUL: no name read off the wire as text holds one next to a type number
-  if (w.names[key] !== undefined) return;
+  if (w.names[key] === 1) return;
   rememberName(state, w, key, p);
   const bytes = COMMON_QTYPES.has(e.qtype!) ? QTYPE_CHOICE_BYTES : RARE_QTYPE_CHOICE_BYTES;
   addBytes(state, w, bytes, bytes, e);
@@ -552,12 +572,11 @@ function addBytes(state: SessionState, w: DomainWindow, domainBytes: number, ses
 }
 
 // Past the bounds a name still counts (estimated as novel), it just is not remembered: a flood cannot grow memory.
-function rememberName(state: SessionState, w: DomainWindow, key: string, p: WindowParams): boolean {
-  if (state.nameCount >= p.max_names_per_session) return false;
+function rememberName(state: SessionState, w: DomainWindow, key: string, p: WindowParams): void {
+  if (state.nameCount >= p.max_names_per_session) return;
   w.names[key] = 1;
   w.nameCount++;
   state.nameCount++;
-  return true;
 }
 
 function rememberLabels(state: SessionState, sub: string, p: WindowParams): void {

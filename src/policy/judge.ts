@@ -296,7 +296,7 @@ export class Policy {
     // nothing), including what this query would add — so the query that crosses a budget is the one that does not leave.
     const view = viewDomain(state, split.registrable, input.ageDays, input.atMs, p, split.platform);
     const win = view.window;
-    const novel = split.subdomain.length > 0 && win?.names[split.subdomain] === undefined;
+    const novel = split.subdomain.length > 0 && win?.names[split.subdomain] !== 1;
     let volume = view.volumeBytes;
     let young = view.youngVolumeBytes;
     let fresh = view.freshVolumeBytes;

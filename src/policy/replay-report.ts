@@ -48,7 +48,7 @@ export interface SessionResult {
   readonly maxBytesPerMinute: number;
   /** Highest estimated bytes of encoded-looking labels (the encoded-label budget's account). */
   readonly maxEncodedEstimate: number;
-  /** Highest bytes in known names asked again within the repeat floor (the repeat budget's account). */
+  /** Highest estimated bytes in the choice of known names and domains asked again (the repeat budget's account). */
   readonly maxRepeatEstimate: number;
   /** Σ `payload` of the lines forwarded before the quarantine (or in all) / before the first block. */
   readonly payloadBeforeQuarantine: number;

@@ -188,7 +188,7 @@ describe('benign', () => {
     const maxRepeat = Math.max(...r.perSession.map((s) => s.maxRepeatEstimate));
     say('agent sessions, nothing cached, repeats', `max estimated bytes in which known names were asked again ${maxRepeat.toFixed(1)} B`);
     expect(r.benign.sessionsQuarantined).toBe(0);
-    expect(maxRepeat).toBeLessThan(32);
+    expect(maxRepeat).toBeLessThan(48); // a tenth of the strictest repeat budget (432)
   }, 60_000);
 
   it('popularity corpus replayed as sessions (40 names of each visited domain): figures for the README', async () => {

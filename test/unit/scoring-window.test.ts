@@ -77,7 +77,41 @@ describe('repeats of known names (the repeat channel)', () => {
     const polled = newSessionState();
     sendA(polled, 'api', 0);
     for (let i = 1; i <= 500; i++) sendA(polled, 'api', i * 1000); // TTL 0, every second
-    expect(polled.repeatBytes).toBe(0);
+    // only the type model's learning cost (it grows like log2 of the repeats): 500 polls, not a byte and a half
+    expect(polled.repeatBytes).toBeLessThan(1.5);
+  });
+
+  it('the query type carries nothing for free: {bare domain, one name} × {A, AAAA, HTTPS} at wire speed, or a bare domain with random types', () => {
+    const six = newSessionState();
+    const r = prng(21);
+    const types = [1, 28, 65];
+    const send6 = (x: number, atMs: number) => observeForwarded(six, { registrable: 'cb.example', subdomain: x % 2 === 0 ? '' : 'x', alphabet: 'letters', atMs, rcode: 0, qtype: types[(x >> 1) % 3]! }, P);
+    for (let i = 0; i < 1000; i++) send6(r.bytes(1)[0]! % 6, i * 10); // log2(6) = 2.6 bits a query: 323 B of secret
+    expect(six.repeatBytes).toBeGreaterThan(250);
+    const random = newSessionState();
+    for (let i = 0; i < 200; i++) {
+      const [hi, lo] = r.bytes(2);
+      const qtype = 1000 + (((hi! << 8) | lo!) % 60_000); // 16 bits a query, 400 B of secret
+      observeForwarded(random, { registrable: 'cb.example', subdomain: '', alphabet: 'letters', atMs: i * 10, rcode: 0, qtype }, P);
+    }
+    expect(random.repeatBytes).toBeGreaterThan(390);
+  });
+
+  it('the first repeat of a bare domain is charged, and a state restored from JSON cannot be fooled by Object.prototype', () => {
+    const s = newSessionState();
+    const bare = (d: string, atMs: number) => observeForwarded(s, { registrable: d, subdomain: '', alphabet: 'letters', atMs, rcode: 0, qtype: 1 }, P);
+    sendA(s, 'www', 0);
+    bare('b.example', 0);
+    bare('b.example', 10); // left again 10 ms later: nothing cached
+    expect(s.repeatBytes).toBeGreaterThan(0);
+    const restored = JSON.parse(JSON.stringify(s)) as SessionState; // plain objects again, with a prototype
+    const before = restored.repeatBytes;
+    for (const c of CODEBOOK.slice(0, 4)) sendA(restored, c, 100);
+    for (let i = 0; i < 50; i++) sendA(restored, i % 2 === 0 ? 'constructor' : '__proto__', 200 + i);
+    expect(restored.domains['cbook.example']!.volumeBytes).toBeGreaterThan(0);
+    expect(Number.isFinite(restored.repeatBytes)).toBe(true);
+    expect(restored.repeatBytes).toBeGreaterThan(before + 3); // ~1 bit a query between the two
+    expect(typeof restored.domains['cbook.example']!.symbols['a/constructor']).toBe('number');
   });
 
   it('paced at its answers\' TTL (each name leaves again only once its 30 s answer expired), a codebook pays the same, for an old domain too', () => {
