@@ -31,6 +31,8 @@ export interface DomainWindow {
   choices: number;
   /** Queries that left for this domain while the window lives, remembered symbols or not (the choice of domain). */
   left: number;
+  /** Restored from `evicted`: the session sent here before, and the model forgot it with the window (noteRepeat charges the return). */
+  returned: boolean;
   /** 4-grams of the unique content: the compressor's "dictionary" for the estimate. */
   grams: Record<string, 1>;
   /** Entries in `names` and `grams`. */
@@ -209,7 +211,7 @@ function openWindow(state: SessionState, registrable: string, atMs: number, p: W
   }
   // A negative restored volume was a fresh domain's: its session bytes stayed in freshVolumeBytes when it was
   // evicted and stay there for good (sessionBytes starts at 0, so nothing is counted twice or taken back).
-  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, symbols: Object.create(null) as Record<string, number>, leftAtMs: Object.create(null) as Record<string, number>, departures: 0, choices: 0, left: 0, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
+  w = { lastMs: atMs, fanout: 0, volumeBytes: restored === undefined ? 0 : Math.abs(restored), names: Object.create(null) as Record<string, 1>, symbols: Object.create(null) as Record<string, number>, leftAtMs: Object.create(null) as Record<string, number>, departures: 0, choices: 0, left: 0, returned: restored !== undefined, grams: Object.create(null) as Record<string, 1>, nameCount: 0, gramCount: 0, ageDays: null, young: false, fresh: true, sessionBytes: 0, blockedAtMs: -1, encodedNames: 0 };
   state.domains[registrable] = w;
   state.domainCount++;
   state.version++;
@@ -227,6 +229,7 @@ function forget(state: SessionState, w: DomainWindow, keep: boolean): void {
   state.symbolCount -= w.choices;
   if (keep) {
     w.left = 0;
+    w.returned = false;
     w.symbols = Object.create(null) as Record<string, number>;
     w.leftAtMs = Object.create(null) as Record<string, number>;
     w.volumeBytes = 0;
@@ -263,7 +266,11 @@ function evictOldest(state: SessionState, atMs: number, p: WindowParams): void {
     // return does not count them twice): evicting is no way to wipe what the session sent.
     const live = w.volumeBytes > 0 && atMs - w.lastMs <= p.volume_idle_ms;
     if (live) rememberEvicted(state, key, w.fresh ? -w.volumeBytes : w.volumeBytes);
-    else if (w.fresh) state.freshVolumeBytes -= w.sessionBytes;
+    else {
+      if (w.fresh) state.freshVolumeBytes -= w.sessionBytes;
+      // nothing to restore but the fact it was here: a return is then charged as one (evicting wipes no model)
+      if (w.left > 0) rememberEvicted(state, key, 0);
+    }
     delete state.domains[key];
     state.domainCount--;
     break;
@@ -509,10 +516,14 @@ function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEv
   const seen = w.symbols[key];
   const c = typeof seen === 'number' ? seen : 0;
   const last = w.leftAtMs[timeKey];
+  const full = c === 0 && state.symbolCount >= p.max_names_per_session;
   if (charge) {
     let bits = c > 0 ? (w.choices <= 1 ? 0 : -Math.log2((c + 0.5) / (w.departures + w.choices / 2)))
-      // a symbol not seen before: which, among those known and one more, and for a type but A/AAAA/HTTPS which type
-      : Math.log2(w.choices + 1) + (address ? 0 : COMMON_QTYPES.has(e.qtype!) ? COMMON_TYPE_BITS : 16);
+      // a symbol not seen before: which, among those known and one more (past the bound: among as many as it
+      // holds — an unremembered symbol is never cheap), and for a type but A/AAAA/HTTPS which type
+      : Math.log2(full ? p.max_names_per_session : w.choices + 1) + (address ? 0 : COMMON_QTYPES.has(e.qtype!) ? COMMON_TYPE_BITS : 16);
+    // back at a domain whose window was evicted: which domain, at the model's price for one it has not seen
+    if (w.returned && w.left === 0) bits += Math.log2((state.left + (state.leftDomains + 1) / 2) / 0.5);
     if (c > 0 && typeof last === 'number' && e.atMs - last < p.repeat_floor_ms) {
       // nothing was cached in between: the choice of domain, and which of A, AAAA and HTTPS, are data too
       if (state.leftDomains > 1) bits -= Math.log2((w.left + 0.5) / (state.left + state.leftDomains / 2));
@@ -522,9 +533,10 @@ function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEv
   }
   if (w.left++ === 0) state.leftDomains++;
   state.left++;
-  // past the bound a symbol is not remembered: each of its departures is charged as a new one
+  // past the bound a symbol is not remembered (each of its departures is charged as a new one), and platform and
+  // internal names, never charged, take no room in it (a flood of them cannot fill it and make repeats free)
   if (c === 0) {
-    if (state.symbolCount >= p.max_names_per_session) return;
+    if (full || e.platform === true || e.internal === true) return;
     w.choices++;
     state.symbolCount++;
   }

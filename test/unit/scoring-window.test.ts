@@ -174,6 +174,32 @@ describe('repeats of known names (the repeat channel)', () => {
     expect(s.repeatBytes).toBe(0);
   });
 
+  it('a flood of free platform names cannot fill the model and make repeats free (review: 10,000 B out after 4,096 of them)', () => {
+    const s = newSessionState();
+    const bare = (registrable: string, qtype: number, atMs: number, platform = false) => observeForwarded(s, { registrable, subdomain: '', alphabet: 'letters', atMs, rcode: 0, qtype, platform }, P);
+    let t = 0;
+    for (let i = 0; i < 5000; i++) bare(`t${i}.github.io`, 1 + (i % 30), t++, true); // platform tenants: never charged
+    expect(s.symbolCount).toBe(0); // and they took no room
+    const r = prng(22);
+    for (let i = 0; i < 1000; i++) bare(`${CODEBOOK[r.bytes(1)[0]! & 15]}-cb.example`, 1, t += 10); // 500 B of secret
+    expect(s.repeatBytes).toBeGreaterThan(400);
+  });
+
+  it('evicting the attacker\'s windows with floods of other domains does not wipe the charge (review: unbounded at 256 a nibble)', () => {
+    const p = { ...P, max_domains_per_session: 16 };
+    const s = newSessionState();
+    const bare = (registrable: string, atMs: number, platform = false) => observeForwarded(s, { registrable, subdomain: '', alphabet: 'letters', atMs, rcode: 0, qtype: 1, platform }, p);
+    const r = prng(23);
+    let t = 0;
+    let filler = 0;
+    for (let i = 0; i < 1000; i++) {
+      bare(`${CODEBOOK[r.bytes(1)[0]! & 15]}-cb.example`, t += 10);
+      for (let f = 0; f < 32; f++) bare(`f${filler++}.github.io`, t++, true); // free, never repeated: evicts the codebook's windows
+    }
+    expect(s.evictedCount).toBeGreaterThan(0);
+    expect(s.repeatBytes).toBeGreaterThan(400); // each return is charged as a domain the model had forgotten
+  });
+
   it('platform apexes and internal suffixes are not charged', () => {
     for (const extra of [{ platform: true }, { internal: true }]) {
       const s = newSessionState();
