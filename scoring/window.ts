@@ -21,8 +21,9 @@ export interface DomainWindow {
   names: Record<string, 1>;
   /**
    * The repeat channel's model (noteRepeat): every (query type, name) that left, with the times it left — key
-   * `a/name` for A, AAAA and HTTPS, `qtype/name` for any other type, the bare domain as name '' — at most
-   * `max_names_per_session` a session; and when each exact (type, name) last left (`qtype/name`, ≤ 3 a symbol).
+   * the name for A, AAAA and HTTPS, `qtype NUL name` for any other type, the bare domain as name '' — at most
+   * `max_names_per_session` a session; and when each exact (type, name) last left (the name for A, else
+   * `qtype NUL name`; ≤ 3 a symbol).
    */
   symbols: Record<string, number>;
   leftAtMs: Record<string, number>;
@@ -509,9 +510,13 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
  */
 function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEvent, p: WindowParams, charge: boolean): void {
   // A, AAAA and HTTPS are one symbol (asked together, each cached apart); every other type is a symbol of its own
-  const address = e.qtype === undefined || FREE_QTYPES.has(e.qtype);
-  const key = `${address ? 'a' : e.qtype}/${sub}`;
-  const timeKey = `${e.qtype ?? 1}/${sub}`; // when this exact (type, name) last left: at most 3 per symbol
+  const qtype = e.qtype ?? 1;
+  const address = FREE_QTYPES.has(qtype);
+  // Keys: the name itself for A/AAAA/HTTPS (the string `names` already holds: no new string kept per symbol — a
+  // key string per name kept on every miss cost cache hits measurably after a miss flood, `onoff.mjs` MISS=1),
+  // `qtype NUL name` otherwise (NUL: no name read off the wire as text holds one)
+  const key = address ? sub : `${qtype}\u0000${sub}`;
+  const timeKey = qtype === 1 ? sub : `${qtype}\u0000${sub}`; // when this exact (type, name) last left: ≤ 3 a symbol
   // typeof: the records are plain data; one restored from JSON would answer `constructor` from its prototype
   const seen = w.symbols[key];
   const c = typeof seen === 'number' ? seen : 0;
