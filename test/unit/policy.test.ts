@@ -635,3 +635,50 @@ describe('judgeAnswer (DNS rebinding)', () => {
     expect(make({ rebinding: { block_cgnat: false } }).judgeAnswer('x.attacker.com', ['100.64.0.1'], session())).toBeUndefined();
   });
 });
+
+describe('the repeat floor (scoring.repeat_floor_ms): a codebook of domains paced between the old and the new default', () => {
+  // 16 bare attacker domains answered with TTL 0; each asked again no sooner than 60 s after its last departure (past
+  // the former 30 s floor, inside the 120 s default); a query every 8 s picks uniformly among the domains free then,
+  // so it carries log2(free) bits. Bounded: at most 4 simulated hours.
+  function pacedDomains(scoring: unknown): { carriedBytes: number; verdict: Verdict | undefined; repeatBytes: number } {
+    const p = make({}, scoring);
+    const state = p.newSessionState();
+    const s = session('interactive');
+    const r = prng(31);
+    const last = new Array<number>(16).fill(-Infinity);
+    let bits = 0;
+    for (let t = 0; t < 4 * 3_600_000; t += 8_000) {
+      const free = last.flatMap((at, d) => (t - at >= 60_000 ? [d] : []));
+      if (free.length === 0) continue;
+      const d = free[r.bytes(1)[0]! % free.length]!;
+      const name = `k${d}q-cb.net`;
+      const v = p.judge({ name, qtype: 1, session: s, state, ageDays: undefined, atMs: t });
+      if (v.action !== 'answer') return { carriedBytes: bits / 8, verdict: v, repeatBytes: state.repeatBytes };
+      observe(p, state, { name, qtype: 1, atMs: t, forwarded: true, rcode: 0, blocked: false, facts: v.facts });
+      if (last[d] !== -Infinity) bits += Math.log2(free.length);
+      last[d] = t;
+    }
+    return { carriedBytes: bits / 8, verdict: undefined, repeatBytes: state.repeatBytes };
+  }
+
+  it('defaults to 120 s', () => {
+    expect(scoringSchema.parse({}).repeat_floor_ms).toBe(120_000);
+  });
+
+  it('with the default, the choice of domain is charged for every repeat sooner than 120 s: quarantined', () => {
+    const out = pacedDomains({});
+    expect(out.verdict?.action).toBe('quarantine');
+    expect(out.verdict?.reason).toMatch(/in which known names were asked again/);
+    expect(out.carriedBytes).toBeGreaterThan(128); // the channel worked until the budget closed it
+    // The repeats that came 120 s or more after their domain's last departure were not charged (a codebook paced at
+    // 120 s is the gap that stays, at a quarter of the rate the 30 s floor left): ~640 B here, not 512.
+    expect(out.carriedBytes).toBeLessThan(768);
+  });
+
+  it('with the former 30 s floor the same codebook was never charged (why the default moved)', () => {
+    const out = pacedDomains({ repeat_floor_ms: 30_000 });
+    expect(out.verdict).toBeUndefined(); // 4 hours, never stopped
+    expect(out.carriedBytes).toBeGreaterThan(640);
+    expect(out.repeatBytes).toBeLessThan(32);
+  });
+});
