@@ -69,10 +69,13 @@ export class RedisFleet {
   readonly #unqueued: FleetEvent[] = [];
 
   readonly #drains: boolean;
+  /** fleet.token_check: what a registration with a token gets while Redis cannot be asked. */
+  readonly #tokenCheck: Config['fleet']['token_check'];
 
   /** `drains`: this process sends the store's queue to Redis (false for all but one worker of server.workers > 1). */
   constructor(config: Config['fleet'], store: Store, metrics: Metrics, log: Logger, nowMs: () => number, replica: Replica, alerts?: AlertPoster, drains = true) {
     this.#drains = drains;
+    this.#tokenCheck = config.token_check;
     const { url, password } = redisTarget(config.redis!);
     this.#store = store;
     this.#metrics = metrics;
@@ -96,7 +99,7 @@ export class RedisFleet {
     this.#sub.on('close', () => { this.#subscribed = false; this.#changed(); });
     this.#main.on('close', () => { this.#healthy = false; this.#changed(); });
     this.#metrics.fleetOutbox.set(this.queued());
-    for (const result of ['ok', 'revoked', 'unchecked', 'replayed']) this.#metrics.fleetTokenChecks.inc({ result }, 0);
+    for (const result of ['ok', 'revoked', 'unchecked', 'refused', 'replayed']) this.#metrics.fleetTokenChecks.inc({ result }, 0);
   }
 
   #client(url: string, password: string | undefined, role: string): Redis {
@@ -185,12 +188,18 @@ export class RedisFleet {
    * Checks a registration's token against the fleet's record of ended sessions (refused with ERR_TOKEN_REVOKED if
    * its session was ended on any replica), then claims its addresses across the fleet: the first session to claim
    * an address holds it until it ends or expires; another gets ERR_SESSION_CONFLICT (409). Redis away: neither can
-   * be asked; the registration proceeds on what this replica knows (fail-open: agents register through an outage),
-   * counted and logged, and its token is checked when the registration reaches Redis (README, "Running a fleet").
+   * be asked; with `fleet.token_check: open` (the default) the registration proceeds on what this replica knows
+   * (agents register through an outage), counted and logged, and its token is checked when the registration reaches
+   * Redis (README, "Running a fleet"); with `closed` a registration with a token is refused (ERR_FLEET_UNAVAILABLE, 503).
    */
   async claim(meta: SessionMeta, token?: RegistrationToken): Promise<void> {
     const unchecked = (why: string): void => {
       if (token === undefined) return;
+      if (this.#tokenCheck === 'closed') {
+        this.#metrics.fleetTokenChecks.inc({ result: 'refused' });
+        this.#log.warn({ session: meta.id, why }, 'registration refused: Redis cannot be asked whether its token was ended elsewhere (fleet.token_check: closed)');
+        throw new WardenError('ERR_FLEET_UNAVAILABLE', `the fleet's record of ended sessions cannot be read (${why}) and fleet.token_check is closed: register again when Redis is back`);
+      }
       this.#unchecked.add(token.id);
       this.#metrics.fleetTokenChecks.inc({ result: 'unchecked' });
       this.#log.warn({ session: meta.id, why }, 'registration accepted without the fleet\'s record of ended sessions (a token of a session ended on another replica would get through here): checked when Redis is back');

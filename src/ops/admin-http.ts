@@ -80,6 +80,7 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   ERR_FORBIDDEN: 403,
   ERR_NOT_FOUND: 404,
   ERR_SESSION_CONFLICT: 409,
+  ERR_FLEET_UNAVAILABLE: 503,
 };
 const MAX_BODY_BYTES = 64 * 1024;
 

@@ -259,6 +259,9 @@ const configSchema = z
           })
           .strict()
           .optional(),
+        // Redis away, a registration's token cannot be checked against the fleet's record of ended sessions. open:
+        // accepted, counted, checked when Redis is back (agents register through an outage); closed: refused (503).
+        token_check: z.enum(['open', 'closed']).default('open'),
       })
       .strict()
       .prefault({}),

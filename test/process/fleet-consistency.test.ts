@@ -47,7 +47,7 @@ const replicas = new Map<string, Replica>();
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-function configOf(name: string, dir: string): Record<string, unknown> {
+function configOf(name: string, dir: string, fleet: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     listen: { dns: ['127.0.0.1:0'], admin: '127.0.0.1:0' },
     admin: { token: TOKEN },
@@ -57,7 +57,7 @@ function configOf(name: string, dir: string): Record<string, unknown> {
       static: name === 'A' ? [{ id: 'static-a', addresses: ['127.0.3.30/32'], type: 'interactive', user: 'ops', role: 'dev' }] : [],
       signing_keys: [{ kid: 'runtime', alg: 'HS256', secret: HS_SECRET }],
     },
-    fleet: { name: FLEET, redis: { url: redis.url } },
+    fleet: { name: FLEET, redis: { url: redis.url }, ...fleet },
     logging: { level: 'info' },
   };
 }
@@ -65,9 +65,9 @@ function configOf(name: string, dir: string): Record<string, unknown> {
 const waitLine = (r: Replica, msg: string, from: number, timeoutMs = 30_000): Promise<Record<string, unknown>> =>
   waitLogLine(r.child, () => r.output, msg, { from, timeoutMs, pollMs: 20, label: `replica ${r.name}` });
 
-async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`))): Promise<Replica> {
+async function launch(name: string, dir = mkdtempSync(join(root, `${name}-`)), fleet: Record<string, unknown> = {}): Promise<Replica> {
   const configPath = join(dir, 'dnswarden.yaml');
-  writeFileSync(configPath, stringify(configOf(name, dir)));
+  writeFileSync(configPath, stringify(configOf(name, dir, fleet)));
   const r: Replica = { name, dir, child: undefined as unknown as ChildProcess, output: '', dns: { address: '127.0.0.1', port: 0 }, adminUrl: '' };
   r.child = spawnServe(configPath, dir, (text) => void (r.output += text));
   const ready = await waitLine(r, 'dnswarden ready', 0);
@@ -257,6 +257,36 @@ describe('fleet.redis: a registration token of an ended session is refused on ev
     await within(5000, 'pod-v on A', async () => answered(await ask(a, '127.0.3.42')));
     expect(await metric(b, 'dnswarden_fleet_token_checks_total', { result: 'replayed' })).toBe(0);
     expect((await admin(b, '/v1/sessions/pod-v', { method: 'DELETE' })).status).toBe(204);
+  }, 90_000);
+
+  it('fleet.token_check: closed — Redis away, a registration with a token is refused (503 ERR_FLEET_UNAVAILABLE), counted and logged; accepted once Redis is back', async () => {
+    const c = await launch('C', undefined, { token_check: 'closed' });
+    try {
+      redis.pause();
+      const jwt = await token('pod-c', ['127.0.3.44/32'], 'c-1');
+      let refused: AdminReply;
+      try {
+        await within(15_000, 'C sees Redis not answering', async () => (await metric(c, 'dnswarden_fleet_redis_connected')) === 0);
+        const from = c.output.length;
+        refused = await post(c, jwt);
+        const line = await waitLine(c, 'registration refused: Redis cannot be asked whether its token was ended elsewhere (fleet.token_check: closed)', from, 5000);
+        expect(line['session']).toBe('pod-c');
+        expect(await metric(c, 'dnswarden_fleet_token_checks_total', { result: 'refused' })).toBe(1);
+        expect(await metric(c, 'dnswarden_fleet_token_checks_total', { result: 'unchecked' })).toBe(0);
+        expect((await ask(c, '127.0.3.44')).rcode).toBe('REFUSED'); // nothing was registered
+      } finally {
+        redis.resume();
+      }
+      expect(refused.status, refused.text).toBe(503);
+      expect(refused.json.error.code).toBe('ERR_FLEET_UNAVAILABLE');
+      await within(20_000, 'C reconnected', async () => (await metric(c, 'dnswarden_fleet_redis_connected')) === 1);
+      expect((await post(c, jwt)).status).toBe(201); // the same token: it was never used
+      expect(answered(await ask(c, '127.0.3.44'))).toBe(true);
+      expect((await admin(c, '/v1/sessions/pod-c', { method: 'DELETE' })).status).toBe(204);
+    } finally {
+      await kill9(c);
+      replicas.delete('C');
+    }
   }, 90_000);
 
   it('a replica that could not know (down when the session was ended, Redis away when the token is replayed) accepts it, then ends the session once Redis is back', async () => {
