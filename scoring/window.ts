@@ -501,8 +501,8 @@ export function noteSent(state: SessionState, e: SentEvent, p: WindowParams): vo
  * sequence of choices carries no more than this charges it, give or take the model's own cost, however it is
  * paced, while one name polled again and again, or a few in steady proportions, costs next to nothing — and a
  * benign name leaves again only when its cached answer expired (replayed agent sessions: a few bytes).
- * A repeat that left again within `repeat_floor_ms` of the same (type, name)'s last departure (nothing was cached
- * in between: TTL 0, or an attacker's short one) also pays the choice of *domain* among the session's domains,
+ * A repeat that left again within `repeat_floor_ms` of the same (type, name)'s last departure (no answer was cached
+ * that long: TTL 0, an attacker's short one, or a CDN's 20–60 s) also pays the choice of *domain* among the session's domains,
  * priced the same way (16 bare domains, or one name under each), and which of A, AAAA and HTTPS it asked.
  * Only then: charged every time a cached answer expires, the choice of domain added up to 54 B in a 40-minute
  * replayed agent session (2.6 B without it), which a day-long session would carry past the budget.

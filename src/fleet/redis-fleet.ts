@@ -190,12 +190,15 @@ export class RedisFleet {
    * an address holds it until it ends or expires; another gets ERR_SESSION_CONFLICT (409). Redis away: neither can
    * be asked; with `fleet.token_check: open` (the default) the registration proceeds on what this replica knows
    * (agents register through an outage), counted and logged, and its token is checked when the registration reaches
-   * Redis (README, "Running a fleet"); with `closed` a registration with a token is refused (ERR_FLEET_UNAVAILABLE, 503).
+   * Redis (README, "Running a fleet"); with `closed` a registration with a token is refused (ERR_FLEET_UNAVAILABLE, 503)
+   * unless its token was checked — only the token check is refused, never after the address claim began (a refusal
+   * then would leave the claim held in Redis, with nothing here to give it back).
    */
   async claim(meta: SessionMeta, token?: RegistrationToken): Promise<void> {
+    let tokenChecked = false; // the fleet's record said this token's session was not ended: closed mode has its answer
     const unchecked = (why: string): void => {
       if (token === undefined) return;
-      if (this.#tokenCheck === 'closed') {
+      if (this.#tokenCheck === 'closed' && !tokenChecked) {
         this.#metrics.fleetTokenChecks.inc({ result: 'refused' });
         this.#log.warn({ session: meta.id, why }, 'registration refused: Redis cannot be asked whether its token was ended elsewhere (fleet.token_check: closed)');
         throw new WardenError('ERR_FLEET_UNAVAILABLE', `the fleet's record of ended sessions cannot be read (${why}) and fleet.token_check is closed: register again when Redis is back`);
@@ -205,7 +208,8 @@ export class RedisFleet {
       this.#log.warn({ session: meta.id, why }, 'registration accepted without the fleet\'s record of ended sessions (a token of a session ended on another replica would get through here): checked when Redis is back');
     };
     if (token !== undefined) this.#unchecked.delete(token.id); // each registration with it is decided afresh
-    if (!this.connected) return unchecked('Redis not connected');
+    // closed needs only the main connection to ask (a lost subscription does not stop the check)
+    if (!(this.#tokenCheck === 'closed' ? this.#healthy && this.#main.status === 'ready' : this.connected)) return unchecked('Redis not connected');
     let holder: string | undefined;
     try {
       if (token !== undefined) {
@@ -216,6 +220,7 @@ export class RedisFleet {
           throw new WardenError('ERR_TOKEN_REVOKED', `this token registered session "${meta.id}", which was ended at ${new Date(endedAtMs).toISOString()} (on a replica of the fleet); sign a new token to register again`);
         }
         this.#metrics.fleetTokenChecks.inc({ result: 'ok' });
+        tokenChecked = true; // a failure of the address claim below no longer refuses it: as in open mode
       }
       holder = await this.#record.claim(meta);
     } catch (err) {

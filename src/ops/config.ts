@@ -264,6 +264,7 @@ const configSchema = z
         token_check: z.enum(['open', 'closed']).default('open'),
       })
       .strict()
+      .refine((f) => f.token_check === 'open' || f.redis !== undefined, { message: 'closed needs fleet.redis (a single node has no fleet record to ask)', path: ['token_check'] })
       .prefault({}),
     logging: z
       .object({

@@ -137,8 +137,8 @@ export const scoringSchema = z
     max_domains_per_session: z.number().int().min(1).max(100_000).default(256),
     max_names_per_session: z.number().int().min(1).max(1_000_000).default(4096),
     max_grams_per_session: z.number().int().min(1).max(1_000_000).default(16_384),
-    // A known name (or bare domain) that leaves again sooner than this had no cached answer: the choice of its
-    // domain is charged to the repeat budget too (scoring/window.ts noteSent).
+    // A known name (or bare domain) that leaves again sooner than this had no answer cached that long (TTL 0, or under
+    // the floor): the choice of its domain and of A/AAAA/HTTPS are charged to the repeat budget too (scoring/window.ts).
     repeat_floor_ms: z.number().int().min(0).max(3_600_000).default(120_000),
     // Suffixes only the operator's own DNS answers (no public registry delegates them, RFC 6762, 8375; ICANN's
     // .internal): their repeats are not charged — service discovery (Consul answers with TTL 0) polls them.

@@ -260,13 +260,13 @@ describe('fleet.redis: a registration token of an ended session is refused on ev
   }, 90_000);
 
   it('fleet.token_check: closed — Redis away, a registration with a token is refused (503 ERR_FLEET_UNAVAILABLE), counted and logged; accepted once Redis is back', async () => {
-    const c = await launch('C', undefined, { token_check: 'closed' });
+    const c = await launch('E', undefined, { token_check: 'closed' });
     try {
       redis.pause();
       const jwt = await token('pod-c', ['127.0.3.44/32'], 'c-1');
       let refused: AdminReply;
       try {
-        await within(15_000, 'C sees Redis not answering', async () => (await metric(c, 'dnswarden_fleet_redis_connected')) === 0);
+        await within(15_000, 'E sees Redis not answering', async () => (await metric(c, 'dnswarden_fleet_redis_connected')) === 0);
         const from = c.output.length;
         refused = await post(c, jwt);
         const line = await waitLine(c, 'registration refused: Redis cannot be asked whether its token was ended elsewhere (fleet.token_check: closed)', from, 5000);
@@ -279,13 +279,13 @@ describe('fleet.redis: a registration token of an ended session is refused on ev
       }
       expect(refused.status, refused.text).toBe(503);
       expect(refused.json.error.code).toBe('ERR_FLEET_UNAVAILABLE');
-      await within(20_000, 'C reconnected', async () => (await metric(c, 'dnswarden_fleet_redis_connected')) === 1);
+      await within(20_000, 'E reconnected', async () => (await metric(c, 'dnswarden_fleet_redis_connected')) === 1);
       expect((await post(c, jwt)).status).toBe(201); // the same token: it was never used
       expect(answered(await ask(c, '127.0.3.44'))).toBe(true);
       expect((await admin(c, '/v1/sessions/pod-c', { method: 'DELETE' })).status).toBe(204);
     } finally {
       await kill9(c);
-      replicas.delete('C');
+      replicas.delete('E');
     }
   }, 90_000);
 
