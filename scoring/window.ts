@@ -526,15 +526,15 @@ function noteRepeat(state: SessionState, w: DomainWindow, sub: string, e: SentEv
     let bits = c > 0 ? (w.choices <= 1 ? 0 : -Math.log2((c + 0.5) / (w.departures + w.choices / 2)))
       // a symbol not seen before: which, among those known and one more (past the bound: among as many as it
       // holds — an unremembered symbol is never cheap), and for a type but A/AAAA/HTTPS which type
-      : Math.log2(full ? p.max_names_per_session : w.choices + 1) + (address ? 0 : COMMON_QTYPES.has(e.qtype!) ? COMMON_TYPE_BITS : 16);
+      : Math.log2(full ? p.max_names_per_session : w.choices + 1) + (address ? 0 : COMMON_QTYPES.has(qtype) ? COMMON_TYPE_BITS : 16);
     // back at a domain whose window was evicted: which domain, at the model's price for one it has not seen
     if (w.returned && w.left === 0) bits += Math.log2((state.left + (state.leftDomains + 1) / 2) / 0.5);
     if (c > 0 && typeof last === 'number' && e.atMs - last < p.repeat_floor_ms) {
       // nothing was cached in between: the choice of domain, and which of A, AAAA and HTTPS, are data too
       if (state.leftDomains > 1) bits -= Math.log2((w.left + 0.5) / (state.left + state.leftDomains / 2));
-      if (address) bits += addressTypeBits(state, e.qtype === 28 ? 1 : e.qtype === 65 ? 2 : 0);
+      if (address) bits += addressTypeBits(state, qtype === 28 ? 1 : qtype === 65 ? 2 : 0);
     }
-    chargeRepeat(state, bits, e);
+    if (bits > 0 && e.platform !== true && e.internal !== true) state.repeatBytes += bits / 8;
   }
   if (w.left++ === 0) state.leftDomains++;
   state.left++;
@@ -559,11 +559,6 @@ function addressTypeBits(state: SessionState, t: 0 | 1 | 2): number {
   const bits = -Math.log2((n[t] + 0.5) / (n[0] + n[1] + n[2] + 1.5));
   n[t]++;
   return bits;
-}
-
-/** A repeat's choice, in bits, to the session's repeat account (never for a platform apex or an internal suffix). */
-function chargeRepeat(state: SessionState, bits: number, e: SentEvent): void {
-  if (bits > 0 && e.platform !== true && e.internal !== true) state.repeatBytes += bits / 8;
 }
 
 /** A known name asked with a type it was not asked with before: the choice's bytes to every account the name feeds. */

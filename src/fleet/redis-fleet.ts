@@ -133,8 +133,11 @@ export class RedisFleet {
 
   /** Connected to Redis and subscribed: changes made elsewhere reach this replica. */
   get connected(): boolean {
-    return this.#healthy && this.#subscribed && this.#main.status === 'ready';
+    return this.#askable && this.#subscribed;
   }
+
+  /** The main connection answers: the shared record can be read and written (a token checked, an address claimed). */
+  get #askable(): boolean { return this.#healthy && this.#main.status === 'ready'; }
 
   #changed(): void {
     this.#metrics.fleetConnected.set(this.connected ? 1 : 0);
@@ -196,7 +199,8 @@ export class RedisFleet {
    */
   async claim(meta: SessionMeta, token?: RegistrationToken): Promise<void> {
     let tokenChecked = false; // the fleet's record said this token's session was not ended: closed mode has its answer
-    const unchecked = (why: string): void => {
+    // Redis could not be asked: accepted unchecked (open), or refused (closed) unless the token was checked already
+    const redisAway = (why: string): void => {
       if (token === undefined) return;
       if (this.#tokenCheck === 'closed' && !tokenChecked) {
         this.#metrics.fleetTokenChecks.inc({ result: 'refused' });
@@ -209,7 +213,7 @@ export class RedisFleet {
     };
     if (token !== undefined) this.#unchecked.delete(token.id); // each registration with it is decided afresh
     // closed needs only the main connection to ask (a lost subscription does not stop the check)
-    if (!(this.#tokenCheck === 'closed' ? this.#healthy && this.#main.status === 'ready' : this.connected)) return unchecked('Redis not connected');
+    if (!(this.#tokenCheck === 'closed' ? this.#askable : this.connected)) return redisAway('Redis not connected');
     let holder: string | undefined;
     try {
       if (token !== undefined) {
@@ -226,7 +230,7 @@ export class RedisFleet {
     } catch (err) {
       if (err instanceof WardenError) throw err;
       this.#log.warn({ session: meta.id, err: messageOf(err) }, 'address claim not made (Redis did not answer): registering on what this replica knows');
-      return unchecked('Redis did not answer');
+      return redisAway('Redis did not answer');
     }
     if (holder !== undefined) throw new WardenError('ERR_SESSION_CONFLICT', `an address in ${JSON.stringify(meta.addresses)} is already owned by live session "${holder}" (on another replica)`);
   }
