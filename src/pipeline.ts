@@ -11,7 +11,8 @@ import type { QuarantineBook } from './analyst/quarantine.js';
 import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './sessions/directory.js';
 import type { Metrics } from './ops/telemetry.js';
 import { qtypeText } from './ops/qtypes.js';
-import type { Resolution, Resolver } from './dns/upstream.js';
+import type { Resolution } from './dns/upstream.js';
+import type { CacheSlot, SlottedResolver } from './dns/cache.js';
 import { encodeQuestion, encodeSlipReply, type LocalReplyOptions, type Peer, type Query } from './dns/wire.js';
 import type { ZoneSet } from './zones/zone-set.js';
 import type { Zone } from './zones/zone.js';
@@ -19,7 +20,7 @@ import { rpzRedirect } from './zones/rpz.js';
 import type { ZoneRecord } from './zones/master-file.js';
 import type { RefusalLimiter } from './dns/refusal-limit.js';
 import type { SessionRateLimiter } from './sessions/rate-limit.js';
-import { verdictOf, type Policy, type SessionState, type Verdict } from './policy/judge.js';
+import { verdictOf, type NameMemoHandle, type Policy, type SessionState, type Verdict } from './policy/judge.js';
 import type { RefusedLog } from './ops/refused-log.js';
 import type { QueryLogSink } from './analyst/query-log.js';
 import type { Outcome } from './outcome/outcome.js';
@@ -38,7 +39,7 @@ export interface PipelineDeps {
   readonly sessions: SessionDirectory<SessionState>;
   /** The quarantine gate: what the pipeline asks and raises (a QuarantineBook; replay's stand-in). */
   readonly quarantines: QuarantineGate;
-  readonly resolver: Resolver;
+  readonly resolver: SlottedResolver;
   readonly policy: () => Policy; // a function: SIGHUP swaps the policy without dropping queries
   /** false: skip judging (benchmark baseline). */
   readonly judging: () => boolean;
@@ -95,6 +96,9 @@ interface QueryContext {
   ageDays: number | undefined;
   verdict: Verdict | undefined;
   eventId: string | undefined;
+  /** The cache entry the query would be answered from (looked up once, when judged), and the name's memo kept on it. */
+  slot: CacheSlot | undefined;
+  memo: NameMemoHandle | undefined;
 }
 
 export function createPipeline(d: PipelineDeps): {
@@ -121,7 +125,7 @@ export function createPipeline(d: PipelineDeps): {
       return RATE_LIMITED;
     }
     // The policy is read once: a SIGHUP while this query waits judges and accounts it on one policy, not two.
-    const c: QueryContext = { q, session, policy: d.policy(), hops, ageDays: undefined, verdict: undefined, eventId: undefined };
+    const c: QueryContext = { q, session, policy: d.policy(), hops, ageDays: undefined, verdict: undefined, eventId: undefined, slot: undefined, memo: undefined };
     if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type)) return finish(c, { kind: 'refused', reason: 'unsupported' });
 
     // 2 gate: a quarantined session gets nothing until an analyst releases it. First and cheapest: one map
@@ -197,8 +201,19 @@ export function createPipeline(d: PipelineDeps): {
   }
 
   function judgeAndAct(c: QueryContext): Outcome | Promise<Outcome> {
-    const { q, session } = c;
-    const verdict = c.policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays: c.ageDays, atMs: q.atMs });
+    const { q, session, policy } = c;
+    // A cache hit reaches its name's memo through the entry it will be answered from (pipeline.ts is the memo's one
+    // writer there), and a verdict still valid on it is given again without judging afresh (`npm run bench`).
+    const slot = d.resolver.slotFor?.(q);
+    let memo = slot?.judged as NameMemoHandle | undefined;
+    let verdict = policy.reuse(memo, q.type, session.type, session.state, c.ageDays, q.atMs);
+    if (verdict === undefined) {
+      verdict = policy.judge({ name: q.name, qtype: q.type, session, state: session.state, ageDays: c.ageDays, atMs: q.atMs });
+      memo = policy.lastMemoHandle;
+      if (slot !== undefined) slot.judged = memo;
+    }
+    c.slot = slot;
+    c.memo = memo;
     c.verdict = verdict;
 
     // 4 enforce: the block is accounted, and the quarantine on disk, before the blocking answer leaves.
@@ -256,7 +271,7 @@ export function createPipeline(d: PipelineDeps): {
   function resolveAndCheck(c: QueryContext): Outcome | Promise<Outcome> {
     // 5 resolve: cache → upstreams; an upstream failure is a value. A promise means the query went out (so does an
     // answer at hand that says it came from upstream: a stand-in such as replay's answers at once).
-    const resolution = d.resolver.resolve(c.q);
+    const resolution = d.resolver.resolve(c.q, c.slot);
     const sent = resolution instanceof Promise || (resolution.ok && resolution.via === 'upstream');
     if (c.verdict !== undefined) account(c, sent);
     if (resolution instanceof Promise) return resolution.then((r) => checkAnswer(c, r));
@@ -269,7 +284,7 @@ export function createPipeline(d: PipelineDeps): {
     // An upstream's answer feeds the session's NXDOMAIN ratio (a cache hit left nothing new).
     if (verdict !== undefined && resolution.via === 'upstream') c.policy.account(session.state, { kind: 'answer', atMs: q.atMs, rcode: resolution.reply.rcode });
     // 6 re-judge the answer: a public name pointing at private or link-local space is rebinding/SSRF.
-    if (verdict !== undefined && resolution.reply.addresses.length > 0) {
+    if (verdict !== undefined && resolution.reply.addresses.length > 0 && !c.policy.answerCleared(c.memo, resolution.reply.addresses)) {
       const answerVerdict = c.policy.judgeAnswer(q.name, resolution.reply.addresses, session);
       if (answerVerdict !== undefined) {
         const id = eventId ?? newEventId();

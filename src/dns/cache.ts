@@ -18,7 +18,22 @@ export interface CacheConfig {
   readonly serve_stale: { readonly enabled: boolean; readonly max_stale_s: number; readonly answer_ttl_s: number };
 }
 
-interface Entry {
+/**
+ * What a cached entry carries for the query path: `judged` is whatever the pipeline keeps beside the answer (the
+ * policy's memo of the name, see pipeline.ts), written only there; the cache never reads it. `slotFor` hands the
+ * entry out, and `resolve` takes it back in the same turn, so a cache hit costs one lookup, not two.
+ */
+export interface CacheSlot {
+  judged: unknown;
+}
+
+/** A resolver that can hand out the entry a query would be answered from (CachingResolver); any Resolver is one. */
+export interface SlottedResolver extends Resolver {
+  slotFor?(q: Query): CacheSlot | undefined;
+  resolve(q: Query, slot?: CacheSlot): Resolution | Promise<Resolution>;
+}
+
+interface Entry extends CacheSlot {
   /** An answer, or the failure of every upstream (kept like an upstream SERVFAIL, servfail_ttl_s). */
   readonly reply: Reply | Extract<Resolution, { ok: false }>;
   readonly storedAtMs: number;
@@ -67,14 +82,22 @@ export class CachingResolver implements Resolver {
     this.#metrics.cacheEntries.set(0);
   }
 
-  /** One key, one lookup: a hit is returned at once; a miss joins or starts the upstream query. */
-  resolve(q: Query): Resolution | Promise<Resolution> {
-    const key = cacheKey(q);
-    return this.#cached(key) ?? this.#fetch(key, q);
+  /**
+   * The entry `q` would be answered from (of any age: resolve decides), or undefined. It counts as the entry's use
+   * (LRU order); handed back to resolve() for the same query in the same turn, it is not looked up again.
+   */
+  slotFor(q: Query): CacheSlot | undefined {
+    return this.#entries?.get(cacheKey(q));
   }
 
-  #cached(key: string): Resolution | undefined {
-    const hit = this.#entries?.get(key);
+  /** One key, one lookup: a hit is returned at once; a miss joins or starts the upstream query. `slot`: slotFor(q)'s. */
+  resolve(q: Query, slot?: CacheSlot): Resolution | Promise<Resolution> {
+    const key = cacheKey(q);
+    return this.#cached(key, slot as Entry | undefined) ?? this.#fetch(key, q);
+  }
+
+  #cached(key: string, slot: Entry | undefined): Resolution | undefined {
+    const hit = slot ?? this.#entries?.get(key);
     if (hit === undefined) return undefined;
     const nowMs = this.#nowMs();
     if (hit.expiresAtMs <= nowMs) {
@@ -142,7 +165,7 @@ export class CachingResolver implements Resolver {
   #remember(key: string, reply: Entry['reply'], ttlSec: number): void {
     if (this.#entries === undefined || ttlSec <= 0) return;
     const nowMs = this.#nowMs();
-    this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000, served: undefined, staleFailedAtMs: -Infinity });
+    this.#entries.set(key, { reply, storedAtMs: nowMs, expiresAtMs: nowMs + ttlSec * 1000, served: undefined, staleFailedAtMs: -Infinity, judged: undefined });
     this.#metrics.cacheEntries.set(this.#entries.size);
   }
 

@@ -14,9 +14,13 @@ import type { PolicyConfig, ScoringConfig, SessionTypePolicy } from './schema.js
 import { RpzSet, type RpzMatch } from '../zones/rpz.js';
 import { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
 import { firstInsideAddress, rebindingRanges, type RebindingRanges } from './rebinding.js';
+import { ANSWER_REUSE_MAX_MS, handleOf, memoOfHandle, newMemo, nextGeneration, reusableVerdict, type Listed, type NameMemo as Memo, type NameMemoHandle } from './name-memo.js';
+
+type NameMemo = Memo<Verdict>;
 
 export { CALLBACK_SERVICES, inZones, PUBLIC_RESOLVERS } from './lists.js';
 export { ipv4Number } from './rebinding.js';
+export type { NameMemoHandle } from './name-memo.js';
 
 export type { SessionState } from '../../scoring/index.js';
 export type { PolicyConfig, ScoringConfig } from './schema.js';
@@ -94,39 +98,6 @@ const clip = (s: string): string => (s.length <= MAX_REASON ? s : `${s.slice(0, 
 
 const ANSWER_REASON = 'below threshold';
 
-type Listed = 'allow' | 'deny' | 'callback' | 'learned' | 'denied_by_hand' | RpzMatch | null;
-
-/**
- * Which list a name is on (allow wins, then the policy zones, deny, callback services, learned), its scoring facts
- * once computed, its last reusable verdict and its last rebinding check — in one flat object: a cache hit reads
- * the memo and nothing behind it (a separate object per reuse and per check was two more pointers chased, and
- * cache lines missed, per query).
- */
-interface NameMemo {
-  /** An RpzMatch: a policy zone's trigger decides (a PASSTHRU trigger reads null: scored, deny lists skipped). */
-  readonly listed: Listed;
-  facts: NameFacts | undefined;
-  /** The last answer (or quarantine) verdict for this name, reusable while the inputs below hold (see judge). */
-  verdict: Verdict | undefined;
-  state: SessionState | undefined;
-  /** The window's version the verdict was judged (or, for a block, last noted) against. */
-  version: number;
-  qtype: number;
-  ageDays: number | undefined;
-  type: SessionType | undefined;
-  atMs: number;
-  /** The rebinding check of the last answer's addresses (a cached answer hands every hit the same array), and its result. */
-  checkedAddresses: readonly string[] | undefined;
-  checkedInside: string | null;
-}
-
-/**
- * How long an answer verdict is reused for the same name, session, query type and domain age while the
- * session's window is unchanged (cache hits repeat names within this time): only the decay of fan-out and
- * NXDOMAIN ratio moves the score then, and at most a hundredth of their half-life (fanout_window_ms) moves
- * them by under 0.7 %. Recomputing it on every hit was a tenth of a cache hit's cost (`npm run bench`).
- */
-const ANSWER_REUSE_MAX_MS = 1000;
 const NAME_FACTS_MAX = 8192;
 
 export class Policy {
@@ -192,10 +163,11 @@ export class Policy {
    * repeat (unique names, a tunnel's labels) then die young. Anything a fresh name left behind for a
    * while (a memo map of recent names was tried) survives the next scavenge and is copied and promoted,
    * which made GC the largest share of what scoring cost on a cache miss. Both maps are bounded and
-   * start afresh when full.
+   * start afresh when full (a new generation: handles to the old memos are no longer read).
    */
   private readonly names = new Map<string, NameMemo>();
   private readonly seen = new Set<string>();
+  private generation = nextGeneration();
   /** The name judge() last looked up and its memo: the answer check of the same query finds it without a second lookup. */
   private lastName: string | undefined;
   private lastMemo: NameMemo | undefined;
@@ -209,13 +181,35 @@ export class Policy {
       this.seen.add(name);
       return undefined;
     }
-    const created: NameMemo = {
-      listed: this.listOf(name), facts: undefined, verdict: undefined, state: undefined, version: -1, qtype: -1, ageDays: undefined, type: undefined, atMs: -Infinity,
-      checkedAddresses: undefined, checkedInside: null,
-    };
-    if (this.names.size >= NAME_FACTS_MAX) this.names.clear();
+    if (this.names.size >= NAME_FACTS_MAX) this.forgetNames();
+    const created = newMemo<Verdict>(this.generation, this.listOf(name));
     this.names.set(name, created);
     return created;
+  }
+
+  private forgetNames(): void {
+    this.names.clear();
+    this.generation = nextGeneration();
+  }
+
+  /** The memo of the name judge() last judged, for the caller to keep beside its cached answer (see reuse). */
+  get lastMemoHandle(): NameMemoHandle | undefined {
+    return handleOf(this.lastMemo);
+  }
+
+  /**
+   * A cache hit's verdict without judging afresh: what judge() last gave this name (`handle`, kept from
+   * lastMemoHandle), if judging now would give the same (name-memo.ts, reusableVerdict); undefined: judge().
+   */
+  reuse(handle: NameMemoHandle | undefined, qtype: number, type: SessionType, state: SessionState, ageDays: number | undefined, atMs: number): Verdict | undefined {
+    const memo = memoOfHandle<Verdict>(handle);
+    return memo === undefined || memo.generation !== this.generation ? undefined : reusableVerdict(memo, qtype, type, state, ageDays, atMs, this.answerReuseMs);
+  }
+
+  /** True when this name's last answer check saw these very addresses and none pointed inside: judgeAnswer() would pass them. */
+  answerCleared(handle: NameMemoHandle | undefined, addresses: readonly string[]): boolean {
+    const memo = memoOfHandle<Verdict>(handle);
+    return memo !== undefined && memo.generation === this.generation && memo.checkedAddresses === addresses && memo.checkedInside === null;
   }
 
   /**
@@ -253,13 +247,13 @@ export class Policy {
     for (const d of byHand) hand.add(trimName(d));
     this.learned = next;
     this.deniedByHand = hand;
-    this.names.clear();
+    this.forgetNames();
   }
 
   /** The response policy zones (reloaded when their files change): first match wins. */
   setRpz(set: RpzSet): void {
     this.rpz = set;
-    this.names.clear();
+    this.forgetNames();
   }
 
   judge(input: JudgeInput): Verdict {
@@ -277,10 +271,8 @@ export class Policy {
     }
 
     const state = input.state;
-    if (memo !== undefined && memo.verdict !== undefined && memo.state === state && memo.version === state.version && memo.qtype === input.qtype
-      && memo.ageDays === input.ageDays && memo.type === type && input.atMs >= memo.atMs && input.atMs - memo.atMs < this.answerReuseMs) {
-      return memo.verdict; // a blocking one carries block: 'scored', which account() notes as judging afresh would
-    }
+    const reused = memo === undefined ? undefined : reusableVerdict(memo, input.qtype, type, state, input.ageDays, input.atMs, this.answerReuseMs);
+    if (reused !== undefined) return reused; // a blocking one carries block: 'scored', which account() notes as judging afresh would
 
     const p = this.params;
     const facts = this.factsOf(name, memo);
