@@ -17,6 +17,8 @@ const CLI = join(ROOT, 'dist/src/cli.js');
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : Number(process.env[k]));
 const P = {
   rounds: env('BENCH_ROUNDS', 5),
+  /** Scoring-on and scoring-off dnswardens in the main rounds, pooled for the on/off ratios (process luck: run.mjs). */
+  pairs: env('BENCH_PAIRS', 2),
   hitSeconds: env('BENCH_HIT_SECONDS', 5),
   missSeconds: env('BENCH_MISS_SECONDS', 4),
   missNames: env('BENCH_MISS_NAMES', 150_000),

@@ -49,13 +49,28 @@ async function main() {
       { key: 'warden_off', port: off.port, pid: off.pid, adminPort: off.adminPort },
     ];
 
+    // Process luck: two dnswardens of the same build and config differ by up to ±5 % in cache-hit QPS here, and
+    // now and then by more (bench/onoff-processes.mjs), which one pair's same-round ratios keep. The scoring on/off
+    // ratios therefore pool P.pairs processes of each (mean QPS per round, median over rounds); the extra pairs get
+    // the same hit and miss runs as warden_on / warden_off.
+    const pairs = [];
+    for (let i = 2; i <= P.pairs; i++) {
+      for (const scoring of [true, false]) {
+        const w = await startWarden(tmp, `warden-${scoring ? 'on' : 'off'}-${i}`, { nsdPort, scoring, baseline });
+        pairs.push({ key: `warden_${scoring ? 'on' : 'off'}_${i}`, port: w.port, pid: w.pid, adminPort: w.adminPort });
+      }
+    }
+    const rotation = [...servers, ...pairs];
+    const onKeys = rotation.filter((s) => s.key.startsWith('warden_on')).map((s) => s.key);
+    const offKeys = rotation.filter((s) => s.key.startsWith('warden_off')).map((s) => s.key);
+
     const ceilingPort = await freePort();
     const ceiling = start('node-ceiling', 'node', [join(BENCH_DIR, 'node-ceiling.mjs'), String(ceilingPort)], join(tmp, 'node-ceiling.out'));
     await sleep(500);
 
     const hitFile = join(tmp, 'hit.txt');
     writeFileSync(hitFile, `${hitNames().map((n) => `${n} A`).join('\n')}\n`);
-    for (const s of servers) {
+    for (const s of rotation) {
       const w = dnsperf(s.port, hitFile, { seconds: 10, maxRuns: 2 }); // warm: every hit name cached
       log(`warm ${s.key}: ${w.completed}/${w.sent} ${JSON.stringify(w.rcodes)}`);
     }
@@ -70,33 +85,35 @@ async function main() {
 
     result.rounds = [];
     for (let r = 0; r < P.rounds; r++) {
-      const order = servers.map((_, i) => servers[(i + r) % servers.length]);
+      const order = rotation.map((_, i) => rotation[(i + r) % rotation.length]);
       const round = { order: order.map((s) => s.key), hit: {}, miss: {}, latency_probe: {} };
       for (const s of order) round.hit[s.key] = dnsperfWithCpu(s.pid, s.port, hitFile, { seconds: P.hitSeconds });
       // The Node ceiling (bench/node-ceiling.mjs) answers the hit set only: it forwards nothing.
       round.hit.node_ceiling = dnsperf(ceilingPort, hitFile, { seconds: P.hitSeconds });
       for (const s of order) {
         const f = join(tmp, `miss-${r}-${s.key}.txt`);
-        writeMissFile(f, `r${r}${s.key.replace('warden_', '').slice(0, 2)}`, P.missNames);
+        writeMissFile(f, `r${r}${s.key.replace('warden_', '').replace('_', '').slice(0, 3)}`, P.missNames);
         round.miss[s.key] = dnsperfWithCpu(s.pid, s.port, f, { seconds: P.missSeconds, maxRuns: 1 });
         round.miss[s.key].file_exhausted = round.miss[s.key].sent >= P.missNames;
         rmSync(f);
       }
       if (P.latencyQps > 0) {
-        for (const s of order) round.latency_probe[s.key] = dnsperf(s.port, hitFile, { seconds: P.latencySeconds, qps: P.latencyQps, verbose: true });
+        for (const s of order.filter((x) => servers.includes(x))) round.latency_probe[s.key] = dnsperf(s.port, hitFile, { seconds: P.latencySeconds, qps: P.latencyQps, verbose: true });
       }
       round.ratios = qpsRatios(round, {
         hit_on_vs_unbound: ['hit', 'warden_on', 'unbound'],
         hit_off_vs_unbound: ['hit', 'warden_off', 'unbound'],
         miss_on_vs_unbound: ['miss', 'warden_on', 'unbound'],
         miss_off_vs_unbound: ['miss', 'warden_off', 'unbound'],
-        hit_on_vs_off: ['hit', 'warden_on', 'warden_off'],
+        hit_on_vs_off: ['hit', onKeys, offKeys],
+        hit_on_vs_off_first_pair: ['hit', 'warden_on', 'warden_off'],
         hit_ceiling_vs_unbound: ['hit', 'node_ceiling', 'unbound'],
         hit_on_vs_ceiling: ['hit', 'warden_on', 'node_ceiling'],
-        miss_on_vs_off: ['miss', 'warden_on', 'warden_off'],
+        miss_on_vs_off: ['miss', onKeys, offKeys],
+        miss_on_vs_off_first_pair: ['miss', 'warden_on', 'warden_off'],
       });
       result.rounds.push(round);
-      logRound('round', r, servers, round);
+      logRound('round', r, rotation, round);
     }
 
     // Medians over rounds
@@ -240,9 +257,10 @@ async function main() {
   }
 }
 
-/** Same-round QPS ratios: name → [set, numerator server, denominator server]. */
+/** Same-round QPS ratios: name → [set, numerator server(s), denominator server(s)]; several servers: their mean QPS. */
 function qpsRatios(round, spec) {
-  return Object.fromEntries(Object.entries(spec).map(([name, [set, a, b]]) => [name, round3(round[set][a].qps / round[set][b].qps)]));
+  const qps = (set, keys) => (Array.isArray(keys) ? keys.reduce((sum, k) => sum + round[set][k].qps, 0) / keys.length : round[set][keys].qps);
+  return Object.fromEntries(Object.entries(spec).map(([name, [set, a, b]]) => [name, round3(qps(set, a) / qps(set, b))]));
 }
 
 function logRound(label, r, servers, round) {
@@ -389,7 +407,7 @@ function targets(r) {
   const out = [
     t('cache-hit QPS, warden (scoring on) / Unbound', m.ratios.hit_on_vs_unbound, 0.5),
     t('cache-miss QPS, warden (scoring on) / Unbound', m.ratios.miss_on_vs_unbound, 0.8),
-    t(`cache-hit QPS, scoring on / off (${r.scoring_off_baseline})`, m.ratios.hit_on_vs_off, 0.9),
+    t(`cache-hit QPS, scoring on / off (${r.scoring_off_baseline}; ${r.params.pairs ?? 1} processes of each, pooled)`, m.ratios.hit_on_vs_off, 0.9),
   ];
   if (r.blocked) {
     const b = r.blocked.median.ratios;
@@ -456,13 +474,13 @@ function markdown(r) {
       '| server | CPU µs per query | vs Unbound | vs warden_on |', '|---|---|---|---|');
     for (const k of Object.keys(c)) L.push(`| ${k} | ${c[k]} | ${round3(c[k] / c.unbound)} | ${round3(c[k] / c.warden_on)} |`);
   }
-  L.push('', '## Same-round ratios', '', '"Node ceiling" is bench/node-ceiling.mjs: a bare node:dgram server answering the hit set from a Map of pre-encoded replies (no sessions, cache, scoring or metrics), measured after the three servers in each round.', '', '| round | order | hit on/unbound | hit off/unbound | miss on/unbound | miss off/unbound | hit on/off | miss on/off | hit Node ceiling/unbound | hit on/Node ceiling |', '|---|---|---|---|---|---|---|---|---|---|');
+  L.push('', '## Same-round ratios', '', '"Node ceiling" is bench/node-ceiling.mjs: a bare node:dgram server answering the hit set from a Map of pre-encoded replies (no sessions, cache, scoring or metrics), measured after the dnswardens in each round. "on/off" pools every scoring-on and every scoring-off dnswarden of the round (mean QPS of each); "first pair" is warden_on / warden_off alone, as runs before the pooling reported it.', '', '| round | order | hit on/unbound | hit off/unbound | miss on/unbound | miss off/unbound | hit on/off | hit on/off, first pair | miss on/off | hit Node ceiling/unbound | hit on/Node ceiling |', '|---|---|---|---|---|---|---|---|---|---|---|');
   for (const [i, x] of r.rounds.entries()) {
     const q = x.ratios;
-    L.push(`| ${i + 1} | ${x.order.join(', ')} | ${q.hit_on_vs_unbound} | ${q.hit_off_vs_unbound} | ${q.miss_on_vs_unbound} | ${q.miss_off_vs_unbound} | ${q.hit_on_vs_off} | ${q.miss_on_vs_off} | ${q.hit_ceiling_vs_unbound} | ${q.hit_on_vs_ceiling} |`);
+    L.push(`| ${i + 1} | ${x.order.join(', ')} | ${q.hit_on_vs_unbound} | ${q.hit_off_vs_unbound} | ${q.miss_on_vs_unbound} | ${q.miss_off_vs_unbound} | ${q.hit_on_vs_off} | ${q.hit_on_vs_off_first_pair ?? ''} | ${q.miss_on_vs_off} | ${q.hit_ceiling_vs_unbound} | ${q.hit_on_vs_ceiling} |`);
   }
   const q = m.ratios;
-  L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.hit_off_vs_unbound}** | **${q.miss_on_vs_unbound}** | **${q.miss_off_vs_unbound}** | **${q.hit_on_vs_off}** | **${q.miss_on_vs_off}** | **${q.hit_ceiling_vs_unbound}** | **${q.hit_on_vs_ceiling}** |`);
+  L.push(`| **median** | | **${q.hit_on_vs_unbound}** | **${q.hit_off_vs_unbound}** | **${q.miss_on_vs_unbound}** | **${q.miss_off_vs_unbound}** | **${q.hit_on_vs_off}** | **${q.hit_on_vs_off_first_pair ?? ''}** | **${q.miss_on_vs_off}** | **${q.hit_ceiling_vs_unbound}** | **${q.hit_on_vs_ceiling}** |`);
   if (r.blocked) L.push(...blockedMarkdown(r.blocked));
   if (r.fleet) {
     const f = r.fleet;
