@@ -12,7 +12,7 @@ import type { HistoryEntry, Session, SessionDirectory, SessionMeta } from './ses
 import type { Metrics } from './ops/telemetry.js';
 import { qtypeText } from './ops/qtypes.js';
 import type { Resolution } from './dns/upstream.js';
-import type { CacheSlot, SlottedResolver } from './dns/cache.js';
+import type { SlottedResolver } from './dns/cache.js';
 import { encodeQuestion, encodeSlipReply, type LocalReplyOptions, type Peer, type Query } from './dns/wire.js';
 import type { ZoneSet } from './zones/zone-set.js';
 import type { Zone } from './zones/zone.js';
@@ -96,8 +96,7 @@ interface QueryContext {
   ageDays: number | undefined;
   verdict: Verdict | undefined;
   eventId: string | undefined;
-  /** The cache entry the query would be answered from (looked up once, when judged), and the name's memo kept on it. */
-  slot: CacheSlot | undefined;
+  /** The name's memo, as kept on its cache entry (see judgeAndAct): the answer check asks it. */
   memo: NameMemoHandle | undefined;
 }
 
@@ -125,7 +124,7 @@ export function createPipeline(d: PipelineDeps): {
       return RATE_LIMITED;
     }
     // The policy is read once: a SIGHUP while this query waits judges and accounts it on one policy, not two.
-    const c: QueryContext = { q, session, policy: d.policy(), hops, ageDays: undefined, verdict: undefined, eventId: undefined, slot: undefined, memo: undefined };
+    const c: QueryContext = { q, session, policy: d.policy(), hops, ageDays: undefined, verdict: undefined, eventId: undefined, memo: undefined };
     if (q.class !== CLASS_IN || UNSUPPORTED_QTYPES.has(q.type)) return finish(c, { kind: 'refused', reason: 'unsupported' });
 
     // 2 gate: a quarantined session gets nothing until an analyst releases it. First and cheapest: one map
@@ -203,7 +202,8 @@ export function createPipeline(d: PipelineDeps): {
   function judgeAndAct(c: QueryContext): Outcome | Promise<Outcome> {
     const { q, session, policy } = c;
     // A cache hit reaches its name's memo through the entry it will be answered from (pipeline.ts is the memo's one
-    // writer there), and a verdict still valid on it is given again without judging afresh (`npm run bench`).
+    // writer there) rather than the policy's map of names, and a verdict still valid on it is given again without
+    // judging afresh (`npm run bench`).
     const slot = d.resolver.slotFor?.(q);
     let memo = slot?.judged as NameMemoHandle | undefined;
     let verdict = policy.reuse(memo, q.type, session.type, session.state, c.ageDays, q.atMs);
@@ -212,7 +212,6 @@ export function createPipeline(d: PipelineDeps): {
       memo = policy.lastMemoHandle;
       if (slot !== undefined) slot.judged = memo;
     }
-    c.slot = slot;
     c.memo = memo;
     c.verdict = verdict;
 
@@ -271,7 +270,7 @@ export function createPipeline(d: PipelineDeps): {
   function resolveAndCheck(c: QueryContext): Outcome | Promise<Outcome> {
     // 5 resolve: cache → upstreams; an upstream failure is a value. A promise means the query went out (so does an
     // answer at hand that says it came from upstream: a stand-in such as replay's answers at once).
-    const resolution = d.resolver.resolve(c.q, c.slot);
+    const resolution = d.resolver.resolve(c.q);
     const sent = resolution instanceof Promise || (resolution.ok && resolution.via === 'upstream');
     if (c.verdict !== undefined) account(c, sent);
     if (resolution instanceof Promise) return resolution.then((r) => checkAnswer(c, r));

@@ -20,8 +20,7 @@ export interface CacheConfig {
 
 /**
  * What a cached entry carries for the query path: `judged` is whatever the pipeline keeps beside the answer (the
- * policy's memo of the name, see pipeline.ts), written only there; the cache never reads it. `slotFor` hands the
- * entry out, and `resolve` takes it back in the same turn, so a cache hit costs one lookup, not two.
+ * policy's memo of the name, see pipeline.ts), written only there; the cache never reads it.
  */
 export interface CacheSlot {
   judged: unknown;
@@ -30,7 +29,6 @@ export interface CacheSlot {
 /** A resolver that can hand out the entry a query would be answered from (CachingResolver); any Resolver is one. */
 export interface SlottedResolver extends Resolver {
   slotFor?(q: Query): CacheSlot | undefined;
-  resolve(q: Query, slot?: CacheSlot): Resolution | Promise<Resolution>;
 }
 
 interface Entry extends CacheSlot {
@@ -83,21 +81,21 @@ export class CachingResolver implements Resolver {
   }
 
   /**
-   * The entry `q` would be answered from (of any age: resolve decides), or undefined. It counts as the entry's use
-   * (LRU order); handed back to resolve() for the same query in the same turn, it is not looked up again.
+   * The entry `q` would be answered from (of any age: resolve decides), or undefined. Not a use of the entry: a
+   * query looked at and then blocked leaves the LRU order as it was; resolve() is what counts.
    */
   slotFor(q: Query): CacheSlot | undefined {
-    return this.#entries?.get(cacheKey(q));
+    return this.#entries?.peek(cacheKey(q));
   }
 
-  /** One key, one lookup: a hit is returned at once; a miss joins or starts the upstream query. `slot`: slotFor(q)'s. */
-  resolve(q: Query, slot?: CacheSlot): Resolution | Promise<Resolution> {
+  /** One key, one lookup: a hit is returned at once; a miss joins or starts the upstream query. */
+  resolve(q: Query): Resolution | Promise<Resolution> {
     const key = cacheKey(q);
-    return this.#cached(key, slot as Entry | undefined) ?? this.#fetch(key, q);
+    return this.#cached(key) ?? this.#fetch(key, q);
   }
 
-  #cached(key: string, slot: Entry | undefined): Resolution | undefined {
-    const hit = slot ?? this.#entries?.get(key);
+  #cached(key: string): Resolution | undefined {
+    const hit = this.#entries?.get(key);
     if (hit === undefined) return undefined;
     const nowMs = this.#nowMs();
     if (hit.expiresAtMs <= nowMs) {

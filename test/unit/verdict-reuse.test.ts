@@ -1,7 +1,8 @@
 // A cache hit's verdict reused through its cache entry (src/policy/name-memo.ts, Policy.reuse / answerCleared,
 // CachingResolver.slotFor, src/pipeline.ts judgeAndAct): the verdict judge() gave a name is given again only while
-// judging afresh would give the same, and never after the lists change; the entry looked up when judging is the one
-// answered from (one lookup, one LRU use). The pipeline on a real CachingResolver over a scripted upstream.
+// judging afresh would give the same, and never after the lists change; looking at a cache entry to judge a query is
+// not a use of it (a blocked query leaves the LRU order alone). The pipeline on a real CachingResolver over a
+// scripted upstream.
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { CachingResolver, type CacheConfig } from '../../src/dns/cache.js';
@@ -12,9 +13,11 @@ import { createPipeline } from '../../src/pipeline.js';
 import { Policy, type SessionInfo, type SessionState } from '../../src/policy/judge.js';
 import { policySchema, scoringSchema } from '../../src/policy/schema.js';
 import { SessionDirectory } from '../../src/sessions/directory.js';
+import { RpzSet } from '../../src/zones/rpz.js';
 
 const newPolicy = (): Policy => new Policy(policySchema.parse({}), scoringSchema.parse({}));
 const session: SessionInfo = { id: 's1', user: 'u', role: 'r', type: 'interactive' };
+const ADDRESSES = ['198.51.100.7'];
 
 function query(name: string, atMs = 1_000_000): Query {
   const labels = name.split('.').map((l) => Buffer.from(l));
@@ -72,18 +75,40 @@ describe('Policy.reuse: the verdict judge() last gave a name, while judging afre
     expect(policy.reuse(handle, 1, 'interactive', state, undefined, 5002)).toBeUndefined();
   });
 
-  it('gives nothing after the learned deny list or the policy zones change: the name is judged afresh, and denied', () => {
+  it('gives nothing after the learned deny list changes: the name is judged afresh, and denied', () => {
     const { policy, state, handle } = judged();
+    policy.judgeAnswer('www.example.com', ADDRESSES, session);
+    expect(policy.answerCleared(handle, ADDRESSES)).toBe(true);
     policy.setLearnedDeny([], ['example.com']);
     expect(policy.reuse(handle, 1, 'interactive', state, undefined, 5000)).toBeUndefined();
+    expect(policy.answerCleared(handle, ADDRESSES)).toBe(false);
     expect(policy.judge({ name: 'www.example.com', qtype: 1, session, state, ageDays: undefined, atMs: 5000 })).toMatchObject({ action: 'nxdomain', rule: 'learned_deny' });
   });
 
+  it('gives nothing after the policy zones are reloaded', () => {
+    const { policy, state, verdict, handle } = judged();
+    expect(policy.reuse(handle, 1, 'interactive', state, undefined, 5000)).toBe(verdict);
+    policy.setRpz(new RpzSet([]));
+    expect(policy.reuse(handle, 1, 'interactive', state, undefined, 5000)).toBeUndefined();
+  });
+
+  it('gives nothing once the map of repeated names was full and started afresh', () => {
+    const { policy, state, verdict, handle } = judged();
+    expect(policy.reuse(handle, 1, 'interactive', state, undefined, 5000)).toBe(verdict);
+    for (let i = 0; i < 8192; i++) {
+      const input = { name: `h${i}.example.net`, qtype: 1, session, state, ageDays: undefined, atMs: 5000 };
+      policy.judge(input);
+      policy.judge(input); // a second sighting: a memo
+    }
+    expect(policy.reuse(handle, 1, 'interactive', state, undefined, 5000)).toBeUndefined();
+  });
+
   it("never reads another policy's memo (a handle kept across a SIGHUP)", () => {
-    const { state, handle } = judged();
+    const { policy, state, handle } = judged();
+    policy.judgeAnswer('www.example.com', ADDRESSES, session);
     const reloaded = newPolicy();
     expect(reloaded.reuse(handle, 1, 'interactive', state, undefined, 5000)).toBeUndefined();
-    expect(reloaded.answerCleared(handle, ['198.51.100.7'])).toBe(false);
+    expect(reloaded.answerCleared(handle, ADDRESSES)).toBe(false);
   });
 
   it('answerCleared: true only for the very address array its last check passed', () => {
@@ -99,34 +124,35 @@ describe('Policy.reuse: the verdict judge() last gave a name, while judging afre
   });
 });
 
-describe('CachingResolver.slotFor: the entry a query is answered from, looked up once', () => {
-  it('resolve(q, slot) answers from the slot, as resolve(q) would', async () => {
+describe('CachingResolver.slotFor: the entry a query would be answered from, looked at', () => {
+  it('hands out the entry of a cached answer, whose judged slot the cache leaves alone', async () => {
     const upstream = new Upstream();
     const cache = new CachingResolver(upstream, cacheConfig(10), createMetrics(), () => 1_000_000);
     expect(cache.slotFor(query('a.example.com'))).toBeUndefined();
-    expect(await cache.resolve(query('a.example.com'), undefined)).toMatchObject({ ok: true, via: 'upstream' });
+    expect(await cache.resolve(query('a.example.com'))).toMatchObject({ ok: true, via: 'upstream' });
     const slot = cache.slotFor(query('a.example.com'));
     expect(slot).toBeDefined();
     expect(slot!.judged).toBeUndefined();
-    expect(cache.resolve(query('a.example.com'), slot)).toMatchObject({ ok: true, via: 'cache' });
+    slot!.judged = 'kept';
+    expect(cache.resolve(query('a.example.com'))).toMatchObject({ ok: true, via: 'cache' });
+    expect(cache.slotFor(query('a.example.com'))!.judged).toBe('kept');
     expect(upstream.asked).toBe(1);
   });
 
-  it('slotFor counts as the entry’s use: a hit answered through its slot is not the least recently used', async () => {
+  it('is not a use of the entry: the LRU order is what resolve() left', async () => {
     const upstream = new Upstream();
     const cache = new CachingResolver(upstream, cacheConfig(2), createMetrics(), () => 1_000_000);
     await cache.resolve(query('a.example.com'));
     await cache.resolve(query('b.example.com'));
-    const q = query('a.example.com');
-    cache.resolve(q, cache.slotFor(q));
-    await cache.resolve(query('c.example.com')); // evicts the least recently used: b
-    expect(cache.slotFor(query('a.example.com'))).toBeDefined();
-    expect(cache.slotFor(query('b.example.com'))).toBeUndefined();
+    expect(cache.slotFor(query('a.example.com'))).toBeDefined(); // looked at, still the least recently used
+    await cache.resolve(query('c.example.com')); // evicts a
+    expect(cache.slotFor(query('a.example.com'))).toBeUndefined();
+    expect(cache.slotFor(query('b.example.com'))).toBeDefined();
   });
 });
 
 describe('the pipeline on a cache hit', () => {
-  function setup() {
+  function setup(maxEntries = 100) {
     const policy = newPolicy();
     let judged = 0;
     const judge = policy.judge.bind(policy);
@@ -142,7 +168,7 @@ describe('the pipeline on a cache hit', () => {
     const pipeline = createPipeline({
       sessions,
       quarantines: { holds: () => undefined, raise: () => { throw new Error('not raised here'); } },
-      resolver: new CachingResolver(upstream, cacheConfig(100), metrics, () => clock.ms),
+      resolver: new CachingResolver(upstream, cacheConfig(maxEntries), metrics, () => clock.ms),
       policy: () => policy,
       judging: () => true,
       domainAge: undefined,
@@ -177,6 +203,18 @@ describe('the pipeline on a cache hit', () => {
     expect(t.pipeline.handle(query('www.example.com', t.clock.ms))).toMatchObject({ kind: 'answered', via: 'cache' });
     t.policy.setLearnedDeny([], ['example.com']);
     expect(t.pipeline.handle(query('www.example.com', t.clock.ms))).toMatchObject({ kind: 'blocked', verdict: { rule: 'learned_deny', action: 'nxdomain' } });
+  });
+
+  it('a blocked query of a cached name does not keep its entry from eviction', async () => {
+    const t = setup(2);
+    await t.pipeline.handle(query('a.example.com', t.clock.ms));
+    await t.pipeline.handle(query('b.example.org', t.clock.ms));
+    t.policy.setLearnedDeny([], ['example.com']);
+    expect(t.pipeline.handle(query('a.example.com', t.clock.ms))).toMatchObject({ kind: 'blocked', verdict: { rule: 'learned_deny' } });
+    await t.pipeline.handle(query('c.example.net', t.clock.ms)); // evicts the least recently used: a, not b
+    expect(t.upstream.asked).toBe(3);
+    expect(t.pipeline.handle(query('b.example.org', t.clock.ms))).toMatchObject({ kind: 'answered', via: 'cache' });
+    expect(t.upstream.asked).toBe(3);
   });
 
   it('a cached answer whose addresses point inside is blocked on every hit, not passed as checked', async () => {
