@@ -55,12 +55,25 @@ export class FastHistogram<K extends string> {
   }
 
   observe(key: K, value: number): void {
+    this.observeAt(this.positionOf(key, value), value);
+  }
+
+  /**
+   * Where an observation of `value` under `key` lands (its series and bucket): a caller that observes the same
+   * values again and again (a reused verdict's score and signals) finds it once and then calls observeAt.
+   */
+  positionOf(key: K, value: number): number {
     const slot = this.#slot(key);
     const bounds = this.#bounds;
     let b = 0;
     while (b < bounds.length && value > bounds[b]!) b++;
-    this.#counts[slot * (bounds.length + 1) + b]! += 1;
-    this.#sums[slot]! += value;
+    return slot * (bounds.length + 1) + b;
+  }
+
+  /** observe(key, value), at the position positionOf(key, value) gave. */
+  observeAt(position: number, value: number): void {
+    this.#counts[position]! += 1;
+    this.#sums[(position / (this.#bounds.length + 1)) | 0]! += value;
   }
 
   /** The shape prom-client's Registry formats (name, help, type, values with metricName/labels). */

@@ -46,6 +46,10 @@ export function createOutcomeRecorder(d: OutcomeRecorderDeps): OutcomeRecorder {
   let lastVerdict: Verdict | undefined;
   let lastType: SessionMeta['type'] | undefined;
   let lastKey = 0;
+  // ... and its score's and signals' histogram positions (a reused scored verdict — an observe-mode flood of cached
+  // names, a quarantine racing the gate — observes the same values on every query): found once per verdict.
+  let scorePosition = 0;
+  let signalPositions: number[] = [];
 
   // During an outage every query fails: one log line per second says so, with how many were suppressed.
   let failureLogAtMs = -Infinity;
@@ -64,19 +68,25 @@ export function createOutcomeRecorder(d: OutcomeRecorderDeps): OutcomeRecorder {
     verdict(q, session, verdict, eventId, repeatable) {
       // Cache hits of one session type mostly hand back the same verdict object (a list's, a zero score's, a reused
       // answer): its series is remembered rather than encoded again from four strings on every query.
+      const score = verdict.score;
       if (verdict !== lastVerdict || session.type !== lastType) {
         lastVerdict = verdict;
         lastType = session.type;
         lastKey = verdictKey(verdict.action, verdict.rule, verdict.mode, session.type);
+        if (score !== undefined) {
+          scorePosition = m.scoreTotal.positionOf(session.type, score.total);
+          const keys = SIGNAL_KEYS[verdict.action];
+          signalPositions = score.signals.map((s) => m.signalValue.positionOf(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value));
+        }
       }
       m.verdicts.inc(lastKey);
       if (verdict.rpz !== undefined) m.rpzHits.inc({ zone: verdict.rpz.zone, action: verdict.rpz.action.kind });
-      if (verdict.score !== undefined) {
-        m.scoreTotal.observe(session.type, verdict.score.total);
-        const keys = SIGNAL_KEYS[verdict.action];
-        for (const s of verdict.score.signals) m.signalValue.observe(keys[s.id] ?? `${s.id}|${verdict.action}`, s.value);
+      if (score !== undefined) {
+        m.scoreTotal.observeAt(scorePosition, score.total);
+        const signals = score.signals;
+        for (let i = 0; i < signals.length; i++) m.signalValue.observeAt(signalPositions[i]!, signals[i]!.value);
       }
-      verdictLog.record(q, session, verdict, eventId, repeatable);
+      verdictLog.record(q, session, verdict, eventId, repeatable, lastKey);
     },
     local(q, session, zone, rcode) {
       m.localAnswers.inc(m.localAnswerKey(zone, rcode));

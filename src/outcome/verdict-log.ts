@@ -4,7 +4,7 @@
 // when the window has passed (`flush`, from a timer, or all at close) — a flood costs no log line per query.
 // Never decides, never counts metrics (src/outcome/record.ts does), never writes the store or sockets; never logs tokens.
 import type { Logger } from 'pino';
-import { qtypeName, verdictKey } from '../ops/telemetry.js';
+import { qtypeName } from '../ops/telemetry.js';
 import { qtypeText } from '../ops/qtypes.js';
 import type { Query } from '../dns/wire.js';
 import type { SessionMeta } from '../sessions/directory.js';
@@ -22,7 +22,8 @@ export interface VerdictLog {
    * Logs a verdict (a block at warn, an answer at debug). `repeatable`: a block that may be only counted when one
    * like it from the session opened the current window.
    */
-  record(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined, repeatable: boolean): void;
+  /** `key`: verdictKey(action, rule, mode, session type) of `verdict` (the recorder has it at hand). */
+  record(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined, repeatable: boolean, key: number): void;
   /** Logs the counts of repeated blocks whose window has passed (every window, from a timer), or all of them (`all`: at close). */
   flush(all?: boolean): void;
 }
@@ -48,9 +49,9 @@ export function createVerdictLog(d: VerdictLogDeps): VerdictLog {
   // may change log.level), not pino's isLevelEnabled (a name lookup and a comparator call per query).
   const debugLevel = d.log.levels.values.debug ?? 20;
 
-  function record(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined, repeatable: boolean): void {
+  function record(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined, repeatable: boolean, key: number): void {
     if (verdict.action !== 'answer') {
-      if (repeatable && isRepeat(q, session, verdict, eventId)) return;
+      if (repeatable && isRepeat(q, session, verdict, eventId, key * 2 + (verdict.enforced ? 1 : 0))) return;
       d.log.warn(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
     } else if (d.log.levelVal <= debugLevel) {
       d.log.debug(verdictLogLine(q, session, verdict, eventId), verdictMessage(verdict));
@@ -60,8 +61,7 @@ export function createVerdictLog(d: VerdictLogDeps): VerdictLog {
   // The first block of a kind from a session is logged in full and opens a window; the blocks like it within
   // the window are only counted (no log line, no allocation), and one line says how many when the window has
   // passed. Metrics still count every query.
-  function isRepeat(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined): boolean {
-    const key = verdictKey(verdict.action, verdict.rule, verdict.mode, session.type) * 2 + (verdict.enforced ? 1 : 0);
+  function isRepeat(q: Query, session: SessionMeta, verdict: Verdict, eventId: string | undefined, key: number): boolean {
     let kinds = repeats.get(session);
     const open = kinds?.get(key);
     if (open !== undefined && q.atMs >= open.windowStartMs && q.atMs - open.windowStartMs < d.repeatWindowMs()) {

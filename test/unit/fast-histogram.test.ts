@@ -37,6 +37,24 @@ describe('FastHistogram', () => {
     expect(text).toContain('z_value_sum{signal="b",action="answer"} 0.1');
     expect(text).toContain('z_value_count{signal="a",action="answer"} 0');
   });
+
+  it('observeAt(positionOf(key, value)) counts as observe(key, value), and positions stay right as series are added', async () => {
+    const registry = new Registry();
+    const h = new FastHistogram<string>({ name: 'p_value', help: 'test', label: 'signal', buckets: [0.1, 0.5, 1], registry });
+    const at = h.positionOf('a', 0.3);
+    h.observeAt(at, 0.3);
+    h.observe('b', 0.05); // a new series after the position was taken: the counts are re-laid
+    h.observeAt(at, 0.3);
+    h.observeAt(h.positionOf('b', 2), 2);
+    const text = await registry.metrics();
+    expect(text).toContain('p_value_bucket{signal="a",le="0.1"} 0');
+    expect(text).toContain('p_value_bucket{signal="a",le="0.5"} 2');
+    expect(text).toContain('p_value_sum{signal="a"} 0.6');
+    expect(text).toContain('p_value_bucket{signal="b",le="0.1"} 1');
+    expect(text).toContain('p_value_bucket{signal="b",le="1"} 1');
+    expect(text).toContain('p_value_bucket{signal="b",le="+Inf"} 2');
+    expect(text).toContain('p_value_sum{signal="b"} 2.05');
+  });
 });
 
 describe('FastCounter', () => {
@@ -99,5 +117,30 @@ describe('per-query metric keys', () => {
     const text = await metrics.registry.metrics();
     expect(text).toContain('dnswarden_verdicts_total{action="quarantine",rule="accumulation",mode="observe",session_type="scheduled"} 1');
     expect(text).toContain('dnswarden_verdicts_total{action="answer",rule="none",mode="enforce",session_type="interactive"} 1');
+  });
+});
+
+describe('the outcome recorder on a reused scored verdict', () => {
+  it("observes the verdict's score and every signal once per query, and a new verdict its own values", async () => {
+    const { createOutcomeRecorder } = await import('../../src/outcome/record.js');
+    const { createLogger } = await import('../../src/ops/telemetry.js');
+    const { verdictOf } = await import('../../src/policy/judge.js');
+    const { Writable } = await import('node:stream');
+    const metrics = createMetrics();
+    const rec = createOutcomeRecorder({ metrics, log: createLogger('silent', new Writable({ write: (_c, _e, done) => done() })), refusedLog: undefined, nowMs: () => 0, repeatWindowMs: () => 1000 });
+    const session = { id: 's1', user: 'u', role: 'r', type: 'interactive' as const, addresses: ['127.0.0.1/32'], origin: 'static' as const, expiresAtMs: Infinity, registeredAtMs: 0 };
+    const q = { id: 1, name: 'x.example.com', type: 1, class: 1, rd: true, cd: false, question: Buffer.alloc(0), edns: undefined, maxReplyBytes: 1232, peer: { address: '127.0.0.1', port: 1, transport: 'udp' as const }, atMs: 0 };
+    const first = verdictOf('quarantine', 'threshold', false, 'observe', 'r', { total: 0.8, signals: [{ id: 'label_entropy', value: 0.7 }, { id: 'name_length', value: 0.2 }] } as never);
+    for (let i = 0; i < 3; i++) rec.verdict(q, session, first, 'e1', true);
+    const second = verdictOf('quarantine', 'threshold', false, 'observe', 'r', { total: 0.9, signals: [{ id: 'label_entropy', value: 0.05 }] } as never);
+    rec.verdict(q, session, second, 'e2', true);
+    const text = await metrics.registry.metrics();
+    const value = (series: string): number => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(value('dnswarden_signal_value_sum{signal="label_entropy",action="quarantine"}')).toBeCloseTo(3 * 0.7 + 0.05, 9);
+    expect(value('dnswarden_signal_value_count{signal="label_entropy",action="quarantine"}')).toBe(4);
+    expect(value('dnswarden_signal_value_bucket{signal="label_entropy",action="quarantine",le="0.1"}')).toBe(1); // the second verdict's 0.05
+    expect(value('dnswarden_signal_value_count{signal="name_length",action="quarantine"}')).toBe(3);
+    expect(value('dnswarden_score_sum{session_type="interactive"}')).toBeCloseTo(3 * 0.8 + 0.9, 9);
+    expect(value('dnswarden_score_count{session_type="interactive"}')).toBe(4);
   });
 });
